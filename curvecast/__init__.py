@@ -1,6 +1,7 @@
 """curvecast: forecast where a PyTorch Lightning run is going, and act on it."""
 
+from curvecast.bundle import Curvecast
 from curvecast.history import RunHistory, Series
 
 __version__ = "0.1.0"
-__all__ = ["RunHistory", "Series", "__version__"]
+__all__ = ["Curvecast", "RunHistory", "Series", "__version__"]

@@ -1,0 +1,227 @@
+"""Curvecast: the one-line callback that wires the sensors, the brain and the actuators together."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Literal, Protocol
+
+from curvecast._lightning import Callback, guarded, is_global_zero
+from curvecast.callbacks.loss_capture import TRAIN_LOSS, LossCapture
+from curvecast.callbacks.lr_capture import LearningRateCapture
+from curvecast.forecast_runner import ForecastRunner
+from curvecast.forecasting.report import Report
+from curvecast.history import RunHistory
+
+__all__ = ["Actuator", "Curvecast"]
+
+log = logging.getLogger("curvecast")
+
+_STATE_VERSION = 1
+_MODES = ("min", "max")
+
+
+class Actuator(Protocol):
+    """What acts on reports. ``stop_request`` (None, or an object with a ``message``) asks the run to stop."""
+
+    stop_request: Any
+
+    def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None: ...
+
+
+class Curvecast(Callback):
+    """Watch a live run: capture its loss and LR schedule, forecast where the loss is going, and act on it.
+
+    ``Trainer(callbacks=[Curvecast()])`` is all it takes; pass it inside a list (works with both
+    ``lightning.pytorch.Trainer`` and ``pytorch_lightning.Trainer``).
+
+    Args:
+        monitor: the metric to forecast; None means the training loss of every optimizer step. A validation metric
+            (e.g. ``"val_loss"``) is forecast after each validation run.
+        mode: ``"min"`` when lower is better, ``"max"`` otherwise.
+        target: a value of ``monitor`` the run should reach; forecasts then give the step and probability to reach it.
+        forecast_every: optimizer steps between forecasts of the training loss.
+        background: forecast in a worker thread so the training step never waits for a fit.
+        actuators: extra objects acting on each :class:`~curvecast.forecasting.Report` (see :class:`Actuator`).
+
+    Attributes:
+        history: the run's :class:`~curvecast.history.RunHistory` (saved in checkpoints, restored on resume).
+        last_report: the latest report with a forecast, or None.
+        reports: the most recent reports (a bounded deque).
+    """
+
+    def __init__(
+        self,
+        monitor: str | None = None,
+        mode: Literal["min", "max"] = "min",
+        target: float | None = None,
+        forecast_every: int = 100,
+        background: bool = True,
+        actuators: list[Actuator] | None = None,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"Expected `mode` to be one of {_MODES}, but got {mode!r}")
+        if forecast_every < 1:
+            raise ValueError(f"Expected `forecast_every` to be a positive int, but got {forecast_every}")
+        self.monitor = monitor or TRAIN_LOSS
+        self.mode = mode
+        self.target = target
+        self.forecast_every = forecast_every
+        self.background = background
+        self.history = RunHistory()
+        self.loss_capture = LossCapture(self.history)
+        self.lr_capture = LearningRateCapture(self.history)
+        self.sensors: list[Callback] = [self.loss_capture, self.lr_capture]
+        self.actuators: list[Actuator] = list(actuators or [])
+        self.last_report: Report | None = None
+        self.reports: deque[Report] = deque(maxlen=100)
+        self._runner: ForecastRunner[Report] = ForecastRunner(background)
+        self._last_forecast_step: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor)
+
+    # -- sensors: every hook is forwarded to each sensor (each guards itself) -------------------------------------
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        for sensor in self.sensors:
+            sensor.setup(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_train_start(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        for sensor in self.sensors:
+            sensor.on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_before_backward(trainer, pl_module, loss)
+
+    def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_after_backward(trainer, pl_module)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_before_optimizer_step(trainer, pl_module, optimizer)
+
+    def on_before_zero_grad(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_before_zero_grad(trainer, pl_module, optimizer)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for sensor in self.sensors:
+            sensor.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._think(trainer, pl_module, at_validation=False)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self._think(trainer, pl_module, at_validation=True)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_train_end(trainer, pl_module)
+        self._final_report(trainer, pl_module)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        for sensor in self.sensors:
+            sensor.teardown(trainer, pl_module, stage)
+        self._runner.close()
+
+    # -- brain: forecasts on a cadence, off the training thread ---------------------------------------------------
+
+    @guarded
+    def _think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
+        if is_global_zero(trainer):
+            report = self._runner.poll()
+            if report is not None:
+                self._dispatch(trainer, pl_module, report)
+            if self._forecast_due(at_validation):
+                self._runner.submit(self._forecast_job())
+        self._vote_stop(trainer)
+
+    def _forecast_due(self, at_validation: bool) -> bool:
+        last = self.history.last(self.monitor)
+        if last is None or last[0] == self._last_forecast_step:
+            return False
+        if self.monitor == TRAIN_LOSS:
+            due = self._last_forecast_step is None or last[0] - self._last_forecast_step >= self.forecast_every
+        else:
+            due = at_validation
+        if due:
+            self._last_forecast_step = last[0]
+        return due
+
+    def _forecast_job(self):
+        """Snapshot what the forecast needs on the training thread; the returned job only reads the snapshot."""
+        series = self.history.series(self.monitor)  # immutable arrays: safe to read from another thread
+        horizon = self.lr_capture.horizon
+        lrs = self.lr_capture.schedule()
+        step = int(series.steps[-1])
+        lr_drop_ahead = self.lr_capture.lr_drop_ahead(step)
+        monitor, target = self.monitor, self.target
+
+        def job() -> Report:
+            from curvecast.forecasting import Forecaster
+
+            forecast = None
+            if horizon is not None and horizon >= step:
+                forecast = Forecaster().fit(series.steps, series.values, horizon=horizon, lrs=lrs, counts=series.counts)
+            return Report(
+                step=step,
+                monitor=monitor,
+                horizon=horizon,
+                forecast=forecast,
+                target=target,
+                lr_schedule_known=lrs is not None,
+                lr_drop_ahead=lr_drop_ahead,
+            )
+
+        return job
+
+    @guarded
+    def _final_report(self, trainer: Any, pl_module: Any) -> None:
+        if not is_global_zero(trainer):
+            return
+        report = self._runner.drain()
+        if report is not None:
+            self._dispatch(trainer, pl_module, report)
+        if self.monitor in self.history and self.history.last(self.monitor)[0] != self._last_forecast_step:
+            self._last_forecast_step = self.history.last(self.monitor)[0]
+            report = self._forecast_job()()
+            self._dispatch(trainer, pl_module, report)
+
+    # -- actuators --------------------------------------------------------------------------------------------------
+
+    def _dispatch(self, trainer: Any, pl_module: Any, report: Report) -> None:
+        self.reports.append(report)
+        if report.forecast is not None:
+            self.last_report = report
+        for actuator in self.actuators:
+            try:
+                actuator.on_report(trainer, pl_module, report)
+            except Exception as error:  # noqa: BLE001 - one failing actuator must not silence the others
+                log.warning("curvecast: %s failed on a report: %s", type(actuator).__name__, error)
+
+    def _vote_stop(self, trainer: Any) -> None:
+        """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them."""
+        if trainer.world_size > 1 and trainer.global_step % self.forecast_every != 0:
+            return  # a collective per step would cost every step a round trip between ranks
+        local = any(getattr(a, "stop_request", None) is not None for a in self.actuators)
+        if trainer.strategy.reduce_boolean_decision(local, all=False):
+            trainer.should_stop = True
+
+    # -- checkpoint state -------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.loss_capture._trainer is not None:
+            self.loss_capture.flush(self.loss_capture._trainer)
+        return {"version": _STATE_VERSION, "history": self.history.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history.load_state_dict(state_dict["history"])

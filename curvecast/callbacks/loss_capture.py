@@ -1,0 +1,155 @@
+"""LossCapture: the training loss of every optimizer step, and the logged validation metrics, into a RunHistory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from curvecast._lightning import Callback, guarded, optimizer_step_index
+from curvecast.history import RunHistory
+
+__all__ = ["LossCapture"]
+
+TRAIN_LOSS = "loss"
+
+
+def _loss_tensor(outputs: Any) -> torch.Tensor | None:
+    """The loss a ``training_step`` returned: a tensor, or ``{"loss": tensor}``; None when it returned nothing."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, dict):
+        loss = outputs.get("loss")
+        return loss if isinstance(loss, torch.Tensor) else None
+    return None
+
+
+def _is_validation_metric(name: str) -> bool:
+    return not name.startswith("curvecast/") and "val" in name.lower()
+
+
+class LossCapture(Callback):
+    """Record the training loss of every optimizer step and the validation metrics logged by the module.
+
+    Under gradient accumulation Lightning hands ``on_train_batch_end`` each micro-batch's loss divided by
+    ``accumulate_grad_batches``; this undoes the division and averages the micro-batches of one optimizer step. Under
+    DDP the per-step losses are averaged over ranks. Values stay on the device and are moved to the host every
+    ``flush_every`` steps, in one transfer.
+
+    Args:
+        history: where to record; a new one by default (``capture.history``).
+        flush_every: optimizer steps between host transfers. ``None``: every step on CPU (no sync to save), else
+            ``trainer.log_every_n_steps``.
+        metrics: the validation metrics to record from ``trainer.callback_metrics``: a predicate on the name, or
+            names. By default every scalar metric whose name contains "val".
+
+    Example::
+
+        >>> capture = LossCapture()
+        >>> capture.history.names()
+        []
+    """
+
+    def __init__(
+        self,
+        history: RunHistory | None = None,
+        flush_every: int | None = None,
+        metrics: Callable[[str], bool] | Iterable[str] | None = None,
+    ) -> None:
+        if flush_every is not None and flush_every < 1:
+            raise ValueError(f"Expected `flush_every` to be a positive int or None, but got {flush_every}")
+        self.history = history if history is not None else RunHistory()
+        self.flush_every = flush_every
+        if metrics is None:
+            self._is_metric = _is_validation_metric
+        elif callable(metrics):
+            self._is_metric = metrics
+        else:
+            names = set(metrics)
+            self._is_metric = names.__contains__
+        self._micro: list[torch.Tensor] = []
+        self._pending_steps: list[int] = []
+        self._pending_losses: list[torch.Tensor] = []
+        self._seen_global_step: int | None = None
+        self._flush_every = 1
+        self._trainer: Any = None
+
+    @guarded
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._trainer = trainer
+        self._seen_global_step = int(trainer.global_step)
+        self._micro.clear()
+        on_cpu = getattr(trainer.strategy, "root_device", torch.device("cpu")).type == "cpu"
+        single = getattr(trainer, "world_size", 1) == 1
+        # Per-step transfers are free on CPU; elsewhere `.tolist()` waits for the device, and under DDP a flush is
+        # a collective, so both wait for the logging cadence.
+        default = 1 if on_cpu and single else max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        self._flush_every = self.flush_every or default
+
+    @guarded
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = _loss_tensor(outputs)
+        if loss is not None:
+            accumulate = trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
+            self._micro.append(loss.detach().float().reshape(()) * accumulate)
+        global_step = int(trainer.global_step)
+        if self._seen_global_step is None:
+            self._seen_global_step = global_step
+        if global_step == self._seen_global_step:
+            return  # still accumulating micro-batches of this optimizer step
+        self._seen_global_step = global_step
+        if self._micro:
+            step_loss = self._micro[0] if len(self._micro) == 1 else torch.stack(self._micro).mean()
+            self._pending_steps.append(optimizer_step_index(trainer))
+            self._pending_losses.append(step_loss)
+            self._micro = []
+        if len(self._pending_steps) >= self._flush_every:
+            self.flush(trainer)
+
+    def flush(self, trainer: Any) -> None:
+        """Move pending per-step losses to the host (one transfer; one collective under DDP) and record them."""
+        if not self._pending_steps:
+            return
+        losses = torch.stack(self._pending_losses)
+        if getattr(trainer, "world_size", 1) > 1:
+            losses = trainer.strategy.reduce(losses, reduce_op="mean")
+        for step, value in zip(self._pending_steps, losses.tolist(), strict=True):
+            self.history.append(TRAIN_LOSS, step, value)
+        self._pending_steps, self._pending_losses = [], []
+
+    @guarded
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        self.flush(trainer)
+        step = optimizer_step_index(trainer)
+        for name, value in trainer.callback_metrics.items():
+            if not self._is_metric(name):
+                continue
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    continue
+                value = value.item()  # validation already synchronised the device
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.history.append(name, step, float(value))
+
+    @guarded
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.flush(trainer)
+        self._trainer = None
+
+    def state_dict(self) -> dict[str, Any]:
+        # Lightning reads callback state on every rank while saving a checkpoint: flush first, so the steps
+        # measured since the last flush are in the saved history.
+        if self._trainer is not None:
+            self.flush(self._trainer)
+        return {"history": self.history.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history.load_state_dict(state_dict["history"])
+
+    def pending_steps(self) -> int:
+        """Optimizer steps measured but not yet moved to the host."""
+        return len(self._pending_steps)
+
