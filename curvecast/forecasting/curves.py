@@ -1,0 +1,97 @@
+"""Curve families as plain functions: each maps steps and a grid of nonlinear parameters to linear design columns.
+
+Every family is ``value = c0 + c1 * f(t; theta) [- c2 * LD(t)]`` with a decreasing ``f``; c1 >= 0 (the curve falls
+as training goes on) and c0 >= 0 for positive metrics. The nonlinear ``theta`` lives on a bounded grid that
+``varpro.fit_grid`` searches exhaustively. Steps are divided by a reference step (the last observed one) so every
+column is O(1) whatever the run length.
+
+Schedule-free families follow Domhan et al. 2015, written for a falling loss: pow3 ``t^-alpha``, pow4
+``(t + t0)^-alpha``, Janoschek/Weibull ``exp(-(t/kappa)^delta)`` (exp3 at delta = 1) and log-power / MMF
+``1 / (1 + (t/kappa)^delta)``. The schedule-aware family is the Multi-Power Law (see ``schedule.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from curvecast.forecasting.schedule import LRSchedule
+
+__all__ = ["Family", "mpl_family", "pow3", "schedule_free_families"]
+
+ALPHAS = np.geomspace(0.05, 3.0, 48)  # power-law exponents: Kaplan's 0.076 to Domhan's steep early curves
+_KAPPAS = np.geomspace(0.05, 20.0, 24)  # time constants, in units of the last observed step
+_DELTAS = np.array([0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0])
+_OFFSETS = np.array([0.0, 0.03, 0.1, 0.3, 1.0])  # pow4 time offsets t0, in units of the last observed step
+
+
+@dataclass(frozen=True)
+class Family:
+    """A curve family: ``columns(t, grid)`` gives the (G, n, p) design for steps ``t`` at every grid point."""
+
+    name: str
+    grid: np.ndarray
+    columns: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    nonneg: tuple[int, ...]
+    anneal_index: int | None = None  # the coefficient of the annealing column, when there is one
+
+    def predict(self, t: np.ndarray, theta: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """Curve values at steps ``t`` for one grid point ``theta`` and its linear coefficients ``coef``."""
+        return self.columns(np.asarray(t, dtype=np.float64), theta[None, :])[0] @ coef
+
+
+def _stack(t: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Design (G, n, 2) with columns [1, f] from f of shape (G, n)."""
+    return np.stack([np.ones_like(f), f], axis=-1)
+
+
+def pow3(t: np.ndarray, grid: np.ndarray, t_ref: float) -> np.ndarray:
+    """Columns [1, (t/t_ref)^-alpha] for alphas ``grid[:, 0]``."""
+    x = np.maximum(t / t_ref, 1e-6)
+    return _stack(t, x[None, :] ** -grid[:, :1])
+
+
+def _pow4(t: np.ndarray, grid: np.ndarray, t_ref: float) -> np.ndarray:
+    x = np.maximum(t / t_ref, 1e-6)[None, :] + grid[:, 1:2]
+    return _stack(t, np.maximum(x, 1e-6) ** -grid[:, :1])
+
+
+def _janoschek(t: np.ndarray, grid: np.ndarray, t_ref: float) -> np.ndarray:
+    x = np.maximum(t / t_ref, 0.0)[None, :] / grid[:, :1]
+    return _stack(t, np.exp(-(x ** grid[:, 1:2])))
+
+
+def _log_power(t: np.ndarray, grid: np.ndarray, t_ref: float) -> np.ndarray:
+    x = np.maximum(t / t_ref, 0.0)[None, :] / grid[:, :1]
+    return _stack(t, 1.0 / (1.0 + x ** grid[:, 1:2]))
+
+
+def _grid(*axes: np.ndarray) -> np.ndarray:
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def schedule_free_families(t_ref: float, positive: bool) -> list[Family]:
+    """The Domhan-style families for a falling metric, steps scaled by ``t_ref``."""
+    nonneg = (0, 1) if positive else (1,)
+    return [
+        Family("pow3", _grid(ALPHAS), lambda t, g: pow3(t, g, t_ref), nonneg),
+        Family("pow4", _grid(ALPHAS[::2], _OFFSETS[1:]), lambda t, g: _pow4(t, g, t_ref), nonneg),
+        Family("janoschek", _grid(_KAPPAS, _DELTAS), lambda t, g: _janoschek(t, g, t_ref), nonneg),
+        Family("logpower", _grid(_KAPPAS, _DELTAS), lambda t, g: _log_power(t, g, t_ref), nonneg),
+    ]
+
+
+def mpl_family(schedule: LRSchedule, s1_ref: float, positive: bool) -> Family:
+    """Multi-Power Law with fixed shape constants: columns [1, (S1/S1_ref)^-alpha, -LD(t)], B = c2 >= 0."""
+
+    def columns(t: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        x = schedule.s1(t) / s1_ref
+        f = x[None, :] ** -grid[:, :1]
+        ld = np.broadcast_to(-schedule.anneal(t)[None, :], f.shape)
+        return np.stack([np.ones_like(f), f, ld], axis=-1)
+
+    nonneg = (0, 1, 2) if positive else (1, 2)
+    return Family("mpl", _grid(ALPHAS), columns, nonneg, anneal_index=2)
