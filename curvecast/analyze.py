@@ -1,0 +1,290 @@
+"""`curvecast analyze PATH`: the forecast and the anomalies of a run that already exists, from its logs.
+
+``analyze()`` does the work and returns an ``Analysis``; ``run_analyze()`` is the command-line front end (the
+``curvecast analyze`` subcommand) that prints it, writes the plot and the JSON report, and turns every input problem
+into one line on stderr and exit status 1 (2 for arguments that make no sense, as argparse does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+
+__all__ = ["Analysis", "AnalyzeError", "add_analyze_arguments", "analysis_to_dict", "analyze", "run_analyze"]
+
+EXIT_INPUT = 1  # the log cannot be analysed: missing, unreadable, truncated, unknown tag, too few points
+EXIT_USAGE = 2  # the arguments contradict each other or the log (argparse uses 2 as well)
+MIN_POINTS = 5  # the Forecaster's default `min_points`: fewer finite points cannot be forecast
+_MAX_LISTED = 20  # anomalies printed in the text report; the JSON report has them all
+# The streaming anomaly detector costs tens of microseconds a point; a longer curve is searched on bucket maxima.
+MAX_DETECTOR_POINTS = 50_000
+
+
+class AnalyzeError(ValueError):
+    """Arguments that cannot apply to the log, e.g. a horizon before its last step."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The outcome of ``analyze``.
+
+    Attributes:
+        log: everything read from the path.
+        curve: the series analysed.
+        lr: the learning-rate series found, or None.
+        lr_used: whether ``lr`` covered every step up to the horizon and was given to the forecaster.
+        horizon: the step forecast to.
+        target: the target asked about, or None.
+        forecast: the ``Forecast`` (``forecast.ok`` False with ``forecast.reason`` when none could be made).
+        anomalies: the ``Anomaly`` events found over the whole curve, in step order.
+        anomaly_bucket: how many logged points each point given to the anomaly detector stands for (1: all of them).
+    """
+
+    log: RunLog
+    curve: Curve
+    lr: Curve | None
+    lr_used: bool
+    horizon: int
+    target: float | None
+    forecast: Any
+    anomalies: list[Any]
+    anomaly_bucket: int = 1
+
+
+def _lr_at_every_step(lr: Curve, horizon: int) -> np.ndarray | None:
+    """The LR of steps 0..horizon, each step taking the last logged value (None when the log stops short of it).
+
+    Past its last logged step the schedule of a finished log is unknown, and holding it flat would mislead a
+    schedule-aware forecast, so an LR log that ends well before the horizon is not used at all.
+    """
+    steps, values = lr.steps, lr.values
+    if len(steps) == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        return None
+    spacing = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    if steps[-1] + max(spacing, 1) < horizon:
+        return None
+    index = np.searchsorted(steps, np.arange(horizon + 1), side="right") - 1
+    return values[np.clip(index, 0, None)]
+
+
+def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each run of ``bucket`` points as one point: its maximum at its own step, or its first non-finite value.
+
+    The maximum keeps a spike's height and step (a mean would dilute it), and a bucket holding a NaN or inf stays
+    non-finite, so the critical events survive the thinning.
+    """
+    n = len(steps) // bucket * bucket
+    tail_steps, tail_values = steps[n:], values[n:]
+    block = values[:n].reshape(-1, bucket)
+    finite = np.isfinite(block)
+    pick = np.where(finite.all(axis=1), np.argmax(np.where(finite, block, -np.inf), axis=1), np.argmin(finite, axis=1))
+    rows = np.arange(len(block))
+    out_steps = steps[:n].reshape(-1, bucket)[rows, pick]
+    return np.r_[out_steps, tail_steps], np.r_[block[rows, pick], tail_values]
+
+
+def _detect(curve: Curve, lr: Curve | None) -> tuple[list[Any], int]:
+    from curvecast.forecasting import detect_anomalies
+
+    steps, values = curve.steps, curve.values
+    bucket = -(-len(steps) // MAX_DETECTOR_POINTS)
+    if bucket > 1:
+        steps, values = bucket_maxima(steps, values, bucket)
+    lrs = _lr_at_every_step(lr, int(steps[-1])) if lr is not None else None
+    events = detect_anomalies(steps, values, lrs=lrs, series=curve.name)
+    return sorted(events, key=lambda event: event.step), bucket
+
+
+def analyze(
+    path: str | Path, tag: str | None = None, horizon: int | None = None, target: float | None = None
+) -> Analysis:
+    """Read the log at ``path``, forecast its loss (or ``tag``) at ``horizon`` and find its anomalies.
+
+    Args:
+        path: a TensorBoard log directory or event file, a CSVLogger ``metrics.csv``, or a CSV/JSONL file.
+        tag: the series to analyse; by default the training loss.
+        horizon: the step to forecast; by default the last logged step.
+        target: a value of the series to ask about (step reaching it, probability of ending below it).
+
+    Raises:
+        LogReadError: the log cannot be read, ``tag`` is not in it, or it has fewer than ``MIN_POINTS`` points.
+        AnalyzeError: ``horizon`` lies before the last logged step, or ``target`` is not finite.
+    """
+    from curvecast.forecasting import Forecaster
+
+    log = read_log(path)
+    curve = choose_loss(log, tag)
+    finite = int(np.isfinite(curve.values).sum())
+    if finite < MIN_POINTS:
+        raise LogReadError(
+            f"Expected at least {MIN_POINTS} finite points in `{curve.name}` to forecast, but it has {finite} "
+            f"({len(curve)} logged)"
+        )
+    last = int(curve.steps[-1])
+    if horizon is None:
+        horizon = last
+    elif horizon < last:
+        raise AnalyzeError(f"Expected `--horizon` to be at or after the last logged step {last}, but got {horizon}")
+    if target is not None and not math.isfinite(target):
+        raise AnalyzeError(f"Expected `--target` to be a finite number, but got {target}")
+    lr = choose_lr(log, curve)
+    lrs = _lr_at_every_step(lr, horizon) if lr is not None else None
+    forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs)
+    anomalies, bucket = _detect(curve, lr)
+    return Analysis(log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket)
+
+
+def _number(value: float | None) -> float | None:
+    """JSON has no NaN or inf: they become null."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, Any]:
+    """The machine-readable report (what ``--json`` prints)."""
+    curve, forecast, target = analysis.curve, analysis.forecast, analysis.target
+    finite = curve.values[np.isfinite(curve.values)]
+    report: dict[str, Any] = {
+        "source": str(analysis.log.source),
+        "format": analysis.log.kind,
+        "series": {
+            "name": curve.name,
+            "points": len(curve),
+            "first_step": int(curve.steps[0]),
+            "last_step": int(curve.steps[-1]),
+            "last_value": _number(curve.values[-1]),
+            "min_value": _number(finite.min()) if finite.size else None,
+        },
+        "lr": {"name": analysis.lr.name if analysis.lr else None, "used": analysis.lr_used},
+        "horizon": analysis.horizon,
+        "target": target,
+        "forecast": {"ok": bool(forecast.ok), "reason": forecast.reason, "model": forecast.model},
+        "anomalies": [_anomaly_dict(event) for event in analysis.anomalies],
+        "anomaly_bucket": analysis.anomaly_bucket,
+        "series_available": analysis.log.names,
+        "plot": plot,
+    }
+    if forecast.ok:
+        lo80, hi80 = forecast.interval(0.8)
+        lo95, hi95 = forecast.interval(0.95)
+        report["forecast"].update(
+            final=_number(forecast.final),
+            interval_80=[_number(lo80), _number(hi80)],
+            interval_95=[_number(lo95), _number(hi95)],
+        )
+        if target is not None:
+            report["forecast"].update(
+                step_to_reach=forecast.step_to_reach(target), prob_below=_number(forecast.prob_below(target))
+            )
+    return report
+
+
+def _anomaly_dict(event: Any) -> dict[str, Any]:
+    return {
+        "kind": event.kind,
+        "step": int(event.step),
+        "severity": event.severity,
+        "message": event.message,
+        "score": _number(event.score),
+        "value": _number(event.value),
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
+    """The text report printed by ``curvecast analyze``."""
+    curve, forecast, target = analysis.curve, analysis.forecast, analysis.target
+    lines = [
+        f"{analysis.log.source} ({analysis.log.kind}, {len(analysis.log.curves)} series)",
+        f"  series: {curve.name}, {len(curve):,} points, steps {curve.steps[0]}..{curve.steps[-1]}, "
+        f"last value {_fmt(curve.values[-1])}",
+    ]
+    if analysis.lr is None:
+        lines.append("  learning rate: not logged")
+    else:
+        use = "used" if analysis.lr_used else f"not used: it ends at step {analysis.lr.steps[-1]}, before the horizon"
+        lines.append(f"  learning rate: {analysis.lr.name} ({use})")
+    if not forecast.ok:
+        lines.append(f"  forecast at step {analysis.horizon}: none ({forecast.reason})")
+    else:
+        lo, hi = forecast.interval(0.8)
+        lines.append(
+            f"  forecast at step {analysis.horizon}: {_fmt(forecast.final)} "
+            f"(80% interval {_fmt(lo)} .. {_fmt(hi)}; model: {forecast.model})"
+        )
+        if target is not None:
+            reach = forecast.step_to_reach(target)
+            when = f"reached near step {reach}" if reach is not None else "not reached by the horizon"
+            lines.append(f"  target {_fmt(target)}: {when}; P(final < target) = {forecast.prob_below(target):.2f}")
+    events = analysis.anomalies
+    thinned = f" (searched on maxima of {analysis.anomaly_bucket} points)" if analysis.anomaly_bucket > 1 else ""
+    lines.append(f"  anomalies{thinned}: {len(events) or 'none'}")
+    # The first sentence says what happened; the advice that follows is in the JSON report.
+    lines.extend(f"    [{e.severity}] {e.kind}: {e.message.split('. ')[0]}" for e in events[:_MAX_LISTED])
+    if len(events) > _MAX_LISTED:
+        lines.append(f"    ... and {len(events) - _MAX_LISTED} more (all are in the --json report)")
+    if plot:
+        lines.append(f"  plot: {plot}")
+    return "\n".join(lines)
+
+
+def default_plot_path(source: str | Path) -> Path:
+    """``<name>.curvecast.png`` in the current directory, named after the log (its directory or file stem)."""
+    path = Path(source).resolve()
+    name = path.name if path.is_dir() else path.name.split(".tfevents")[0].removesuffix(path.suffix)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "run"
+    return Path(f"{name}.curvecast.png")
+
+
+def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``curvecast analyze`` to ``parser``."""
+    parser.add_argument("path", help="TensorBoard log directory or event file, metrics.csv, or a CSV/JSONL log")
+    parser.add_argument("--tag", help="the series to analyse (default: the training loss)")
+    parser.add_argument("--horizon", type=int, help="the step to forecast (default: the last logged step)")
+    parser.add_argument("--target", type=float, help="a value to reach: when, and how likely by the horizon")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report instead of text")
+    plot = parser.add_mutually_exclusive_group()
+    plot.add_argument("--plot", metavar="PATH", help="where to write the PNG plot (default: ./<run>.curvecast.png)")
+    plot.add_argument("--no-plot", action="store_true", help="do not write a plot")
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """Run ``curvecast analyze`` with parsed ``args``; returns the exit status (0, or 1/2 with a message on stderr)."""
+    try:
+        analysis = analyze(args.path, tag=args.tag, horizon=args.horizon, target=args.target)
+    except LogReadError as error:
+        return _fail(str(error), EXIT_INPUT)
+    except AnalyzeError as error:
+        return _fail(str(error), EXIT_USAGE)
+    plot: str | None = None
+    if not getattr(args, "no_plot", False):
+        from curvecast.analyze_plot import plot_analysis
+
+        target_path = Path(args.plot) if getattr(args, "plot", None) else default_plot_path(args.path)
+        try:
+            plot_analysis(analysis, target_path)
+        except OSError as error:
+            return _fail(f"Cannot write the plot to {target_path}: {error.strerror or error}", EXIT_INPUT)
+        plot = str(target_path)
+    if args.json:
+        print(json.dumps(analysis_to_dict(analysis, plot), indent=2, allow_nan=False))
+    else:
+        print(describe_analysis(analysis, plot))
+    return 0
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"curvecast analyze: error: {message}", file=sys.stderr)
+    return status
