@@ -1,9 +1,10 @@
 """RunHistory: per-step columnar storage of a run's named series, bounded in memory for any run length.
 
 Each series keeps an exact recent window and, behind it, a compressed older part made of bins (mean step, mean value,
-count). When the compressed part grows past its budget, neighbouring bins merge pairwise, so the older curve keeps its
-shape at a coarser resolution and memory stays bounded however long the run is: a 10-million-step run costs at most
-``2 * window + max_bins`` points per series.
+count). Bins are equal in log(step), the spacing loss curves and their power laws live in: the fast early descent
+keeps fine bins and the slow late part coarse ones. When the compressed part passes its budget the bins double in
+width, so memory stays bounded however long the run is: a 10-million-step run costs at most ``2 * window + max_bins``
+points per series, with bins about 0.5% of their step wide.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 __all__ = ["RunHistory", "Series"]
 
 _STATE_VERSION = 1
+_INITIAL_WIDTH = 1e-4  # in log1p(step): below one step per bin until step 10,000
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Series:
 class _SeriesStore:
     """One series: compressed bins of old points followed by the exact recent window."""
 
-    __slots__ = ("bin_steps", "bin_values", "bin_counts", "steps", "values", "group", "_cache")
+    __slots__ = ("bin_steps", "bin_values", "bin_counts", "steps", "values", "width", "_cache")
 
     def __init__(self) -> None:
         self.bin_steps: list[float] = []
@@ -45,7 +47,7 @@ class _SeriesStore:
         self.bin_counts: list[int] = []
         self.steps: list[int] = []
         self.values: list[float] = []
-        self.group = 1  # raw points per bin when a chunk of the window is compressed
+        self.width = _INITIAL_WIDTH  # bin width in log1p(step)
         self._cache: Series | None = None
 
     @property
@@ -59,30 +61,24 @@ class _SeriesStore:
         cut = int(np.searchsorted(np.asarray(self.steps), step, side="left"))
         del self.steps[cut:], self.values[cut:]
         if cut == 0 and self.bin_steps:
-            # A bin straddling `step` cannot be split: it goes whole, losing at most `group` old points.
+            # A bin straddling `step` cannot be split: it goes whole, with the few old points it holds.
             keep = int(np.searchsorted(np.asarray(self.bin_steps), step, side="left"))
             del self.bin_steps[keep:], self.bin_values[keep:], self.bin_counts[keep:]
         self._cache = None
 
     def compress(self, n_points: int, max_bins: int) -> None:
-        """Move the oldest ``n_points`` of the window into bins of ``group`` points, merging bins to stay bounded."""
-        steps = np.asarray(self.steps[:n_points], dtype=np.float64)
-        values = np.asarray(self.values[:n_points], dtype=np.float64)
+        """Move the oldest ``n_points`` of the window into the log-spaced bins, widening them to stay bounded."""
+        steps = np.asarray(self.bin_steps + self.steps[:n_points], dtype=np.float64)
+        values = np.asarray(self.bin_values + self.values[:n_points], dtype=np.float64)
+        counts = np.asarray(self.bin_counts + [1] * n_points, dtype=np.float64)
         del self.steps[:n_points], self.values[:n_points]
-        self._append_bins(*_bin_means(steps, values, np.ones(len(steps)), self.group))
-        while len(self.bin_steps) > max_bins:
-            merged = _bin_means(
-                np.asarray(self.bin_steps), np.asarray(self.bin_values), np.asarray(self.bin_counts, dtype=float), 2
-            )
-            self.bin_steps, self.bin_values, self.bin_counts = [], [], []
-            self._append_bins(*merged)
-            self.group *= 2
+        steps, values, counts = _bin_means(steps, values, counts, self.width)
+        while len(steps) > max_bins:
+            self.width *= 2
+            steps, values, counts = _bin_means(steps, values, counts, self.width)
+        self.bin_steps, self.bin_values = steps.tolist(), values.tolist()
+        self.bin_counts = counts.astype(np.int64).tolist()
         self._cache = None
-
-    def _append_bins(self, steps: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
-        self.bin_steps.extend(steps.tolist())
-        self.bin_values.extend(values.tolist())
-        self.bin_counts.extend(int(c) for c in counts)
 
     def view(self) -> Series:
         if self._cache is None:
@@ -99,10 +95,10 @@ class _SeriesStore:
         return self._cache
 
 
-def _bin_means(steps: np.ndarray, values: np.ndarray, counts: np.ndarray, group: int):
-    """Weighted means of consecutive groups of ``group`` rows; non-finite values are left out of a bin's mean."""
-    n = len(steps)
-    edges = np.arange(0, n, group)
+def _bin_means(steps: np.ndarray, values: np.ndarray, counts: np.ndarray, width: float):
+    """Weighted means of the rows falling in each bin of ``width`` in log1p(step); non-finite values are left out."""
+    keys = np.floor(np.log1p(np.maximum(steps, 0.0)) / width)
+    edges = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     weight = np.add.reduceat(counts, edges)
     step_mean = np.add.reduceat(steps * counts, edges) / weight
     finite = np.isfinite(values)
@@ -213,7 +209,7 @@ class RunHistory:
                     "bin_steps": list(s.bin_steps),
                     "bin_values": list(s.bin_values),
                     "bin_counts": list(s.bin_counts),
-                    "group": s.group,
+                    "width": s.width,
                     "steps": list(s.steps),
                     "values": list(s.values),
                 }
@@ -233,7 +229,7 @@ class RunHistory:
             store.bin_steps = [float(x) for x in s["bin_steps"]]
             store.bin_values = [float(x) for x in s["bin_values"]]
             store.bin_counts = [int(x) for x in s["bin_counts"]]
-            store.group = int(s.get("group", 1))
+            store.width = float(s.get("width", _INITIAL_WIDTH))
             store.steps = [int(x) for x in s["steps"]]
             store.values = [float(x) for x in s["values"]]
             self._series[name] = store

@@ -123,7 +123,7 @@ class LossCapture(Callback):
         if trainer.sanity_checking:
             return
         self.flush(trainer)
-        step = optimizer_step_index(trainer)
+        step = int(trainer.global_step)  # optimizer steps done: validation at step k sees the weights after k updates
         for name, value in trainer.callback_metrics.items():
             if not self._is_metric(name):
                 continue

@@ -1,0 +1,5 @@
+import sys
+
+from curvecast.cli import main
+
+sys.exit(main())

@@ -1,0 +1,169 @@
+"""The demo job: a tiny character-level transformer trained on CPU with Curvecast watching it.
+
+The text is generated in the process (a small random grammar), so nothing is downloaded. The schedule is a linear
+warmup followed by a cosine decay, written as a LambdaLR, the way most language-model recipes write it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from curvecast.bundle import Curvecast
+
+__all__ = ["CharTransformer", "DemoConfig", "DemoResult", "GeneratedText", "run_demo"]
+
+_SUBJECTS = ["the cat", "a dog", "my friend", "the model", "our team", "a small bird", "the river"]
+_VERBS = ["sees", "likes", "follows", "finds", "trains", "watches", "carries"]
+_OBJECTS = ["the ball", "a tree", "the loss", "some bread", "a red kite", "the old map", "a curve"]
+_ENDINGS = [".", " today.", " again.", " at night.", " slowly."]
+VOCAB = sorted(set(" ".join(_SUBJECTS + _VERBS + _OBJECTS + _ENDINGS)))
+
+
+def generate_text(n_sentences: int, seed: int) -> str:
+    """Sentences from a small grammar: predictable enough to learn in a few hundred steps, noisy enough to plateau."""
+    rng = random.Random(seed)
+    return " ".join(
+        f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}{rng.choice(_ENDINGS)}"
+        for _ in range(n_sentences)
+    )
+
+
+class GeneratedText(Dataset):
+    """Random windows of ``block_size + 1`` characters from generated text, as (input, next-character) pairs."""
+
+    def __init__(self, block_size: int = 64, n_sentences: int = 4000, seed: int = 0) -> None:
+        text = generate_text(n_sentences, seed)
+        index = {ch: i for i, ch in enumerate(VOCAB)}
+        self.data = torch.tensor([index[ch] for ch in text], dtype=torch.long)
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return len(self.data) - self.block_size - 1
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = self.data[i : i + self.block_size + 1]
+        return chunk[:-1], chunk[1:]
+
+
+class CharTransformer(pl.LightningModule):
+    """A two-layer causal transformer over characters."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int = 64,
+        width: int = 64,
+        layers: int = 2,
+        heads: int = 4,
+        lr: float = 3e-3,
+        warmup_steps: int = 30,
+        max_steps: int = 300,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.token = nn.Embedding(vocab_size, width)
+        self.position = nn.Embedding(block_size, width)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab_size)
+        mask = torch.triu(torch.full((block_size, block_size), float("-inf")), diagonal=1)
+        self.register_buffer("causal_mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        h = self.token(x) + self.position(torch.arange(t, device=x.device))
+        h = self.blocks(h, mask=self.causal_mask[:t, :t], is_causal=True)
+        return self.head(self.norm(h))
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val_loss", self._loss(batch), prog_bar=True)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=0.01)
+        warmup, total = self.hparams.warmup_steps, self.hparams.max_steps
+
+        def warmup_cosine(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    max_steps: int = 300
+    batch_size: int = 32
+    block_size: int = 64
+    logdir: str = "curvecast_logs"
+    seed: int = 0
+    forecast_every: int = 25
+    val_every: int = 50
+
+
+def build_trainer(config: DemoConfig, callbacks: list) -> pl.Trainer:
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    logger = TensorBoardLogger(config.logdir, name="demo", default_hp_metric=False)
+    return pl.Trainer(
+        max_steps=config.max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=callbacks,
+        log_every_n_steps=10,
+        val_check_interval=config.val_every,
+        check_val_every_n_epoch=None,
+        limit_val_batches=4,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    bundle: Curvecast
+    log_dir: Path
+    seconds: float
+
+
+def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
+    """Train the demo model with Curvecast; return the bundle (its history and reports) and where the logs are."""
+    start = time.perf_counter()
+    pl.seed_everything(config.seed, verbose=False)
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    train = GeneratedText(config.block_size, seed=config.seed)
+    val = GeneratedText(config.block_size, n_sentences=400, seed=config.seed + 1)
+    model = CharTransformer(len(VOCAB), config.block_size, max_steps=config.max_steps)
+    bundle = Curvecast(forecast_every=config.forecast_every)
+    trainer = build_trainer(config, [bundle])
+    trainer.fit(
+        model,
+        DataLoader(train, batch_size=config.batch_size, shuffle=True),
+        DataLoader(val, batch_size=config.batch_size),
+    )
+    return DemoResult(bundle, Path(trainer.logger.log_dir), time.perf_counter() - start)
