@@ -1,26 +1,23 @@
 """TensorBoard event files from any writer: scalars written as ``simple_value`` or as scalar tensors.
 
-The files are read record by record here instead of through ``EventAccumulator``: the accumulator keeps every event
-object, reservoir-samples by default, and took tens of seconds on a million points, while this reader keeps only
-(step, value) per scalar tag. The TFRecord framing is checked (a length that runs past the end of the file means
-the file is truncated), but the CRC32C checksums are not: a pure-Python CRC over tens of megabytes costs minutes,
-and a damaged record almost always fails to parse anyway.
+The files are read here instead of through ``EventAccumulator``, which keeps an object per event, reservoir-samples by
+default, and parses each record as a protobuf message; this reader decodes the common simple-scalar record with numpy
+(``fastevents``) and parses only the others. The TFRecord framing is checked (a length that runs past the end of the
+file means the file is truncated), but the CRC32C checksums are not: a pure-Python CRC over tens of megabytes costs
+minutes, and a damaged record almost always fails to parse anyway.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from curvecast.logreaders.base import Curve, LogReadError, RunLog, make_curve
+from curvecast.logreaders.fastevents import decode_simple_scalars, split_records
 
 __all__ = ["find_event_files", "is_event_file", "read_event_dir", "read_event_file"]
-
-_HEADER = struct.Struct("<QI")  # record length, masked CRC of the length
-_FOOTER_SIZE = 4  # masked CRC of the data
 
 # TensorProto dtype enum -> (numpy dtype of tensor_content, repeated field holding the value otherwise).
 _NUMERIC_DTYPES: dict[int, tuple[str, str]] = {
@@ -46,31 +43,6 @@ def find_event_files(directory: Path) -> list[Path]:
     return sorted(found)
 
 
-def _records(data: bytes, path: Path) -> list[bytes]:
-    """Split a TFRecord file into its records, failing clearly on a truncated or foreign file."""
-    records: list[bytes] = []
-    offset, end = 0, len(data)
-    unpack = _HEADER.unpack_from
-    while offset < end:
-        if end - offset < _HEADER.size:
-            raise LogReadError(
-                f"Expected a complete record header at byte {offset} of {path}, but the file ends there "
-                f"({len(records)} records read): the event file is truncated"
-            )
-        length, _crc = unpack(data, offset)
-        start = offset + _HEADER.size
-        stop = start + length
-        if stop + _FOOTER_SIZE > end:
-            raise LogReadError(
-                f"Expected a record of {length} bytes at byte {offset} of {path}, but the file has only "
-                f"{end - start} bytes left ({len(records)} records read): the event file is truncated or not "
-                "an event file"
-            )
-        records.append(data[start:stop])
-        offset = stop + _FOOTER_SIZE
-    return records
-
-
 def _tensor_scalar(tensor) -> float | None:
     """The value of a one-element numeric ``TensorProto``, or None for anything else (text, histograms, images)."""
     spec = _NUMERIC_DTYPES.get(tensor.dtype)
@@ -90,8 +62,8 @@ def _tensor_scalar(tensor) -> float | None:
     return float(array.reshape(-1)[0])
 
 
-def read_event_file(path: Path, points: dict[str, tuple[list[int], list[float]]] | None = None):
-    """Append the scalar points of one event file to ``points`` (tag -> (steps, values)) and return it.
+def read_event_file(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The scalar points of one event file: tag -> (steps, values), in write order.
 
     Raises:
         LogReadError: if the file cannot be read, is truncated, or holds something other than events.
@@ -99,16 +71,19 @@ def read_event_file(path: Path, points: dict[str, tuple[list[int], list[float]]]
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto.event_pb2 import Event
 
-    points = {} if points is None else points
     try:
         data = path.read_bytes()
     except OSError as error:
         raise LogReadError(f"Cannot read the event file {path}: {error.strerror or error}") from None
+    starts, lengths = split_records(data, path)
+    matched, tag_ids, tags, fast_steps, fast_values = decode_simple_scalars(data, starts, lengths)
+    # (record index, step, value) per tag; the slow path fills lists, the fast path arrays.
+    slow: dict[str, tuple[list[int], list[int], list[float]]] = {}
     plugins: dict[str, str] = {}  # tag -> plugin; writers put the metadata on a tag's first event only
-    parse = Event.FromString
-    for index, record in enumerate(_records(data, path)):
+    for index in np.flatnonzero(~matched).tolist():
+        start = int(starts[index])
         try:
-            event = parse(record)
+            event = Event.FromString(data[start : start + int(lengths[index])])
         except DecodeError:
             raise LogReadError(
                 f"Expected record {index} of {path} to be a TensorBoard event, but it does not parse: "
@@ -116,27 +91,35 @@ def read_event_file(path: Path, points: dict[str, tuple[list[int], list[float]]]
             ) from None
         if not event.HasField("summary"):
             continue
-        step = event.step
         for value in event.summary.value:
             kind = value.WhichOneof("value")
             if kind == "simple_value":
                 number: float | None = value.simple_value
             elif kind == "tensor":
-                tag = value.tag
                 if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
-                    plugins[tag] = value.metadata.plugin_data.plugin_name
-                if plugins.get(tag, "scalars") != "scalars":
+                    plugins[value.tag] = value.metadata.plugin_data.plugin_name
+                if plugins.get(value.tag, "scalars") != "scalars":
                     continue
                 number = _tensor_scalar(value.tensor)
             else:
                 continue
-            if number is None:
-                continue
-            series = points.get(value.tag)
-            if series is None:
-                series = points[value.tag] = ([], [])
-            series[0].append(step)
-            series[1].append(number)
+            if number is not None:
+                series = slow.setdefault(value.tag, ([], [], []))
+                series[0].append(index)
+                series[1].append(event.step)
+                series[2].append(number)
+    points: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    record_of_fast = np.flatnonzero(matched)
+    for tag_id, tag in enumerate(tags):
+        mine = tag_ids == tag_id
+        points[tag] = (fast_steps[mine], fast_values[mine])
+        if tag in slow:
+            order_slow, steps_slow, values_slow = slow.pop(tag)
+            # Interleave both paths back into write order: a repeated step keeps its last write.
+            order = np.argsort(np.r_[record_of_fast[mine], order_slow], kind="stable")
+            points[tag] = (np.r_[points[tag][0], steps_slow][order], np.r_[points[tag][1], values_slow][order])
+    for tag, (_order, steps_slow, values_slow) in slow.items():
+        points[tag] = (np.asarray(steps_slow, dtype=np.int64), np.asarray(values_slow, dtype=np.float64))
     return points
 
 
@@ -160,13 +143,17 @@ def read_event_dir(path: Path) -> RunLog:
         files, root = find_event_files(path), path
         if not files:
             raise LogReadError(f"Expected TensorBoard event files (events.out.tfevents.*) under {path}, but found none")
-    by_run: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    by_run: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
     for file in files:
-        read_event_file(file, by_run.setdefault(_run_name(file.parent, root), {}))
+        run = by_run.setdefault(_run_name(file.parent, root), {})
+        for tag, arrays in read_event_file(file).items():
+            run.setdefault(tag, []).append(arrays)
     curves: dict[str, Curve] = {}
     for run, tags in sorted(by_run.items(), key=lambda item: (item[0].count("/") + bool(item[0]), item[0])):
-        for tag, (steps, values) in tags.items():
+        for tag, parts in tags.items():
             name = f"{run}/{tag}" if run else tag
+            steps = np.concatenate([part[0] for part in parts])
+            values = np.concatenate([part[1] for part in parts])
             curves.setdefault(name, make_curve(name, steps, values, run=run))
     if not curves:
         raise LogReadError(f"Expected scalar values in {path}, but its {len(files)} event file(s) hold none")
