@@ -1,7 +1,8 @@
 """The brain: forecasts and anomaly detection on plain arrays (numpy and scipy only, never torch or Lightning)."""
 
+from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, detect_anomalies
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.forecaster import Forecaster
 from curvecast.forecasting.report import Report
 
-__all__ = ["Forecast", "Forecaster", "Report"]
+__all__ = ["Anomaly", "AnomalyDetector", "Forecast", "Forecaster", "Report", "detect_anomalies"]

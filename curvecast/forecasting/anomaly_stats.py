@@ -1,0 +1,78 @@
+"""Small robust statistics on short Python lists, for the streaming anomaly detectors.
+
+Pure Python on purpose: the windows hold 3-128 values, where ``sorted`` costs a few microseconds and
+``np.median`` costs more in array conversion than in work; plain lists also go into checkpoints as is.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+__all__ = ["MAD_TO_SIGMA", "check_step", "check_value", "median", "push", "sigma_of_diffs"]
+
+MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this is its standard deviation
+
+
+def median(xs: Sequence[float]) -> float:
+    """The median of a non-empty list.
+
+    >>> median([3.0, 1.0, 2.0]), median([4.0, 1.0, 2.0, 3.0])
+    (2.0, 2.5)
+    """
+    s = sorted(xs)
+    n = len(s)
+    mid = n // 2
+    return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
+
+
+def sigma_of_diffs(diffs: Sequence[float]) -> float:
+    """Robust per-point noise from first differences: 1.4826 * MAD(diffs) / sqrt(2).
+
+    The MAD is taken around the median difference, so a steady trend does not inflate it (the
+    MAD of the levels themselves would); dividing by sqrt(2) turns the noise of a difference of two
+    points into the noise of one point.
+
+    >>> round(sigma_of_diffs([0.1, -0.1, 0.1, -0.1]), 4)
+    0.1048
+    """
+    centre = median(diffs)
+    return MAD_TO_SIGMA * median([abs(d - centre) for d in diffs]) / math.sqrt(2.0)
+
+
+def push(buf: list[float], x: float, cap: int) -> None:
+    """Append ``x`` to ``buf`` and drop the oldest values beyond ``cap`` (a list-backed ring)."""
+    buf.append(x)
+    if len(buf) > cap:
+        del buf[: len(buf) - cap]  # O(cap) memmove of at most a few hundred pointers
+
+
+def check_step(step: object, last: int | None) -> int:
+    """``step`` as an int, after checking it is an integer that increases."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        if isinstance(step, numbers.Real) and not isinstance(step, bool) and float(step).is_integer():
+            step = int(step)
+        else:
+            raise TypeError(f"Expected `step` to be an integer, but got {step!r} ({type(step).__name__})")
+    step = int(step)
+    if last is not None and step <= last:
+        raise ValueError(f"`step` must increase, but step {step} follows {last}")
+    return step
+
+
+def check_value(value: object, name: str = "value") -> float:
+    """``value`` as a float, after checking it is a real number (NaN and inf are allowed)."""
+    if isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be a real number, but got {value!r} (bool)")
+    if not isinstance(value, numbers.Real):
+        # 0-d arrays and tensors moved to the host expose __float__; strings and None do not count.
+        if isinstance(value, (str, bytes)) or value is None or not hasattr(value, "__float__"):
+            raise TypeError(f"Expected `{name}` to be a real number, but got {value!r} ({type(value).__name__})")
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"Expected `{name}` to be a real number, but got {value!r} ({type(value).__name__})"
+            ) from None
+    return float(value)

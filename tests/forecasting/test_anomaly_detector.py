@@ -1,0 +1,215 @@
+"""AnomalyDetector and detect_anomalies: behaviour tables on seeded synthetic curves, state, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from curvecast.forecasting import Anomaly, AnomalyDetector, detect_anomalies
+
+N = 1500
+LOSS_KINDS = ("nonfinite", "spike", "divergence")  # plateau has its own tests
+
+
+def power_law(n: int = N, sigma: float = 0.03, seed: int = 0, tau: float = 50.0) -> np.ndarray:
+    """A loss curve: a power law that falls steeply at first, with multiplicative noise."""
+    t = np.arange(n)
+    noise = np.random.default_rng(seed).standard_normal(n)
+    return (2.0 + 8.0 * (1.0 + t / tau) ** -0.6) * np.exp(sigma * noise)
+
+
+def run(values: np.ndarray, **kwargs: object) -> list[Anomaly]:
+    return detect_anomalies(np.arange(len(values)), values, **kwargs)
+
+
+def kinds_at(events: list[Anomaly]) -> list[tuple[str, int, str]]:
+    return [(e.kind, e.step, e.severity) for e in events]
+
+
+def with_spike(at: int, factor: float, seed: int = 0, sigma: float = 0.03) -> np.ndarray:
+    v = power_law(seed=seed, sigma=sigma)
+    v[at] *= factor
+    return v
+
+
+def with_climb(start: int, rate: float = 0.01, seed: int = 0) -> np.ndarray:
+    v = power_law(seed=seed)
+    t = np.arange(N)
+    return v * np.exp(np.clip(t - start, 0, None) * math.log1p(rate))
+
+
+def with_nan(at: int) -> np.ndarray:
+    v = power_law()
+    v[at:] = np.nan
+    return v
+
+
+# name, curve, expected (kind, step, severity) events for the loss kinds
+BEHAVIOUR = [
+    ("clean, seed 0", power_law(seed=0), []),
+    ("clean, seed 1", power_law(seed=1), []),
+    ("clean, heavy noise", power_law(sigma=0.1, seed=2), []),
+    ("steep early descent", power_law(sigma=0.01, tau=3.0), []),
+    ("constant", np.full(N, 2.5), []),
+    ("small spike", with_spike(800, 1.1, sigma=0.01), [("spike", 800, "info")]),
+    ("big spike", with_spike(800, 2.0), [("spike", 800, "warning")]),
+    ("NaN tail", with_nan(1000), [("nonfinite", 1000, "critical")]),
+]
+
+
+@pytest.mark.parametrize(("name", "curve", "expected"), BEHAVIOUR, ids=[b[0] for b in BEHAVIOUR])
+def test_behaviour_table(name: str, curve: np.ndarray, expected: list[tuple[str, int, str]]) -> None:
+    assert kinds_at(run(curve, kinds=LOSS_KINDS)) == expected
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_divergence_caught_before_loss_rises_20_percent(seed: int) -> None:
+    start = 1000
+    events = run(with_climb(start, seed=seed), kinds=LOSS_KINDS)
+    div = [e for e in events if e.kind == "divergence"]
+    assert div, "no divergence reported"
+    assert start < div[0].step < start + math.log(1.2) / math.log(1.01)
+    # The climb never recovers: the divergence is confirmed (critical) later on.
+    assert any(e.severity == "critical" for e in div)
+    assert not [e for e in events if e.step < start]
+
+
+def test_nonfinite_reported_at_its_step_and_once_per_run() -> None:
+    v = power_law()
+    v[[300, 301, 302]] = [np.nan, np.inf, np.nan]
+    v[900] = -np.inf
+    events = run(v, kinds=LOSS_KINDS)
+    assert kinds_at(events) == [("nonfinite", 300, "critical"), ("nonfinite", 900, "critical")]
+    assert math.isnan(events[0].value)
+
+
+def test_lr_restart_with_known_schedule_is_not_a_spike() -> None:
+    # Cosine cycles restarting every 500 steps: the loss jumps at each restart, then falls again.
+    t = np.arange(N)
+    lrs = 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * (t % 500) / 500))
+    bump = np.where(t >= 500, 0.5 * np.exp(-(t % 500) / 30.0), 0.0)  # the climb after each restart
+    v = (2.0 + 3.0 / (1 + t / 100) + bump) * np.exp(0.01 * np.random.default_rng(3).standard_normal(N))
+    unaware = run(v, kinds=LOSS_KINDS)
+    aware = run(v, kinds=LOSS_KINDS, lrs=lrs.tolist())
+    assert {e.step for e in unaware if e.kind == "spike"} >= {500, 1000}
+    assert aware == []
+
+
+def test_plateau_reported_once_and_not_when_an_lr_drop_lies_ahead() -> None:
+    t = np.arange(2000)
+    v = np.where(t < 400, 4.0 - 2.0 * t / 400, 2.0) * np.exp(0.005 * np.random.default_rng(4).standard_normal(2000))
+    events = [e for e in run(v) if e.kind == "plateau"]
+    assert len(events) == 1
+    assert events[0].severity == "info"
+    assert 400 < events[0].step < 1000
+    lrs = np.where(t < 1500, 1.0, 0.1).tolist()  # a step decay ahead may still break the plateau
+    assert [e for e in run(v, lrs=lrs) if e.kind == "plateau"] == []
+
+
+def test_slowdown_on_throughput() -> None:
+    t = np.arange(600)
+    thr = np.where(t < 400, 1000.0, 700.0) * np.exp(0.02 * np.random.default_rng(5).standard_normal(600))
+    events = run(thr, series="throughput", mode="max")
+    assert [(e.kind, e.severity) for e in events] == [("slowdown", "warning")]
+    assert 400 < events[0].step <= 430
+    assert events[0].series == "throughput"
+    assert 0.6 < events[0].score < 0.8
+
+
+def test_streaming_equals_offline_and_messages_say_what_when_and_what_to_try() -> None:
+    v = with_spike(700, 3.0)
+    det = AnomalyDetector()
+    live = [e for s, x in enumerate(v.tolist()) for e in det.update(s, x)]
+    assert live == run(v)
+    spike = next(e for e in live if e.kind == "spike")
+    assert "700" in spike.message
+    assert "LR" in spike.message
+    assert spike.score > 7
+    assert spike.value == pytest.approx(v[700])
+
+
+def test_state_dict_round_trip_resumes_identically() -> None:
+    v = with_climb(1000)
+    v[600] *= 2.5
+    first = AnomalyDetector()
+    events_a = [e for s, x in enumerate(v[:800].tolist()) for e in first.update(s, x)]
+    state = json.loads(json.dumps(first.state_dict()))  # plain Python types only
+    second = AnomalyDetector()
+    second.load_state_dict(state)
+    rest = [e for s, x in enumerate(v.tolist()) if s >= 800 for e in second.update(s, x)]
+    assert events_a + rest == run(v)
+    assert any(e.kind == "divergence" for e in rest)
+
+
+def test_state_dict_holds_only_plain_types() -> None:
+    det = AnomalyDetector()
+    for s, x in enumerate(power_law(300).tolist()):
+        det.update(s, x)
+
+    def plain(x: object) -> bool:
+        if isinstance(x, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in x.items())
+        if isinstance(x, list):
+            return all(plain(v) for v in x)
+        return x is None or type(x) in (int, float, bool, str)
+
+    assert plain(det.state_dict())
+
+
+def test_load_state_dict_names_missing_keys() -> None:
+    with pytest.raises(KeyError, match="lacks the detector keys"):
+        AnomalyDetector().load_state_dict({"n": 3})
+
+
+@pytest.mark.parametrize(
+    ("step", "value", "error", "match"),
+    [
+        (5, 1.0, ValueError, "`step` must increase, but step 5 follows 10"),
+        (10, 1.0, ValueError, "`step` must increase, but step 10 follows 10"),
+        (11.5, 1.0, TypeError, "Expected `step` to be an integer"),
+        ("12", 1.0, TypeError, "Expected `step` to be an integer"),
+        (12, "1.0", TypeError, "Expected `value` to be a real number"),
+        (12, None, TypeError, "Expected `value` to be a real number"),
+        (12, True, TypeError, "Expected `value` to be a real number"),
+    ],
+)
+def test_bad_input(step: object, value: object, error: type[Exception], match: str) -> None:
+    det = AnomalyDetector()
+    det.update(10, 1.0)
+    with pytest.raises(error, match=match):
+        det.update(step, value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "up"}, "Expected `mode` to be 'min'"),
+        ({"kinds": ("spike", "bogus")}, r"Expected `kinds` to be among .*\['bogus'\]"),
+        ({"spike_z": 0}, "`spike_z` must be > 0"),
+        ({"divergence_ratio": 1.0}, "`divergence_ratio` and `spike_warn_ratio` must be > 1"),
+        ({"lrs": []}, "`lrs` must hold the LR of at least one step"),
+        ({"lrs": [0.1, float("nan")]}, r"`lrs` must be finite and non-negative, but lrs\[1\] = nan"),
+    ],
+)
+def test_bad_config(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        AnomalyDetector(**kwargs)  # type: ignore[arg-type]
+
+
+def test_detect_anomalies_bad_arrays() -> None:
+    with pytest.raises(ValueError, match="must have the same length, but got 3 and 2"):
+        detect_anomalies([0, 1, 2], [1.0, 2.0])
+    with pytest.raises(TypeError, match="Expected `values` to be real numbers"):
+        detect_anomalies([0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="`step` must increase, but step 1 follows 2"):
+        detect_anomalies([0, 2, 1], [1.0, 1.0, 1.0])
+
+
+def test_nonpositive_values_switch_to_the_raw_scale() -> None:
+    v = power_law() - 3.0  # crosses zero: logs are undefined, the detector carries on
+    v[1200] += 5.0
+    events = run(v, kinds=LOSS_KINDS)
+    assert ("spike", 1200) in [(e.kind, e.step) for e in events]
