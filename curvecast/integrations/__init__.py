@@ -1,3 +1,17 @@
 """Actuators: what acts on a Report (TensorBoard, logging, early stopping, advice, Optuna)."""
 
-__all__: list[str] = []
+from curvecast.integrations.alerts import Alert, AlertLogger, publish_alert
+from curvecast.integrations.early_stopping import ForecastEarlyStopping
+from curvecast.integrations.stop_rule import ForecastStopRule, StopReason, StopRequest
+from curvecast.integrations.tensorboard import TensorBoardReporter
+
+__all__ = [
+    "Alert",
+    "AlertLogger",
+    "ForecastEarlyStopping",
+    "ForecastStopRule",
+    "StopReason",
+    "StopRequest",
+    "TensorBoardReporter",
+    "publish_alert",
+]

@@ -1,0 +1,124 @@
+"""Alerts: what happened, at which step, what to try; sent to Python logging and to the TensorBoard text tag.
+
+Every actuator that has something to say (an anomaly, a piece of advice, an early stop) builds an :class:`Alert` and
+hands it to :func:`publish_alert`, which logs it on the ``"curvecast"`` logger and, when the Trainer has a TensorBoard
+logger, writes it as markdown under the text tag ``curvecast/alerts``. :class:`AlertLogger` is the actuator that turns
+the anomalies of each report into alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from curvecast._lightning import tensorboard_writer, warn_once
+from curvecast.forecasting.report import Report
+
+__all__ = ["ALERTS_TAG", "SEVERITIES", "Alert", "AlertLogger", "publish_alert"]
+
+log = logging.getLogger("curvecast")
+
+ALERTS_TAG = "curvecast/alerts"
+SEVERITIES = ("info", "warning", "critical")
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
+
+# The last step written under the alerts tag, per SummaryWriter. A TensorBoard tag must never get two events at one
+# step (the Rust data server keeps only the latest), so a second alert at the same step goes one step later; its
+# text still names the step it is about.
+_last_text_step: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message for the user.
+
+    Attributes:
+        kind: what it is about, e.g. ``"spike"``, ``"early_stop"``, ``"advice/batch_size"``.
+        step: the optimizer step it is about.
+        severity: ``"info"``, ``"warning"`` or ``"critical"``.
+        message: what happened, at which step, and what to try.
+        source: which actuator raised it (``"anomaly"``, ``"advice"``, ``"early_stopping"``).
+
+    Example::
+
+        >>> Alert("spike", 120, "warning", "loss spiked at step 120.").markdown()
+        '**warning** · `spike` · step 120\\n\\nloss spiked at step 120.'
+    """
+
+    kind: str
+    step: int
+    severity: str
+    message: str
+    source: str = "anomaly"
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"Expected `severity` to be one of {SEVERITIES}, but got {self.severity!r}")
+
+    def markdown(self) -> str:
+        """The alert as TensorBoard's text plugin renders it (markdown)."""
+        return f"**{self.severity}** · `{self.kind}` · step {self.step}\n\n{self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def publish_alert(trainer: Any, alert: Alert, tensorboard: bool = True) -> None:
+    """Log ``alert`` on the ``"curvecast"`` logger and, if the Trainer has a TensorBoard logger, write it as text.
+
+    Call it on rank 0 only (reports are dispatched there). Failures to write become one warning.
+    """
+    log.log(_LEVELS[alert.severity], "curvecast [%s] step %d: %s", alert.kind, alert.step, alert.message)
+    if not tensorboard or trainer is None:
+        return
+    try:
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        step = max(int(alert.step), _last_text_step.get(writer, -1) + 1)
+        _last_text_step[writer] = step
+        writer.add_text(ALERTS_TAG, alert.markdown(), step)
+        writer.flush()  # alerts are rare and the default flush interval is two minutes
+    except Exception as error:  # noqa: BLE001 - an alert that cannot be written must not stop the run
+        warn_once(f"curvecast: could not write an alert to TensorBoard ({type(error).__name__}: {error})", key="alert")
+
+
+class AlertLogger:
+    """Actuator: each anomaly of each report becomes an :class:`Alert` (logging + TensorBoard), once.
+
+    Args:
+        min_severity: anomalies below this severity are not published.
+        tensorboard: also write alerts to the TensorBoard text tag ``curvecast/alerts``.
+
+    Attributes:
+        alerts: every alert published so far (bounded by ``max_kept``).
+    """
+
+    stop_request = None  # this actuator never asks the run to stop
+
+    def __init__(self, min_severity: str = "info", tensorboard: bool = True, max_kept: int = 1000) -> None:
+        if min_severity not in SEVERITIES:
+            raise ValueError(f"Expected `min_severity` to be one of {SEVERITIES}, but got {min_severity!r}")
+        if max_kept < 1:
+            raise ValueError(f"Expected `max_kept` to be a positive int, but got {max_kept}")
+        self.min_severity = min_severity
+        self.tensorboard = tensorboard
+        self.max_kept = max_kept
+        self.alerts: list[Alert] = []
+        self._seen: set[tuple[str, str, int, str]] = set()
+
+    def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
+        floor = SEVERITIES.index(self.min_severity)
+        for anomaly in report.anomalies:
+            if SEVERITIES.index(anomaly.severity) < floor:
+                continue
+            # The detector reports an escalation again with a new severity: that is news, a repeat is not.
+            key = (anomaly.kind, getattr(anomaly, "series", ""), int(anomaly.step), anomaly.severity)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            alert = Alert(anomaly.kind, int(anomaly.step), anomaly.severity, anomaly.message, source="anomaly")
+            self.alerts = [*self.alerts[-(self.max_kept - 1) :], alert]
+            publish_alert(trainer, alert, tensorboard=self.tensorboard)

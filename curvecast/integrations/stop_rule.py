@@ -1,0 +1,219 @@
+"""ForecastStopRule: when a forecast says a run should stop, and why (pure logic: reports in, a decision out).
+
+The rule knows nothing of Lightning, so benchmarks can replay finished curves through it. ``ForecastEarlyStopping`` is
+the thin actuator that feeds it the live reports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from curvecast.forecasting.report import Report
+
+__all__ = ["ForecastStopRule", "StopReason", "StopRequest"]
+
+_STATE_VERSION = 1
+
+
+class StopReason(str, Enum):
+    """Why a run was stopped."""
+
+    TARGET_OUT_OF_REACH = "target_out_of_reach"
+    """The forecast gives the target too small a chance, on consecutive checks."""
+    NO_IMPROVEMENT_EXPECTED = "no_improvement_expected"
+    """Without a target: the forecast expects less than ``min_delta`` of further improvement, on consecutive checks."""
+    DIVERGENCE = "divergence"
+    """The anomaly detector confirmed a divergence of the monitored series."""
+    NON_FINITE = "non_finite"
+    """The monitored series became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """A decision to stop: the reason, the step it was made at, and a message saying why and what to try."""
+
+    reason: StopReason
+    step: int
+    message: str
+
+
+class ForecastStopRule:
+    """Decide from forecasts whether a run should stop.
+
+    A run stops when
+
+    * the monitored series became non-finite, or a divergence was confirmed (a ``"critical"`` anomaly of that kind);
+    * with a target: the forecast's chance of reaching it at the horizon stays below ``prob_threshold`` on ``patience``
+      consecutive checks;
+    * without a target: the improvement the point forecast still expects by the horizon stays below ``min_delta`` on
+      ``patience`` consecutive checks.
+
+    The forecast-based reasons wait until ``min_progress`` of the run is done, and are held while an LR drop lies ahead
+    that could still change the answer: one the forecast was not told about (``lr_schedule_known`` False), or one that
+    has not begun yet (the LR is still above ``decay_started`` times its peak so far), whose size the prefix cannot
+    show. A held or hopeful check resets the count; a report without a usable forecast leaves it as it is.
+
+    Args:
+        target: the value to reach; None takes the report's target (and without one uses ``min_delta``).
+        mode: ``"min"``: the target is reached from above (a loss); ``"max"``: from below (an accuracy).
+        prob_threshold: stop when the chance of reaching the target is below this.
+        patience: consecutive checks a forecast-based reason must hold.
+        min_delta: without a target, the smallest improvement still worth the remaining steps.
+        min_delta_mode: ``"abs"``: ``min_delta`` in units of the metric; ``"rel"``: a fraction of its current value.
+        min_progress: fraction of the horizon before a forecast-based stop.
+        decay_started: the LR at or below this fraction of its peak counts as a decay under way.
+        check_finite: stop on a non-finite value.
+        stop_on_divergence: stop on a confirmed divergence.
+
+    Example::
+
+        >>> rule = ForecastStopRule(target=1.0, patience=1)
+        >>> rule.update(Report(step=10, monitor="loss")) is None  # no forecast yet: nothing to decide on
+        True
+    """
+
+    def __init__(
+        self,
+        target: float | None = None,
+        mode: Literal["min", "max"] = "min",
+        prob_threshold: float = 0.05,
+        patience: int = 3,
+        min_delta: float = 0.0,
+        min_delta_mode: Literal["abs", "rel"] = "abs",
+        min_progress: float = 0.1,
+        decay_started: float = 0.9,
+        check_finite: bool = True,
+        stop_on_divergence: bool = True,
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"Expected `mode` to be one of ('min', 'max'), but got {mode!r}")
+        if not 0.0 < prob_threshold < 1.0:
+            raise ValueError(f"Expected `prob_threshold` to lie in (0, 1), but got {prob_threshold}")
+        if patience < 1:
+            raise ValueError(f"Expected `patience` to be a positive int, but got {patience}")
+        if not min_delta >= 0.0:
+            raise ValueError(f"Expected `min_delta` to be non-negative, but got {min_delta}")
+        if min_delta_mode not in ("abs", "rel"):
+            raise ValueError(f"Expected `min_delta_mode` to be one of ('abs', 'rel'), but got {min_delta_mode!r}")
+        if not 0.0 <= min_progress < 1.0:
+            raise ValueError(f"Expected `min_progress` to lie in [0, 1), but got {min_progress}")
+        if not 0.0 < decay_started <= 1.0:
+            raise ValueError(f"Expected `decay_started` to lie in (0, 1], but got {decay_started}")
+        if target is not None and not math.isfinite(target):
+            raise ValueError(f"Expected `target` to be a finite float or None, but got {target}")
+        self.target = target
+        self.mode = mode
+        self.prob_threshold = prob_threshold
+        self.patience = patience
+        self.min_delta = min_delta
+        self.min_delta_mode = min_delta_mode
+        self.min_progress = min_progress
+        self.decay_started = decay_started
+        self.check_finite = check_finite
+        self.stop_on_divergence = stop_on_divergence
+        self.wait = 0  # consecutive checks on which the forecast-based reason held
+        self.held_by_lr_drop = False
+
+    def update(self, report: Report, lr: float | None = None, peak_lr: float | None = None) -> StopRequest | None:
+        """Read one report; return a :class:`StopRequest` when the run should stop, else None.
+
+        Args:
+            report: the latest report.
+            lr, peak_lr: the current LR and the highest LR so far, to tell whether a coming drop has begun.
+        """
+        request = self._anomaly_stop(report)
+        if request is not None:
+            return request
+        forecast = report.forecast
+        if forecast is None or not forecast.ok or report.horizon is None:
+            return None
+        if report.step < self.min_progress * report.horizon:
+            return None
+        self.held_by_lr_drop = self._lr_drop_could_change(report, lr, peak_lr)
+        if self.held_by_lr_drop:
+            self.wait = 0
+            return None
+        target = self.target if self.target is not None else report.target
+        if target is not None:
+            return self._target_check(report, target)
+        return self._improvement_check(report)
+
+    # -- reasons --------------------------------------------------------------------------------------------------
+
+    def _anomaly_stop(self, report: Report) -> StopRequest | None:
+        for anomaly in report.anomalies:
+            if getattr(anomaly, "series", report.monitor) != report.monitor or anomaly.severity != "critical":
+                continue
+            if anomaly.kind == "nonfinite" and self.check_finite:
+                reason = StopReason.NON_FINITE
+            elif anomaly.kind == "divergence" and self.stop_on_divergence:
+                reason = StopReason.DIVERGENCE
+            else:
+                continue
+            message = f"Stopped at step {report.step}: {anomaly.message}"
+            return StopRequest(reason, int(report.step), message)
+        return None
+
+    def _lr_drop_could_change(self, report: Report, lr: float | None, peak_lr: float | None) -> bool:
+        if not report.lr_drop_ahead:
+            return False
+        if not report.lr_schedule_known:
+            return True  # the forecast does not know the drop is coming
+        if lr is None or peak_lr is None or not peak_lr > 0:
+            return True  # cannot tell whether the decay has begun: the safe answer is to wait
+        return lr > self.decay_started * peak_lr
+
+    def _target_check(self, report: Report, target: float) -> StopRequest | None:
+        forecast = report.forecast
+        below = forecast.prob_below(target)
+        if not math.isfinite(below):
+            return None
+        chance = below if self.mode == "min" else 1.0 - below
+        if chance >= self.prob_threshold:
+            self.wait = 0
+            return None
+        self.wait += 1
+        if self.wait < self.patience:
+            return None
+        lo, hi = forecast.interval(0.8)
+        message = (
+            f"Stopped at step {report.step} of {report.horizon}: the forecast gives {report.monitor} a {chance:.1%} "
+            f"chance of reaching the target {target:.4g} by step {report.horizon} (forecast {forecast.final:.4g}, "
+            f"80% interval {lo:.4g} to {hi:.4g}), below {self.prob_threshold:.0%} on {self.wait} consecutive checks; "
+            f"{report.horizon - report.step} steps saved. To reach it, try another LR or schedule, a bigger model or "
+            "more steps; to let such runs go on, lower `prob_threshold` or raise `patience`."
+        )
+        return StopRequest(StopReason.TARGET_OUT_OF_REACH, int(report.step), message)
+
+    def _improvement_check(self, report: Report) -> StopRequest | None:
+        forecast = report.forecast
+        current = float(forecast.predict([report.step])[0])
+        final = float(forecast.final)
+        if not (math.isfinite(current) and math.isfinite(final)):
+            return None
+        gain = current - final if self.mode == "min" else final - current
+        needed = self.min_delta * abs(current) if self.min_delta_mode == "rel" else self.min_delta
+        if gain >= needed:
+            self.wait = 0
+            return None
+        self.wait += 1
+        if self.wait < self.patience:
+            return None
+        message = (
+            f"Stopped at step {report.step} of {report.horizon}: the forecast expects {report.monitor} to improve by "
+            f"only {gain:.4g} more (from {current:.4g} to {final:.4g} at step {report.horizon}), less than the "
+            f"`min_delta` of {needed:.4g}, on {self.wait} consecutive checks; {report.horizon - report.step} steps "
+            "saved. If the run should go on, decay the LR (a cooldown often brings a few percent) or lower `min_delta`."
+        )
+        return StopRequest(StopReason.NO_IMPROVEMENT_EXPECTED, int(report.step), message)
+
+    # -- checkpoint state -----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": _STATE_VERSION, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.wait = int(state.get("wait", 0))

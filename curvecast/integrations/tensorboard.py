@@ -1,0 +1,276 @@
+"""TensorBoardReporter: forecasts as scalars, a Margin chart, forecast curves beside the actual one, figures, hparams.
+
+What lands in the Trainer's TensorBoard run (``version_N``), for a monitored series ``loss``:
+
+- ``curvecast/forecast/final``, ``final_lo``, ``final_hi`` (the central interval, 80% by default),
+  ``curvecast/forecast/step_to_target`` (only when the forecast reaches the target before the horizon) and
+  ``curvecast/forecast/prob_target`` (the chance the target is reached at the horizon), each at the step the forecast
+  was made from. Tags only ever move forward in steps: TensorBoard's loaders disagree on a rewritten step.
+- ``curvecast/loss``: the observed series, on the same step axis as Lightning's own ``self.log`` points.
+- ``curvecast/forecast/figure``: a figure (observed curve, fit, forecast, interval, target) per forecast curve.
+- A custom-scalars layout (tab "Custom Scalars", category ``curvecast``): a Margin chart of the final forecast with its
+  interval, and a Multiline chart of ``curvecast/loss`` across runs.
+- Sub-run ``curvecast_forecast/step_<N>`` per forecast curve: the forecast from step N to the horizon under the same
+  tag ``curvecast/loss``, so the Scalars tab overlays it on the observed curve (the sub-run with the largest N is
+  the latest forecast). A run's past steps cannot be rewritten, so each forecast gets its own sub-run; to bound the
+  clutter one is written per ``curve_every`` steps (a twentieth of the run by default) and at the end.
+- Sub-run ``curvecast_summary``: an hparams session (tab "HParams") whose metrics (final forecast, interval, chance of
+  reaching the target, best and last observed value, whether the run was stopped early) are updated at every report,
+  so the row shows the final summary once the run ends.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from curvecast._lightning import tensorboard_writer, warn_once
+from curvecast.forecasting.report import Report
+from curvecast.integrations.forecast_figure import forecast_figure
+
+__all__ = ["TensorBoardReporter"]
+
+PREFIX = "curvecast/forecast/"
+SUMMARY_RUN = "curvecast_summary"
+CURVE_RUNS = "curvecast_forecast"
+_SUMMARY_METRICS = ("final", "final_lo", "final_hi", "prob_target", "step_to_target", "best", "last", "stopped_early")
+
+
+class TensorBoardReporter:
+    """Actuator: write each report's forecast to the Trainer's TensorBoard logger (rank 0; reports arrive there only).
+
+    Without a TensorBoard logger it warns once and does nothing (alerts still reach Python logging).
+
+    Args:
+        history: the run's :class:`~curvecast.history.RunHistory`, for the observed curve; :meth:`bind` sets it.
+        mode: ``"min"`` when the target is reached from above (a loss), ``"max"`` from below (an accuracy).
+        interval: probability of the central interval written as ``final_lo`` / ``final_hi``.
+        curve_every: fewest steps between two forecast-curve sub-runs and figures; None: a twentieth of the horizon.
+        curve_points: points in each forecast-curve sub-run.
+        figures: write a matplotlib figure with each forecast curve.
+        summary: write the hparams summary sub-run.
+    """
+
+    stop_request = None  # this actuator never asks the run to stop
+
+    def __init__(
+        self,
+        history: Any = None,
+        mode: str = "min",
+        interval: float = 0.8,
+        curve_every: int | None = None,
+        curve_points: int = 100,
+        figures: bool = True,
+        summary: bool = True,
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"Expected `mode` to be one of ('min', 'max'), but got {mode!r}")
+        if not 0.0 < interval < 1.0:
+            raise ValueError(f"Expected `interval` to lie in (0, 1), but got {interval}")
+        if curve_every is not None and curve_every < 1:
+            raise ValueError(f"Expected `curve_every` to be a positive int or None, but got {curve_every}")
+        if curve_points < 2:
+            raise ValueError(f"Expected `curve_points` to be at least 2, but got {curve_points}")
+        self.history = history
+        self.mode = mode
+        self.interval = interval
+        self.curve_every = curve_every
+        self.curve_points = curve_points
+        self.figures = figures
+        self.summary = summary
+        self._bundle: Any = None
+        self._writer: Any = None
+        self._last_scalar_step = -1
+        self._last_actual_step = -math.inf
+        self._last_curve_step: int | None = None
+        self._summary_writer: Any = None
+        self._hparams: dict[str, Any] = {}
+
+    def bind(self, bundle: Any) -> None:
+        """Take the history, mode and settings from the :class:`~curvecast.Curvecast` bundle (called at setup)."""
+        self._bundle = bundle
+        if self.history is None:
+            self.history = bundle.history
+        self.mode = getattr(bundle, "mode", self.mode)
+        self._hparams = {
+            "curvecast/monitor": bundle.monitor,
+            "curvecast/mode": bundle.mode,
+            "curvecast/target": bundle.target,
+            "curvecast/forecast_every": bundle.forecast_every,
+        }
+
+    # -- the actuator ---------------------------------------------------------------------------------------------
+
+    def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            warn_once(
+                "curvecast: the Trainer has no TensorBoardLogger, so forecasts are not written to TensorBoard "
+                "(alerts still go to the 'curvecast' logger); add `logger=TensorBoardLogger(...)` to see them.",
+                key="no-tensorboard",
+            )
+            return
+        if writer is not self._writer:  # a new fit (or a new logger): start the bookkeeping over
+            self._writer = writer
+            self._last_scalar_step, self._last_actual_step, self._last_curve_step = -1, -math.inf, None
+            self._close_summary()
+            writer.add_custom_scalars(self._layout(report.monitor))
+        self._write_actual(writer, report.monitor)
+        forecast = report.forecast
+        if forecast is None or not forecast.ok or report.step <= self._last_scalar_step:
+            writer.flush()
+            return
+        self._last_scalar_step = report.step
+        self._write_scalars(writer, report)
+        if self._curve_due(trainer, report):
+            self._last_curve_step = report.step
+            self._write_curve_run(writer, report)
+            if self.figures:
+                self._write_figure(writer, report)
+        if self.summary:
+            self._write_summary(writer, trainer, pl_module, report)
+        writer.flush()
+
+    # -- pieces ---------------------------------------------------------------------------------------------------
+
+    def _layout(self, monitor: str) -> dict[str, Any]:
+        return {
+            "curvecast": {
+                f"forecast of the final {monitor} ({self.interval:.0%} interval)": [
+                    "Margin",
+                    [PREFIX + "final", PREFIX + "final_lo", PREFIX + "final_hi"],
+                ],
+                f"{monitor}: observed and forecast (runs {CURVE_RUNS}/step_N)": [
+                    "Multiline",
+                    [f"^curvecast/{monitor}$"],
+                ],
+                "chance of reaching the target": ["Multiline", [f"^{PREFIX}prob_target$"]],
+                "forecast step to reach the target": ["Multiline", [f"^{PREFIX}step_to_target$"]],
+            }
+        }
+
+    def _write_actual(self, writer: Any, monitor: str) -> None:
+        """The observed points recorded since the last report, under ``curvecast/<monitor>``."""
+        if self.history is None or monitor not in self.history:
+            return
+        series = self.history.series(monitor)
+        new = series.steps > self._last_actual_step
+        steps, values = series.steps[new], series.values[new]
+        tag = f"curvecast/{monitor}"
+        last = self._last_actual_step
+        for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+            step = int(round(step))
+            if step <= last or not math.isfinite(value):
+                continue
+            writer.add_scalar(tag, value, step)
+            last = step
+        if len(steps):
+            self._last_actual_step = max(self._last_actual_step, float(steps[-1]))
+
+    def _scalars(self, report: Report) -> dict[str, float]:
+        forecast = report.forecast
+        lo, hi = forecast.interval(self.interval)
+        scalars = {"final": float(forecast.final), "final_lo": float(lo), "final_hi": float(hi)}
+        if report.target is not None:
+            below = forecast.prob_below(report.target)
+            scalars["prob_target"] = float(below if self.mode == "min" else 1.0 - below)
+            reach = forecast.step_to_reach(report.target)
+            if reach is not None:
+                scalars["step_to_target"] = float(reach)
+        return {k: v for k, v in scalars.items() if math.isfinite(v)}
+
+    def _write_scalars(self, writer: Any, report: Report) -> None:
+        for name, value in self._scalars(report).items():
+            writer.add_scalar(PREFIX + name, value, report.step)
+
+    def _curve_due(self, trainer: Any, report: Report) -> bool:
+        if self._last_curve_step is None or _is_last(trainer, report):
+            return True
+        every = self.curve_every or max((report.horizon or 0) // 20, 1)
+        return report.step - self._last_curve_step >= every
+
+    def _write_curve_run(self, writer: Any, report: Report) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        forecast = report.forecast
+        horizon = int(forecast.horizon)
+        if horizon <= report.step:
+            return
+        steps = np.unique(np.linspace(report.step, horizon, self.curve_points).round().astype(int))
+        values = forecast.predict(steps)
+        path = os.path.join(writer.log_dir, CURVE_RUNS, f"step_{report.step:08d}")
+        with SummaryWriter(log_dir=path) as curve:  # one small event file per forecast curve
+            for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+                if math.isfinite(value):
+                    curve.add_scalar(f"curvecast/{report.monitor}", value, step)
+
+    def _write_figure(self, writer: Any, report: Report) -> None:
+        if self.history is None or report.monitor not in self.history:
+            return
+        series = self.history.series(report.monitor)
+        fig = forecast_figure(
+            series.steps, series.values, report.forecast, report.target, self.interval, title=report.monitor
+        )
+        writer.add_figure(PREFIX + "figure", fig, report.step, close=True)
+
+    def _write_summary(self, writer: Any, trainer: Any, pl_module: Any, report: Report) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+
+        if self._summary_writer is None:
+            self._summary_writer = SummaryWriter(log_dir=os.path.join(writer.log_dir, SUMMARY_RUN))
+            params = {**_module_hparams(pl_module), **self._hparams, "curvecast/horizon": report.horizon}
+            params = {k: v for k, v in params.items() if isinstance(v, (bool, int, float, str))}
+            metrics = {f"curvecast/summary/{name}": 0.0 for name in _SUMMARY_METRICS}
+            # Written once, without hparams()'s own scalars: the metric values come from the scalars below.
+            for proto in hparams(params, metrics):
+                self._summary_writer.file_writer.add_summary(proto)
+        values = self._scalars(report)
+        if self.history is not None and report.monitor in self.history:
+            observed = self.history.series(report.monitor).values
+            observed = observed[np.isfinite(observed)]
+            if len(observed):
+                values["best"] = float(observed.min() if self.mode == "min" else observed.max())
+                values["last"] = float(observed[-1])
+        values["stopped_early"] = float(self._stop_requested() or bool(getattr(trainer, "should_stop", False)))
+        for name, value in values.items():
+            self._summary_writer.add_scalar(f"curvecast/summary/{name}", value, report.step)
+        self._summary_writer.flush()
+
+    def _stop_requested(self) -> bool:
+        actuators = getattr(self._bundle, "actuators", None) or []
+        return any(getattr(a, "stop_request", None) is not None for a in actuators)
+
+    def _close_summary(self) -> None:
+        if self._summary_writer is not None:
+            self._summary_writer.close()
+            self._summary_writer = None
+
+    def close(self) -> None:
+        """Close the summary sub-run's file (the bundle may call it at the end of training; safe to call twice)."""
+        self._close_summary()
+
+
+def _is_last(trainer: Any, report: Report) -> bool:
+    """Whether this is the run's last report: the horizon is reached or a stop was decided."""
+    if report.horizon is not None and report.step >= report.horizon - 1:
+        return True
+    return bool(getattr(trainer, "should_stop", False))
+
+
+def _module_hparams(pl_module: Any) -> dict[str, Any]:
+    """The module's saved hyperparameters (``save_hyperparameters``), flattened one level, scalars only."""
+    try:
+        hparams = dict(getattr(pl_module, "hparams", {}) or {})
+    except Exception:  # noqa: BLE001 - an odd hparams container is not worth a failure
+        return {}
+    flat: dict[str, Any] = {}
+    for key, value in hparams.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{k}": v for k, v in value.items()})
+        else:
+            flat[str(key)] = value
+    return flat

@@ -1,0 +1,104 @@
+"""ForecastEarlyStopping on real Trainers: out-of-reach targets stop early, reachable ones run to the end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from integrations_helpers import CurveModule, DetectingCurvecast, alert_texts, tiny_trainer
+from pytorch_lightning import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from curvecast import Curvecast
+from curvecast.integrations import ForecastEarlyStopping, StopReason
+
+STEPS = 400
+
+
+def _fit(tmp_path, target, module=None, bundle_cls=Curvecast, **stopper_kwargs):
+    stopper = ForecastEarlyStopping(patience=2, **stopper_kwargs)
+    bundle = bundle_cls(target=target, forecast_every=20, background=False, actuators=[stopper])
+    stopper.bind(bundle)
+    trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
+    trainer.fit(module or CurveModule(STEPS))
+    return trainer, stopper
+
+
+def test_unreachable_target_stops_mid_epoch_before_half_budget(tmp_path):
+    trainer, stopper = _fit(tmp_path, target=1.5)  # the loss floor is 2.0
+    assert stopper.stop_request is not None
+    assert stopper.stop_request.reason is StopReason.TARGET_OUT_OF_REACH
+    assert trainer.global_step < STEPS // 2
+    assert trainer.num_training_batches == STEPS  # the budget is one epoch: the stop came mid-epoch
+    assert "chance of reaching the target 1.5" in stopper.stop_request.message
+
+    ea = EventAccumulator(trainer.logger.log_dir, size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    stopped = ea.Scalars("curvecast/early_stopping/stopped")
+    assert [e.step for e in stopped] == [stopper.stop_request.step]
+    assert any("`early_stop`" in t and "Stopped at step" in t for t in alert_texts(ea))
+
+
+def test_reachable_target_runs_to_the_end(tmp_path):
+    trainer, stopper = _fit(tmp_path, target=2.4)
+    assert stopper.stop_request is None
+    assert trainer.global_step == STEPS
+
+
+def test_non_finite_loss_stops_at_once(tmp_path):
+    module = CurveModule(STEPS, nan_from=100)
+    trainer, stopper = _fit(tmp_path, target=None, module=module, bundle_cls=DetectingCurvecast)
+    assert stopper.stop_request.reason is StopReason.NON_FINITE
+    assert 100 <= trainer.global_step <= 121  # the next forecast after the first NaN
+
+
+def test_without_target_stops_when_no_improvement_is_expected(tmp_path):
+    flat = CurveModule(STEPS, floor=2.0, scale=0.05, power=1.0)
+    trainer, stopper = _fit(tmp_path, target=None, module=flat, min_delta=0.02)
+    assert stopper.stop_request.reason is StopReason.NO_IMPROVEMENT_EXPECTED
+    assert trainer.global_step < STEPS // 2
+
+
+def test_lr_drop_ahead_holds_the_stop_until_it_begins(tmp_path):
+    drop_at = 300
+    trainer, stopper = _fit(tmp_path, target=1.5, module=CurveModule(STEPS, lr_drop_at=drop_at))
+    assert stopper.stop_request is not None
+    assert stopper.stop_request.step >= drop_at
+    assert trainer.global_step > drop_at
+
+
+def test_standalone_next_to_the_bundle_attaches_itself(tmp_path):
+    bundle = Curvecast(target=1.5, forecast_every=20, background=False)
+    stopper = ForecastEarlyStopping(patience=2)
+    trainer = tiny_trainer(tmp_path, [bundle, stopper], max_steps=STEPS)
+    trainer.fit(CurveModule(STEPS))
+    assert bundle.actuators == [stopper]
+    assert stopper.stop_request.reason is StopReason.TARGET_OUT_OF_REACH
+    assert trainer.global_step < STEPS // 2
+
+
+def test_state_dict_round_trip():
+    stopper = ForecastEarlyStopping(target=1.0)
+    stopper.rule.wait, stopper._peak_lr = 2, 0.3
+    state = stopper.state_dict()
+    restored = ForecastEarlyStopping(target=1.0)
+    restored.load_state_dict(state)
+    assert restored.state_dict() == state == {"rule": {"version": 1, "wait": 2}, "peak_lr": 0.3}
+
+
+class _AgreeOnStop(Callback):
+    """Inside each DDP worker: every rank stopped, at the same step, before half the budget."""
+
+    def on_train_end(self, trainer, pl_module):
+        steps = trainer.strategy.all_gather(torch.tensor(trainer.global_step))
+        assert trainer.should_stop
+        assert steps.min() == steps.max() < STEPS // 2, steps
+
+
+@pytest.mark.ddp
+@pytest.mark.timeout(240)
+def test_ddp_ranks_stop_together(tmp_path):
+    stopper = ForecastEarlyStopping(patience=2)
+    bundle = Curvecast(target=1.5, forecast_every=20, background=False, actuators=[stopper])
+    stopper.bind(bundle)
+    trainer = tiny_trainer(tmp_path, [bundle, _AgreeOnStop()], max_steps=STEPS, strategy="ddp_spawn", devices=2)
+    trainer.fit(CurveModule(STEPS, items=2 * STEPS))
+    assert trainer.global_step < STEPS // 2

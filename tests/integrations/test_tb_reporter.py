@@ -1,0 +1,141 @@
+"""TensorBoardReporter and AlertLogger on a real Trainer: event files read back, and a live TensorBoard server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from integrations_helpers import CurveModule, DetectingCurvecast, alert_texts, tiny_trainer
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.util import tensor_util
+
+from curvecast.integrations import AlertLogger, TensorBoardReporter
+
+STEPS = 240
+SPIKE = 150
+FORECAST_TAGS = {f"curvecast/forecast/{n}" for n in ("final", "final_lo", "final_hi", "prob_target", "step_to_target")}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """One tiny run with a spike at step 150, a reachable target, forecasts every 20 steps; returns its log dir."""
+    tmp_path = tmp_path_factory.mktemp("tb")
+    bundle = DetectingCurvecast(target=2.4, forecast_every=20, background=False)
+    reporter = TensorBoardReporter()
+    reporter.bind(bundle)
+    bundle.actuators += [reporter, AlertLogger()]
+    trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
+    trainer.fit(CurveModule(STEPS, spike_at=SPIKE))
+    reporter.close()
+    return Path(trainer.logger.log_dir)
+
+
+def _accumulator(path: Path) -> EventAccumulator:
+    return EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0, "images": 0}).Reload()
+
+
+def test_forecast_scalars_are_written_forward_only(run_dir):
+    ea = _accumulator(run_dir)
+    assert set(ea.Tags()["scalars"]) >= FORECAST_TAGS | {"curvecast/loss"}
+    final = ea.Scalars("curvecast/forecast/final")
+    steps = [e.step for e in final]
+    assert len(steps) >= 5
+    assert steps == sorted(set(steps)), "a forecast tag must never get two points at one step"
+    lo = {e.step: e.value for e in ea.Scalars("curvecast/forecast/final_lo")}
+    hi = {e.step: e.value for e in ea.Scalars("curvecast/forecast/final_hi")}
+    for e in final:
+        assert lo[e.step] <= e.value <= hi[e.step]
+    # The loss floor is 2.0 and the target 2.4 is reached: the last forecasts say so.
+    assert 1.8 < final[-1].value < 2.4
+    assert ea.Scalars("curvecast/forecast/prob_target")[-1].value > 0.5
+    observed = ea.Scalars("curvecast/loss")
+    assert [e.step for e in observed] == list(range(STEPS))
+
+
+def test_spike_alert_in_text(run_dir):
+    ea = _accumulator(run_dir)
+    texts = alert_texts(ea)
+    spikes = [t for t in texts if "`spike`" in t]
+    assert spikes, texts
+    assert f"step {SPIKE}" in spikes[0]
+
+
+def test_layout_figures_curve_runs_and_summary(run_dir):
+    ea = _accumulator(run_dir)
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(tensor_util.make_ndarray(ea.Tensors("custom_scalars__config__")[0].tensor_proto).item())
+    charts = [chart for category in layout.category for chart in category.chart]
+    margin = [c for c in charts if c.HasField("margin")]
+    assert margin[0].margin.series[0].value == "curvecast/forecast/final"
+    assert margin[0].margin.series[0].lower == "curvecast/forecast/final_lo"
+    assert "curvecast/forecast/figure" in ea.Tags()["images"]
+
+    curve_runs = sorted((run_dir / "curvecast_forecast").iterdir())
+    assert 2 <= len(curve_runs) <= 21
+    latest = _accumulator(curve_runs[-1]).Scalars("curvecast/loss")
+    assert latest[0].step >= int(curve_runs[-1].name.split("_")[1])
+    assert latest[-1].step == STEPS
+    summary = _accumulator(run_dir / "curvecast_summary")
+    assert "_hparams_/experiment" in summary.PluginTagToContent("hparams")
+    assert summary.Scalars("curvecast/summary/stopped_early")[-1].value == 0.0
+    assert summary.Scalars("curvecast/summary/best")[-1].value == pytest.approx(
+        min(e.value for e in ea.Scalars("curvecast/loss"))
+    )
+
+
+def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
+    from tensorboard import program
+
+    tb = program.TensorBoard()
+    # A blocking reload loads the logdir once before the server answers: no waiting or polling needed.
+    tb.configure(
+        argv=[None, "--logdir", str(run_dir.parent), "--host", "127.0.0.1", "--port", "0", "--load_fast", "false",
+              "--reload_interval", "0", "--reload_task", "blocking"]
+    )  # fmt: skip
+    url = tb.launch()
+    assert url.startswith("http://127.0.0.1:")
+
+    def get(path: str):
+        with urllib.request.urlopen(url.rstrip("/") + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    tags = get("/data/plugin/scalars/tags")
+    run = run_dir.name
+    assert set(tags[run]) >= FORECAST_TAGS
+    forecast_runs = [r for r in tags if r.startswith(f"{run}/curvecast_forecast/")]
+    assert forecast_runs
+    assert all("curvecast/loss" in tags[r] for r in forecast_runs)
+    points = get(f"/data/plugin/scalars/scalars?run={run}&tag=curvecast/forecast/final")
+    assert np.all(np.diff([p[1] for p in points]) > 0)
+    assert "curvecast" in json.dumps(get("/data/plugin/custom_scalars/layout"))
+
+
+def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog):
+    bundle = DetectingCurvecast(target=2.4, forecast_every=20, background=False)
+    reporter = TensorBoardReporter()
+    reporter.bind(bundle)
+    bundle.actuators += [reporter, AlertLogger()]
+    trainer = tiny_trainer(tmp_path, [bundle], max_steps=200, logger=False)
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        trainer.fit(CurveModule(200, spike_at=150))
+    assert sum("no TensorBoardLogger" in r.getMessage() for r in caplog.records) <= 1
+    assert any("spike" in r.getMessage() and "150" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "up"}, "Expected `mode` to be one of"),
+        ({"interval": 1.0}, "Expected `interval` to lie in"),
+        ({"curve_every": 0}, "Expected `curve_every` to be a positive int"),
+        ({"curve_points": 1}, "Expected `curve_points` to be at least 2"),
+    ],
+)
+def test_reporter_validates_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TensorBoardReporter(**kwargs)
