@@ -1,5 +1,6 @@
 """Actuators: what acts on a Report (TensorBoard, logging, early stopping, advice, Optuna)."""
 
+from curvecast.integrations.advice import HyperparameterAdvisor
 from curvecast.integrations.alerts import Alert, AlertLogger, publish_alert
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.stop_rule import ForecastStopRule, StopReason, StopRequest
@@ -10,6 +11,7 @@ __all__ = [
     "AlertLogger",
     "ForecastEarlyStopping",
     "ForecastStopRule",
+    "HyperparameterAdvisor",
     "StopReason",
     "StopRequest",
     "TensorBoardReporter",

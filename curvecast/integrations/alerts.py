@@ -107,7 +107,7 @@ class AlertLogger:
         self.tensorboard = tensorboard
         self.max_kept = max_kept
         self.alerts: list[Alert] = []
-        self._seen: set[tuple[str, str, int, str]] = set()
+        self._seen: dict[tuple[str, str, int, str], None] = {}  # insertion-ordered: the oldest go first
 
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
         floor = SEVERITIES.index(self.min_severity)
@@ -118,7 +118,9 @@ class AlertLogger:
             key = (anomaly.kind, getattr(anomaly, "series", ""), int(anomaly.step), anomaly.severity)
             if key in self._seen:
                 continue
-            self._seen.add(key)
+            self._seen[key] = None
+            if len(self._seen) > 10 * self.max_kept:  # bounded memory on a very long, very noisy run
+                del self._seen[next(iter(self._seen))]
             alert = Alert(anomaly.kind, int(anomaly.step), anomaly.severity, anomaly.message, source="anomaly")
             self.alerts = [*self.alerts[-(self.max_kept - 1) :], alert]
             publish_alert(trainer, alert, tensorboard=self.tensorboard)

@@ -1,0 +1,285 @@
+"""HyperparameterAdvisor: turn what the run measured into hyperparameter advice, each piece once, as alerts.
+
+Advice (kind ``advice/<topic>``), each published at most once per run through
+:func:`~curvecast.integrations.alerts.publish_alert` (Python logging and TensorBoard's ``curvecast/alerts``):
+
+- ``batch_size``: the batch is ``batch_ratio`` times below or above the measured noise scale B_simple on
+  ``persistence`` consecutive readings, with the steps/data trade-off S = S_min(1 + B_crit/B), E = E_min(1 + B/B_crit).
+- ``lr_too_high``: repeated loss spikes, or a divergence, with a suggested lower peak LR.
+- ``warmup``: spikes early in the run (in the first ``early_fraction`` of the steps).
+- ``data_loader``: the run waits on data more than ``data_wait_threshold`` of the time.
+- ``plateau``: the loss plateaued and the LR schedule has no decay ahead.
+- ``step_law``: for LLM pretraining, when ``tokens_per_step`` is given: the peak LR and batch against the Step Law.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from curvecast.forecasting.report import Report
+from curvecast.integrations import advice_math as am
+from curvecast.integrations.alerts import Alert, publish_alert
+
+__all__ = ["HyperparameterAdvisor"]
+
+
+class HyperparameterAdvisor:
+    """Actuator: hyperparameter advice from the report's anomalies and the measured noise scale and throughput.
+
+    Args:
+        history: the run's :class:`~curvecast.history.RunHistory` (LR, ``gns/b_simple``, data wait); :meth:`bind`
+            sets it from the bundle.
+        batch_size: samples per optimizer step over all devices, in the unit the loss averages over (as B_simple);
+            None: the train loader's ``batch_size`` x accumulation x world size.
+        tokens_per_step: tokens per optimizer step, for the Step Law (LLM pretraining only).
+        planned_tokens: the tokens the run will train on (D); None: ``tokens_per_step`` x the run's steps.
+        n_params: non-embedding parameters (N); None: counted from the module.
+        batch_ratio: how far (as a factor) the batch must sit from B_simple before advice is given.
+        persistence: consecutive B_simple (or data-wait) readings that must agree; B_simple grows during training.
+        spikes_for_lr: loss spikes that make the LR suspect.
+        early_fraction: the start of the run, as a fraction of its steps, where spikes point at the warmup.
+        data_wait_threshold: fraction of step time spent waiting on data that makes the run data-loader bound.
+        lr_reduction: factor suggested for the peak LR after repeated spikes (a third of it after a divergence).
+        b_simple_series, data_wait_series: history series of the noise scale and of the data-wait fraction.
+        tensorboard: also write the advice to TensorBoard.
+
+    Attributes:
+        advice: the alerts published so far.
+    """
+
+    stop_request = None  # advice never stops a run
+
+    def __init__(
+        self,
+        history: Any = None,
+        batch_size: int | None = None,
+        tokens_per_step: int | None = None,
+        planned_tokens: float | None = None,
+        n_params: int | None = None,
+        batch_ratio: float = 10.0,
+        persistence: int = 3,
+        spikes_for_lr: int = 3,
+        early_fraction: float = 0.1,
+        data_wait_threshold: float = 0.2,
+        lr_reduction: float = 0.5,
+        b_simple_series: str = "gns/b_simple",
+        data_wait_series: str = "throughput/data_wait_fraction",
+        tensorboard: bool = True,
+    ) -> None:
+        for name, value in (("batch_size", batch_size), ("tokens_per_step", tokens_per_step), ("n_params", n_params)):
+            if value is not None and value < 1:
+                raise ValueError(f"Expected `{name}` to be a positive int or None, but got {value}")
+        if planned_tokens is not None and not planned_tokens > 0:
+            raise ValueError(f"Expected `planned_tokens` to be positive or None, but got {planned_tokens}")
+        if not batch_ratio > 1.0:
+            raise ValueError(f"Expected `batch_ratio` to be greater than 1, but got {batch_ratio}")
+        for name, value in (("persistence", persistence), ("spikes_for_lr", spikes_for_lr)):
+            if value < 1:
+                raise ValueError(f"Expected `{name}` to be a positive int, but got {value}")
+        for name, value in (("early_fraction", early_fraction), ("data_wait_threshold", data_wait_threshold)):
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"Expected `{name}` to lie in (0, 1), but got {value}")
+        if not 0.0 < lr_reduction < 1.0:
+            raise ValueError(f"Expected `lr_reduction` to lie in (0, 1), but got {lr_reduction}")
+        self.history = history
+        self.batch_size = batch_size
+        self.tokens_per_step = tokens_per_step
+        self.planned_tokens = planned_tokens
+        self.n_params = n_params
+        self.batch_ratio = batch_ratio
+        self.persistence = persistence
+        self.spikes_for_lr = spikes_for_lr
+        self.early_fraction = early_fraction
+        self.data_wait_threshold = data_wait_threshold
+        self.lr_reduction = lr_reduction
+        self.b_simple_series = b_simple_series
+        self.data_wait_series = data_wait_series
+        self.tensorboard = tensorboard
+        self.advice: list[Alert] = []
+        self._given: set[str] = set()
+        self._spike_steps: list[int] = []
+        self._lr_schedule: Any = None
+
+    def bind(self, bundle: Any) -> None:
+        """Take the bundle's history, and its planned LR schedule for the peak LR (called at setup)."""
+        if self.history is None:
+            self.history = bundle.history
+        self._lr_schedule = getattr(getattr(bundle, "lr_capture", None), "schedule", None)
+
+    def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
+        self._spike_steps += [a.step for a in report.anomalies if a.kind == "spike" and a.series == report.monitor]
+        del self._spike_steps[:-100]  # bounded: only counts and the first few steps are ever shown
+        checks = (
+            self._batch_size_advice,
+            self._lr_too_high_advice,
+            self._warmup_advice,
+            self._data_loader_advice,
+            self._plateau_advice,
+            self._step_law_advice,
+        )
+        for check in checks:
+            topic = check.__name__.strip("_").removesuffix("_advice")
+            if topic in self._given:
+                continue
+            found = check(trainer, pl_module, report)
+            if found is not None:
+                severity, message = found
+                self._given.add(topic)
+                alert = Alert(f"advice/{topic}", int(report.step), severity, message, source="advice")
+                self.advice.append(alert)
+                publish_alert(trainer, alert, tensorboard=self.tensorboard)
+
+    # -- checks: each returns (severity, message) or None -------------------------------------------------------
+
+    def _batch_size_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
+        recent = self._recent(self.b_simple_series)
+        batch = self.batch_size or _global_batch(trainer)
+        if recent is None or batch is None or not np.all(recent > 0):
+            return None
+        b_simple = float(recent[-1])
+        caveat = (
+            " B_simple estimates the critical batch B_crit only to an order of magnitude; it grows as the loss falls "
+            "and reads low at an LR set too high."
+        )
+        if np.all(recent > self.batch_ratio * batch):
+            steps = am.steps_factor(batch, b_simple)
+            return "info", (
+                f"The batch ({batch}) is {b_simple / batch:.0f}x below the measured gradient noise scale B_simple ~ "
+                f"{b_simple:.3g}. By S = S_min(1 + B_crit/B) the run needs about {steps:.1f}x the fewest steps that "
+                f"could reach its loss; a batch near {b_simple:.3g} (with the LR scaled up to match) would need about "
+                f"2x, i.e. {steps / 2:.1f}x fewer steps, for more data per step." + caveat
+            )
+        if np.all(recent * self.batch_ratio < batch):
+            data = am.data_factor(batch, b_simple)
+            return "info", (
+                f"The batch ({batch}) is {batch / b_simple:.0f}x above the measured gradient noise scale B_simple ~ "
+                f"{b_simple:.3g}. By E = E_min(1 + B/B_crit) the run uses about {data:.1f}x the fewest examples (and "
+                f"compute) that could reach its loss; a batch near {b_simple:.3g} would need about 2x, at the cost of "
+                "more, smaller steps." + caveat
+            )
+        return None
+
+    def _lr_too_high_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
+        peak = self._peak_lr(trainer)
+        lr_text = f" (peak LR {peak:.3g})" if peak else ""
+        diverged = [a for a in report.anomalies if a.kind == "divergence" and a.series == report.monitor]
+        if diverged:
+            suggestion = f", e.g. {peak / 3:.3g}" if peak else ""
+            return "warning", (
+                f"{report.monitor} diverged (step {diverged[0].step}): the LR{lr_text} is likely too high. Resume from "
+                f"a checkpoint before the climb with the peak LR cut to about a third{suggestion}, a longer warmup, "
+                "or gradient clipping (`gradient_clip_val=1.0`)."
+            )
+        if len(self._spike_steps) >= self.spikes_for_lr:
+            shown = ", ".join(str(s) for s in self._spike_steps[:5])
+            suggestion = f" to {self.lr_reduction * peak:.3g}" if peak else f" by {1 - self.lr_reduction:.0%}"
+            return "warning", (
+                f"{report.monitor} spiked {len(self._spike_steps)} times (steps {shown}): the LR{lr_text} may be too "
+                f"high for this model and batch. Try lowering the peak LR{suggestion}, or clipping gradients "
+                "(`gradient_clip_val=1.0`); if the spikes come from a few bad batches, skip those batches instead."
+            )
+        return None
+
+    def _warmup_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
+        if report.horizon is None:
+            return None
+        early = [s for s in self._spike_steps if s < self.early_fraction * report.horizon]
+        if not early:
+            return None
+        warmup = self._warmup_steps()
+        now = f"the warmup of {warmup} steps" if warmup else "the run has no LR warmup, which"
+        suggested = max(2 * max(early), int(0.05 * report.horizon), 1)
+        return "warning", (
+            f"{report.monitor} spiked early in the run (steps {', '.join(str(s) for s in early[:5])}): {now} may be "
+            f"too short. Try a linear warmup of about {suggested} steps (a few percent of the run, past the last early "
+            "spike)."
+        )
+
+    def _data_loader_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
+        recent = self._recent(self.data_wait_series)
+        if recent is None or not np.all(recent > self.data_wait_threshold):
+            return None
+        return "warning", (
+            f"The run spends {float(np.median(recent)):.0%} of its time waiting for data (as of step {report.step}): "
+            "it is data-loader bound. Try more DataLoader workers (`num_workers`), `pin_memory=True`, "
+            "`persistent_workers=True`, a larger `prefetch_factor`, or pre-processing and caching the data."
+        )
+
+    def _plateau_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
+        plateau = [a for a in report.anomalies if a.kind == "plateau" and a.series == report.monitor]
+        if not plateau or report.lr_drop_ahead:
+            return None
+        return "info", (
+            f"{report.monitor} has plateaued (step {plateau[0].step}) and the LR schedule has no decay ahead. Decaying "
+            "the LR now (a linear or cosine cooldown over the last 10-20% of steps, or ReduceLROnPlateau) usually "
+            "brings the loss down a few percent more; if the forecast already meets your target, stop here."
+        )
+
+    def _step_law_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
+        if self.tokens_per_step is None:
+            return None
+        tokens = self.planned_tokens or (self.tokens_per_step * report.horizon if report.horizon else None)
+        n_params = self.n_params or (am.non_embedding_params(pl_module) if pl_module is not None else None)
+        peak = self._peak_lr(trainer)
+        if not tokens or not n_params or not peak:
+            return None
+        eta = am.step_law_lr(n_params, tokens)
+        batch = am.step_law_batch_tokens(tokens)
+        lr_ratio, batch_ratio = peak / eta, self.tokens_per_step / batch
+        off = max(lr_ratio, 1 / lr_ratio, batch_ratio, 1 / batch_ratio) > 2.0
+        return ("warning" if off else "info"), (
+            f"Step Law (Li et al. 2025, 'Predictable Scale'; fitted on LLM pretraining with AdamW, so advice for LLM "
+            f"pretraining only): for N = {n_params:.3g} non-embedding parameters and D = {tokens:.3g} planned tokens, "
+            f"the optimal peak LR is about {eta:.3g} and the optimal batch about {batch:.3g} tokens. This run: peak LR "
+            f"{peak:.3g} ({lr_ratio:.2f}x the optimum), batch {self.tokens_per_step:.3g} tokens ({batch_ratio:.2f}x)."
+        )
+
+    # -- readings -------------------------------------------------------------------------------------------------
+
+    def _recent(self, name: str) -> np.ndarray | None:
+        """The last ``persistence`` finite values of a history series, or None when there are fewer."""
+        if self.history is None or name not in self.history:
+            return None
+        values = self.history.series(name).values
+        values = values[np.isfinite(values)][-self.persistence :]
+        return values if len(values) >= self.persistence else None
+
+    def _peak_lr(self, trainer: Any) -> float | None:
+        """The peak LR: of the planned schedule when known, else of the LRs recorded so far, else the current one."""
+        candidates: list[float] = []
+        if self._lr_schedule is not None:
+            planned = self._lr_schedule()
+            if planned is not None and len(planned):
+                candidates.append(float(np.nanmax(planned)))
+        if self.history is not None and "lr" in self.history:
+            candidates.append(float(np.nanmax(self.history.series("lr").values)))
+        if not candidates:
+            try:
+                candidates.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
+            except (AttributeError, IndexError, KeyError, TypeError):
+                return None
+        peak = max(candidates)
+        return peak if math.isfinite(peak) and peak > 0 else None
+
+    def _warmup_steps(self) -> int | None:
+        """Steps until the recorded LR first reached its peak, or None when it never rose."""
+        if self.history is None or "lr" not in self.history:
+            return None
+        series = self.history.series("lr")
+        if len(series) < 2 or not series.values[0] < 0.99 * np.nanmax(series.values):
+            return None
+        return int(series.steps[int(np.nanargmax(series.values))])
+
+
+def _global_batch(trainer: Any) -> int | None:
+    """Samples per optimizer step over all devices, from the train loader's ``batch_size``; None if unknown."""
+    try:
+        rows = trainer.train_dataloader.batch_size
+    except AttributeError:
+        return None
+    if not isinstance(rows, int) or rows < 1:
+        return None
+    return rows * int(getattr(trainer, "accumulate_grad_batches", 1)) * int(getattr(trainer, "world_size", 1))

@@ -1,0 +1,136 @@
+"""HyperparameterAdvisor: each piece of advice from its evidence, once; the arithmetic behind it."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from curvecast.forecasting import AnomalyDetector, Report
+from curvecast.forecasting.anomaly_event import Anomaly
+from curvecast.history import RunHistory
+from curvecast.integrations import HyperparameterAdvisor
+from curvecast.integrations import advice_math as am
+
+
+def _history(**series) -> RunHistory:
+    history = RunHistory()
+    for name, values in series.items():
+        history.extend(name.replace("__", "/"), np.arange(len(values)) * 10, values)
+    return history
+
+
+def _report(step=500, anomalies=(), horizon=1000, lr_drop_ahead=False) -> Report:
+    return Report(step=step, monitor="loss", horizon=horizon, anomalies=tuple(anomalies), lr_drop_ahead=lr_drop_ahead)
+
+
+def _topics(advisor) -> list[str]:
+    return [a.kind for a in advisor.advice]
+
+
+def test_batch_far_below_the_noise_scale_gives_the_steps_trade_off_once(caplog):
+    advisor = HyperparameterAdvisor(history=_history(gns__b_simple=[400.0, 500.0, 640.0]), batch_size=8)
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        advisor.on_report(None, None, _report())
+        advisor.on_report(None, None, _report(step=600))
+    assert _topics(advisor) == ["advice/batch_size"]
+    message = advisor.advice[0].message
+    assert "80x below" in message
+    assert "S = S_min(1 + B_crit/B)" in message
+    assert f"{am.steps_factor(8, 640):.1f}x" in message
+    assert sum("advice/batch_size" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_batch_far_above_the_noise_scale_gives_the_data_trade_off():
+    advisor = HyperparameterAdvisor(history=_history(gns__b_simple=[5.0, 6.0, 8.0]), batch_size=1024)
+    advisor.on_report(None, None, _report())
+    assert "E = E_min(1 + B/B_crit)" in advisor.advice[0].message
+    assert f"{am.data_factor(1024, 8.0):.1f}x" in advisor.advice[0].message
+
+
+def test_noise_scale_must_persist_before_advice():
+    advisor = HyperparameterAdvisor(history=_history(gns__b_simple=[400.0, 20.0, 640.0]), batch_size=8)
+    advisor.on_report(None, None, _report())
+    assert advisor.advice == []
+
+
+def test_repeated_spikes_suggest_a_lower_lr():
+    curve = [2.0 + 8.0 / (1 + t / 20) + 0.01 * (t % 3) for t in range(1000)]
+    for t in (400, 600, 800):
+        curve[t] += 3.0
+    detector = AnomalyDetector()
+    found = [a for t, v in enumerate(curve) for a in detector.update(t, v)]
+    assert [a.kind for a in found] == ["spike"] * 3
+    advisor = HyperparameterAdvisor(history=_history(lr=[0.1] * 5))
+    advisor.on_report(None, None, _report(step=900, anomalies=found))
+    assert _topics(advisor) == ["advice/lr_too_high"]
+    assert "to 0.05" in advisor.advice[0].message
+    assert "400, 600, 800" in advisor.advice[0].message
+
+
+def test_divergence_suggests_a_third_of_the_lr():
+    advisor = HyperparameterAdvisor(history=_history(lr=[0.3] * 5))
+    advisor.on_report(None, None, _report(anomalies=[Anomaly("divergence", 450, "critical", "climbing")]))
+    assert advisor.advice[0].severity == "warning"
+    assert "about a third, e.g. 0.1" in advisor.advice[0].message
+
+
+def test_early_spikes_point_at_the_warmup():
+    advisor = HyperparameterAdvisor(history=_history(lr=[0.0, 0.02, 0.04, 0.06, 0.1, 0.1, 0.1]))
+    advisor.on_report(None, None, _report(step=100, anomalies=[Anomaly("spike", 45, "warning", "spike")]))
+    assert _topics(advisor) == ["advice/warmup"]
+    assert "warmup of 40 steps" in advisor.advice[0].message
+    assert "about 90 steps" in advisor.advice[0].message
+
+
+def test_data_loader_bound():
+    advisor = HyperparameterAdvisor(history=_history(throughput__data_wait_fraction=[0.5, 0.4, 0.6]))
+    advisor.on_report(None, None, _report())
+    assert _topics(advisor) == ["advice/data_loader"]
+    assert "num_workers" in advisor.advice[0].message
+
+
+@pytest.mark.parametrize(("drop_ahead", "advised"), [(False, True), (True, False)])
+def test_plateau_advice_only_without_a_decay_ahead(drop_ahead, advised):
+    advisor = HyperparameterAdvisor()
+    plateau = Anomaly("plateau", 700, "info", "flat")
+    advisor.on_report(None, None, _report(step=700, anomalies=[plateau], lr_drop_ahead=drop_ahead))
+    assert _topics(advisor) == (["advice/plateau"] if advised else [])
+
+
+def test_step_law_compares_lr_and_batch_for_llm_pretraining():
+    model = torch.nn.Sequential(torch.nn.Embedding(1000, 64), torch.nn.Linear(64, 64), torch.nn.Linear(64, 1000))
+    n = am.non_embedding_params(model)
+    assert n == 64 * 64 + 64 + 64 * 1000 + 1000
+    advisor = HyperparameterAdvisor(history=_history(lr=[1e-3] * 3), tokens_per_step=2**19)
+    advisor.on_report(None, model, _report(horizon=10_000))
+    tokens = 2**19 * 10_000
+    eta, batch = am.step_law_lr(n, tokens), am.step_law_batch_tokens(tokens)
+    message = advisor.advice[0].message
+    assert "LLM pretraining only" in message
+    assert f"about {eta:.3g}" in message
+    assert f"{1e-3 / eta:.2f}x the optimum" in message
+    assert f"({2**19 / batch:.2f}x)" in message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0}, "Expected `batch_size` to be a positive int or None"),
+        ({"planned_tokens": -1.0}, "Expected `planned_tokens` to be positive"),
+        ({"batch_ratio": 1.0}, "Expected `batch_ratio` to be greater than 1"),
+        ({"persistence": 0}, "Expected `persistence` to be a positive int"),
+        ({"early_fraction": 1.5}, "Expected `early_fraction` to lie in"),
+        ({"lr_reduction": 1.0}, "Expected `lr_reduction` to lie in"),
+    ],
+)
+def test_advisor_validates_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HyperparameterAdvisor(**kwargs)
+
+
+def test_advice_math_rejects_non_positive_inputs():
+    with pytest.raises(ValueError, match="Expected `batch` to be positive, but got 0"):
+        am.steps_factor(0, 10)

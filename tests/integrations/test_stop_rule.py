@@ -1,0 +1,111 @@
+"""ForecastStopRule on real forecasts of synthetic curves (no Trainer)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curvecast.forecasting import Forecaster, Report
+from curvecast.forecasting.anomaly_event import Anomaly
+from curvecast.integrations import ForecastStopRule, StopReason
+
+HORIZON = 2000
+_rng = np.random.default_rng(0)
+STEPS = np.arange(1, 601)
+VALUES = (2.0 + 3.0 * STEPS**-0.5) * np.exp(_rng.normal(0.0, 0.01, len(STEPS)))
+FORECAST = Forecaster().fit(STEPS, VALUES, horizon=HORIZON)  # final near 2.07
+
+
+def _report(target=None, step=600, **kwargs) -> Report:
+    return Report(step=step, monitor="loss", horizon=HORIZON, forecast=FORECAST, target=target, **kwargs)
+
+
+def test_out_of_reach_needs_patience_consecutive_checks():
+    rule = ForecastStopRule(patience=3)
+    assert rule.update(_report(target=1.5)) is None
+    assert rule.update(_report(target=1.5)) is None
+    request = rule.update(_report(target=1.5))
+    assert request.reason is StopReason.TARGET_OUT_OF_REACH
+    assert request.step == 600
+    assert "1400 steps saved" in request.message
+
+
+def test_a_hopeful_check_resets_the_count():
+    rule = ForecastStopRule(patience=2)
+    assert rule.update(_report(target=1.5)) is None
+    assert rule.update(_report(target=2.5)) is None  # reachable: the count starts over
+    assert rule.wait == 0
+    assert rule.update(_report(target=1.5)) is None
+    assert rule.update(_report(target=1.5)) is not None
+
+
+def test_no_stop_before_min_progress_or_without_forecast():
+    rule = ForecastStopRule(patience=1, min_progress=0.5)
+    assert rule.update(_report(target=1.5)) is None  # step 600 < 1000
+    assert rule.update(Report(step=1500, monitor="loss", horizon=HORIZON, target=1.5)) is None
+
+
+def test_mode_max_reads_the_chance_from_above():
+    rule = ForecastStopRule(patience=1, mode="max")
+    assert rule.update(_report(target=1.5)) is None  # already above 1.5: reached
+    assert rule.update(_report(target=3.0)).reason is StopReason.TARGET_OUT_OF_REACH
+
+
+@pytest.mark.parametrize(
+    ("known", "lr", "peak", "held"),
+    [(False, 0.1, 0.1, True), (True, None, None, True), (True, 0.1, 0.1, True), (True, 0.05, 0.1, False)],
+)
+def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins(known, lr, peak, held):
+    rule = ForecastStopRule(patience=1)
+    report = _report(target=1.5, lr_drop_ahead=True, lr_schedule_known=known)
+    request = rule.update(report, lr=lr, peak_lr=peak)
+    assert rule.held_by_lr_drop is held
+    assert (request is None) is held
+
+
+def test_non_finite_and_confirmed_divergence_stop_at_once_even_before_min_progress():
+    rule = ForecastStopRule(min_progress=0.9)
+    nan = Anomaly("nonfinite", 50, "critical", "loss became nan at step 50.", value=float("nan"))
+    assert rule.update(_report(step=60, anomalies=(nan,))).reason is StopReason.NON_FINITE
+    warning = Anomaly("divergence", 70, "warning", "climbing")
+    assert rule.update(_report(step=80, anomalies=(warning,))) is None  # not confirmed yet
+    confirmed = Anomaly("divergence", 90, "critical", "diverged")
+    assert rule.update(_report(step=95, anomalies=(confirmed,))).reason is StopReason.DIVERGENCE
+    other_series = Anomaly("nonfinite", 90, "critical", "grad_norm became inf", series="grad_norm")
+    assert rule.update(_report(step=99, anomalies=(other_series,))) is None
+
+
+def test_min_delta_without_target_absolute_and_relative():
+    gain = float(FORECAST.predict([600])[0] - FORECAST.final)
+    assert 0 < gain < 0.2
+    assert ForecastStopRule(patience=1, min_delta=gain / 2).update(_report()) is None
+    assert ForecastStopRule(patience=1, min_delta=gain * 2).update(_report()).reason is (
+        StopReason.NO_IMPROVEMENT_EXPECTED
+    )
+    assert ForecastStopRule(patience=1, min_delta=0.5, min_delta_mode="rel").update(_report()) is not None
+
+
+def test_state_round_trip():
+    rule = ForecastStopRule(patience=5)
+    rule.update(_report(target=1.5))
+    restored = ForecastStopRule(patience=5)
+    restored.load_state_dict(rule.state_dict())
+    assert restored.wait == rule.wait == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "up"}, r"Expected `mode` to be one of \('min', 'max'\), but got 'up'"),
+        ({"prob_threshold": 0.0}, "Expected `prob_threshold` to lie in"),
+        ({"patience": 0}, "Expected `patience` to be a positive int"),
+        ({"min_delta": -1.0}, "Expected `min_delta` to be non-negative"),
+        ({"min_delta_mode": "pct"}, "Expected `min_delta_mode` to be one of"),
+        ({"min_progress": 1.0}, "Expected `min_progress` to lie in"),
+        ({"decay_started": 0.0}, "Expected `decay_started` to lie in"),
+        ({"target": float("nan")}, "Expected `target` to be a finite float or None"),
+    ],
+)
+def test_rule_validates_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ForecastStopRule(**kwargs)
