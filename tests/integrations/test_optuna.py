@@ -1,0 +1,211 @@
+"""ForecastPruningCallback: a real study of tiny Lightning trials, the DDP decision path, errors and state."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from curvecast.integrations.optuna import FINAL_ATTR, PRUNED_ATTR, ForecastPruningCallback
+
+optuna = pytest.importorskip("optuna")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+MAX_STEPS = 120
+
+
+class Regression(pl.LightningModule):
+    def __init__(self, lr: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = torch.nn.Linear(4, 1)
+        self.lr = lr
+
+    def _loss(self, batch):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y)
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def _data(seed: int) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 4, generator=generator)
+    return TensorDataset(x, x @ torch.arange(1.0, 5.0) + 0.1 * torch.randn(256, generator=generator))
+
+
+def test_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path: Path) -> None:
+    train, val = DataLoader(_data(0), batch_size=16, shuffle=False), DataLoader(_data(1), batch_size=256)
+
+    def objective(trial) -> float:
+        pruning = ForecastPruningCallback(trial, monitor="val_loss", min_points=5)
+        trainer = pl.Trainer(
+            default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
+            max_steps=MAX_STEPS, val_check_interval=10, check_val_every_n_epoch=None,
+            callbacks=[pruning],
+        )  # fmt: skip
+        trainer.fit(Regression(trial.suggest_float("lr", 1e-6, 1.0, log=True)), train, val)
+        pruning.check_pruned()
+        return float(trainer.callback_metrics["val_loss"])
+
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
+    for lr in (0.003, 1e-5, 0.05):  # slow but fine, hopeless, good
+        study.enqueue_trial({"lr": lr})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        study.optimize(objective, n_trials=3)
+    first, hopeless, good = study.trials
+    assert [t.state for t in study.trials] == [
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.COMPLETE,
+    ]
+    assert first.user_attrs[FINAL_ATTR]["val_loss"] == pytest.approx(first.value)
+    assert max(hopeless.intermediate_values) < MAX_STEPS  # stopped early, after min_points validations
+    assert len(hopeless.intermediate_values) >= 5
+    assert "is forecast to end at" in hopeless.user_attrs[PRUNED_ATTR]
+    assert good.value < first.value
+    assert len(good.intermediate_values) == MAX_STEPS // 10
+    assert 0 not in first.intermediate_values  # the sanity check is not reported
+
+
+class FakeStrategy:
+    def __init__(self, reply: str | None = None) -> None:
+        self.reply = reply
+        self.sent: list[object] = []
+
+    def broadcast(self, obj, src=0):
+        self.sent.append(obj)
+        return obj if self.reply is None else self.reply
+
+
+def _trainer(step: int, value: float, rank_zero: bool, strategy: FakeStrategy) -> SimpleNamespace:
+    return SimpleNamespace(
+        sanity_checking=False,
+        callback_metrics={"val_loss": torch.tensor(value)},
+        global_step=step,
+        is_global_zero=rank_zero,
+        world_size=2,
+        strategy=strategy,
+        should_stop=False,
+        max_steps=1000,
+    )
+
+
+def _study_with_a_finished_trial(final: float):
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(optuna.trial.create_trial(value=final, user_attrs={FINAL_ATTR: {"val_loss": final}}))
+    return study
+
+
+def test_ddp_rank_zero_decides_and_every_rank_stops() -> None:
+    study = _study_with_a_finished_trial(0.1)
+    trial = study.ask()
+    callback = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False)
+    strategy = FakeStrategy()
+    trainer = _trainer(0, 0.0, True, strategy)
+    callback.on_fit_start(trainer, None)
+    for index in range(8):  # a curve levelling off near 2.0, far above the best trial's 0.1
+        trainer.global_step, trainer.callback_metrics = (
+            (index + 1) * 20,
+            {"val_loss": torch.tensor(2.0 + 1 / (1 + index))},
+        )
+        callback.on_validation_end(trainer, None)  # under DDP: no exception from the hook
+        if trainer.should_stop:
+            break
+    assert trainer.should_stop
+    assert strategy.sent[-1] == callback.pruned_reason
+    assert "above the best trial's 0.1" in callback.pruned_reason
+    assert all(sent is None for sent in strategy.sent[:-1])
+    assert trial.user_attrs[PRUNED_ATTR] == callback.pruned_reason
+    fresh = ForecastPruningCallback(trial, monitor="val_loss")  # as in the main process of ddp_spawn
+    with pytest.raises(optuna.TrialPruned, match="is forecast to end at"):
+        fresh.check_pruned()
+
+
+def test_ddp_other_rank_follows_the_broadcast() -> None:
+    trial = _study_with_a_finished_trial(0.1).ask()
+    callback = ForecastPruningCallback(trial, monitor="val_loss")
+    trainer = _trainer(10, 5.0, False, FakeStrategy(reply="pruned by rank 0"))
+    callback.on_fit_start(trainer, None)
+    callback.on_validation_end(trainer, None)
+    assert trainer.should_stop
+    assert trial.user_attrs == {}  # only rank 0 writes to the trial
+    assert dict(trial.study.trials[-1].intermediate_values) == {}
+    with pytest.raises(optuna.TrialPruned, match="pruned by rank 0"):
+        callback.check_pruned()
+
+
+def test_no_prune_without_a_finished_trial_and_check_pruned_is_quiet() -> None:
+    trial = optuna.create_study().ask()
+    callback = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False)
+    trainer = _trainer(0, 0.0, True, FakeStrategy())
+    trainer.world_size = 1
+    callback.on_fit_start(trainer, None)
+    for index in range(8):
+        trainer.global_step, trainer.callback_metrics = (index + 1) * 10, {"val_loss": torch.tensor(9.0)}
+        callback.on_validation_end(trainer, None)
+    assert not trainer.should_stop
+    assert trial.study.trials[-1].intermediate_values == {10 * (i + 1): 9.0 for i in range(8)}
+    callback.check_pruned()
+
+
+def test_missing_monitor_warns_and_sanity_check_is_skipped() -> None:
+    trial = optuna.create_study().ask()
+    callback = ForecastPruningCallback(trial, monitor="val_acc_never_logged")
+    trainer = _trainer(5, 1.0, True, FakeStrategy())
+    trainer.sanity_checking = True
+    callback.on_validation_end(trainer, None)
+    trainer.sanity_checking = False
+    with pytest.warns(UserWarning, match=r"Expected `val_acc_never_logged` among the logged metrics, but got"):
+        callback.on_validation_end(trainer, None)
+    assert callback.steps == []
+
+
+def test_state_dict_round_trip() -> None:
+    trial = optuna.create_study().ask()
+    callback = ForecastPruningCallback(trial)
+    callback.steps, callback.values = [10, 20], [3.0, 2.5]
+    restored = ForecastPruningCallback(trial)
+    restored.load_state_dict(callback.state_dict())
+    assert (restored.steps, restored.values) == ([10, 20], [3.0, 2.5])
+    assert callback.state_key == "ForecastPruningCallback[monitor=val_loss]"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"confidence": 1.0}, r"Expected `confidence` to lie in \[0.5, 1\), but got 1.0"),
+        ({"min_points": 2}, r"Expected `min_points` to be at least 3, but got 2"),
+        ({"horizon": 0}, r"Expected `horizon` to be a positive number of steps or None, but got 0"),
+    ],
+)
+def test_argument_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ForecastPruningCallback(optuna.create_study().ask(), **kwargs)
+
+
+def test_multi_objective_study_is_refused() -> None:
+    trial = optuna.create_study(directions=["minimize", "maximize"]).ask()
+    with pytest.raises(ValueError, match=r"Expected a single-objective study, but got one with 2 objectives"):
+        ForecastPruningCallback(trial)
+
+
+def test_install_hint_without_optuna(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # importing it now fails as if it were not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install curvecast\[optuna\]"):
+        ForecastPruningCallback(SimpleNamespace())
