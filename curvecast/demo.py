@@ -40,7 +40,7 @@ def generate_text(n_sentences: int, seed: int) -> str:
 class GeneratedText(Dataset):
     """Random windows of ``block_size + 1`` characters from generated text, as (input, next-character) pairs."""
 
-    def __init__(self, block_size: int = 64, n_sentences: int = 4000, seed: int = 0) -> None:
+    def __init__(self, block_size: int = 48, n_sentences: int = 4000, seed: int = 0) -> None:
         text = generate_text(n_sentences, seed)
         index = {ch: i for i, ch in enumerate(VOCAB)}
         self.data = torch.tensor([index[ch] for ch in text], dtype=torch.long)
@@ -60,8 +60,8 @@ class CharTransformer(pl.LightningModule):
     def __init__(
         self,
         vocab_size: int,
-        block_size: int = 64,
-        width: int = 64,
+        block_size: int = 48,
+        width: int = 48,
         layers: int = 2,
         heads: int = 4,
         lr: float = 3e-3,
@@ -115,8 +115,8 @@ class CharTransformer(pl.LightningModule):
 @dataclass(frozen=True)
 class DemoConfig:
     max_steps: int = 300
-    batch_size: int = 32
-    block_size: int = 64
+    batch_size: int = 16
+    block_size: int = 48
     logdir: str = "curvecast_logs"
     seed: int = 0
     forecast_every: int = 25
