@@ -77,24 +77,23 @@ class Forecast:
         return self.curve(np.minimum(at, self.horizon))
 
     def step_to_reach(self, target: float) -> int | None:
-        """First step at or after ``last_step`` where the point forecast reaches ``target``, or None if it never does.
+        """First step at or after ``last_step`` where the point forecast is at or below ``target``, else None.
 
-        "Reaches" means falls to or below ``target`` when the metric is above it at ``last_step``, rises to or above
-        it otherwise: a loss target below the curve, an accuracy target above it.
+        The forecaster models a falling metric (a loss): a target above the current smoothed value is reached at
+        ``last_step``; one the curve does not fall to by the horizon is out of reach (None).
         """
         if not self.ok or self.curve is None or not math.isfinite(target):
             return None
         start = self.last_step
-        sign = 1.0 if self.current >= target else -1.0
-        if sign * (self.current - target) <= 0.0:
+        if self.current <= target:
             return start
         grid = np.unique(np.linspace(start, self.horizon, min(_SCAN_POINTS, self.horizon - start + 1)).round())
-        hit = np.flatnonzero(sign * (self.curve(grid) - target) <= 0.0)
+        hit = np.flatnonzero(self.curve(grid) <= target)
         if hit.size == 0:
             return None
         i = int(hit[0])
         if i == 0:
             return int(grid[0])
         cell = np.arange(grid[i - 1], grid[i] + 1.0)
-        j = np.flatnonzero(sign * (self.curve(cell) - target) <= 0.0)
+        j = np.flatnonzero(self.curve(cell) <= target)
         return int(cell[j[0]]) if j.size else int(grid[i])

@@ -119,9 +119,9 @@ class Forecaster:
         data = Binned(binned.steps[keep], binned.values[keep], binned.counts[keep], binned.noise)
         self.binned_ = data
         self.schedule_ = schedule
-        return self._forecast(data, horizon, schedule)
+        return self._forecast(data, horizon, schedule, float(s[-1]))
 
-    def _forecast(self, data: Binned, horizon: int, schedule: LRSchedule | None) -> Forecast:
+    def _forecast(self, data: Binned, horizon: int, schedule: LRSchedule | None, t_obs: float) -> Forecast:
         t_last = float(data.steps[-1])
         positive = bool(np.all(data.values > 0))
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
@@ -158,10 +158,10 @@ class Forecaster:
         finals = np.array([f(at_h)[0] for _, f in members])
         w_m = np.array([w for w, _ in members])
         final = float(np.dot(w_m, finals))
-        current = float(curve(np.array([t_last]))[0])
+        current = float(curve(np.array([t_obs]))[0])
         if not (math.isfinite(final) and final > 0):
             reason = f"the fitted curve does not stay positive (forecast {final:g})"
-            return Forecast.failed(reason, horizon, int(t_last))
+            return Forecast.failed(reason, horizon, int(t_obs))
         anneal_sd = float(np.dot(w_m, [f.anneal_sd for _, f in members]))
         bt = np.asarray(backtests, dtype=np.float64)[weights > 0]
         scale = self.interval_scale * log_scale(
@@ -183,7 +183,7 @@ class Forecaster:
             ok=True,
             reason=None,
             horizon=horizon,
-            last_step=int(math.floor(t_last)),
+            last_step=int(math.floor(t_obs)),
             final=final,
             log_scale=scale,
             model=model,
