@@ -1,0 +1,133 @@
+"""The two-batch gradient noise scale estimator (McCandlish et al. 2018, App. A.2) with device-side EMAs.
+
+From the squared norm of a gradient averaged over ``b_small`` examples and of one averaged over ``b_big`` examples,
+
+    |G|^2_est = (b_big * |G_big|^2 - b_small * |G_small|^2) / (b_big - b_small)      (E = |G|^2)
+    S_est     = (|G_small|^2 - |G_big|^2) / (1 / b_small - 1 / b_big)                 (E = tr(Sigma))
+
+are unbiased. Each is noisy (|G|^2_est is often negative), and a ratio of noisy terms is biased, so the two are smoothed
+by separate EMAs and B_simple = EMA(S) / EMA(|G|^2). The EMAs live on the device: an update is a handful of scalar
+kernels and never waits for the device; the host reads them only when asked (:meth:`GNSEstimator.read`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["GNSEstimate", "GNSEstimator", "two_batch_estimates"]
+
+_STATE_VERSION = 1
+
+
+def two_batch_estimates(
+    small_sq: torch.Tensor | float, big_sq: torch.Tensor | float, b_small: float, b_big: float
+) -> tuple[Any, Any]:
+    """Unbiased estimates ``(|G|^2, tr(Sigma))`` from squared gradient norms at two batch sizes.
+
+    Example::
+
+        >>> g2, s = two_batch_estimates(3.0, 1.5, 1, 4)  # |G|^2 + S/1 = 3, |G|^2 + S/4 = 1.5
+        >>> round(g2, 6), round(s, 6)
+        (1.0, 2.0)
+    """
+    if not b_big > b_small > 0:
+        raise ValueError(f"Expected `b_big` > `b_small` > 0, but got b_small={b_small}, b_big={b_big}")
+    g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
+    s = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
+    return g2, s
+
+
+@dataclass(frozen=True)
+class GNSEstimate:
+    """A host-side reading of the estimator.
+
+    Attributes:
+        grad_sq_norm: EMA of |G|^2_est (bias-corrected), or None before the first update.
+        trace_cov: EMA of S_est = tr(Sigma) (bias-corrected), or None before the first update.
+        b_simple: ``trace_cov / grad_sq_norm``; None during warm-up or while ``grad_sq_norm <= 0`` (the noise swamps
+            the signal at the big batch size: the noise scale is at least of the order of ``b_big``).
+        updates: steps that entered the EMAs.
+    """
+
+    grad_sq_norm: float | None
+    trace_cov: float | None
+    b_simple: float | None
+    updates: int
+
+
+class GNSEstimator:
+    """Separate bias-corrected EMAs of |G|^2_est and S_est, kept as device tensors.
+
+    Args:
+        beta: EMA decay per update (0.99 averages over roughly the last 100 updates).
+        min_updates: updates before ``b_simple`` is reported.
+
+    Non-finite inputs (an AMP step the scaler skips) leave the state unchanged, decided on the device.
+    """
+
+    def __init__(self, beta: float = 0.99, min_updates: int = 10) -> None:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Expected `beta` to be in [0, 1), but got {beta}")
+        if min_updates < 1:
+            raise ValueError(f"Expected `min_updates` to be a positive int, but got {min_updates}")
+        self.beta = beta
+        self.min_updates = min_updates
+        # [EMA(|G|^2), EMA(S), sum of EMA weights, updates]; float64 so long runs lose nothing to rounding
+        self._state: torch.Tensor | None = None
+        self._host = [0.0, 0.0, 0.0, 0.0]
+
+    def _state_on(self, device: torch.device) -> torch.Tensor:
+        if self._state is None or self._state.device != device:
+            self._state = torch.tensor(self._host, dtype=torch.float64, device=device)
+        return self._state
+
+    def update(self, small_sq: torch.Tensor, big_sq: torch.Tensor, b_small: float, b_big: float) -> None:
+        """Fold in one step's squared norms (0-d tensors); no host synchronisation."""
+        state = self._state_on(big_sq.device)
+        small = small_sq.detach().to(torch.float64)
+        big = big_sq.detach().to(torch.float64)
+        g2, s = two_batch_estimates(small, big, b_small, b_big)
+        ok = torch.isfinite(g2) & torch.isfinite(s)
+        beta = self.beta
+        one = torch.ones((), dtype=torch.float64, device=state.device)
+        new = torch.stack([beta * state[0] + (1 - beta) * g2, beta * state[1] + (1 - beta) * s,
+                           beta * state[2] + (1 - beta) * one, state[3] + one])
+        # torch.where keeps a skipped step out without asking the host whether it was finite
+        state.copy_(torch.where(ok, new, state))
+
+    def state_tensor(self) -> torch.Tensor | None:
+        """The raw device state ``[ema_g2, ema_s, weight, updates]`` (for a cross-rank mean), or None."""
+        return self._state
+
+    def set_state_tensor(self, state: torch.Tensor) -> None:
+        self._state = state.detach().to(torch.float64).clone()
+
+    def read(self) -> GNSEstimate:
+        """Move the state to the host (one transfer: call it at the logging cadence only)."""
+        if self._state is not None:
+            self._host = [float(x) for x in self._state.tolist()]
+        ema_g2, ema_s, weight, updates = self._host
+        if weight <= 0.0:
+            return GNSEstimate(None, None, None, int(updates))
+        g2, s = ema_g2 / weight, ema_s / weight
+        b_simple = s / g2 if updates >= self.min_updates and g2 > 0.0 else None
+        return GNSEstimate(g2, s, b_simple, int(updates))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain Python floats (checkpoints load with ``weights_only=True``)."""
+        if self._state is not None:
+            self._host = [float(x) for x in self._state.tolist()]
+        return {"version": _STATE_VERSION, "beta": self.beta, "state": list(self._host)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        version = state.get("version")
+        if version != _STATE_VERSION:
+            raise ValueError(f"Expected a GNSEstimator state of version {_STATE_VERSION}, but got {version!r}")
+        values = [float(x) for x in state["state"]]
+        if len(values) != 4:
+            raise ValueError(f"Expected `state` to hold 4 numbers, but got {len(values)}")
+        self._host = values
+        self._state = None

@@ -1,0 +1,153 @@
+"""Where the small-batch gradient norms come from: parameter hooks (micro-batches) or module hooks (per example).
+
+Both accumulate on the device during backward and hand over one tensor per micro-batch. Any error inside a hook
+disables the source (with one warning) instead of propagating into the user's backward pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from curvecast._lightning import warn_once
+from curvecast.callbacks.per_example_norms import module_sq_norms, supported_params
+
+__all__ = ["MicroBatchNorms", "PerExampleNorms"]
+
+
+def _work_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+class MicroBatchNorms:
+    """Squared norm of each micro-batch's local gradient, from ``Tensor.register_hook`` on every trainable parameter.
+
+    The hooks fire with the gradient of one backward pass, before it is added into ``.grad`` and before DDP's
+    all-reduce. Cost: one read of every gradient per micro-batch (a norm kernel per parameter), no extra memory.
+    """
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        self.params = params
+        self.enabled = False
+        self.failed = False
+        self._norms: list[torch.Tensor] = []
+        self._handles: list[Any] = []
+
+    def attach(self) -> None:
+        self._handles = [p.register_hook(self._hook) for p in self.params]
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _hook(self, grad: torch.Tensor) -> None:
+        if not self.enabled or self.failed:
+            return
+        try:
+            if grad.is_sparse:
+                grad = grad.coalesce()._values()
+            self._norms.append(torch.linalg.vector_norm(grad, dtype=_work_dtype(grad)))
+        except Exception as error:  # noqa: BLE001 - never break the user's backward pass
+            self.failed = True
+            warn_once(f"curvecast: micro-batch gradient norms disabled ({type(error).__name__}: {error})")
+
+    def take(self) -> torch.Tensor | None:
+        """Sum of squared norms since the last call (a 0-d device tensor), or None if no hook fired."""
+        norms, self._norms = self._norms, []
+        if not norms or self.failed:
+            return None
+        return torch.stack([n.to(torch.float64) for n in norms]).square().sum()
+
+
+class PerExampleNorms:
+    """Per-example squared gradient norms of the supported layers of ``root``, from module and tensor hooks.
+
+    A forward hook keeps a reference to the layer input (autograd keeps it anyway for the weight gradient) and hooks
+    the output; when its gradient arrives, :func:`module_sq_norms` turns input and output gradient into a ``(B,)``
+    tensor of squared norms, summed over layers. Layers the formulas cannot account for are left out, and so must
+    their parameters be from the big-batch norm (:attr:`params`): layers of other types, parameters shared by two
+    layers, and layers called more than once in a forward pass (their per-example gradient is a sum of calls).
+    """
+
+    def __init__(self, root: nn.Module) -> None:
+        candidates: dict[nn.Module, list[nn.Parameter]] = {}
+        for module in root.modules():
+            params = supported_params(module)
+            if params is not None:
+                candidates[module] = params
+        owners = Counter(id(p) for params in candidates.values() for p in params)
+        self.layers = {m: ps for m, ps in candidates.items() if all(owners[id(p)] == 1 for p in ps)}
+        self.enabled = False
+        self.failed = False
+        self.valid = True
+        self._calls: Counter[nn.Module] = Counter()
+        self._acc: torch.Tensor | None = None
+        self._handles: list[Any] = []
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        """The parameters whose per-example norms are measured (the big-batch norm must use exactly these)."""
+        return [p for ps in self.layers.values() for p in ps]
+
+    def attach(self) -> None:
+        self._handles = [m.register_forward_hook(self._forward_hook) for m in self.layers]
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def start_micro_batch(self) -> None:
+        self._calls.clear()
+        self._acc = None
+        self.valid = True
+
+    def _forward_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if not self.enabled or self.failed or not torch.is_grad_enabled():
+            return
+        if not isinstance(output, torch.Tensor) or not output.requires_grad or module not in self.layers:
+            return
+        if not inputs or not isinstance(inputs[0], torch.Tensor):
+            self.valid = False  # called with keyword arguments: the input is not visible here
+            return
+        self._calls[module] += 1
+        if self._calls[module] > 1:
+            self.layers.pop(module, None)
+            self.valid = False
+            warn_once(
+                f"curvecast: a {type(module).__name__} layer runs more than once per forward pass; its parameters are "
+                "left out of the per-example gradient noise scale",
+                key=f"per-example-reuse-{id(module)}",
+            )
+            return
+        output.register_hook(partial(self._grad_hook, module, inputs[0].detach()))
+
+    def _grad_hook(self, module: nn.Module, inputs: torch.Tensor, grad: torch.Tensor) -> None:
+        if self.failed or module not in self.layers:
+            return
+        try:
+            with torch.no_grad():
+                norms = module_sq_norms(module, inputs, grad)
+            if norms is None:
+                return
+            if self._acc is None:
+                self._acc = norms
+            elif self._acc.shape == norms.shape:
+                self._acc = self._acc + norms
+            else:
+                self.valid = False  # layers disagree on the batch dimension
+        except Exception as error:  # noqa: BLE001 - never break the user's backward pass
+            self.failed = True
+            warn_once(f"curvecast: per-example gradient norms disabled ({type(error).__name__}: {error})")
+
+    def take(self) -> torch.Tensor | None:
+        """This micro-batch's ``(B,)`` per-example squared norms (summed over layers), or None if unusable."""
+        acc, self._acc = self._acc, None
+        if acc is None or not self.valid or self.failed:
+            return None
+        return acc

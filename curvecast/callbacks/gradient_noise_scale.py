@@ -1,0 +1,355 @@
+"""GradientNoiseScale: B_simple = tr(Sigma) / |G|^2 of a live run, and the total gradient norm of every step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+
+from curvecast._lightning import Callback, guarded, optimizer_step_index, warn_once
+from curvecast.callbacks.gns_estimator import GNSEstimate, GNSEstimator
+from curvecast.callbacks.gns_sources import MicroBatchNorms, PerExampleNorms
+from curvecast.history import RunHistory
+
+__all__ = ["GradientNoiseScale"]
+
+_STATE_VERSION = 1
+_SOURCES = ("auto", "microbatch", "per_example")
+PREFIX = "curvecast/"
+
+
+def infer_batch_rows(batch: Any) -> int | None:
+    """Rows of the first tensor found in a batch (tensor, sequence or mapping), or None."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() > 0 else None
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            rows = infer_batch_rows(item)
+            if rows is not None:
+                return rows
+    return None
+
+
+def squared_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Squared L2 norm of each gradient as 0-d float64 device tensors (fused kernels where possible, no sync)."""
+    try:
+        norms = torch._foreach_norm(grads)
+    except (RuntimeError, TypeError, NotImplementedError):  # sparse or exotic gradients
+        norms = [torch.linalg.vector_norm(g.coalesce()._values() if g.is_sparse else g) for g in grads]
+    return [n.to(torch.float64).square() for n in norms]
+
+
+def grad_scale(trainer: Any) -> torch.Tensor | None:
+    """The fp16 AMP loss scale as a device tensor (None without a scaler); reading it does not sync."""
+    plugin = getattr(trainer, "precision_plugin", None) or getattr(trainer.strategy, "precision_plugin", None)
+    scaler = getattr(plugin, "scaler", None)
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+        return None
+    get_async = getattr(scaler, "_get_scale_async", None)
+    scale = get_async() if get_async is not None else None
+    return scale if isinstance(scale, torch.Tensor) else torch.tensor(float(scaler.get_scale()))
+
+
+class GradientNoiseScale(Callback):
+    """Estimate the gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018) while training.
+
+    Squared gradient norms at a small and a big batch size feed the unbiased two-batch estimators of |G|^2 and
+    tr(Sigma), each smoothed by its own EMA; ``b_simple`` is the ratio of the EMAs. Sources of the small batch:
+
+    - ``"microbatch"``: each micro-batch's local gradient, from parameter hooks (needs gradient accumulation or DDP);
+      the big batch is the accumulated, all-reduced ``.grad`` read in ``on_before_optimizer_step`` (after AMP
+      unscaling, before clipping). B_small = micro-batch rows, B_big = rows x accumulation x world size.
+    - ``"per_example"``: per-example gradient norms of Linear, Embedding, LayerNorm and RMSNorm layers from module
+      hooks (B_small = 1); other parameters are left out of both norms. Assumes a loss averaged over the first
+      (batch) dimension of the layer inputs.
+    - ``"auto"`` (default): ``"microbatch"`` when accumulation or DDP provide a second batch size, else
+      ``"per_example"``.
+
+    B_simple is counted in the units the loss averages over (sequences for a token-mean language-model loss).
+    The total gradient norm of every optimizer step (before clipping) is recorded as well (``grad_norm``). Values
+    stay on the device and reach the host only at the logging cadence.
+
+    Args:
+        source: ``"auto"``, ``"microbatch"`` or ``"per_example"``.
+        beta: EMA decay per measured step.
+        min_updates: measured steps before ``b_simple`` is reported.
+        sample_every_n_steps: measure the noise scale on one optimizer step in this many (the gradient norm is
+            recorded on every step); larger values cut the cost proportionally.
+        log_every_n_steps: optimizer steps between host transfers and logged values; None: the Trainer's.
+        batch_size_fn: rows of a micro-batch, ``batch -> int``; default: the first dimension of its first tensor.
+        history: where to record the series; a new one by default (``gns.history``).
+        log_metrics: log ``curvecast/gns/...`` and ``curvecast/grad_norm`` through ``LightningModule.log``.
+
+    Example::
+
+        >>> gns = GradientNoiseScale()
+        >>> gns.b_simple is None
+        True
+    """
+
+    def __init__(
+        self,
+        source: Literal["auto", "microbatch", "per_example"] = "auto",
+        beta: float = 0.99,
+        min_updates: int = 10,
+        sample_every_n_steps: int = 1,
+        log_every_n_steps: int | None = None,
+        batch_size_fn: Callable[[Any], int] | None = None,
+        history: RunHistory | None = None,
+        log_metrics: bool = True,
+    ) -> None:
+        if source not in _SOURCES:
+            raise ValueError(f"Expected `source` to be one of {_SOURCES}, but got {source!r}")
+        if sample_every_n_steps < 1:
+            raise ValueError(f"Expected `sample_every_n_steps` to be a positive int, but got {sample_every_n_steps}")
+        if log_every_n_steps is not None and log_every_n_steps < 1:
+            raise ValueError(f"Expected `log_every_n_steps` to be a positive int or None, but got {log_every_n_steps}")
+        self.source = source
+        self.sample_every_n_steps = sample_every_n_steps
+        self.log_every_n_steps = log_every_n_steps
+        self.batch_size_fn = batch_size_fn
+        self.log_metrics = log_metrics
+        self._owns_history = history is None
+        self.history = history if history is not None else RunHistory()
+        self.estimator = GNSEstimator(beta=beta, min_updates=min_updates)
+        self.estimate = GNSEstimate(None, None, None, 0)
+        self.active_source: str | None = None  # the resolved source; None while not measuring
+        self.last_grad_norm: float | None = None
+        self.last_small_sq: torch.Tensor | None = None  # the last measured step's norms (device tensors)
+        self.last_big_sq: torch.Tensor | None = None
+        self._micro: MicroBatchNorms | None = None
+        self._per_example: PerExampleNorms | None = None
+        self._params: list[torch.nn.Parameter] = []
+        self._accumulate = 1
+        self._world = 1
+        self._reset_step()
+        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._stepped = False
+        self._last_step: int | None = None
+        self._recorded_updates = 0  # estimator updates already recorded into the history
+
+    @property
+    def b_simple(self) -> float | None:
+        """The current estimate of tr(Sigma) / |G|^2 (as of the last logging cadence), or None."""
+        return self.estimate.b_simple
+
+    def _reset_step(self) -> None:
+        self._open = False
+        self._sampling = False
+        self._valid = True
+        self._small_sum: torch.Tensor | None = None
+        self._small_count = 0
+        self._rows: list[int] = []
+
+    # -- setup ------------------------------------------------------------------------------------------------------
+
+    @guarded
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._detach()
+        self._reset_step()
+        self._pending = []
+        self._recorded_updates = self.estimator.read().updates  # restored from a checkpoint, or 0
+        self._params = [p for p in pl_module.parameters() if p.requires_grad]
+        automatic = getattr(pl_module, "automatic_optimization", True)
+        self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
+        self._world = int(getattr(trainer, "world_size", 1))
+        source = self.source
+        if source == "auto":
+            source = "microbatch" if self._accumulate * self._world > 1 else "per_example"
+        if len(getattr(trainer, "optimizers", []) or []) > 1:
+            warn_once("curvecast: GradientNoiseScale measures only runs with one optimizer; B_simple is off")
+            source = None
+        elif source == "microbatch" and self._accumulate * self._world == 1:
+            warn_once(
+                "curvecast: the micro-batch gradient noise scale needs gradient accumulation or several devices; "
+                "B_simple is off (source='per_example' measures it on one device)"
+            )
+            source = None
+        if source == "microbatch":
+            self._micro = MicroBatchNorms(self._params)
+            self._micro.attach()
+        elif source == "per_example":
+            self._per_example = PerExampleNorms(pl_module)
+            if not self._per_example.layers:
+                warn_once("curvecast: no Linear, Embedding or LayerNorm layer to measure per-example norms on")
+                self._per_example, source = None, None
+            else:
+                self._per_example.attach()
+        self.active_source = source
+
+    def _detach(self) -> None:
+        for hooks in (self._micro, self._per_example):
+            if hooks is not None:
+                hooks.detach()
+        self._micro = self._per_example = None
+
+    # -- per micro-batch --------------------------------------------------------------------------------------------
+
+    @guarded
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if not self._open:
+            self._reset_step()
+            self._open = True
+            step = optimizer_step_index(trainer)
+            self._sampling = self.active_source is not None and step % self.sample_every_n_steps == 0
+        if not self._sampling:
+            return
+        rows = self.batch_size_fn(batch) if self.batch_size_fn is not None else infer_batch_rows(batch)
+        if rows is None:
+            self._valid = False
+        else:
+            self._rows.append(int(rows))
+        if self._micro is not None:
+            self._micro.enabled = True
+        if self._per_example is not None:
+            self._per_example.start_micro_batch()
+            self._per_example.enabled = True
+
+    @guarded
+    def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
+        if not self._sampling:
+            return
+        k2 = float(self._accumulate) ** 2  # Lightning divides the loss by K: hooks see gradients / K
+        value: torch.Tensor | None = None
+        if self._micro is not None:
+            self._micro.enabled = False
+            value = self._micro.take()
+            if value is not None:
+                value, count = value * k2, 1
+        elif self._per_example is not None:
+            self._per_example.enabled = False
+            norms = self._per_example.take()
+            if norms is not None:
+                rows = norms.shape[0]
+                # the loss averages over the batch: a per-example loss gradient is B x its share of the batch's
+                value, count = norms.to(torch.float64).sum() * (k2 * rows * rows), rows
+        if value is None:
+            self._valid = False
+            return
+        scale = grad_scale(trainer)
+        if scale is not None:
+            value = value / scale.to(value.device, torch.float64).square()  # fp16 AMP: undo the loss scale
+        self._small_sum = value if self._small_sum is None else self._small_sum + value
+        self._small_count += count
+
+    # -- per optimizer step -----------------------------------------------------------------------------------------
+
+    @guarded
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        self._stepped = True
+        with_grad = [p for p in self._params if p.grad is not None]
+        if not with_grad:
+            self._reset_step()
+            return
+        sq = squared_norms([p.grad for p in with_grad])
+        self._last_step = optimizer_step_index(trainer)
+        self._pending.append((self._last_step, torch.stack(sq).sum().sqrt()))
+        if self._sampling and self._valid and self._small_sum is not None:
+            self._update_gns(with_grad, sq)
+        self._reset_step()
+
+    def _update_gns(self, with_grad: list[torch.nn.Parameter], sq: list[torch.Tensor]) -> None:
+        rows = self._rows
+        if not rows or len(set(rows)) > 1:
+            return  # unequal micro-batches (a short last batch): the two-batch identity needs equal ones
+        if self._per_example is not None:
+            covered = {id(p) for p in self._per_example.params}
+            picked = [s for p, s in zip(with_grad, sq, strict=True) if id(p) in covered]
+            if not picked:
+                return
+            big_sq = torch.stack(picked).sum()
+            b_small = 1
+        else:
+            big_sq = torch.stack(sq).sum()
+            b_small = rows[0]
+        b_big = rows[0] * len(rows) * self._world
+        if b_big <= b_small:
+            return
+        small_sq = self._small_sum / self._small_count
+        self.last_small_sq, self.last_big_sq = small_sq, big_sq
+        self.estimator.update(small_sq, big_sq, b_small, b_big)
+
+    @guarded
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._stepped:
+            return
+        self._stepped = False
+        step = optimizer_step_index(trainer)
+        every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        max_steps = int(getattr(trainer, "max_steps", -1) or -1)
+        last = max_steps > 0 and step + 1 >= max_steps
+        # `should_stop` may differ between ranks for a moment: under DDP only the step count decides (a collective)
+        stopping = self._world == 1 and bool(getattr(trainer, "should_stop", False))
+        if (step + 1) % every == 0 or last or stopping:
+            self.flush(trainer, pl_module, step)
+
+    def flush(self, trainer: Any, pl_module: Any | None = None, step: int | None = None) -> None:
+        """Move pending values to the host, record them, and log them when ``pl_module`` is given.
+
+        Under DDP every rank must call it at the same step: the EMAs are averaged over ranks (one collective).
+        """
+        scaled = grad_scale(trainer) is not None
+        if self._pending:
+            steps = [s for s, _ in self._pending]
+            values = torch.stack([v for _, v in self._pending]).tolist()  # the one host sync of the cadence
+            self._pending = []
+            for s, v in zip(steps, values, strict=True):
+                if scaled and not math.isfinite(v):
+                    continue  # fp16 AMP overflow: the scaler skips this step, it is no training anomaly
+                self.history.append("grad_norm", s, v)
+                self.last_grad_norm = v
+        if self.active_source is not None:
+            if self._world > 1:
+                device = trainer.strategy.root_device
+                state = self.estimator._state_on(device)  # every rank joins the collective, updated or not
+                self.estimator.set_state_tensor(trainer.strategy.reduce(state.clone(), reduce_op="mean"))
+            self.estimate = self.estimator.read()
+        step = self._last_step if step is None else step
+        est = self.estimate
+        series = {"gns/grad_sq_norm": est.grad_sq_norm, "gns/trace_cov": est.trace_cov, "gns/b_simple": est.b_simple}
+        if step is not None and self.active_source is not None and est.updates > self._recorded_updates:
+            self._recorded_updates = est.updates
+            for name, value in series.items():
+                if value is not None:
+                    self.history.append(name, step, value)
+        if pl_module is not None and self.log_metrics:
+            metrics = {"grad_norm": self.last_grad_norm, **series}
+            for name, value in metrics.items():
+                if value is not None and math.isfinite(value):
+                    pl_module.log(PREFIX + name, value, on_step=True, on_epoch=False, batch_size=1)
+
+    @guarded
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.flush(trainer)
+        self._detach()
+
+    @guarded
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._detach()
+
+    # -- checkpoint state -------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain Python types only (checkpoints load with ``weights_only=True``)."""
+        state: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "estimator": self.estimator.state_dict(),
+            "last_grad_norm": self.last_grad_norm,
+        }
+        if self._owns_history:
+            state["history"] = self.history.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        version = state_dict.get("version")
+        if version != _STATE_VERSION:
+            raise ValueError(f"Expected a GradientNoiseScale state of version {_STATE_VERSION}, but got {version!r}")
+        self.estimator.load_state_dict(state_dict["estimator"])
+        self.estimate = self.estimator.read()
+        self.last_grad_norm = state_dict.get("last_grad_norm")
+        if self._owns_history and "history" in state_dict:
+            self.history.load_state_dict(state_dict["history"])

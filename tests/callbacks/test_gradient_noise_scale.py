@@ -1,0 +1,175 @@
+"""GradientNoiseScale inside real Trainers, against exact per-example gradients (torch.func, float64)."""
+
+from __future__ import annotations
+
+import csv
+
+import lightning.pytorch as lp
+import pytest
+import pytorch_lightning as pl
+import torch
+from gns_helpers import (
+    make_module,
+    mostly_one_class,
+    per_example_grads,
+    per_example_sq_norms,
+    population_noise_scale,
+    seq_loss,
+    trainer_kwargs,
+)
+
+from curvecast._lightning import Callback
+from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
+from curvecast.history import RunHistory
+
+
+class ExactProbe(Callback):
+    """Recompute the step's small and big squared norms with torch.func before the optimizer moves the weights."""
+
+    def __init__(self, gns: GradientNoiseScale) -> None:
+        self.gns = gns
+        self.batches: list = []
+        self.checked = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches.append(batch)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        ids = torch.cat([b[0] for b in self.batches])
+        y = torch.cat([b[1] for b in self.batches])
+        per = per_example_grads(pl_module.model, seq_loss, ids, y)
+        flat = torch.cat([g.flatten(1) for g in per.values()], dim=1)
+        if self.gns.active_source == "per_example":
+            small = per_example_sq_norms(per).mean()
+        else:  # mean over micro-batches of the micro-batch mean gradient's squared norm
+            small = torch.stack([chunk.mean(0).square().sum() for chunk in flat.split(len(self.batches[0][0]))]).mean()
+        big = flat.mean(0).square().sum()
+        torch.testing.assert_close(self.gns.last_small_sq, small, rtol=1e-9, atol=0)
+        torch.testing.assert_close(self.gns.last_big_sq, big, rtol=1e-9, atol=0)
+        torch.testing.assert_close(self.gns._pending[-1][1], big.sqrt(), rtol=1e-9, atol=0)
+        self.gns.last_small_sq = self.gns.last_big_sq = None
+        self.batches = []
+        self.checked += 1
+
+
+@pytest.mark.parametrize(
+    ("flavour", "accumulate", "source", "expected"),
+    [
+        (pl, 1, "auto", "per_example"),
+        (lp, 4, "auto", "microbatch"),
+        (pl, 2, "per_example", "per_example"),
+    ],
+    ids=["pytorch_lightning-per_example", "lightning-accumulate4", "per_example-accumulate2"],
+)
+def test_norms_in_a_trainer_equal_exact(tmp_path, flavour, accumulate, source, expected):
+    gns = GradientNoiseScale(source=source)
+    probe = ExactProbe(gns)
+    trainer = flavour.Trainer(
+        **trainer_kwargs(tmp_path, max_steps=3, precision="64-true", accumulate_grad_batches=accumulate),
+        callbacks=[gns, probe],
+    )
+    trainer.fit(make_module(flavour, batch_size=4))
+    assert gns.active_source == expected
+    assert probe.checked == 3
+    assert gns.estimator.read().updates == 3
+    assert gns.history.series("grad_norm").steps.tolist() == [0, 1, 2]
+
+
+def test_frozen_weights_b_simple_within_10_percent_of_exact(tmp_path):
+    data = mostly_one_class(256, seed=1)
+    module = make_module(pl, lr=0.0, batch_size=32, seed=1, data=data, replacement=True)
+    truth_g2, truth_s = population_noise_scale(per_example_grads(module.model.double(), seq_loss, *data))
+    gns = GradientNoiseScale(beta=0.995)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=200, precision="64-true", log_every_n_steps=50),
+                         callbacks=[gns])
+    trainer.fit(module)
+    assert gns.b_simple == pytest.approx(truth_s / truth_g2, rel=0.1)
+    assert gns.history.series("gns/b_simple").steps.tolist() == [49, 99, 149, 199]
+
+
+def test_logs_metrics_and_records_every_grad_norm(tmp_path):
+    from pytorch_lightning.loggers import CSVLogger
+
+    gns = GradientNoiseScale(min_updates=2)
+    logger = CSVLogger(tmp_path, name="run")
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8, log_every_n_steps=4, logger=logger), callbacks=[gns])
+    trainer.fit(make_module(pl))
+    assert gns.history.series("grad_norm").steps.tolist() == list(range(8))
+    assert gns.history.series("gns/b_simple").steps.tolist() == [3, 7]
+    with open(f"{logger.log_dir}/metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    logged = {row["step"]: row for row in rows}
+    for name in ("grad_norm", "gns/b_simple", "gns/trace_cov", "gns/grad_sq_norm"):
+        assert logged["7"]["curvecast/" + name] != ""
+    assert float(logged["7"]["curvecast/gns/b_simple"]) == pytest.approx(gns.b_simple)
+    assert float(logged["7"]["curvecast/grad_norm"]) == pytest.approx(gns.history.last("grad_norm")[1])
+
+
+def test_values_reach_the_host_only_at_the_cadence(tmp_path):
+    seen: list[int] = []
+
+    class Watch(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(len(gns._pending))
+
+    gns = GradientNoiseScale(log_every_n_steps=3, log_metrics=False)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=7), callbacks=[gns, Watch()])
+    trainer.fit(make_module(pl))
+    assert seen == [1, 2, 0, 1, 2, 0, 0]  # device tensors pile up between flushes; the last step flushes too
+
+
+def test_single_device_microbatch_without_accumulation_warns_and_keeps_grad_norm(tmp_path):
+    gns = GradientNoiseScale(source="microbatch")
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=2), callbacks=[gns])
+    with pytest.warns(UserWarning, match="needs gradient accumulation"):
+        trainer.fit(make_module(pl))
+    assert gns.active_source is None
+    assert gns.b_simple is None
+    assert len(gns.history.series("grad_norm")) == 2
+
+
+def test_state_round_trip_and_resume(tmp_path):
+    gns = GradientNoiseScale(min_updates=2, log_every_n_steps=2)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=6), callbacks=[gns])
+    trainer.fit(make_module(pl))
+    ckpt = tmp_path / "gns.ckpt"
+    trainer.save_checkpoint(ckpt)
+    saved = torch.load(ckpt, weights_only=True)["callbacks"][gns.state_key]
+    assert saved == gns.state_dict()
+
+    copy = GradientNoiseScale(min_updates=2)
+    copy.load_state_dict(gns.state_dict())
+    assert copy.b_simple == gns.b_simple is not None
+    assert copy.estimator.read() == gns.estimator.read()
+    assert copy.history.series("grad_norm").values.tolist() == gns.history.series("grad_norm").values.tolist()
+
+    restored: list = []
+
+    class Check(Callback):
+        def on_train_start(self, trainer, pl_module):
+            restored.append(resumed.estimator.read())
+
+    resumed = GradientNoiseScale(min_updates=2, log_every_n_steps=2)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8), callbacks=[resumed, Check()])
+    trainer.fit(make_module(pl), ckpt_path=ckpt)
+    assert restored == [gns.estimator.read()]
+    assert resumed.estimator.read().updates == 8
+    assert resumed.history.series("grad_norm").steps.tolist() == list(range(8))
+
+
+def test_shared_history_is_not_saved_twice():
+    history = RunHistory()
+    gns = GradientNoiseScale(history=history)
+    assert gns.history is history
+    assert "history" not in gns.state_dict()
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="`source` to be one of"):
+        GradientNoiseScale(source="comm_hook")
+    with pytest.raises(ValueError, match="`sample_every_n_steps` to be a positive int"):
+        GradientNoiseScale(sample_every_n_steps=0)
+    with pytest.raises(ValueError, match="`log_every_n_steps` to be a positive int"):
+        GradientNoiseScale(log_every_n_steps=0)
+    with pytest.raises(ValueError, match="version"):
+        GradientNoiseScale().load_state_dict({"version": 99})
