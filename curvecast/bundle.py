@@ -138,19 +138,23 @@ class Curvecast(Callback):
     @guarded
     def _think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
         if is_global_zero(trainer):
-            report = self._runner.poll()
-            if report is not None:
-                self._dispatch(trainer, pl_module, report)
+            self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
             if self._forecast_due(at_validation):
                 self._runner.submit(self._forecast_job())
+                self._collect(trainer, pl_module)  # inline jobs are done already
         self._vote_stop(trainer)
+
+    def _collect(self, trainer: Any, pl_module: Any) -> None:
+        report = self._runner.poll()
+        if report is not None:
+            self._dispatch(trainer, pl_module, report)
 
     def _forecast_due(self, at_validation: bool) -> bool:
         last = self.history.last(self.monitor)
         if last is None or last[0] == self._last_forecast_step:
             return False
         if self.monitor == TRAIN_LOSS:
-            due = self._last_forecast_step is None or last[0] - self._last_forecast_step >= self.forecast_every
+            due = last[0] - (self._last_forecast_step or 0) >= self.forecast_every
         else:
             due = at_validation
         if due:

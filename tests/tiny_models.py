@@ -19,47 +19,50 @@ def loader(n: int = 64, batch_size: int = 8, seed: int = 0) -> DataLoader:
     return DataLoader(regression_data(n, seed=seed), batch_size=batch_size)
 
 
-def _make_module(base):
-    class TinyRegression(base):
-        """Linear regression that remembers the raw loss of every micro-batch it trained on."""
+class _TinyRegression:
+    """Linear regression that remembers the raw loss of every micro-batch it trained on (a mixin for both flavours)."""
 
-        def __init__(self, lr: float = 0.05, scheduler: str | None = None, manual: bool = False) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(4, 1)
-            self.lr = lr
-            self.scheduler = scheduler
-            self.automatic_optimization = not manual
-            self.raw_losses: list[float] = []
+    def __init__(self, lr: float = 0.05, scheduler: str | None = None, manual: bool = False) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.lr = lr
+        self.scheduler = scheduler
+        self.automatic_optimization = not manual
+        self.raw_losses: list[float] = []
 
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y)
-            self.raw_losses.append(loss.item())
-            if not self.automatic_optimization:
-                optimizer = self.optimizers()
-                optimizer.zero_grad()
-                self.manual_backward(loss)
-                optimizer.step()
-            return loss
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y)
+        self.raw_losses.append(loss.item())
+        if not self.automatic_optimization:
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+        return loss
 
-        def validation_step(self, batch, batch_idx):
-            x, y = batch
-            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y))
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y))
 
-        def configure_optimizers(self):
-            optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
-            if self.scheduler is None:
-                return optimizer
-            if self.scheduler == "step":
-                scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
-            else:
-                scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
-                return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    return TinyRegression
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        if self.scheduler is None:
+            return optimizer
+        if self.scheduler == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+        else:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-TinyRegression = _make_module(pl.LightningModule)
-TinyRegressionL = _make_module(L.LightningModule)
+class TinyRegression(_TinyRegression, pl.LightningModule):
+    pass
+
+
+class TinyRegressionL(_TinyRegression, L.LightningModule):
+    pass
+
+
 FLAVOURS = {"pytorch_lightning": (pl.Trainer, TinyRegression), "lightning.pytorch": (L.Trainer, TinyRegressionL)}

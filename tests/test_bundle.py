@@ -1,0 +1,147 @@
+from types import SimpleNamespace
+
+import lightning.pytorch as L
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from curvecast import Curvecast
+from curvecast._lightning import CurvecastWarning
+from tiny_models import TinyRegression, TinyRegressionL, loader
+
+
+class Recorder:
+    """An actuator that keeps every report it is given."""
+
+    stop_request = None
+
+    def __init__(self):
+        self.reports = []
+
+    def on_report(self, trainer, pl_module, report):
+        self.reports.append(report)
+
+
+def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
+    recorder = Recorder()
+    bundle = Curvecast(forecast_every=10, background=False, actuators=[recorder])
+    pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(lr=0.02), loader(n=320))
+    steps = [r.step for r in recorder.reports]
+    # One forecast every 10 steps, and a final one at the end of training.
+    assert steps == [10, 20, 30, 39]
+    last = bundle.last_report
+    assert last is recorder.reports[-1]
+    assert last.horizon == 40
+    assert last.lr_schedule_known
+    assert last.forecast.ok
+    observed = bundle.history.series("loss").values
+    lo, hi = last.forecast.interval(0.8)
+    assert lo <= last.forecast.final <= hi
+    # The loss fell by an order of magnitude; the forecast at the horizon lies near the end of the curve.
+    assert abs(last.forecast.final - observed[-5:].mean()) < 0.5 * observed[:5].mean()
+
+
+def test_monitoring_a_validation_metric_forecasts_after_each_validation(quiet_trainer_kwargs):
+    recorder = Recorder()
+    bundle = Curvecast(monitor="val_loss", background=False, actuators=[recorder])
+    trainer = pl.Trainer(
+        max_steps=40,
+        val_check_interval=8,
+        check_val_every_n_epoch=None,
+        callbacks=[bundle],
+        **quiet_trainer_kwargs,
+    )
+    trainer.fit(TinyRegression(lr=0.02), loader(n=320), loader(n=32, seed=1))
+    assert [r.step for r in recorder.reports] == [8, 16, 24, 32, 40]
+    assert all(r.monitor == "val_loss" for r in recorder.reports)
+
+
+def test_works_in_a_lightning_pytorch_trainer(quiet_trainer_kwargs):
+    bundle = Curvecast(forecast_every=5, background=False)
+    L.Trainer(max_steps=12, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegressionL(), loader(n=96))
+    assert bundle.history.num_points("loss") == 12
+    assert bundle.history.num_points("lr") == 12
+    assert bundle.last_report.step == 11
+
+
+def test_background_forecasts_reach_the_actuators(quiet_trainer_kwargs):
+    recorder = Recorder()
+    bundle = Curvecast(forecast_every=4, actuators=[recorder])
+    pl.Trainer(max_steps=24, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader(n=192))
+    assert recorder.reports, "no forecast came back from the worker thread"
+    assert recorder.reports[-1].step == 23
+    assert all(r.forecast.ok for r in recorder.reports)
+
+
+def test_history_survives_a_checkpoint_resume(tmp_path, quiet_trainer_kwargs):
+    kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=10, save_top_k=-1)
+    first = Curvecast(background=False)
+    pl.Trainer(max_steps=10, callbacks=[first, checkpoint], **kwargs).fit(TinyRegression(), loader(n=160))
+    saved = torch.load(checkpoint.best_model_path, weights_only=True)["callbacks"][first.state_key]
+    assert saved["history"]["series"]["loss"]["steps"] == list(range(10))
+
+    second = Curvecast(background=False)
+    pl.Trainer(max_steps=20, callbacks=[second], **quiet_trainer_kwargs).fit(
+        TinyRegression(), loader(n=160), ckpt_path=checkpoint.best_model_path
+    )
+    loss = second.history.series("loss")
+    np.testing.assert_array_equal(loss.steps, np.arange(20))
+    np.testing.assert_array_equal(loss.values[:10], first.history.series("loss").values)
+
+
+def test_a_failing_actuator_becomes_a_warning_and_the_run_goes_on(quiet_trainer_kwargs):
+    class Broken:
+        stop_request = None
+
+        def on_report(self, trainer, pl_module, report):
+            raise RuntimeError("boom")
+
+    recorder = Recorder()
+    bundle = Curvecast(forecast_every=5, background=False, actuators=[Broken(), recorder])
+    trainer = pl.Trainer(max_steps=10, callbacks=[bundle], **quiet_trainer_kwargs)
+    trainer.fit(TinyRegression(), loader(n=80))
+    assert trainer.global_step == 10
+    assert [r.step for r in recorder.reports] == [5, 9]
+
+
+def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
+    bundle = Curvecast(background=False)
+
+    def broken(*args, **kwargs):
+        raise ValueError("sensor broke")
+
+    bundle.lr_capture.history = SimpleNamespace(append=broken)
+    trainer = pl.Trainer(max_steps=6, callbacks=[bundle], **quiet_trainer_kwargs)
+    with pytest.warns(CurvecastWarning, match="sensor broke"):
+        trainer.fit(TinyRegression(), loader())
+    assert trainer.global_step == 6
+    assert bundle.history.num_points("loss") == 6
+
+
+def test_a_stop_request_stops_the_run(quiet_trainer_kwargs):
+    class StopAt12:
+        stop_request = None
+
+        def on_report(self, trainer, pl_module, report):
+            if report.step >= 12:
+                self.stop_request = SimpleNamespace(message="enough")
+
+    bundle = Curvecast(forecast_every=4, background=False, actuators=[StopAt12()])
+    trainer = pl.Trainer(max_steps=100, callbacks=[bundle], **quiet_trainer_kwargs)
+    trainer.fit(TinyRegression(), loader(n=800))
+    assert trainer.global_step == 13
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "up"}, r"Expected `mode` to be one of \('min', 'max'\), but got 'up'"),
+        ({"forecast_every": 0}, "Expected `forecast_every` to be a positive int, but got 0"),
+    ],
+)
+def test_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Curvecast(**kwargs)
