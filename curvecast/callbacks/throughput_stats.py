@@ -1,0 +1,89 @@
+"""Windowed statistics of per-step timings, and the straggler test across ranks (pure Python, no Trainer)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["StepTiming", "TimingWindow", "percentile", "straggler"]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated ``q``-th percentile (0..100) of ``values``, like ``numpy.percentile``; NaN when empty.
+
+    Example::
+
+        >>> percentile([1.0, 2.0, 3.0, 4.0], 50)
+        2.5
+    """
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Host seconds of one optimizer step, split by phase, and what it processed."""
+
+    data_wait: float
+    compute: float  # forward and backward of every micro-batch
+    optimizer: float  # on_before_optimizer_step to the end of the batch: clipping, the step, the hooks
+    samples: int
+
+    @property
+    def total(self) -> float:
+        return self.data_wait + self.compute + self.optimizer
+
+
+class TimingWindow:
+    """The last ``size`` step timings, with medians, p90 and rates over the window."""
+
+    def __init__(self, size: int = 100) -> None:
+        if size < 1:
+            raise ValueError(f"Expected `size` to be a positive int, but got {size}")
+        self.steps: deque[StepTiming] = deque(maxlen=size)
+
+    def add(self, timing: StepTiming) -> None:
+        self.steps.append(timing)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def median(self, field: str) -> float:
+        return percentile([getattr(s, field) for s in self.steps], 50)
+
+    def p90(self, field: str) -> float:
+        return percentile([getattr(s, field) for s in self.steps], 90)
+
+    def seconds(self) -> float:
+        return sum(s.total for s in self.steps)
+
+    def samples_per_sec(self) -> float:
+        seconds = self.seconds()
+        return sum(s.samples for s in self.steps) / seconds if seconds > 0 else math.nan
+
+    def data_wait_fraction(self) -> float:
+        seconds = self.seconds()
+        return sum(s.data_wait for s in self.steps) / seconds if seconds > 0 else math.nan
+
+
+def straggler(step_times: Sequence[float], ratio: float) -> tuple[bool, int, float]:
+    """``(flagged, slowest rank, slowest / median)`` for per-rank median step times.
+
+    Example::
+
+        >>> straggler([1.0, 1.0, 1.5], ratio=1.2)
+        (True, 2, 1.5)
+    """
+    if not step_times:
+        return False, 0, math.nan
+    median = percentile(step_times, 50)
+    slowest = max(range(len(step_times)), key=lambda r: step_times[r])
+    spread = step_times[slowest] / median if median > 0 else math.nan
+    return bool(spread > ratio), slowest, spread

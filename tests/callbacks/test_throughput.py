@@ -1,0 +1,143 @@
+"""Throughput inside real Trainers: time attribution with injected sleeps, FLOPs, logged names, state."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import lightning.pytorch as lp
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from gns_helpers import trainer_kwargs
+from torch import nn
+
+from curvecast.callbacks.flops import precision_dtype
+from curvecast.callbacks.throughput import Throughput
+from curvecast.callbacks.throughput_stats import percentile, straggler
+
+DATA_SLEEP, STEP_SLEEP, VAL_SLEEP = 0.02, 0.03, 0.2
+
+
+class SlowData(torch.utils.data.Dataset):
+    def __init__(self, n: int, sleep: float) -> None:
+        self.x = torch.randn(n, 8)
+        self.sleep = sleep
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+    def collate(self, rows):
+        time.sleep(self.sleep)  # one sleep per batch, in the main process (num_workers=0)
+        return torch.stack(rows)
+
+
+def make_mlp(pl_, data_sleep=0.0, step_sleep=0.0, val_sleep=0.0, batch_size=4):
+    class MLP(pl_.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+
+        def training_step(self, batch, batch_idx):
+            time.sleep(step_sleep)
+            return self.net(batch).square().mean()
+
+        def validation_step(self, batch, batch_idx):
+            time.sleep(val_sleep)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+        def train_dataloader(self):
+            data = SlowData(64, data_sleep)
+            return torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=data.collate)
+
+        def val_dataloader(self):
+            data = SlowData(4, 0.0)
+            return torch.utils.data.DataLoader(data, batch_size=4, collate_fn=data.collate)
+
+    return MLP()
+
+
+def test_time_is_attributed_to_data_compute_and_not_validation(tmp_path):
+    tp = Throughput(log_every_n_steps=100)
+    trainer = pl.Trainer(
+        **trainer_kwargs(tmp_path, max_steps=6, accumulate_grad_batches=2, val_check_interval=4,
+                         limit_val_batches=1),
+        callbacks=[tp],
+    )
+    trainer.fit(make_mlp(pl, DATA_SLEEP, STEP_SLEEP, VAL_SLEEP))
+    assert len(tp.timings) == 5  # the first step is warm-up
+    waits = [s.data_wait for s in tp.timings.steps]
+    computes = [s.compute for s in tp.timings.steps]
+    # two micro-batches per step; generous upper bounds because the CPU is shared
+    assert all(2 * DATA_SLEEP * 0.9 <= w < 2 * DATA_SLEEP + 0.1 for w in waits), waits
+    assert all(2 * STEP_SLEEP * 0.9 <= c < 2 * STEP_SLEEP + 0.1 for c in computes), computes
+    assert max(waits) < VAL_SLEEP  # validation ran twice and is not counted as waiting for data
+    assert all(s.samples == 8 for s in tp.timings.steps)
+    assert tp.history.series("throughput/step_time").steps.tolist() == [1, 2, 3, 4, 5]
+    assert tp.metrics["samples_per_sec"] == pytest.approx(8 / np.median([s.total for s in tp.timings.steps]), rel=0.3)
+    assert 0.2 < tp.metrics["data_wait_fraction"] < 0.6
+
+
+def test_flops_items_mfu_and_logged_names(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = make_mlp(lp, batch_size=4)
+    expected_fwd = 2 * 4 * (8 * 16 + 16 * 1)
+    tp = Throughput(items_fn=lambda batch: (batch > 0).sum(), peak_flops_per_sec=1e9)
+    logger = CSVLogger(tmp_path, name="run")
+    trainer = lp.Trainer(**trainer_kwargs(tmp_path, max_steps=6, log_every_n_steps=3, logger=logger), callbacks=[tp])
+    trainer.fit(module)
+    # forward + backward: the first layer needs no input gradient, so less than 3x the forward
+    assert 2 * expected_fwd < tp.flops_per_batch < 3 * expected_fwd
+    assert tp.metrics["mfu"] == pytest.approx(tp.metrics["flops_per_sec"] / 1e9)
+    assert tp.metrics["items_per_sec"] > tp.metrics["samples_per_sec"]  # about 4 positive features per sample
+    with open(f"{logger.log_dir}/metrics.csv") as handle:
+        rows = {row["step"]: row for row in csv.DictReader(handle)}
+    for name in ("samples_per_sec", "items_per_sec", "step_time", "step_time_p90", "data_wait", "data_wait_fraction",
+                 "compute_time", "optimizer_time", "flops_per_sec", "mfu"):
+        assert rows["5"][f"curvecast/throughput/{name}"] != "", name
+    assert tp.history.series("throughput/samples_per_sec").steps.tolist() == [2, 5]
+
+
+def test_state_round_trip():
+    tp = Throughput()
+    tp.totals = {"steps": 3, "samples": 12, "seconds": 0.5}
+    tp.flops_per_batch = 1234.0
+    tp.history.append("throughput/step_time", 0, 0.1)
+    copy = Throughput()
+    copy.load_state_dict(tp.state_dict())
+    assert copy.totals == tp.totals
+    assert copy.flops_per_batch == 1234.0
+    assert not copy.measure_flops
+    assert copy.history.series("throughput/step_time").values.tolist() == [0.1]
+    assert copy.state_dict() == tp.state_dict()
+
+
+def test_percentile_matches_numpy_and_straggler_flag():
+    values = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6]
+    for q in (0, 10, 50, 90, 100):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+    assert straggler([1.0, 1.05, 0.98, 1.02], ratio=1.2)[0] is False
+    assert straggler([1.0, 1.6], ratio=1.2) == (True, 1, pytest.approx(1.6 / 1.3))
+
+
+def test_precision_dtypes():
+    assert precision_dtype("bf16-mixed") is torch.bfloat16
+    assert precision_dtype("16-mixed") is torch.float16
+    assert precision_dtype("32-true") is torch.float32
+    assert precision_dtype(64) is torch.float64
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="`straggler_ratio` to be above 1"):
+        Throughput(straggler_ratio=1.0)
+    with pytest.raises(ValueError, match="`log_every_n_steps` to be a positive int"):
+        Throughput(log_every_n_steps=0)
+    with pytest.raises(ValueError, match="version"):
+        Throughput().load_state_dict({"version": 0})
