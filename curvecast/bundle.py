@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
-from curvecast._lightning import Callback, guarded, is_global_zero
+from curvecast._lightning import Callback, guarded, is_global_zero, warn_once
 from curvecast.callbacks.loss_capture import TRAIN_LOSS, LossCapture
 from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.forecast_runner import ForecastRunner
-from curvecast.forecasting.report import Report
+from curvecast.forecasting import Forecaster, Report
 from curvecast.history import RunHistory
+from curvecast.stability_watch import StabilityWatch
 
 __all__ = ["Actuator", "Curvecast"]
 
@@ -72,6 +74,8 @@ class Curvecast(Callback):
         self.loss_capture = LossCapture(self.history)
         self.lr_capture = LearningRateCapture(self.history)
         self.sensors: list[Callback] = [self.loss_capture, self.lr_capture]
+        self.watch = StabilityWatch(self.monitor, mode, pair_grad_norm=False)
+        self.history.add_listener(self._on_point)
         self.actuators: list[Actuator] = list(actuators or [])
         self.last_report: Report | None = None
         self.reports: deque[Report] = deque(maxlen=100)
@@ -91,6 +95,7 @@ class Curvecast(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
+        self.watch.set_schedule(self.lr_capture.schedule())
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         for sensor in self.sensors:
@@ -135,9 +140,18 @@ class Curvecast(Callback):
 
     # -- brain: forecasts on a cadence, off the training thread ---------------------------------------------------
 
+    def _on_point(self, name: str, step: int, value: float) -> None:
+        try:
+            self.watch.feed(name, step, value)
+        except Exception as error:  # noqa: BLE001 - a detector failure must not lose the point or stop the sensor
+            warn_once(f"curvecast: anomaly detection failed and was skipped ({type(error).__name__}: {error})")
+
     @guarded
     def _think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
+        anomalies = self.watch.collect()  # every rank detects (it is cheap); rank 0 reports
         if is_global_zero(trainer):
+            if anomalies:
+                self._dispatch(trainer, pl_module, self._report(anomalies[-1].step, anomalies=tuple(anomalies)))
             self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
             if self._forecast_due(at_validation):
                 self._runner.submit(self._forecast_job())
@@ -167,26 +181,26 @@ class Curvecast(Callback):
         horizon = self.lr_capture.horizon
         lrs = self.lr_capture.schedule()
         step = int(series.steps[-1])
-        lr_drop_ahead = self.lr_capture.lr_drop_ahead(step)
-        monitor, target = self.monitor, self.target
+        blank = self._report(step)
 
         def job() -> Report:
-            from curvecast.forecasting import Forecaster
-
-            forecast = None
-            if horizon is not None and horizon >= step:
-                forecast = Forecaster().fit(series.steps, series.values, horizon=horizon, lrs=lrs, counts=series.counts)
-            return Report(
-                step=step,
-                monitor=monitor,
-                horizon=horizon,
-                forecast=forecast,
-                target=target,
-                lr_schedule_known=lrs is not None,
-                lr_drop_ahead=lr_drop_ahead,
-            )
+            if horizon is None or horizon < step:
+                return blank
+            forecast = Forecaster().fit(series.steps, series.values, horizon=horizon, lrs=lrs, counts=series.counts)
+            return replace(blank, forecast=forecast)
 
         return job
+
+    def _report(self, step: int, anomalies: tuple = ()) -> Report:
+        return Report(
+            step=step,
+            monitor=self.monitor,
+            horizon=self.lr_capture.horizon,
+            anomalies=anomalies,
+            target=self.target,
+            lr_schedule_known=self.lr_capture.schedule() is not None,
+            lr_drop_ahead=self.lr_capture.lr_drop_ahead(step),
+        )
 
     @guarded
     def _final_report(self, trainer: Any, pl_module: Any) -> None:
@@ -225,7 +239,9 @@ class Curvecast(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.loss_capture._trainer is not None:
             self.loss_capture.flush(self.loss_capture._trainer)
-        return {"version": _STATE_VERSION, "history": self.history.state_dict()}
+        return {"version": _STATE_VERSION, "history": self.history.state_dict(), "watch": self.watch.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history.load_state_dict(state_dict["history"])
+        if "watch" in state_dict:
+            self.watch.load_state_dict(state_dict["watch"])

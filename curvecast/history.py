@@ -10,6 +10,7 @@ points per series, with bins about 0.5% of their step wide.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,11 @@ class RunHistory:
         self.window = window
         self.max_bins = max_bins
         self._series: dict[str, _SeriesStore] = {}
+        self._listeners: list[Callable[[str, int, float], None]] = []
+
+    def add_listener(self, listener: Callable[[str, int, float], None]) -> None:
+        """Call ``listener(name, step, value)`` after each recorded point (listeners are not saved in the state)."""
+        self._listeners.append(listener)
 
     def append(self, name: str, step: int, value: float) -> None:
         """Record ``value`` at ``step``; a step at or before the last one rewinds the series to it first."""
@@ -146,11 +152,14 @@ class RunHistory:
         step = int(step)
         if step <= store.last_step:
             store.rewind(step)
+        value = float(value)
         store.steps.append(step)
-        store.values.append(float(value))
+        store.values.append(value)
         store._cache = None
         if len(store.steps) >= 2 * self.window:
             store.compress(len(store.steps) - self.window, self.max_bins)
+        for listener in self._listeners:
+            listener(name, step, value)
 
     def extend(self, name: str, steps, values) -> None:
         """Record many points at once; ``steps`` must strictly increase within the call."""

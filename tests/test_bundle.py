@@ -13,15 +13,18 @@ from tiny_models import TinyRegression, TinyRegressionL, loader
 
 
 class Recorder:
-    """An actuator that keeps every report it is given."""
+    """An actuator that keeps every report with a forecast it is given (anomaly reports apart)."""
 
     stop_request = None
 
     def __init__(self):
         self.reports = []
+        self.anomalies = []
 
     def on_report(self, trainer, pl_module, report):
-        self.reports.append(report)
+        self.anomalies += report.anomalies
+        if report.forecast is not None:
+            self.reports.append(report)
 
 
 def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
@@ -145,3 +148,18 @@ def test_a_stop_request_stops_the_run(quiet_trainer_kwargs):
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Curvecast(**kwargs)
+
+
+def test_a_spike_in_the_loss_is_reported_at_its_step(quiet_trainer_kwargs):
+    from tiny_models import CurveModule, curve_loader
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(200)
+    curve = (2.0 + 3.0 * (1 + steps / 20) ** -0.5) * np.exp(0.01 * rng.standard_normal(200))
+    curve[150] *= 3.0
+    recorder = Recorder()
+    bundle = Curvecast(forecast_every=50, background=False, actuators=[recorder])
+    pl.Trainer(max_steps=200, callbacks=[bundle], **quiet_trainer_kwargs).fit(CurveModule(curve), curve_loader(200))
+    spikes = [a for a in recorder.anomalies if a.kind == "spike"]
+    assert [(a.step, a.series) for a in spikes] == [(150, "loss")]
+    assert not [a for a in recorder.anomalies if a.kind in ("divergence", "nonfinite")]

@@ -66,3 +66,24 @@ class TinyRegressionL(_TinyRegression, L.LightningModule):
 
 
 FLAVOURS = {"pytorch_lightning": (pl.Trainer, TinyRegression), "lightning.pytorch": (L.Trainer, TinyRegressionL)}
+
+
+class CurveModule(pl.LightningModule):
+    """A module whose training loss follows a given curve exactly, step by step (to test what reacts to it)."""
+
+    def __init__(self, curve) -> None:
+        super().__init__()
+        self.curve = [float(v) for v in curve]
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        value = self.curve[min(self.global_step, len(self.curve) - 1)]
+        # The weight keeps the loss differentiable; its gradient is zero, so nothing else changes.
+        return (self.weight * 0).sum() + torch.tensor(value)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def curve_loader(steps: int) -> DataLoader:
+    return DataLoader(TensorDataset(torch.zeros(steps, 1)), batch_size=1)

@@ -1,0 +1,105 @@
+"""StabilityWatch: the anomaly detectors of a live run, fed from the run's history as points arrive.
+
+The training loss and the pre-clip gradient norm go to one :class:`InstabilityMonitor` together, one step at a time,
+since a spike in both at once is the strong signal. The two series reach the history at their own cadences (the loss
+when its device buffer is flushed, the gradient norm at the logging cadence), so points wait here until both series
+have passed their step. Throughput goes to a slowdown detector, and a monitored validation metric to a detector of
+its own. Every update is O(1); nothing here touches the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from curvecast.forecasting import AnomalyDetector
+from curvecast.forecasting.anomalies import Anomaly, InstabilityMonitor
+
+__all__ = ["GRAD_NORM", "SAMPLES_PER_SEC", "StabilityWatch"]
+
+TRAIN_LOSS = "loss"
+GRAD_NORM = "grad_norm"
+SAMPLES_PER_SEC = "throughput/samples_per_sec"
+# Loss points waiting for a gradient norm that never comes (its source off or failing) are scored alone past this.
+_MAX_WAITING = 1_000
+
+
+class StabilityWatch:
+    """Route each recorded point to its detector; collect the anomalies they report.
+
+    Args:
+        monitor: the monitored series; when it is not the training loss it gets a detector of its own.
+        mode: ``"min"`` when lower is better for ``monitor``.
+        pair_grad_norm: wait for the gradient norm of each step before scoring the loss of that step.
+    """
+
+    def __init__(self, monitor: str = TRAIN_LOSS, mode: str = "min", pair_grad_norm: bool = True) -> None:
+        self.instability = InstabilityMonitor()
+        self.throughput = AnomalyDetector(SAMPLES_PER_SEC, mode="max", kinds=("slowdown",))
+        self.monitored = AnomalyDetector(monitor, mode=mode) if monitor != TRAIN_LOSS else None
+        self.pair_grad_norm = pair_grad_norm
+        self._loss: dict[int, float] = {}
+        self._grad: dict[int, float] = {}
+        self._last_paired: int | None = None
+        self._found: list[Anomaly] = []
+
+    def set_schedule(self, lrs: Sequence[float] | None) -> None:
+        """The planned LR of every step: LR rises are not spikes, and no plateau is called before an LR drop."""
+        self.instability.loss.set_schedule(lrs)
+        if self.monitored is not None:
+            self.monitored.set_schedule(lrs)
+
+    def feed(self, name: str, step: int, value: float) -> None:
+        """Take one point as the history records it (a listener of :class:`~curvecast.history.RunHistory`)."""
+        if name == TRAIN_LOSS:
+            self._loss[step] = value
+        elif name == GRAD_NORM:
+            self._grad[step] = value
+        elif name == SAMPLES_PER_SEC:
+            self._update(self.throughput, step, value)
+            return
+        elif self.monitored is not None and name == self.monitored.series:
+            self._update(self.monitored, step, value)
+            return
+        else:
+            return
+        self._pair()
+
+    def _update(self, detector: AnomalyDetector, step: int, value: float) -> None:
+        if detector.last_step is not None and step <= detector.last_step:
+            return  # a resumed run replaying steps the detector has already seen
+        self._found += detector.update(step, value)
+
+    def _pair(self) -> None:
+        if not self.pair_grad_norm or len(self._loss) >= _MAX_WAITING:
+            ready = max(self._loss, default=-1)
+        elif self._grad:
+            ready = min(max(self._loss, default=-1), max(self._grad))
+        else:
+            return
+        for step in sorted(s for s in set(self._loss) | set(self._grad) if s <= ready):
+            loss, grad = self._loss.pop(step, None), self._grad.pop(step, None)
+            if self._last_paired is not None and step <= self._last_paired:
+                continue
+            self._last_paired = step
+            self._found += self.instability.update(step, loss=loss, grad_norm=grad)
+
+    def collect(self) -> list[Anomaly]:
+        """The anomalies found since the last call, oldest first."""
+        found, self._found = self._found, []
+        return found
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "instability": self.instability.state_dict(),
+            "throughput": self.throughput.state_dict(),
+            "monitored": None if self.monitored is None else self.monitored.state_dict(),
+            "last_paired": self._last_paired,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.instability.load_state_dict(state["instability"])
+        self.throughput.load_state_dict(state["throughput"])
+        if self.monitored is not None and state.get("monitored") is not None:
+            self.monitored.load_state_dict(state["monitored"])
+        self._last_paired = state.get("last_paired")
