@@ -10,8 +10,17 @@ import numpy as np
 
 from curvecast.forecasting.anomaly_detector import DEFAULT_KINDS, AnomalyDetector
 from curvecast.forecasting.anomaly_event import KINDS, SEVERITIES, Anomaly
+from curvecast.forecasting.anomaly_instability import InstabilityMonitor
 
-__all__ = ["DEFAULT_KINDS", "KINDS", "SEVERITIES", "Anomaly", "AnomalyDetector", "detect_anomalies"]
+__all__ = [
+    "DEFAULT_KINDS",
+    "KINDS",
+    "SEVERITIES",
+    "Anomaly",
+    "AnomalyDetector",
+    "InstabilityMonitor",
+    "detect_anomalies",
+]
 
 
 def detect_anomalies(

@@ -22,7 +22,7 @@ _STATE_KEYS = (
     "n", "n_accepted", "last_step", "first_step", "log_scale", "y0", "recent", "diffs", "last_accepted",
     "in_spike", "run_z", "mute_until", "best", "cusum", "cusum_zero_step", "cusum_zero_level", "drift_armed",
     "elev_run", "elev_since", "critical_armed", "jump_armed", "anchor_level", "anchor_step", "anchor_n",
-    "plateau_armed", "baseline", "baseline_buf", "slow_armed", "in_nonfinite", "last_z", "sigma",
+    "plateau_armed", "baseline", "baseline_buf", "slow_armed", "in_nonfinite", "last_z", "sigma", "pending",
 )  # fmt: skip
 
 
@@ -36,8 +36,10 @@ class AnomalyDetector:
     of fixed size, so an update is O(1) and memory is bounded for any run length.
 
     - ``nonfinite`` (critical): NaN or inf, at its own step; reported once per run of such values.
-    - ``spike``: robust z above ``spike_z`` and at least ``spike_min_rise`` above the baseline, or
-      ``persist_points`` consecutive points above z 4. ``warning`` when the value is at least
+    - ``spike``: robust z above ``spike_z`` and at least ``spike_min_rise`` above the baseline; or,
+      when ``spike_recover_z`` is finite (off by default), z above it followed by a fall of 4 noise
+      units at the next point (reported one step late, with the jump's own step); more than
+      ``persist_points`` consecutive flags are taken as a level shift. ``warning`` when the value is at least
       ``spike_warn_ratio`` times the baseline, else ``info``.
     - ``divergence``: ``warning`` from a one-sided CUSUM (k 0.5, clipped at z 3, threshold
       ``drift_h``) against the median of the last 32 points, which lags a climb but not the noise,
@@ -80,11 +82,12 @@ class AnomalyDetector:
         lrs: Sequence[float] | None = None,
         log_scale: bool = True,
         spike_z: float = 7.0,
+        spike_recover_z: float = math.inf,
         spike_min_rise: float = 0.02,
         spike_warn_ratio: float = 1.25,
         persist_points: int = 3,
-        drift_h: float = 12.0,
-        drift_min_rise: float = 0.1,
+        drift_h: float = 10.0,
+        drift_min_rise: float = 0.05,
         divergence_ratio: float = 1.5,
         confirm_points: int = 3,
         confirm_steps: int = 50,
@@ -92,7 +95,7 @@ class AnomalyDetector:
         plateau_points: int = 50,
         plateau_fraction: float = 0.25,
         slowdown_ratio: float = 0.8,
-        warmup_points: int = 10,
+        warmup_points: int = 20,
         window_points: int = 128,
     ) -> None:
         if mode not in ("min", "max"):
@@ -116,6 +119,7 @@ class AnomalyDetector:
             raise ValueError("point counts must be >= 1 (`warmup_points` >= 0)")
         self.series, self.mode, self.kinds = series, mode, frozenset(kinds)
         self.spike_z, self.spike_min_rise, self.spike_warn_ratio = spike_z, spike_min_rise, spike_warn_ratio
+        self.spike_recover_z = spike_recover_z
         self.persist_points, self.drift_h, self.divergence_ratio = persist_points, drift_h, divergence_ratio
         self.drift_min_rise = drift_min_rise
         self.confirm_points, self.confirm_steps = confirm_points, confirm_steps
@@ -134,6 +138,7 @@ class AnomalyDetector:
         self.diffs: list[float] = []
         self.last_accepted: float | None = None
         self.in_spike, self.run_z, self.mute_until = False, 0, 0
+        self.pending: list[float] | None = None  # [step, value, y, z, expected] of a jump awaiting recovery
         self.best, self.cusum, self.cusum_zero_step, self.cusum_zero_level = math.inf, 0.0, None, None
         self.drift_armed, self.elev_run, self.elev_since, self.critical_armed, self.jump_armed = True, 0, 0, True, True
         self.anchor_level, self.anchor_step, self.anchor_n, self.plateau_armed = math.inf, None, 0, True
@@ -217,18 +222,32 @@ class AnomalyDetector:
         slope = median(self.diffs[-_SLOPE_DIFFS:])
         tail = self.recent[-_PROJECT:]
         expected = median([v + (len(tail) - i) * slope for i, v in enumerate(tail)])
-        z = (y - expected) / self._scale(expected)
+        scale = self._scale(expected)
+        z = (y - expected) / scale
         self.last_z = z
-        flagged = z > self.spike_z and y - expected >= self._rise(1.0 + self.spike_min_rise, expected)
+        big_enough = y - expected >= self._rise(1.0 + self.spike_min_rise, expected)
+        flagged = z > self.spike_z and big_enough
         # Consecutive flags beyond `persist_points` are a level shift, not a spike: they enter the noise.
         self.run_z = self.run_z + 1 if flagged else 0
-        if flagged and not self.in_spike and not muted and "spike" in self.kinds:
-            exp_value = self._value_of(expected)
-            severity = "warning" if y - expected >= self._rise(self.spike_warn_ratio, expected) else "info"
-            text = msg.spike(self.series, step, value, exp_value, z, loss_like=self.mode == "min")
-            events.append(Anomaly("spike", step, severity, text, self.series, z, value))
+        if self.pending is not None:
+            # A smaller jump counts once the next value falls back by 4 noise units: a jump that recovers.
+            p_step, p_value, p_y, p_z, p_expected = self.pending
+            self.pending = None
+            if p_y - y >= 4.0 * scale and not muted:
+                self._report_spike(int(p_step), p_value, p_y, p_z, p_expected, events)
+        if flagged and not self.in_spike and not muted:
+            self._report_spike(step, value, y, z, expected, events)
+        elif not flagged and z > self.spike_recover_z and big_enough and not self.in_spike:
+            self.pending = [float(step), value, y, z, expected]
         self.in_spike = flagged
         return flagged
+
+    def _report_spike(self, step: int, value: float, y: float, z: float, expected: float, out: list[Anomaly]) -> None:
+        if "spike" not in self.kinds:
+            return
+        severity = "warning" if y - expected >= self._rise(self.spike_warn_ratio, expected) else "info"
+        text = msg.spike(self.series, step, value, self._value_of(expected), z, loss_like=self.mode == "min")
+        out.append(Anomaly("spike", step, severity, text, self.series, z, value))
 
     def _divergence(self, step: int, value: float, y: float, muted: bool, events: list[Anomaly]) -> None:
         short = median(self.recent[-3:])
@@ -264,13 +283,15 @@ class AnomalyDetector:
             return
         base = median(self.recent[:-1]) if len(self.recent) > 1 else y
         r = min((y - base) / self._scale(base), 3.0)
-        self.cusum = max(0.0, self.cusum + r - 0.5)
+        self.cusum = max(0.0, self.cusum + r - 0.25)
+        level5 = median(self.recent[-5:])
         if self.cusum == 0.0:
-            self.cusum_zero_step, self.cusum_zero_level = step, base
+            self.cusum_zero_step, self.cusum_zero_level = step, min(base, level5)
         if not self.drift_armed and self.cusum_zero_level is not None and short <= self.cusum_zero_level:
             self.drift_armed = True
-        risen = self.cusum_zero_level is not None and short - self.cusum_zero_level >= self._rise(
-            1.0 + self.drift_min_rise, short
+        # The CUSUM alone fires on heavy-tailed noise; a drift also needs the median of 5 points up.
+        risen = self.cusum_zero_level is not None and level5 - self.cusum_zero_level >= self._rise(
+            1.0 + self.drift_min_rise, level5
         )
         if self.cusum > self.drift_h and risen and self.drift_armed and not muted:
             self.drift_armed, self.cusum = False, 0.0
