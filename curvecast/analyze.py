@@ -14,11 +14,14 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+
+if TYPE_CHECKING:
+    from curvecast.forecasting import Anomaly, Forecast
 
 __all__ = ["Analysis", "AnalyzeError", "add_analyze_arguments", "analysis_to_dict", "analyze", "run_analyze"]
 
@@ -28,6 +31,8 @@ MIN_POINTS = 5  # the Forecaster's default `min_points`: fewer finite points can
 _MAX_LISTED = 20  # anomalies printed in the text report; the JSON report has them all
 # The streaming anomaly detector costs tens of microseconds a point; a longer curve is searched on bucket maxima.
 MAX_DETECTOR_POINTS = 50_000
+# A per-step LR array costs 8 bytes a step; past this many steps (say, a log indexed by tokens) it is not built.
+_MAX_LR_STEPS = 50_000_000
 
 
 class AnalyzeError(ValueError):
@@ -56,8 +61,8 @@ class Analysis:
     lr_used: bool
     horizon: int
     target: float | None
-    forecast: Any
-    anomalies: list[Any]
+    forecast: Forecast
+    anomalies: list[Anomaly]
     anomaly_bucket: int = 1
 
 
@@ -68,7 +73,7 @@ def _lr_at_every_step(lr: Curve, horizon: int) -> np.ndarray | None:
     schedule-aware forecast, so an LR log that ends well before the horizon is not used at all.
     """
     steps, values = lr.steps, lr.values
-    if len(steps) == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+    if len(steps) == 0 or horizon > _MAX_LR_STEPS or not np.all(np.isfinite(values)) or np.any(values < 0):
         return None
     spacing = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
     if steps[-1] + max(spacing, 1) < horizon:
@@ -93,7 +98,7 @@ def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[n
     return np.r_[out_steps, tail_steps], np.r_[block[rows, pick], tail_values]
 
 
-def _detect(curve: Curve, lr: Curve | None) -> tuple[list[Any], int]:
+def _detect(curve: Curve, lr: Curve | None) -> tuple[list[Anomaly], int]:
     from curvecast.forecasting import detect_anomalies
 
     steps, values = curve.steps, curve.values
@@ -101,7 +106,7 @@ def _detect(curve: Curve, lr: Curve | None) -> tuple[list[Any], int]:
     if bucket > 1:
         steps, values = bucket_maxima(steps, values, bucket)
     lrs = _lr_at_every_step(lr, int(steps[-1])) if lr is not None else None
-    events = detect_anomalies(steps, values, lrs=lrs, series=curve.name)
+    events = detect_anomalies(steps, values, lrs=None if lrs is None else lrs.tolist(), series=curve.name)
     return sorted(events, key=lambda event: event.step), bucket
 
 
@@ -188,7 +193,7 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
     return report
 
 
-def _anomaly_dict(event: Any) -> dict[str, Any]:
+def _anomaly_dict(event: Anomaly) -> dict[str, Any]:
     return {
         "kind": event.kind,
         "step": int(event.step),
@@ -241,9 +246,14 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
 
 
 def default_plot_path(source: str | Path) -> Path:
-    """``<name>.curvecast.png`` in the current directory, named after the log (its directory or file stem)."""
+    """``<name>.curvecast.png`` in the current directory, named after the log (its directory, or the file's stem)."""
     path = Path(source).resolve()
-    name = path.name if path.is_dir() else path.name.split(".tfevents")[0].removesuffix(path.suffix)
+    if path.is_dir():
+        name = path.name
+    elif "tfevents" in path.name:  # events.out.tfevents.<time>.<host>: the run directory names it better
+        name = path.parent.name
+    else:
+        name = path.stem
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "run"
     return Path(f"{name}.curvecast.png")
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from curvecast._lightning import Callback, warn_once
 
 __all__ = ["FINAL_ATTR", "PRUNED_ATTR", "ForecastPruningCallback"]
@@ -189,7 +191,9 @@ class ForecastPruningCallback(Callback):
             return None
         from curvecast.forecasting import Forecaster
 
-        forecast = Forecaster(min_points=self.min_points).fit(self.steps, self.values, horizon=self._horizon)
+        forecast = Forecaster(min_points=self.min_points).fit(
+            np.asarray(self.steps), np.asarray(self.values), horizon=self._horizon
+        )
         if not forecast.ok:
             return None
         worse = 1.0 - forecast.prob_below(best)

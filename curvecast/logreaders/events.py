@@ -145,9 +145,9 @@ def read_event_dir(path: Path) -> RunLog:
             raise LogReadError(f"Expected TensorBoard event files (events.out.tfevents.*) under {path}, but found none")
     by_run: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
     for file in files:
-        run = by_run.setdefault(_run_name(file.parent, root), {})
+        run_tags = by_run.setdefault(_run_name(file.parent, root), {})
         for tag, arrays in read_event_file(file).items():
-            run.setdefault(tag, []).append(arrays)
+            run_tags.setdefault(tag, []).append(arrays)
     curves: dict[str, Curve] = {}
     for run, tags in sorted(by_run.items(), key=lambda item: (item[0].count("/") + bool(item[0]), item[0])):
         for tag, parts in tags.items():

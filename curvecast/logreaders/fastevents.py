@@ -71,7 +71,13 @@ def decode_simple_scalars(
         an index into ``tags``, the step and the float value.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    empty = (np.zeros(len(starts), bool), np.zeros(0, np.int64), [], np.zeros(0, np.int64), np.zeros(0))
+    empty: tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray] = (
+        np.zeros(len(starts), bool),
+        np.zeros(0, np.int64),
+        [],
+        np.zeros(0, np.int64),
+        np.zeros(0),
+    )
     if len(starts) == 0 or len(buf) == 0:
         return empty
     ok = (lengths >= 24) & (_gather(buf, starts) == 0x09) & (_gather(buf, starts + 9) == 0x10)
