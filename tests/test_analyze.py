@@ -196,3 +196,17 @@ def test_command_line_error_has_no_traceback(tmp_path: Path) -> None:
     assert result.returncode == EXIT_INPUT
     assert "Expected a log directory or file, but" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_default_plot_is_named_after_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "logs" / "version_3"
+    write_events(run_dir, {"train_loss": (np.arange(40), np.linspace(3, 1, 40) ** 2)})
+    monkeypatch.chdir(tmp_path)
+    assert run_analyze(cli(run_dir)) == 0
+    assert "plot: version_3.curvecast.png" in capsys.readouterr().out
+    assert (tmp_path / "version_3.curvecast.png").read_bytes().startswith(PNG_SIGNATURE)
+    event_file = next(run_dir.glob("events.out.tfevents.*"))
+    assert run_analyze(cli(event_file, "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["plot"] == "version_3.curvecast.png"

@@ -251,3 +251,19 @@ def test_sub_run_overlay_does_not_hide_the_main_run(tmp_path: Path) -> None:
     log = read_log(tmp_path)
     assert choose_loss(log).name == "train/loss"
     assert "forecast/train/loss" in log.names
+
+
+def test_directory_with_several_tables_asks_for_one(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text("step,loss\n0,1\n")
+    with pytest.raises(LogReadError, match=r"Expected one log under .* but found 2: a/metrics.csv, b/metrics.csv"):
+        read_log(tmp_path)
+
+
+def test_tab_separated_table(tmp_path: Path) -> None:
+    path = tmp_path / "run.tsv"
+    path.write_text("global_step\ttrain loss\n0\t2.5\n5\t\n10\t1.5\n")
+    curve = choose_loss(read_log(path))
+    assert curve.name == "train loss"
+    np.testing.assert_array_equal(curve.steps, [0, 10])
