@@ -33,7 +33,9 @@ class Throughput(Callback):
     through ``items_fn``), FLOP/s and MFU. FLOPs per micro-batch are counted once with ``torch.utils.flop_counter``
     (or given; the count includes matmuls other callbacks run inside that micro-batch, such as per-example gradient
     norms). Under DDP the per-rank medians are gathered at the logging cadence and the slowest rank is flagged when
-    it is ``straggler_ratio`` times slower than the median rank.
+    it is ``straggler_ratio`` times slower than the median rank in data wait plus forward time (step times come out
+    equal under DDP, since every rank waits for the slowest in the gradient all-reduce; a rank slow in its backward
+    pass alone is not told apart).
 
     Args:
         batch_size_fn: samples in a micro-batch, ``batch -> int``; default: first dimension of its first tensor.
@@ -43,7 +45,7 @@ class Throughput(Callback):
         measure_flops: count FLOPs when ``flops_per_batch`` is None (skipped for compiled modules).
         peak_flops_per_sec: the device's peak for MFU; None: Lightning's table for known GPUs (no MFU on CPU).
         window: optimizer steps the statistics cover.
-        straggler_ratio: slowest rank's median step time over the median rank's that flags a straggler.
+        straggler_ratio: slowest rank's median data wait + forward time over the median rank's that flags a straggler.
         log_every_n_steps: optimizer steps between logged values; None: the Trainer's.
         history: where to record the series; a new one by default (``throughput.history``).
         log_metrics: log ``curvecast/throughput/...`` through ``LightningModule.log``.
@@ -82,6 +84,7 @@ class Throughput(Callback):
         self._events: deque[tuple[Any, Any]] = deque()
         self._flops = StepFlopCounter()
         self.metrics: dict[str, float] = {}  # the last logged values
+        self.rank_metrics: list[list[float]] = []  # under DDP: per rank [step time, data wait, samples/s, busy]
         self.totals = {"steps": 0, "samples": 0, "seconds": 0.0}
         self._pending: list[tuple[int, StepTiming]] = []
         self._t_last_end: float | None = None
@@ -94,7 +97,7 @@ class Throughput(Callback):
     def _new_step(self) -> None:
         self._open = False
         self._stepped = False
-        self._wait = self._compute = 0.0
+        self._wait = self._compute = self._forward = 0.0
         self._samples = self._batches = 0
         self._step_items: Any = 0.0
         self._t_batch = self._t_opt = 0.0
@@ -137,6 +140,10 @@ class Throughput(Callback):
         self._t_batch = time.perf_counter()  # our own work above is not the model's
 
     @guarded
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+        self._forward += time.perf_counter() - self._t_batch
+
+    @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self._stepped:
             return  # a second optimizer in the same batch: its time counts as optimizer time
@@ -155,7 +162,7 @@ class Throughput(Callback):
             self._compute += now - self._t_batch
             self._t_last_end = time.perf_counter()
             return
-        timing = StepTiming(self._wait, self._compute, now - self._t_opt, self._samples)
+        timing = StepTiming(self._wait, self._compute, now - self._t_opt, self._samples, self._forward)
         step = optimizer_step_index(trainer)
         self._fit_steps += 1
         if not self._skip and self._fit_steps > _WARMUP_STEPS:
@@ -241,15 +248,18 @@ class Throughput(Callback):
 
     def _across_ranks(self, trainer: Any, local: dict[str, float]) -> dict[str, float]:
         device = getattr(trainer.strategy, "root_device", torch.device("cpu"))
-        mine = torch.tensor([local["step_time"], local["data_wait"], local["samples_per_sec"]], device=device)
-        gathered = trainer.strategy.all_gather(mine).reshape(-1, 3).tolist()
-        step_times = [row[0] for row in gathered]
-        flagged, slowest, ratio = straggler(step_times, self.straggler_ratio)
+        busy = self.timings.median("busy")
+        mine = torch.tensor([local["step_time"], local["data_wait"], local["samples_per_sec"], busy], device=device)
+        gathered = trainer.strategy.all_gather(mine).reshape(-1, 4).tolist()
+        self.rank_metrics = gathered
+        # step times equalise under DDP (fast ranks wait in the all-reduce): compare the work before backward
+        flagged, slowest, ratio = straggler([row[3] for row in gathered], self.straggler_ratio)
         return {
             "samples_per_sec": sum(row[2] for row in gathered),  # all ranks together
             "samples_per_sec_per_rank": local["samples_per_sec"],
-            "rank_step_time_max": max(step_times),
-            "rank_step_time_min": min(step_times),
+            "rank_step_time_max": max(row[0] for row in gathered),
+            "rank_busy_time_max": max(row[3] for row in gathered),
+            "rank_busy_time_median": percentile([row[3] for row in gathered], 50),
             "rank_data_wait_max": max(row[1] for row in gathered),
             "straggler_ratio": ratio,
             "straggler": float(flagged),

@@ -35,10 +35,20 @@ class StepTiming:
     compute: float  # forward and backward of every micro-batch
     optimizer: float  # on_before_optimizer_step to the end of the batch: clipping, the step, the hooks
     samples: int
+    forward: float = 0.0  # batch start to on_before_backward, summed over micro-batches (part of `compute`)
 
     @property
     def total(self) -> float:
         return self.data_wait + self.compute + self.optimizer
+
+    @property
+    def busy(self) -> float:
+        """Data wait plus forward: the work a rank does before its first collective (DDP's gradient all-reduce).
+
+        Under DDP every rank waits for the slowest inside backward, so step times come out equal; the time to
+        reach the backward is what tells a slow rank from the others.
+        """
+        return self.data_wait + self.forward
 
 
 class TimingWindow:
