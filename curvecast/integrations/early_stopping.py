@@ -38,6 +38,8 @@ class ForecastEarlyStopping(Callback):
         min_progress: fraction of the run before a forecast-based stop.
         check_finite: stop when the monitored series becomes NaN or infinite.
         stop_on_divergence: stop on a divergence the anomaly detector confirmed.
+        assume_constant_lr: when the LR schedule is unknown (ReduceLROnPlateau, manual schedulers), treat it as
+            constant; by default forecast-based stops are then held, since a drop may come just as the curve flattens.
         verbose: also announce the reason each time a coming LR drop holds a stop back.
 
     Attributes:
@@ -55,6 +57,7 @@ class ForecastEarlyStopping(Callback):
         min_progress: float = 0.1,
         check_finite: bool = True,
         stop_on_divergence: bool = True,
+        assume_constant_lr: bool = False,
         verbose: bool = False,
     ) -> None:
         self.rule = ForecastStopRule(
@@ -67,6 +70,7 @@ class ForecastEarlyStopping(Callback):
             min_progress=min_progress,
             check_finite=check_finite,
             stop_on_divergence=stop_on_divergence,
+            assume_constant_lr=assume_constant_lr,
         )
         self._mode_given = mode is not None
         self.verbose = verbose
@@ -146,6 +150,7 @@ class ForecastEarlyStopping(Callback):
 
 
 _HELD = (
-    "Early stopping is on hold: the LR schedule still has a drop ahead that has not begun, and a decay often brings "
-    "the loss down by a few percent that the curve so far cannot show. Forecast-based stops resume once it begins."
+    "Forecast-based early stopping is on hold: the LR schedule is unknown, or still has a drop ahead that has not got "
+    "far, and a decay brings the loss down by an amount the curve so far cannot show. Stops on divergence or "
+    "non-finite values still apply."
 )

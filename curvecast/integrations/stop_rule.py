@@ -51,10 +51,12 @@ class ForecastStopRule:
     * without a target: the improvement the point forecast still expects by the horizon stays below ``min_delta`` on
       ``patience`` consecutive checks.
 
-    The forecast-based reasons wait until ``min_progress`` of the run is done, and are held while an LR drop lies ahead
-    that could still change the answer: one the forecast was not told about (``lr_schedule_known`` False), or one that
-    has not begun yet (the LR is still above ``decay_started`` times its peak so far), whose size the prefix cannot
-    show. A held or hopeful check resets the count; a report without a usable forecast leaves it as it is.
+    The forecast-based reasons wait until ``min_progress`` of the run is done, and are held while an LR drop that could
+    still change the answer may lie ahead: whenever the LR schedule is unknown (ReduceLROnPlateau drops the LR exactly
+    when the curve flattens; ``assume_constant_lr`` lifts this), and while a known drop has not got far (the LR is
+    still above ``decay_started`` times its peak so far): until the decay is well under way the prefix cannot show how
+    much it will bring, and forecasts underestimate it. A held or hopeful check resets the count; a report without a
+    usable forecast leaves it as it is.
 
     Args:
         target: the value to reach; None takes the report's target (and without one uses ``min_delta``).
@@ -64,9 +66,10 @@ class ForecastStopRule:
         min_delta: without a target, the smallest improvement still worth the remaining steps.
         min_delta_mode: ``"abs"``: ``min_delta`` in units of the metric; ``"rel"``: a fraction of its current value.
         min_progress: fraction of the horizon before a forecast-based stop.
-        decay_started: the LR at or below this fraction of its peak counts as a decay under way.
+        decay_started: the LR at or below this fraction of its peak counts as a decay well under way.
         check_finite: stop on a non-finite value.
         stop_on_divergence: stop on a confirmed divergence.
+        assume_constant_lr: treat an unknown LR schedule as constant instead of holding forecast-based stops.
 
     Example::
 
@@ -84,9 +87,10 @@ class ForecastStopRule:
         min_delta: float = 0.0,
         min_delta_mode: Literal["abs", "rel"] = "abs",
         min_progress: float = 0.1,
-        decay_started: float = 0.9,
+        decay_started: float = 0.5,
         check_finite: bool = True,
         stop_on_divergence: bool = True,
+        assume_constant_lr: bool = False,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"Expected `mode` to be one of ('min', 'max'), but got {mode!r}")
@@ -114,6 +118,7 @@ class ForecastStopRule:
         self.decay_started = decay_started
         self.check_finite = check_finite
         self.stop_on_divergence = stop_on_divergence
+        self.assume_constant_lr = assume_constant_lr
         self.wait = 0  # consecutive checks on which the forecast-based reason held
         self.held_by_lr_drop = False
 
@@ -158,10 +163,10 @@ class ForecastStopRule:
         return None
 
     def _lr_drop_could_change(self, report: Report, lr: float | None, peak_lr: float | None) -> bool:
+        if not report.lr_schedule_known and not self.assume_constant_lr:
+            return True  # ReduceLROnPlateau and the like: a drop may come exactly when the curve flattens
         if not report.lr_drop_ahead:
             return False
-        if not report.lr_schedule_known:
-            return True  # the forecast does not know the drop is coming
         if lr is None or peak_lr is None or not peak_lr > 0:
             return True  # cannot tell whether the decay has begun: the safe answer is to wait
         return lr > self.decay_started * peak_lr

@@ -17,6 +17,7 @@ FORECAST = Forecaster().fit(STEPS, VALUES, horizon=HORIZON)  # final near 2.07
 
 
 def _report(target=None, step=600, **kwargs) -> Report:
+    kwargs.setdefault("lr_schedule_known", True)
     return Report(step=step, monitor="loss", horizon=HORIZON, forecast=FORECAST, target=target, **kwargs)
 
 
@@ -53,7 +54,7 @@ def test_mode_max_reads_the_chance_from_above():
 
 @pytest.mark.parametrize(
     ("known", "lr", "peak", "held"),
-    [(False, 0.1, 0.1, True), (True, None, None, True), (True, 0.1, 0.1, True), (True, 0.05, 0.1, False)],
+    [(False, 0.1, 0.1, True), (True, None, None, True), (True, 0.06, 0.1, True), (True, 0.05, 0.1, False)],
 )
 def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins(known, lr, peak, held):
     rule = ForecastStopRule(patience=1)
@@ -61,6 +62,12 @@ def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins(known, lr, peak, 
     request = rule.update(report, lr=lr, peak_lr=peak)
     assert rule.held_by_lr_drop is held
     assert (request is None) is held
+
+
+def test_an_unknown_schedule_holds_unless_assumed_constant():
+    report = _report(target=1.5, lr_schedule_known=False)
+    assert ForecastStopRule(patience=1).update(report) is None
+    assert ForecastStopRule(patience=1, assume_constant_lr=True).update(report) is not None
 
 
 def test_non_finite_and_confirmed_divergence_stop_at_once_even_before_min_progress():

@@ -1,0 +1,204 @@
+"""Forecast-based early stopping against Lightning's EarlyStopping, on real curves replayed as if live.
+
+    python benchmarks/early_stopping.py [--curves DIR] [--max-checks 30] [--only algoperf|mng]
+
+Each run in ../shared/data/curves is replayed check by check: at each validation point (at most ``--max-checks``
+of them, evenly spaced, for curvecast; every one for Lightning) the stopper sees the curve so far. The monitored
+series is the validation loss (the training loss where a run has too few validation points). The run's budget is its
+last logged step. The target of a run comes from the *other* runs of the same workload (same source, workload and
+submission for AlgoPerf; same record folder for modded-nanogpt): the median of their final values, so that about half
+of the runs can reach it. Workloads with a single run are skipped.
+
+- curvecast: ``Forecaster`` fit on the prefix (with the run's LR schedule when the CSV has one), the streaming
+  ``AnomalyDetector`` over the points, and ``ForecastStopRule`` (the logic of ``ForecastEarlyStopping``) with the
+  target; the LR so far tells it whether a coming decay has begun.
+  ``assume_constant_lr`` shows what trusting the forecast costs when the schedule is unknown (many AlgoPerf CSVs carry
+  no LR column, though those runs do decay their LR).
+- Lightning: ``EarlyStopping(monitor, patience=p)``, which knows no target: it stops when the series has not improved
+  for ``p`` validation checks.
+
+Printed per method: runs stopped, compute saved (steps not run over all steps), regret (stopped runs that would have
+reached the target later), and, of the runs that could never reach their target, how many were stopped and the share
+of their steps saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from curvecast.forecasting import AnomalyDetector, Forecaster, Report  # noqa: E402
+from curvecast.integrations.stop_rule import ForecastStopRule  # noqa: E402
+
+
+@dataclass
+class Run:
+    run_id: str
+    group: str
+    steps: np.ndarray
+    values: np.ndarray
+    lrs: np.ndarray | None  # LR at every step 0..horizon, or None
+    target: float = math.nan
+    reached_at: int | None = None  # first step at or below the target, or None
+    stops: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def horizon(self) -> int:
+        return int(self.steps[-1])
+
+
+def load_runs(curves: Path, only: str | None) -> list[Run]:
+    runs = []
+    for meta_path in sorted(curves.glob("*.json")):
+        meta = json.loads(meta_path.read_text())
+        run_id = meta["run_id"]
+        if only and not run_id.startswith(only):
+            continue
+        rows = list(csv.DictReader((curves / f"{run_id}.csv").open()))
+        column = "val_loss" if sum(bool(r["val_loss"]) for r in rows) >= 10 else "train_loss"
+        points = [(int(r["step"]), float(r[column])) for r in rows if r[column]]
+        if len(points) < 10:
+            continue
+        steps = np.array([p[0] for p in points])
+        values = np.array([p[1] for p in points])
+        lr_points = [(int(r["step"]), float(r["lr"])) for r in rows if r["lr"]]
+        lrs = None
+        if len(lr_points) >= 2:
+            lr_steps, lr_values = zip(*lr_points, strict=True)
+            lrs = np.interp(np.arange(int(steps[-1]) + 1), lr_steps, lr_values)
+        if run_id.startswith("mng__"):
+            group = meta.get("split_group", run_id)
+        else:
+            group = f"{meta.get('submission')}/{meta.get('workload')}"
+        runs.append(Run(run_id, group, steps, values, lrs))
+    return runs
+
+
+def final_value(run: Run) -> float:
+    finite = run.values[np.isfinite(run.values)]
+    return float(np.median(finite[-3:])) if len(finite) else math.inf
+
+
+def set_targets(runs: list[Run]) -> list[Run]:
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.group].append(run)
+    kept = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for run in members:
+            others = [final_value(o) for o in members if o is not run and math.isfinite(final_value(o))]
+            if not others:
+                continue
+            run.target = statistics.median(others)
+            hit = np.flatnonzero(run.values <= run.target)
+            run.reached_at = int(run.steps[hit[0]]) if hit.size else None
+            kept.append(run)
+    return kept
+
+
+def replay_curvecast(run: Run, max_checks: int, **rule_kwargs) -> int | None:
+    """The step at which curvecast would stop the run, or None."""
+    rule = ForecastStopRule(target=run.target, **rule_kwargs)
+    detector = AnomalyDetector(series="loss")
+    checks = set(np.unique(np.linspace(0, len(run.steps) - 1, max_checks + 1).round().astype(int)[1:]).tolist())
+    forecaster = Forecaster()
+    for i, (step, value) in enumerate(zip(run.steps.tolist(), run.values.tolist(), strict=True)):
+        anomalies = tuple(detector.update(step, value))
+        if i not in checks and not any(a.severity == "critical" for a in anomalies):
+            continue
+        if step >= run.horizon:
+            return None  # the run is over: nothing left to save
+        known = run.lrs is not None
+        forecast = forecaster.fit(run.steps[: i + 1], run.values[: i + 1], horizon=run.horizon, lrs=run.lrs)
+        lr = peak = None
+        drop_ahead = False
+        if known:
+            lr, peak = float(run.lrs[step]), float(run.lrs[: step + 1].max())
+            drop_ahead = bool(lr > 0 and run.lrs[step:].min() < 0.5 * lr)
+        report = Report(
+            step=step,
+            monitor="loss",
+            horizon=run.horizon,
+            forecast=forecast,
+            anomalies=anomalies,
+            target=run.target,
+            lr_schedule_known=known,
+            lr_drop_ahead=drop_ahead,
+        )
+        if rule.update(report, lr=lr, peak_lr=peak) is not None:
+            return step
+    return None
+
+
+def replay_lightning(run: Run, patience: int) -> int | None:
+    """The step at which Lightning's EarlyStopping(patience) would stop the run, or None."""
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    stopper = EarlyStopping(monitor="val_loss", patience=patience, mode="min")
+    for step, value in zip(run.steps.tolist(), run.values.tolist(), strict=True):
+        should_stop, _ = stopper._evaluate_stopping_criteria(torch.tensor(value))
+        if should_stop and step < run.horizon:
+            return step
+    return None
+
+
+def summarize(name: str, runs: list[Run]) -> str:
+    total = sum(r.horizon for r in runs)
+    stopped = [r for r in runs if r.stops[name] is not None]
+    saved = sum(r.horizon - r.stops[name] for r in stopped)
+    regret = [r for r in stopped if r.reached_at is not None and r.reached_at > r.stops[name]]
+    hopeless = [r for r in runs if r.reached_at is None]
+    hopeless_stopped = [r for r in hopeless if r.stops[name] is not None]
+    hopeless_saved = sum(r.horizon - r.stops[name] for r in hopeless_stopped) / max(sum(r.horizon for r in hopeless), 1)
+    return (
+        f"{name:<34} {len(stopped):>4}/{len(runs):<4} {saved / total:>8.1%} {len(regret):>7} "
+        f"{len(hopeless_stopped):>4}/{len(hopeless):<4} {hopeless_saved:>10.1%}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--curves", type=Path, default=ROOT.parent / "shared" / "data" / "curves")
+    parser.add_argument("--max-checks", type=int, default=30)
+    parser.add_argument("--only", choices=("algoperf", "mng"), default=None)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    runs = set_targets(load_runs(args.curves, args.only))
+    methods = {
+        "curvecast (defaults)": {},
+        "curvecast, assume_constant_lr": {"assume_constant_lr": True},
+        "curvecast, p<10%, patience 2": {"prob_threshold": 0.10, "patience": 2},
+    }
+    for run in runs:
+        for name, kwargs in methods.items():
+            run.stops[name] = replay_curvecast(run, args.max_checks, **kwargs)
+        for patience in (3, 10, 20):
+            run.stops[f"Lightning EarlyStopping(patience={patience})"] = replay_lightning(run, patience)
+
+    reachable = sum(r.reached_at is not None for r in runs)
+    print(f"{len(runs)} runs in {len({r.group for r in runs})} workloads; {reachable} reach their target at some point")
+    print(f"{'method':<34} {'stopped':>9} {'saved':>8} {'regret':>7} {'hopeless stopped':>16} {'their saved':>10}")
+    for name in runs[0].stops if runs else []:
+        print(summarize(name, runs))
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
