@@ -86,8 +86,8 @@ class AnomalyDetector:
         spike_min_rise: float = 0.02,
         spike_warn_ratio: float = 1.25,
         persist_points: int = 3,
-        drift_h: float = 10.0,
-        drift_min_rise: float = 0.05,
+        drift_h: float = 12.0,
+        drift_min_rise: float = 0.1,
         divergence_ratio: float = 1.5,
         confirm_points: int = 3,
         confirm_steps: int = 50,
@@ -283,7 +283,7 @@ class AnomalyDetector:
             return
         base = median(self.recent[:-1]) if len(self.recent) > 1 else y
         r = min((y - base) / self._scale(base), 3.0)
-        self.cusum = max(0.0, self.cusum + r - 0.25)
+        self.cusum = max(0.0, self.cusum + r - 0.5)
         level5 = median(self.recent[-5:])
         if self.cusum == 0.0:
             self.cusum_zero_step, self.cusum_zero_level = step, min(base, level5)

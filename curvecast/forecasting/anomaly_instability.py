@@ -27,8 +27,8 @@ class InstabilityMonitor:
       instabilities emerge);
     - **rising spike rate**: at least 3 loss or gradient spikes in the last ``window_points`` points,
       and more than in the window before;
-    - **loss creeping up**: the loss detector's upward CUSUM is past a third of its alarm level;
-    - **loss noise rising**: the noise of the last 16 loss differences is at least twice the
+    - **loss creeping up**: the loss detector's upward CUSUM is past half its alarm level;
+    - **loss noise rising**: the noise of the last 16 loss differences is at least 3 times the
       noise of the last 128;
     - **stalled at high LR** (when the LR schedule is known): no 1% loss progress over
       ``window_points`` points while the LR is at least 80% of its peak.
@@ -132,11 +132,11 @@ class InstabilityMonitor:
         if recent >= 3 and recent > len(self.spike_ns) - recent:
             reasons.append((f"{recent} spikes in the last {self.window_points} points", 1))
         det = self.loss
-        if det.cusum > det.drift_h / 3:
+        if det.cusum > det.drift_h / 2:
             reasons.append(("loss creeping up", 1))
         if len(det.diffs) >= 64 and det.sigma > 0:
             short = sigma_of_diffs(det.diffs[-16:])
-            if short >= 2.0 * det.sigma:
+            if short >= 3.0 * det.sigma:
                 reasons.append((f"loss noise {short / det.sigma:.1f}x its usual level", 1))
         sched = det.schedule
         if (
