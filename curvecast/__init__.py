@@ -1,7 +1,23 @@
-"""curvecast: forecast where a PyTorch Lightning run is going, and act on it."""
+"""curvecast: forecast where a PyTorch Lightning run is going, and act on it.
 
-from curvecast.bundle import Curvecast
+``Curvecast`` is imported on first use, so that ``curvecast.forecasting`` and ``curvecast analyze`` load neither
+torch nor Lightning (a few seconds saved, and the forecaster usable where torch is not installed).
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from curvecast.history import RunHistory, Series
+
+if TYPE_CHECKING:
+    from curvecast.bundle import Curvecast
 
 __version__ = "0.1.0"
 __all__ = ["Curvecast", "RunHistory", "Series", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Curvecast":
+        from curvecast.bundle import Curvecast
+
+        return Curvecast
+    raise AttributeError(f"module 'curvecast' has no attribute {name!r}")
