@@ -75,9 +75,12 @@ def truth(values: np.ndarray) -> float:
     return float(np.polyval(np.polyfit(x, values[-k:], 1), k - 1))
 
 
-def evaluate(runs: list[dict], with_baselines: bool) -> list[dict]:
+def evaluate(runs: list[dict], with_baselines: bool, cache: Path | None = None) -> list[dict]:
+    """Forecast every run from every prefix; baseline forecasts are read from / written to ``cache`` when given."""
+    stored = json.loads(cache.read_text()) if cache and cache.exists() else {}
     rows = []
-    for run in runs:
+    for k, run in enumerate(runs):
+        print(f"  [{k + 1}/{len(runs)}] {run['id']}", file=sys.stderr)
         for frac in FRACTIONS:
             cut = frac * run["horizon"]
             m = run["steps"] <= cut
@@ -94,12 +97,17 @@ def evaluate(runs: list[dict], with_baselines: bool) -> list[dict]:
             row["width"] = (hi - lo) / run["truth"]
             if with_baselines:
                 for name, fn in BASELINES.items():
-                    try:
-                        row[name] = fn(t, y, run["horizon"], run["lrs"])
-                    except Exception as exc:  # a baseline that crashes forecasts nan, the run goes on
-                        print(f"  {name} failed on {run['id']} at {frac}: {exc!r}", file=sys.stderr)
-                        row[name] = np.nan
+                    key = f"{run['id']}|{frac}|{name}"
+                    if key not in stored:
+                        try:
+                            stored[key] = fn(t, y, run["horizon"], run["lrs"])
+                        except Exception as exc:  # a baseline that crashes forecasts nan, the run goes on
+                            print(f"  {name} failed on {run['id']} at {frac}: {exc!r}", file=sys.stderr)
+                            stored[key] = np.nan
+                    row[name] = stored[key]
             rows.append(row)
+        if cache and with_baselines:
+            cache.write_text(json.dumps(stored, default=float))
     return rows
 
 
@@ -146,14 +154,17 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="only runs whose file name starts with this (e.g. mng)")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--save", type=Path, default=None, help="write the per-forecast rows as JSON")
+    ap.add_argument("--cache", type=Path, default=None, help="JSON file that keeps baseline forecasts between runs")
+    ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args()
     runs = load_runs(args.curves, args.only)
     print(f"{len(runs)} runs ({sum(r['lrs'] is not None for r in runs)} with an LR schedule), diverged runs skipped")
-    rows = evaluate(runs, with_baselines=not args.no_baselines)
+    rows = evaluate(runs, with_baselines=not args.no_baselines, cache=args.cache)
     methods = ["curvecast"] + ([] if args.no_baselines else list(BASELINES))
     summarize(rows, methods)
     print(f"fit time on these runs: median {np.median([r['fit_ms'] for r in rows]):.1f} ms")
-    timing()
+    if not args.no_timing:
+        timing()
     if args.save:
         args.save.write_text(json.dumps(rows, indent=1, default=float))
 

@@ -40,14 +40,13 @@ class LRSchedule:
         """Summarise the LR changes after the peak as chunks (signed drop, step, LR after the drop)."""
         p = self.peak_step
         d = u[p:-1] - u[p + 1 :]  # d[i] = drop from step p+i to p+i+1
-        idx = np.arange(p + 1, len(u))
         if d.size == 0 or not np.any(d != 0.0):
             self.drop = np.zeros(0)
             self.drop_step = np.zeros(0)
             self.drop_lr = np.zeros(0)
             return
         nz = np.flatnonzero(d != 0.0)
-        d, idx = d[nz], idx[nz]
+        d, idx = d[nz], nz + (p + 1)
         n_chunks = min(_MAX_CHUNKS, d.size)
         edges = np.linspace(0, d.size, n_chunks + 1).round().astype(np.int64)
         starts = edges[:-1][np.diff(edges) > 0]
@@ -57,12 +56,15 @@ class LRSchedule:
         keep = mag > 0
         self.drop = drop[keep]
         self.drop_step = pos[keep]
-        self.drop_lr = np.interp(self.drop_step, np.arange(len(u)), u)
+        self.drop_lr = u[np.clip(np.round(self.drop_step).astype(np.int64), 0, len(u) - 1)]
 
     def area(self, steps: np.ndarray) -> np.ndarray:
         """LR area of steps 0..t (peak-LR steps), interpolated for fractional steps."""
         t = np.clip(np.asarray(steps, dtype=np.float64), 0.0, self.horizon)
-        return np.interp(t, np.arange(self.horizon + 1, dtype=np.float64), self.cum)
+        # Direct indexing: np.interp would need an arange as long as the schedule on every call.
+        i = np.minimum(np.floor(t).astype(np.int64), max(self.horizon - 1, 0))
+        j = np.minimum(i + 1, self.horizon)
+        return self.cum[i] + (t - i) * (self.cum[j] - self.cum[i])
 
     def s1(self, steps: np.ndarray) -> np.ndarray:
         """Forward area S1(t) + S_W, always positive."""

@@ -1,0 +1,125 @@
+"""Seeded synthetic curves with known parameters: the fitters must recover them."""
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+
+from curvecast.forecasting import Forecaster
+from curvecast.forecasting.curves import ALPHAS, pow3
+from curvecast.forecasting.preprocess import bin_curve
+from curvecast.forecasting.schedule import MPL_BETA, MPL_C, MPL_GAMMA, LRSchedule
+from curvecast.forecasting.varpro import fit_grid, huber_weights
+
+
+def _wsd(horizon, decay_frac=0.3, warmup=0):
+    t = np.arange(horizon + 1, dtype=float)
+    up = np.minimum(1.0, (t + 1) / warmup) if warmup else np.ones_like(t)
+    down = np.clip((horizon - t) / (decay_frac * horizon), 0.0, 1.0)
+    return np.minimum(up, down)
+
+
+def _mpl_curve(schedule, t, l0, a, alpha, b):
+    return l0 + a * schedule.s1(t) ** -alpha - b * schedule.anneal(t)
+
+
+def test_varpro_matches_curve_fit_on_a_power_law():
+    rng = np.random.default_rng(1)
+    t = np.arange(10, 2001, dtype=float)
+    y = 1.5 + 4.0 * (t / 2000) ** -0.37 * 0.1 + rng.normal(0, 0.002, t.size)
+    grid = np.geomspace(0.05, 3.0, 400)[:, None]
+    res = fit_grid(pow3(t, grid, 2000.0), y, np.ones_like(y), nonneg=(0, 1))
+    alpha = grid[res.best, 0]
+    ref, _ = curve_fit(lambda x, c, a, al: c + a * (x / 2000) ** -al, t, y, p0=(1.0, 0.5, 0.5))
+    assert alpha == pytest.approx(ref[2], rel=0.02)
+    assert res.coef[res.best] == pytest.approx(ref[:2], rel=0.02)
+    assert alpha == pytest.approx(0.37, rel=0.1)
+
+
+def test_varpro_keeps_constrained_coefficients_non_negative():
+    t = np.arange(1, 200, dtype=float)
+    y = 5.0 - 0.01 * t  # a straight falling line: the best unconstrained L0 + A t^-alpha has a negative L0 here
+    res = fit_grid(pow3(t, ALPHAS[:, None], 200.0), y, np.ones_like(y), nonneg=(0, 1))
+    assert np.all(res.coef >= -1e-12)
+
+
+def test_prior_row_pulls_an_unidentified_coefficient_to_its_mean():
+    t = np.linspace(1, 10, 50)
+    design = np.stack([np.ones_like(t), 1 / t, np.zeros_like(t)], axis=-1)[None]  # third column never observed
+    res = fit_grid(design, 2 + 1 / t, np.ones_like(t), nonneg=(2,), prior=((2, 0.3, 0.1),))
+    assert res.coef[0] == pytest.approx([2.0, 1.0, 0.3], abs=1e-6)
+
+
+def test_huber_weights_down_weight_only_outliers():
+    w = huber_weights(np.array([0.0, 1.0, 4.0, -8.0]), np.ones(4), k=2.0)
+    assert w == pytest.approx([1.0, 1.0, 0.5, 0.25])
+
+
+def test_schedule_features():
+    sched = LRSchedule(np.r_[np.ones(100), np.full(901, 0.1)] * 3e-4)  # one step drop 1 -> 0.1 at step 100
+    # S1 counts steps 0..t at the peak LR; S_W = area up to the peak (step 0) + 1.
+    assert sched.s1(np.array([0.0, 99.0])) == pytest.approx([1.0 + 2.0, 100.0 + 2.0])
+    ld = sched.anneal(np.array([50.0, 99.0, 100.0, 150.0, 1000.0]))
+    assert ld[:2] == pytest.approx([0.0, 0.0])
+    assert np.all(np.diff(ld[1:]) > 0)
+    # Closed form for a single drop: LD(t) = 0.9 * G(0.1^-gamma * 0.1 * (t - 99)).
+    x = 0.1**-MPL_GAMMA * 0.1 * (1000 - 99)
+    assert ld[-1] == pytest.approx(0.9 * (1 - (MPL_C * x + 1) ** -MPL_BETA), rel=1e-6)
+    assert sched.total_drop_after(50.0) == pytest.approx(0.9)
+    assert sched.total_drop_after(200.0) == 0.0
+
+
+def test_binning_keeps_the_weighted_mean_and_counts():
+    rng = np.random.default_rng(2)
+    t = np.arange(50_000, dtype=float)
+    c = rng.integers(1, 5, t.size).astype(float)
+    y = rng.normal(3.0, 0.1 / np.sqrt(c))  # a mean of c raw points with sd 0.1
+    b = bin_curve(t, y, c, 64)
+    assert len(b.steps) == 64
+    assert b.counts.sum() == c.sum()
+    assert np.dot(b.values, b.counts) == pytest.approx(np.dot(y, c))
+    assert np.all(np.diff(b.steps) > 0)
+    assert b.noise == pytest.approx(0.1, rel=0.1)
+
+
+@pytest.mark.parametrize(("alpha", "a"), [(0.3, 3.0), (0.6, 8.0)])
+def test_schedule_free_forecast_recovers_a_power_law(alpha, a):
+    rng = np.random.default_rng(3)
+    t = np.arange(1, 3001, dtype=float)
+    y = 2.0 + a * t**-alpha + rng.normal(0, 0.01, t.size)
+    f = Forecaster().fit(t[:1500], y[:1500], horizon=3000)
+    truth = 2.0 + a * 3000**-alpha
+    assert f.final == pytest.approx(truth, rel=0.005)
+    lo, hi = f.interval(0.8)
+    assert lo < truth < hi
+
+
+def test_mpl_fit_recovers_the_annealing_drop_once_the_decay_is_seen():
+    rng = np.random.default_rng(4)
+    horizon = 4000
+    sched = LRSchedule(_wsd(horizon))
+    t = np.arange(1, horizon + 1, dtype=float)
+    l0, a, alpha, b = 2.5, 1.2, 0.45, 0.25
+    y = _mpl_curve(sched, t, l0, a, alpha, b) + rng.normal(0, 0.02, t.size)
+    seen = t <= 0.9 * horizon
+    fc = Forecaster()
+    f = fc.fit(t[seen], y[seen], horizon=horizon, lrs=_wsd(horizon))
+    truth = _mpl_curve(sched, np.array([float(horizon)]), l0, a, alpha, b)[0]
+    assert f.final == pytest.approx(truth, rel=0.003)
+    (_, fitted), *_ = fc.members_
+    assert fitted.family.name == "mpl"
+    assert fitted.coef[2] == pytest.approx(b, rel=0.1)
+
+
+def test_annealing_prior_fills_in_a_decay_not_yet_seen():
+    rng = np.random.default_rng(5)
+    horizon = 4000
+    lrs = _wsd(horizon, warmup=100)
+    sched = LRSchedule(lrs)
+    t = np.arange(1, horizon + 1, dtype=float)
+    y = _mpl_curve(sched, t, 2.5, 1.2, 0.45, 0.0) + rng.normal(0, 0.02, t.size)
+    seen = t <= 0.4 * horizon  # the decay starts at 70 %
+    with_schedule = Forecaster(anneal_prior=0.05).fit(t[seen], y[seen], horizon=horizon, lrs=lrs)
+    flat = Forecaster().fit(t[seen], y[seen], horizon=horizon)
+    level = np.median(y[seen][-100:])
+    # The forecast with a planned decay ends lower than the schedule-free one, by about the prior's drop.
+    assert flat.final - with_schedule.final == pytest.approx(0.05 * level, rel=0.35)
