@@ -8,8 +8,10 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from curvecast._lightning import Callback, guarded, is_global_zero, warn_once
+from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import TRAIN_LOSS, LossCapture
 from curvecast.callbacks.lr_capture import LearningRateCapture
+from curvecast.callbacks.throughput import Throughput
 from curvecast.forecast_runner import ForecastRunner
 from curvecast.forecasting import Forecaster, Report
 from curvecast.history import RunHistory
@@ -31,6 +33,18 @@ class Actuator(Protocol):
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None: ...
 
 
+def _sensor(choice: Any, cls: type, history: RunHistory) -> Any:
+    """A sensor recording into the bundle's history: built with defaults (True), given (an instance), or None."""
+    if choice is False or choice is None:
+        return None
+    if choice is True:
+        return cls(history=history)
+    if not isinstance(choice, cls):
+        raise TypeError(f"Expected a bool or a {cls.__name__}, but got {type(choice).__name__}")
+    choice.history, choice._owns_history = history, False
+    return choice
+
+
 class Curvecast(Callback):
     """Watch a live run: capture its loss and LR schedule, forecast where the loss is going, and act on it.
 
@@ -44,6 +58,9 @@ class Curvecast(Callback):
         target: a value of ``monitor`` the run should reach; forecasts then give the step and probability to reach it.
         forecast_every: optimizer steps between forecasts of the training loss.
         background: forecast in a worker thread so the training step never waits for a fit.
+        gradient_noise: measure the gradient noise scale and the gradient norm of every step (True for the
+            defaults, or a configured :class:`~curvecast.callbacks.GradientNoiseScale`; False to skip).
+        throughput: time every step (True, a configured :class:`~curvecast.callbacks.Throughput`, or False).
         actuators: extra objects acting on each :class:`~curvecast.forecasting.Report` (see :class:`Actuator`).
 
     Attributes:
@@ -59,6 +76,8 @@ class Curvecast(Callback):
         target: float | None = None,
         forecast_every: int = 100,
         background: bool = True,
+        gradient_noise: bool | GradientNoiseScale = True,
+        throughput: bool | Throughput = True,
         actuators: list[Actuator] | None = None,
     ) -> None:
         if mode not in _MODES:
@@ -73,8 +92,12 @@ class Curvecast(Callback):
         self.history = RunHistory()
         self.loss_capture = LossCapture(self.history)
         self.lr_capture = LearningRateCapture(self.history)
-        self.sensors: list[Callback] = [self.loss_capture, self.lr_capture]
-        self.watch = StabilityWatch(self.monitor, mode, pair_grad_norm=False)
+        self.gradient_noise = _sensor(gradient_noise, GradientNoiseScale, self.history)
+        self.throughput = _sensor(throughput, Throughput, self.history)
+        self.sensors: list[Callback] = [
+            s for s in (self.loss_capture, self.lr_capture, self.gradient_noise, self.throughput) if s is not None
+        ]
+        self.watch = StabilityWatch(self.monitor, mode, pair_grad_norm=self.gradient_noise is not None)
         self.history.add_listener(self._on_point)
         self.actuators: list[Actuator] = list(actuators or [])
         self.last_report: Report | None = None

@@ -36,7 +36,15 @@ class StabilityWatch:
     def __init__(self, monitor: str = TRAIN_LOSS, mode: str = "min", pair_grad_norm: bool = True) -> None:
         self.instability = InstabilityMonitor()
         self.throughput = AnomalyDetector(SAMPLES_PER_SEC, mode="max", kinds=("slowdown",))
-        self.monitored = AnomalyDetector(monitor, mode=mode) if monitor != TRAIN_LOSS else None
+        self.monitored = None
+        if monitor != TRAIN_LOSS:
+            # A falling accuracy is a divergence here, not the throughput "slowdown" that mode="max" defaults to.
+            kinds = (
+                ("nonfinite", "spike", "divergence", "plateau")
+                if mode == "min"
+                else ("nonfinite", "spike", "divergence")
+            )
+            self.monitored = AnomalyDetector(monitor, mode=mode, kinds=kinds)
         self.pair_grad_norm = pair_grad_norm
         self._loss: dict[int, float] = {}
         self._grad: dict[int, float] = {}
