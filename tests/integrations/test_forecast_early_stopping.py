@@ -85,12 +85,16 @@ def test_state_dict_round_trip():
 
 
 class _AgreeOnStop(Callback):
-    """Inside each DDP worker: every rank stopped, at the same step, before half the budget."""
+    """Inside each DDP worker: every rank stopped, at the same step, before half the budget; leaves a mark per rank."""
+
+    def __init__(self, marks) -> None:
+        self.marks = marks
 
     def on_train_end(self, trainer, pl_module):
         steps = trainer.strategy.all_gather(torch.tensor(trainer.global_step))
         assert trainer.should_stop
         assert steps.min() == steps.max() < STEPS // 2, steps
+        (self.marks / f"rank{trainer.global_rank}").write_text(str(trainer.global_step))
 
 
 @pytest.mark.ddp
@@ -99,6 +103,7 @@ def test_ddp_ranks_stop_together(tmp_path):
     stopper = ForecastEarlyStopping(patience=2)
     bundle = Curvecast(target=1.5, forecast_every=20, background=False, actuators=[stopper])
     stopper.bind(bundle)
-    trainer = tiny_trainer(tmp_path, [bundle, _AgreeOnStop()], max_steps=STEPS, strategy="ddp_spawn", devices=2)
+    trainer = tiny_trainer(tmp_path, [bundle, _AgreeOnStop(tmp_path)], max_steps=STEPS, strategy="ddp_spawn", devices=2)
     trainer.fit(CurveModule(STEPS, items=2 * STEPS))
     assert trainer.global_step < STEPS // 2
+    assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text()
