@@ -24,6 +24,8 @@ __all__ = [
 
 # Temporaries of a chunk stay under this many elements (256 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 26
+# Up to this sequence length an Embedding's norms come from a T x T product, beyond it from sorting the ids.
+_EMBEDDING_GHOST_MAX_T = 128
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -72,8 +74,9 @@ def embedding_sq_norms(
 ) -> torch.Tensor:
     """Per-example squared norms of an Embedding's weight gradient: ``sum_v |sum_{t: x_t = v} g_t|^2``.
 
-    Rows of repeated ids are summed before squaring. Sorting keys ``(example, id)`` and summing runs of equal keys keeps
-    every shape fixed, so unlike ``torch.unique`` this never waits for the device.
+    Rows of repeated ids are summed before squaring: for short sequences through the T x T matrix of equal ids, for
+    long ones by sorting keys ``(example, id)`` and summing runs of equal keys; both keep every shape fixed, so unlike
+    ``torch.unique`` they never wait for the device.
     """
     dtype = _work_dtype(g)
     batch = ids.shape[0]
@@ -83,6 +86,10 @@ def embedding_sq_norms(
         rows = rows * (ids2 != padding_idx).unsqueeze(-1).to(dtype)  # the padding row gets no gradient
     if ids2.shape[1] == 1:
         return rows[:, 0].square().sum(dim=1)
+    if ids2.shape[1] <= _EMBEDDING_GHOST_MAX_T:
+        # short sequences: sum_{t,t'} [x_t = x_t'] g_t . g_t' with one batched matmul beats sorting (B T^2 D flops)
+        same = (ids2.unsqueeze(2) == ids2.unsqueeze(1)).to(dtype)
+        return (torch.bmm(rows, rows.transpose(1, 2)) * same).sum(dim=(1, 2))
     span = int(num_embeddings)
     keys = (torch.arange(batch, device=ids.device).unsqueeze(1) * span + ids2).reshape(-1)
     keys, order = torch.sort(keys)
@@ -103,9 +110,11 @@ def _norm_sq(x_hat: torch.Tensor, g: torch.Tensor, n_norm_dims: int, weight: boo
     g3 = g.reshape(batch, -1, feat)
     out = torch.zeros(batch, dtype=g3.dtype, device=g.device)
     if weight:
-        out += (g3 * x_hat.reshape(batch, -1, feat)).sum(dim=1).square().sum(dim=1)
+        # per-example gain gradient sum_t g_t * x_hat_t as one batched contraction over t
+        gain = torch.einsum("btf,btf->bf", g3, x_hat.reshape(batch, -1, feat))
+        out += torch.linalg.vector_norm(gain, dim=1).square()
     if bias:
-        out += g3.sum(dim=1).square().sum(dim=1)
+        out += torch.linalg.vector_norm(g3.sum(dim=1), dim=1).square()
     return out
 
 
@@ -117,11 +126,7 @@ def layer_norm_sq_norms(
     ``x_hat`` is recomputed from the saved input (one pass over it).
     """
     dtype = _work_dtype(g)
-    dims = tuple(range(x.dim() - len(normalized_shape), x.dim()))
-    xf = x.to(dtype)
-    mean = xf.mean(dim=dims, keepdim=True)
-    var = xf.var(dim=dims, keepdim=True, unbiased=False)
-    x_hat = (xf - mean) * torch.rsqrt(var + eps)
+    x_hat = nn.functional.layer_norm(x.to(dtype), normalized_shape, eps=eps)  # one fused pass, no affine
     return _norm_sq(x_hat, g.to(dtype), len(normalized_shape), weight, bias)
 
 

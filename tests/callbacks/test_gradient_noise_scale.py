@@ -62,7 +62,7 @@ class ExactProbe(Callback):
     ids=["pytorch_lightning-per_example", "lightning-accumulate4", "per_example-accumulate2"],
 )
 def test_norms_in_a_trainer_equal_exact(tmp_path, flavour, accumulate, source, expected):
-    gns = GradientNoiseScale(source=source)
+    gns = GradientNoiseScale(source=source, sample_every_n_steps=1)
     probe = ExactProbe(gns)
     trainer = flavour.Trainer(
         **trainer_kwargs(tmp_path, max_steps=3, precision="64-true", accumulate_grad_batches=accumulate),
@@ -79,7 +79,7 @@ def test_frozen_weights_b_simple_within_10_percent_of_exact(tmp_path):
     data = mostly_one_class(256, seed=1)
     module = make_module(pl, lr=0.0, batch_size=32, seed=1, data=data, replacement=True)
     truth_g2, truth_s = population_noise_scale(per_example_grads(module.model.double(), seq_loss, *data))
-    gns = GradientNoiseScale(beta=0.995)
+    gns = GradientNoiseScale(beta=0.995, sample_every_n_steps=1)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=200, precision="64-true", log_every_n_steps=50),
                          callbacks=[gns])
     trainer.fit(module)
@@ -90,7 +90,7 @@ def test_frozen_weights_b_simple_within_10_percent_of_exact(tmp_path):
 def test_logs_metrics_and_records_every_grad_norm(tmp_path):
     from pytorch_lightning.loggers import CSVLogger
 
-    gns = GradientNoiseScale(min_updates=2)
+    gns = GradientNoiseScale(min_updates=2, sample_every_n_steps=1)
     logger = CSVLogger(tmp_path, name="run")
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8, log_every_n_steps=4, logger=logger), callbacks=[gns])
     trainer.fit(make_module(pl))
@@ -118,6 +118,15 @@ def test_values_reach_the_host_only_at_the_cadence(tmp_path):
     assert seen == [1, 2, 0, 1, 2, 0, 0]  # device tensors pile up between flushes; the last step flushes too
 
 
+def test_per_example_source_samples_one_step_in_ten_by_default(tmp_path):
+    gns = GradientNoiseScale(log_metrics=False)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=12), callbacks=[gns])
+    trainer.fit(make_module(pl, n=128))
+    assert gns.active_source == "per_example"
+    assert gns.estimator.read().updates == 2  # steps 0 and 10
+    assert len(gns.history.series("grad_norm")) == 12  # the gradient norm of every step all the same
+
+
 def test_single_device_microbatch_without_accumulation_warns_and_keeps_grad_norm(tmp_path):
     gns = GradientNoiseScale(source="microbatch")
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=2), callbacks=[gns])
@@ -129,7 +138,7 @@ def test_single_device_microbatch_without_accumulation_warns_and_keeps_grad_norm
 
 
 def test_state_round_trip_and_resume(tmp_path):
-    gns = GradientNoiseScale(min_updates=2, log_every_n_steps=2)
+    gns = GradientNoiseScale(min_updates=2, log_every_n_steps=2, sample_every_n_steps=1)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=6), callbacks=[gns])
     trainer.fit(make_module(pl))
     ckpt = tmp_path / "gns.ckpt"
@@ -149,7 +158,7 @@ def test_state_round_trip_and_resume(tmp_path):
         def on_train_start(self, trainer, pl_module):
             restored.append(resumed.estimator.read())
 
-    resumed = GradientNoiseScale(min_updates=2, log_every_n_steps=2)
+    resumed = GradientNoiseScale(min_updates=2, log_every_n_steps=2, sample_every_n_steps=1)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8), callbacks=[resumed, Check()])
     trainer.fit(make_module(pl), ckpt_path=ckpt)
     assert restored == [gns.estimator.read()]

@@ -63,8 +63,10 @@ def test_linear_frozen_weight_counts_only_bias():
     torch.testing.assert_close(module_sq_norms(layer, x, g), g.square().sum(dim=1))
 
 
+@pytest.mark.parametrize("ghost_max_t", [128, 1], ids=["ghost", "sorted"])
 @pytest.mark.parametrize("padding_idx", [None, 0])
-def test_embedding_matches_exact_with_repeated_ids(padding_idx):
+def test_embedding_matches_exact_with_repeated_ids(padding_idx, ghost_max_t, monkeypatch):
+    monkeypatch.setattr("curvecast.callbacks.per_example_norms._EMBEDDING_GHOST_MAX_T", ghost_max_t)
     torch.manual_seed(0)
     layer = nn.Embedding(5, 3, padding_idx=padding_idx)
     ids = torch.tensor([[1, 1, 2, 0], [0, 0, 0, 4], [3, 2, 3, 3]])  # repeats inside an example must add first
