@@ -1,8 +1,7 @@
-"""A tiny LightningModule whose training loss follows a known curve, and a bundle that runs the anomaly detector."""
+"""A tiny LightningModule whose training loss follows a known curve, and a Trainer for it."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -10,9 +9,6 @@ import torch
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
-
-from curvecast import Curvecast
-from curvecast.forecasting import AnomalyDetector
 
 
 class CurveModule(LightningModule):
@@ -65,27 +61,6 @@ class CurveModule(LightningModule):
 
     def train_dataloader(self):
         return DataLoader(TensorDataset(torch.zeros(self.items, 1)), batch_size=1)
-
-
-class DetectingCurvecast(Curvecast):
-    """The bundle with a real AnomalyDetector feeding each report's ``anomalies`` (until the bundle does it itself)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.detector = AnomalyDetector()
-        self._fed = -math.inf
-
-    def _dispatch(self, trainer, pl_module, report):
-        found = []
-        if self.monitor in self.history:
-            series = self.history.series(self.monitor)
-            for step, value in zip(series.steps.tolist(), series.values.tolist(), strict=True):
-                if step > self._fed:
-                    found.extend(self.detector.update(int(step), value))
-                    self._fed = step
-        if found:
-            report = dataclasses.replace(report, anomalies=tuple(report.anomalies) + tuple(found))
-        super()._dispatch(trainer, pl_module, report)
 
 
 def tiny_trainer(tmp_path, callbacks, max_steps: int, **kwargs) -> Trainer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from integrations_helpers import CurveModule, DetectingCurvecast, alert_texts, tiny_trainer
+from integrations_helpers import CurveModule, alert_texts, tiny_trainer
 from pytorch_lightning import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -14,9 +14,9 @@ from curvecast.integrations import ForecastEarlyStopping, StopReason
 STEPS = 400
 
 
-def _fit(tmp_path, target, module=None, bundle_cls=Curvecast, **stopper_kwargs):
+def _fit(tmp_path, target, module=None, **stopper_kwargs):
     stopper = ForecastEarlyStopping(patience=2, **stopper_kwargs)
-    bundle = bundle_cls(target=target, forecast_every=20, background=False, actuators=[stopper])
+    bundle = Curvecast(target=target, forecast_every=20, background=False, actuators=[stopper])
     stopper.bind(bundle)
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
     trainer.fit(module or CurveModule(STEPS))
@@ -45,7 +45,7 @@ def test_reachable_target_runs_to_the_end(tmp_path):
 
 def test_non_finite_loss_stops_at_once(tmp_path):
     module = CurveModule(STEPS, nan_from=100)
-    trainer, stopper = _fit(tmp_path, target=None, module=module, bundle_cls=DetectingCurvecast)
+    trainer, stopper = _fit(tmp_path, target=None, module=module)
     assert stopper.stop_request.reason is StopReason.NON_FINITE
     assert 100 <= trainer.global_step <= 121  # the next forecast after the first NaN
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from integrations_helpers import CurveModule, DetectingCurvecast, alert_texts, tiny_trainer
+from integrations_helpers import CurveModule, alert_texts, tiny_trainer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
+from curvecast import Curvecast
 from curvecast.integrations import AlertLogger, TensorBoardReporter
 
 STEPS = 240
@@ -25,7 +26,7 @@ FORECAST_TAGS = {f"curvecast/forecast/{n}" for n in ("final", "final_lo", "final
 def run_dir(tmp_path_factory) -> Path:
     """One tiny run with a spike at step 150, a reachable target, forecasts every 20 steps; returns its log dir."""
     tmp_path = tmp_path_factory.mktemp("tb")
-    bundle = DetectingCurvecast(target=2.4, forecast_every=20, background=False)
+    bundle = Curvecast(target=2.4, forecast_every=20, background=False)
     reporter = TensorBoardReporter()
     reporter.bind(bundle)
     bundle.actuators += [reporter, AlertLogger()]
@@ -116,7 +117,7 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
 
 
 def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog):
-    bundle = DetectingCurvecast(target=2.4, forecast_every=20, background=False)
+    bundle = Curvecast(target=2.4, forecast_every=20, background=False)
     reporter = TensorBoardReporter()
     reporter.bind(bundle)
     bundle.actuators += [reporter, AlertLogger()]
