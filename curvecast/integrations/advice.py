@@ -190,12 +190,11 @@ class HyperparameterAdvisor:
         if not early:
             return None
         warmup = self._warmup_steps()
-        now = f"the warmup of {warmup} steps" if warmup else "the run has no LR warmup, which"
+        now = f"the warmup of {warmup} steps may be too short" if warmup else "the run has no LR warmup"
         suggested = max(2 * max(early), int(0.05 * report.horizon), 1)
         return "warning", (
-            f"{report.monitor} spiked early in the run (steps {', '.join(str(s) for s in early[:5])}): {now} may be "
-            f"too short. Try a linear warmup of about {suggested} steps (a few percent of the run, past the last early "
-            "spike)."
+            f"{report.monitor} spiked early in the run (steps {', '.join(str(s) for s in early[:5])}): {now}. Try a "
+            f"linear warmup of about {suggested} steps (a few percent of the run, past the last early spike)."
         )
 
     def _data_loader_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
