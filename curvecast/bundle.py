@@ -15,6 +15,7 @@ from curvecast.callbacks.throughput import Throughput
 from curvecast.forecast_runner import ForecastRunner
 from curvecast.forecasting import Forecaster, Report
 from curvecast.history import RunHistory
+from curvecast.integrations import AlertLogger, ForecastEarlyStopping, HyperparameterAdvisor, TensorBoardReporter
 from curvecast.stability_watch import StabilityWatch
 
 __all__ = ["Actuator", "Curvecast"]
@@ -33,16 +34,23 @@ class Actuator(Protocol):
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None: ...
 
 
-def _sensor(choice: Any, cls: type, history: RunHistory) -> Any:
-    """A sensor recording into the bundle's history: built with defaults (True), given (an instance), or None."""
+def _component(choice: Any, cls: type, **defaults: Any) -> Any:
+    """A part of the bundle: built with defaults (True), given (an instance), or left out (False)."""
     if choice is False or choice is None:
         return None
     if choice is True:
-        return cls(history=history)
+        return cls(**defaults)
     if not isinstance(choice, cls):
         raise TypeError(f"Expected a bool or a {cls.__name__}, but got {type(choice).__name__}")
-    choice.history, choice._owns_history = history, False
     return choice
+
+
+def _sensor(choice: Any, cls: type, history: RunHistory) -> Any:
+    """A sensor recording into the bundle's history."""
+    sensor = _component(choice, cls, history=history)
+    if sensor is not None:
+        sensor.history, sensor._owns_history = history, False
+    return sensor
 
 
 class Curvecast(Callback):
@@ -61,6 +69,12 @@ class Curvecast(Callback):
         gradient_noise: measure the gradient noise scale and the gradient norm of every step (True for the
             defaults, or a configured :class:`~curvecast.callbacks.GradientNoiseScale`; False to skip).
         throughput: time every step (True, a configured :class:`~curvecast.callbacks.Throughput`, or False).
+        early_stopping: stop the run when the forecast says ``target`` is out of reach (or, without a target, that
+            no improvement is left), or on a confirmed divergence or non-finite loss (True, a configured
+            :class:`~curvecast.integrations.ForecastEarlyStopping`, or False).
+        advice: hyperparameter advice as alerts (True, a configured
+            :class:`~curvecast.integrations.HyperparameterAdvisor`, or False).
+        tensorboard: write forecasts, alerts, figures and a summary to the Trainer's TensorBoard logger.
         actuators: extra objects acting on each :class:`~curvecast.forecasting.Report` (see :class:`Actuator`).
 
     Attributes:
@@ -78,6 +92,9 @@ class Curvecast(Callback):
         background: bool = True,
         gradient_noise: bool | GradientNoiseScale = True,
         throughput: bool | Throughput = True,
+        early_stopping: bool | ForecastEarlyStopping = False,
+        advice: bool | HyperparameterAdvisor = True,
+        tensorboard: bool = True,
         actuators: list[Actuator] | None = None,
     ) -> None:
         if mode not in _MODES:
@@ -99,7 +116,14 @@ class Curvecast(Callback):
         ]
         self.watch = StabilityWatch(self.monitor, mode, pair_grad_norm=self.gradient_noise is not None)
         self.history.add_listener(self._on_point)
-        self.actuators: list[Actuator] = list(actuators or [])
+        # The stopper goes first, so a stop and its alert precede the forecast scalars of the same step.
+        self.early_stopping = _component(early_stopping, ForecastEarlyStopping)
+        builtin = [self.early_stopping, AlertLogger(), _component(advice, HyperparameterAdvisor)]
+        builtin.append(TensorBoardReporter() if tensorboard else None)
+        self.actuators: list[Actuator] = [a for a in builtin if a is not None] + list(actuators or [])
+        for actuator in self.actuators:
+            if callable(getattr(actuator, "bind", None)):
+                actuator.bind(self)
         self.last_report: Report | None = None
         self.reports: deque[Report] = deque(maxlen=100)
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
@@ -160,6 +184,9 @@ class Curvecast(Callback):
         for sensor in self.sensors:
             sensor.teardown(trainer, pl_module, stage)
         self._runner.close()
+        for actuator in self.actuators:
+            if callable(getattr(actuator, "close", None)):
+                actuator.close()
 
     # -- brain: forecasts on a cadence, off the training thread ---------------------------------------------------
 
@@ -262,9 +289,14 @@ class Curvecast(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.loss_capture._trainer is not None:
             self.loss_capture.flush(self.loss_capture._trainer)
-        return {"version": _STATE_VERSION, "history": self.history.state_dict(), "watch": self.watch.state_dict()}
+        state = {"version": _STATE_VERSION, "history": self.history.state_dict(), "watch": self.watch.state_dict()}
+        if self.early_stopping is not None:
+            state["early_stopping"] = self.early_stopping.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history.load_state_dict(state_dict["history"])
         if "watch" in state_dict:
             self.watch.load_state_dict(state_dict["watch"])
+        if self.early_stopping is not None and "early_stopping" in state_dict:
+            self.early_stopping.load_state_dict(state_dict["early_stopping"])
