@@ -58,7 +58,7 @@ class Forecaster:
         transient: float = 0.1,
         holdout: float = 0.2,
         anneal_prior: float = 0.035,
-        anneal_prior_sd: float = 0.5,
+        anneal_prior_sd: float = 1.0,
         interval_scale: float = 1.0,
     ) -> None:
         if min_points < 3:
@@ -173,7 +173,8 @@ class Forecaster:
             last=t_last,
             horizon=float(horizon),
             anneal_sd=anneal_sd / final,
-            noise=data.noise / final / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
+            schedule_known=schedule is not None,
+            noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         )
         self.members_ = members
         model = " + ".join(f"{w:.2f} {_describe(f)}" for w, f in members) if len(members) > 1 else _describe(fits[0])
@@ -199,19 +200,22 @@ class Forecaster:
         if fam.anneal_index is not None:
             mean = self.anneal_prior * level
             prior = ((fam.anneal_index, mean, max(self.anneal_prior_sd * mean, 1e-9 * level)),)
-        # Start from a 0.2 % misfit floor on top of the point noise; refine it from the residuals.
-        mis = 2e-3 * abs(level)
+        # Errors are relative (a log-space fit): point noise plus a misfit floor, both relative, the floor starting
+        # at 0.2 % and refined from the residuals.
+        scale = np.maximum(np.abs(y), 1e-12 * abs(level))
+        noise2 = data.noise**2 / c
+        mis = 2e-3
         robust = np.ones_like(y)
         for _ in range(3):
-            var = data.noise**2 / c + mis**2
+            var = scale**2 * (noise2 + mis**2)
             res = fit_grid(design, y, robust / var, fam.nonneg, prior)
             g = res.best
-            r = y - design[g] @ res.coef[g]
-            mis = max(float(np.sqrt(max(np.median(r**2) * 2.2 - np.median(data.noise**2 / c), 0.0))), 1e-5 * abs(level))
-            robust = huber_weights(r, np.sqrt(data.noise**2 / c + mis**2))
+            r = (y - design[g] @ res.coef[g]) / scale
+            mis = max(float(np.sqrt(max(np.median(r**2) * 2.2 - np.median(noise2), 0.0))), 1e-5)
+            robust = huber_weights(r, np.sqrt(noise2 + mis**2))
         anneal_sd = 0.0
         if fam.anneal_index is not None:
-            var = data.noise**2 / c + mis**2
+            var = scale**2 * (noise2 + mis**2)
             x = design[g]
             gram = (x * (robust / var)[:, None]).T @ x
             j, _, sd = prior[0]

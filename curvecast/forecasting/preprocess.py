@@ -18,7 +18,8 @@ __all__ = ["Binned", "bin_curve", "check_inputs"]
 class Binned:
     """A binned curve: mean ``steps`` and ``values`` with the number of raw points behind each, and the noise level.
 
-    ``noise`` is the standard deviation of one raw point around the smooth curve (robust, from local differences).
+    ``noise`` is the relative standard deviation of one raw point around the smooth curve (robust, from local
+    differences of log values): losses are noisier in absolute terms where they are larger.
     """
 
     steps: np.ndarray
@@ -69,9 +70,10 @@ def check_inputs(
 
 
 def _noise(values: np.ndarray, counts: np.ndarray) -> float:
-    """Robust std of one raw point: MAD of second differences, scaled for the counts behind each mean."""
+    """Robust relative std of one raw point: MAD of second differences of logs, scaled for the counts per mean."""
     tail = slice(-20_000, None)  # the recent part is enough and bounds the median's cost
     v, c = values[tail], counts[tail]
+    v = np.log(v) if np.all(v > 0) else v / max(float(np.median(np.abs(v))), 1e-12)
     if len(v) < 4:
         return 0.0
     # Second differences cancel a locally linear trend; var(v0 - 2 v1 + v2) = sigma^2 (1/c0 + 4/c1 + 1/c2).

@@ -78,7 +78,7 @@ def test_binning_keeps_the_weighted_mean_and_counts():
     assert b.counts.sum() == c.sum()
     assert np.dot(b.values, b.counts) == pytest.approx(np.dot(y, c))
     assert np.all(np.diff(b.steps) > 0)
-    assert b.noise == pytest.approx(0.1, rel=0.1)
+    assert b.noise == pytest.approx(0.1 / 3.0, rel=0.1)  # relative to the level
 
 
 @pytest.mark.parametrize(("alpha", "a"), [(0.3, 3.0), (0.6, 8.0)])
