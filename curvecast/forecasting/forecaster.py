@@ -11,6 +11,7 @@ grown to the horizon's distance (``uncertainty.py``).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from curvecast.forecasting.uncertainty import log_scale
 from curvecast.forecasting.varpro import fit_grid, huber_weights
 
 __all__ = ["Forecaster"]
+
+# Fraction of the planned LR drop that the fitted-on part of the curve must show before a prior-free MPL competes.
+_SEEN_DROP = 0.25
 
 
 class _Fitted:
@@ -125,11 +129,18 @@ class Forecaster:
         t_last = float(data.steps[-1])
         positive = bool(np.all(data.values > 0))
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
+        cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
         if schedule is not None:
-            families = [mpl_family(schedule, float(schedule.s1(np.array([t_last]))[0]), positive)]
+            mpl = mpl_family(schedule, float(schedule.s1(np.array([t_last]))[0]), positive)
+            families = [mpl]
+            # Once a good part of the planned LR drop is behind us, the data can size the annealing response on its
+            # own (vision runs anneal far more than the LLM prior says): a prior-free member competes on the
+            # held-back tail. Before that it would only dilute the prior with a drop it cannot see.
+            seen = schedule.total_drop_after(float(data.steps[0])) - schedule.total_drop_after(cut)
+            if seen >= _SEEN_DROP * max(schedule.total_drop_after(float(data.steps[0])), 1e-12):
+                families.append(replace(mpl, name="mpl-free", anneal_index=None))
         else:
             families = schedule_free_families(max(t_last, 1.0), positive)
-        cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
         head = data.steps <= cut
         can_hold_back = head.sum() >= 5 and (~head).sum() >= 2
         fits, errors, backtests = [], [], []
