@@ -152,8 +152,9 @@ class Forecaster:
                 rel = part(data.steps[~head]) / data.values[~head] - 1.0
                 err = float(np.sqrt(np.average(rel**2, weights=data.counts[~head])))
                 backtests.append(float(part(np.array([t_last]))[0] / full(np.array([t_last]))[0] - 1.0))
-            else:
-                err, _ = 1.0, backtests.append(math.nan)
+            else:  # too short to hold anything back: equal weights, no backtest
+                err = 1.0
+                backtests.append(math.nan)
             errors.append(err)
         errs = np.maximum(np.asarray(errors), 1e-6)
         weights = (errs.min() / errs) ** 2
@@ -188,9 +189,9 @@ class Forecaster:
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         )
         self.members_ = members
-        model = " + ".join(f"{w:.2f} {_describe(f)}" for w, f in members) if len(members) > 1 else _describe(fits[0])
-        if len(members) == 1:
-            model = _describe(members[0][1])
+        model = _describe(members[0][1])
+        if len(members) > 1:
+            model = " + ".join(f"{w:.2f} {_describe(f)}" for w, f in members)
         return Forecast(
             ok=True,
             reason=None,
