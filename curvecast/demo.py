@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from curvecast.bundle import Curvecast
 
-__all__ = ["CharTransformer", "DemoConfig", "DemoResult", "GeneratedText", "run_demo"]
+__all__ = ["CharTransformer", "DemoConfig", "DemoResult", "DemoRun", "GeneratedText", "run_demo"]
 
 _SUBJECTS = ["the cat", "a dog", "my friend", "the model", "our team", "a small bird", "the river"]
 _VERBS = ["sees", "likes", "follows", "finds", "trains", "watches", "carries"]
@@ -121,12 +121,14 @@ class DemoConfig:
     seed: int = 0
     forecast_every: int = 25
     val_every: int = 50
+    target: float = 1.0  # training loss (nats per character) both runs aim for
+    small_width: int = 16  # the second run's model: too small to reach the target
 
 
-def build_trainer(config: DemoConfig, callbacks: list) -> pl.Trainer:
+def build_trainer(config: DemoConfig, callbacks: list, name: str) -> pl.Trainer:
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    logger = TensorBoardLogger(config.logdir, name="demo", default_hp_metric=False)
+    logger = TensorBoardLogger(config.logdir, name="demo", version=name, default_hp_metric=False)
     return pl.Trainer(
         max_steps=config.max_steps,
         accelerator="cpu",
@@ -145,25 +147,43 @@ def build_trainer(config: DemoConfig, callbacks: list) -> pl.Trainer:
 
 
 @dataclass(frozen=True)
-class DemoResult:
+class DemoRun:
+    name: str
     bundle: Curvecast
+    steps_done: int
     log_dir: Path
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    runs: list[DemoRun]
+    logdir: Path
     seconds: float
 
 
-def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
-    """Train the demo model with Curvecast; return the bundle (its history and reports) and where the logs are."""
-    start = time.perf_counter()
+def train_one(config: DemoConfig, name: str, width: int) -> DemoRun:
+    """One run of the demo recipe with Curvecast watching it, its target set and early stopping on."""
     pl.seed_everything(config.seed, verbose=False)
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     train = GeneratedText(config.block_size, seed=config.seed)
     val = GeneratedText(config.block_size, n_sentences=400, seed=config.seed + 1)
-    model = CharTransformer(len(VOCAB), config.block_size, max_steps=config.max_steps)
-    bundle = Curvecast(forecast_every=config.forecast_every)
-    trainer = build_trainer(config, [bundle])
+    model = CharTransformer(len(VOCAB), config.block_size, width=width, max_steps=config.max_steps)
+    bundle = Curvecast(forecast_every=config.forecast_every, target=config.target, early_stopping=True)
+    trainer = build_trainer(config, [bundle], name)
     trainer.fit(
         model,
         DataLoader(train, batch_size=config.batch_size, shuffle=True),
         DataLoader(val, batch_size=config.batch_size),
     )
-    return DemoResult(bundle, Path(trainer.logger.log_dir), time.perf_counter() - start)
+    return DemoRun(name, bundle, trainer.global_step, Path(trainer.logger.log_dir))
+
+
+def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
+    """Train the recipe twice with the same target: a model that can reach it, and one too small to.
+
+    The first runs to the end with its forecasts; the second is stopped early once its forecast says the target is
+    out of reach. Both write TensorBoard logs under ``config.logdir/demo``.
+    """
+    start = time.perf_counter()
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    runs = [train_one(config, "width_48", 48), train_one(config, f"width_{config.small_width}", config.small_width)]
+    return DemoResult(runs, Path(config.logdir), time.perf_counter() - start)
