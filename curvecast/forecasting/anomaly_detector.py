@@ -17,12 +17,14 @@ DEFAULT_KINDS = {"min": ("nonfinite", "spike", "divergence", "plateau"), "max": 
 _DETECTABLE = ("nonfinite", "spike", "divergence", "plateau", "slowdown")
 _RECENT = 32  # points kept for levels: the drift baseline (32), the slowdown level (30), projections (7)
 _SLOPE_DIFFS = 16  # accepted first differences behind the local slope
+_SHORT_DIFFS = 32  # accepted first differences behind the recent noise
 _PROJECT = 7  # recent points projected to the next step; their median is the spike baseline
 _STATE_KEYS = (
     "n", "n_accepted", "last_step", "first_step", "log_scale", "y0", "recent", "diffs", "last_accepted",
     "in_spike", "run_z", "mute_until", "best", "cusum", "cusum_zero_step", "cusum_zero_level", "drift_armed",
     "elev_run", "elev_since", "critical_armed", "jump_armed", "anchor_level", "anchor_step", "anchor_n",
-    "plateau_armed", "baseline", "baseline_buf", "slow_armed", "in_nonfinite", "last_z", "sigma", "pending",
+    "plateau_armed", "baseline", "baseline_buf", "slow_armed", "in_nonfinite", "last_z", "sigma", "sigma_short",
+    "pending",
 )  # fmt: skip
 
 
@@ -36,11 +38,13 @@ class AnomalyDetector:
     of fixed size, so an update is O(1) and memory is bounded for any run length.
 
     - ``nonfinite`` (critical): NaN or inf, at its own step; reported once per run of such values.
-    - ``spike``: robust z above ``spike_z`` and at least ``spike_min_rise`` above the baseline; or,
-      when ``spike_recover_z`` is finite (off by default), z above it followed by a fall of 4 noise
-      units at the next point (reported one step late, with the jump's own step); more than
-      ``persist_points`` consecutive flags are taken as a level shift. ``warning`` when the value is at least
-      ``spike_warn_ratio`` times the baseline, else ``info``.
+    - ``spike``: robust z above ``spike_z`` and at least ``spike_min_rise`` above the baseline,
+      reported at once; or z above ``spike_recover_z``, as far above the point before it, and confirmed
+      by its recovery: the next value falls back by 4 noise units to within 2 of the baseline (reported
+      one step late, with the jump's own step; a level shift never recovers, so it is no spike). The
+      noise is the larger of that of the last 128 and the last 32 differences, so a noisier stretch
+      raises it at once. More than ``persist_points`` consecutive flags are taken as a level shift.
+      ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, else ``info``.
     - ``divergence``: ``warning`` from a one-sided CUSUM (k 0.5, clipped at z 3, threshold
       ``drift_h``) against the median of the last 32 points, which lags a climb but not the noise,
       or when a value jumps to ``divergence_ratio`` times the best level before the noise is known;
@@ -82,7 +86,7 @@ class AnomalyDetector:
         lrs: Sequence[float] | None = None,
         log_scale: bool = True,
         spike_z: float = 7.0,
-        spike_recover_z: float = math.inf,
+        spike_recover_z: float = 5.5,
         spike_min_rise: float = 0.02,
         spike_warn_ratio: float = 1.25,
         persist_points: int = 3,
@@ -145,7 +149,7 @@ class AnomalyDetector:
         self.baseline: float | None = None
         self.baseline_buf: list[float] = []
         self.slow_armed, self.in_nonfinite = True, False
-        self.last_z, self.sigma = math.nan, math.nan
+        self.last_z, self.sigma, self.sigma_short = math.nan, math.nan, math.nan
 
     def set_schedule(self, lrs: Sequence[float] | None) -> None:
         """Tell the detector the planned LR at every step ``0..N`` (None forgets it).
@@ -204,8 +208,10 @@ class AnomalyDetector:
         if not self.sigma >= 0.0 or self.n_accepted % 4 == 0:
             # The MAD of 128 differences is most of the cost of an update; the noise moves slowly.
             self.sigma = sigma_of_diffs(self.diffs)
+            self.sigma_short = sigma_of_diffs(self.diffs[-_SHORT_DIFFS:])
         floor = 0.002 if self.log_scale else 0.002 * abs(y) + 1e-12  # quantised logs give MAD 0
-        return max(self.sigma, floor)
+        # The noise of a stretch can rise within a run (bursts): the larger of the long and the recent noise.
+        return max(self.sigma, self.sigma_short, floor)
 
     def _rise(self, ratio: float, y: float) -> float:
         """How far above the baseline ``ratio`` times the baseline lies, on the scoring scale."""
@@ -230,10 +236,12 @@ class AnomalyDetector:
         # Consecutive flags beyond `persist_points` are a level shift, not a spike: they enter the noise.
         self.run_z = self.run_z + 1 if flagged else 0
         if self.pending is not None:
-            # A smaller jump counts once the next value falls back by 4 noise units: a jump that recovers.
+            # A smaller jump counts once the next value falls back: a jump that recovers.
             p_step, p_value, p_y, p_z, p_expected = self.pending
             self.pending = None
-            if p_y - y >= 4.0 * scale and not muted:
+            # Back within 2 noise units of the level it left, and the jump stood out from the point before.
+            back = y - p_expected <= 2.0 * scale and p_y - y >= 4.0 * scale
+            if back and len(self.recent) > 1 and p_y - self.recent[-2] >= self.spike_recover_z * scale and not muted:
                 self._report_spike(int(p_step), p_value, p_y, p_z, p_expected, events)
         if flagged and not self.in_spike and not muted:
             self._report_spike(step, value, y, z, expected, events)

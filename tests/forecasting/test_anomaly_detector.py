@@ -57,6 +57,9 @@ BEHAVIOUR = [
     ("small spike", with_spike(800, 1.1, sigma=0.01), [("spike", 800, "info")]),
     ("big spike", with_spike(800, 2.0), [("spike", 800, "warning")]),
     ("NaN tail", with_nan(1000), [("nonfinite", 1000, "critical")]),
+    # ~6 noise units: below the immediate threshold, a spike once the next value is back at the level.
+    ("recovering one-step jump", with_spike(800, 1.07, sigma=0.01), [("spike", 800, "info")]),
+    ("level shift of the same size", power_law(sigma=0.01) * np.where(np.arange(N) >= 800, 1.06, 1.0), []),
 ]
 
 
@@ -213,3 +216,11 @@ def test_nonpositive_values_switch_to_the_raw_scale() -> None:
     v[1200] += 5.0
     events = run(v, kinds=LOSS_KINDS)
     assert ("spike", 1200) in [(e.kind, e.step) for e in events]
+
+
+def test_recovering_jump_needs_its_recovery() -> None:
+    v = with_spike(800, 1.07, sigma=0.01)  # below the immediate threshold: found through its recovery
+    assert kinds_at(run(v, kinds=LOSS_KINDS, spike_recover_z=math.inf)) == []
+    det = AnomalyDetector(kinds=LOSS_KINDS)
+    assert [e for s, x in enumerate(v[:801].tolist()) for e in det.update(s, x)] == []  # not yet
+    assert [(e.step, e.kind) for e in det.update(801, float(v[801]))] == [(800, "spike")]  # one step late
