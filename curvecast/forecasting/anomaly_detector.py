@@ -290,7 +290,8 @@ class AnomalyDetector:
         if len(self.diffs) < 8:
             return
         base = median(self.recent[:-1]) if len(self.recent) > 1 else y
-        r = min((y - base) / self._scale(base), 3.0)
+        self._scale(base)  # refreshes the noise; the drift test keeps the long-run noise alone
+        r = min((y - base) / max(self.sigma, 0.002 if self.log_scale else 0.002 * abs(base) + 1e-12), 3.0)
         self.cusum = max(0.0, self.cusum + r - 0.5)
         level5 = median(self.recent[-5:])
         if self.cusum == 0.0:
