@@ -13,7 +13,8 @@ HORIZON = 2000
 _rng = np.random.default_rng(0)
 STEPS = np.arange(1, 601)
 VALUES = (2.0 + 3.0 * STEPS**-0.5) * np.exp(_rng.normal(0.0, 0.01, len(STEPS)))
-FORECAST = Forecaster().fit(STEPS, VALUES, horizon=HORIZON)  # final near 2.07
+# A constant, known LR: the forecast is schedule-aware and confident (final near 2.07, 80% band about +-3%).
+FORECAST = Forecaster().fit(STEPS, VALUES, horizon=HORIZON, lrs=np.full(HORIZON + 1, 1e-3))
 
 
 def _report(target=None, step=600, **kwargs) -> Report:

@@ -26,13 +26,11 @@ FORECAST_TAGS = {f"curvecast/forecast/{n}" for n in ("final", "final_lo", "final
 def run_dir(tmp_path_factory) -> Path:
     """One tiny run with a spike at step 150, a reachable target, forecasts every 20 steps; returns its log dir."""
     tmp_path = tmp_path_factory.mktemp("tb")
-    bundle = Curvecast(target=2.4, forecast_every=20, background=False)
-    reporter = TensorBoardReporter()
-    reporter.bind(bundle)
-    bundle.actuators += [reporter, AlertLogger()]
+    bundle = Curvecast(target=2.4, forecast_every=20, background=False)  # its own reporter and alert logger
+    assert sum(isinstance(a, TensorBoardReporter) for a in bundle.actuators) == 1
+    assert sum(isinstance(a, AlertLogger) for a in bundle.actuators) == 1
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
     trainer.fit(CurveModule(STEPS, spike_at=SPIKE))
-    reporter.close()
     return Path(trainer.logger.log_dir)
 
 
@@ -118,9 +116,6 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
 
 def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog):
     bundle = Curvecast(target=2.4, forecast_every=20, background=False)
-    reporter = TensorBoardReporter()
-    reporter.bind(bundle)
-    bundle.actuators += [reporter, AlertLogger()]
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=200, logger=False)
     with caplog.at_level(logging.INFO, logger="curvecast"):
         trainer.fit(CurveModule(200, spike_at=150))
