@@ -163,3 +163,40 @@ def test_a_spike_in_the_loss_is_reported_at_its_step(quiet_trainer_kwargs):
     spikes = [a for a in recorder.anomalies if a.kind == "spike"]
     assert [(a.step, a.series) for a in spikes] == [(150, "loss")]
     assert not [a for a in recorder.anomalies if a.kind in ("divergence", "nonfinite")]
+
+
+def test_mixed_precision_and_accumulation_together(quiet_trainer_kwargs):
+    bundle = Curvecast(forecast_every=5, background=False)
+    model = TinyRegression()
+    trainer = pl.Trainer(
+        max_steps=12, precision="bf16-mixed", accumulate_grad_batches=2, callbacks=[bundle], **quiet_trainer_kwargs
+    )
+    trainer.fit(model, loader(n=192))
+    loss = bundle.history.series("loss")
+    np.testing.assert_array_equal(loss.steps, np.arange(12))
+    # bf16 autocast losses, un-divided and averaged over the two micro-batches of each step.
+    expected = np.asarray(model.raw_losses[:24]).reshape(12, 2).mean(axis=1)
+    np.testing.assert_allclose(loss.values, expected, rtol=1e-2)
+    assert bundle.history.num_points("grad_norm") == 12
+    assert bundle.last_report.forecast is not None
+
+
+def test_sensors_and_actuators_can_be_configured_or_left_out(quiet_trainer_kwargs):
+    from curvecast.callbacks import GradientNoiseScale
+    from curvecast.integrations import ForecastEarlyStopping, TensorBoardReporter
+
+    gns = GradientNoiseScale(source="per_example", sample_every_n_steps=1)
+    bundle = Curvecast(gradient_noise=gns, throughput=False, tensorboard=False, early_stopping=True, background=False)
+    assert bundle.gradient_noise is gns
+    assert gns.history is bundle.history
+    assert bundle.throughput is None
+    assert isinstance(bundle.early_stopping, ForecastEarlyStopping)
+    assert not any(isinstance(a, TensorBoardReporter) for a in bundle.actuators)
+    pl.Trainer(max_steps=15, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader(n=120))
+    assert "gns/b_simple" in bundle.history
+    assert "throughput/step_time" not in bundle.history
+
+
+def test_a_sensor_of_the_wrong_type_is_rejected():
+    with pytest.raises(TypeError, match="Expected a bool or a Throughput, but got str"):
+        Curvecast(throughput="fast")
