@@ -26,6 +26,13 @@ __all__ = ["Forecaster"]
 
 # Fraction of the planned LR drop that the fitted-on part of the curve must show before a prior-free MPL competes.
 _SEEN_DROP = 0.25
+# The annealing drop scales with how fast the loss still falls: its prior mean is ANNEAL_KAPPA times the log-log slope
+# of the observed tail (relative to the loss), at least ANNEAL_FLOOR times ``anneal_prior`` and at most ANNEAL_CAP
+# (a larger prior drives the forecast of a short prefix negative). An LM loss falling at
+# slope 0.07 gets the cooldown's few percent; a vision or speech loss falling at slope 0.3-0.6 gets a much larger drop.
+ANNEAL_KAPPA = 0.5
+ANNEAL_FLOOR = 0.5
+ANNEAL_CAP = 0.15
 
 
 class _Fitted:
@@ -50,7 +57,8 @@ class Forecaster:
         transient: fraction of the observed steps (after warmup) skipped as the early transient.
         holdout: fraction of the observed steps held back to weight the ensemble and measure forecast error.
         anneal_prior: prior mean of the loss drop that annealing the LR fully to zero brings, relative to the loss
-            (cooldowns of LLM pretraining runs cut the loss by a few percent: Hägele et al. 2024, Hu et al. 2024).
+            (cooldowns of LLM pretraining runs cut the loss by a few percent: Hägele et al. 2024, Hu et al. 2024);
+            the prior mean grows with the observed log-log slope of the loss (``ANNEAL_KAPPA``).
         anneal_prior_sd: prior standard deviation of that drop, relative to its mean.
         interval_scale: multiplies the predictive log-scale (calibration).
     """
@@ -129,6 +137,7 @@ class Forecaster:
         t_last = float(data.steps[-1])
         positive = bool(np.all(data.values > 0))
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
+        self.slope_ = _log_slope(data)
         cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
         if schedule is not None:
             mpl = mpl_family(schedule, float(schedule.s1(np.array([t_last]))[0]), positive)
@@ -210,7 +219,7 @@ class Forecaster:
         design = fam.columns(t, fam.grid)
         prior: tuple[tuple[int, float, float], ...] = ()
         if fam.anneal_index is not None:
-            mean = self.anneal_prior * level
+            mean = max(self.anneal_prior * ANNEAL_FLOOR, min(ANNEAL_KAPPA * self.slope_, ANNEAL_CAP)) * level
             prior = ((fam.anneal_index, mean, max(self.anneal_prior_sd * mean, 1e-9 * level)),)
         # Errors are relative (a log-space fit): point noise plus a misfit floor, both relative, the floor starting
         # at 0.2 % and refined from the residuals.
@@ -221,7 +230,7 @@ class Forecaster:
         for _ in range(3):
             var = scale**2 * (noise2 + mis**2)
             res = fit_grid(design, y, robust / var, fam.nonneg, prior)
-            g = res.best
+            g = int(np.nanargmin(res.objective + fam.penalty))
             r = (y - design[g] @ res.coef[g]) / scale
             mis = max(float(np.sqrt(max(np.median(r**2) * 2.2 - np.median(noise2), 0.0))), 1e-5)
             robust = huber_weights(r, np.sqrt(noise2 + mis**2))
@@ -241,6 +250,22 @@ class Forecaster:
                 ld = schedule.anneal(np.array([t[-1], schedule.horizon]))
                 anneal_sd *= max(ld[1] - ld[0], 0.0)
         return _Fitted(fam, fam.grid[g], res.coef[g], anneal_sd)
+
+
+def _log_slope(data: Binned) -> float:
+    """How fast the metric falls at the end of the window: -d log(value) / d log(step) over its later half."""
+    t, y, c = data.steps, data.values, data.counts
+    ok = (t > 0) & (y > 0)
+    if ok.sum() < 3:
+        return 0.0
+    lt, ly, w = np.log(t[ok]), np.log(y[ok]), c[ok]
+    late = lt >= 0.5 * (lt[0] + lt[-1])
+    if late.sum() < 3:
+        late = np.ones_like(lt, dtype=bool)
+    lt, ly, w = lt[late], ly[late], w[late]
+    x = lt - np.average(lt, weights=w)
+    den = float(np.sum(w * x * x))
+    return max(-float(np.sum(w * x * ly)) / den, 0.0) if den > 0 else 0.0
 
 
 def _subset(data: Binned, mask: np.ndarray) -> Binned:
