@@ -33,6 +33,12 @@ _SEEN_DROP = 0.25
 ANNEAL_KAPPA = 0.5
 ANNEAL_FLOOR = 0.5
 ANNEAL_CAP = 0.15
+# With no schedule given, a cosine-to-zero hypothesis joins the ensemble for prefixes within this fraction of the
+# horizon: earlier its drop is a guess over a long extrapolation; later a decay the prefix still does not show is no
+# cosine. COSINE_WEIGHT multiplies its ensemble weight (a prior on the hypothesis).
+COSINE_GUESS = True
+COSINE_WEIGHT = 1.0
+COSINE_REACH = (0.2, 0.6)
 
 
 class _Fitted:
@@ -137,6 +143,7 @@ class Forecaster:
         t_last = float(data.steps[-1])
         positive = bool(np.all(data.values > 0))
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
+        known = schedule is not None
         self.slope_ = _log_slope(data)
         cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
         if schedule is not None:
@@ -150,6 +157,13 @@ class Forecaster:
                 families.append(replace(mpl, name="mpl-free", anneal_index=None))
         else:
             families = schedule_free_families(max(t_last, 1.0), positive)
+            if COSINE_GUESS and COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
+                # Most recipes anneal the LR to about zero by the planned end: a cosine-to-zero hypothesis competes
+                # with the constant-LR families on the held-back tail.
+                guess = LRSchedule(0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon)) + 1e-3)
+                cos_fam = mpl_family(guess, float(guess.s1(np.array([t_last]))[0]), positive)
+                families.append(replace(cos_fam, name="mpl-cosine-guess"))
+                schedule = guess
         head = data.steps <= cut
         can_hold_back = head.sum() >= 5 and (~head).sum() >= 2
         fits, errors, backtests = [], [], []
@@ -168,6 +182,11 @@ class Forecaster:
         errs = np.maximum(np.asarray(errors), 1e-6)
         weights = (errs.min() / errs) ** 2
         weights[weights < 0.05] = 0.0  # families that forecast the tail far worse than the best get no say
+        weights *= [COSINE_WEIGHT if f.family.name == "mpl-cosine-guess" else 1.0 for f in fits]
+        at_h = np.array([float(horizon)])
+        weights[[not f(at_h)[0] > 0 for f in fits]] = 0.0  # a member that ends at or below zero has no say
+        if not weights.sum() > 0:
+            return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
         weights /= weights.sum()
         members = [(w, f) for w, f in zip(weights, fits, strict=True) if w > 0]
 
@@ -194,7 +213,7 @@ class Forecaster:
             last=t_last,
             horizon=float(horizon),
             anneal_sd=anneal_sd / final,
-            schedule_known=schedule is not None,
+            schedule_known=known,
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         )
         self.members_ = members

@@ -124,3 +124,25 @@ def test_annealing_prior_fills_in_a_decay_not_yet_seen():
     # The forecast with a planned decay ends lower than the schedule-free one, by a prior drop of a few percent (its
     # mean grows with the observed log-log slope, here about 0.05, and is capped).
     assert 0.01 * level < flat.final - with_schedule.final < 0.15 * level
+
+
+def test_unseen_cosine_decay_is_forecast_better_with_the_cosine_hypothesis():
+    import curvecast.forecasting.forecaster as forecaster_module
+
+    rng = np.random.default_rng(7)
+    horizon = 4000
+    lrs = 0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon))
+    sched = LRSchedule(lrs)
+    t = np.arange(1, horizon + 1, dtype=float)
+    y = _mpl_curve(sched, t, 1.0, 1.5, 0.4, 0.5) + rng.normal(0, 0.01, t.size)
+    seen = t <= 0.4 * horizon
+    truth = _mpl_curve(sched, np.array([float(horizon)]), 1.0, 1.5, 0.4, 0.5)[0]
+    with_guess = Forecaster().fit(t[seen], y[seen], horizon=horizon)
+    old = forecaster_module.COSINE_GUESS
+    try:
+        forecaster_module.COSINE_GUESS = False
+        without = Forecaster().fit(t[seen], y[seen], horizon=horizon)
+    finally:
+        forecaster_module.COSINE_GUESS = old
+    assert abs(with_guess.final / truth - 1) < abs(without.final / truth - 1)
+    assert "mpl-cosine-guess" in with_guess.model

@@ -138,7 +138,9 @@ def test_predict_follows_the_curve_and_holds_past_the_horizon():
     t, y = _curve(noise=0.001)
     f = Forecaster().fit(t, y, horizon=1000)
     p = f.predict([200, 400, 1000, 5000])
-    assert p[:3] == pytest.approx(2.0 + 3.0 * np.array([200, 400, 1000]) ** -0.5, rel=3e-3)
+    assert p[:2] == pytest.approx(2.0 + 3.0 * np.array([200, 400]) ** -0.5, rel=3e-3)
+    # With no schedule given, the horizon forecast hedges a little towards an LR decay the prefix cannot rule out.
+    assert p[2] == pytest.approx(2.0 + 3.0 * 1000**-0.5, rel=1e-2)
     assert p[3] == p[2]
     assert f.final == pytest.approx(p[2])
 
