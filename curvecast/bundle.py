@@ -128,6 +128,7 @@ class Curvecast(Callback):
         self.reports: deque[Report] = deque(maxlen=100)
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_forecast_step: int | None = None
+        self._voted_at: int | None = None
 
     @property
     def state_key(self) -> str:
@@ -139,10 +140,19 @@ class Curvecast(Callback):
         for sensor in self.sensors:
             sensor.setup(trainer, pl_module, stage)
 
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._voted_at = None
+        for part in (*self.sensors, *self.actuators):
+            if callable(getattr(part, "on_fit_start", None)):
+                part.on_fit_start(trainer, pl_module)  # e.g. a stop request left from a previous fit is cleared
+
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
         self.watch.set_schedule(self.lr_capture.schedule())
+        for actuator in self.actuators:
+            if callable(getattr(actuator, "on_train_start", None)):
+                actuator.on_train_start(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         for sensor in self.sensors:
@@ -196,17 +206,23 @@ class Curvecast(Callback):
         except Exception as error:  # noqa: BLE001 - a detector failure must not lose the point or stop the sensor
             warn_once(f"curvecast: anomaly detection failed and was skipped ({type(error).__name__}: {error})")
 
-    @guarded
     def _think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
-        anomalies = self.watch.collect()  # every rank detects (it is cheap); rank 0 reports
-        if is_global_zero(trainer):
-            if anomalies:
-                self._dispatch(trainer, pl_module, self._report(anomalies[-1].step, anomalies=tuple(anomalies)))
-            self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
-            if self._forecast_due(at_validation):
-                self._runner.submit(self._forecast_job())
-                self._collect(trainer, pl_module)  # inline jobs are done already
+        # Rank 0's work is guarded on its own: a failure there must not make rank 0 skip the vote, a collective
+        # the other ranks are already waiting in.
+        self._rank_zero_work(trainer, pl_module, at_validation)
         self._vote_stop(trainer)
+
+    @guarded
+    def _rank_zero_work(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
+        anomalies = self.watch.collect()  # every rank detects (it is cheap); rank 0 reports
+        if not is_global_zero(trainer):
+            return
+        if anomalies:
+            self._dispatch(trainer, pl_module, self._report(anomalies[-1].step, anomalies=tuple(anomalies)))
+        self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
+        if self._forecast_due(at_validation):
+            self._runner.submit(self._forecast_job())
+            self._collect(trainer, pl_module)  # inline jobs are done already
 
     def _collect(self, trainer: Any, pl_module: Any) -> None:
         report = self._runner.poll()
@@ -278,8 +294,10 @@ class Curvecast(Callback):
 
     def _vote_stop(self, trainer: Any) -> None:
         """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them."""
-        if trainer.world_size > 1 and trainer.global_step % self.forecast_every != 0:
-            return  # a collective per step would cost every step a round trip between ranks
+        step = int(trainer.global_step)
+        if trainer.world_size > 1 and (step % self.forecast_every != 0 or step == self._voted_at):
+            return  # a collective per micro-batch would cost every step a round trip between ranks
+        self._voted_at = step
         local = any(getattr(a, "stop_request", None) is not None for a in self.actuators)
         if trainer.strategy.reduce_boolean_decision(local, all=False):
             trainer.should_stop = True
@@ -290,13 +308,23 @@ class Curvecast(Callback):
         if self.loss_capture._trainer is not None:
             self.loss_capture.flush(self.loss_capture._trainer)
         state = {"version": _STATE_VERSION, "history": self.history.state_dict(), "watch": self.watch.state_dict()}
-        if self.early_stopping is not None:
-            state["early_stopping"] = self.early_stopping.state_dict()
+        for name in ("gradient_noise", "throughput", "early_stopping"):
+            part = getattr(self, name)
+            if part is not None:
+                state[name] = part.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history.load_state_dict(state_dict["history"])
-        if "watch" in state_dict:
-            self.watch.load_state_dict(state_dict["watch"])
-        if self.early_stopping is not None and "early_stopping" in state_dict:
-            self.early_stopping.load_state_dict(state_dict["early_stopping"])
+        """Restore a saved state; one that cannot be read is a warning and a fresh start, never a failed resume."""
+        try:
+            self.history.load_state_dict(state_dict["history"])
+            if "watch" in state_dict:
+                self.watch.load_state_dict(state_dict["watch"])
+            for name in ("gradient_noise", "throughput", "early_stopping"):
+                part = getattr(self, name)
+                if part is not None and name in state_dict:
+                    part.load_state_dict(state_dict[name])
+        except (KeyError, ValueError, TypeError) as error:
+            warn_once(f"curvecast: the checkpoint's curvecast state could not be restored ({error}); starting afresh")
+            self.history.load_state_dict(RunHistory().state_dict())
+            self.watch = StabilityWatch(self.monitor, self.mode, pair_grad_norm=self.gradient_noise is not None)

@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from curvecast.callbacks.loss_capture import TRAIN_LOSS
 from curvecast.forecasting import AnomalyDetector
 from curvecast.forecasting.anomalies import Anomaly, InstabilityMonitor
 
 __all__ = ["GRAD_NORM", "SAMPLES_PER_SEC", "StabilityWatch"]
 
-TRAIN_LOSS = "loss"
 GRAD_NORM = "grad_norm"
 SAMPLES_PER_SEC = "throughput/samples_per_sec"
-# Loss points waiting for a gradient norm that never comes (its source off or failing) are scored alone past this.
+# Points of one series waiting for the other that never comes are scored alone past this (bounds the buffers).
 _MAX_WAITING = 1_000
 
 
@@ -79,12 +79,17 @@ class StabilityWatch:
         self._found += detector.update(step, value)
 
     def _pair(self) -> None:
-        if not self.pair_grad_norm or len(self._loss) >= _MAX_WAITING:
-            ready = max(self._loss, default=-1)
-        elif self._grad:
-            ready = min(max(self._loss, default=-1), max(self._grad))
-        else:
+        loss_step = max(self._loss, default=None)
+        grad_step = max(self._grad, default=None)
+        if loss_step is None and grad_step is None:
             return
+        if not self.pair_grad_norm or max(len(self._loss), len(self._grad)) >= _MAX_WAITING:
+            # One series is not coming (its source is off, failing, or the module returns no loss): score alone.
+            ready = max(s for s in (loss_step, grad_step) if s is not None)
+        elif loss_step is None or grad_step is None:
+            return
+        else:
+            ready = min(loss_step, grad_step)
         for step in sorted(s for s in set(self._loss) | set(self._grad) if s <= ready):
             loss, grad = self._loss.pop(step, None), self._grad.pop(step, None)
             if self._last_paired is not None and step <= self._last_paired:

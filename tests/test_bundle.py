@@ -200,3 +200,36 @@ def test_sensors_and_actuators_can_be_configured_or_left_out(quiet_trainer_kwarg
 def test_a_sensor_of_the_wrong_type_is_rejected():
     with pytest.raises(TypeError, match="Expected a bool or a Throughput, but got str"):
         Curvecast(throughput="fast")
+
+
+def test_resuming_into_the_same_tensorboard_run_never_rewrites_a_step(tmp_path, quiet_trainer_kwargs):
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def trainer(max_steps, callbacks):
+        kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
+        kwargs["logger"] = TensorBoardLogger(tmp_path, name="run", version="fixed", default_hp_metric=False)
+        return pl.Trainer(max_steps=max_steps, callbacks=callbacks, **kwargs)
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=20, save_top_k=-1)
+    first = Curvecast(forecast_every=10, background=False)
+    trainer(20, [first, checkpoint]).fit(TinyRegression(lr=0.02), loader(n=320))
+    second = Curvecast(forecast_every=10, background=False)
+    # The resumed fit restores the sensors' state too: the noise-scale EMAs go on instead of starting over.
+    updates_saved = first.gradient_noise.estimate.updates
+    trainer(40, [second]).fit(TinyRegression(lr=0.02), loader(n=320), ckpt_path=checkpoint.best_model_path)
+    assert second.gradient_noise.estimate.updates > updates_saved
+
+    accumulator = EventAccumulator(str(tmp_path / "run" / "fixed"), size_guidance={"scalars": 0}).Reload()
+    for tag in ("curvecast/loss", "curvecast/forecast/final"):
+        steps = [event.step for event in accumulator.Scalars(tag)]
+        assert steps == sorted(set(steps)), f"{tag} has a step written twice"
+    assert [e.step for e in accumulator.Scalars("curvecast/loss")] == list(range(40))
+
+
+def test_an_unreadable_saved_state_is_a_warning_and_a_fresh_start():
+    bundle = Curvecast()
+    bundle.history.append("loss", 0, 1.0)
+    with pytest.warns(CurvecastWarning, match="could not be restored"):
+        bundle.load_state_dict({"version": 1, "history": {"version": 99}})
+    assert bundle.history.names() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,8 +26,11 @@ def _loss_tensor(outputs: Any) -> torch.Tensor | None:
     return None
 
 
+_VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, loss_val, eval_loss; not "interval"
+
+
 def _is_validation_metric(name: str) -> bool:
-    return not name.startswith("curvecast/") and "val" in name.lower()
+    return not name.startswith("curvecast/") and _VALIDATION_NAME.search(name.lower()) is not None
 
 
 class LossCapture(Callback):

@@ -51,6 +51,12 @@ def run_horizon(trainer: Any) -> int | None:
     """The last optimizer step of the run (``max_steps``, else Lightning's estimate), or None when unknown."""
     max_steps = int(getattr(trainer, "max_steps", -1) or -1)
     if max_steps > 0:
+        module = getattr(trainer, "lightning_module", None)
+        optimizers = len(getattr(trainer, "optimizers", None) or [])
+        if module is not None and not module.automatic_optimization and optimizers > 1:
+            # `max_steps` counts every optimizer's steps, curvecast's step axis counts batches: a GAN stepping its
+            # two optimizers once per batch ends after max_steps / 2 batches.
+            return max_steps // optimizers
         return max_steps
     try:
         total = trainer.estimated_stepping_batches

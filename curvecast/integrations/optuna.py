@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from curvecast._lightning import Callback, warn_once
+from curvecast.callbacks.schedule_replay import run_horizon
 
 __all__ = ["FINAL_ATTR", "PRUNED_ATTR", "ForecastPruningCallback"]
 
@@ -116,7 +117,7 @@ class ForecastPruningCallback(Callback):
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self.pruned_reason = None
-        self._horizon = self.horizon or _run_length(trainer)
+        self._horizon = self.horizon or run_horizon(trainer)
         if self._horizon is None:
             warn_once(
                 "ForecastPruningCallback: the run length is unknown (no max_steps, and the number of steps cannot "
@@ -141,7 +142,7 @@ class ForecastPruningCallback(Callback):
                 self.steps.pop(), self.values.pop()
         self.steps.append(step)
         self.values.append(value)
-        reason = self._decide(step, value) if trainer.is_global_zero else None
+        reason = self._safe_decide(step, value) if trainer.is_global_zero else None
         distributed = int(getattr(trainer, "world_size", 1)) > 1
         if distributed:
             reason = trainer.strategy.broadcast(reason, src=0)
@@ -153,6 +154,14 @@ class ForecastPruningCallback(Callback):
             self.trial.set_user_attr(PRUNED_ATTR, reason)  # reaches the study's storage: check_pruned reads it
         if not distributed:
             raise _optuna().TrialPruned(reason)
+
+    def _safe_decide(self, step: int, value: float) -> str | None:
+        """The decision, or None when making it failed (a storage error, say): never a crash, never a hang."""
+        try:
+            return self._decide(step, value)
+        except Exception as error:  # noqa: BLE001 - rank 0 must still reach the broadcast the other ranks wait in
+            warn_once(f"ForecastPruningCallback: the pruning decision failed and was skipped ({error})")
+            return None
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         # The final value of a trial that ran to its end is what later trials are forecast against.
@@ -205,15 +214,3 @@ class ForecastPruningCallback(Callback):
             f"(80% interval {lo:.4g} .. {hi:.4g}) at step {self._horizon}, above the best trial's {best:.4g} "
             f"with probability {worse:.2f}"
         )
-
-
-def _run_length(trainer: Any) -> int | None:
-    """``max_steps`` when set, else Lightning's estimate of the total optimizer steps, else None."""
-    max_steps = getattr(trainer, "max_steps", -1)
-    if isinstance(max_steps, int) and max_steps > 0:
-        return max_steps
-    try:
-        estimated = float(trainer.estimated_stepping_batches)
-    except Exception:  # noqa: BLE001 - the estimate needs the dataloaders; without it there is no horizon
-        return None
-    return int(estimated) if math.isfinite(estimated) and estimated > 0 else None

@@ -85,6 +85,7 @@ class TensorBoardReporter:
         self._writer: Any = None
         self._last_scalar_step = -1
         self._last_actual_step = -math.inf
+        self._started_at = 0  # the step the current fit started from (see on_train_start)
         self._last_curve_step: int | None = None
         self._summary_writer: Any = None
         self._hparams: dict[str, Any] = {}
@@ -104,6 +105,10 @@ class TensorBoardReporter:
 
     # -- the actuator ---------------------------------------------------------------------------------------------
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Called by the bundle once the loops are restored: the step this fit starts from (0 unless resumed)."""
+        self._started_at = int(getattr(trainer, "global_step", 0) or 0)
+
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
         writer = tensorboard_writer(trainer)
         if writer is None:
@@ -115,7 +120,12 @@ class TensorBoardReporter:
             return
         if writer is not self._writer:  # a new fit (or a new logger): start the bookkeeping over
             self._writer = writer
-            self._last_scalar_step, self._last_actual_step, self._last_curve_step = -1, -math.inf, None
+            # A resumed fit may write into the log directory of the run it resumes: steps before the one it starts
+            # from are already there and must not be written again.
+            resumed_from = self._started_at
+            self._last_scalar_step = resumed_from - 1
+            self._last_actual_step = resumed_from - 1 if resumed_from > 0 else -math.inf
+            self._last_curve_step = None
             self._close_summary()
             writer.add_custom_scalars(self._layout(report.monitor))
         self._write_actual(writer, report.monitor)

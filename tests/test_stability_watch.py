@@ -1,0 +1,73 @@
+import math
+
+import numpy as np
+
+from curvecast.stability_watch import GRAD_NORM, SAMPLES_PER_SEC, StabilityWatch
+
+
+def _curve(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    steps = np.arange(n)
+    return (2.0 + 3.0 * (1 + steps / 20) ** -0.5) * np.exp(0.01 * rng.standard_normal(n))
+
+
+def test_loss_waits_for_the_gradient_norm_of_its_step():
+    watch = StabilityWatch()
+    loss, grad = _curve(300), _curve(300, seed=1)
+    loss[200] *= 3
+    grad[199] *= 5
+    for step in range(300):
+        watch.feed("loss", step, loss[step])
+    assert watch.collect() == []  # nothing scored yet: no gradient norm has arrived
+    for step in range(300):
+        watch.feed(GRAD_NORM, step, grad[step])
+    found = {(a.kind, a.series, a.step) for a in watch.collect()}
+    assert ("spike", "loss", 200) in found
+    assert ("spike", "grad_norm", 199) in found
+
+
+def test_a_series_that_never_comes_does_not_hold_the_other_forever():
+    watch = StabilityWatch()
+    grad = _curve(3000)
+    grad[2500] = math.nan
+    for step in range(3000):  # a module that returns no loss: only gradient norms arrive
+        watch.feed(GRAD_NORM, step, grad[step])
+    assert len(watch._grad) < 1000
+    assert [(a.kind, a.step) for a in watch.collect() if a.kind == "nonfinite"] == [("nonfinite", 2500)]
+
+
+def test_without_pairing_the_loss_is_scored_at_once_and_throughput_slowdowns_are_seen():
+    watch = StabilityWatch(pair_grad_norm=False)
+    watch.feed("loss", 0, math.inf)
+    assert [a.kind for a in watch.collect()] == ["nonfinite"]
+    for step in range(200):
+        watch.feed(SAMPLES_PER_SEC, step, 1000.0 if step < 120 else 500.0)
+    assert "slowdown" in {a.kind for a in watch.collect()}
+
+
+def test_a_monitored_accuracy_that_falls_is_a_divergence_not_a_slowdown():
+    watch = StabilityWatch(monitor="val_acc", mode="max", pair_grad_norm=False)
+    values = np.r_[np.linspace(0.2, 0.8, 60), np.full(60, 0.1)]
+    for step, value in enumerate(values):
+        watch.feed("val_acc", step * 100, value)
+    kinds = {a.kind for a in watch.collect()}
+    assert "slowdown" not in kinds
+    assert "divergence" in kinds
+
+
+def test_state_round_trip_continues_where_it_left_off():
+    loss, grad = _curve(400), _curve(400, seed=1)
+    loss[300] *= 3
+    whole, first, second = StabilityWatch(), StabilityWatch(), StabilityWatch()
+    for step in range(400):
+        whole.feed("loss", step, loss[step])
+        whole.feed(GRAD_NORM, step, grad[step])
+    for step in range(250):
+        first.feed("loss", step, loss[step])
+        first.feed(GRAD_NORM, step, grad[step])
+    second.load_state_dict(first.state_dict())
+    for step in range(250, 400):
+        second.feed("loss", step, loss[step])
+        second.feed(GRAD_NORM, step, grad[step])
+    tail = [a for a in whole.collect() if a.step >= 250]
+    assert [(a.kind, a.step) for a in second.collect()] == [(a.kind, a.step) for a in tail]
