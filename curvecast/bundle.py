@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from curvecast._lightning import Callback, guarded, is_global_zero, warn_once
@@ -12,8 +11,8 @@ from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import TRAIN_LOSS, LossCapture
 from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.throughput import Throughput
-from curvecast.forecast_runner import ForecastRunner
-from curvecast.forecasting import Forecaster, Report
+from curvecast.forecast_cadence import ForecastCadence
+from curvecast.forecasting import Report
 from curvecast.history import RunHistory
 from curvecast.integrations import AlertLogger, ForecastEarlyStopping, HyperparameterAdvisor, TensorBoardReporter
 from curvecast.stability_watch import StabilityWatch
@@ -114,7 +113,7 @@ class Curvecast(Callback):
         self.sensors: list[Callback] = [
             s for s in (self.loss_capture, self.lr_capture, self.gradient_noise, self.throughput) if s is not None
         ]
-        self.watch = StabilityWatch(self.monitor, mode, pair_grad_norm=self.gradient_noise is not None)
+        self.watch = self._new_watch()
         self.history.add_listener(self._on_point)
         # The stopper goes first, so a stop and its alert precede the forecast scalars of the same step.
         self.early_stopping = _component(early_stopping, ForecastEarlyStopping)
@@ -126,9 +125,11 @@ class Curvecast(Callback):
                 actuator.bind(self)
         self.last_report: Report | None = None
         self.reports: deque[Report] = deque(maxlen=100)
-        self._runner: ForecastRunner[Report] = ForecastRunner(background)
-        self._last_forecast_step: int | None = None
+        self.cadence = ForecastCadence(self.history, self.lr_capture, self.monitor, target, forecast_every, background)
         self._voted_at: int | None = None
+
+    def _new_watch(self) -> StabilityWatch:
+        return StabilityWatch(self.monitor, self.mode, pair_grad_norm=self.gradient_noise is not None)
 
     @property
     def state_key(self) -> str:
@@ -193,12 +194,12 @@ class Curvecast(Callback):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for sensor in self.sensors:
             sensor.teardown(trainer, pl_module, stage)
-        self._runner.close()
+        self.cadence.close()
         for actuator in self.actuators:
             if callable(getattr(actuator, "close", None)):
                 actuator.close()
 
-    # -- brain: forecasts on a cadence, off the training thread ---------------------------------------------------
+    # -- brain: anomalies as points arrive, forecasts on a cadence (see ForecastCadence) --------------------------
 
     def _on_point(self, name: str, step: int, value: float) -> None:
         try:
@@ -218,67 +219,21 @@ class Curvecast(Callback):
         if not is_global_zero(trainer):
             return
         if anomalies:
-            self._dispatch(trainer, pl_module, self._report(anomalies[-1].step, anomalies=tuple(anomalies)))
+            self._dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
         self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
-        if self._forecast_due(at_validation):
-            self._runner.submit(self._forecast_job())
-            self._collect(trainer, pl_module)  # inline jobs are done already
+        self.cadence.submit_if_due(at_validation)
+        self._collect(trainer, pl_module)  # inline jobs are done already
 
     def _collect(self, trainer: Any, pl_module: Any) -> None:
-        report = self._runner.poll()
+        report = self.cadence.poll()
         if report is not None:
             self._dispatch(trainer, pl_module, report)
-
-    def _forecast_due(self, at_validation: bool) -> bool:
-        last = self.history.last(self.monitor)
-        if last is None or last[0] == self._last_forecast_step:
-            return False
-        if self.monitor == TRAIN_LOSS:
-            due = last[0] - (self._last_forecast_step or 0) >= self.forecast_every
-        else:
-            due = at_validation
-        if due:
-            self._last_forecast_step = last[0]
-        return due
-
-    def _forecast_job(self):
-        """Snapshot what the forecast needs on the training thread; the returned job only reads the snapshot."""
-        series = self.history.series(self.monitor)  # immutable arrays: safe to read from another thread
-        horizon = self.lr_capture.horizon
-        lrs = self.lr_capture.schedule()
-        step = int(series.steps[-1])
-        blank = self._report(step)
-
-        def job() -> Report:
-            if horizon is None or horizon < step:
-                return blank
-            forecast = Forecaster().fit(series.steps, series.values, horizon=horizon, lrs=lrs, counts=series.counts)
-            return replace(blank, forecast=forecast)
-
-        return job
-
-    def _report(self, step: int, anomalies: tuple = ()) -> Report:
-        return Report(
-            step=step,
-            monitor=self.monitor,
-            horizon=self.lr_capture.horizon,
-            anomalies=anomalies,
-            target=self.target,
-            lr_schedule_known=self.lr_capture.schedule() is not None,
-            lr_drop_ahead=self.lr_capture.lr_drop_ahead(step),
-        )
 
     @guarded
     def _final_report(self, trainer: Any, pl_module: Any) -> None:
-        if not is_global_zero(trainer):
-            return
-        report = self._runner.drain()
-        if report is not None:
-            self._dispatch(trainer, pl_module, report)
-        if self.monitor in self.history and self.history.last(self.monitor)[0] != self._last_forecast_step:
-            self._last_forecast_step = self.history.last(self.monitor)[0]
-            report = self._forecast_job()()
-            self._dispatch(trainer, pl_module, report)
+        if is_global_zero(trainer):
+            for report in self.cadence.finish():
+                self._dispatch(trainer, pl_module, report)
 
     # -- actuators --------------------------------------------------------------------------------------------------
 
@@ -327,4 +282,4 @@ class Curvecast(Callback):
         except (KeyError, ValueError, TypeError) as error:
             warn_once(f"curvecast: the checkpoint's curvecast state could not be restored ({error}); starting afresh")
             self.history.load_state_dict(RunHistory().state_dict())
-            self.watch = StabilityWatch(self.monitor, self.mode, pair_grad_norm=self.gradient_noise is not None)
+            self.watch = self._new_watch()
