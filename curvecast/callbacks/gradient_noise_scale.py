@@ -11,6 +11,7 @@ import torch
 from curvecast._lightning import Callback, guarded, optimizer_step_index, warn_once
 from curvecast.callbacks.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.gns_sources import MicroBatchNorms, PerExampleNorms
+from curvecast.callbacks.gradient_tensors import METRIC_PREFIX, grad_scale, infer_batch_rows, squared_norms
 from curvecast.history import RunHistory
 
 __all__ = ["GradientNoiseScale"]
@@ -18,41 +19,6 @@ __all__ = ["GradientNoiseScale"]
 _STATE_VERSION = 1
 _SOURCES = ("auto", "microbatch", "per_example")
 PER_EXAMPLE_EVERY = 10  # default sampling of the per-example source: keeps its average cost near 2-3 % of a step
-PREFIX = "curvecast/"
-
-
-def infer_batch_rows(batch: Any) -> int | None:
-    """Rows of the first tensor found in a batch (tensor, sequence or mapping), or None."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() > 0 else None
-    if isinstance(batch, dict):
-        batch = list(batch.values())
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            rows = infer_batch_rows(item)
-            if rows is not None:
-                return rows
-    return None
-
-
-def squared_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Squared L2 norm of each gradient as 0-d float64 device tensors (fused kernels where possible, no sync)."""
-    try:
-        norms = torch._foreach_norm(grads)
-    except (RuntimeError, TypeError, NotImplementedError):  # sparse or exotic gradients
-        norms = [torch.linalg.vector_norm(g.coalesce()._values() if g.is_sparse else g) for g in grads]
-    return [n.to(torch.float64).square() for n in norms]
-
-
-def grad_scale(trainer: Any) -> torch.Tensor | None:
-    """The fp16 AMP loss scale as a device tensor (None without a scaler); reading it does not sync."""
-    plugin = getattr(trainer, "precision_plugin", None) or getattr(trainer.strategy, "precision_plugin", None)
-    scaler = getattr(plugin, "scaler", None)
-    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
-        return None
-    get_async = getattr(scaler, "_get_scale_async", None)
-    scale = get_async() if get_async is not None else None
-    return scale if isinstance(scale, torch.Tensor) else torch.tensor(float(scaler.get_scale()))
 
 
 class GradientNoiseScale(Callback):
@@ -328,7 +294,7 @@ class GradientNoiseScale(Callback):
             metrics = {"grad_norm": self.last_grad_norm, **series}
             for name, value in metrics.items():
                 if value is not None and math.isfinite(value):
-                    pl_module.log(PREFIX + name, value, on_step=True, on_epoch=False, batch_size=1)
+                    pl_module.log(METRIC_PREFIX + name, value, on_step=True, on_epoch=False, batch_size=1)
 
     @guarded
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

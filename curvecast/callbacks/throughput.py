@@ -12,7 +12,7 @@ import torch
 
 from curvecast._lightning import Callback, guarded, optimizer_step_index
 from curvecast.callbacks.flops import StepFlopCounter, is_compiled, peak_flops_per_sec, precision_dtype, to_host_number
-from curvecast.callbacks.gradient_noise_scale import PREFIX, infer_batch_rows
+from curvecast.callbacks.gradient_tensors import METRIC_PREFIX, infer_batch_rows
 from curvecast.callbacks.throughput_stats import StepTiming, TimingWindow, percentile, straggler
 from curvecast.history import RunHistory
 
@@ -244,7 +244,7 @@ class Throughput(Callback):
                 self.history.append(f"throughput/{name}", step, self.metrics[name])
         if pl_module is not None and self.log_metrics:
             for name, value in self.metrics.items():
-                pl_module.log(f"{PREFIX}throughput/{name}", value, on_step=True, on_epoch=False, batch_size=1)
+                pl_module.log(f"{METRIC_PREFIX}throughput/{name}", value, on_step=True, on_epoch=False, batch_size=1)
 
     def _across_ranks(self, trainer: Any, local: dict[str, float]) -> dict[str, float]:
         device = getattr(trainer.strategy, "root_device", torch.device("cpu"))

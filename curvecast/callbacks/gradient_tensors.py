@@ -1,0 +1,45 @@
+"""Small tensor helpers the sensors share: rows of a batch, squared gradient norms, the AMP loss scale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["METRIC_PREFIX", "grad_scale", "infer_batch_rows", "squared_norms"]
+
+METRIC_PREFIX = "curvecast/"  # every metric curvecast logs starts with it
+
+
+def infer_batch_rows(batch: Any) -> int | None:
+    """Rows of the first tensor found in a batch (tensor, sequence or mapping), or None."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() > 0 else None
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            rows = infer_batch_rows(item)
+            if rows is not None:
+                return rows
+    return None
+
+
+def squared_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Squared L2 norm of each gradient as 0-d float64 device tensors (fused kernels where possible, no sync)."""
+    try:
+        norms = torch._foreach_norm(grads)
+    except (RuntimeError, TypeError, NotImplementedError):  # sparse or exotic gradients
+        norms = [torch.linalg.vector_norm(g.coalesce()._values() if g.is_sparse else g) for g in grads]
+    return [n.to(torch.float64).square() for n in norms]
+
+
+def grad_scale(trainer: Any) -> torch.Tensor | None:
+    """The fp16 AMP loss scale as a device tensor (None without a scaler); reading it does not sync."""
+    plugin = getattr(trainer, "precision_plugin", None) or getattr(trainer.strategy, "precision_plugin", None)
+    scaler = getattr(plugin, "scaler", None)
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+        return None
+    get_async = getattr(scaler, "_get_scale_async", None)
+    scale = get_async() if get_async is not None else None
+    return scale if isinstance(scale, torch.Tensor) else torch.tensor(float(scaler.get_scale()))
