@@ -7,9 +7,11 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from curvecast.forecasting import anomaly_messages as msg
+from curvecast.forecasting.anomaly_divergence import DivergenceChecks
 from curvecast.forecasting.anomaly_event import Anomaly
 from curvecast.forecasting.anomaly_schedule import LrSchedule
 from curvecast.forecasting.anomaly_stats import check_step, check_value, median, push, sigma_of_diffs
+from curvecast.forecasting.anomaly_trends import TrendChecks
 
 __all__ = ["DEFAULT_KINDS", "AnomalyDetector"]
 
@@ -26,9 +28,20 @@ _STATE_KEYS = (
     "plateau_armed", "baseline", "baseline_buf", "slow_armed", "in_nonfinite", "last_z", "sigma", "sigma_short",
     "pending",
 )  # fmt: skip
+# Keys absent from states saved by older versions: loaded when present.
+_NEW_KEYS = (
+    "rise_best",
+    "rise_best_step",
+    "rise_count",
+    "rise_run",
+    "rise_armed",
+    "rise_levels",
+    "rise_zs",
+    "rise_peak",
+)
 
 
-class AnomalyDetector:
+class AnomalyDetector(DivergenceChecks, TrendChecks):
     """Watches one metric series, one value per step, and reports stability events as they happen.
 
     Each value is scored on the log scale (noise of a loss is roughly multiplicative) against a
@@ -46,7 +59,9 @@ class AnomalyDetector:
       raises it at once. More than ``persist_points`` consecutive flags are taken as a level shift.
       ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, else ``info``.
     - ``divergence``: ``warning`` from a one-sided CUSUM (k 0.5, clipped at z 3, threshold
-      ``drift_h``) against the median of the last 32 points, which lags a climb but not the noise,
+      ``drift_h``) against the median of the last 32 points, which lags a climb but not the noise;
+      from a sustained rise of the median of 7 points above its recent best, by a margin scaled
+      to the level's own noise and the run's past wander (see :class:`DivergenceChecks`);
       or when a value jumps to ``divergence_ratio`` times the best level before the noise is known;
       ``critical`` once ``confirm_points`` consecutive values spanning at least ``confirm_steps``
       steps stay at ``divergence_ratio`` times the best level (the running minimum of the median
@@ -150,6 +165,7 @@ class AnomalyDetector:
         self.baseline_buf: list[float] = []
         self.slow_armed, self.in_nonfinite = True, False
         self.last_z, self.sigma, self.sigma_short = math.nan, math.nan, math.nan
+        self._reset_rise()
 
     def set_schedule(self, lrs: Sequence[float] | None) -> None:
         """Tell the detector the planned LR at every step ``0..N`` (None forgets it).
@@ -187,6 +203,7 @@ class AnomalyDetector:
             self.mute_until, self.recent = self.n + 8, []
             self.best, self.cusum, self.drift_armed, self.elev_run = math.inf, 0.0, True, 0
             self.anchor_level, self.anchor_step, self.anchor_n = math.inf, None, 0
+            self._reset_rise()
         muted = self.n <= self.warmup_points or self.n <= self.mute_until
         events: list[Anomaly] = []
         flagged = self._spikes(step, value, y, muted, events)
@@ -257,102 +274,11 @@ class AnomalyDetector:
         text = msg.spike(self.series, step, value, self._value_of(expected), z, loss_like=self.mode == "min")
         out.append(Anomaly("spike", step, severity, text, self.series, z, value))
 
-    def _divergence(self, step: int, value: float, y: float, muted: bool, events: list[Anomaly]) -> None:
-        short = median(self.recent[-3:])
-        best_before = self.best
-        self.best = min(self.best, short)
-        if "divergence" not in self.kinds:
-            return
-        best_value = self._value_of(best_before)
-        # Confirmation: consecutive values far above the best level (single spikes never confirm).
-        elevated = math.isfinite(best_before) and y - best_before >= self._rise(self.divergence_ratio, best_before)
-        self.elev_run = self.elev_run + 1 if elevated else 0
-        if self.elev_run == 1:
-            self.elev_since = step
-        if not elevated and self.elev_run == 0 and short - self.best < self._rise(self.divergence_ratio, short) / 2:
-            self.critical_armed = self.jump_armed = True
-        if self.elev_run == 1 and len(self.diffs) < 8 and self.jump_armed:
-            # Too few points to know the noise (sparse evaluations): a jump this large is news.
-            self.jump_armed = False
-            events.append(Anomaly("divergence", step, "warning", msg.divergence_jump(self.series, step, value,
-                                  best_value), self.series, value / best_value, value))  # fmt: skip
-        if (
-            self.elev_run >= self.confirm_points
-            and step - self.elev_since >= self.confirm_steps
-            and self.critical_armed
-            and self.n > self.mute_until
-        ):
-            self.critical_armed = self.drift_armed = False
-            text = msg.divergence_confirmed(self.series, step, self.elev_since, value, best_value,
-                                            self.divergence_ratio)  # fmt: skip
-            events.append(Anomaly("divergence", step, "critical", text, self.series, value / best_value, value))
-        # Drift: one-sided CUSUM of z against the median of the last 32 points (before this one).
-        if len(self.diffs) < 8:
-            return
-        base = median(self.recent[:-1]) if len(self.recent) > 1 else y
-        self._scale(base)  # refreshes the noise; the drift test keeps the long-run noise alone
-        r = min((y - base) / max(self.sigma, 0.002 if self.log_scale else 0.002 * abs(base) + 1e-12), 3.0)
-        self.cusum = max(0.0, self.cusum + r - 0.5)
-        level5 = median(self.recent[-5:])
-        if self.cusum == 0.0:
-            self.cusum_zero_step, self.cusum_zero_level = step, min(base, level5)
-        if not self.drift_armed and self.cusum_zero_level is not None and short <= self.cusum_zero_level:
-            self.drift_armed = True
-        # The CUSUM alone fires on heavy-tailed noise; a drift also needs the median of 5 points up.
-        risen = self.cusum_zero_level is not None and level5 - self.cusum_zero_level >= self._rise(
-            1.0 + self.drift_min_rise, level5
-        )
-        if self.cusum > self.drift_h and risen and self.drift_armed and not muted:
-            self.drift_armed, self.cusum = False, 0.0
-            onset = self.cusum_zero_step if self.cusum_zero_step is not None else step
-            level = self.cusum_zero_level if self.cusum_zero_level is not None else base
-            text = msg.divergence_drift(self.series, step, onset, value, self._value_of(level))
-            events.append(Anomaly("divergence", step, "warning", text, self.series, r, value))
-
-    def _plateau(self, step: int, muted: bool, events: list[Anomaly]) -> None:
-        level = median(self.recent[-9:])
-        if self.anchor_step is None or level < self.anchor_level - self._rise(1.0 + self.plateau_rtol, level):
-            self.anchor_level, self.anchor_step, self.anchor_n, self.plateau_armed = level, step, self.n, True
-            return
-        span = step - self.anchor_step
-        first = self.first_step if self.first_step is not None else step
-        if (
-            not self.plateau_armed
-            or muted
-            or self.n - self.anchor_n < self.plateau_points
-            or span < self.plateau_fraction * (step - first)
-        ):
-            return
-        sched = self.schedule
-        if sched is not None and (sched.drop_ahead(step) or sched.fraction_of_peak(step) < 0.3):
-            return  # a planned LR drop will likely break it, or the run is already annealing
-        self.plateau_armed = False
-        text = msg.plateau(self.series, step, self.anchor_step, self.plateau_rtol, schedule_known=sched is not None)
-        events.append(Anomaly("plateau", step, "info", text, self.series, float(span), self._value_of(level)))
-
-    def _slowdown(self, step: int, events: list[Anomaly]) -> None:
-        if self.n <= self.warmup_points:
-            return  # compilation, caches and warmup make the first steps slow
-        if self.baseline is None:
-            self.baseline_buf.append(self.recent[-1])
-            if len(self.baseline_buf) >= 50:
-                self.baseline, self.baseline_buf = median(self.baseline_buf), []
-            return
-        level = median(self.recent[-30:])
-        excess = level - self.baseline
-        threshold = self._rise(1.0 / self.slowdown_ratio, self.baseline)
-        if excess < threshold / 2:
-            self.slow_armed = True
-        elif excess >= threshold and self.slow_armed:
-            self.slow_armed = False
-            ratio = self._value_of(level) / self._value_of(self.baseline)
-            text = msg.slowdown(self.series, step, ratio, self._value_of(self.baseline))
-            events.append(Anomaly("slowdown", step, "warning", text, self.series, ratio, self._value_of(level)))
-
     # --- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The streaming state as plain Python types (the LR schedule is configuration: not included)."""
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in ((k, getattr(self, k)) for k in _STATE_KEYS)}
+        keys = _STATE_KEYS + _NEW_KEYS
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in ((k, getattr(self, k)) for k in keys)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict`."""
@@ -362,3 +288,8 @@ class AnomalyDetector:
         for k in _STATE_KEYS:
             v = state[k]
             setattr(self, k, [float(x) for x in v] if isinstance(v, list) else v)
+        self._reset_rise()  # states saved before the sustained-rise rule: it starts afresh
+        for k in _NEW_KEYS:
+            if k in state:
+                v = state[k]
+                setattr(self, k, [float(x) for x in v] if isinstance(v, list) else v)
