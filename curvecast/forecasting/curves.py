@@ -89,13 +89,17 @@ def schedule_free_families(t_ref: float, positive: bool) -> list[Family]:
     ]
 
 
-def mpl_family(schedule: LRSchedule, s1_ref: float, positive: bool) -> Family:
-    """Multi-Power Law with fixed shape constants: columns [1, (S1/S1_ref)^-alpha, -LD(t)], B = c2 >= 0."""
+def mpl_family(schedule: LRSchedule, s1_ref: float, positive: bool, anneal: LRSchedule | None = None) -> Family:
+    """Multi-Power Law with fixed shape constants: columns [1, (S1/S1_ref)^-alpha, -LD(t)], B = c2 >= 0.
+
+    ``anneal``: the schedule whose drops drive LD when not ``schedule`` itself (a response not linear in the LR).
+    """
+    anneal = schedule if anneal is None else anneal
 
     def columns(t: np.ndarray, grid: np.ndarray) -> np.ndarray:
         x = schedule.s1(t) / s1_ref
         f = x[None, :] ** -grid[:, :1]
-        ld = np.broadcast_to(-schedule.anneal(t)[None, :], f.shape)
+        ld = np.broadcast_to(-anneal.anneal(t)[None, :], f.shape)
         return np.stack([np.ones_like(f), f, ld], axis=-1)
 
     nonneg = (0, 1, 2) if positive else (1, 2)

@@ -2,21 +2,22 @@
 
 One fit: check the input, drop non-finite points, bin (bounded cost), skip the early transient, then fit each model by
 robust variable projection (``varpro.py``). With the planned LR schedule the model is the Multi-Power Law with a prior
-on its annealing coefficient (the size of the drop the coming LR decay will bring, which the prefix cannot show);
-without it, an ensemble of Domhan-style families weighted by how well each forecast a held-back tail of the observed
-curve. The interval combines the parameter uncertainty, the spread of the ensemble, and the held-back forecast error
-grown to the horizon's distance (``uncertainty.py``).
+on its annealing coefficient (the size of the drop the coming LR decay will bring, which the prefix cannot show),
+joined by prior-free variants once part of the decay is seen; without it, Domhan-style families (``hypotheses.py``
+picks the candidates). Members are weighted by how well each forecast a held-back tail of the observed curve. The
+interval combines the parameter uncertainty, the spread of the ensemble, and the held-back forecast error grown to the
+horizon's distance (``uncertainty.py``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
-from curvecast.forecasting.curves import Family, mpl_family, schedule_free_families
+from curvecast.forecasting.curves import Family
 from curvecast.forecasting.forecast import Forecast
+from curvecast.forecasting.hypotheses import candidate_families, prior_weight
 from curvecast.forecasting.preprocess import Binned, bin_curve, check_inputs
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.forecasting.uncertainty import log_scale
@@ -24,8 +25,6 @@ from curvecast.forecasting.varpro import fit_grid, huber_weights
 
 __all__ = ["Forecaster"]
 
-# Fraction of the planned LR drop that the fitted-on part of the curve must show before a prior-free MPL competes.
-_SEEN_DROP = 0.25
 # The annealing drop scales with how fast the loss still falls: its prior mean is ANNEAL_KAPPA times the log-log slope
 # of the observed tail (relative to the loss), at least ANNEAL_FLOOR times ``anneal_prior`` and at most ANNEAL_CAP
 # (a larger prior drives the forecast of a short prefix negative). An LM loss falling at
@@ -33,12 +32,6 @@ _SEEN_DROP = 0.25
 ANNEAL_KAPPA = 0.5
 ANNEAL_FLOOR = 0.5
 ANNEAL_CAP = 0.15
-# With no schedule given, a cosine-to-zero hypothesis joins the ensemble for prefixes within this fraction of the
-# horizon: earlier its drop is a guess over a long extrapolation; later a decay the prefix still does not show is no
-# cosine. COSINE_WEIGHT multiplies its ensemble weight (a prior on the hypothesis).
-COSINE_GUESS = True
-COSINE_WEIGHT = 1.0
-COSINE_REACH = (0.2, 0.6)
 
 
 class _Fitted:
@@ -146,24 +139,7 @@ class Forecaster:
         known = schedule is not None
         self.slope_ = _log_slope(data)
         cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
-        if schedule is not None:
-            mpl = mpl_family(schedule, float(schedule.s1(np.array([t_last]))[0]), positive)
-            families = [mpl]
-            # Once a good part of the planned LR drop is behind us, the data can size the annealing response on its
-            # own (vision runs anneal far more than the LLM prior says): a prior-free member competes on the
-            # held-back tail. Before that it would only dilute the prior with a drop it cannot see.
-            seen = schedule.total_drop_after(float(data.steps[0])) - schedule.total_drop_after(cut)
-            if seen >= _SEEN_DROP * max(schedule.total_drop_after(float(data.steps[0])), 1e-12):
-                families.append(replace(mpl, name="mpl-free", anneal_index=None))
-        else:
-            families = schedule_free_families(max(t_last, 1.0), positive)
-            if COSINE_GUESS and COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
-                # Most recipes anneal the LR to about zero by the planned end: a cosine-to-zero hypothesis competes
-                # with the constant-LR families on the held-back tail.
-                guess = LRSchedule(0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon)) + 1e-3)
-                cos_fam = mpl_family(guess, float(guess.s1(np.array([t_last]))[0]), positive)
-                families.append(replace(cos_fam, name="mpl-cosine-guess"))
-                schedule = guess
+        families, schedule = candidate_families(data, schedule, cut, t_obs, horizon, positive)
         head = data.steps <= cut
         can_hold_back = head.sum() >= 5 and (~head).sum() >= 2
         fits, errors, backtests = [], [], []
@@ -182,7 +158,7 @@ class Forecaster:
         errs = np.maximum(np.asarray(errors), 1e-6)
         weights = (errs.min() / errs) ** 2
         weights[weights < 0.05] = 0.0  # families that forecast the tail far worse than the best get no say
-        weights *= [COSINE_WEIGHT if f.family.name == "mpl-cosine-guess" else 1.0 for f in fits]
+        weights *= [prior_weight(f.family.name) for f in fits]
         at_h = np.array([float(horizon)])
         weights[[not f(at_h)[0] > 0 for f in fits]] = 0.0  # a member that ends at or below zero has no say
         if not weights.sum() > 0:

@@ -127,7 +127,7 @@ def test_annealing_prior_fills_in_a_decay_not_yet_seen():
 
 
 def test_unseen_cosine_decay_is_forecast_better_with_the_cosine_hypothesis():
-    import curvecast.forecasting.forecaster as forecaster_module
+    import curvecast.forecasting.hypotheses as hypotheses_module
 
     rng = np.random.default_rng(7)
     horizon = 4000
@@ -138,11 +138,37 @@ def test_unseen_cosine_decay_is_forecast_better_with_the_cosine_hypothesis():
     seen = t <= 0.4 * horizon
     truth = _mpl_curve(sched, np.array([float(horizon)]), 1.0, 1.5, 0.4, 0.5)[0]
     with_guess = Forecaster().fit(t[seen], y[seen], horizon=horizon)
-    old = forecaster_module.COSINE_GUESS
+    old = hypotheses_module.COSINE_GUESS
     try:
-        forecaster_module.COSINE_GUESS = False
+        hypotheses_module.COSINE_GUESS = False
         without = Forecaster().fit(t[seen], y[seen], horizon=horizon)
     finally:
-        forecaster_module.COSINE_GUESS = old
+        hypotheses_module.COSINE_GUESS = old
     assert abs(with_guess.final / truth - 1) < abs(without.final / truth - 1)
     assert "mpl-cosine-guess" in with_guess.model
+
+
+def test_bent_annealing_response_is_forecast_once_the_decay_is_seen():
+    # A loss whose annealing drop grows like 1 - sqrt(LR) (steeper as the LR nears zero, as in long vision runs):
+    # with 60 % of a cosine decay seen, the bent members must forecast the end better than the linear response alone.
+    import curvecast.forecasting.hypotheses as hypotheses_module
+
+    rng = np.random.default_rng(11)
+    horizon = 8000
+    lrs = 0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon))
+    sched, bent = LRSchedule(lrs), LRSchedule(np.sqrt(lrs))
+    t = np.arange(1, horizon + 1, dtype=float)
+    clean = 0.6 + 5.0 * sched.s1(t) ** -0.4 - 0.3 * bent.anneal(t)
+    y = clean + rng.normal(0, 0.005, t.size)
+    seen = t <= 0.75 * horizon
+    truth = clean[-1]
+    with_bent = Forecaster().fit(t[seen], y[seen], horizon=horizon, lrs=lrs)
+    old = hypotheses_module.RESPONSE_POWERS
+    try:
+        hypotheses_module.RESPONSE_POWERS = ()
+        linear = Forecaster().fit(t[seen], y[seen], horizon=horizon, lrs=lrs)
+    finally:
+        hypotheses_module.RESPONSE_POWERS = old
+    assert "mpl-bent" in with_bent.model
+    assert abs(with_bent.final / truth - 1) < 0.5 * abs(linear.final / truth - 1)
+    assert abs(with_bent.final / truth - 1) < 0.03

@@ -1,0 +1,71 @@
+"""Which curve families compete in a forecast: the hypotheses about how the rest of the run will go.
+
+With the planned LR schedule: the Multi-Power Law with its annealing prior and, once part of the LR drop has been
+observed, prior-free variants whose annealing response is linear in the LR or bent (``u^p``). Without it: the
+Domhan-style constant-LR families and, for mid-run prefixes, a cosine-to-zero MPL hypothesis. Each candidate is then
+weighted by how well it forecasts the held-back tail of the observed curve (``forecaster.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from curvecast.forecasting.curves import Family, mpl_family, schedule_free_families
+from curvecast.forecasting.preprocess import Binned
+from curvecast.forecasting.schedule import LRSchedule
+
+__all__ = ["COSINE_GUESS", "COSINE_REACH", "COSINE_WEIGHT", "RESPONSE_POWERS", "candidate_families", "prior_weight"]
+
+# Fraction of the planned LR drop that the fitted-on part of the curve must show before prior-free MPLs compete.
+SEEN_DROP = 0.25
+# Prior-free members whose annealing response follows u^p (u = LR / peak) instead of u: the loss of many vision and
+# graph runs keeps falling steeply as the LR nears zero, more than a drop linear in the LR allows (AlgoPerf ViT,
+# OGBG); on the held-back tail they compete with the linear response and lose where it is right (LLM cooldowns).
+RESPONSE_POWERS = (0.5, 0.25)
+BENT_WEIGHT = 1.0
+# With no schedule given, a cosine-to-zero hypothesis joins the ensemble for prefixes within this fraction of the
+# horizon: earlier its drop is a guess over a long extrapolation; later a decay the prefix still does not show is no
+# cosine. COSINE_WEIGHT multiplies its ensemble weight (a prior on the hypothesis).
+COSINE_GUESS = True
+COSINE_WEIGHT = 1.0
+COSINE_REACH = (0.2, 0.6)
+
+
+def candidate_families(
+    data: Binned, schedule: LRSchedule | None, cut: float, t_obs: float, horizon: int, positive: bool
+) -> tuple[list[Family], LRSchedule | None]:
+    """The families to fit on ``data`` (held back after ``cut``), and the schedule their columns assume."""
+    t_last = float(data.steps[-1])
+    if schedule is not None:
+        s1_ref = float(schedule.s1(np.array([t_last]))[0])
+        mpl = mpl_family(schedule, s1_ref, positive)
+        families = [mpl]
+        # Once part of the planned LR drop is behind us, the data can size the annealing response on its own
+        # (vision runs anneal far more than the LLM prior says): prior-free members, with a linear and bent
+        # response to the LR, compete on the held-back tail. Before that they would only dilute the prior.
+        first = float(data.steps[0])
+        seen = schedule.total_drop_after(first) - schedule.total_drop_after(cut)
+        if seen >= SEEN_DROP * max(schedule.total_drop_after(first), 1e-12):
+            families.append(replace(mpl, name="mpl-free", anneal_index=None))
+            for power in RESPONSE_POWERS:
+                fam = mpl_family(schedule, s1_ref, positive, anneal=LRSchedule(schedule.u**power))
+                families.append(replace(fam, name=f"mpl-bent{power:g}", anneal_index=None))
+        return families, schedule
+    families = schedule_free_families(max(t_last, 1.0), positive)
+    if COSINE_GUESS and COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
+        # Most recipes anneal the LR to about zero by the planned end: a cosine-to-zero hypothesis competes with the
+        # constant-LR families on the held-back tail.
+        guess = LRSchedule(0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon)) + 1e-3)
+        cos_fam = mpl_family(guess, float(guess.s1(np.array([t_last]))[0]), positive)
+        families.append(replace(cos_fam, name="mpl-cosine-guess"))
+        schedule = guess
+    return families, schedule
+
+
+def prior_weight(name: str) -> float:
+    """Prior factor on a member's ensemble weight: hypotheses beyond the plain laws must win on the tail clearly."""
+    if name == "mpl-cosine-guess":
+        return COSINE_WEIGHT
+    return BENT_WEIGHT if name.startswith("mpl-bent") else 1.0
