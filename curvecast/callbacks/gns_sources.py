@@ -86,7 +86,8 @@ class PerExampleNorms:
         self.failed = False
         self.valid = True
         self._calls: Counter[nn.Module] = Counter()
-        self._acc: torch.Tensor | None = None
+        self._per_layer: dict[nn.Module, torch.Tensor] = {}
+        self.covered: set[int] = set()  # ids of the parameters the last `take` accounted for
         self._handles: list[Any] = []
 
     @property
@@ -104,7 +105,7 @@ class PerExampleNorms:
 
     def start_micro_batch(self) -> None:
         self._calls.clear()
-        self._acc = None
+        self._per_layer = {}
         self.valid = True
 
     def _forward_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
@@ -133,21 +134,31 @@ class PerExampleNorms:
         try:
             with torch.no_grad():
                 norms = module_sq_norms(module, inputs, grad)
-            if norms is None:
-                return
-            if self._acc is None:
-                self._acc = norms
-            elif self._acc.shape == norms.shape:
-                self._acc = self._acc + norms
-            else:
-                self.valid = False  # layers disagree on the batch dimension
+            if norms is not None:
+                self._per_layer[module] = norms
         except Exception as error:  # noqa: BLE001 - never break the user's backward pass
             self.failed = True
             warn_once(f"curvecast: per-example gradient norms disabled ({type(error).__name__}: {error})")
 
-    def take(self) -> torch.Tensor | None:
-        """This micro-batch's ``(B,)`` per-example squared norms (summed over layers), or None if unusable."""
-        acc, self._acc = self._acc, None
-        if acc is None or not self.valid or self.failed:
+    def take(self, rows: int | None = None) -> torch.Tensor | None:
+        """This micro-batch's ``(B,)`` per-example squared norms (summed over layers), or None if unusable.
+
+        A layer whose input has no batch dimension of ``rows`` (a position embedding indexed by ``arange(T)``, a
+        broadcast input) has no per-example gradient: it is left out from now on, its parameters with it.
+        """
+        per_layer, self._per_layer = self._per_layer, {}
+        if not per_layer or not self.valid or self.failed:
             return None
-        return acc
+        rows = rows if rows is not None else Counter(n.shape[0] for n in per_layer.values()).most_common(1)[0][0]
+        for module, norms in per_layer.items():
+            if norms.shape[0] != rows and self.layers.pop(module, None) is not None:
+                warn_once(
+                    f"curvecast: a {type(module).__name__} layer sees inputs without the batch dimension; its "
+                    "parameters are left out of the per-example gradient noise scale",
+                    key=f"per-example-batchless-{id(module)}",
+                )
+        kept = [module for module in per_layer if module in self.layers]
+        # Layers whose hooks did not fire (an nn.Linear called through its weight, as attention does with out_proj,
+        # or a layer skipped this step) are no part of this micro-batch's norms, so none of the big batch's either.
+        self.covered = {id(p) for module in kept for p in self.layers[module]}
+        return torch.stack([per_layer[module] for module in kept]).sum(dim=0) if kept else None

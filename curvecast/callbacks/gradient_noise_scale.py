@@ -196,7 +196,7 @@ class GradientNoiseScale(Callback):
                 value, count = value * k2, 1
         elif self._per_example is not None:
             self._per_example.enabled = False
-            norms = self._per_example.take()
+            norms = self._per_example.take(self._rows[-1] if self._rows else None)
             if norms is not None:
                 rows = norms.shape[0]
                 # the loss averages over the batch: a per-example loss gradient is B x its share of the batch's
@@ -231,7 +231,7 @@ class GradientNoiseScale(Callback):
         if not rows or len(set(rows)) > 1:
             return  # unequal micro-batches (a short last batch): the two-batch identity needs equal ones
         if self._per_example is not None:
-            covered = {id(p) for p in self._per_example.params}
+            covered = self._per_example.covered
             picked = [s for p, s in zip(with_grad, sq, strict=True) if id(p) in covered]
             if not picked:
                 return
