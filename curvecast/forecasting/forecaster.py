@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from curvecast.forecasting.curves import Family
+from curvecast.forecasting.curves import MPL_ALPHA, Family
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.hypotheses import candidate_families, prior_weight
 from curvecast.forecasting.preprocess import Binned, bin_curve, check_inputs
@@ -26,10 +26,11 @@ from curvecast.forecasting.varpro import fit_grid, huber_weights
 __all__ = ["Forecaster"]
 
 # The annealing drop scales with how fast the loss still falls: its prior mean is ANNEAL_KAPPA times the log-log slope
-# of the observed tail (relative to the loss), at least ANNEAL_FLOOR times ``anneal_prior`` and at most ANNEAL_CAP
-# (a larger prior drives the forecast of a short prefix negative). An LM loss falling at
-# slope 0.07 gets the cooldown's few percent; a vision or speech loss falling at slope 0.3-0.6 gets a much larger drop.
-ANNEAL_KAPPA = 0.5
+# of the observed tail (relative to the loss) projected to the start of the decay, at least ANNEAL_FLOOR times
+# ``anneal_prior`` and at most ANNEAL_CAP (a larger prior drives the forecast of a short prefix negative). An LM loss
+# falling at slope 0.07 gets the cooldown's few percent; a vision or speech loss falling at slope 0.3-0.6 gets a much
+# larger drop.
+ANNEAL_KAPPA = 0.6
 ANNEAL_FLOOR = 0.5
 ANNEAL_CAP = 0.15
 
@@ -138,6 +139,12 @@ class Forecaster:
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
         known = schedule is not None
         self.slope_ = _log_slope(data)
+        if schedule is not None:
+            # The drop follows how fast the loss still falls when the decay starts, not now: early in a run the
+            # slope is steep and shrinks about as the reducible loss does, as t^-alpha (the exponent's prior median).
+            later = schedule.drop_step[(schedule.drop_step > data.steps[-1]) & (schedule.drop > 0)]
+            if later.size:
+                self.slope_ *= (float(later[0]) / float(data.steps[-1])) ** -MPL_ALPHA
         cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
         families, schedule = candidate_families(data, schedule, cut, t_obs, horizon, positive)
         head = data.steps <= cut

@@ -172,3 +172,23 @@ def test_bent_annealing_response_is_forecast_once_the_decay_is_seen():
     assert "mpl-bent" in with_bent.model
     assert abs(with_bent.final / truth - 1) < 0.5 * abs(linear.final / truth - 1)
     assert abs(with_bent.final / truth - 1) < 0.03
+
+
+def test_annealing_prior_follows_the_slope_projected_to_the_decay_start():
+    # Early in a run the loss falls steeply; the cooldown's drop follows how fast it will fall when the decay starts,
+    # so the slope behind the prior is scaled down by (decay start / last step)^-alpha.
+    from curvecast.forecasting.curves import MPL_ALPHA
+    from curvecast.forecasting.forecaster import _log_slope
+
+    rng = np.random.default_rng(12)
+    horizon = 5000
+    lrs = _wsd(horizon)
+    t = np.arange(1, horizon + 1, dtype=float)
+    y = _mpl_curve(LRSchedule(lrs), t, 2.5, 6.0, 0.4, 0.1) + rng.normal(0, 0.01, t.size)
+    seen = t <= 0.1 * horizon
+    fc = Forecaster()
+    f = fc.fit(t[seen], y[seen], horizon=horizon, lrs=lrs)
+    start = 0.7 * horizon  # the decay's first step
+    assert fc.slope_ == pytest.approx(_log_slope(fc.binned_) * (start / fc.binned_.steps[-1]) ** -MPL_ALPHA, rel=0.01)
+    truth = _mpl_curve(LRSchedule(lrs), np.array([float(horizon)]), 2.5, 6.0, 0.4, 0.1)[0]
+    assert f.final == pytest.approx(truth, rel=0.03)
