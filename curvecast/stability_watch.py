@@ -9,6 +9,7 @@ its own. Every update is O(1); nothing here touches the device.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ __all__ = ["GRAD_NORM", "SAMPLES_PER_SEC", "StabilityWatch"]
 GRAD_NORM = "grad_norm"
 SAMPLES_PER_SEC = "throughput/samples_per_sec"
 # Points of one series waiting for the other that never comes are scored alone past this (bounds the buffers).
-_MAX_WAITING = 1_000
+_MAX_WAITING = 2_000  # beyond any sensible logging cadence
 
 
 class StabilityWatch:
@@ -46,9 +47,11 @@ class StabilityWatch:
             )
             self.monitored = AnomalyDetector(monitor, mode=mode, kinds=kinds)
         self.pair_grad_norm = pair_grad_norm
-        self._loss: dict[int, float] = {}
-        self._grad: dict[int, float] = {}
+        # Each series reaches the history in increasing steps, so both queues stay sorted: pairing is a merge.
+        self._loss: deque[tuple[int, float]] = deque()
+        self._grad: deque[tuple[int, float]] = deque()
         self._last_paired: int | None = None
+        self._alone = False  # one series stopped coming: the other is no longer held back for it
         self._found: list[Anomaly] = []
 
     def set_schedule(self, lrs: Sequence[float] | None) -> None:
@@ -60,9 +63,9 @@ class StabilityWatch:
     def feed(self, name: str, step: int, value: float) -> None:
         """Take one point as the history records it (a listener of :class:`~curvecast.history.RunHistory`)."""
         if name == TRAIN_LOSS:
-            self._loss[step] = value
+            self._loss.append((step, value))
         elif name == GRAD_NORM:
-            self._grad[step] = value
+            self._grad.append((step, value))
         elif name == SAMPLES_PER_SEC:
             self._update(self.throughput, step, value)
             return
@@ -79,23 +82,29 @@ class StabilityWatch:
         self._found += detector.update(step, value)
 
     def _pair(self) -> None:
-        loss_step = max(self._loss, default=None)
-        grad_step = max(self._grad, default=None)
-        if loss_step is None and grad_step is None:
-            return
-        if not self.pair_grad_norm or max(len(self._loss), len(self._grad)) >= _MAX_WAITING:
-            # One series is not coming (its source is off, failing, or the module returns no loss): score alone.
-            ready = max(s for s in (loss_step, grad_step) if s is not None)
-        elif loss_step is None or grad_step is None:
-            return
-        else:
-            ready = min(loss_step, grad_step)
-        for step in sorted(s for s in set(self._loss) | set(self._grad) if s <= ready):
-            loss, grad = self._loss.pop(step, None), self._grad.pop(step, None)
+        loss, grad = self._loss, self._grad
+        while loss or grad:
+            name_is_loss = bool(loss)
+            if loss and grad:
+                loss_step, grad_step = loss[0][0], grad[0][0]
+                step = min(loss_step, grad_step)
+                # A head older than the other series' head will never get its partner: it is scored alone.
+                pair = (
+                    loss.popleft()[1] if loss_step == step else None,
+                    grad.popleft()[1] if grad_step == step else None,
+                )
+            elif not self.pair_grad_norm or self._alone or len(loss) + len(grad) >= _MAX_WAITING:
+                # One series is not coming (its source is off, failing, or the module returns no loss): from now
+                # on the other is scored alone, as it arrives.
+                self._alone = self.pair_grad_norm
+                step, value = loss.popleft() if loss else grad.popleft()
+                pair = (value, None) if name_is_loss else (None, value)
+            else:
+                return  # wait for the other series to reach this step
             if self._last_paired is not None and step <= self._last_paired:
-                continue
+                continue  # a resumed run replaying steps already scored
             self._last_paired = step
-            self._found += self.instability.update(step, loss=loss, grad_norm=grad)
+            self._found += self.instability.update(step, loss=pair[0], grad_norm=pair[1])
 
     def collect(self) -> list[Anomaly]:
         """The anomalies found since the last call, oldest first."""

@@ -221,24 +221,24 @@ class GradientNoiseScale(Callback):
             return
         sq = squared_norms([p.grad for p in with_grad])
         self._last_step = optimizer_step_index(trainer)
-        self._pending.append((self._last_step, torch.stack(sq).sum().sqrt()))
+        self._pending.append((self._last_step, sq.sum().sqrt()))
         if self._sampling and self._valid and self._small_sum is not None:
             self._update_gns(with_grad, sq)
         self._reset_step()
 
-    def _update_gns(self, with_grad: list[torch.nn.Parameter], sq: list[torch.Tensor]) -> None:
+    def _update_gns(self, with_grad: list[torch.nn.Parameter], sq: torch.Tensor) -> None:
         rows = self._rows
         if not rows or len(set(rows)) > 1:
             return  # unequal micro-batches (a short last batch): the two-batch identity needs equal ones
         if self._per_example is not None:
             covered = self._per_example.covered
-            picked = [s for p, s in zip(with_grad, sq, strict=True) if id(p) in covered]
+            picked = [i for i, p in enumerate(with_grad) if id(p) in covered]
             if not picked:
                 return
-            big_sq = torch.stack(picked).sum()
+            big_sq = sq[picked].sum()
             b_small = 1
         else:
-            big_sq = torch.stack(sq).sum()
+            big_sq = sq.sum()
             b_small = rows[0]
         b_big = rows[0] * len(rows) * self._world
         if b_big <= b_small:
