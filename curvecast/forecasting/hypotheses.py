@@ -16,7 +16,7 @@ from curvecast.forecasting.curves import Family, mpl_family, schedule_free_famil
 from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["COSINE_GUESS", "COSINE_REACH", "COSINE_WEIGHT", "RESPONSE_POWERS", "candidate_families", "prior_weight"]
+__all__ = ["COSINE_GUESS", "COSINE_REACH", "COSINE_WEIGHT", "RESPONSE_POWERS", "candidate_families", "prior_weights"]
 
 # Fraction of the planned LR drop that the fitted-on part of the curve must show before prior-free MPLs compete.
 SEEN_DROP = 0.25
@@ -64,8 +64,19 @@ def candidate_families(
     return families, schedule
 
 
-def prior_weight(name: str) -> float:
-    """Prior factor on a member's ensemble weight: hypotheses beyond the plain laws must win on the tail clearly."""
-    if name == "mpl-cosine-guess":
-        return COSINE_WEIGHT
-    return BENT_WEIGHT if name.startswith("mpl-bent") else 1.0
+def prior_weights(names: list[str], errors: np.ndarray) -> np.ndarray:
+    """Prior factors on the members' ensemble weights, given their held-back errors.
+
+    A bent response differs from the linear one mostly where the LR nears zero, past the held-back tail: it gets a
+    say only when it forecasts that tail better than every plain member (on LLM cooldowns it does not).
+    """
+    names = list(names)
+    plain = [e for n, e in zip(names, errors, strict=True) if not n.startswith("mpl-bent")]
+    best_plain = min(plain) if plain else np.inf
+    out = np.ones(len(names))
+    for i, (n, e) in enumerate(zip(names, errors, strict=True)):
+        if n == "mpl-cosine-guess":
+            out[i] = COSINE_WEIGHT
+        elif n.startswith("mpl-bent"):
+            out[i] = BENT_WEIGHT if e < best_plain else 0.0
+    return out

@@ -192,3 +192,23 @@ def test_annealing_prior_follows_the_slope_projected_to_the_decay_start():
     assert fc.slope_ == pytest.approx(_log_slope(fc.binned_) * (start / fc.binned_.steps[-1]) ** -MPL_ALPHA, rel=0.01)
     truth = _mpl_curve(LRSchedule(lrs), np.array([float(horizon)]), 2.5, 6.0, 0.4, 0.1)[0]
     assert f.final == pytest.approx(truth, rel=0.03)
+
+
+def test_bent_response_gets_no_say_when_the_linear_response_forecasts_the_tail_better():
+    from curvecast.forecasting.hypotheses import prior_weights
+
+    rng = np.random.default_rng(4)
+    horizon = 4000
+    sched = LRSchedule(_wsd(horizon))
+    t = np.arange(1, horizon + 1, dtype=float)
+    y = _mpl_curve(sched, t, 2.5, 1.2, 0.45, 0.25) + rng.normal(0, 0.02, t.size)
+    seen = t <= 0.95 * horizon  # most of the decay seen: the prior-free members compete
+    fc = Forecaster()
+    f = fc.fit(t[seen], y[seen], horizon=horizon, lrs=_wsd(horizon))
+    assert "mpl-free" in f.model
+    assert "mpl-bent" not in f.model
+    truth = _mpl_curve(sched, np.array([float(horizon)]), 2.5, 1.2, 0.45, 0.25)[0]
+    assert f.final == pytest.approx(truth, rel=0.002)
+    names = ["mpl", "mpl-free", "mpl-bent0.5", "mpl-cosine-guess"]
+    assert list(prior_weights(names, np.array([0.02, 0.01, 0.011, 0.02]))) == [1.0, 1.0, 0.0, 1.0]
+    assert prior_weights(names, np.array([0.02, 0.01, 0.009, 0.02]))[2] > 0
