@@ -23,7 +23,9 @@ SEEN_DROP = 0.25
 # Prior-free members whose annealing response follows u^p (u = LR / peak) instead of u: the loss of many vision and
 # graph runs keeps falling steeply as the LR nears zero, more than a drop linear in the LR allows (AlgoPerf ViT,
 # OGBG); on the held-back tail they compete with the linear response and lose where it is right (LLM cooldowns).
+# They join once SEEN_BENT of the drop is seen; BENT_WEIGHT multiplies their weight when they beat the plain members.
 RESPONSE_POWERS = (0.5, 0.25)
+SEEN_BENT = 0.25
 BENT_WEIGHT = 1.0
 # With no schedule given, a cosine-to-zero hypothesis joins the ensemble for prefixes within this fraction of the
 # horizon: earlier its drop is a guess over a long extrapolation; later a decay the prefix still does not show is no
@@ -47,8 +49,10 @@ def candidate_families(
         # response to the LR, compete on the held-back tail. Before that they would only dilute the prior.
         first = float(data.steps[0])
         seen = schedule.total_drop_after(first) - schedule.total_drop_after(cut)
-        if seen >= SEEN_DROP * max(schedule.total_drop_after(first), 1e-12):
+        total = max(schedule.total_drop_after(first), 1e-12)
+        if seen >= SEEN_DROP * total:
             families.append(replace(mpl, name="mpl-free", anneal_index=None))
+        if seen >= SEEN_BENT * total:
             for power in RESPONSE_POWERS:
                 fam = mpl_family(schedule, s1_ref, positive, anneal=LRSchedule(schedule.u**power))
                 families.append(replace(fam, name=f"mpl-bent{power:g}", anneal_index=None))
