@@ -33,6 +33,10 @@ __all__ = ["Forecaster"]
 ANNEAL_KAPPA = 0.6
 ANNEAL_FLOOR = 0.5
 ANNEAL_CAP = 0.15
+# The interval's uncertainty of that drop scales with the same slope, relative to an LM loss's (0.1): the prior is an
+# LM cooldown's, and steeper (vision, graph) losses anneal by amounts it sizes far less well.
+ANNEAL_SD_SLOPE = 0.1
+ANNEAL_SD_RANGE = (0.5, 3.0)
 
 
 class _Fitted:
@@ -195,7 +199,7 @@ class Forecaster:
             first=float(data.steps[0]),
             last=t_last,
             horizon=float(horizon),
-            anneal_sd=anneal_sd / final,
+            anneal_sd=anneal_sd / final * float(np.clip(self.slope_ / ANNEAL_SD_SLOPE, *ANNEAL_SD_RANGE)),
             schedule_known=known,
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         )
