@@ -270,13 +270,19 @@ def real_divergence(runs: list[dict], clean: list[dict]) -> None:
         lead_txt = f"lead median {np.median(leads):+.0f}, min {min(leads):+d}, max {max(leads):+d}" if leads else ""
         print(f"{who:20s} caught {caught}/{len(div)}  {lead_txt}")
     false = pts = 0
+    by_group: dict[str, list[int]] = {}  # group -> [warnings, runs warned, runs, points]
     for r in clean:
         mon = InstabilityMonitor(lrs=r["lrs"])
+        got = 0
         for s, v in zip(r["steps"].tolist(), r["values"].tolist(), strict=True):
-            false += sum(e.kind == "instability_risk" for e in mon.update(s, loss=v))
-        pts += len(r["values"])
+            got += sum(e.kind == "instability_risk" for e in mon.update(s, loss=v))
+        g = by_group.setdefault("mng__* per-step" if r["run"].startswith("mng") else "algoperf none", [0, 0, 0, 0])
+        g[0], g[1], g[2], g[3] = g[0] + got, g[1] + bool(got), g[2] + 1, g[3] + len(r["values"])
+        false, pts = false + got, pts + len(r["values"])
     print(f"instability_risk on clean runs (loss only): {false} warnings in {pts} points "
           f"({1e4 * false / pts:.2f} per 10k points)")  # fmt: skip
+    for name, (w, warned, n, p) in by_group.items():
+        print(f"  {name:16s} {w} warnings in {p} points ({1e4 * w / p:.2f}/10k), {warned}/{n} runs warned")
 
 
 def main() -> None:

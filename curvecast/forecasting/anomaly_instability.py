@@ -9,9 +9,15 @@ from typing import Any
 from curvecast.forecasting import anomaly_messages as msg
 from curvecast.forecasting.anomaly_detector import AnomalyDetector
 from curvecast.forecasting.anomaly_event import Anomaly
-from curvecast.forecasting.anomaly_stats import check_step, median, sigma_of_diffs
+from curvecast.forecasting.anomaly_stats import check_step, median, push, sigma_of_diffs
 
 __all__ = ["InstabilityMonitor"]
+
+_LOWS = 16  # log losses kept for the recent best of the turn-up precursor
+_NOISE_DIFFS = 8  # accepted loss differences needed before the noise is trusted
+_UP_RUN = 2  # consecutive points a turn-up must hold once the noise is known
+_CREEP_RISE = 0.5  # fraction of the detector's divergence rise that makes the CUSUM a creep
+_UP_AFTER = 100  # steps from the first one before a turn-up counts (the first steps' loss bumps are normal)
 
 
 class InstabilityMonitor:
@@ -20,6 +26,14 @@ class InstabilityMonitor:
     It wraps one :class:`AnomalyDetector` per series (their events are passed through) and adds an
     ``instability_risk`` warning when at least ``min_precursors`` of these precursors hold at once:
 
+    - **loss turned up** (counts twice: the loss-only signal): the loss stands above the lowest of its
+      last 16 values by more than ``turn_up`` (relative) and, once the noise is known (8 accepted
+      differences), by more than ``turn_up_z`` noise units widened by the low bias of a minimum
+      (``1 + sqrt(2 ln n)``) for 2 consecutive points. Not in the first 100
+      steps (early per-step losses bump up as a matter of course). On sparse evaluation curves,
+      where a blow-up comes within a few points of the best, the first point back up is all the
+      warning there is (real divergent runs rise 3-16% a point or more before they pass +10%); on
+      per-step curves the noise margin and the persistence keep noisy points out;
     - **co-spike** (counts twice: the strong signal): a loss spike and a gradient-norm spike within
       ``co_spike_points`` points of each other (OLMo 2, BLOOM: gradient spikes lead loss spikes);
     - **gradient-norm growth**: the median gradient norm of the last 32 points is at least
@@ -27,11 +41,14 @@ class InstabilityMonitor:
       instabilities emerge);
     - **rising spike rate**: at least 3 loss or gradient spikes in the last ``window_points`` points,
       and more than in the window before;
-    - **loss creeping up**: the loss detector's upward CUSUM is past half its alarm level;
+    - **loss creeping up**: the loss detector's upward CUSUM is past half its alarm level, and the
+      median of the last 5 points is half its divergence rise above where the CUSUM last was zero;
     - **loss noise rising**: the noise of the last 16 loss differences is at least 3 times the
-      noise of the last 128;
-    - **stalled at high LR** (when the LR schedule is known): no 1% loss progress over
-      ``window_points`` points while the LR is at least 80% of its peak.
+      noise of the last 128.
+
+    (A loss stalled at high LR is no precursor here: the loss of a healthy warmup-stable-decay run
+    stalls through its constant-LR phase, and together with a creeping CUSUM it raised most of the
+    false warnings on clean per-step runs.)
 
     The warning is reported once per episode; it re-arms when no precursor holds.
 
@@ -62,12 +79,16 @@ class InstabilityMonitor:
         co_spike_points: int = 3,
         grad_growth: float = 3.0,
         window_points: int = 200,
+        turn_up: float = 0.02,
+        turn_up_z: float = 3.0,
     ) -> None:
         if min_precursors < 1 or co_spike_points < 0 or window_points < 1:
             raise ValueError(
                 "`min_precursors` and `window_points` must be >= 1 and `co_spike_points` >= 0, but got "
                 f"{min_precursors}, {window_points}, {co_spike_points}"
             )
+        if not turn_up > 0.0 or not turn_up_z > 0.0:
+            raise ValueError(f"`turn_up` and `turn_up_z` must be > 0, but got {turn_up}, {turn_up_z}")
         if not grad_growth > 1.0:
             raise ValueError(f"`grad_growth` must be > 1, but got {grad_growth}")
         self.loss = loss_detector if loss_detector is not None else AnomalyDetector("loss", lrs=lrs)
@@ -77,14 +98,20 @@ class InstabilityMonitor:
         self.min_precursors, self.co_spike_points = min_precursors, co_spike_points
         self.grad_growth, self.window_points = grad_growth, window_points
         self.n, self.last_step, self.armed = 0, None, True
+        self.first_step: int | None = None
         self.loss_spike_n, self.grad_spike_n = -(10**9), -(10**9)
         self.spike_ns: list[int] = []  # point indices of recent spikes, at most two windows back
         self.grad_low = math.inf
+        self.turn_up, self.turn_up_z = turn_up, turn_up_z
+        self.lows: list[float] = []  # the last log losses (before this one)
+        self.up_run, self.up_armed = 0, True
 
     def update(self, step: int, loss: float | None = None, grad_norm: float | None = None) -> list[Anomaly]:
         """Feed one step's loss and/or gradient norm; return the events of both series plus any warning."""
         step = check_step(step, self.last_step)
         self.last_step = step
+        if self.first_step is None:
+            self.first_step = step
         self.n += 1
         events: list[Anomaly] = []
         if loss is not None:
@@ -102,17 +129,49 @@ class InstabilityMonitor:
         while self.spike_ns and self.spike_ns[0] <= cut:
             self.spike_ns.pop(0)
         found = self._precursors(step)
+        turned = self._turned_up(loss)
+        if turned is not None:
+            found.append((turned, 2))
         reasons = [r for r, _ in found]
         weight = sum(w for _, w in found)
         if not reasons:
             self.armed = True
-        muted = self.loss.n <= self.loss.warmup_points or self.loss.n <= self.loss.mute_until
+        det = self.loss
+        # The turn-up precursor is built for the first points of sparse curves: it is muted only
+        # while the LR rises; the others wait for the loss detector's warmup.
+        muted = det.n <= det.mute_until or (turned is None and det.n <= det.warmup_points)
         if self.armed and weight >= self.min_precursors and not muted:
             self.armed = False
             value = math.nan if loss is None else float(loss)
             text = msg.instability_risk(step, reasons)
             events.append(Anomaly("instability_risk", step, "warning", text, self.loss.series, float(weight), value))
         return events
+
+    def _turned_up(self, loss: float | None) -> str | None:
+        """The loss-only precursor: the loss has turned back up from its recent best (see the class)."""
+        det = self.loss
+        if loss is None or not math.isfinite(loss) or loss <= 0.0:
+            return None
+        y = math.log(loss)
+        lows = self.lows
+        if len(lows) < 3 or det.n <= det.mute_until or self.last_step - self.first_step < _UP_AFTER:
+            push(lows, y, _LOWS)
+            self.up_run = 0
+            return None
+        up = y - min(lows)
+        margin = math.log1p(self.turn_up)
+        noise = max(det.sigma, det.sigma_short) if len(det.diffs) >= _NOISE_DIFFS else math.nan
+        known = noise > 0.0
+        if known:
+            margin = max(margin, self.turn_up_z * noise * (1.0 + math.sqrt(2.0 * math.log(len(lows)))))
+        push(lows, y, _LOWS)
+        self.up_run = self.up_run + 1 if up > margin else 0
+        if up < margin / 2:
+            self.up_armed = True
+        if not self.up_armed or self.up_run < (_UP_RUN if known else 1):
+            return None
+        self.up_armed = False
+        return f"loss turned up {math.expm1(up):.1%} from its recent best"
 
     def _precursors(self, step: int) -> list[tuple[str, int]]:
         """The precursors that hold now, each with its weight."""
@@ -132,20 +191,19 @@ class InstabilityMonitor:
         if recent >= 3 and recent > len(self.spike_ns) - recent:
             reasons.append((f"{recent} spikes in the last {self.window_points} points", 1))
         det = self.loss
-        if det.cusum > det.drift_h / 2:
+        # The CUSUM alone wanders on heavy-tailed per-step noise: creeping also needs the median of
+        # 5 points half the divergence rise above where the CUSUM last stood at zero.
+        if (
+            det.cusum > det.drift_h / 2
+            and det.cusum_zero_level is not None
+            and len(det.recent) >= 5
+            and median(det.recent[-5:]) - det.cusum_zero_level >= det._rise(1.0 + _CREEP_RISE * det.drift_min_rise, 1.0)
+        ):
             reasons.append(("loss creeping up", 1))
         if len(det.diffs) >= 64 and det.sigma > 0:
             short = sigma_of_diffs(det.diffs[-16:])
             if short >= 3.0 * det.sigma:
                 reasons.append((f"loss noise {short / det.sigma:.1f}x its usual level", 1))
-        sched = det.schedule
-        if (
-            sched is not None
-            and det.anchor_step is not None
-            and det.n - det.anchor_n >= self.window_points
-            and sched.fraction_of_peak(step) >= 0.8
-        ):
-            reasons.append((f"loss stalled since step {det.anchor_step} at high LR", 1))
         return reasons
 
     # --- checkpointing -------------------------------------------------------------------------
@@ -161,6 +219,10 @@ class InstabilityMonitor:
             "grad_spike_n": self.grad_spike_n,
             "spike_ns": list(self.spike_ns),
             "grad_low": self.grad_low,
+            "first_step": self.first_step,
+            "lows": list(self.lows),
+            "up_run": self.up_run,
+            "up_armed": self.up_armed,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -171,3 +233,6 @@ class InstabilityMonitor:
         self.loss_spike_n, self.grad_spike_n = int(state["loss_spike_n"]), int(state["grad_spike_n"])
         self.spike_ns = [int(n) for n in state["spike_ns"]]
         self.grad_low = float(state["grad_low"])
+        self.first_step = state.get("first_step", self.last_step)
+        self.lows = [float(y) for y in state.get("lows", [])]  # older states: the precursor starts afresh
+        self.up_run, self.up_armed = int(state.get("up_run", 0)), bool(state.get("up_armed", True))

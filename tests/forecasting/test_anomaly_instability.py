@@ -95,3 +95,57 @@ def test_wraps_given_detectors() -> None:
     loss_det = AnomalyDetector("train/loss", kinds=("nonfinite",))
     mon = InstabilityMonitor(loss_detector=loss_det)
     assert mon.update(0, loss=float("nan"))[0].series == "train/loss"
+
+
+def sparse_feed(mon: InstabilityMonitor, loss: list[float], every: int = 1000) -> list:
+    return [e for i, v in enumerate(loss) for e in mon.update(1 + i * every, loss=v) if e.kind == "instability_risk"]
+
+
+def test_turn_up_on_a_sparse_curve_warns_before_the_blow_up() -> None:
+    # An evaluation every 1000 steps: the loss falls, turns up 5% from its best, then blows up.
+    loss = [6.9, 5.0, 3.8, 3.0, 2.6, 2.45, 2.57, 3.1, 4.7]
+    risk = sparse_feed(InstabilityMonitor(), loss)
+    assert [e.step for e in risk] == [6001]  # the point back up, before the +10% point (step 7001)
+    assert "turned up" in risk[0].message
+
+
+def test_slow_creep_on_a_flat_sparse_curve_warns_before_the_blow_up() -> None:
+    rng = np.random.default_rng(0)
+    flat = list(2.4 * np.exp(0.005 * rng.standard_normal(14)))
+    loss = [9.0, 5.0, 3.2, 2.7, *flat, 2.45, 2.5, 2.56, 2.57, 2.6, 2.9, 3.5]  # creeps up under +10%
+    risk = sparse_feed(InstabilityMonitor(), loss)
+    blow = next(i for i, v in enumerate(loss) if i >= 2 and v >= 1.1 * min(loss[:i]))
+    assert risk
+    assert risk[0].step < 1 + blow * 1000
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_clean_noisy_descent_gives_no_turn_up(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(3000)
+    per_step = (2.0 + 8.0 / (1 + t / 30)) * np.exp(0.05 * rng.standard_normal(len(t)))
+    mon = InstabilityMonitor()
+    events = [e for s, v in enumerate(per_step) for e in mon.update(s, loss=float(v))]
+    assert [e for e in events if e.kind == "instability_risk"] == []
+    sparse = list((2.0 + 8.0 / (1 + np.arange(40) / 3)) * np.exp(0.004 * rng.standard_normal(40)))
+    assert sparse_feed(InstabilityMonitor(), sparse) == []
+
+
+def test_early_bump_of_a_per_step_loss_is_no_turn_up() -> None:
+    loss = [10.8, 10.1, 8.4, 7.6, 7.5, 6.96, 7.2, 6.75, 6.6, 6.5] + [6.4 - 0.01 * i for i in range(50)]
+    mon = InstabilityMonitor()
+    assert [e for s, v in enumerate(loss) for e in mon.update(s + 1, loss=v) if e.kind == "instability_risk"] == []
+
+
+def test_state_without_the_turn_up_keys_still_loads() -> None:
+    mon = InstabilityMonitor()
+    for s, v in enumerate([6.9, 5.0, 3.8, 3.0]):
+        mon.update(1 + 1000 * s, loss=v)
+    state = mon.state_dict()
+    for k in ("lows", "up_run", "up_armed", "first_step"):
+        del state[k]
+    again = InstabilityMonitor()
+    again.load_state_dict(json.loads(json.dumps(state)))
+    assert again.first_step == again.last_step
+    assert again.lows == []
+    again.update(5001, loss=2.6)
