@@ -90,3 +90,17 @@ def test_schedule_free_runs_from_three_quarters():
         f = Forecaster().fit(steps[seen], values[seen], horizon=horizon, lrs=lrs)
         errors.append(abs(f.final / values[-1] - 1))
     assert np.median(errors) < 0.02
+
+
+def test_vision_and_graph_runs_with_a_schedule_from_three_quarters():
+    # Their loss keeps falling steeply as the cosine LR nears zero: the bent-response members must catch it.
+    errors = []
+    for path in _runs("algoperf__"):
+        steps, values, horizon, lrs = _load(path)
+        seen = steps <= 0.75 * horizon
+        if lrs is None or seen.sum() < 20:
+            continue
+        f = Forecaster().fit(steps[seen], values[seen], horizon=horizon, lrs=lrs)
+        errors.append(abs(f.final / values[-1] - 1))
+    assert len(errors) >= 5
+    assert np.median(errors) < 0.1
