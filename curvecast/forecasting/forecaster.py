@@ -36,6 +36,9 @@ ANNEAL_CAP = 0.15
 # The interval's uncertainty of that drop scales with the same slope, relative to an LM loss's (0.1): the prior is an
 # LM cooldown's, and steeper (vision, graph) losses anneal by amounts it sizes far less well.
 ANNEAL_SD_SLOPE = 0.1
+# Schedule-aware laws weight each point by (step / last step)^RECENCY: the law describes the later curve the forecast
+# extends, while the early transient (the first hundreds of LM steps) bends away from it and would pull the exponent.
+RECENCY = 1.0
 ANNEAL_SD_RANGE = (0.5, 3.0)
 
 
@@ -233,9 +236,11 @@ class Forecaster:
         noise2 = data.noise**2 / c
         mis = 2e-3
         robust = np.ones_like(y)
+        planned = fam.name.startswith("mpl") and fam.name != "mpl-cosine-guess"
+        recency = (t / t[-1]) ** RECENCY if planned else 1.0
         for _ in range(3):
             var = scale**2 * (noise2 + mis**2)
-            res = fit_grid(design, y, robust / var, fam.nonneg, prior)
+            res = fit_grid(design, y, robust * recency / var, fam.nonneg, prior)
             g = int(np.nanargmin(res.objective + fam.penalty))
             r = (y - design[g] @ res.coef[g]) / scale
             mis = max(float(np.sqrt(max(np.median(r**2) * 2.2 - np.median(noise2), 0.0))), 1e-5)

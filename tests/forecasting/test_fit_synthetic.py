@@ -239,3 +239,25 @@ def test_drop_uncertainty_grows_with_the_slope_of_a_steep_loss():
             widths[name, scaled] = hi / lo
     assert widths["steep", True] > widths["steep", False]
     assert widths["shallow", True] < widths["shallow", False]
+
+
+def test_recency_weights_keep_an_early_transient_from_pulling_a_short_prefix():
+    import curvecast.forecasting.forecaster as forecaster_module
+
+    horizon = 4000
+    lrs = _wsd(horizon)
+    t = np.arange(1, horizon + 1, dtype=float)
+    clean = _mpl_curve(LRSchedule(lrs), t, 2.8, 4.0, 0.4, 0.1)
+    rng = np.random.default_rng(15)
+    y = clean * (1 + 0.15 * np.exp(-t / 150)) * np.exp(rng.normal(0, 0.005, t.size))  # a transient above the law
+    seen = t <= 0.1 * horizon
+    errors = {}
+    for recency in (forecaster_module.RECENCY, 0.0):
+        old = forecaster_module.RECENCY
+        try:
+            forecaster_module.RECENCY = recency
+            errors[recency] = abs(Forecaster().fit(t[seen], y[seen], horizon=horizon, lrs=lrs).final / clean[-1] - 1)
+        finally:
+            forecaster_module.RECENCY = old
+    assert forecaster_module.RECENCY > 0
+    assert errors[forecaster_module.RECENCY] < errors[0.0]
