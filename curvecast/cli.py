@@ -13,11 +13,14 @@ __all__ = ["main"]
 def _demo(args: argparse.Namespace) -> int:
     import warnings
 
+    from curvecast._lightning import CurvecastWarning
     from curvecast.demo import DemoConfig, run_demo
     from curvecast.report_text import describe_report
 
-    # Lightning's tips and this demo's small-data warnings are noise here; curvecast's alerts are logged.
+    # Lightning's tips and this demo's small-data warnings are noise here; curvecast's own warnings and alerts are
+    # logged, so their Python-warning copies would print everything twice.
     warnings.filterwarnings("ignore", module="(lightning|pytorch_lightning).*")
+    warnings.filterwarnings("ignore", category=CurvecastWarning)
     logging.getLogger("curvecast").setLevel(logging.INFO)
     config = DemoConfig(max_steps=args.steps, logdir=args.logdir, seed=args.seed)
     print(
