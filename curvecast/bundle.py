@@ -260,8 +260,7 @@ class Curvecast(Callback):
     # -- checkpoint state -------------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        if self.loss_capture._trainer is not None:
-            self.loss_capture.flush(self.loss_capture._trainer)
+        self.loss_capture.flush_pending()
         state = {"version": _STATE_VERSION, "history": self.history.state_dict(), "watch": self.watch.state_dict()}
         for name in ("gradient_noise", "throughput", "early_stopping"):
             part = getattr(self, name)

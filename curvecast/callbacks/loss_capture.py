@@ -143,11 +143,14 @@ class LossCapture(Callback):
         self.flush(trainer)
         self._trainer = None
 
-    def state_dict(self) -> dict[str, Any]:
-        # Lightning reads callback state on every rank while saving a checkpoint: flush first, so the steps
-        # measured since the last flush are in the saved history.
+    def flush_pending(self) -> None:
+        """Flush now if training is under way (Lightning reads callback state on every rank while checkpointing, so
+        the steps measured since the last flush reach the saved history)."""
         if self._trainer is not None:
             self.flush(self._trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        self.flush_pending()
         return {"history": self.history.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
