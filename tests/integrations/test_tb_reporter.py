@@ -114,12 +114,16 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
     assert "curvecast" in json.dumps(get("/data/plugin/custom_scalars/layout"))
 
 
-def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog):
+def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog, monkeypatch):
+    import curvecast._lightning
+
+    monkeypatch.setattr(curvecast._lightning, "_warned", set())  # forget warnings other tests already gave
     bundle = Curvecast(target=2.4, forecast_every=20, background=False)
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=200, logger=False)
-    with caplog.at_level(logging.INFO, logger="curvecast"):
+    with caplog.at_level(logging.INFO, logger="curvecast"), pytest.warns(UserWarning, match="no TensorBoardLogger"):
         trainer.fit(CurveModule(200, spike_at=150))
-    assert sum("no TensorBoardLogger" in r.getMessage() for r in caplog.records) <= 1
+    # Ten forecasts were written nowhere, and the user was told once.
+    assert sum("no TensorBoardLogger" in r.getMessage() for r in caplog.records) == 1
     assert any("spike" in r.getMessage() and "150" in r.getMessage() for r in caplog.records)
 
 
