@@ -51,6 +51,10 @@ class Throughput(Callback):
         log_metrics: log ``curvecast/throughput/...`` through ``LightningModule.log``.
     """
 
+    # Where timestamps come from: the host's monotonic clock, read once or twice per hook (replaceable, e.g. by a
+    # simulated clock in tests).
+    clock: Callable[[], float] = staticmethod(time.perf_counter)
+
     def __init__(
         self,
         batch_size_fn: Callable[[Any], int] | None = None,
@@ -119,7 +123,7 @@ class Throughput(Callback):
 
     @guarded
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         if not self._open:
             self._new_step()
             self._open = True
@@ -137,30 +141,30 @@ class Throughput(Callback):
             self.measure_flops = False  # once per run, even if the count fails
             self._skip = True  # the counting mode slows this step down
             self._flops.start()
-        self._t_batch = time.perf_counter()  # our own work above is not the model's
+        self._t_batch = self.clock()  # our own work above is not the model's
 
     @guarded
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
-        self._forward += time.perf_counter() - self._t_batch
+        self._forward += self.clock() - self._t_batch
 
     @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self._stepped:
             return  # a second optimizer in the same batch: its time counts as optimizer time
-        now = time.perf_counter()
+        now = self.clock()
         self._compute += now - self._t_batch
         self._t_opt = now
         self._stepped = True
 
     @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         if self._flops.running:
             flops = self._flops.stop()
             self.flops_per_batch = float(flops) if flops else None
         if not self._stepped:
             self._compute += now - self._t_batch
-            self._t_last_end = time.perf_counter()
+            self._t_last_end = self.clock()
             return
         timing = StepTiming(self._wait, self._compute, now - self._t_opt, self._samples, self._forward)
         step = optimizer_step_index(trainer)
@@ -183,7 +187,7 @@ class Throughput(Callback):
         max_steps = int(getattr(trainer, "max_steps", -1) or -1)
         if (step + 1) % every == 0 or (max_steps > 0 and step + 1 >= max_steps):
             self.flush(trainer, pl_module, step)
-        self._t_last_end = time.perf_counter()  # logging above is ours, not the data loader's
+        self._t_last_end = self.clock()  # logging above is ours, not the data loader's
 
     def _poll_events(self) -> None:
         """Move completed CUDA event pairs into the window; ``query`` never blocks."""
@@ -196,7 +200,7 @@ class Throughput(Callback):
     @guarded
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if self._t_last_end is not None:
-            self._t_last_end = time.perf_counter()  # validation time is not data wait
+            self._t_last_end = self.clock()  # validation time is not data wait
 
     def _items_per_sec(self) -> float:
         tensors = [i for i, v in enumerate(self._items) if isinstance(v, torch.Tensor)]

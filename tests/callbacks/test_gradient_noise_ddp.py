@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import pytorch_lightning as pl
 import torch
 from gns_helpers import SeqModel, per_example_grads, seq_data, seq_loss, trainer_kwargs
+from sim_clock import SimClock
 
 from curvecast._lightning import Callback
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.throughput import Throughput
 
-SLOW_RANK_SLEEP = 0.05
+SLOW_RANK_TIME = 0.05  # simulated seconds rank 1 spends on each batch
 
 
 class SeqModule(pl.LightningModule):
@@ -47,7 +46,7 @@ class WorkerChecks(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batch = batch
         if trainer.global_rank == 1:
-            time.sleep(SLOW_RANK_SLEEP)  # a slow data loader on rank 1 only
+            self.tp.clock.advance(SLOW_RANK_TIME)  # rank 1 is slow before its forward pass
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         ids, y = self.batch
@@ -71,7 +70,7 @@ class WorkerChecks(Callback):
         assert self.tp.metrics["straggler"] == 1.0
         assert self.tp.metrics["slowest_rank"] == 1.0
         busy = [row[3] for row in self.tp.rank_metrics]
-        assert busy[1] > busy[0] + 0.6 * SLOW_RANK_SLEEP
+        assert busy[1] > busy[0] + 0.6 * SLOW_RANK_TIME
 
 
 @pytest.mark.ddp
@@ -79,6 +78,7 @@ class WorkerChecks(Callback):
 def test_gns_and_throughput_under_two_process_ddp(tmp_path):
     gns = GradientNoiseScale(min_updates=2)
     tp = Throughput(straggler_ratio=1.2)
+    tp.clock = SimClock()  # each worker gets its own copy
     trainer = pl.Trainer(
         **trainer_kwargs(tmp_path, max_steps=6, log_every_n_steps=3, precision="64-true", devices=2,
                          strategy="ddp_spawn"),

@@ -1,9 +1,8 @@
-"""Throughput inside real Trainers: time attribution with injected sleeps, FLOPs, logged names, state."""
+"""Throughput inside real Trainers: time attribution on a simulated clock, FLOPs, logged names, state."""
 
 from __future__ import annotations
 
 import csv
-import time
 
 import lightning.pytorch as lp
 import numpy as np
@@ -11,19 +10,21 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from gns_helpers import trainer_kwargs
+from sim_clock import SimClock
 from torch import nn
 
 from curvecast.callbacks.flops import precision_dtype
 from curvecast.callbacks.throughput import Throughput
 from curvecast.callbacks.throughput_stats import percentile, straggler
 
-DATA_SLEEP, STEP_SLEEP, VAL_SLEEP = 0.02, 0.03, 0.2
+DATA_TIME, STEP_TIME, VAL_TIME = 0.02, 0.03, 0.2  # simulated seconds
 
 
 class SlowData(torch.utils.data.Dataset):
-    def __init__(self, n: int, sleep: float) -> None:
+    def __init__(self, n: int, seconds: float, clock: SimClock | None) -> None:
         self.x = torch.randn(n, 8)
-        self.sleep = sleep
+        self.seconds = seconds
+        self.clock = clock
 
     def __len__(self) -> int:
         return len(self.x)
@@ -32,56 +33,65 @@ class SlowData(torch.utils.data.Dataset):
         return self.x[i]
 
     def collate(self, rows):
-        time.sleep(self.sleep)  # one sleep per batch, in the main process (num_workers=0)
+        if self.clock is not None:
+            self.clock.advance(self.seconds)  # one batch takes this long to load (num_workers=0: main process)
         return torch.stack(rows)
 
 
-def make_mlp(pl_, data_sleep=0.0, step_sleep=0.0, val_sleep=0.0, batch_size=4):
+def make_mlp(pl_, data_time=0.0, step_time=0.0, val_time=0.0, batch_size=4, clock=None):
+    """An MLP whose data loading, training step and validation step take the given (simulated) seconds."""
+
+    def spend(seconds):
+        if clock is not None:
+            clock.advance(seconds)
+
     class MLP(pl_.LightningModule):
         def __init__(self) -> None:
             super().__init__()
             self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
 
         def training_step(self, batch, batch_idx):
-            time.sleep(step_sleep)
+            spend(step_time)
             return self.net(batch).square().mean()
 
         def validation_step(self, batch, batch_idx):
-            time.sleep(val_sleep)
+            spend(val_time)
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
         def train_dataloader(self):
-            data = SlowData(64, data_sleep)
+            data = SlowData(64, data_time, clock)
             return torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=data.collate)
 
         def val_dataloader(self):
-            data = SlowData(4, 0.0)
+            data = SlowData(4, 0.0, clock)
             return torch.utils.data.DataLoader(data, batch_size=4, collate_fn=data.collate)
 
     return MLP()
 
 
 def test_time_is_attributed_to_data_compute_and_not_validation(tmp_path):
+    clock = SimClock()
     tp = Throughput(log_every_n_steps=100)
+    tp.clock = clock
     trainer = pl.Trainer(
         **trainer_kwargs(tmp_path, max_steps=6, accumulate_grad_batches=2, val_check_interval=4,
                          limit_val_batches=1),
         callbacks=[tp],
     )
-    trainer.fit(make_mlp(pl, DATA_SLEEP, STEP_SLEEP, VAL_SLEEP))
+    trainer.fit(make_mlp(pl, DATA_TIME, STEP_TIME, VAL_TIME, clock=clock))
     assert len(tp.timings) == 5  # the first step is warm-up
     waits = [s.data_wait for s in tp.timings.steps]
     computes = [s.compute for s in tp.timings.steps]
-    # two micro-batches per step; generous upper bounds because the CPU is shared
-    assert all(2 * DATA_SLEEP * 0.9 <= w < 2 * DATA_SLEEP + 0.1 for w in waits), waits
-    assert all(2 * STEP_SLEEP * 0.9 <= c < 2 * STEP_SLEEP + 0.1 for c in computes), computes
-    assert max(waits) < VAL_SLEEP  # validation ran twice and is not counted as waiting for data
+    # two micro-batches per step; the clock's ticks add at most a few milliseconds
+    assert all(2 * DATA_TIME <= w < 2 * DATA_TIME + 0.005 for w in waits), waits
+    assert all(2 * STEP_TIME <= c < 2 * STEP_TIME + 0.005 for c in computes), computes
+    assert max(waits) < VAL_TIME  # validation ran twice and is not counted as waiting for data
     assert all(s.samples == 8 for s in tp.timings.steps)
     assert tp.history.series("throughput/step_time").steps.tolist() == [1, 2, 3, 4, 5]
-    assert tp.metrics["samples_per_sec"] == pytest.approx(8 / np.median([s.total for s in tp.timings.steps]), rel=0.3)
-    assert 0.2 < tp.metrics["data_wait_fraction"] < 0.6
+    assert tp.metrics["samples_per_sec"] == pytest.approx(8 / np.median([s.total for s in tp.timings.steps]), rel=0.05)
+    assert tp.metrics["data_wait_fraction"] == pytest.approx(DATA_TIME / (DATA_TIME + STEP_TIME), abs=0.05)
 
 
 def test_flops_items_mfu_and_logged_names(tmp_path):
