@@ -19,7 +19,7 @@ import numpy as np
 
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["MPL_ALPHA", "Family", "mpl_family", "pow3", "schedule_free_families"]
+__all__ = ["MPL_ALPHA", "MPL_SHAPES", "Family", "mpl_family", "mpl_shaped_family", "pow3", "schedule_free_families"]
 
 # A log-normal prior on the MPL exponent alpha (median 0.4, sd 0.2 in log): a short prefix alone often picks a steep
 # alpha whose curve flattens too early, or a tiny one that extrapolates the early transient far past the truth.
@@ -89,19 +89,47 @@ def schedule_free_families(t_ref: float, positive: bool) -> list[Family]:
     ]
 
 
-def mpl_family(schedule: LRSchedule, s1_ref: float, positive: bool, anneal: LRSchedule | None = None) -> Family:
+def mpl_family(
+    schedule: LRSchedule,
+    s1_ref: float,
+    positive: bool,
+    anneal: LRSchedule | None = None,
+    shape: tuple[float, float, float] | None = None,
+) -> Family:
     """Multi-Power Law with fixed shape constants: columns [1, (S1/S1_ref)^-alpha, -LD(t)], B = c2 >= 0.
 
-    ``anneal``: the schedule whose drops drive LD when not ``schedule`` itself (a response not linear in the LR).
+    ``anneal``: the schedule whose drops drive LD when not ``schedule`` itself (a response not linear in the LR);
+    ``shape``: the response's (C, beta, gamma) when not the defaults of ``schedule.py``.
     """
     anneal = schedule if anneal is None else anneal
+    kw = {} if shape is None else {"shape": shape}
 
     def columns(t: np.ndarray, grid: np.ndarray) -> np.ndarray:
         x = schedule.s1(t) / s1_ref
         f = x[None, :] ** -grid[:, :1]
-        ld = np.broadcast_to(-anneal.anneal(t)[None, :], f.shape)
+        ld = np.broadcast_to(-anneal.anneal(t, **kw)[None, :], f.shape)
         return np.stack([np.ones_like(f), f, ld], axis=-1)
 
     nonneg = (0, 1, 2) if positive else (1, 2)
     penalty = ((np.log(ALPHAS / MPL_ALPHA)) / MPL_ALPHA_SD) ** 2 if MPL_ALPHA_SD > 0 else 0.0
     return Family("mpl", _grid(ALPHAS), columns, nonneg, anneal_index=2, penalty=penalty)
+
+
+MPL_SHAPES = _grid(np.array([0.03, 0.1, 0.3, 1.0, 3.0]), np.array([0.3, 0.6, 1.0]), np.array([0.3, 0.65]))
+
+
+def mpl_shaped_family(schedule: LRSchedule, s1_ref: float, positive: bool) -> Family:
+    """Multi-Power Law with its shape constants (C, beta, gamma) on the grid too, and no prior on B."""
+    alphas = ALPHAS[::2]
+    grid = np.concatenate([np.repeat(alphas, len(MPL_SHAPES))[:, None], np.tile(MPL_SHAPES, (len(alphas), 1))], 1)
+
+    def columns(t: np.ndarray, g: np.ndarray) -> np.ndarray:
+        x = schedule.s1(t) / s1_ref
+        f = x[None, :] ** -g[:, :1]
+        shapes, which = np.unique(g[:, 1:], axis=0, return_inverse=True)
+        ld = np.stack([schedule.anneal(t, shape=tuple(s)) for s in shapes])[which.ravel()]
+        return np.stack([np.ones_like(f), f, -ld], axis=-1)
+
+    nonneg = (0, 1, 2) if positive else (1, 2)
+    penalty = ((np.log(grid[:, 0] / MPL_ALPHA)) / MPL_ALPHA_SD) ** 2 if MPL_ALPHA_SD > 0 else 0.0
+    return Family("mpl-shaped", grid, columns, nonneg, penalty=penalty)

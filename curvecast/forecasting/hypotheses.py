@@ -12,11 +12,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from curvecast.forecasting.curves import Family, mpl_family, schedule_free_families
+from curvecast.forecasting.curves import Family, mpl_family, mpl_shaped_family, schedule_free_families
 from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["COSINE_GUESS", "COSINE_REACH", "COSINE_WEIGHT", "RESPONSE_POWERS", "candidate_families", "prior_weights"]
+__all__ = [
+    "COSINE_GUESS",
+    "COSINE_REACH",
+    "COSINE_WEIGHT",
+    "RESPONSE_POWERS",
+    "SEEN_SHAPE",
+    "candidate_families",
+    "prior_weights",
+]
 
 # Fraction of the planned LR drop that the fitted-on part of the curve must show before prior-free MPLs compete.
 SEEN_DROP = 0.25
@@ -26,6 +34,8 @@ SEEN_DROP = 0.25
 # They join once SEEN_BENT of the drop is seen; BENT_WEIGHT multiplies their weight when they beat the plain members.
 RESPONSE_POWERS = (0.5, 0.25)
 SEEN_BENT = 0.25
+# Fraction of the planned LR drop the whole observed window must show before an MPL with fitted shape constants joins.
+SEEN_SHAPE = 0.25
 BENT_WEIGHT = 1.0
 # With no schedule given, a cosine-to-zero hypothesis joins the ensemble for prefixes within this fraction of the
 # horizon: earlier its drop is a guess over a long extrapolation; later a decay the prefix still does not show is no
@@ -56,6 +66,12 @@ def candidate_families(
             for power in RESPONSE_POWERS:
                 fam = mpl_family(schedule, s1_ref, positive, anneal=LRSchedule(schedule.u**power))
                 families.append(replace(fam, name=f"mpl-bent{power:g}", anneal_index=None))
+        # Once a quarter of the drop shows anywhere in the window, the data can also size how fast the loss
+        # responds to it: an MPL with its shape constants on the grid competes (its held-back error can only equal
+        # a plain prior-free member's when the decay falls wholly in the held-back tail, so it then shares weight).
+        observed = schedule.total_drop_after(first) - schedule.total_drop_after(t_last)
+        if observed >= SEEN_SHAPE * total:
+            families.append(mpl_shaped_family(schedule, s1_ref, positive))
         return families, schedule
     families = schedule_free_families(max(t_last, 1.0), positive)
     if COSINE_GUESS and COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:

@@ -70,16 +70,20 @@ class LRSchedule:
         """Forward area S1(t) + S_W, always positive."""
         return self.area(steps) + self.s_w
 
-    def anneal(self, steps: np.ndarray) -> np.ndarray:
-        """The MPL annealing basis LD(t) (0 before the first drop; about the total drop once it has saturated)."""
+    def anneal(self, steps: np.ndarray, shape: tuple[float, float, float] = (MPL_C, MPL_BETA, MPL_GAMMA)) -> np.ndarray:
+        """The MPL annealing basis LD(t) (0 before the first drop; about the total drop once it has saturated).
+
+        ``shape``: the constants (C, beta, gamma) of the response ``G``.
+        """
+        c, beta, gamma = shape
         t = np.asarray(steps, dtype=np.float64)
         if self.drop.size == 0:
             return np.zeros(t.shape)
         # S_k(t): area from the drop's step to t; zero (no effect yet) before the drop.
         s_k = self.area(t)[:, None] - self.area(self.drop_step - 1.0)[None, :]
         s_k = np.where(t[:, None] >= self.drop_step[None, :], np.maximum(s_k, 0.0), 0.0)
-        x = np.maximum(self.drop_lr, 1e-6)[None, :] ** -MPL_GAMMA * s_k
-        g = 1.0 - (MPL_C * x + 1.0) ** -MPL_BETA
+        x = np.maximum(self.drop_lr, 1e-6)[None, :] ** -gamma * s_k
+        g = 1.0 - (c * x + 1.0) ** -beta
         return g @ self.drop
 
     def total_drop_after(self, step: float) -> float:

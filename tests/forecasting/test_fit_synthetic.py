@@ -261,3 +261,22 @@ def test_recency_weights_keep_an_early_transient_from_pulling_a_short_prefix():
             forecaster_module.RECENCY = old
     assert forecaster_module.RECENCY > 0
     assert errors[forecaster_module.RECENCY] < errors[0.0]
+
+
+def test_mpl_with_fitted_shape_joins_once_a_quarter_of_the_drop_is_observed():
+    horizon = 4000
+    schedule = LRSchedule(_wsd(horizon, decay_frac=0.4))
+    t = np.arange(1, horizon + 1, dtype=float)
+    shape = (3.0, 1.0, 0.3)  # a response that saturates much faster than the default constants
+    y = 2.0 + 8.0 * schedule.s1(t) ** -0.4 - 0.5 * schedule.anneal(t, shape=shape)
+    y += np.random.default_rng(3).normal(0.0, 0.002, t.size)
+    fc = Forecaster()
+    early = fc.fit(t[:2600], y[:2600], horizon=horizon, lrs=schedule.u)  # 5 % of the drop seen: no shaped member
+    assert early.ok
+    assert "mpl-shaped" not in early.model
+    late = fc.fit(t[:3000], y[:3000], horizon=horizon, lrs=schedule.u)  # a quarter of the drop seen
+    assert late.ok
+    assert any(f.family.name == "mpl-shaped" for _, f in fc.members_)
+    shaped = next(f for _, f in fc.members_ if f.family.name == "mpl-shaped")
+    assert shaped(np.array([float(horizon)]))[0] == pytest.approx(y[-1], rel=0.01)
+    assert late.final == pytest.approx(y[-1], rel=0.01)
