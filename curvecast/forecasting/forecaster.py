@@ -17,7 +17,7 @@ import numpy as np
 
 from curvecast.forecasting.curves import MPL_ALPHA, Family
 from curvecast.forecasting.forecast import Forecast
-from curvecast.forecasting.hypotheses import candidate_families, prior_weights
+from curvecast.forecasting.hypotheses import candidate_families, holdout_weights
 from curvecast.forecasting.preprocess import Binned, bin_curve, check_inputs
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.forecasting.uncertainty import log_scale
@@ -170,9 +170,7 @@ class Forecaster:
                 backtests.append(math.nan)
             errors.append(err)
         errs = np.maximum(np.asarray(errors), 1e-6)
-        weights = (errs.min() / errs) ** 2
-        weights[weights < 0.05] = 0.0  # families that forecast the tail far worse than the best get no say
-        weights *= prior_weights([f.family.name for f in fits], errs)
+        weights = holdout_weights([f.family.name for f in fits], errs, known)
         at_h = np.array([float(horizon)])
         weights[[not f(at_h)[0] > 0 for f in fits]] = 0.0  # a member that ends at or below zero has no say
         if not weights.sum() > 0:

@@ -22,7 +22,10 @@ __all__ = [
     "COSINE_WEIGHT",
     "RESPONSE_POWERS",
     "SEEN_SHAPE",
+    "WEIGHT_POWER",
+    "WEIGHT_POWER_UNPLANNED",
     "candidate_families",
+    "holdout_weights",
     "prior_weights",
 ]
 
@@ -43,6 +46,14 @@ BENT_WEIGHT = 1.0
 COSINE_GUESS = True
 COSINE_WEIGHT = 1.0
 COSINE_REACH = (0.2, 0.6)
+# Members are weighted by (best held-back error / their own)^power. With the planned schedule the members differ
+# mostly in the annealing drop, which the held-back tail shows only in part: a mild power keeps them averaged. Without
+# it the families (and the cosine guess) differ in how they bend past the prefix, and the one that already forecasts
+# the tail best is the better guess far more often than a blend: a sharper power.
+WEIGHT_POWER = 2.0
+WEIGHT_POWER_UNPLANNED = 4.0
+# Members whose weight falls below this fraction of the best member's get no say.
+WEIGHT_FLOOR = 0.05
 
 
 def candidate_families(
@@ -82,6 +93,14 @@ def candidate_families(
         families.append(replace(cos_fam, name="mpl-cosine-guess"))
         schedule = guess
     return families, schedule
+
+
+def holdout_weights(names: list[str], errors: np.ndarray, planned: bool) -> np.ndarray:
+    """Unnormalised ensemble weights of the members from their held-back errors (``planned``: schedule given)."""
+    errors = np.maximum(np.asarray(errors, dtype=np.float64), 1e-12)
+    weights = (errors.min() / errors) ** (WEIGHT_POWER if planned else WEIGHT_POWER_UNPLANNED)
+    weights[weights < WEIGHT_FLOOR] = 0.0
+    return weights * prior_weights(names, errors)
 
 
 def prior_weights(names: list[str], errors: np.ndarray) -> np.ndarray:

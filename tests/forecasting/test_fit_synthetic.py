@@ -280,3 +280,14 @@ def test_mpl_with_fitted_shape_joins_once_a_quarter_of_the_drop_is_observed():
     shaped = next(f for _, f in fc.members_ if f.family.name == "mpl-shaped")
     assert shaped(np.array([float(horizon)]))[0] == pytest.approx(y[-1], rel=0.01)
     assert late.final == pytest.approx(y[-1], rel=0.01)
+
+
+def test_holdout_weights_are_sharper_without_a_planned_schedule():
+    from curvecast.forecasting.hypotheses import holdout_weights
+
+    errors = np.array([0.01, 0.015, 0.05])
+    planned = holdout_weights(["mpl", "mpl-free", "mpl-shaped"], errors, planned=True)
+    unplanned = holdout_weights(["pow3", "pow4", "janoschek"], errors, planned=False)
+    assert planned[0] == unplanned[0] == 1.0
+    assert unplanned[1] < planned[1]  # a member 1.5x worse on the tail keeps less say without a schedule
+    assert planned[2] == unplanned[2] == 0.0  # 5x worse: no say either way
