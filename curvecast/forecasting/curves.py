@@ -119,7 +119,11 @@ MPL_SHAPES = _grid(np.array([0.03, 0.1, 0.3, 1.0, 3.0]), np.array([0.3, 0.6, 1.0
 
 
 def mpl_shaped_family(schedule: LRSchedule, s1_ref: float, positive: bool) -> Family:
-    """Multi-Power Law with its shape constants (C, beta, gamma) on the grid too, and no prior on B."""
+    """Multi-Power Law with its shape constants (C, beta, gamma) on the grid too, and no prior on B or alpha.
+
+    It joins once a good part of the LR drop is observed: the data then size the drop, its response and the exponent
+    on their own, and the priors that keep a short prefix from wild fits would only pull it.
+    """
     alphas = ALPHAS[::2]
     grid = np.concatenate([np.repeat(alphas, len(MPL_SHAPES))[:, None], np.tile(MPL_SHAPES, (len(alphas), 1))], 1)
 
@@ -131,5 +135,4 @@ def mpl_shaped_family(schedule: LRSchedule, s1_ref: float, positive: bool) -> Fa
         return np.stack([np.ones_like(f), f, -ld], axis=-1)
 
     nonneg = (0, 1, 2) if positive else (1, 2)
-    penalty = ((np.log(grid[:, 0] / MPL_ALPHA)) / MPL_ALPHA_SD) ** 2 if MPL_ALPHA_SD > 0 else 0.0
-    return Family("mpl-shaped", grid, columns, nonneg, penalty=penalty)
+    return Family("mpl-shaped", grid, columns, nonneg)

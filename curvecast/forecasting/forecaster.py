@@ -38,6 +38,7 @@ ANNEAL_CAP = 0.15
 ANNEAL_SD_SLOPE = 0.1
 # Schedule-aware laws weight each point by (step / last step)^RECENCY: the law describes the later curve the forecast
 # extends, while the early transient (the first hundreds of LM steps) bends away from it and would pull the exponent.
+# The shape-fitted MPL, fitted only once much of the decay is seen, weights all points alike.
 RECENCY = 1.0
 ANNEAL_SD_RANGE = (0.5, 3.0)
 
@@ -234,7 +235,7 @@ class Forecaster:
         noise2 = data.noise**2 / c
         mis = 2e-3
         robust = np.ones_like(y)
-        planned = fam.name.startswith("mpl") and fam.name != "mpl-cosine-guess"
+        planned = fam.name.startswith("mpl") and fam.name not in ("mpl-cosine-guess", "mpl-shaped")
         recency = (t / t[-1]) ** RECENCY if planned else 1.0
         for _ in range(3):
             var = scale**2 * (noise2 + mis**2)
