@@ -1,3 +1,4 @@
+import json
 from types import SimpleNamespace
 
 import lightning.pytorch as L
@@ -42,8 +43,11 @@ def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
     observed = bundle.history.series("loss").values
     lo, hi = last.forecast.interval(0.8)
     assert lo <= last.forecast.final <= hi
-    # The loss fell by an order of magnitude; the forecast at the horizon lies near the end of the curve.
-    assert abs(last.forecast.final - observed[-5:].mean()) < 0.5 * observed[:5].mean()
+    # The loss fell by an order of magnitude and has nearly settled: the forecast one step ahead is a positive
+    # value of the size of the last observed ones, not an extrapolation of the early descent.
+    assert observed[-5:].mean() < 0.2 * observed[:5].mean()
+    assert lo > 0
+    assert last.forecast.final == pytest.approx(observed[-5:].mean(), rel=0.6)
 
 
 def test_monitoring_a_validation_metric_forecasts_after_each_validation(quiet_trainer_kwargs):
@@ -95,7 +99,25 @@ def test_history_survives_a_checkpoint_resume(tmp_path, quiet_trainer_kwargs):
     np.testing.assert_array_equal(loss.values[:10], first.history.series("loss").values)
 
 
-def test_a_failing_actuator_becomes_a_warning_and_the_run_goes_on(quiet_trainer_kwargs):
+def test_state_dict_round_trip_restores_every_part(tmp_path):
+    first = Curvecast(target=1.0, early_stopping=True, background=False)
+    first.history.extend("loss", range(300), 2.0 + 3.0 * (1 + np.arange(300) / 20) ** -0.5)
+    for step in range(300):
+        first.history.append("grad_norm", step, 1.0)
+    first.throughput.totals = {"steps": 7, "samples": 56, "seconds": 0.5}
+    first.early_stopping.rule.wait = 2
+    state = first.state_dict()
+    assert set(state) >= {"history", "watch", "gradient_noise", "throughput", "early_stopping"}
+    second = Curvecast(target=1.0, early_stopping=True, background=False)
+    torch.save(state, tmp_path / "state.pt")
+    second.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    # Compared as JSON text: the detectors keep NaN for "not known yet", and NaN != NaN.
+    assert json.dumps(second.state_dict(), sort_keys=True) == json.dumps(state, sort_keys=True)
+    assert second.early_stopping.rule.wait == 2
+    assert second.throughput.totals["steps"] == 7
+
+
+def test_a_failing_actuator_becomes_a_warning_and_the_run_goes_on(quiet_trainer_kwargs, caplog):
     class Broken:
         stop_request = None
 
@@ -105,9 +127,11 @@ def test_a_failing_actuator_becomes_a_warning_and_the_run_goes_on(quiet_trainer_
     recorder = Recorder()
     bundle = Curvecast(forecast_every=5, background=False, actuators=[Broken(), recorder])
     trainer = pl.Trainer(max_steps=10, callbacks=[bundle], **quiet_trainer_kwargs)
-    trainer.fit(TinyRegression(), loader(n=80))
+    with caplog.at_level("WARNING", logger="curvecast"):
+        trainer.fit(TinyRegression(), loader(n=80))
     assert trainer.global_step == 10
     assert [r.step for r in recorder.reports] == [5, 9]
+    assert sum("Broken failed on a report: boom" in r.getMessage() for r in caplog.records) >= 2
 
 
 def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
