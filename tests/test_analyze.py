@@ -43,7 +43,9 @@ def mng_events(curves_dir: Path, tmp_path: Path) -> Path:
     return log_dir
 
 
-def test_real_curve_from_event_files(mng_events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_curve_from_event_files(
+    mng_events: Path, curves_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     plot = tmp_path / "plot.png"
     report = run_json(capsys, mng_events, "--plot", plot, "--target", "3.3")
     assert report["format"] == "tensorboard"
@@ -56,8 +58,12 @@ def test_real_curve_from_event_files(mng_events: Path, tmp_path: Path, capsys: p
     forecast = report["forecast"]
     assert forecast["ok"], forecast["reason"]
     lo, hi = forecast["interval_80"]
-    assert 2.9 < lo <= forecast["final"] <= hi < 3.6  # the run ends near 3.25 (last value 3.22, best 2.99)
-    assert 0.0 <= forecast["prob_below"] <= 1.0
+    assert lo <= forecast["final"] <= hi
+    # The horizon is the last logged step: the forecast is the smoothed end of the curve, within 1% of its last
+    # hundred points, and the target 3.3 lies below the band, so it is unlikely.
+    _, values = read_curve_csv(curves_dir / f"{MNG_RUN}.csv")["train_loss"]
+    assert forecast["final"] == pytest.approx(np.mean(values[-100:]), rel=0.01)
+    assert forecast["prob_below"] < 0.05
     assert any(event["kind"] == "spike" for event in report["anomalies"])  # the run has transient spikes
     assert plot.read_bytes().startswith(PNG_SIGNATURE)
     assert report["plot"] == str(plot)

@@ -39,7 +39,7 @@ def test_batch_far_below_the_noise_scale_gives_the_steps_trade_off_once(caplog):
     message = advisor.advice[0].message
     assert "80x below" in message
     assert "S = S_min(1 + B_crit/B)" in message
-    assert f"{am.steps_factor(8, 640):.1f}x" in message
+    assert "81.0x" in message  # S / S_min = 1 + B_crit / B = 1 + 640 / 8
     assert sum("advice/batch_size" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -47,7 +47,7 @@ def test_batch_far_above_the_noise_scale_gives_the_data_trade_off():
     advisor = HyperparameterAdvisor(history=_history(gns__b_simple=[5.0, 6.0, 8.0]), batch_size=1024)
     advisor.on_report(None, None, _report())
     assert "E = E_min(1 + B/B_crit)" in advisor.advice[0].message
-    assert f"{am.data_factor(1024, 8.0):.1f}x" in advisor.advice[0].message
+    assert "129.0x" in advisor.advice[0].message  # E / E_min = 1 + B / B_crit = 1 + 1024 / 8
 
 
 def test_noise_scale_must_persist_before_advice():
@@ -107,7 +107,8 @@ def test_step_law_compares_lr_and_batch_for_llm_pretraining():
     advisor = HyperparameterAdvisor(history=_history(lr=[1e-3] * 3), tokens_per_step=2**19)
     advisor.on_report(None, model, _report(horizon=10_000))
     tokens = 2**19 * 10_000
-    eta, batch = am.step_law_lr(n, tokens), am.step_law_batch_tokens(tokens)
+    # Step Law (Li et al. 2025), written out here rather than taken from the code under test.
+    eta, batch = 1.79 * n**-0.713 * tokens**0.307, 0.58 * tokens**0.571
     message = advisor.advice[0].message
     assert "LLM pretraining only" in message
     assert f"about {eta:.3g}" in message
