@@ -66,7 +66,7 @@ def test_replayed_schedule_matches_the_lrs_the_run_then_used(name, quiet_trainer
     used = capture.history.series("lr")
     np.testing.assert_array_equal(used.steps, np.arange(MAX_STEPS))
     np.testing.assert_allclose(planned[:MAX_STEPS], used.values, rtol=1e-9, atol=1e-15)
-    # The replay left the real optimizer alone.
+    # A fresh run is replayed from its first step.
     assert capture.planned.start == 0
 
 
@@ -118,3 +118,13 @@ def test_an_lr_drop_ahead_is_seen_until_it_has_happened():
     assert capture.lr_drop_ahead(0)
     assert capture.lr_drop_ahead(5)
     assert not capture.lr_drop_ahead(6)
+
+
+def test_state_dict_round_trip():
+    capture = LearningRateCapture()
+    capture.history.extend("lr", [0, 1, 2], [0.1, 0.2, 0.3])
+    restored = LearningRateCapture()
+    restored.load_state_dict(capture.state_dict())
+    series = restored.history.series("lr")
+    np.testing.assert_array_equal(series.steps, [0, 1, 2])
+    np.testing.assert_array_equal(series.values, [0.1, 0.2, 0.3])
