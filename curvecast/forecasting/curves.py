@@ -19,7 +19,16 @@ import numpy as np
 
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["MPL_ALPHA", "MPL_SHAPES", "Family", "mpl_family", "mpl_shaped_family", "pow3", "schedule_free_families"]
+__all__ = [
+    "MPL_ALPHA",
+    "MPL_SHAPES",
+    "Family",
+    "loglog_family",
+    "mpl_family",
+    "mpl_shaped_family",
+    "pow3",
+    "schedule_free_families",
+]
 
 # A log-normal prior on the MPL exponent alpha (median 0.4, sd 0.2 in log): a short prefix alone often picks a steep
 # alpha whose curve flattens too early, or a tiny one that extrapolates the early transient far past the truth.
@@ -73,6 +82,12 @@ def _log_power(t: np.ndarray, grid: np.ndarray, t_ref: float) -> np.ndarray:
     return _stack(t, 1.0 / (1.0 + x ** grid[:, 1:2]))
 
 
+def _loglog(t: np.ndarray, grid: np.ndarray, t_ref: float) -> np.ndarray:
+    """Columns [1, log(1 - k log(t/t_ref))]: Domhan's log-log-linear law, whose fall speeds up in log time."""
+    lx = np.log(np.maximum(t / t_ref, 1e-6))[None, :]
+    return _stack(t, np.log(np.maximum(1.0 - grid[:, :1] * lx, 1e-6)))
+
+
 def _grid(*axes: np.ndarray) -> np.ndarray:
     mesh = np.meshgrid(*axes, indexing="ij")
     return np.stack([m.ravel() for m in mesh], axis=1)
@@ -87,6 +102,12 @@ def schedule_free_families(t_ref: float, positive: bool) -> list[Family]:
         Family("janoschek", _grid(_KAPPAS, _DELTAS), lambda t, g: _janoschek(t, g, t_ref), nonneg),
         Family("logpower", _grid(_KAPPAS, _DELTAS), lambda t, g: _log_power(t, g, t_ref), nonneg),
     ]
+
+
+def loglog_family(t_ref: float, positive: bool) -> Family:
+    """Domhan's log-log-linear family ``c0 + c1 log(1 - k log(t / t_ref))``, k on a grid (it ends in a cliff)."""
+    nonneg = (0, 1) if positive else (1,)
+    return Family("loglog", _grid(np.geomspace(0.01, 3.0, 32)), lambda t, g: _loglog(t, g, t_ref), nonneg)
 
 
 def mpl_family(

@@ -171,9 +171,14 @@ class Forecaster:
                 backtests.append(math.nan)
             errors.append(err)
         errs = np.maximum(np.asarray(errors), 1e-6)
-        weights = holdout_weights([f.family.name for f in fits], errs, known)
         at_h = np.array([float(horizon)])
-        weights[[not f(at_h)[0] > 0 for f in fits]] = 0.0  # a member that ends at or below zero has no say
+        alive = np.array([f(at_h)[0] > 0 for f in fits])  # a member that ends at or below zero has no say
+        if not alive.any():
+            return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
+        weights = np.zeros(len(fits))
+        weights[alive] = holdout_weights(
+            [f.family.name for f, a in zip(fits, alive, strict=True) if a], errs[alive], known
+        )
         if not weights.sum() > 0:
             return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
         weights /= weights.sum()

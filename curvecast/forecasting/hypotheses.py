@@ -2,8 +2,9 @@
 
 With the planned LR schedule: the Multi-Power Law with its annealing prior and, once part of the LR drop has been
 observed, prior-free variants whose annealing response is linear in the LR or bent (``u^p``). Without it: the
-Domhan-style constant-LR families and, for mid-run prefixes, a cosine-to-zero MPL hypothesis. Each candidate is then
-weighted by how well it forecasts the held-back tail of the observed curve (``forecaster.py``).
+Domhan-style constant-LR families, for mid-run prefixes a cosine-to-zero MPL hypothesis, and from 40 % of the run on
+the log-log-linear law. Each candidate is then weighted by how well it forecasts the held-back tail of the observed
+curve (``holdout_weights``, called by ``forecaster.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from curvecast.forecasting.curves import Family, mpl_family, mpl_shaped_family, schedule_free_families
+from curvecast.forecasting.curves import Family, loglog_family, mpl_family, mpl_shaped_family, schedule_free_families
 from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
 
@@ -20,6 +21,7 @@ __all__ = [
     "COSINE_GUESS",
     "COSINE_REACH",
     "COSINE_WEIGHT",
+    "LOGLOG_FROM",
     "RESPONSE_POWERS",
     "SEEN_SHAPE",
     "WEIGHT_POWER",
@@ -46,6 +48,9 @@ BENT_WEIGHT = 1.0
 COSINE_GUESS = True
 COSINE_WEIGHT = 1.0
 COSINE_REACH = (0.2, 0.6)
+# With no schedule given, the log-log-linear family joins from this fraction of the horizon on: it ends in a cliff,
+# which over a longer extrapolation (a reach past 2.5x the last step) turns a good tail fit into a far-off forecast.
+LOGLOG_FROM = 0.4
 # Members are weighted by (best held-back error / their own)^power. With the planned schedule the members differ
 # mostly in the annealing drop, which the held-back tail shows only in part: a mild power keeps them averaged. Without
 # it the families (and the cosine guess) differ in how they bend past the prefix, and the one that already forecasts
@@ -85,6 +90,10 @@ def candidate_families(
             families.append(mpl_shaped_family(schedule, s1_ref, positive))
         return families, schedule
     families = schedule_free_families(max(t_last, 1.0), positive)
+    import os
+
+    if t_obs / max(horizon, 1) >= float(os.environ.get("CC_LL", "0.4")):
+        families.append(loglog_family(max(t_last, 1.0), positive))
     if COSINE_GUESS and COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
         # Most recipes anneal the LR to about zero by the planned end: a cosine-to-zero hypothesis competes with the
         # constant-LR families on the held-back tail.

@@ -291,3 +291,25 @@ def test_holdout_weights_are_sharper_without_a_planned_schedule():
     assert planned[0] == unplanned[0] == 1.0
     assert unplanned[1] < planned[1]  # a member 1.5x worse on the tail keeps less say without a schedule
     assert planned[2] == unplanned[2] == 0.0  # 5x worse: no say either way
+
+
+def test_loglog_family_joins_only_for_later_prefixes_without_a_schedule():
+    from curvecast.forecasting.hypotheses import LOGLOG_FROM, candidate_families
+
+    t = np.arange(1, 1001, dtype=float)
+    data = bin_curve(t, 2.0 + t**-0.5, np.ones_like(t), 256)
+    for horizon, joins in ((int(1000 / 0.25), False), (int(1000 / LOGLOG_FROM), True), (2000, True)):
+        families, _ = candidate_families(data, None, 800.0, 1000.0, horizon, True)
+        assert ("loglog" in [f.name for f in families]) is joins
+    families, _ = candidate_families(data, LRSchedule(_wsd(2000)), 800.0, 1000.0, 2000, True)
+    assert "loglog" not in [f.name for f in families]
+
+
+def test_a_best_member_that_ends_below_zero_leaves_the_others_their_say():
+    # A loss whose fall speeds up in log time: the log-log-linear law fits the tail best but crosses zero before the
+    # horizon; the forecast then rests on the members that stay positive instead of failing.
+    t = np.arange(1, 1001, dtype=float)
+    y = 0.3 + np.log(1.0 - 0.8 * np.log(t / 1000.0))
+    f = Forecaster().fit(t, y, horizon=2400)
+    assert f.ok
+    assert 0 < f.final < y[-1]
