@@ -1,10 +1,11 @@
 """Which curve families compete in a forecast: the hypotheses about how the rest of the run will go.
 
 With the planned LR schedule: the Multi-Power Law with its annealing prior and, once part of the LR drop has been
-observed, prior-free variants whose annealing response is linear in the LR or bent (``u^p``). Without it: the
-Domhan-style constant-LR families, for mid-run prefixes a cosine-to-zero MPL hypothesis, and from 40 % of the run on
-the log-log-linear law. Each candidate is then weighted by how well it forecasts the held-back tail of the observed
-curve (``holdout_weights``, called by ``forecaster.py``).
+observed, prior-free variants whose annealing response is linear in the LR or bent (``u^p``) and one with fitted
+shape constants. Without it: the Domhan-style constant-LR families (only the power law for prefixes of at most a
+fifth of the run), for mid-run prefixes a cosine-to-zero MPL hypothesis, and from 40 % of the run on the log-log-linear
+law. Each candidate is then weighted by how well it forecasts the held-back tail of the observed curve
+(``holdout_weights``, called by ``forecaster.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "COSINE_REACH",
     "COSINE_WEIGHT",
     "LOGLOG_FROM",
+    "LONG_REACH",
     "RESPONSE_POWERS",
     "SEEN_SHAPE",
     "WEIGHT_POWER",
@@ -48,6 +50,8 @@ BENT_WEIGHT = 1.0
 COSINE_GUESS = True
 COSINE_WEIGHT = 1.0
 COSINE_REACH = (0.2, 0.6)
+# With no schedule given and the horizon at least LONG_REACH times the last step, the power law forecasts alone.
+LONG_REACH = 5.0
 # With no schedule given, the log-log-linear family joins from this fraction of the horizon on: it ends in a cliff,
 # which over a longer extrapolation (a reach past 2.5x the last step) turns a good tail fit into a far-off forecast.
 LOGLOG_FROM = 0.4
@@ -90,6 +94,11 @@ def candidate_families(
             families.append(mpl_shaped_family(schedule, s1_ref, positive))
         return families, schedule
     families = schedule_free_families(max(t_last, 1.0), positive)
+    if horizon >= LONG_REACH * max(t_obs, 1.0):
+        # Far from the horizon the held-back tail spans a sliver of the log-steps still to come: the families fit it
+        # alike and differ only in how they bend past it, which the tail cannot judge. The plain power law is the
+        # hypothesis that bends least arbitrarily.
+        families = [f for f in families if f.name == "pow3"]
     import os
 
     if t_obs / max(horizon, 1) >= float(os.environ.get("CC_LL", "0.4")):

@@ -313,3 +313,14 @@ def test_a_best_member_that_ends_below_zero_leaves_the_others_their_say():
     f = Forecaster().fit(t, y, horizon=2400)
     assert f.ok
     assert 0 < f.final < y[-1]
+
+
+def test_only_the_power_law_forecasts_far_from_the_horizon_without_a_schedule():
+    from curvecast.forecasting.hypotheses import LONG_REACH, candidate_families
+
+    t = np.arange(1, 1001, dtype=float)
+    data = bin_curve(t, 2.0 + t**-0.5, np.ones_like(t), 256)
+    far, _ = candidate_families(data, None, 800.0, 1000.0, int(LONG_REACH * 1000) + 1000, True)
+    assert [f.name for f in far] == ["pow3"]
+    near, _ = candidate_families(data, None, 800.0, 1000.0, 3000, True)
+    assert {"pow3", "pow4", "janoschek", "logpower"} <= {f.name for f in near}
