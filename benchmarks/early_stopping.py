@@ -12,8 +12,9 @@ of the runs can reach it. Workloads with a single run are skipped.
 - curvecast: ``Forecaster`` fit on the prefix (with the run's LR schedule when the CSV has one), the streaming
   ``AnomalyDetector`` over the points, and ``ForecastStopRule`` (the logic of ``ForecastEarlyStopping``) with the
   target; the LR so far tells it whether a coming decay has begun.
-  ``assume_constant_lr`` shows what trusting the forecast costs when the schedule is unknown (many AlgoPerf CSVs carry
-  no LR column, though those runs do decay their LR).
+  When the schedule is unknown (many AlgoPerf CSVs carry no LR column, though those runs do decay their LR) the rule
+  trusts the forecast on two more checks by default; ``hold on unknown LR`` holds every such stop instead, and
+  ``assume_constant_lr`` trusts it with no extra checks.
 - Lightning: ``EarlyStopping(monitor, patience=p)``, which knows no target: it stops when the series has not improved
   for ``p`` validation checks.
 
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = set_targets(load_runs(args.curves, args.only))
     methods = {
         "curvecast (defaults)": {},
+        "curvecast, hold on unknown LR": {"unknown_lr_extra_patience": None},
         "curvecast, assume_constant_lr": {"assume_constant_lr": True},
         "curvecast, p<10%, patience 2": {"prob_threshold": 0.10, "patience": 2},
     }

@@ -39,7 +39,10 @@ class ForecastEarlyStopping(Callback):
         check_finite: stop when the monitored series becomes NaN or infinite.
         stop_on_divergence: stop on a divergence the anomaly detector confirmed.
         assume_constant_lr: when the LR schedule is unknown (ReduceLROnPlateau, manual schedulers), treat it as
-            constant; by default forecast-based stops are then held, since a drop may come just as the curve flattens.
+            constant; by default a drop may then come just as the curve flattens: the target check trusts the
+            forecast (its interval allows for an unseen decay) on ``unknown_lr_extra_patience`` more checks, and the
+            check without a target is held.
+        unknown_lr_extra_patience: the extra checks above; None holds every forecast-based stop on an unknown schedule.
         verbose: also announce the reason each time a coming LR drop holds a stop back.
 
     Attributes:
@@ -58,6 +61,7 @@ class ForecastEarlyStopping(Callback):
         check_finite: bool = True,
         stop_on_divergence: bool = True,
         assume_constant_lr: bool = False,
+        unknown_lr_extra_patience: int | None = 2,
         verbose: bool = False,
     ) -> None:
         self.rule = ForecastStopRule(
@@ -71,6 +75,7 @@ class ForecastEarlyStopping(Callback):
             check_finite=check_finite,
             stop_on_divergence=stop_on_divergence,
             assume_constant_lr=assume_constant_lr,
+            unknown_lr_extra_patience=unknown_lr_extra_patience,
         )
         self._mode_given = mode is not None
         self.verbose = verbose
@@ -150,7 +155,7 @@ class ForecastEarlyStopping(Callback):
 
 
 _HELD = (
-    "Forecast-based early stopping is on hold: the LR schedule is unknown, or still has a drop ahead that has not got "
-    "far, and a decay brings the loss down by an amount the curve so far cannot show. Stops on divergence or "
-    "non-finite values still apply."
+    "Forecast-based early stopping is on hold: the LR schedule is unknown (and no target is set), or still has a drop "
+    "ahead that has not got far, and a decay brings the loss down by an amount the curve so far cannot show. Stops on "
+    "divergence or non-finite values still apply."
 )

@@ -52,11 +52,14 @@ class ForecastStopRule:
       ``patience`` consecutive checks.
 
     The forecast-based reasons wait until ``min_progress`` of the run is done, and are held while an LR drop that could
-    still change the answer may lie ahead: whenever the LR schedule is unknown (ReduceLROnPlateau drops the LR exactly
-    when the curve flattens; ``assume_constant_lr`` lifts this), and while a known drop has not got far (the LR is
-    still above ``decay_started`` times its peak so far): until the decay is well under way the prefix cannot show how
-    much it will bring, and forecasts underestimate it. A held or hopeful check resets the count; a report without a
-    usable forecast leaves it as it is.
+    still change the answer may lie ahead: while a known drop has not got far (the LR is still above ``decay_started``
+    times its peak so far): until the decay is well under way the prefix cannot show how much it will bring, and
+    forecasts underestimate it. When the LR schedule is unknown (ReduceLROnPlateau drops the LR exactly when the curve
+    flattens) a drop may come at any time: the forecaster then widens its interval for a decay the prefix does not
+    show, so the target check trusts the chance it gives but needs ``unknown_lr_extra_patience`` more consecutive
+    checks (a decay late in the run, where that widening is smallest, must show within them); the check without a
+    target reads the point forecast alone, which knows no unseen decay, and stays held (``assume_constant_lr`` lifts
+    both). A held or hopeful check resets the count; a report without a usable forecast leaves it as it is.
 
     Args:
         target: the value to reach; None takes the report's target (and without one uses ``min_delta``).
@@ -69,7 +72,9 @@ class ForecastStopRule:
         decay_started: the LR at or below this fraction of its peak counts as a decay well under way.
         check_finite: stop on a non-finite value.
         stop_on_divergence: stop on a confirmed divergence.
-        assume_constant_lr: treat an unknown LR schedule as constant instead of holding forecast-based stops.
+        assume_constant_lr: treat an unknown LR schedule as constant: no hold, no extra patience.
+        unknown_lr_extra_patience: with the LR schedule unknown, the target check needs this many consecutive checks
+            on top of ``patience``; None holds every forecast-based stop instead.
 
     Example::
 
@@ -91,6 +96,7 @@ class ForecastStopRule:
         check_finite: bool = True,
         stop_on_divergence: bool = True,
         assume_constant_lr: bool = False,
+        unknown_lr_extra_patience: int | None = 2,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"Expected `mode` to be one of ('min', 'max'), but got {mode!r}")
@@ -106,6 +112,10 @@ class ForecastStopRule:
             raise ValueError(f"Expected `min_progress` to lie in [0, 1), but got {min_progress}")
         if not 0.0 < decay_started <= 1.0:
             raise ValueError(f"Expected `decay_started` to lie in (0, 1], but got {decay_started}")
+        if unknown_lr_extra_patience is not None and unknown_lr_extra_patience < 0:
+            raise ValueError(
+                f"Expected `unknown_lr_extra_patience` to be >= 0 or None, but got {unknown_lr_extra_patience}"
+            )
         if target is not None and not math.isfinite(target):
             raise ValueError(f"Expected `target` to be a finite float or None, but got {target}")
         self.target = target
@@ -119,6 +129,7 @@ class ForecastStopRule:
         self.check_finite = check_finite
         self.stop_on_divergence = stop_on_divergence
         self.assume_constant_lr = assume_constant_lr
+        self.unknown_lr_extra_patience = unknown_lr_extra_patience
         self.wait = 0  # consecutive checks on which the forecast-based reason held
         self.held_by_lr_drop = False
 
@@ -137,11 +148,11 @@ class ForecastStopRule:
             return None
         if report.step < self.min_progress * report.horizon:
             return None
-        self.held_by_lr_drop = self._lr_drop_could_change(report, lr, peak_lr)
+        target = self.target if self.target is not None else report.target
+        self.held_by_lr_drop = self._lr_drop_could_change(report, lr, peak_lr, with_target=target is not None)
         if self.held_by_lr_drop:
             self.wait = 0
             return None
-        target = self.target if self.target is not None else report.target
         if target is not None:
             return self._target_check(report, target)
         return self._improvement_check(report)
@@ -162,9 +173,16 @@ class ForecastStopRule:
             return StopRequest(reason, int(report.step), message)
         return None
 
-    def _lr_drop_could_change(self, report: Report, lr: float | None, peak_lr: float | None) -> bool:
-        if not report.lr_schedule_known and not self.assume_constant_lr:
-            return True  # ReduceLROnPlateau and the like: a drop may come exactly when the curve flattens
+    def _schedule_unknown(self, report: Report) -> bool:
+        return not report.lr_schedule_known and not self.assume_constant_lr
+
+    def _lr_drop_could_change(
+        self, report: Report, lr: float | None, peak_lr: float | None, with_target: bool = True
+    ) -> bool:
+        if self._schedule_unknown(report):
+            # ReduceLROnPlateau and the like: a drop may come exactly when the curve flattens. The forecast's interval
+            # allows for it (the target check), its point forecast does not (the check without a target).
+            return self.unknown_lr_extra_patience is None or not with_target
         if not report.lr_drop_ahead:
             return False
         if lr is None or peak_lr is None or not peak_lr > 0:
@@ -181,7 +199,8 @@ class ForecastStopRule:
             self.wait = 0
             return None
         self.wait += 1
-        if self.wait < self.patience:
+        needed = self.patience + (self.unknown_lr_extra_patience or 0) * self._schedule_unknown(report)
+        if self.wait < needed:
             return None
         lo, hi = forecast.interval(0.8)
         message = (

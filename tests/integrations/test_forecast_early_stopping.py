@@ -108,3 +108,8 @@ def test_ddp_ranks_stop_together(tmp_path):
     trainer.fit(CurveModule(STEPS, items=2 * STEPS))
     assert trainer.global_step < STEPS // 2
     assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text()
+
+
+def test_the_unknown_schedule_patience_reaches_the_rule():
+    assert ForecastEarlyStopping().rule.unknown_lr_extra_patience == 2
+    assert ForecastEarlyStopping(unknown_lr_extra_patience=None).rule.unknown_lr_extra_patience is None

@@ -55,7 +55,7 @@ def test_mode_max_reads_the_chance_from_above():
 
 @pytest.mark.parametrize(
     ("known", "lr", "peak", "held"),
-    [(False, 0.1, 0.1, True), (True, None, None, True), (True, 0.06, 0.1, True), (True, 0.05, 0.1, False)],
+    [(True, None, None, True), (True, 0.06, 0.1, True), (True, 0.05, 0.1, False)],
 )
 def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins(known, lr, peak, held):
     rule = ForecastStopRule(patience=1)
@@ -65,10 +65,43 @@ def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins(known, lr, peak, 
     assert (request is None) is held
 
 
-def test_an_unknown_schedule_holds_unless_assumed_constant():
+def test_an_unknown_schedule_needs_extra_checks_to_stop_on_a_target():
     report = _report(target=1.5, lr_schedule_known=False)
-    assert ForecastStopRule(patience=1).update(report) is None
+    rule = ForecastStopRule(patience=2)  # two extra checks by default: four in all
+    for wait in (1, 2, 3):
+        assert rule.update(report) is None
+        assert not rule.held_by_lr_drop
+        assert rule.wait == wait
+    request = rule.update(report)
+    assert request.reason is StopReason.TARGET_OUT_OF_REACH
+    assert "on 4 consecutive checks" in request.message
+    assert ForecastStopRule(patience=2, unknown_lr_extra_patience=0).update(report) is None
+    assert ForecastStopRule(patience=1, unknown_lr_extra_patience=0).update(report) is not None
     assert ForecastStopRule(patience=1, assume_constant_lr=True).update(report) is not None
+
+
+def test_an_unknown_schedule_holds_when_asked_or_without_a_target():
+    held = ForecastStopRule(patience=1, unknown_lr_extra_patience=None)
+    for _ in range(5):
+        assert held.update(_report(target=1.5, lr_schedule_known=False)) is None
+        assert held.held_by_lr_drop
+        assert held.wait == 0
+    # Without a target the point forecast decides, and it knows no unseen decay: held whatever the extra patience.
+    no_target = ForecastStopRule(patience=1, min_delta=1.0)
+    for _ in range(5):
+        assert no_target.update(_report(lr_schedule_known=False)) is None
+        assert no_target.held_by_lr_drop
+    assert (
+        ForecastStopRule(patience=1, min_delta=1.0, assume_constant_lr=True)
+        .update(_report(lr_schedule_known=False))
+        .reason
+        is StopReason.NO_IMPROVEMENT_EXPECTED
+    )
+
+
+def test_a_known_schedule_needs_no_extra_checks():
+    request = ForecastStopRule(patience=1, unknown_lr_extra_patience=5).update(_report(target=1.5))
+    assert request.reason is StopReason.TARGET_OUT_OF_REACH
 
 
 def test_non_finite_and_confirmed_divergence_stop_at_once_even_before_min_progress():
@@ -112,6 +145,7 @@ def test_state_round_trip():
         ({"min_progress": 1.0}, "Expected `min_progress` to lie in"),
         ({"decay_started": 0.0}, "Expected `decay_started` to lie in"),
         ({"target": float("nan")}, "Expected `target` to be a finite float or None"),
+        ({"unknown_lr_extra_patience": -1}, "Expected `unknown_lr_extra_patience` to be >= 0 or None"),
     ],
 )
 def test_rule_validates_arguments(kwargs, match):
