@@ -9,7 +9,7 @@ from typing import Any
 from curvecast.forecasting import anomaly_messages as msg
 from curvecast.forecasting.anomaly_divergence import DivergenceChecks
 from curvecast.forecasting.anomaly_event import Anomaly
-from curvecast.forecasting.anomaly_schedule import LrSchedule
+from curvecast.forecasting.schedule import LRSchedule
 from curvecast.forecasting.anomaly_stats import check_step, check_value, median, push, sigma_of_diffs
 from curvecast.forecasting.anomaly_trends import TrendChecks
 
@@ -98,7 +98,7 @@ class AnomalyDetector(DivergenceChecks, TrendChecks):
         *,
         mode: str = "min",
         kinds: Collection[str] | None = None,
-        lrs: Sequence[float] | None = None,
+        lrs: Sequence[float] | LRSchedule | None = None,
         log_scale: bool = True,
         spike_z: float = 7.0,
         spike_recover_z: float = 5.5,
@@ -144,7 +144,7 @@ class AnomalyDetector(DivergenceChecks, TrendChecks):
         self.confirm_points, self.confirm_steps = confirm_points, confirm_steps
         self.plateau_rtol, self.plateau_points, self.plateau_fraction = plateau_rtol, plateau_points, plateau_fraction
         self.slowdown_ratio, self.warmup_points, self.window_points = slowdown_ratio, warmup_points, window_points
-        self.schedule: LrSchedule | None = None
+        self.schedule: LRSchedule | None = None
         if lrs is not None:
             self.set_schedule(lrs)
         self._sign = 1.0 if mode == "min" else -1.0
@@ -167,13 +167,13 @@ class AnomalyDetector(DivergenceChecks, TrendChecks):
         self.last_z, self.sigma, self.sigma_short = math.nan, math.nan, math.nan
         self._reset_rise()
 
-    def set_schedule(self, lrs: Sequence[float] | None) -> None:
+    def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         """Tell the detector the planned LR at every step ``0..N`` (None forgets it).
 
         With a schedule, LR rises (warmup, warm restarts) mute spike and divergence alarms, and a
         plateau is not reported while the LR still drops by half ahead or is below 30% of its peak.
         """
-        self.schedule = None if lrs is None else LrSchedule(lrs)
+        self.schedule = None if lrs is None else lrs if isinstance(lrs, LRSchedule) else LRSchedule(lrs)
 
     # --- the public streaming interface ------------------------------------------------------
     def update(self, step: int, value: float) -> list[Anomaly]:

@@ -9,7 +9,7 @@ from curvecast.forecasting.anomaly_event import Anomaly
 from curvecast.forecasting.anomaly_stats import median
 
 if TYPE_CHECKING:
-    from curvecast.forecasting.anomaly_schedule import LrSchedule
+    from curvecast.forecasting.schedule import LRSchedule
 
 __all__ = ["TrendChecks"]
 
@@ -32,7 +32,7 @@ class TrendChecks:
         plateau_rtol: float
         plateau_points: int
         plateau_fraction: float
-        schedule: LrSchedule | None
+        schedule: LRSchedule | None
         series: str
         baseline: float | None
         baseline_buf: list[float]

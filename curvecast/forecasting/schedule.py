@@ -1,4 +1,12 @@
-"""LR-schedule features for the schedule-aware laws: the forward area S1 and the Multi-Power-Law annealing basis.
+"""LRSchedule: the one description of a planned learning-rate schedule, for every part that asks about it.
+
+Two kinds of questions, both answered here so the parts never disagree at a boundary:
+
+- O(1) questions about a step, for the live detectors and the stop rule: did the LR rise (warmup, a warm restart),
+  does a drop lie ahead, how far below its peak is it (:meth:`LRSchedule.rose_between`, :meth:`drop_ahead`,
+  :meth:`fraction_of_peak`);
+- features of the schedule-aware laws, for the forecaster: the forward area S1 and the Multi-Power-Law annealing
+  basis (:meth:`s1`, :meth:`anneal`, :meth:`total_drop_after`), built on first use.
 
 The schedule is normalised by its peak (u = lr / max lr), so the laws' constants do not depend on the optimizer's LR
 units. Multi-Power Law (Luo et al. 2025): ``L(t) = L0 + A * (S1(t) + S_W)^-alpha - B * LD(t)`` with
@@ -8,43 +16,124 @@ step k to t. With the shape constants (C, beta, gamma) fixed, LD is a fixed colu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import cached_property
+
 import numpy as np
 
-__all__ = ["LRSchedule", "MPL_BETA", "MPL_C", "MPL_GAMMA"]
+__all__ = ["DROP_FACTOR", "LRSchedule", "MPL_BETA", "MPL_C", "MPL_GAMMA"]
 
 # MPL shape constants, nearly size-invariant in Luo et al. 2025 (C ~ 2.0-2.1, beta ~ 0.58-0.60, gamma ~ 0.63-0.66 at a
 # peak LR of 3e-4). C is rescaled to a peak-normalised schedule: C' = C * lr_peak^(1 - gamma) = 2 * (3e-4)^0.35.
 MPL_C = 0.117
 MPL_BETA = 0.6
 MPL_GAMMA = 0.65
+DROP_FACTOR = 0.5  # "a drop lies ahead": the LR later falls to at most half its value now
 # The decay part of the schedule is summarised in at most this many chunks: LD costs O(points * chunks).
 _MAX_CHUNKS = 512
 
 
 class LRSchedule:
-    """A planned LR schedule for steps 0..horizon (``lrs[t]`` is the LR used at step t)."""
+    """A planned LR schedule for steps ``0..horizon`` (``lrs[t]`` is the LR step t uses).
 
-    def __init__(self, lrs: np.ndarray) -> None:
-        lrs = np.asarray(lrs, dtype=np.float64)
-        self.peak_lr = float(lrs.max())
-        u = lrs / self.peak_lr
-        self.u = u
-        self.horizon = len(u) - 1
-        self.cum = np.cumsum(u)  # cum[t] = area of steps 0..t, in steps at the peak LR
-        self.peak_step = int(np.argmax(u))
-        # Warmup area as the offset S_W keeps S1 + S_W positive from step 0 on.
-        self.s_w = float(self.cum[self.peak_step]) + 1.0
-        self._chunk_decay(u)
+    Args:
+        lrs: the planned LR of every step, finite and non-negative.
+        rise_rtol: an increase by more than this fraction from one step to the next counts as a rise.
 
-    def _chunk_decay(self, u: np.ndarray) -> None:
-        """Summarise the LR changes after the peak as chunks (signed drop, step, LR after the drop)."""
-        p = self.peak_step
+    Example:
+        >>> s = LRSchedule([0.1, 0.1, 0.01, 0.01, 0.1, 0.1])
+        >>> s.rose_between(3, 4), s.rose_between(0, 3), s.drop_ahead(0), s.drop_ahead(4)
+        (True, False, True, False)
+        >>> round(s.fraction_of_peak(3), 6), s.horizon
+        (0.1, 5)
+    """
+
+    def __init__(self, lrs: Sequence[float] | np.ndarray, rise_rtol: float = 1e-3) -> None:
+        if isinstance(lrs, (str, bytes)) or not hasattr(lrs, "__len__"):
+            raise TypeError(f"Expected `lrs` to be a sequence of floats (LR at steps 0..N), but got {type(lrs).__name__}")
+        try:
+            values = np.asarray(lrs, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"Expected `lrs` to hold numbers, but got {err}") from None
+        if values.ndim != 1:
+            raise ValueError(f"Expected `lrs` to be 1-D (one LR per step), but got shape {values.shape}")
+        if not values.size:
+            raise ValueError("`lrs` must hold the LR of at least one step, but it is empty")
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"`lrs` must be finite and non-negative, but lrs[{i}] = {values[i]}")
+        values.flags.writeable = False  # shared read-only between the training thread and the forecast worker
+        self.lrs = values
+        self.horizon = len(values) - 1
+        self.peak_lr = float(values.max())
+        # O(N) vectorised, once: the last step <= i where the LR rose, the highest LR up to i, the lowest from i on.
+        rose = np.zeros(len(values), dtype=bool)
+        rose[1:] = values[1:] > values[:-1] * (1.0 + rise_rtol)
+        self._last_rise = np.maximum.accumulate(np.where(rose, np.arange(len(values)), -1))
+        self._peak = np.maximum.accumulate(values)
+        self._min_ahead = np.minimum.accumulate(values[::-1])[::-1]
+
+    def __len__(self) -> int:
+        return len(self.lrs)
+
+    def _clip(self, step: int) -> int:
+        return min(max(int(step), 0), self.horizon)
+
+    # -- O(1) questions about a step -----------------------------------------------------------------------------------
+
+    def lr(self, step: int) -> float:
+        """The planned LR at ``step`` (the last planned LR past the end of the schedule)."""
+        return float(self.lrs[self._clip(step)])
+
+    def rose_between(self, after: int, upto: int) -> bool:
+        """Whether the LR rose at some step in ``(after, upto]``."""
+        if after >= self.horizon:
+            return False
+        return bool(self._last_rise[self._clip(upto)] > after)
+
+    def drop_ahead(self, step: int, factor: float = DROP_FACTOR) -> bool:
+        """Whether the LR later falls to at most ``factor`` times its (positive) value at ``step``."""
+        if step > self.horizon:
+            return False
+        i = self._clip(step)
+        now = float(self.lrs[i])
+        return now > 0.0 and float(self._min_ahead[i]) <= factor * now
+
+    def fraction_of_peak(self, step: int) -> float:
+        """The LR at ``step`` as a fraction of the highest LR up to ``step`` (1.0 before any LR is set)."""
+        i = self._clip(step)
+        peak = float(self._peak[i])
+        return float(self.lrs[i]) / peak if peak > 0 else 1.0
+
+    # -- features of the schedule-aware laws (built on first use) -------------------------------------------------------
+
+    @cached_property
+    def u(self) -> np.ndarray:
+        """The schedule normalised by its peak (all zeros for an all-zero schedule)."""
+        return self.lrs / self.peak_lr if self.peak_lr > 0 else np.zeros_like(self.lrs)
+
+    @cached_property
+    def cum(self) -> np.ndarray:
+        """``cum[t]``: the LR area of steps 0..t, in steps at the peak LR."""
+        return np.cumsum(self.u)
+
+    @property
+    def peak_step(self) -> int:
+        return int(np.argmax(self.lrs))
+
+    @property
+    def s_w(self) -> float:
+        """The warmup area as an offset that keeps S1 + S_W positive from step 0 on."""
+        return float(self.cum[self.peak_step]) + 1.0
+
+    @cached_property
+    def _decay_chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The LR changes after the peak as chunks: (signed drop, step, LR after the drop)."""
+        u, p = self.u, self.peak_step
         d = u[p:-1] - u[p + 1 :]  # d[i] = drop from step p+i to p+i+1
         if d.size == 0 or not np.any(d != 0.0):
-            self.drop = np.zeros(0)
-            self.drop_step = np.zeros(0)
-            self.drop_lr = np.zeros(0)
-            return
+            return np.zeros(0), np.zeros(0), np.zeros(0)
         nz = np.flatnonzero(d != 0.0)
         d, idx = d[nz], nz + (p + 1)
         n_chunks = min(_MAX_CHUNKS, d.size)
@@ -54,9 +143,21 @@ class LRSchedule:
         mag = np.add.reduceat(np.abs(d), starts)
         pos = np.add.reduceat(np.abs(d) * idx, starts) / np.maximum(mag, 1e-300)
         keep = mag > 0
-        self.drop = drop[keep]
-        self.drop_step = pos[keep]
-        self.drop_lr = u[np.clip(np.round(self.drop_step).astype(np.int64), 0, len(u) - 1)]
+        drop_step = pos[keep]
+        drop_lr = u[np.clip(np.round(drop_step).astype(np.int64), 0, len(u) - 1)]
+        return drop[keep], drop_step, drop_lr
+
+    @property
+    def drop(self) -> np.ndarray:
+        return self._decay_chunks[0]
+
+    @property
+    def drop_step(self) -> np.ndarray:
+        return self._decay_chunks[1]
+
+    @property
+    def drop_lr(self) -> np.ndarray:
+        return self._decay_chunks[2]
 
     def area(self, steps: np.ndarray) -> np.ndarray:
         """LR area of steps 0..t (peak-LR steps), interpolated for fractional steps."""
