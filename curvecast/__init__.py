@@ -9,15 +9,20 @@ from typing import TYPE_CHECKING, Any
 from curvecast.history import RunHistory, Series
 
 if TYPE_CHECKING:
-    from curvecast.bundle import Curvecast
+    from curvecast.live.actuator import Actuator
+    from curvecast.live.bundle import Curvecast
 
 __version__ = "0.1.0"
-__all__ = ["Curvecast", "RunHistory", "Series", "__version__"]
+__all__ = ["Actuator", "Curvecast", "RunHistory", "Series", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Curvecast":
-        from curvecast.bundle import Curvecast
+        from curvecast.live.bundle import Curvecast
 
         return Curvecast
+    if name == "Actuator":
+        from curvecast.live.actuator import Actuator
+
+        return Actuator
     raise AttributeError(f"module 'curvecast' has no attribute {name!r}")

@@ -62,17 +62,21 @@ def is_global_zero(trainer: Any) -> bool:
     return bool(getattr(trainer, "is_global_zero", True))
 
 
-def optimizer_step_index(trainer: Any) -> int:
+def optimizer_step_index(trainer: Any, *, after_step: bool = False) -> int:
     """The step a value measured in the current batch belongs to, on the same axis as ``self.log`` writes.
 
-    In ``on_train_batch_end`` ``trainer.global_step`` already counts the step just taken, and counts every optimizer
-    of a manual-optimization module; Lightning's loggers use the number of batches that stepped before this one.
+    Lightning's loggers put a value logged in a batch at the number of batches that stepped before it. From public
+    Trainer state: ``trainer.global_step`` counts optimizer steps, every optimizer's under manual optimization, so the
+    steps taken per optimizer before this batch are ``global_step // len(trainer.optimizers)`` (exact when each
+    optimizer steps once per stepping batch, as in automatic optimization and the usual GAN loop).
+
+    Args:
+        after_step: the batch's optimizer step has been taken already (``on_train_batch_end`` of a stepping batch),
+            so ``global_step`` counts it.
     """
-    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    stepped = getattr(loop, "_batches_that_stepped", None)
-    if isinstance(stepped, int):
-        return stepped
-    return max(int(trainer.global_step) - 1, 0)
+    optimizers = max(len(getattr(trainer, "optimizers", None) or ()), 1)
+    index = int(trainer.global_step) // optimizers
+    return max(index - 1, 0) if after_step else index
 
 
 def tensorboard_writer(trainer: Any):

@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from curvecast._lightning import CurvecastWarning
     from curvecast.demo import DemoConfig, run_demo
-    from curvecast.report_text import describe_report
+    from curvecast.offline.report_text import describe_report
 
     # Lightning's tips and this demo's small-data warnings are noise here; curvecast's own warnings and alerts are
     # logged, so their Python-warning copies would print everything twice.
@@ -47,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from curvecast.analyze import run_analyze
+    from curvecast.offline.analyze import run_analyze
 
     return run_analyze(args)
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "of step and value columns; print the forecast and the anomalies, and write a plot.",
     )
     try:
-        from curvecast.analyze import add_analyze_arguments
+        from curvecast.offline.analyze import add_analyze_arguments
     except ImportError:  # pragma: no cover - the analyze module ships with the package
         analyze.add_argument("path")
     else:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from curvecast.bundle import Curvecast
+from curvecast.live.bundle import Curvecast
 
 __all__ = ["CharTransformer", "DemoConfig", "DemoResult", "DemoRun", "GeneratedText", "run_demo"]
 

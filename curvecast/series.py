@@ -30,7 +30,7 @@ __all__ = [
 
 METRIC_PREFIX = "curvecast/"  # every metric and tag curvecast writes to a logger starts with it
 
-# -- series in the run's history ---------------------------------------------------------------------------------------
+# -- series in the run's history -------------------------------------------------------------------------------
 TRAIN_LOSS = "loss"  # the training loss of every optimizer step (LossCapture)
 LR = "lr"  # the LR every optimizer step used (LearningRateCapture)
 GRAD_NORM = "grad_norm"  # the pre-clip gradient norm of every step (GradientNoiseScale)
@@ -43,7 +43,7 @@ DATA_WAIT = THROUGHPUT_PREFIX + "data_wait"
 DATA_WAIT_FRACTION = THROUGHPUT_PREFIX + "data_wait_fraction"
 SAMPLES_PER_SEC = THROUGHPUT_PREFIX + "samples_per_sec"
 
-# -- tags only written to loggers ---------------------------------------------------------------------------------------
+# -- tags only written to loggers ----------------------------------------------------------------------------------
 FORECAST_PREFIX = METRIC_PREFIX + "forecast/"  # curvecast/forecast/final, final_lo, final_hi, ...
 ALERTS_TAG = METRIC_PREFIX + "alerts"  # TensorBoard text tag of every alert
 STOPPED_TAG = METRIC_PREFIX + "early_stopping/stopped"

@@ -8,15 +8,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from curvecast import Curvecast
+from curvecast import Actuator, Curvecast
 from curvecast._lightning import CurvecastWarning
 from tiny_models import TinyRegression, TinyRegressionL, loader
 
 
-class Recorder:
+class Recorder(Actuator):
     """An actuator that keeps every report with a forecast it is given (anomaly reports apart)."""
-
-    stop_request = None
 
     def __init__(self):
         self.reports = []
@@ -118,8 +116,7 @@ def test_state_dict_round_trip_restores_every_part(tmp_path):
 
 
 def test_a_failing_actuator_becomes_a_warning_and_the_run_goes_on(quiet_trainer_kwargs, caplog):
-    class Broken:
-        stop_request = None
+    class Broken(Actuator):
 
         def on_report(self, trainer, pl_module, report):
             raise RuntimeError("boom")
@@ -149,8 +146,7 @@ def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
 
 
 def test_a_stop_request_stops_the_run(quiet_trainer_kwargs):
-    class StopAt12:
-        stop_request = None
+    class StopAt12(Actuator):
 
         def on_report(self, trainer, pl_module, report):
             if report.step >= 12:
@@ -222,7 +218,7 @@ def test_sensors_and_actuators_can_be_configured_or_left_out(quiet_trainer_kwarg
 
 
 def test_a_sensor_of_the_wrong_type_is_rejected():
-    with pytest.raises(TypeError, match="Expected a bool or a Throughput, but got str"):
+    with pytest.raises(TypeError, match="Expected `throughput` to be a bool or a Throughput, but got str"):
         Curvecast(throughput="fast")
 
 

@@ -2,7 +2,8 @@ import math
 
 import numpy as np
 
-from curvecast.stability_watch import GRAD_NORM, SAMPLES_PER_SEC, StabilityWatch
+from curvecast.live.stability_watch import StabilityWatch
+from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC
 
 
 def _curve(n: int, seed: int = 0) -> np.ndarray:

@@ -8,11 +8,13 @@ from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import Callback, guarded, optimizer_step_index, warn_once
+from curvecast._lightning import guarded, optimizer_step_index, warn_once
 from curvecast.callbacks.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.gns_sources import MicroBatchNorms, PerExampleNorms
-from curvecast.callbacks.gradient_tensors import METRIC_PREFIX, grad_scale, infer_batch_rows, squared_norms
+from curvecast.callbacks.gradient_tensors import grad_scale, infer_batch_rows, squared_norms
+from curvecast.callbacks.sensor import Sensor
 from curvecast.history import RunHistory
+from curvecast.series import GNS_B_SIMPLE, GNS_GRAD_SQ_NORM, GNS_TRACE_COV, GRAD_NORM, logged_name
 
 __all__ = ["GradientNoiseScale"]
 
@@ -21,7 +23,7 @@ _SOURCES = ("auto", "microbatch", "per_example")
 PER_EXAMPLE_EVERY = 10  # default sampling of the per-example source: keeps its average cost near 2-3 % of a step
 
 
-class GradientNoiseScale(Callback):
+class GradientNoiseScale(Sensor):
     """Estimate the gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018) while training.
 
     Squared gradient norms at a small and a big batch size feed the unbiased two-batch estimators of |G|^2 and
@@ -84,8 +86,7 @@ class GradientNoiseScale(Callback):
         self.log_every_n_steps = log_every_n_steps
         self.batch_size_fn = batch_size_fn
         self.log_metrics = log_metrics
-        self._owns_history = history is None
-        self.history = history if history is not None else RunHistory()
+        super().__init__(history)
         self.estimator = GNSEstimator(beta=beta, min_updates=min_updates)
         self.estimate = GNSEstimate(None, None, None, 0)
         self.active_source: str | None = None  # the resolved source; None while not measuring
@@ -252,7 +253,7 @@ class GradientNoiseScale(Callback):
         if not self._stepped:
             return
         self._stepped = False
-        step = optimizer_step_index(trainer)
+        step = optimizer_step_index(trainer, after_step=True)
         every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
         max_steps = int(getattr(trainer, "max_steps", -1) or -1)
         last = max_steps > 0 and step + 1 >= max_steps
@@ -274,7 +275,7 @@ class GradientNoiseScale(Callback):
             for s, v in zip(steps, values, strict=True):
                 if scaled and not math.isfinite(v):
                     continue  # fp16 AMP overflow: the scaler skips this step, it is no training anomaly
-                self.history.append("grad_norm", s, v)
+                self.history.append(GRAD_NORM, s, v)
                 self.last_grad_norm = v
         if self.active_source is not None:
             if self._world > 1:
@@ -284,17 +285,17 @@ class GradientNoiseScale(Callback):
             self.estimate = self.estimator.read()
         step = self._last_step if step is None else step
         est = self.estimate
-        series = {"gns/grad_sq_norm": est.grad_sq_norm, "gns/trace_cov": est.trace_cov, "gns/b_simple": est.b_simple}
+        series = {GNS_GRAD_SQ_NORM: est.grad_sq_norm, GNS_TRACE_COV: est.trace_cov, GNS_B_SIMPLE: est.b_simple}
         if step is not None and self.active_source is not None and est.updates > self._recorded_updates:
             self._recorded_updates = est.updates
             for name, value in series.items():
                 if value is not None:
                     self.history.append(name, step, value)
         if pl_module is not None and self.log_metrics:
-            metrics = {"grad_norm": self.last_grad_norm, **series}
+            metrics = {GRAD_NORM: self.last_grad_norm, **series}
             for name, value in metrics.items():
                 if value is not None and math.isfinite(value):
-                    pl_module.log(METRIC_PREFIX + name, value, on_step=True, on_epoch=False, batch_size=1)
+                    pl_module.log(logged_name(name), value, on_step=True, on_epoch=False, batch_size=1)
 
     @guarded
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
@@ -314,9 +315,7 @@ class GradientNoiseScale(Callback):
             "estimator": self.estimator.state_dict(),
             "last_grad_norm": self.last_grad_norm,
         }
-        if self._owns_history:
-            state["history"] = self.history.state_dict()
-        return state
+        return self._save_history(state)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         version = state_dict.get("version")
@@ -325,5 +324,4 @@ class GradientNoiseScale(Callback):
         self.estimator.load_state_dict(state_dict["estimator"])
         self.estimate = self.estimator.read()
         self.last_grad_norm = state_dict.get("last_grad_norm")
-        if self._owns_history and "history" in state_dict:
-            self.history.load_state_dict(state_dict["history"])
+        self._load_history(state_dict)

@@ -6,9 +6,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["METRIC_PREFIX", "grad_scale", "infer_batch_rows", "squared_norms"]
+__all__ = ["grad_scale", "infer_batch_rows", "squared_norms"]
 
-METRIC_PREFIX = "curvecast/"  # every metric curvecast logs starts with it
 
 
 def infer_batch_rows(batch: Any) -> int | None:

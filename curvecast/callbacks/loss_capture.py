@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import Callback, guarded, optimizer_step_index
+from curvecast._lightning import guarded, optimizer_step_index
+from curvecast.callbacks.sensor import Sensor
 from curvecast.history import RunHistory
+from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
 
 __all__ = ["LossCapture"]
-
-TRAIN_LOSS = "loss"
 
 
 def _loss_tensor(outputs: Any) -> torch.Tensor | None:
@@ -30,10 +30,10 @@ _VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, los
 
 
 def _is_validation_metric(name: str) -> bool:
-    return not name.startswith("curvecast/") and _VALIDATION_NAME.search(name.lower()) is not None
+    return not name.startswith(METRIC_PREFIX) and _VALIDATION_NAME.search(name.lower()) is not None
 
 
-class LossCapture(Callback):
+class LossCapture(Sensor):
     """Record the training loss of every optimizer step and the validation metrics logged by the module.
 
     Under gradient accumulation Lightning hands ``on_train_batch_end`` each micro-batch's loss divided by
@@ -63,7 +63,7 @@ class LossCapture(Callback):
     ) -> None:
         if flush_every is not None and flush_every < 1:
             raise ValueError(f"Expected `flush_every` to be a positive int or None, but got {flush_every}")
-        self.history = history if history is not None else RunHistory()
+        super().__init__(history)
         self.flush_every = flush_every
         if metrics is None:
             self._is_metric = _is_validation_metric
@@ -105,7 +105,7 @@ class LossCapture(Callback):
         self._seen_global_step = global_step
         if self._micro:
             step_loss = self._micro[0] if len(self._micro) == 1 else torch.stack(self._micro).mean()
-            self._pending_steps.append(optimizer_step_index(trainer))
+            self._pending_steps.append(optimizer_step_index(trainer, after_step=True))
             self._pending_losses.append(step_loss)
             self._micro = []
         if len(self._pending_steps) >= self._flush_every:
@@ -151,10 +151,10 @@ class LossCapture(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         self.flush_pending()
-        return {"history": self.history.state_dict()}
+        return self._save_history({})
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history.load_state_dict(state_dict["history"])
+        self._load_history(state_dict)
 
     def pending_steps(self) -> int:
         """Optimizer steps measured but not yet moved to the host."""

@@ -6,16 +6,17 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import Callback, guarded, optimizer_step_index, warn_once
+from curvecast._lightning import guarded, optimizer_step_index, warn_once
 from curvecast.callbacks.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
+from curvecast.callbacks.sensor import Sensor
+from curvecast.forecasting.schedule import LRSchedule
 from curvecast.history import RunHistory
+from curvecast.series import LR
 
 __all__ = ["LearningRateCapture"]
 
-LR = "lr"
 
-
-class LearningRateCapture(Callback):
+class LearningRateCapture(Sensor):
     """Record the LR each optimizer step used, and replay the schedulers to learn the LR of every future step.
 
     The LR is read in ``on_before_optimizer_step`` (the value the step is about to use) from the first param group of
@@ -26,15 +27,14 @@ class LearningRateCapture(Callback):
     """
 
     def __init__(self, history: RunHistory | None = None) -> None:
-        self.history = history if history is not None else RunHistory()
+        super().__init__(history)
         self.horizon: int | None = None
         self.planned: PlannedSchedule | None = None
-        self._schedule: np.ndarray | None = None
-        self._min_ahead: np.ndarray | None = None
+        self._schedule: LRSchedule | None = None
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        self._schedule = self._min_ahead = None
+        self._schedule = None
         self.horizon = run_horizon(trainer)
         start = int(trainer.global_step)
         if self.horizon is None:
@@ -50,19 +50,18 @@ class LearningRateCapture(Callback):
             return  # manual optimization with several optimizers: follow the first one
         self.history.append(LR, optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"]))
 
-    def schedule(self) -> np.ndarray | None:
-        """LR at every step ``0..horizon``: recorded where the run has been, planned where it is going; or None.
+    def schedule(self) -> LRSchedule | None:
+        """The LR of every step ``0..horizon``: recorded where the run has been, planned where it is going; or None.
 
         Built once per fit (the past it joins is fixed when training starts) and shared, read-only, by every
-        forecast: at 10 million steps a copy is 80 MB.
+        forecast and detector: at 10 million steps a copy is 80 MB.
         """
         if self._schedule is None:
-            self._schedule = self._build_schedule()
-            if self._schedule is not None:
-                self._schedule.flags.writeable = False
+            lrs = self._join_past_and_planned()
+            self._schedule = None if lrs is None else LRSchedule(lrs)
         return self._schedule
 
-    def _build_schedule(self) -> np.ndarray | None:
+    def _join_past_and_planned(self) -> np.ndarray | None:
         if self.planned is None or not self.planned.known or self.horizon is None:
             return None
         lrs = np.empty(self.horizon + 1, dtype=np.float64)
@@ -76,18 +75,8 @@ class LearningRateCapture(Callback):
                 lrs[:start] = np.interp(np.arange(start), past.steps, past.values)
         return lrs
 
-    def lr_drop_ahead(self, step: int, ratio: float = 0.5) -> bool:
-        """Whether the planned LR falls below ``ratio`` times its value at ``step`` before the run ends."""
-        lrs = self.schedule()
-        if lrs is None or step >= len(lrs):
-            return False
-        step = max(step, 0)
-        if self._min_ahead is None or len(self._min_ahead) != len(lrs):
-            self._min_ahead = np.minimum.accumulate(lrs[::-1])[::-1]  # min LR from each step on, built once
-        return bool(lrs[step] > 0 and self._min_ahead[step] < ratio * lrs[step])
-
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history.state_dict()}
+        return self._save_history({})
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history.load_state_dict(state_dict["history"])
+        self._load_history(state_dict)

@@ -10,11 +10,13 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import Callback, guarded, optimizer_step_index
+from curvecast._lightning import guarded, optimizer_step_index
 from curvecast.callbacks.flops import StepFlopCounter, is_compiled, peak_flops_per_sec, precision_dtype, to_host_number
-from curvecast.callbacks.gradient_tensors import METRIC_PREFIX, infer_batch_rows
+from curvecast.callbacks.gradient_tensors import infer_batch_rows
+from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput_stats import StepTiming, TimingWindow, percentile, straggler
 from curvecast.history import RunHistory
+from curvecast.series import DATA_WAIT, STEP_TIME, logged_name, throughput
 
 __all__ = ["Throughput"]
 
@@ -22,7 +24,7 @@ _STATE_VERSION = 1
 _WARMUP_STEPS = 1  # the first step of a fit pays for allocator warm-up, lazy inits and compilation
 
 
-class Throughput(Callback):
+class Throughput(Sensor):
     """Time every optimizer step, split into data wait, forward+backward and the optimizer step, on every rank.
 
     Host timestamps from the hooks give the split: data wait runs from the end of one batch to the start of the next
@@ -80,8 +82,7 @@ class Throughput(Callback):
         self.straggler_ratio = straggler_ratio
         self.log_every_n_steps = log_every_n_steps
         self.log_metrics = log_metrics
-        self._owns_history = history is None
-        self.history = history if history is not None else RunHistory()
+        super().__init__(history)
         self.timings = TimingWindow(window)
         self._items: deque[Any] = deque(maxlen=window)  # aligned with self.timings; tensors until the cadence
         self._device_times: deque[float] = deque(maxlen=window)
@@ -167,7 +168,7 @@ class Throughput(Callback):
             self._t_last_end = self.clock()
             return
         timing = StepTiming(self._wait, self._compute, now - self._t_opt, self._samples, self._forward)
-        step = optimizer_step_index(trainer)
+        step = optimizer_step_index(trainer, after_step=True)
         self._fit_steps += 1
         if not self._skip and self._fit_steps > _WARMUP_STEPS:
             self.timings.add(timing)
@@ -239,16 +240,16 @@ class Throughput(Callback):
         if self._world > 1:
             metrics.update(self._across_ranks(trainer, metrics))
         self.metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
-        step = step if step is not None else (self.history.last("throughput/step_time") or (None,))[0]
+        step = step if step is not None else (self.history.last(STEP_TIME) or (None,))[0]
         if step is None:
             return
         for name in ("samples_per_sec", "items_per_sec", "flops_per_sec", "mfu", "data_wait_fraction",
                      "step_time_p90", "straggler_ratio"):
             if name in self.metrics:
-                self.history.append(f"throughput/{name}", step, self.metrics[name])
+                self.history.append(throughput(name), step, self.metrics[name])
         if pl_module is not None and self.log_metrics:
             for name, value in self.metrics.items():
-                pl_module.log(f"{METRIC_PREFIX}throughput/{name}", value, on_step=True, on_epoch=False, batch_size=1)
+                pl_module.log(logged_name(throughput(name)), value, on_step=True, on_epoch=False, batch_size=1)
 
     def _across_ranks(self, trainer: Any, local: dict[str, float]) -> dict[str, float]:
         device = getattr(trainer.strategy, "root_device", torch.device("cpu"))
@@ -278,8 +279,8 @@ class Throughput(Callback):
 
     def _record_pending(self) -> None:
         for step, timing in self._pending:
-            self.history.append("throughput/step_time", step, timing.total)
-            self.history.append("throughput/data_wait", step, timing.data_wait)
+            self.history.append(STEP_TIME, step, timing.total)
+            self.history.append(DATA_WAIT, step, timing.data_wait)
         self._pending = []
 
     @guarded
@@ -291,9 +292,7 @@ class Throughput(Callback):
         """Plain Python types only: counters and the FLOPs count (timings of a past process mean little)."""
         state: dict[str, Any] = {"version": _STATE_VERSION, "totals": dict(self.totals),
                                  "flops_per_batch": self.flops_per_batch}
-        if self._owns_history:
-            state["history"] = self.history.state_dict()
-        return state
+        return self._save_history(state)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         version = state_dict.get("version")
@@ -305,5 +304,4 @@ class Throughput(Callback):
         if self.flops_per_batch is None and state_dict.get("flops_per_batch") is not None:
             self.flops_per_batch = float(state_dict["flops_per_batch"])
             self.measure_flops = False
-        if self._owns_history and "history" in state_dict:
-            self.history.load_state_dict(state_dict["history"])
+        self._load_history(state_dict)

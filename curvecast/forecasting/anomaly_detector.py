@@ -9,9 +9,9 @@ from typing import Any
 from curvecast.forecasting import anomaly_messages as msg
 from curvecast.forecasting.anomaly_divergence import DivergenceChecks
 from curvecast.forecasting.anomaly_event import Anomaly
-from curvecast.forecasting.schedule import LRSchedule
 from curvecast.forecasting.anomaly_stats import check_step, check_value, median, push, sigma_of_diffs
 from curvecast.forecasting.anomaly_trends import TrendChecks
+from curvecast.forecasting.schedule import LRSchedule
 
 __all__ = ["DEFAULT_KINDS", "AnomalyDetector"]
 

@@ -50,7 +50,9 @@ class LRSchedule:
 
     def __init__(self, lrs: Sequence[float] | np.ndarray, rise_rtol: float = 1e-3) -> None:
         if isinstance(lrs, (str, bytes)) or not hasattr(lrs, "__len__"):
-            raise TypeError(f"Expected `lrs` to be a sequence of floats (LR at steps 0..N), but got {type(lrs).__name__}")
+            raise TypeError(
+                f"Expected `lrs` to be a sequence of floats (LR at steps 0..N), but got {type(lrs).__name__}"
+            )
         try:
             values = np.asarray(lrs, dtype=np.float64)
         except (TypeError, ValueError) as err:
@@ -80,7 +82,7 @@ class LRSchedule:
     def _clip(self, step: int) -> int:
         return min(max(int(step), 0), self.horizon)
 
-    # -- O(1) questions about a step -----------------------------------------------------------------------------------
+    # -- O(1) questions about a step ----------------------------------------------------------------------------------
 
     def lr(self, step: int) -> float:
         """The planned LR at ``step`` (the last planned LR past the end of the schedule)."""
@@ -106,7 +108,7 @@ class LRSchedule:
         peak = float(self._peak[i])
         return float(self.lrs[i]) / peak if peak > 0 else 1.0
 
-    # -- features of the schedule-aware laws (built on first use) -------------------------------------------------------
+    # -- features of the schedule-aware laws (built on first use) ------------------------------------------------------
 
     @cached_property
     def u(self) -> np.ndarray:

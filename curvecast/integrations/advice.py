@@ -22,16 +22,18 @@ import numpy as np
 from curvecast.forecasting.report import Report
 from curvecast.integrations import advice_math as am
 from curvecast.integrations.alerts import Alert, publish_alert
+from curvecast.live.actuator import Actuator, RunContext
+from curvecast.series import DATA_WAIT_FRACTION, GNS_B_SIMPLE, LR
 
 __all__ = ["HyperparameterAdvisor"]
 
 
-class HyperparameterAdvisor:
+class HyperparameterAdvisor(Actuator):
     """Actuator: hyperparameter advice from the report's anomalies and the measured noise scale and throughput.
 
     Args:
-        history: the run's :class:`~curvecast.history.RunHistory` (LR, ``gns/b_simple``, data wait); :meth:`bind`
-            sets it from the bundle.
+        history: the run's :class:`~curvecast.history.RunHistory` (LR, ``gns/b_simple``, data wait); None takes the
+            run's, at :meth:`bind`.
         batch_size: samples per optimizer step over all devices, in the unit the loss averages over (as B_simple);
             None: the train loader's ``batch_size`` x accumulation x world size.
         tokens_per_step: tokens per optimizer step, for the Step Law (LLM pretraining only).
@@ -50,8 +52,6 @@ class HyperparameterAdvisor:
         advice: the alerts published so far.
     """
 
-    stop_request = None  # advice never stops a run
-
     def __init__(
         self,
         history: Any = None,
@@ -65,8 +65,8 @@ class HyperparameterAdvisor:
         early_fraction: float = 0.1,
         data_wait_threshold: float = 0.2,
         lr_reduction: float = 0.5,
-        b_simple_series: str = "gns/b_simple",
-        data_wait_series: str = "throughput/data_wait_fraction",
+        b_simple_series: str = GNS_B_SIMPLE,
+        data_wait_series: str = DATA_WAIT_FRACTION,
         tensorboard: bool = True,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("tokens_per_step", tokens_per_step), ("n_params", n_params)):
@@ -101,13 +101,12 @@ class HyperparameterAdvisor:
         self.advice: list[Alert] = []
         self._given: set[str] = set()
         self._spike_steps: list[int] = []
-        self._lr_schedule: Any = None
 
-    def bind(self, bundle: Any) -> None:
-        """Take the bundle's history, and its planned LR schedule for the peak LR (called at setup)."""
+    def bind(self, run: RunContext) -> None:
+        """Take the run's history unless one was given (its planned LR schedule gives the peak LR)."""
+        super().bind(run)
         if self.history is None:
-            self.history = bundle.history
-        self._lr_schedule = getattr(getattr(bundle, "lr_capture", None), "schedule", None)
+            self.history = run.history
 
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
         self._spike_steps += [a.step for a in report.anomalies if a.kind == "spike" and a.series == report.monitor]
@@ -249,12 +248,11 @@ class HyperparameterAdvisor:
     def _peak_lr(self, trainer: Any) -> float | None:
         """The peak LR: of the planned schedule when known, else of the LRs recorded so far, else the current one."""
         candidates: list[float] = []
-        if self._lr_schedule is not None:
-            planned = self._lr_schedule()
-            if planned is not None and len(planned):
-                candidates.append(float(np.nanmax(planned)))
-        if self.history is not None and "lr" in self.history:
-            candidates.append(float(np.nanmax(self.history.series("lr").values)))
+        planned = self.run.planned_schedule() if self.run is not None else None
+        if planned is not None:
+            candidates.append(planned.peak_lr)
+        if self.history is not None and LR in self.history:
+            candidates.append(float(np.nanmax(self.history.series(LR).values)))
         if not candidates:
             try:
                 candidates.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
@@ -265,9 +263,9 @@ class HyperparameterAdvisor:
 
     def _warmup_steps(self) -> int | None:
         """Steps until the recorded LR first reached its peak, or None when it never rose."""
-        if self.history is None or "lr" not in self.history:
+        if self.history is None or LR not in self.history:
             return None
-        series = self.history.series("lr")
+        series = self.history.series(LR)
         if len(series) < 2 or not series.values[0] < 0.99 * np.nanmax(series.values):
             return None
         return int(series.steps[int(np.nanargmax(series.values))])

@@ -15,12 +15,13 @@ from typing import Any
 
 from curvecast._lightning import tensorboard_writer, warn_once
 from curvecast.forecasting.report import Report
+from curvecast.live.actuator import Actuator
+from curvecast.series import ALERTS_TAG
 
 __all__ = ["ALERTS_TAG", "SEVERITIES", "Alert", "AlertLogger", "publish_alert"]
 
 log = logging.getLogger("curvecast")
 
-ALERTS_TAG = "curvecast/alerts"
 SEVERITIES = ("info", "warning", "critical")
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
 
@@ -85,7 +86,7 @@ def publish_alert(trainer: Any, alert: Alert, tensorboard: bool = True) -> None:
         warn_once(f"curvecast: could not write an alert to TensorBoard ({type(error).__name__}: {error})", key="alert")
 
 
-class AlertLogger:
+class AlertLogger(Actuator):
     """Actuator: each anomaly of each report becomes an :class:`Alert` (logging + TensorBoard), once.
 
     Args:
@@ -95,8 +96,6 @@ class AlertLogger:
     Attributes:
         alerts: every alert published so far (bounded by ``max_kept``).
     """
-
-    stop_request = None  # this actuator never asks the run to stop
 
     def __init__(self, min_severity: str = "info", tensorboard: bool = True, max_kept: int = 1000) -> None:
         if min_severity not in SEVERITIES:

@@ -15,13 +15,13 @@ from curvecast._lightning import Callback, tensorboard_writer, warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.alerts import Alert, publish_alert
 from curvecast.integrations.stop_rule import ForecastStopRule, StopReason, StopRequest
+from curvecast.live.actuator import Actuator, RunContext
+from curvecast.series import LR, STOPPED_TAG
 
 __all__ = ["ForecastEarlyStopping", "StopReason", "StopRequest"]
 
-STOPPED_TAG = "curvecast/early_stopping/stopped"
 
-
-class ForecastEarlyStopping(Callback):
+class ForecastEarlyStopping(Actuator, Callback):
     """Stop training early on the forecast: target out of reach, no improvement left, divergence, non-finite loss.
 
     Use it through the bundle, ``Curvecast(target=3.2, early_stopping=True)``, or next to it,
@@ -80,7 +80,6 @@ class ForecastEarlyStopping(Callback):
         self._mode_given = mode is not None
         self.verbose = verbose
         self.stop_request: StopRequest | None = None
-        self.history: Any = None
         self._peak_lr = 0.0
         self._announced_hold = False
 
@@ -88,15 +87,19 @@ class ForecastEarlyStopping(Callback):
     def state_key(self) -> str:
         return self._generate_state_key(target=self.rule.target, mode=self.rule.mode)
 
-    def bind(self, bundle: Any) -> None:
-        """Take the bundle's history (for the LR so far) and its mode unless one was given."""
-        self.history = bundle.history
+    state_name = "early_stopping"
+
+    def bind(self, run: RunContext) -> None:
+        """Take the run's mode unless one was given (and its history, for the LR so far)."""
+        super().bind(run)
         if not self._mode_given:
-            self.rule.mode = bundle.mode
+            self.rule.mode = run.mode
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Used next to a bundle in ``Trainer(callbacks=...)``: attach to it (once)."""
-        bundle = next((c for c in trainer.callbacks if hasattr(c, "actuators") and hasattr(c, "history")), None)
+        from curvecast.live.bundle import Curvecast  # the bundle imports this module
+
+        bundle = next((c for c in trainer.callbacks if isinstance(c, Curvecast)), None)
         if bundle is None:
             warn_once(
                 "curvecast: ForecastEarlyStopping acts on Curvecast's forecasts, but the Trainer has no Curvecast "
@@ -104,9 +107,7 @@ class ForecastEarlyStopping(Callback):
                 key="early-stopping-alone",
             )
             return
-        if not any(a is self for a in bundle.actuators):
-            bundle.actuators.append(self)
-        self.bind(bundle)
+        bundle.attach(self, save_state=False)  # the Trainer checkpoints this callback itself
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self.stop_request = None  # a new fit starts with no decision (the rule's count comes from a checkpoint)
@@ -132,8 +133,9 @@ class ForecastEarlyStopping(Callback):
 
     def _lr(self, trainer: Any) -> tuple[float | None, float | None]:
         """The current LR and the peak so far: from the recorded LR series, else the first optimizer."""
-        if self.history is not None and "lr" in self.history:
-            values = self.history.series("lr").values
+        history = self.run.history if self.run is not None else None
+        if history is not None and LR in history:
+            values = history.series(LR).values
             if len(values):
                 return float(values[-1]), float(max(values.max(), self._peak_lr))
         try:

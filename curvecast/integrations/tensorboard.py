@@ -30,22 +30,25 @@ import numpy as np
 from curvecast._lightning import tensorboard_writer, warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.forecast_figure import forecast_figure
+from curvecast.live.actuator import Actuator, RunContext
+from curvecast.series import FORECAST_PREFIX as PREFIX
+from curvecast.series import logged_name
 
 __all__ = ["TensorBoardReporter"]
 
-PREFIX = "curvecast/forecast/"
 SUMMARY_RUN = "curvecast_summary"
 CURVE_RUNS = "curvecast_forecast"
 _SUMMARY_METRICS = ("final", "final_lo", "final_hi", "prob_target", "step_to_target", "best", "last", "stopped_early")
 
 
-class TensorBoardReporter:
+class TensorBoardReporter(Actuator):
     """Actuator: write each report's forecast to the Trainer's TensorBoard logger (rank 0; reports arrive there only).
 
     Without a TensorBoard logger it warns once and does nothing (alerts still reach Python logging).
 
     Args:
-        history: the run's :class:`~curvecast.history.RunHistory`, for the observed curve; :meth:`bind` sets it.
+        history: the run's :class:`~curvecast.history.RunHistory`, for the observed curve; None takes the run's, at
+            :meth:`bind`.
         mode: ``"min"`` when the target is reached from above (a loss), ``"max"`` from below (an accuracy).
         interval: probability of the central interval written as ``final_lo`` / ``final_hi``.
         curve_every: fewest steps between two forecast-curve sub-runs and figures; None: a twentieth of the horizon.
@@ -53,8 +56,6 @@ class TensorBoardReporter:
         figures: write a matplotlib figure with each forecast curve.
         summary: write the hparams summary sub-run.
     """
-
-    stop_request = None  # this actuator never asks the run to stop
 
     def __init__(
         self,
@@ -81,7 +82,6 @@ class TensorBoardReporter:
         self.curve_points = curve_points
         self.figures = figures
         self.summary = summary
-        self._bundle: Any = None
         self._writer: Any = None
         self._last_scalar_step = -1
         self._last_actual_step = -math.inf
@@ -90,17 +90,17 @@ class TensorBoardReporter:
         self._summary_writer: Any = None
         self._hparams: dict[str, Any] = {}
 
-    def bind(self, bundle: Any) -> None:
-        """Take the history, mode and settings from the :class:`~curvecast.Curvecast` bundle (called at setup)."""
-        self._bundle = bundle
+    def bind(self, run: RunContext) -> None:
+        """Take the run's history (unless one was given), mode and settings."""
+        super().bind(run)
         if self.history is None:
-            self.history = bundle.history
-        self.mode = getattr(bundle, "mode", self.mode)
+            self.history = run.history
+        self.mode = run.mode
         self._hparams = {
-            "curvecast/monitor": bundle.monitor,
-            "curvecast/mode": bundle.mode,
-            "curvecast/target": bundle.target,
-            "curvecast/forecast_every": bundle.forecast_every,
+            logged_name("monitor"): run.monitor,
+            logged_name("mode"): run.mode,
+            logged_name("target"): run.target,
+            logged_name("forecast_every"): run.forecast_every,
         }
 
     # -- the actuator ---------------------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ class TensorBoardReporter:
                 ],
                 f"{monitor}: observed and forecast (runs {CURVE_RUNS}/step_N)": [
                     "Multiline",
-                    [f"^curvecast/{monitor}$"],
+                    [f"^{logged_name(monitor)}$"],
                 ],
                 "chance of reaching the target": ["Multiline", [f"^{PREFIX}prob_target$"]],
                 "forecast step to reach the target": ["Multiline", [f"^{PREFIX}step_to_target$"]],
@@ -169,7 +169,7 @@ class TensorBoardReporter:
         series = self.history.series(monitor)
         new = series.steps > self._last_actual_step
         steps, values = series.steps[new], series.values[new]
-        tag = f"curvecast/{monitor}"
+        tag = logged_name(monitor)
         last = self._last_actual_step
         for step, value in zip(steps.tolist(), values.tolist(), strict=True):
             step = int(round(step))
@@ -215,7 +215,7 @@ class TensorBoardReporter:
         with SummaryWriter(log_dir=path) as curve:  # one small event file per forecast curve
             for step, value in zip(steps.tolist(), values.tolist(), strict=True):
                 if math.isfinite(value):
-                    curve.add_scalar(f"curvecast/{report.monitor}", value, step)
+                    curve.add_scalar(logged_name(report.monitor), value, step)
 
     def _write_figure(self, writer: Any, report: Report) -> None:
         if self.history is None or report.monitor not in self.history:
@@ -232,9 +232,9 @@ class TensorBoardReporter:
 
         if self._summary_writer is None:
             self._summary_writer = SummaryWriter(log_dir=os.path.join(writer.log_dir, SUMMARY_RUN))
-            params = {**_module_hparams(pl_module), **self._hparams, "curvecast/horizon": report.horizon}
+            params = {**_module_hparams(pl_module), **self._hparams, logged_name("horizon"): report.horizon}
             params = {k: v for k, v in params.items() if isinstance(v, (bool, int, float, str))}
-            metrics = {f"curvecast/summary/{name}": 0.0 for name in _SUMMARY_METRICS}
+            metrics = {logged_name(f"summary/{name}"): 0.0 for name in _SUMMARY_METRICS}
             # Written once, without hparams()'s own scalars: the metric values come from the scalars below.
             for proto in hparams(params, metrics):
                 self._summary_writer.file_writer.add_summary(proto)
@@ -247,12 +247,11 @@ class TensorBoardReporter:
                 values["last"] = float(observed[-1])
         values["stopped_early"] = float(self._stop_requested() or bool(getattr(trainer, "should_stop", False)))
         for name, value in values.items():
-            self._summary_writer.add_scalar(f"curvecast/summary/{name}", value, report.step)
+            self._summary_writer.add_scalar(logged_name(f"summary/{name}"), value, report.step)
         self._summary_writer.flush()
 
     def _stop_requested(self) -> bool:
-        actuators = getattr(self._bundle, "actuators", None) or []
-        return any(getattr(a, "stop_request", None) is not None for a in actuators)
+        return self.run is not None and self.run.stop_requested()
 
     def _close_summary(self) -> None:
         if self._summary_writer is not None:

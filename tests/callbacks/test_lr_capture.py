@@ -65,7 +65,7 @@ def test_replayed_schedule_matches_the_lrs_the_run_then_used(name, quiet_trainer
     assert len(planned) == MAX_STEPS + 1
     used = capture.history.series("lr")
     np.testing.assert_array_equal(used.steps, np.arange(MAX_STEPS))
-    np.testing.assert_allclose(planned[:MAX_STEPS], used.values, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(planned.lrs[:MAX_STEPS], used.values, rtol=1e-9, atol=1e-15)
     # A fresh run is replayed from its first step.
     assert capture.planned.start == 0
 
@@ -88,14 +88,14 @@ def test_replay_from_a_resumed_run_joins_the_recorded_past(tmp_path, quiet_train
     pl.Trainer(max_steps=MAX_STEPS, callbacks=[reference], **quiet_trainer_kwargs).fit(
         Scheduled(*SCHEDULERS["lambda_warmup_cosine"]), loader(n=64)
     )
-    np.testing.assert_allclose(second.schedule(), reference.schedule(), rtol=1e-9)
+    np.testing.assert_allclose(second.schedule().lrs, reference.schedule().lrs, rtol=1e-9)
 
 
 def test_without_a_scheduler_the_lr_is_constant_and_known(quiet_trainer_kwargs):
     capture = LearningRateCapture()
     pl.Trainer(max_steps=5, callbacks=[capture], **quiet_trainer_kwargs).fit(TinyRegression(lr=0.02), loader())
-    np.testing.assert_array_equal(capture.schedule(), np.full(6, 0.02))
-    assert not capture.lr_drop_ahead(0)
+    np.testing.assert_array_equal(capture.schedule().lrs, np.full(6, 0.02))
+    assert not capture.schedule().drop_ahead(0)
 
 
 def test_reduce_on_plateau_cannot_be_replayed_and_says_so(quiet_trainer_kwargs):
@@ -115,9 +115,9 @@ def test_an_lr_drop_ahead_is_seen_until_it_has_happened():
     from curvecast.callbacks.schedule_replay import PlannedSchedule
 
     capture.planned = PlannedSchedule(0, np.array([1.0] * 6 + [0.1] * 5))
-    assert capture.lr_drop_ahead(0)
-    assert capture.lr_drop_ahead(5)
-    assert not capture.lr_drop_ahead(6)
+    assert capture.schedule().drop_ahead(0)
+    assert capture.schedule().drop_ahead(5)
+    assert not capture.schedule().drop_ahead(6)
 
 
 def test_state_dict_round_trip():

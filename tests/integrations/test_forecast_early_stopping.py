@@ -17,7 +17,6 @@ STEPS = 400
 def _fit(tmp_path, target, module=None, **stopper_kwargs):
     stopper = ForecastEarlyStopping(patience=2, **stopper_kwargs)
     bundle = Curvecast(target=target, forecast_every=20, background=False, actuators=[stopper])
-    stopper.bind(bundle)
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
     trainer.fit(module or CurveModule(STEPS))
     return trainer, stopper
@@ -103,7 +102,6 @@ class _AgreeOnStop(Callback):
 def test_ddp_ranks_stop_together(tmp_path):
     stopper = ForecastEarlyStopping(patience=2)
     bundle = Curvecast(target=1.5, forecast_every=20, background=False, actuators=[stopper])
-    stopper.bind(bundle)
     trainer = tiny_trainer(tmp_path, [bundle, _AgreeOnStop(tmp_path)], max_steps=STEPS, strategy="ddp_spawn", devices=2)
     trainer.fit(CurveModule(STEPS, items=2 * STEPS))
     assert trainer.global_step < STEPS // 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curvecast.logreaders.base import LogReadError
+from curvecast.offline.logreaders.base import LogReadError
 
 __all__ = ["decode_simple_scalars", "split_records"]
 

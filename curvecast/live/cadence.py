@@ -1,15 +1,15 @@
-"""ForecastCadence: when the bundle forecasts, what a forecast reads, and the Report it hands to the actuators."""
+"""ForecastCadence: when the live run forecasts, what a forecast reads, and the Report it hands to the actuators."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
 
-from curvecast.callbacks.loss_capture import TRAIN_LOSS
-from curvecast.callbacks.lr_capture import LearningRateCapture
-from curvecast.forecast_runner import ForecastRunner
 from curvecast.forecasting import Forecaster, Report
+from curvecast.forecasting.schedule import LRSchedule
 from curvecast.history import RunHistory
+from curvecast.live.runner import ForecastRunner
+from curvecast.series import TRAIN_LOSS
 
 __all__ = ["ForecastCadence"]
 
@@ -20,19 +20,30 @@ class ForecastCadence:
 
     The training thread snapshots what a fit needs (immutable views of the history, the shared read-only LR
     schedule) and the worker reads only that snapshot.
+
+    Args:
+        history: the run's history.
+        schedule: returns the LR of every step ``0..horizon`` (None while unknown).
+        horizon: returns the step forecast to (``max_steps``), None while the run length is unknown.
+        monitor: the series to forecast.
+        target: the value of ``monitor`` the run should reach, or None.
+        forecast_every: optimizer steps between forecasts of the training loss.
+        background: forecast in a worker thread.
     """
 
     def __init__(
         self,
         history: RunHistory,
-        lr_capture: LearningRateCapture,
+        schedule: Callable[[], LRSchedule | None],
+        horizon: Callable[[], int | None],
         monitor: str,
         target: float | None,
         forecast_every: int,
         background: bool,
     ) -> None:
         self.history = history
-        self.lr_capture = lr_capture
+        self.schedule = schedule
+        self.horizon = horizon
         self.monitor = monitor
         self.target = target
         self.forecast_every = forecast_every
@@ -61,14 +72,15 @@ class ForecastCadence:
 
     def report(self, step: int, anomalies: tuple = ()) -> Report:
         """A report at ``step`` without a forecast (anomalies travel in these between forecasts)."""
+        schedule = self.schedule()
         return Report(
             step=step,
             monitor=self.monitor,
-            horizon=self.lr_capture.horizon,
+            horizon=self.horizon(),
             anomalies=anomalies,
             target=self.target,
-            lr_schedule_known=self.lr_capture.schedule() is not None,
-            lr_drop_ahead=self.lr_capture.lr_drop_ahead(step),
+            lr_schedule_known=schedule is not None,
+            lr_drop_ahead=schedule is not None and schedule.drop_ahead(step),
         )
 
     def _due(self, at_validation: bool) -> bool:
@@ -85,8 +97,9 @@ class ForecastCadence:
 
     def _job(self) -> Callable[[], Report]:
         series = self.history.series(self.monitor)  # immutable arrays: safe to read from another thread
-        horizon = self.lr_capture.horizon
-        lrs = self.lr_capture.schedule()
+        horizon = self.horizon()
+        schedule = self.schedule()
+        lrs = None if schedule is None else schedule.lrs
         blank = self.report(int(series.steps[-1]))
 
         def job() -> Report:

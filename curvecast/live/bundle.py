@@ -4,52 +4,40 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, TypeVar
 
 from curvecast._lightning import Callback, guarded, is_global_zero, warn_once
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
-from curvecast.callbacks.loss_capture import TRAIN_LOSS, LossCapture
+from curvecast.callbacks.loss_capture import LossCapture
 from curvecast.callbacks.lr_capture import LearningRateCapture
+from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
-from curvecast.forecast_cadence import ForecastCadence
 from curvecast.forecasting import Report
 from curvecast.history import RunHistory
 from curvecast.integrations import AlertLogger, ForecastEarlyStopping, HyperparameterAdvisor, TensorBoardReporter
-from curvecast.stability_watch import StabilityWatch
+from curvecast.live.actuator import Actuator, RunContext
+from curvecast.live.cadence import ForecastCadence
+from curvecast.live.stability_watch import StabilityWatch
+from curvecast.series import TRAIN_LOSS
 
-__all__ = ["Actuator", "Curvecast"]
+__all__ = ["Curvecast"]
 
 log = logging.getLogger("curvecast")
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 _MODES = ("min", "max")
+P = TypeVar("P")
 
 
-class Actuator(Protocol):
-    """What acts on reports. ``stop_request`` (None, or an object with a ``message``) asks the run to stop."""
-
-    stop_request: Any
-
-    def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None: ...
-
-
-def _component(choice: Any, cls: type, **defaults: Any) -> Any:
-    """A part of the bundle: built with defaults (True), given (an instance), or left out (False)."""
+def _part(choice: bool | P | None, cls: type[P], name: str) -> P | None:
+    """A part of the bundle, configured the one way every part is: True (the defaults), an instance, or False."""
     if choice is False or choice is None:
         return None
     if choice is True:
-        return cls(**defaults)
+        return cls()
     if not isinstance(choice, cls):
-        raise TypeError(f"Expected a bool or a {cls.__name__}, but got {type(choice).__name__}")
+        raise TypeError(f"Expected `{name}` to be a bool or a {cls.__name__}, but got {type(choice).__name__}")
     return choice
-
-
-def _sensor(choice: Any, cls: type, history: RunHistory) -> Any:
-    """A sensor recording into the bundle's history."""
-    sensor = _component(choice, cls, history=history)
-    if sensor is not None:
-        sensor.history, sensor._owns_history = history, False
-    return sensor
 
 
 class Curvecast(Callback):
@@ -73,8 +61,12 @@ class Curvecast(Callback):
             :class:`~curvecast.integrations.ForecastEarlyStopping`, or False).
         advice: hyperparameter advice as alerts (True, a configured
             :class:`~curvecast.integrations.HyperparameterAdvisor`, or False).
-        tensorboard: write forecasts, alerts, figures and a summary to the Trainer's TensorBoard logger.
-        actuators: extra objects acting on each :class:`~curvecast.forecasting.Report` (see :class:`Actuator`).
+        alerts: send anomalies to Python logging and TensorBoard's ``curvecast/alerts`` (True, a configured
+            :class:`~curvecast.integrations.AlertLogger`, or False).
+        tensorboard: write forecasts, figures and a summary to the Trainer's TensorBoard logger (True, a configured
+            :class:`~curvecast.integrations.TensorBoardReporter`, or False).
+        actuators: more :class:`~curvecast.live.actuator.Actuator` objects acting on each
+            :class:`~curvecast.forecasting.Report`.
 
     Attributes:
         history: the run's :class:`~curvecast.history.RunHistory` (saved in checkpoints, restored on resume).
@@ -93,7 +85,8 @@ class Curvecast(Callback):
         throughput: bool | Throughput = True,
         early_stopping: bool | ForecastEarlyStopping = False,
         advice: bool | HyperparameterAdvisor = True,
-        tensorboard: bool = True,
+        alerts: bool | AlertLogger = True,
+        tensorboard: bool | TensorBoardReporter = True,
         actuators: list[Actuator] | None = None,
     ) -> None:
         if mode not in _MODES:
@@ -108,25 +101,68 @@ class Curvecast(Callback):
         self.history = RunHistory()
         self.loss_capture = LossCapture(self.history)
         self.lr_capture = LearningRateCapture(self.history)
-        self.gradient_noise = _sensor(gradient_noise, GradientNoiseScale, self.history)
-        self.throughput = _sensor(throughput, Throughput, self.history)
-        self.sensors: list[Callback] = [
+        self.gradient_noise = _part(gradient_noise, GradientNoiseScale, "gradient_noise")
+        self.throughput = _part(throughput, Throughput, "throughput")
+        self.sensors: list[Sensor] = [
             s for s in (self.loss_capture, self.lr_capture, self.gradient_noise, self.throughput) if s is not None
         ]
+        for sensor in self.sensors:
+            sensor.record_into(self.history)
         self.watch = self._new_watch()
         self.history.add_listener(self._on_point)
+        self.run_context = RunContext(
+            self.history,
+            self.monitor,
+            mode,
+            target,
+            forecast_every,
+            planned_schedule=self.lr_capture.schedule,
+            stop_requested=self.stop_requested,
+        )
         # The stopper goes first, so a stop and its alert precede the forecast scalars of the same step.
-        self.early_stopping = _component(early_stopping, ForecastEarlyStopping)
-        builtin = [self.early_stopping, AlertLogger(), _component(advice, HyperparameterAdvisor)]
-        builtin.append(TensorBoardReporter() if tensorboard else None)
-        self.actuators: list[Actuator] = [a for a in builtin if a is not None] + list(actuators or [])
-        for actuator in self.actuators:
-            if callable(getattr(actuator, "bind", None)):
-                actuator.bind(self)
+        self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping")
+        self.alerts = _part(alerts, AlertLogger, "alerts")
+        self.advice = _part(advice, HyperparameterAdvisor, "advice")
+        self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
+        self.actuators: list[Actuator] = []
+        self._checkpointed: list[Actuator] = []  # actuators whose state the bundle keeps in its own
+        for actuator in (self.early_stopping, self.alerts, self.advice, self.tensorboard, *(actuators or [])):
+            if actuator is not None:
+                self.attach(actuator)
         self.last_report: Report | None = None
         self.reports: deque[Report] = deque(maxlen=100)
-        self.cadence = ForecastCadence(self.history, self.lr_capture, self.monitor, target, forecast_every, background)
+        self.cadence = ForecastCadence(
+            self.history,
+            self.lr_capture.schedule,
+            lambda: self.lr_capture.horizon,
+            self.monitor,
+            target,
+            forecast_every,
+            background,
+        )
         self._voted_at: int | None = None
+
+    def attach(self, actuator: Actuator, *, save_state: bool = True) -> None:
+        """Have ``actuator`` act on this run's reports (once), bound to the run's context.
+
+        Args:
+            save_state: keep the actuator's state (when it has a ``state_name``) in the bundle's checkpoint state;
+                False for an actuator that is also a callback of the Trainer, which checkpoints it already.
+        """
+        if not isinstance(actuator, Actuator):
+            raise TypeError(
+                f"Expected an actuator to subclass curvecast.live.Actuator, but got {type(actuator).__name__}"
+            )
+        if any(a is actuator for a in self.actuators):
+            return
+        self.actuators.append(actuator)
+        if save_state and actuator.state_name is not None:
+            self._checkpointed.append(actuator)
+        actuator.bind(self.run_context)
+
+    def stop_requested(self) -> bool:
+        """Whether some actuator has asked the run to stop."""
+        return any(a.stop_request is not None for a in self.actuators)
 
     def _new_watch(self) -> StabilityWatch:
         return StabilityWatch(self.monitor, self.mode, pair_grad_norm=self.gradient_noise is not None)
@@ -143,17 +179,17 @@ class Curvecast(Callback):
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._voted_at = None
-        for part in (*self.sensors, *self.actuators):
-            if callable(getattr(part, "on_fit_start", None)):
-                part.on_fit_start(trainer, pl_module)  # e.g. a stop request left from a previous fit is cleared
+        for sensor in self.sensors:
+            sensor.on_fit_start(trainer, pl_module)
+        for actuator in self.actuators:
+            actuator.on_fit_start(trainer, pl_module)  # e.g. a stop request left from a previous fit is cleared
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
         self.watch.set_schedule(self.lr_capture.schedule())
         for actuator in self.actuators:
-            if callable(getattr(actuator, "on_train_start", None)):
-                actuator.on_train_start(trainer, pl_module)
+            actuator.on_train_start(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         for sensor in self.sensors:
@@ -196,8 +232,7 @@ class Curvecast(Callback):
             sensor.teardown(trainer, pl_module, stage)
         self.cadence.close()
         for actuator in self.actuators:
-            if callable(getattr(actuator, "close", None)):
-                actuator.close()
+            actuator.close()
 
     # -- brain: anomalies as points arrive, forecasts on a cadence (see ForecastCadence) --------------------------
 
@@ -253,32 +288,44 @@ class Curvecast(Callback):
         if trainer.world_size > 1 and (step % self.forecast_every != 0 or step == self._voted_at):
             return  # a collective per micro-batch would cost every step a round trip between ranks
         self._voted_at = step
-        local = any(getattr(a, "stop_request", None) is not None for a in self.actuators)
-        if trainer.strategy.reduce_boolean_decision(local, all=False):
+        if trainer.strategy.reduce_boolean_decision(self.stop_requested(), all=False):
             trainer.should_stop = True
 
     # -- checkpoint state -------------------------------------------------------------------------------------------
 
+    def _stateful_parts(self) -> dict[str, Any]:
+        """The parts whose state the bundle checkpoints, by name (the history is saved once, for all of them)."""
+        parts: dict[str, Any] = {"watch": self.watch}
+        if self.gradient_noise is not None:
+            parts["gradient_noise"] = self.gradient_noise
+        if self.throughput is not None:
+            parts["throughput"] = self.throughput
+        for actuator in self._checkpointed:
+            parts[actuator.state_name] = actuator
+        return parts
+
     def state_dict(self) -> dict[str, Any]:
         self.loss_capture.flush_pending()
-        state = {"version": _STATE_VERSION, "history": self.history.state_dict(), "watch": self.watch.state_dict()}
-        for name in ("gradient_noise", "throughput", "early_stopping"):
-            part = getattr(self, name)
-            if part is not None:
-                state[name] = part.state_dict()
+        state = {"version": _STATE_VERSION, "history": self.history.state_dict()}
+        for name, part in self._stateful_parts().items():
+            state[name] = part.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a saved state; one that cannot be read is a warning and a fresh start, never a failed resume."""
+        """Restore a saved state part by part; a part that cannot be read is a warning and a fresh start for that part
+        alone, never a failed resume."""
         try:
             self.history.load_state_dict(state_dict["history"])
-            if "watch" in state_dict:
-                self.watch.load_state_dict(state_dict["watch"])
-            for name in ("gradient_noise", "throughput", "early_stopping"):
-                part = getattr(self, name)
-                if part is not None and name in state_dict:
-                    part.load_state_dict(state_dict[name])
-        except (KeyError, ValueError, TypeError) as error:
-            warn_once(f"curvecast: the checkpoint's curvecast state could not be restored ({error}); starting afresh")
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            warn_once(f"curvecast: the checkpoint's curvecast history could not be restored ({error}); starting afresh")
             self.history.load_state_dict(RunHistory().state_dict())
-            self.watch = self._new_watch()
+        for name, part in self._stateful_parts().items():
+            if name not in state_dict:
+                continue
+            try:
+                part.load_state_dict(state_dict[name])
+            except (KeyError, ValueError, TypeError, AttributeError) as error:
+                warn_once(f"curvecast: the checkpoint's curvecast state of {name!r} could not be restored ({error}); "
+                          "that part starts afresh")  # fmt: skip
+                if name == "watch":
+                    self.watch = self._new_watch()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from curvecast.logreaders.base import Curve, LogReadError, RunLog, make_curve
-from curvecast.logreaders.fastevents import decode_simple_scalars, split_records
+from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, make_curve
+from curvecast.offline.logreaders.fastevents import decode_simple_scalars, split_records
 
 __all__ = ["find_event_files", "is_event_file", "read_event_dir", "read_event_file"]
 

@@ -1,6 +1,6 @@
 """Readers for the logs of runs that already exist: TensorBoard event files, CSV and JSON-lines tables.
 
->>> from curvecast.logreaders import read_log, choose_loss, choose_lr
+>>> from curvecast.offline.logreaders import read_log, choose_loss, choose_lr
 >>> log = read_log("lightning_logs/version_0")        # doctest: +SKIP
 >>> loss = choose_loss(log)                           # doctest: +SKIP
 >>> loss.name, loss.steps[-1], loss.values[-1]        # doctest: +SKIP
@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curvecast.logreaders.base import Curve, LogReadError, RunLog, make_curve
-from curvecast.logreaders.events import find_event_files, is_event_file, read_event_dir
-from curvecast.logreaders.select import choose_loss, choose_lr
-from curvecast.logreaders.tables import read_csv, read_jsonl
+from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, make_curve
+from curvecast.offline.logreaders.events import find_event_files, is_event_file, read_event_dir
+from curvecast.offline.logreaders.select import choose_loss, choose_lr
+from curvecast.offline.logreaders.tables import read_csv, read_jsonl
 
 __all__ = ["Curve", "LogReadError", "RunLog", "choose_loss", "choose_lr", "make_curve", "read_log"]
 

@@ -13,14 +13,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from curvecast.callbacks.loss_capture import TRAIN_LOSS
-from curvecast.forecasting import AnomalyDetector
-from curvecast.forecasting.anomalies import Anomaly, InstabilityMonitor
+from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, InstabilityMonitor
+from curvecast.forecasting.schedule import LRSchedule
+from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC, TRAIN_LOSS
 
-__all__ = ["GRAD_NORM", "SAMPLES_PER_SEC", "StabilityWatch"]
+__all__ = ["StabilityWatch"]
 
-GRAD_NORM = "grad_norm"
-SAMPLES_PER_SEC = "throughput/samples_per_sec"
 # Points of one series waiting for the other that never comes are scored alone past this (bounds the buffers).
 _MAX_WAITING = 2_000  # beyond any sensible logging cadence
 
@@ -54,7 +52,7 @@ class StabilityWatch:
         self._alone = False  # one series stopped coming: the other is no longer held back for it
         self._found: list[Anomaly] = []
 
-    def set_schedule(self, lrs: Sequence[float] | None) -> None:
+    def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         """The planned LR of every step: LR rises are not spikes, and no plateau is called before an LR drop."""
         self.instability.loss.set_schedule(lrs)
         if self.monitored is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curvecast.logreaders.base import Curve, LogReadError, RunLog, make_curve
+from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, make_curve
 
 __all__ = ["STEP_COLUMNS", "read_csv", "read_jsonl"]
 

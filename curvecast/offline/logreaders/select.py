@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from curvecast.logreaders.base import Curve, LogReadError, RunLog
+from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog
 
 __all__ = ["choose_loss", "choose_lr"]
 

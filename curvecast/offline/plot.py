@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from curvecast.analyze import Analysis
+    from curvecast.offline.analyze import Analysis
 
 __all__ = ["envelope", "plot_analysis"]
 

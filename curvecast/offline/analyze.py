@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+from curvecast.offline.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
 
 if TYPE_CHECKING:
     from curvecast.forecasting import Anomaly, Forecast
@@ -280,7 +280,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         return _fail(str(error), EXIT_USAGE)
     plot: str | None = None
     if not getattr(args, "no_plot", False):
-        from curvecast.analyze_plot import plot_analysis
+        from curvecast.offline.plot import plot_analysis
 
         target_path = Path(args.plot) if getattr(args, "plot", None) else default_plot_path(args.path)
         try:

@@ -1,0 +1,53 @@
+"""Sensor: the base of curvecast's measuring callbacks, each recording its series into a RunHistory.
+
+A sensor used on its own records into a history of its own and keeps it in its checkpoint state. Inside the
+:class:`~curvecast.Curvecast` bundle every sensor records into the bundle's shared history (:meth:`record_into`), which
+the bundle checkpoints once, so a sensor's state then holds only what is its own.
+
+To add a sensor: subclass :class:`Sensor`, implement the Lightning hooks it measures in (each wrapped in
+:func:`~curvecast._lightning.guarded`, so a failure is a warning and never ends the run), record with
+``self.history.append(name, step, value)`` under a name from :mod:`curvecast.series` and a step from
+:func:`~curvecast._lightning.optimizer_step_index`, and add it to the bundle's ``sensors`` (see
+:class:`~curvecast.live.bundle.Curvecast`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from curvecast._lightning import Callback
+from curvecast.history import RunHistory
+
+__all__ = ["Sensor"]
+
+
+class Sensor(Callback):
+    """A Lightning callback that measures a live run into ``history``.
+
+    Args:
+        history: where to record; None gives the sensor a history of its own.
+    """
+
+    def __init__(self, history: RunHistory | None = None) -> None:
+        self.history = history if history is not None else RunHistory()
+        self._owns_history = history is None
+
+    @property
+    def owns_history(self) -> bool:
+        """Whether the history is the sensor's own (saved in its state) rather than shared (saved by its owner)."""
+        return self._owns_history
+
+    def record_into(self, history: RunHistory) -> None:
+        """Record into ``history``, shared with other parts and checkpointed by whoever shares it."""
+        self.history = history
+        self._owns_history = False
+
+    def _save_history(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with the history added when it is the sensor's own."""
+        if self._owns_history:
+            state["history"] = self.history.state_dict()
+        return state
+
+    def _load_history(self, state: dict[str, Any]) -> None:
+        if self._owns_history and "history" in state:
+            self.history.load_state_dict(state["history"])

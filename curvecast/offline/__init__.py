@@ -1,0 +1,39 @@
+"""Offline tools: read the logs of runs that already exist, forecast them, find their anomalies and plot them.
+
+This is what ``curvecast analyze`` runs. Nothing here imports torch or Lightning, so it works on logs copied off a
+training machine, where neither is installed.
+
+- ``analyze`` (``analyze()``, ``run_analyze()``): the forecast and the anomalies of one logged curve, and the
+  command-line front end;
+- ``logreaders`` (``read_log()``, ``choose_loss()``, ``choose_lr()``): TensorBoard event files, Lightning CSVs, CSV and
+  JSONL logs;
+- ``plot`` (``plot_analysis()``): the PNG of an analysis;
+- ``report_text`` (``describe_report()``): plain-text rendering of a ``Report``; not imported here, as it loads the
+  forecaster.
+
+The ``analyze()`` function is not re-exported here: its name would hide the ``curvecast.offline.analyze`` module.
+
+>>> from curvecast.offline.analyze import analyze
+>>> analysis = analyze("lightning_logs/version_0", target=0.5)    # doctest: +SKIP
+>>> analysis.forecast.final                                        # doctest: +SKIP
+0.41
+"""
+
+from curvecast.offline.analyze import Analysis, AnalyzeError, add_analyze_arguments, analysis_to_dict, run_analyze
+from curvecast.offline.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+from curvecast.offline.plot import plot_analysis
+
+__all__ = [
+    "Analysis",
+    "AnalyzeError",
+    "Curve",
+    "LogReadError",
+    "RunLog",
+    "add_analyze_arguments",
+    "analysis_to_dict",
+    "choose_loss",
+    "choose_lr",
+    "plot_analysis",
+    "read_log",
+    "run_analyze",
+]
