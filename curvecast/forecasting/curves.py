@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -97,17 +98,17 @@ def schedule_free_families(t_ref: float, positive: bool) -> list[Family]:
     """The Domhan-style families for a falling metric, steps scaled by ``t_ref``."""
     nonneg = (0, 1) if positive else (1,)
     return [
-        Family("pow3", _grid(ALPHAS), lambda t, g: pow3(t, g, t_ref), nonneg),
-        Family("pow4", _grid(ALPHAS[::2], _OFFSETS[1:]), lambda t, g: _pow4(t, g, t_ref), nonneg),
-        Family("janoschek", _grid(_KAPPAS, _DELTAS), lambda t, g: _janoschek(t, g, t_ref), nonneg),
-        Family("logpower", _grid(_KAPPAS, _DELTAS), lambda t, g: _log_power(t, g, t_ref), nonneg),
+        Family("pow3", _grid(ALPHAS), partial(pow3, t_ref=t_ref), nonneg),
+        Family("pow4", _grid(ALPHAS[::2], _OFFSETS[1:]), partial(_pow4, t_ref=t_ref), nonneg),
+        Family("janoschek", _grid(_KAPPAS, _DELTAS), partial(_janoschek, t_ref=t_ref), nonneg),
+        Family("logpower", _grid(_KAPPAS, _DELTAS), partial(_log_power, t_ref=t_ref), nonneg),
     ]
 
 
 def loglog_family(t_ref: float, positive: bool) -> Family:
     """Domhan's log-log-linear family ``c0 + c1 log(1 - k log(t / t_ref))``, k on a grid (it ends in a cliff)."""
     nonneg = (0, 1) if positive else (1,)
-    return Family("loglog", _grid(np.geomspace(0.01, 3.0, 32)), lambda t, g: _loglog(t, g, t_ref), nonneg)
+    return Family("loglog", _grid(np.geomspace(0.01, 3.0, 32)), partial(_loglog, t_ref=t_ref), nonneg)
 
 
 def mpl_family(
@@ -123,14 +124,7 @@ def mpl_family(
     ``shape``: the response's (C, beta, gamma) when not the defaults of ``schedule.py``.
     """
     anneal = schedule if anneal is None else anneal
-    kw = {} if shape is None else {"shape": shape}
-
-    def columns(t: np.ndarray, grid: np.ndarray) -> np.ndarray:
-        x = schedule.s1(t) / s1_ref
-        f = x[None, :] ** -grid[:, :1]
-        ld = np.broadcast_to(-anneal.anneal(t, **kw)[None, :], f.shape)
-        return np.stack([np.ones_like(f), f, ld], axis=-1)
-
+    columns = partial(_mpl_columns, schedule=schedule, s1_ref=s1_ref, anneal=anneal, shape=shape)
     nonneg = (0, 1, 2) if positive else (1, 2)
     penalty = ((np.log(ALPHAS / MPL_ALPHA)) / MPL_ALPHA_SD) ** 2 if MPL_ALPHA_SD > 0 else 0.0
     return Family("mpl", _grid(ALPHAS), columns, nonneg, anneal_index=2, penalty=penalty)
@@ -148,12 +142,28 @@ def mpl_shaped_family(schedule: LRSchedule, s1_ref: float, positive: bool) -> Fa
     alphas = ALPHAS[::2]
     grid = np.concatenate([np.repeat(alphas, len(MPL_SHAPES))[:, None], np.tile(MPL_SHAPES, (len(alphas), 1))], 1)
 
-    def columns(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-        x = schedule.s1(t) / s1_ref
-        f = x[None, :] ** -g[:, :1]
-        shapes, which = np.unique(g[:, 1:], axis=0, return_inverse=True)
-        ld = np.stack([schedule.anneal(t, shape=tuple(s)) for s in shapes])[which.ravel()]
-        return np.stack([np.ones_like(f), f, -ld], axis=-1)
-
     nonneg = (0, 1, 2) if positive else (1, 2)
-    return Family("mpl-shaped", grid, columns, nonneg)
+    return Family("mpl-shaped", grid, partial(_mpl_shaped_columns, schedule=schedule, s1_ref=s1_ref), nonneg)
+
+
+# The design functions are module-level (bound with functools.partial) so that a fitted Forecast pickles.
+def _mpl_columns(
+    t: np.ndarray,
+    grid: np.ndarray,
+    schedule: LRSchedule,
+    s1_ref: float,
+    anneal: LRSchedule,
+    shape: tuple[float, float, float] | None,
+) -> np.ndarray:
+    x = schedule.s1(t) / s1_ref
+    f = x[None, :] ** -grid[:, :1]
+    ld = anneal.anneal(t) if shape is None else anneal.anneal(t, shape=shape)
+    return np.stack([np.ones_like(f), f, np.broadcast_to(-ld[None, :], f.shape)], axis=-1)
+
+
+def _mpl_shaped_columns(t: np.ndarray, g: np.ndarray, schedule: LRSchedule, s1_ref: float) -> np.ndarray:
+    x = schedule.s1(t) / s1_ref
+    f = x[None, :] ** -g[:, :1]
+    shapes, which = np.unique(g[:, 1:], axis=0, return_inverse=True)
+    ld = np.stack([schedule.anneal(t, shape=tuple(s)) for s in shapes])[which.ravel()]
+    return np.stack([np.ones_like(f), f, -ld], axis=-1)

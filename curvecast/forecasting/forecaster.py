@@ -56,6 +56,17 @@ class _Fitted:
         return self.family.predict(np.asarray(t, dtype=np.float64), self.theta, self.coef)
 
 
+class _Ensemble:
+    """The weighted sum of fitted members: the forecast's point curve (a class, so a Forecast pickles)."""
+
+    def __init__(self, members: list[tuple[float, _Fitted]]) -> None:
+        self.members = members
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        return sum(w * f(t) for w, f in self.members)
+
+
 class Forecaster:
     """Forecasts a falling metric (a loss) at a horizon step from its observed prefix.
 
@@ -183,10 +194,7 @@ class Forecaster:
             return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
         weights /= weights.sum()
         members = [(w, f) for w, f in zip(weights, fits, strict=True) if w > 0]
-
-        def curve(t: np.ndarray) -> np.ndarray:
-            t = np.asarray(t, dtype=np.float64)
-            return sum(w * f(t) for w, f in members)
+        curve = _Ensemble(members)
 
         at_h = np.array([float(horizon)])
         finals = np.array([f(at_h)[0] for _, f in members])

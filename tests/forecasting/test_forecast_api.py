@@ -154,3 +154,20 @@ def test_counts_weight_binned_history():
     c[-1] = 1e3
     heavy = Forecaster().fit(t, y, horizon=4000, counts=c).final
     assert heavy > light + 0.01
+
+
+@pytest.mark.parametrize("with_schedule", [False, True])
+def test_a_forecast_pickles_and_answers_the_same_after(with_schedule):
+    """Results cross process boundaries (multiprocessing sweeps, saved reports): a fitted forecast must pickle."""
+    import pickle
+
+    t = np.arange(1, 400)
+    v = 2.0 + 5.0 / (1.0 + t / 30.0) + 0.01 * np.random.default_rng(0).standard_normal(len(t))
+    lrs = np.concatenate([np.ones(500), np.linspace(1.0, 0.01, 501)]) if with_schedule else None
+    forecast = Forecaster().fit(t, v, horizon=1000, lrs=lrs)
+    assert forecast.ok
+    copy = pickle.loads(pickle.dumps(forecast))
+    at = np.array([400, 700, 1000])
+    np.testing.assert_array_equal(copy.predict(at), forecast.predict(at))
+    assert copy.interval(0.8) == forecast.interval(0.8)
+    assert copy.step_to_reach(forecast.final * 1.01) == forecast.step_to_reach(forecast.final * 1.01)

@@ -151,3 +151,14 @@ def test_state_round_trip():
 def test_rule_validates_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ForecastStopRule(**kwargs)
+
+
+def test_decisions_and_alerts_pickle():
+    import pickle
+
+    from curvecast.integrations import Alert, StopReason, StopRequest
+
+    request = StopRequest(StopReason.DIVERGENCE, 120, "the loss diverged")
+    alert = Alert("early_stop", 120, "warning", request.message, source="early_stopping")
+    assert pickle.loads(pickle.dumps(request)) == request
+    assert pickle.loads(pickle.dumps(alert)) == alert
