@@ -253,3 +253,39 @@ def test_an_unreadable_saved_state_is_a_warning_and_a_fresh_start():
     with pytest.warns(CurvecastWarning, match="could not be restored"):
         bundle.load_state_dict({"version": 1, "history": {"version": 99}})
     assert bundle.history.names() == []
+
+
+def test_an_actuator_sees_its_hooks_in_order_and_only_its_run_context(quiet_trainer_kwargs):
+    class Journal(Actuator):
+        def __init__(self):
+            self.calls = []
+
+        def bind(self, run):
+            super().bind(run)
+            self.calls.append("bind")
+
+        def on_fit_start(self, trainer, pl_module):
+            self.calls.append("on_fit_start")
+
+        def on_train_start(self, trainer, pl_module):
+            self.calls.append("on_train_start")
+
+        def on_report(self, trainer, pl_module, report):
+            if not self.calls or self.calls[-1] != "on_report":
+                self.calls.append("on_report")
+
+        def close(self):
+            self.calls.append("close")
+
+    journal = Journal()
+    bundle = Curvecast(forecast_every=10, background=False, target=0.5, actuators=[journal])
+    assert journal.run.monitor == "loss"
+    assert journal.run.target == 0.5
+    assert journal.run.history is bundle.history
+    assert journal.run.planned_schedule() is None  # nothing is planned before the fit starts
+    pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader())
+    assert journal.calls == ["bind", "on_fit_start", "on_train_start", "on_report", "close"]
+    assert len(journal.run.planned_schedule()) == 41  # the LR of every step 0..max_steps
+    assert not journal.run.stop_requested()
+    with pytest.raises(TypeError, match="Expected an actuator to subclass curvecast.live.Actuator"):
+        bundle.attach(object())

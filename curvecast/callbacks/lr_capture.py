@@ -50,6 +50,10 @@ class LearningRateCapture(Sensor):
             return  # manual optimization with several optimizers: follow the first one
         self.history.append(LR, optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"]))
 
+    def run_length(self) -> int | None:
+        """The step the run ends at (``max_steps``), once training has started; None while unknown."""
+        return self.horizon
+
     def schedule(self) -> LRSchedule | None:
         """The LR of every step ``0..horizon``: recorded where the run has been, planned where it is going; or None.
 

@@ -29,6 +29,8 @@ class ForecastEarlyStopping(Actuator, Callback):
     to the bundle at setup. The arguments are :class:`~curvecast.integrations.stop_rule.ForecastStopRule`'s.
 
     Args:
+        monitor: the series the bundle forecasts; None takes the bundle's (a different one is an error: the
+            forecasts this acts on are of the bundle's ``monitor``).
         target: the value to reach; None takes the bundle's target.
         mode: ``"min"`` or ``"max"``; None takes the bundle's mode.
         prob_threshold: stop when the chance of reaching the target at the horizon is below this.
@@ -51,6 +53,7 @@ class ForecastEarlyStopping(Actuator, Callback):
 
     def __init__(
         self,
+        monitor: str | None = None,
         target: float | None = None,
         mode: Literal["min", "max"] | None = None,
         prob_threshold: float = 0.05,
@@ -77,6 +80,7 @@ class ForecastEarlyStopping(Actuator, Callback):
             assume_constant_lr=assume_constant_lr,
             unknown_lr_extra_patience=unknown_lr_extra_patience,
         )
+        self.monitor = monitor
         self._mode_given = mode is not None
         self.verbose = verbose
         self.stop_request: StopRequest | None = None
@@ -85,13 +89,19 @@ class ForecastEarlyStopping(Actuator, Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(target=self.rule.target, mode=self.rule.mode)
+        return self._generate_state_key(monitor=self.monitor, target=self.rule.target, mode=self.rule.mode)
 
     state_name = "early_stopping"
 
     def bind(self, run: RunContext) -> None:
-        """Take the run's mode unless one was given (and its history, for the LR so far)."""
+        """Take the run's monitor and mode unless given (and its history, for the LR so far)."""
+        if self.monitor is not None and self.monitor != run.monitor:
+            raise ValueError(
+                f"ForecastEarlyStopping(monitor={self.monitor!r}) acts on the forecasts of Curvecast's monitor, "
+                f"which is {run.monitor!r}: pass `monitor={self.monitor!r}` to Curvecast too"
+            )
         super().bind(run)
+        self.monitor = run.monitor
         if not self._mode_given:
             self.rule.mode = run.mode
 

@@ -49,7 +49,6 @@ class TensorBoardReporter(Actuator):
     Args:
         history: the run's :class:`~curvecast.history.RunHistory`, for the observed curve; None takes the run's, at
             :meth:`bind`.
-        mode: ``"min"`` when the target is reached from above (a loss), ``"max"`` from below (an accuracy).
         interval: probability of the central interval written as ``final_lo`` / ``final_hi``.
         curve_every: fewest steps between two forecast-curve sub-runs and figures; None: a twentieth of the horizon.
         curve_points: points in each forecast-curve sub-run.
@@ -60,15 +59,12 @@ class TensorBoardReporter(Actuator):
     def __init__(
         self,
         history: Any = None,
-        mode: str = "min",
         interval: float = 0.8,
         curve_every: int | None = None,
         curve_points: int = 100,
         figures: bool = True,
         summary: bool = True,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"Expected `mode` to be one of ('min', 'max'), but got {mode!r}")
         if not 0.0 < interval < 1.0:
             raise ValueError(f"Expected `interval` to lie in (0, 1), but got {interval}")
         if curve_every is not None and curve_every < 1:
@@ -76,7 +72,7 @@ class TensorBoardReporter(Actuator):
         if curve_points < 2:
             raise ValueError(f"Expected `curve_points` to be at least 2, but got {curve_points}")
         self.history = history
-        self.mode = mode
+        self.mode = "min"  # the run's, at bind: "max" when the target is reached from below (an accuracy)
         self.interval = interval
         self.curve_every = curve_every
         self.curve_points = curve_points

@@ -134,7 +134,7 @@ class Curvecast(Callback):
         self.cadence = ForecastCadence(
             self.history,
             self.lr_capture.schedule,
-            lambda: self.lr_capture.horizon,
+            self.lr_capture.run_length,
             self.monitor,
             target,
             forecast_every,

@@ -111,3 +111,12 @@ def test_ddp_ranks_stop_together(tmp_path):
 def test_the_unknown_schedule_patience_reaches_the_rule():
     assert ForecastEarlyStopping().rule.unknown_lr_extra_patience == 2
     assert ForecastEarlyStopping(unknown_lr_extra_patience=None).rule.unknown_lr_extra_patience is None
+
+
+def test_a_monitor_other_than_the_bundles_is_an_error():
+    with pytest.raises(ValueError, match="acts on the forecasts of Curvecast's monitor, which is 'val_loss'"):
+        Curvecast(monitor="val_loss", early_stopping=ForecastEarlyStopping(monitor="loss"))
+    stopper = ForecastEarlyStopping(monitor="val_loss")
+    Curvecast(monitor="val_loss", early_stopping=stopper)
+    assert stopper.monitor == "val_loss"
+    assert "val_loss" in stopper.state_key

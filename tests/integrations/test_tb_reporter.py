@@ -133,7 +133,6 @@ def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog, monke
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"mode": "up"}, "Expected `mode` to be one of"),
         ({"interval": 1.0}, "Expected `interval` to lie in"),
         ({"curve_every": 0}, "Expected `curve_every` to be a positive int"),
         ({"curve_points": 1}, "Expected `curve_points` to be at least 2"),
