@@ -13,8 +13,8 @@ __all__ = ["main"]
 def _demo(args: argparse.Namespace) -> int:
     import warnings
 
-    from curvecast._lightning import CurvecastWarning
     from curvecast.demo import DemoConfig, run_demo
+    from curvecast.failsafe import CurvecastWarning
     from curvecast.offline.report_text import describe_report
 
     # Lightning's tips and this demo's small-data warnings are noise here; curvecast's own warnings and alerts are

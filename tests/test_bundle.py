@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from curvecast import Actuator, Curvecast
-from curvecast._lightning import CurvecastWarning
+from curvecast.failsafe import CurvecastWarning
 from tiny_models import TinyRegression, TinyRegressionL, loader
 
 

@@ -79,14 +79,14 @@ class GNSEstimator:
         self._state: torch.Tensor | None = None
         self._host = [0.0, 0.0, 0.0, 0.0]
 
-    def _state_on(self, device: torch.device) -> torch.Tensor:
+    def state_on(self, device: torch.device) -> torch.Tensor:
         if self._state is None or self._state.device != device:
             self._state = torch.tensor(self._host, dtype=torch.float64, device=device)
         return self._state
 
     def update(self, small_sq: torch.Tensor, big_sq: torch.Tensor, b_small: float, b_big: float) -> None:
         """Fold in one step's squared norms (0-d tensors); no host synchronisation."""
-        state = self._state_on(big_sq.device)
+        state = self.state_on(big_sq.device)
         small = small_sq.detach().to(torch.float64)
         big = big_sq.detach().to(torch.float64)
         g2, s = two_batch_estimates(small, big, b_small, b_big)

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from curvecast._lightning import warn_once
 from curvecast.callbacks.per_example_norms import module_sq_norms, supported_params
+from curvecast.failsafe import warn_once
 
 __all__ = ["MicroBatchNorms", "PerExampleNorms"]
 

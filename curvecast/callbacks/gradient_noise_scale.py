@@ -8,11 +8,12 @@ from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import guarded, optimizer_step_index, warn_once
+from curvecast._lightning import optimizer_step_index
 from curvecast.callbacks.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.gns_sources import MicroBatchNorms, PerExampleNorms
 from curvecast.callbacks.gradient_tensors import grad_scale, infer_batch_rows, squared_norms
 from curvecast.callbacks.sensor import Sensor
+from curvecast.failsafe import guarded, warn_once
 from curvecast.history import RunHistory
 from curvecast.series import GNS_B_SIMPLE, GNS_GRAD_SQ_NORM, GNS_TRACE_COV, GRAD_NORM, logged_name
 
@@ -61,6 +62,8 @@ class GradientNoiseScale(Sensor):
         >>> gns.b_simple is None
         True
     """
+
+    state_name = "gradient_noise"
 
     def __init__(
         self,
@@ -280,7 +283,7 @@ class GradientNoiseScale(Sensor):
         if self.active_source is not None:
             if self._world > 1:
                 device = trainer.strategy.root_device
-                state = self.estimator._state_on(device)  # every rank joins the collective, updated or not
+                state = self.estimator.state_on(device)  # every rank joins the collective, updated or not
                 self.estimator.set_state_tensor(trainer.strategy.reduce(state.clone(), reduce_op="mean"))
             self.estimate = self.estimator.read()
         step = self._last_step if step is None else step

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import guarded, optimizer_step_index
+from curvecast._lightning import optimizer_step_index
 from curvecast.callbacks.sensor import Sensor
+from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
 

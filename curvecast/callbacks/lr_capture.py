@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import guarded, optimizer_step_index, warn_once
+from curvecast._lightning import optimizer_step_index
 from curvecast.callbacks.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
 from curvecast.callbacks.sensor import Sensor
+from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.history import RunHistory
 from curvecast.series import LR

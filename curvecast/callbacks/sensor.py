@@ -4,11 +4,13 @@ A sensor used on its own records into a history of its own and keeps it in its c
 :class:`~curvecast.Curvecast` bundle every sensor records into the bundle's shared history (:meth:`record_into`), which
 the bundle checkpoints once, so a sensor's state then holds only what is its own.
 
-To add a sensor: subclass :class:`Sensor`, implement the Lightning hooks it measures in (each wrapped in
-:func:`~curvecast._lightning.guarded`, so a failure is a warning and never ends the run), record with
-``self.history.append(name, step, value)`` under a name from :mod:`curvecast.series` and a step from
-:func:`~curvecast._lightning.optimizer_step_index`, and add it to the bundle's ``sensors`` (see
-:class:`~curvecast.live.bundle.Curvecast`).
+To add a sensor: subclass :class:`Sensor`; implement the Lightning hooks it measures in, each wrapped in
+:func:`~curvecast.failsafe.guarded` (a failure is a warning and never ends the run); record with
+``self.history.append(name, step, value)``, under a name added to :mod:`curvecast.series` and at the step
+:func:`~curvecast._lightning.optimizer_step_index` gives; keep what must survive a resume in ``state_dict`` /
+``load_state_dict`` (plain Python types) and name it with :attr:`Sensor.state_name`. In the bundle, give
+:class:`~curvecast.live.bundle.Curvecast` a ``bool | instance`` argument for it and add it to the tuple its
+``sensors`` are built from: the bundle forwards every hook to each sensor and checkpoints each ``state_name``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ class Sensor(Callback):
 
     Args:
         history: where to record; None gives the sensor a history of its own.
+
+    Attributes:
+        state_name: the key of the sensor's state in the bundle's checkpoint state; None when all it keeps is in the
+            history.
     """
+
+    state_name: str | None = None
 
     def __init__(self, history: RunHistory | None = None) -> None:
         self.history = history if history is not None else RunHistory()

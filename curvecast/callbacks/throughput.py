@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import guarded, optimizer_step_index
+from curvecast._lightning import optimizer_step_index
 from curvecast.callbacks.flops import StepFlopCounter, is_compiled, peak_flops_per_sec, precision_dtype, to_host_number
 from curvecast.callbacks.gradient_tensors import infer_batch_rows
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput_stats import StepTiming, TimingWindow, percentile, straggler
+from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.series import DATA_WAIT, STEP_TIME, logged_name, throughput
 
@@ -52,6 +53,8 @@ class Throughput(Sensor):
         history: where to record the series; a new one by default (``throughput.history``).
         log_metrics: log ``curvecast/throughput/...`` through ``LightningModule.log``.
     """
+
+    state_name = "throughput"
 
     # Where timestamps come from: the host's monotonic clock, read once or twice per hook (replaceable, e.g. by a
     # simulated clock in tests).

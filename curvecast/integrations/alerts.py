@@ -13,7 +13,8 @@ import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from curvecast._lightning import tensorboard_writer, warn_once
+from curvecast._lightning import tensorboard_writer
+from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.live.actuator import Actuator
 from curvecast.series import ALERTS_TAG

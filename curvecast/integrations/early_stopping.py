@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from curvecast._lightning import Callback, tensorboard_writer, warn_once
+from curvecast._lightning import Callback, tensorboard_writer
+from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.alerts import Alert, publish_alert
 from curvecast.integrations.stop_rule import ForecastStopRule, StopReason, StopRequest

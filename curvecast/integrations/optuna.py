@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import Callback, warn_once
+from curvecast._lightning import Callback
 from curvecast.callbacks.schedule_replay import run_horizon
+from curvecast.failsafe import warn_once
 
 __all__ = ["FINAL_ATTR", "PRUNED_ATTR", "ForecastPruningCallback"]
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import tensorboard_writer, warn_once
+from curvecast._lightning import tensorboard_writer
+from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.forecast_figure import forecast_figure
 from curvecast.live.actuator import Actuator, RunContext

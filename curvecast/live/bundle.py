@@ -6,12 +6,13 @@ import logging
 from collections import deque
 from typing import Any, Literal, TypeVar
 
-from curvecast._lightning import Callback, guarded, is_global_zero, warn_once
+from curvecast._lightning import Callback, is_global_zero
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture
 from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
+from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting import Report
 from curvecast.history import RunHistory
 from curvecast.integrations import AlertLogger, ForecastEarlyStopping, HyperparameterAdvisor, TensorBoardReporter
@@ -296,10 +297,9 @@ class Curvecast(Callback):
     def _stateful_parts(self) -> dict[str, Any]:
         """The parts whose state the bundle checkpoints, by name (the history is saved once, for all of them)."""
         parts: dict[str, Any] = {"watch": self.watch}
-        if self.gradient_noise is not None:
-            parts["gradient_noise"] = self.gradient_noise
-        if self.throughput is not None:
-            parts["throughput"] = self.throughput
+        for sensor in self.sensors:
+            if sensor.state_name is not None:
+                parts[sensor.state_name] = sensor
         for actuator in self._checkpointed:
             parts[actuator.state_name] = actuator
         return parts

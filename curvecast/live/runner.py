@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from curvecast._lightning import warn_once
+from curvecast.failsafe import warn_once
 
 __all__ = ["ForecastRunner"]
 

@@ -9,8 +9,9 @@ from gns_helpers import SEQ, VOCAB, per_example_grads, seq_data, seq_loss
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from curvecast._lightning import Callback, CurvecastWarning
+from curvecast._lightning import Callback
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
+from curvecast.failsafe import CurvecastWarning
 
 DIM = 8
 

@@ -1,0 +1,45 @@
+"""Failsafe: curvecast's own failures become warnings, given once, and never end the run it watches.
+
+Pure Python (no torch, no Lightning), so the forecast worker and the offline tools use it too.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from typing import Any
+
+__all__ = ["CurvecastWarning", "guarded", "warn_once"]
+
+log = logging.getLogger("curvecast")
+_warned: set[str] = set()
+
+
+class CurvecastWarning(UserWarning):
+    """A problem inside curvecast that it survived; the training run goes on."""
+
+
+def warn_once(message: str, key: str | None = None) -> None:
+    """Warn (and log) once per process for ``key``, so a recurring problem does not flood the output."""
+    key = key or message
+    if key in _warned:
+        return
+    _warned.add(key)
+    log.warning(message)
+    warnings.warn(message, CurvecastWarning, stacklevel=3)
+
+
+def guarded(method):
+    """Turn an exception inside a hook into a single warning: curvecast must never kill the run it watches."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - any failure of ours must not reach the training loop
+            name = f"{type(self).__name__}.{method.__name__}"
+            warn_once(f"curvecast: {name} failed and was skipped ({type(error).__name__}: {error})", key=name)
+            return None
+
+    return wrapper
