@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from curvecast.forecasting.report import Report
+from curvecast.series import TRAIN_LOSS
 
 __all__ = ["ForecastStopRule", "StopReason", "StopRequest"]
 
@@ -161,11 +162,13 @@ class ForecastStopRule:
 
     def _anomaly_stop(self, report: Report) -> StopRequest | None:
         for anomaly in report.anomalies:
-            if getattr(anomaly, "series", report.monitor) != report.monitor or anomaly.severity != "critical":
+            series = getattr(anomaly, "series", report.monitor)
+            if anomaly.severity != "critical":
                 continue
-            if anomaly.kind == "nonfinite" and self.check_finite:
+            if anomaly.kind == "nonfinite" and self.check_finite and series in (report.monitor, TRAIN_LOSS):
+                # A NaN training loss has poisoned the weights, whichever metric is monitored.
                 reason = StopReason.NON_FINITE
-            elif anomaly.kind == "divergence" and self.stop_on_divergence:
+            elif anomaly.kind == "divergence" and self.stop_on_divergence and series == report.monitor:
                 reason = StopReason.DIVERGENCE
             else:
                 continue

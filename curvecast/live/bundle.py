@@ -18,6 +18,7 @@ from curvecast.history import RunHistory
 from curvecast.integrations import AlertLogger, ForecastEarlyStopping, HyperparameterAdvisor, TensorBoardReporter
 from curvecast.live.actuator import Actuator, RunContext
 from curvecast.live.cadence import ForecastCadence
+from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.series import TRAIN_LOSS
 
@@ -125,6 +126,9 @@ class Curvecast(Callback):
         self.alerts = _part(alerts, AlertLogger, "alerts")
         self.advice = _part(advice, HyperparameterAdvisor, "advice")
         self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
+        # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
+        check_finite = self.early_stopping is not None and self.early_stopping.rule.check_finite
+        self.finite_guard = NonFiniteGuard() if check_finite else None
         self.actuators: list[Actuator] = []
         self._checkpointed: list[Actuator] = []  # actuators whose state the bundle keeps in its own
         for actuator in (self.early_stopping, self.alerts, self.advice, self.tensorboard, *(actuators or [])):
@@ -188,6 +192,8 @@ class Curvecast(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
+        if self.finite_guard is not None:
+            self.finite_guard.on_train_start(trainer)
         self.watch.set_schedule(self.lr_capture.schedule())
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
@@ -199,6 +205,8 @@ class Curvecast(Callback):
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
         for sensor in self.sensors:
             sensor.on_before_backward(trainer, pl_module, loss)
+        if self.finite_guard is not None:
+            self.finite_guard.on_before_backward(loss)
 
     def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
@@ -207,6 +215,8 @@ class Curvecast(Callback):
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         for sensor in self.sensors:
             sensor.on_before_optimizer_step(trainer, pl_module, optimizer)
+        if self.finite_guard is not None:
+            self._guard_finite(trainer, pl_module, optimizer)
 
     def on_before_zero_grad(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         for sensor in self.sensors:
@@ -259,6 +269,13 @@ class Curvecast(Callback):
         self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
         self.cadence.submit_if_due(at_validation)
         self._collect(trainer, pl_module)  # inline jobs are done already
+
+    @guarded
+    def _guard_finite(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        # Every rank decides alike (see NonFiniteGuard) and stops itself: no vote to wait for.
+        if self.finite_guard.on_before_optimizer_step(trainer, optimizer) and is_global_zero(trainer):
+            anomaly = self.finite_guard.tripped
+            self._dispatch(trainer, pl_module, self.cadence.report(anomaly.step, anomalies=(anomaly,)))
 
     def _collect(self, trainer: Any, pl_module: Any) -> None:
         report = self.cadence.poll()
