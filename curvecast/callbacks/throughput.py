@@ -147,6 +147,12 @@ class Throughput(Sensor):
             self._flops.start()
         self._t_batch = self.clock()  # our own work above is not the model's
 
+    def own_work_done(self) -> None:
+        """Curvecast's own work after the last batch (other sensors, detectors, actuators) is done: the wait for the
+        next batch starts now, so that work is not counted as data loading."""
+        if self._t_last_end is not None:
+            self._t_last_end = self.clock()
+
     @guarded
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
         self._forward += self.clock() - self._t_batch

@@ -105,8 +105,10 @@ class Curvecast(Callback):
         self.lr_capture = LearningRateCapture(self.history)
         self.gradient_noise = _part(gradient_noise, GradientNoiseScale, "gradient_noise")
         self.throughput = _part(throughput, Throughput, "throughput")
+        # Throughput first: its clock stops at the end of a batch before the other parts' work, which
+        # `own_work_done` then keeps out of the data wait.
         self.sensors: list[Sensor] = [
-            s for s in (self.loss_capture, self.lr_capture, self.gradient_noise, self.throughput) if s is not None
+            s for s in (self.throughput, self.loss_capture, self.lr_capture, self.gradient_noise) if s is not None
         ]
         for sensor in self.sensors:
             sensor.record_into(self.history)
@@ -226,6 +228,8 @@ class Curvecast(Callback):
         for sensor in self.sensors:
             sensor.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         self._think(trainer, pl_module, at_validation=False)
+        if self.throughput is not None:
+            self.throughput.own_work_done()
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:

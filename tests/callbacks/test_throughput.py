@@ -94,6 +94,28 @@ def test_time_is_attributed_to_data_compute_and_not_validation(tmp_path):
     assert tp.metrics["data_wait_fraction"] == pytest.approx(DATA_TIME / (DATA_TIME + STEP_TIME), abs=0.05)
 
 
+def test_curvecasts_own_work_between_batches_is_not_data_wait(tmp_path):
+    """An actuator taking 0.5 s after every step (a slow TensorBoard write) must not make the run look data bound."""
+    from curvecast import Actuator, Curvecast
+
+    clock = SimClock()
+
+    class SlowActuator(Actuator):
+        def on_report(self, trainer, pl_module, report):
+            clock.advance(0.5)
+
+    tp = Throughput(log_every_n_steps=100)
+    tp.clock = clock
+    bundle = Curvecast(forecast_every=1, background=False, throughput=tp, gradient_noise=False, tensorboard=False,
+                       alerts=False, advice=False, actuators=[SlowActuator()])  # fmt: skip
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8), callbacks=[bundle])
+    trainer.fit(make_mlp(pl, DATA_TIME, STEP_TIME, clock=clock))
+    waits = [s.data_wait for s in tp.timings.steps]
+    assert len(waits) == 7
+    assert all(DATA_TIME <= w < DATA_TIME + 0.005 for w in waits), waits
+    assert tp.metrics["data_wait_fraction"] < 0.5
+
+
 def test_flops_items_mfu_and_logged_names(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 

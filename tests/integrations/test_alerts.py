@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from curvecast.forecasting import Report
-from curvecast.forecasting.anomaly_event import Anomaly
+from curvecast.forecasting.anomalies import Anomaly
 from curvecast.integrations import Alert, AlertLogger, publish_alert
 
 

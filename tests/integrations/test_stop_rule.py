@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import Forecaster, Report
-from curvecast.forecasting.anomaly_event import Anomaly
+from curvecast.forecasting.anomalies import Anomaly
 from curvecast.integrations import ForecastStopRule, StopReason
 
 HORIZON = 2000
