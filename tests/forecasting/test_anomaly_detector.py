@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import Anomaly, AnomalyDetector, detect_anomalies
+from curvecast.forecasting.anomalies import DEFAULT_KINDS, KINDS
+from curvecast.forecasting.anomalies.detector import CHECKS
 
 N = 1500
 LOSS_KINDS = ("nonfinite", "spike", "divergence")  # plateau has its own tests
@@ -260,12 +262,28 @@ def test_sustained_rise_on_sparse_noisy_curves(name: str, curve: np.ndarray, ons
     assert 0 < points < math.log(1.25) / math.log(1.01)  # before the loss has climbed 25%
 
 
-def test_state_saved_without_the_sustained_rise_keys_still_loads() -> None:
+def test_state_is_nested_by_part() -> None:
+    det = AnomalyDetector()
+    assert set(det.state_dict()) == {"level", *DEFAULT_KINDS["min"]}
+    assert set(AnomalyDetector(mode="max").state_dict()) == {"level", *DEFAULT_KINDS["max"]}
+
+
+def test_old_flat_state_is_refused_and_changes_nothing() -> None:
     v = power_law(600)
     det = AnomalyDetector()
     for s, x in enumerate(v[:300].tolist()):
         det.update(s, x)
-    state = {k: v for k, v in det.state_dict().items() if not k.startswith("rise_")}
-    other = AnomalyDetector()
-    other.load_state_dict(state)
-    assert [e for s, x in enumerate(v.tolist()) if s >= 300 for e in other.update(s, x)] == []
+    before = det.state_dict()
+    flat = {k: x for part in before.values() for k, x in part.items()}  # one flat dict, as saved before
+    with pytest.raises(KeyError, match="lacks the detector keys"):
+        det.load_state_dict(flat)
+    broken = json.loads(json.dumps(before))
+    del broken["divergence"]["drift"]["cusum"]
+    with pytest.raises(KeyError, match=r"lacks the keys \['cusum'\]"):
+        det.load_state_dict(broken)
+    assert det.state_dict() == before
+
+
+def test_every_check_reports_a_known_kind() -> None:
+    assert set(CHECKS) <= set(KINDS)
+    assert all(kind == check.kind for kind, check in CHECKS.items())

@@ -6,8 +6,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from curvecast.series import TRAIN_LOSS
+
 __all__ = ["KINDS", "SEVERITIES", "Anomaly"]
 
+# Every kind an Anomaly may carry: the kinds of the detector's checks, and the monitor's ``instability_risk``.
 KINDS = ("spike", "divergence", "nonfinite", "plateau", "slowdown", "instability_risk")
 SEVERITIES = ("info", "warning", "critical")
 
@@ -39,7 +42,7 @@ class Anomaly:
     step: int
     severity: str
     message: str
-    series: str = "loss"
+    series: str = TRAIN_LOSS
     score: float = math.nan
     value: float = math.nan
 

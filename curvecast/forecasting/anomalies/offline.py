@@ -1,5 +1,4 @@
-"""Stability anomalies: the public family (``Anomaly``, ``AnomalyDetector``, ``InstabilityMonitor``) and
-``detect_anomalies``, the offline pass over a whole curve."""
+"""detect_anomalies: the offline pass of an :class:`AnomalyDetector` over a whole curve."""
 
 from __future__ import annotations
 
@@ -8,19 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from curvecast.forecasting.anomaly_detector import DEFAULT_KINDS, AnomalyDetector
-from curvecast.forecasting.anomaly_event import KINDS, SEVERITIES, Anomaly
-from curvecast.forecasting.anomaly_instability import InstabilityMonitor
+from curvecast.forecasting.anomalies.detector import AnomalyDetector
+from curvecast.forecasting.anomalies.event import Anomaly
 
-__all__ = [
-    "DEFAULT_KINDS",
-    "KINDS",
-    "SEVERITIES",
-    "Anomaly",
-    "AnomalyDetector",
-    "InstabilityMonitor",
-    "detect_anomalies",
-]
+__all__ = ["detect_anomalies"]
 
 
 def detect_anomalies(

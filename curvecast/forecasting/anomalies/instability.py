@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from curvecast.forecasting import anomaly_messages as msg
-from curvecast.forecasting.anomaly_detector import AnomalyDetector
-from curvecast.forecasting.anomaly_event import Anomaly
-from curvecast.forecasting.anomaly_stats import check_step, median, push, sigma_of_diffs
+from curvecast.forecasting.anomalies.detector import AnomalyDetector
+from curvecast.forecasting.anomalies.divergence import DivergenceCheck
+from curvecast.forecasting.anomalies.event import Anomaly
+from curvecast.forecasting.anomalies.level import MIN_DIFFS
+from curvecast.forecasting.anomalies.stats import check_step, median, push, sigma_of_diffs
+from curvecast.series import GRAD_NORM, TRAIN_LOSS
 
 __all__ = ["InstabilityMonitor"]
 
 _LOWS = 16  # log losses kept for the recent best of the turn-up precursor
-_NOISE_DIFFS = 8  # accepted loss differences needed before the noise is trusted
 _UP_RUN = 2  # consecutive points a turn-up must hold once the noise is known
 _CREEP_RISE = 0.5  # fraction of the detector's divergence rise that makes the CUSUM a creep
 _UP_AFTER = 100  # steps from the first one before a turn-up counts (the first steps' loss bumps are normal)
+_STATE_KEYS = (
+    "loss", "grad", "n", "last_step", "armed", "loss_spike_n", "grad_spike_n", "spike_ns", "grad_low", "first_step",
+    "lows", "up_run", "up_armed",
+)  # fmt: skip
 
 
 class InstabilityMonitor:
@@ -54,7 +59,7 @@ class InstabilityMonitor:
 
     Args:
         lrs: the planned LR at every step ``0..N``, when known (passed to the loss detector).
-        loss_detector: the detector for the loss (default ``AnomalyDetector("loss", lrs=lrs)``).
+        loss_detector: the detector for the loss (default ``AnomalyDetector(TRAIN_LOSS, lrs=lrs)``).
         grad_detector: the detector for the gradient norm (default: non-finite values and spikes only,
             since a slowly rising gradient norm is normal late in training).
 
@@ -91,9 +96,9 @@ class InstabilityMonitor:
             raise ValueError(f"`turn_up` and `turn_up_z` must be > 0, but got {turn_up}, {turn_up_z}")
         if not grad_growth > 1.0:
             raise ValueError(f"`grad_growth` must be > 1, but got {grad_growth}")
-        self.loss = loss_detector if loss_detector is not None else AnomalyDetector("loss", lrs=lrs)
+        self.loss = loss_detector if loss_detector is not None else AnomalyDetector(TRAIN_LOSS, lrs=lrs)
         self.grad = (
-            grad_detector if grad_detector is not None else AnomalyDetector("grad_norm", kinds=("nonfinite", "spike"))
+            grad_detector if grad_detector is not None else AnomalyDetector(GRAD_NORM, kinds=("nonfinite", "spike"))
         )
         self.min_precursors, self.co_spike_points = min_precursors, co_spike_points
         self.grad_growth, self.window_points = grad_growth, window_points
@@ -136,31 +141,31 @@ class InstabilityMonitor:
         weight = sum(w for _, w in found)
         if not reasons:
             self.armed = True
-        det = self.loss
+        level = self.loss.level
         # The turn-up precursor is built for the first points of sparse curves: it is muted only
         # while the LR rises; the others wait for the loss detector's warmup.
-        muted = det.n <= det.mute_until or (turned is None and det.n <= det.warmup_points)
+        muted = level.after_lr_rise or (turned is None and level.in_warmup)
         if self.armed and weight >= self.min_precursors and not muted:
             self.armed = False
             value = math.nan if loss is None else float(loss)
-            text = msg.instability_risk(step, reasons)
+            text = message(step, reasons)
             events.append(Anomaly("instability_risk", step, "warning", text, self.loss.series, float(weight), value))
         return events
 
     def _turned_up(self, loss: float | None) -> str | None:
         """The loss-only precursor: the loss has turned back up from its recent best (see the class)."""
-        det = self.loss
+        level = self.loss.level
         if loss is None or not math.isfinite(loss) or loss <= 0.0:
             return None
         y = math.log(loss)
         lows = self.lows
-        if len(lows) < 3 or det.n <= det.mute_until or self.last_step - self.first_step < _UP_AFTER:
+        if len(lows) < 3 or level.after_lr_rise or self.last_step - self.first_step < _UP_AFTER:
             push(lows, y, _LOWS)
             self.up_run = 0
             return None
         up = y - min(lows)
         margin = math.log1p(self.turn_up)
-        noise = max(det.sigma, det.sigma_short) if len(det.diffs) >= _NOISE_DIFFS else math.nan
+        noise = max(level.sigma, level.sigma_short) if len(level.diffs) >= MIN_DIFFS else math.nan
         known = noise > 0.0
         if known:
             margin = max(margin, self.turn_up_z * noise * (1.0 + math.sqrt(2.0 * math.log(len(lows)))))
@@ -181,29 +186,25 @@ class InstabilityMonitor:
             and self.n - max(self.loss_spike_n, self.grad_spike_n) <= self.co_spike_points
         ):
             reasons.append(("loss and gradient norm spiked together", 2))
-        g = self.grad.recent
-        if len(g) >= 16:
-            level = median(g)
-            self.grad_low = min(self.grad_low, level)
-            if level - self.grad_low >= math.log(self.grad_growth) and self.grad.log_scale:
-                reasons.append((f"gradient norm grew {math.exp(level - self.grad_low):.1f}x from its low", 1))
+        grad = self.grad.level
+        if len(grad.recent) >= 16:
+            grad_level = median(grad.recent)
+            self.grad_low = min(self.grad_low, grad_level)
+            if grad_level - self.grad_low >= math.log(self.grad_growth) and grad.log_scale:
+                reasons.append((f"gradient norm grew {math.exp(grad_level - self.grad_low):.1f}x from its low", 1))
         recent = sum(1 for n in self.spike_ns if n > self.n - self.window_points)
         if recent >= 3 and recent > len(self.spike_ns) - recent:
             reasons.append((f"{recent} spikes in the last {self.window_points} points", 1))
-        det = self.loss
         # The CUSUM alone wanders on heavy-tailed per-step noise: creeping also needs the median of
         # 5 points half the divergence rise above where the CUSUM last stood at zero.
-        if (
-            det.cusum > det.drift_h / 2
-            and det.cusum_zero_level is not None
-            and len(det.recent) >= 5
-            and median(det.recent[-5:]) - det.cusum_zero_level >= det._rise(1.0 + _CREEP_RISE * det.drift_min_rise, 1.0)
-        ):
+        divergence = self.loss.checks.get(DivergenceCheck.kind)
+        if isinstance(divergence, DivergenceCheck) and divergence.drift.creeping(_CREEP_RISE):
             reasons.append(("loss creeping up", 1))
-        if len(det.diffs) >= 64 and det.sigma > 0:
-            short = sigma_of_diffs(det.diffs[-16:])
-            if short >= 3.0 * det.sigma:
-                reasons.append((f"loss noise {short / det.sigma:.1f}x its usual level", 1))
+        loss = self.loss.level
+        if len(loss.diffs) >= 64 and loss.sigma > 0:
+            short = sigma_of_diffs(loss.diffs[-16:])
+            if short >= 3.0 * loss.sigma:
+                reasons.append((f"loss noise {short / loss.sigma:.1f}x its usual level", 1))
         return reasons
 
     # --- checkpointing -------------------------------------------------------------------------
@@ -225,14 +226,24 @@ class InstabilityMonitor:
             "up_armed": self.up_armed,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the state saved by :meth:`state_dict`."""
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`; a state of another shape is a ``KeyError``."""
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise KeyError(f"`state` lacks the instability monitor keys {missing}")
         self.loss.load_state_dict(state["loss"])
         self.grad.load_state_dict(state["grad"])
         self.n, self.last_step, self.armed = int(state["n"]), state["last_step"], bool(state["armed"])
         self.loss_spike_n, self.grad_spike_n = int(state["loss_spike_n"]), int(state["grad_spike_n"])
         self.spike_ns = [int(n) for n in state["spike_ns"]]
         self.grad_low = float(state["grad_low"])
-        self.first_step = state.get("first_step", self.last_step)
-        self.lows = [float(y) for y in state.get("lows", [])]  # older states: the precursor starts afresh
-        self.up_run, self.up_armed = int(state.get("up_run", 0)), bool(state.get("up_armed", True))
+        self.first_step = state["first_step"]
+        self.lows = [float(y) for y in state["lows"]]
+        self.up_run, self.up_armed = int(state["up_run"]), bool(state["up_armed"])
+
+
+def message(step: int, reasons: list[str]) -> str:
+    return (
+        f"Instability precursors at step {step}: {'; '.join(reasons)}. Blow-ups often follow such signs: "
+        "save a checkpoint now, and consider lowering the LR or tightening gradient clipping."
+    )

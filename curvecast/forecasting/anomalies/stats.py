@@ -1,4 +1,4 @@
-"""Small robust statistics on short Python lists, for the streaming anomaly detectors.
+"""Small robust statistics on short Python lists, and the checks of the values fed to the streaming detectors.
 
 Pure Python on purpose: the windows hold 3-128 values, where ``sorted`` costs a few microseconds and
 ``np.median`` costs more in array conversion than in work; plain lists also go into checkpoints as is.

@@ -1,0 +1,171 @@
+"""The divergence rules that catch a climb under way (warnings): a sustained rise of the level, and a drift (CUSUM)."""
+
+from __future__ import annotations
+
+import math
+
+from curvecast.forecasting.anomalies.event import Anomaly
+from curvecast.forecasting.anomalies.level import MIN_DIFFS, SeriesLevel
+from curvecast.forecasting.anomalies.settings import DetectorSettings
+from curvecast.forecasting.anomalies.state import Stateful
+from curvecast.forecasting.anomalies.stats import median, push, sigma_of_diffs
+
+__all__ = ["DriftRule", "SustainedRiseRule"]
+
+KIND = "divergence"  # the kind of the events these rules report
+_LEVEL = 7  # points in the short level of the sustained-rise rule
+_LEVEL_SD = 1.2533 / math.sqrt(_LEVEL)  # noise of a median of _LEVEL points, in units of the per-point noise
+_RISE_Z = 2.0  # how far (in level noise) the level must stand above the debiased running best
+_RISE_RUN = 3  # consecutive points it must stay there
+_RISE_MIN = 0.08  # and at least this relative rise (low-noise curves wander by more than their noise)
+_LEVELS = 64 + 2 * _LEVEL  # levels kept for the level's own wander (64 lag-7 differences)
+_BEST_OF = 48  # the running best is the lowest of the last 48 levels (a bounded look-back)
+_PAST_LAG = 16  # the largest excess of the run so far, taken this many points back, calibrates the margin
+_PAST_FACTOR = 1.25  # a rise must stand this much above the largest excess of the run so far
+_DRIFT_CLIP = 3.0  # z of one point in the CUSUM is clipped here: one spike cannot make a drift
+_DRIFT_K = 0.5  # allowance per point of the CUSUM
+
+
+class SustainedRiseRule(Stateful):
+    """The median of the last 7 points (the level) stands above the lowest level of the last 48 points for 3
+    consecutive points, by at least 8% and by a margin in noise units of the level: 2 plus the expected low bias of a
+    minimum over the levels behind it (``sqrt(2 ln(points / 7))``), and at least 1.25 times the largest excess the run
+    has shown before (so curves whose level wanders widely set themselves a higher bar).
+
+    The level's noise is the larger of what the per-point noise implies and the level's own wander (second
+    differences of past levels). A steady climb on a noisy, sparse curve, where the CUSUM against a lagging median
+    starts late, is caught within a few points of its onset. Re-arms once the excess is below half the margin.
+    """
+
+    STATE = ("best", "best_step", "count", "run", "armed", "levels", "zs", "peak")
+
+    def __init__(self, level: SeriesLevel) -> None:
+        self.level = level
+        self.on_lr_rise()
+
+    def on_lr_rise(self) -> None:
+        self.best, self.count, self.run, self.armed, self.peak = math.inf, 0, 0, True, 0.0
+        self.best_step: int | None = None
+        self.levels: list[float] = []  # the last levels, for the running best and the level's own wander
+        self.zs: list[float] = []  # the last excesses in level noise units, _PAST_LAG of them
+
+    def disarm(self) -> None:
+        """Another rule warned of this climb: stay silent until the level is back near its best."""
+        self.armed = False
+
+    def _level_noise(self) -> float:
+        """Noise of the short level from its own wander: second differences of past levels 7 apart.
+
+        Real curves wander more than independent noise would let a median of 7 points wander
+        (batches and data order are correlated), so the level is judged by its own history. Second
+        differences leave out the trend and its curvature (a steep descent is no wander); the latest
+        levels are left out so that a rise under way does not inflate its own yardstick.
+        """
+        old = self.levels[:-_LEVEL]
+        if len(old) < 4 * _LEVEL:
+            return 0.0
+        second = [a - 2.0 * b + c for a, b, c in zip(old, old[_LEVEL:], old[2 * _LEVEL :], strict=False)]
+        return sigma_of_diffs(second) / math.sqrt(3.0)  # var(second) = 6 var(level); sigma_of_diffs halves
+
+    def update(self, step: int, value: float) -> list[Anomaly]:
+        level = self.level
+        if len(level.recent) < _LEVEL or len(level.diffs) < MIN_DIFFS or level.muted:
+            return []
+        current = level.recent_median(_LEVEL)
+        push(self.levels, current, _LEVELS)
+        self.count += 1
+        window = self.levels[-_BEST_OF:]
+        low = min(range(len(window)), key=window.__getitem__)
+        if window[low] != self.best or self.best_step is None:
+            self.best, self.best_step = window[low], step - (len(window) - 1 - low)
+        sd = _LEVEL_SD * level.noise(current)
+        effective = min(self.count, _BEST_OF) / _LEVEL  # roughly independent levels behind the best
+        bias = math.sqrt(2.0 * math.log(effective)) if effective > 1.0 else 0.0
+        excess = current - self.best
+        # The run's own largest excess so far (lagged, so a rise under way does not raise its own bar):
+        # curves whose level wanders widely (correlated batches, noise bursts) set themselves a higher bar.
+        push(self.zs, excess / sd, _PAST_LAG)
+        if len(self.zs) == _PAST_LAG:
+            self.peak = max(self.peak, self.zs[0])
+        z_bar = max(_RISE_Z + bias, _PAST_FACTOR * self.peak)
+        margin = max(sd * z_bar, level.rise(1.0 + _RISE_MIN, current))
+        if excess > margin:  # about to count: check against the level's own wander too
+            sd = max(sd, self._level_noise())
+            margin = max(margin, sd * z_bar)
+        self.run = self.run + 1 if excess > margin else 0
+        if excess < margin / 2:
+            self.armed = True
+        if self.run < _RISE_RUN or not self.armed:
+            return []
+        self.armed = False
+        onset = self.best_step if self.best_step is not None else step
+        text = climbing_message(level.series, step, onset, value, level.value_of(self.best))
+        return [Anomaly(KIND, step, "warning", text, level.series, excess / sd, value)]
+
+
+class DriftRule(Stateful):
+    """A one-sided CUSUM of z (allowance 0.5, clipped at 3, threshold ``drift_h``) against the median of the last 32
+    points, which lags a climb but not the noise, with the median of 5 points up by ``drift_min_rise`` from where the
+    CUSUM last stood at zero. Re-arms once the median of 3 points is back there.
+    """
+
+    STATE = ("cusum", "zero_step", "zero_level", "armed")
+
+    def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
+        self.level = level
+        self.h, self.min_rise = settings.drift_h, settings.drift_min_rise
+        self.cusum, self.armed = 0.0, True
+        self.zero_step: int | None = None  # the step and level where the CUSUM last stood at zero
+        self.zero_level: float | None = None
+
+    def on_lr_rise(self) -> None:
+        self.cusum, self.armed = 0.0, True
+
+    def disarm(self, *, clear_sum: bool) -> None:
+        """Another rule warned of this climb, or confirmed the blow-up: stay silent until the level is back."""
+        self.armed = False
+        if clear_sum:
+            self.cusum = 0.0
+
+    def creeping(self, fraction: float) -> bool:
+        """An early sign, not an alarm: the CUSUM is past half its threshold and the median of the last 5 points
+        stands ``fraction`` of ``drift_min_rise`` above where the CUSUM last stood at zero."""
+        level = self.level
+        return (
+            self.cusum > self.h / 2
+            and self.zero_level is not None
+            and len(level.recent) >= 5
+            and level.recent_median(5) - self.zero_level >= level.rise(1.0 + fraction * self.min_rise, 1.0)
+        )
+
+    def update(self, step: int, value: float) -> list[Anomaly]:
+        level = self.level
+        if len(level.diffs) < MIN_DIFFS:
+            return []
+        y, short = level.y, level.recent_median(3)
+        base = median(level.recent[:-1]) if len(level.recent) > 1 else y
+        level.refresh_noise()  # the drift test keeps the long-run noise alone
+        r = min((y - base) / max(level.sigma, level.noise_floor(base)), _DRIFT_CLIP)
+        self.cusum = max(0.0, self.cusum + r - _DRIFT_K)
+        level5 = level.recent_median(5)
+        if self.cusum == 0.0:
+            self.zero_step, self.zero_level = step, min(base, level5)
+        if not self.armed and self.zero_level is not None and short <= self.zero_level:
+            self.armed = True
+        # The CUSUM alone fires on heavy-tailed noise; a drift also needs the median of 5 points up.
+        risen = self.zero_level is not None and level5 - self.zero_level >= level.rise(1.0 + self.min_rise, level5)
+        if not (self.cusum > self.h and risen and self.armed and not level.muted):
+            return []
+        self.armed, self.cusum = False, 0.0
+        onset = self.zero_step if self.zero_step is not None else step
+        since = self.zero_level if self.zero_level is not None else base
+        text = climbing_message(level.series, step, onset, value, level.value_of(since))
+        return [Anomaly(KIND, step, "warning", text, level.series, r, value)]
+
+
+def climbing_message(series: str, step: int, onset: int, value: float, base: float) -> str:
+    return (
+        f"{series} has been climbing since about step {onset}: {value:.4g} at step {step} against {base:.4g} "
+        "before. If it keeps rising, resume from a checkpoint before step "
+        f"{onset} with a lower LR (a third lower is a common first try) or tighter gradient clipping."
+    )

@@ -1,0 +1,171 @@
+"""SeriesLevel: what every check of one series reads: its scale, its recent points, its noise and its local baseline."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+from curvecast.forecasting.anomalies.settings import DetectorSettings
+from curvecast.forecasting.anomalies.state import Stateful
+from curvecast.forecasting.anomalies.stats import median, push, sigma_of_diffs
+
+if TYPE_CHECKING:
+    from curvecast.forecasting.schedule import LRSchedule
+
+__all__ = ["MIN_DIFFS", "Score", "SeriesLevel"]
+
+RECENT = 32  # points kept for levels: the drift baseline (32), the slowdown level (30), projections (7)
+SLOPE_DIFFS = 16  # accepted first differences behind the local slope
+SHORT_DIFFS = 32  # accepted first differences behind the recent noise
+PROJECT = 7  # recent points projected to the next step; their median is the spike baseline
+MIN_DIFFS = 8  # accepted first differences before the noise is known (no point is scored before)
+LR_RISE_MUTE = 8  # points muted after a scheduled LR rise
+
+
+class Score(NamedTuple):
+    """How the latest point stands against the local baseline, on the scoring scale."""
+
+    expected: float  # the baseline projected to the point's step
+    noise: float  # the per-point noise it was judged by
+    z: float  # (y - expected) / noise
+    stands_out: bool  # at least `spike_min_rise` above the baseline
+    outlier: bool  # z above `spike_z` as well: kept out of the noise
+
+
+class SeriesLevel(Stateful):
+    """The shared state of one series: the checks read it, only the detector writes it.
+
+    Values are scored on the log scale (the noise of a loss is roughly multiplicative), switching to the raw scale
+    for good if a value <= 0 arrives, and sign-flipped for ``mode="max"`` so that higher is always worse. Each point
+    is scored against a robust local baseline: the median of the last 7 points projected forward by the median of
+    the last 16 accepted first differences, with the noise taken as 1.4826 MAD of up to ``window_points`` accepted
+    differences. Outliers (z above ``spike_z``) stay out of the differences, unless more than ``persist_points`` come
+    in a row (a level shift, not a spike). Every window has a fixed size: an update is O(1) and memory is bounded.
+
+    Attributes (read-only outside the detector; :meth:`noise` and :meth:`refresh_noise` only refresh the cached noise):
+        series, mode, log_scale: the name of the series, ``"min"`` or ``"max"``, and the scale of scoring.
+        schedule: the planned LR of the run, when known.
+        n: finite points seen; first_step, last_step: the first and latest step seen (non-finite ones included).
+        y: the latest point on the scoring scale; score: its :class:`Score`, None before the noise is known.
+        recent: the last 32 points on the scoring scale (emptied by a scheduled LR rise).
+        diffs: the last ``window_points`` accepted first differences.
+        sigma, sigma_short: the noise of all of ``diffs`` and of the last 32 (refreshed every 4 accepted points).
+        last_z: the z of the latest point (NaN before the noise is known).
+    """
+
+    STATE = (
+        "n", "n_accepted", "first_step", "last_step", "log_scale", "recent", "diffs", "last_accepted", "mute_until",
+        "outlier_run", "last_z", "sigma", "sigma_short",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        series: str,
+        *,
+        mode: str,
+        log_scale: bool,
+        settings: DetectorSettings,
+        schedule: LRSchedule | None = None,
+    ) -> None:
+        self.series, self.mode, self.log_scale, self.schedule = series, mode, log_scale, schedule
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.outlier_z, self.min_rise = settings.spike_z, settings.spike_min_rise
+        self.persist_points, self.window_points = settings.persist_points, settings.window_points
+        self.warmup_points = settings.warmup_points
+        self.n, self.n_accepted = 0, 0
+        self.first_step: int | None = None
+        self.last_step: int | None = None
+        self.recent: list[float] = []
+        self.diffs: list[float] = []
+        self.last_accepted: float | None = None
+        self.mute_until, self.outlier_run = 0, 0
+        self.last_z, self.sigma, self.sigma_short = math.nan, math.nan, math.nan
+        # The latest point and its score: recomputed by every update before any check reads them, so never saved.
+        self.y = math.nan
+        self.score: Score | None = None
+
+    # --- what the detector writes ------------------------------------------------------------------------------------
+    def enter(self, step: int) -> None:
+        """Note the step of a new value, finite or not."""
+        self.last_step = step
+        if self.first_step is None:
+            self.first_step = step
+
+    def absorb(self, value: float, *, lr_rose: bool) -> None:
+        """Take a finite value (positive on the log scale): score it, then add it to the recent points and, unless it
+        is an outlier, its difference to the noise. ``lr_rose``: the planned LR rose since the previous step."""
+        y = self.sign * (math.log(value) if self.log_scale else value)
+        self.y = y
+        self.n += 1
+        if lr_rose:
+            # The levels start afresh (the noise scale is kept: the LR changes the level more than the noise).
+            self.mute_until, self.recent = self.n + LR_RISE_MUTE, []
+        self.score = self._score(y)
+        push(self.recent, y, RECENT)
+        if self.score is None or not self.score.outlier or self.outlier_run >= self.persist_points:
+            if self.last_accepted is not None:
+                push(self.diffs, y - self.last_accepted, self.window_points)
+            self.last_accepted = y
+            self.n_accepted += 1
+
+    def _score(self, y: float) -> Score | None:
+        if len(self.diffs) < MIN_DIFFS or not self.recent:
+            self.last_z = math.nan
+            return None
+        slope = median(self.diffs[-SLOPE_DIFFS:])
+        tail = self.recent[-PROJECT:]
+        expected = median([v + (len(tail) - i) * slope for i, v in enumerate(tail)])
+        noise = self.noise(expected)
+        z = (y - expected) / noise
+        self.last_z = z
+        stands_out = y - expected >= self.rise(1.0 + self.min_rise, expected)
+        outlier = z > self.outlier_z and stands_out
+        # Consecutive outliers beyond `persist_points` are a level shift, not a spike: they enter the noise.
+        self.outlier_run = self.outlier_run + 1 if outlier else 0
+        return Score(expected, noise, z, stands_out, outlier)
+
+    # --- what the checks read ----------------------------------------------------------------------------------------
+    @property
+    def in_warmup(self) -> bool:
+        """Within the first ``warmup_points`` points: no spike or divergence alarm yet."""
+        return self.n <= self.warmup_points
+
+    @property
+    def after_lr_rise(self) -> bool:
+        """Within the points muted after a scheduled LR rise (warmup, warm restarts)."""
+        return self.n <= self.mute_until
+
+    @property
+    def muted(self) -> bool:
+        """Spike and divergence alarms wait: warmup, or just after a scheduled LR rise."""
+        return self.n <= self.warmup_points or self.n <= self.mute_until
+
+    def recent_median(self, points: int) -> float:
+        """The median of the last ``points`` points (fewer when fewer are kept), on the scoring scale."""
+        return median(self.recent[-points:])
+
+    def refresh_noise(self) -> None:
+        """Recompute ``sigma`` and ``sigma_short`` every 4 accepted points (needs ``MIN_DIFFS`` differences)."""
+        if not self.sigma >= 0.0 or self.n_accepted % 4 == 0:
+            # The MAD of 128 differences is most of the cost of an update; the noise moves slowly.
+            self.sigma = sigma_of_diffs(self.diffs)
+            self.sigma_short = sigma_of_diffs(self.diffs[-SHORT_DIFFS:])
+
+    def noise_floor(self, y: float) -> float:
+        """The least noise a point near ``y`` is judged by."""
+        return 0.002 if self.log_scale else 0.002 * abs(y) + 1e-12  # quantised logs give MAD 0
+
+    def noise(self, y: float) -> float:
+        """The per-point noise near ``y``, on the scoring scale (refreshes it first)."""
+        self.refresh_noise()
+        # The noise of a stretch can rise within a run (bursts): the larger of the long and the recent noise.
+        return max(self.sigma, self.sigma_short, self.noise_floor(y))
+
+    def rise(self, ratio: float, y: float) -> float:
+        """How far above ``y`` lies ``ratio`` times its value, on the scoring scale."""
+        return math.log(ratio) if self.log_scale else (ratio - 1.0) * abs(y)
+
+    def value_of(self, y: float) -> float:
+        """The value of the series at ``y`` on the scoring scale."""
+        y = self.sign * y
+        return math.exp(y) if self.log_scale else y

@@ -1,0 +1,73 @@
+"""SpikeCheck: a value far above the local baseline that is not a level shift."""
+
+from __future__ import annotations
+
+from curvecast.forecasting.anomalies.check import Check
+from curvecast.forecasting.anomalies.event import Anomaly
+from curvecast.forecasting.anomalies.level import SeriesLevel
+from curvecast.forecasting.anomalies.settings import DetectorSettings
+
+__all__ = ["SpikeCheck"]
+
+
+class SpikeCheck(Check):
+    """Spikes, judged by the score the :class:`SeriesLevel` gives each point.
+
+    - an outlier (robust z above ``spike_z`` and at least ``spike_min_rise`` above the baseline) is reported at
+      once, once per run of outliers;
+    - a smaller jump (z above ``spike_recover_z``, as far above the point before it) is confirmed by its recovery:
+      the next value falls back by 4 noise units to within 2 of the baseline. It is reported one step late, with the
+      jump's own step (a level shift never recovers, so it is no spike).
+
+    ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, else ``info``. Muted in the
+    warmup and after a scheduled LR rise.
+    """
+
+    kind = "spike"
+    STATE = ("in_spike", "pending")
+
+    def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
+        super().__init__(level, settings)
+        self.recover_z, self.warn_ratio = settings.spike_recover_z, settings.spike_warn_ratio
+        self.in_spike = False  # the previous scored point was an outlier
+        self.pending: list[float] | None = None  # [step, value, y, z, expected] of a jump awaiting recovery
+
+    def update(self, step: int, value: float) -> list[Anomaly]:
+        level, score = self.level, self.level.score
+        if score is None:
+            return []
+        y, events = level.y, []
+        if self.pending is not None:
+            # A smaller jump counts once the next value falls back: a jump that recovers.
+            p_step, p_value, p_y, p_z, p_expected = self.pending
+            self.pending = None
+            # Back within 2 noise units of the level it left, and the jump stood out from the point before.
+            back = y - p_expected <= 2.0 * score.noise and p_y - y >= 4.0 * score.noise
+            recent = level.recent  # [..., the point before the jump, the jump, this point]
+            if back and len(recent) > 2 and p_y - recent[-3] >= self.recover_z * score.noise and not level.muted:
+                events.append(self._spike(int(p_step), p_value, p_y, p_z, p_expected))
+        if score.outlier and not self.in_spike and not level.muted:
+            events.append(self._spike(step, value, y, score.z, score.expected))
+        elif not score.outlier and score.z > self.recover_z and score.stands_out and not self.in_spike:
+            self.pending = [float(step), value, y, score.z, score.expected]
+        self.in_spike = score.outlier
+        return events
+
+    def _spike(self, step: int, value: float, y: float, z: float, expected: float) -> Anomaly:
+        level = self.level
+        severity = "warning" if y - expected >= level.rise(self.warn_ratio, expected) else "info"
+        text = message(level.series, step, value, level.value_of(expected), z, loss_like=level.mode == "min")
+        return Anomaly(self.kind, step, severity, text, level.series, z, value)
+
+
+def message(series: str, step: int, value: float, expected: float, z: float, *, loss_like: bool) -> str:
+    advice = (
+        "A one-step jump usually comes from an unusual batch and recovers; if spikes recur or grow, "
+        "lower the LR or tighten gradient clipping."
+        if loss_like
+        else "If it recurs, check the batch at that step and the LR."
+    )
+    return (
+        f"{series} spiked to {value:.4g} at step {step}, {value / expected:.2f}x the expected {expected:.4g} "
+        f"({z:.0f} robust standard deviations). {advice}"
+    )
