@@ -287,3 +287,32 @@ def test_old_flat_state_is_refused_and_changes_nothing() -> None:
 def test_every_check_reports_a_known_kind() -> None:
     assert set(CHECKS) <= set(KINDS)
     assert all(kind == check.kind for kind, check in CHECKS.items())
+
+
+def test_a_loss_that_touches_zero_never_crashes_and_divergence_still_works():
+    """A loss that reaches exactly 0 (a perfectly fitted toy task) switches to the raw scale; no ratio to 0 is taken."""
+    steps = np.arange(2000)
+    converged = np.maximum(0.5 / (1 + steps / 50) - 0.004, 0.0)
+    assert detect_anomalies(steps, converged) == []
+    noisy = converged + np.abs(np.random.default_rng(1).normal(0.0, 1e-4, len(steps))) * (steps > 800)
+    assert detect_anomalies(steps, noisy) == []  # specks of noise at 0 are no many-fold rise
+    diverging = converged.copy()
+    diverging[1500:] = np.linspace(0.0, 5.0, 500)
+    events = detect_anomalies(steps, diverging)
+    critical = [e for e in events if e.kind == "divergence" and e.severity == "critical"]
+    assert len(critical) == 1
+    assert 1500 < critical[0].step < 1600
+    assert all(np.isfinite(e.score) or e.score == np.inf for e in events)
+    assert all("inf" not in e.message and "nan" not in e.message for e in events)
+
+
+def test_a_negative_loss_diverging_is_caught():
+    """A Gaussian NLL goes below zero: the raw scale measures changes against the series' own size."""
+    steps = np.arange(2000)
+    nll = -1.0 - np.log1p(steps / 30)
+    diverging = nll.copy()
+    diverging[1500:] += np.linspace(0.0, 10.0, 500)
+    assert not [e for e in detect_anomalies(steps, nll) if e.severity != "info"]
+    critical = [e for e in detect_anomalies(steps, diverging) if e.severity == "critical"]
+    assert [e.kind for e in critical] == ["divergence"]
+    assert 1500 < critical[0].step < 1700

@@ -9,6 +9,7 @@ from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import MIN_DIFFS, SeriesLevel
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.state import Stateful
+from curvecast.forecasting.anomalies.stats import ratio, times
 
 __all__ = ["BlowUpRule"]
 
@@ -55,7 +56,7 @@ class BlowUpRule(Stateful):
             # Too few points to know the noise (sparse evaluations): a jump this large is news.
             self.jump_armed = False
             text = jump_message(level.series, step, value, best_value)
-            events.append(Anomaly(KIND, step, "warning", text, level.series, value / best_value, value))
+            events.append(Anomaly(KIND, step, "warning", text, level.series, ratio(value, best_value), value))
         if (
             self.elevated_run >= self.confirm_points
             and step - self.elevated_since >= self.confirm_steps
@@ -64,20 +65,21 @@ class BlowUpRule(Stateful):
         ):
             self.critical_armed = False
             text = confirmed_message(level.series, step, self.elevated_since, value, best_value, self.ratio)
-            events.append(Anomaly(KIND, step, "critical", text, level.series, value / best_value, value))
+            events.append(Anomaly(KIND, step, "critical", text, level.series, ratio(value, best_value), value))
         return events
 
 
 def jump_message(series: str, step: int, value: float, best: float) -> str:
     return (
-        f"{series} jumped to {value:.4g} at step {step}, {value / best:.2f}x its best ({best:.4g}). If the next "
+        f"{series} jumped to {value:.4g} at step {step}, {times(value, best, 'its best')}. If the next "
         "values stay this high the run has diverged: lower the LR or add warmup and gradient clipping."
     )
 
 
 def confirmed_message(series: str, step: int, since: int, value: float, best: float, ratio: float) -> str:
+    above = f"above {ratio:.2g}x its best" if best > 0 else "well above its best"
     return (
-        f"{series} diverged: since step {since} it has stayed above {ratio:.2g}x its best ({best:.4g}); it is "
+        f"{series} diverged: since step {since} it has stayed {above} ({best:.4g}); it is "
         f"{value:.4g} at step {step}. Stop, resume from a checkpoint before step {since} (about 100 steps "
         "earlier), skip the batches in between, and lower the LR by a third or more."
     )

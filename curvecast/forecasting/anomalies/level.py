@@ -20,6 +20,7 @@ SHORT_DIFFS = 32  # accepted first differences behind the recent noise
 PROJECT = 7  # recent points projected to the next step; their median is the spike baseline
 MIN_DIFFS = 8  # accepted first differences before the noise is known (no point is scored before)
 LR_RISE_MUTE = 8  # points muted after a scheduled LR rise
+RAW_SIZE_FLOOR = 0.01  # on the raw scale, changes are measured against at least 1% of the largest |value| seen
 
 
 class Score(NamedTuple):
@@ -55,7 +56,7 @@ class SeriesLevel(Stateful):
 
     STATE = (
         "n", "n_accepted", "first_step", "last_step", "log_scale", "recent", "diffs", "last_accepted", "mute_until",
-        "outlier_run", "last_z", "sigma", "sigma_short",
+        "outlier_run", "last_z", "sigma", "sigma_short", "magnitude",
     )  # fmt: skip
 
     def __init__(
@@ -80,6 +81,7 @@ class SeriesLevel(Stateful):
         self.last_accepted: float | None = None
         self.mute_until, self.outlier_run = 0, 0
         self.last_z, self.sigma, self.sigma_short = math.nan, math.nan, math.nan
+        self.magnitude = 0.0  # the largest |value| seen on the raw scale: what "near zero" is measured against
         # The latest point and its score: recomputed by every update before any check reads them, so never saved.
         self.y = math.nan
         self.score: Score | None = None
@@ -97,6 +99,8 @@ class SeriesLevel(Stateful):
         y = self.sign * (math.log(value) if self.log_scale else value)
         self.y = y
         self.n += 1
+        if not self.log_scale:
+            self.magnitude = max(self.magnitude, abs(y))
         if lr_rose:
             # The levels start afresh (the noise scale is kept: the LR changes the level more than the noise).
             self.mute_until, self.recent = self.n + LR_RISE_MUTE, []
@@ -153,7 +157,7 @@ class SeriesLevel(Stateful):
 
     def noise_floor(self, y: float) -> float:
         """The least noise a point near ``y`` is judged by."""
-        return 0.002 if self.log_scale else 0.002 * abs(y) + 1e-12  # quantised logs give MAD 0
+        return 0.002 if self.log_scale else 0.002 * self._raw_size(y) + 1e-12  # quantised logs give MAD 0
 
     def noise(self, y: float) -> float:
         """The per-point noise near ``y``, on the scoring scale (refreshes it first)."""
@@ -163,7 +167,15 @@ class SeriesLevel(Stateful):
 
     def rise(self, ratio: float, y: float) -> float:
         """How far above ``y`` lies ``ratio`` times its value, on the scoring scale."""
-        return math.log(ratio) if self.log_scale else (ratio - 1.0) * abs(y)
+        return math.log(ratio) if self.log_scale else (ratio - 1.0) * self._raw_size(y)
+
+    def _raw_size(self, y: float) -> float:
+        """The size a relative change near ``y`` is taken of, on the raw scale.
+
+        ``|y|`` itself, but never below a hundredth of the largest value seen: a loss at or near zero (or one crossing
+        it, a Gaussian NLL) would otherwise make any speck of noise a many-fold rise.
+        """
+        return max(abs(y), RAW_SIZE_FLOOR * self.magnitude)
 
     def value_of(self, y: float) -> float:
         """The value of the series at ``y`` on the scoring scale."""

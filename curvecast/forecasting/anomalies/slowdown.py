@@ -6,7 +6,7 @@ from curvecast.forecasting.anomalies.check import Check
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import SeriesLevel
 from curvecast.forecasting.anomalies.settings import DetectorSettings
-from curvecast.forecasting.anomalies.stats import median
+from curvecast.forecasting.anomalies.stats import median, ratio
 
 __all__ = ["SlowdownCheck"]
 
@@ -44,9 +44,9 @@ class SlowdownCheck(Check):
             self.armed = True
         elif excess >= threshold and self.armed:
             self.armed = False
-            ratio = level.value_of(current) / level.value_of(self.baseline)
-            text = message(level.series, step, ratio, level.value_of(self.baseline))
-            return [Anomaly(self.kind, step, "warning", text, level.series, ratio, level.value_of(current))]
+            fraction = ratio(level.value_of(current), level.value_of(self.baseline))
+            text = message(level.series, step, fraction, level.value_of(self.baseline))
+            return [Anomaly(self.kind, step, "warning", text, level.series, fraction, level.value_of(current))]
         return []
 
 

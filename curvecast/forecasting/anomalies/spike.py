@@ -6,6 +6,7 @@ from curvecast.forecasting.anomalies.check import Check
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import SeriesLevel
 from curvecast.forecasting.anomalies.settings import DetectorSettings
+from curvecast.forecasting.anomalies.stats import times
 
 __all__ = ["SpikeCheck"]
 
@@ -68,6 +69,6 @@ def message(series: str, step: int, value: float, expected: float, z: float, *, 
         else "If it recurs, check the batch at that step and the LR."
     )
     return (
-        f"{series} spiked to {value:.4g} at step {step}, {value / expected:.2f}x the expected {expected:.4g} "
+        f"{series} spiked to {value:.4g} at step {step}, {times(value, expected, 'the expected')} "
         f"({z:.0f} robust standard deviations). {advice}"
     )

@@ -10,7 +10,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
-__all__ = ["MAD_TO_SIGMA", "check_step", "check_value", "median", "push", "sigma_of_diffs"]
+__all__ = ["MAD_TO_SIGMA", "check_step", "check_value", "median", "push", "ratio", "sigma_of_diffs"]
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this is its standard deviation
 
@@ -25,6 +25,21 @@ def median(xs: Sequence[float]) -> float:
     n = len(s)
     mid = n // 2
     return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
+
+
+def ratio(value: float, base: float) -> float:
+    """``value / base`` for a positive ``base``; inf otherwise (a loss can reach 0 or go below it: no ratio then).
+
+    >>> ratio(3.0, 2.0), ratio(1.0, 0.0), ratio(1.0, -2.0)
+    (1.5, inf, inf)
+    """
+    return value / base if base > 0.0 else math.inf
+
+
+def times(value: float, base: float, what: str) -> str:
+    """``"2.40x the expected 0.5"``, or ``"up from the expected 0"`` when no ratio exists (``base`` <= 0)."""
+    r = ratio(value, base)
+    return f"{r:.2f}x {what} ({base:.4g})" if math.isfinite(r) else f"up from {what} ({base:.4g})"
 
 
 def sigma_of_diffs(diffs: Sequence[float]) -> float:
