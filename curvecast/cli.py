@@ -17,10 +17,11 @@ def _demo(args: argparse.Namespace) -> int:
     from curvecast.failsafe import CurvecastWarning
     from curvecast.offline.report_text import describe_report
 
-    # Lightning's tips and this demo's small-data warnings are noise here; curvecast's own warnings and alerts are
-    # logged, so their Python-warning copies would print everything twice.
+    # Lightning's tips and this demo's small-data warnings are noise here; curvecast's own warnings go through
+    # logging, in the same one-line format as its alerts.
     warnings.filterwarnings("ignore", module="(lightning|pytorch_lightning).*")
-    warnings.filterwarnings("ignore", category=CurvecastWarning)
+    warnings.filterwarnings("once", category=CurvecastWarning)
+    logging.captureWarnings(True)
     logging.getLogger("curvecast").setLevel(logging.INFO)
     config = DemoConfig(max_steps=args.steps, logdir=args.logdir, seed=args.seed)
     print(

@@ -1,5 +1,11 @@
 """Failsafe: curvecast's own failures become warnings, given once, and never end the run it watches.
 
+Two channels, as in Lightning: a problem inside curvecast is a Python warning (:class:`CurvecastWarning`, given once
+per cause, so ``warnings.filterwarnings`` and ``pytest.warns`` see it), and what curvecast has to say about the run
+(alerts, advice, stops) goes to the ``"curvecast"`` logger. Each is printed once: never both. When the program has
+configured no logging at all, the ``"curvecast"`` logger gets a console handler at INFO, as Lightning's own logger
+does, so the alerts of a plain script reach its console.
+
 Pure Python (no torch, no Lightning), so the forecast worker and the offline tools use it too.
 """
 
@@ -16,17 +22,28 @@ log = logging.getLogger("curvecast")
 _warned: set[str] = set()
 
 
+def _console_for_plain_scripts() -> None:
+    """Lightning's convention (``lightning.pytorch.__init__``): INFO to the console unless logging is configured."""
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    if not logging.getLogger().hasHandlers() and not log.handlers:
+        log.addHandler(logging.StreamHandler())
+        log.propagate = False
+
+
+_console_for_plain_scripts()
+
+
 class CurvecastWarning(UserWarning):
     """A problem inside curvecast that it survived; the training run goes on."""
 
 
 def warn_once(message: str, key: str | None = None) -> None:
-    """Warn (and log) once per process for ``key``, so a recurring problem does not flood the output."""
+    """Warn once per process for ``key``, so a recurring problem does not flood the output."""
     key = key or message
     if key in _warned:
         return
     _warned.add(key)
-    log.warning(message)
     warnings.warn(message, CurvecastWarning, stacklevel=3)
 
 

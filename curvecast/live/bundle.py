@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from typing import Any, Literal, TypeVar
 
@@ -24,7 +23,6 @@ from curvecast.series import TRAIN_LOSS
 
 __all__ = ["Curvecast"]
 
-log = logging.getLogger("curvecast")
 
 _STATE_VERSION = 2
 _MODES = ("min", "max")
@@ -302,7 +300,9 @@ class Curvecast(Callback):
             try:
                 actuator.on_report(trainer, pl_module, report)
             except Exception as error:  # noqa: BLE001 - one failing actuator must not silence the others
-                log.warning("curvecast: %s failed on a report: %s", type(actuator).__name__, error)
+                name = type(actuator).__name__
+                warn_once(f"curvecast: {name} failed on a report and was skipped ({type(error).__name__}: {error})",
+                          key=f"actuator-{name}")  # fmt: skip
 
     def _vote_stop(self, trainer: Any) -> None:
         """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them."""
