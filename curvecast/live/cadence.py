@@ -11,7 +11,11 @@ from curvecast.history import RunHistory
 from curvecast.live.runner import ForecastRunner
 from curvecast.series import TRAIN_LOSS
 
-__all__ = ["ForecastCadence"]
+__all__ = ["END_WAIT_S", "ForecastCadence"]
+
+# The longest the end of training waits for a forecast still running in the worker: past it the job is abandoned and
+# the last forecast is made inline (a refit is tens of milliseconds; a worker this late is starved or stuck).
+END_WAIT_S = 5.0
 
 
 class ForecastCadence:
@@ -58,11 +62,19 @@ class ForecastCadence:
         """The report of the last finished forecast, once; None while one runs or when there is nothing new."""
         return self._runner.poll()
 
-    def finish(self) -> list[Report]:
-        """At the end of training: the forecast in flight, then one from the last observed point if it is newer."""
-        reports = [r for r in (self._runner.drain(),) if r is not None]
+    @property
+    def abandoned(self) -> int:
+        """Forecasts still running when training ended, given up on rather than waited for."""
+        return self._runner.abandoned
+
+    def finish(self, timeout: float = END_WAIT_S) -> list[Report]:
+        """At the end of training: the forecast in flight (waited for at most ``timeout`` seconds), then one made
+        inline from the last observed point if that is newer or the worker was too late."""
+        done = self._runner.drain(timeout)
+        reports = [done] if done is not None else []
+        late = done is None and self._runner.abandoned > 0
         last = self.history.last(self.monitor)
-        if last is not None and last[0] != self._last_step:
+        if last is not None and (last[0] != self._last_step or late):
             self._last_step = last[0]
             reports.append(self._job()())
         return reports

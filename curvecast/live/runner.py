@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from curvecast.failsafe import warn_once
@@ -13,11 +13,29 @@ __all__ = ["ForecastRunner"]
 T = TypeVar("T")
 
 
+class _Job(Generic[T]):
+    """One job on its own daemon thread: a daemon, so a job still running never holds up the end of the process."""
+
+    def __init__(self, job: Callable[[], T]) -> None:
+        self.result: T | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(job,), name="curvecast-forecast", daemon=True)
+        self.thread.start()
+
+    def _run(self, job: Callable[[], T]) -> None:
+        try:
+            self.result = _run(job)
+        finally:
+            self.done.set()
+
+
 class ForecastRunner(Generic[T]):
     """At most one job in flight; a job submitted while another runs is dropped, so a slow fit never queues up.
 
-    The training thread only snapshots its arrays and calls :meth:`submit` and :meth:`poll`, which never wait. numpy and
-    scipy release the GIL in their heavy loops, so a fit costs the training step little.
+    The training thread only snapshots its arrays and calls :meth:`submit` and :meth:`poll`, which never wait; at the
+    end of training :meth:`drain` waits for the job in flight, but only so long: a late job is abandoned (its result
+    is dropped), never waited for without limit. numpy and scipy release the GIL in their heavy loops, so a fit costs
+    the training step little.
 
     Args:
         background: run jobs in a worker thread; False runs them inline (deterministic, for tests and tiny runs).
@@ -25,24 +43,22 @@ class ForecastRunner(Generic[T]):
 
     def __init__(self, background: bool = True) -> None:
         self.background = background
-        self._executor: ThreadPoolExecutor | None = None
-        self._future: Future[T] | None = None
+        self.abandoned = 0  # jobs given up on at the end of training
+        self._job: _Job[T] | None = None
         self._inline_result: T | None = None
 
     @property
     def busy(self) -> bool:
-        return self._future is not None and not self._future.done()
+        return self._job is not None and not self._job.done.is_set()
 
     def submit(self, job: Callable[[], T]) -> bool:
         """Start ``job`` unless one is still running; return whether it started."""
         if self.busy:
             return False
         if not self.background:
-            self._inline_result = self._run(job)
+            self._inline_result = _run(job)
             return True
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvecast-forecast")
-        self._future = self._executor.submit(self._run, job)
+        self._job = _Job(job)
         return True
 
     def poll(self) -> T | None:
@@ -50,26 +66,28 @@ class ForecastRunner(Generic[T]):
         if self._inline_result is not None:
             result, self._inline_result = self._inline_result, None
             return result
-        if self._future is None or not self._future.done():
+        if self._job is None or not self._job.done.is_set():
             return None
-        future, self._future = self._future, None
-        return future.result()
+        job, self._job = self._job, None
+        return job.result
 
-    def drain(self) -> T | None:
-        """Wait for the job in flight (if any) and return its result."""
-        if self._future is not None:
-            self._future.exception()  # waits; `_run` never raises
+    def drain(self, timeout: float) -> T | None:
+        """Wait at most ``timeout`` seconds for the job in flight and return its result; a job still running then is
+        abandoned (its result will never be returned) and None comes back."""
+        if self._job is not None and not self._job.done.wait(timeout):
+            self._job = None
+            self.abandoned += 1
+            return None
         return self.poll()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Forget the job in flight, if any (its daemon thread ends on its own; nothing is waited for)."""
+        self._job = None
 
-    @staticmethod
-    def _run(job: Callable[[], T]) -> T | None:
-        try:
-            return job()
-        except Exception as error:  # noqa: BLE001 - a failed forecast is a warning, never a crash of the run
-            warn_once(f"curvecast: a forecast failed and was skipped ({type(error).__name__}: {error})", key="forecast")
-            return None
+
+def _run(job: Callable[[], T]) -> T | None:
+    try:
+        return job()
+    except Exception as error:  # noqa: BLE001 - a failed forecast is a warning, never a crash of the run
+        warn_once(f"curvecast: a forecast failed and was skipped ({type(error).__name__}: {error})", key="forecast")
+        return None
