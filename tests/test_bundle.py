@@ -28,7 +28,7 @@ class Recorder(Actuator):
 
 def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
     recorder = Recorder()
-    bundle = Curvecast(forecast_every=10, background=False, actuators=[recorder])
+    bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None, actuators=[recorder])
     pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(lr=0.02), loader(n=320))
     steps = [r.step for r in recorder.reports]
     # One forecast every 10 steps, and a final one at the end of training.
@@ -126,7 +126,7 @@ def test_a_failing_actuator_becomes_one_warning_and_the_run_goes_on(quiet_traine
             raise RuntimeError("boom")
 
     recorder = Recorder()
-    bundle = Curvecast(forecast_every=5, background=False, actuators=[Broken(), recorder])
+    bundle = Curvecast(forecast_every=5, background=False, forecast_budget=None, actuators=[Broken(), recorder])
     trainer = pl.Trainer(max_steps=10, callbacks=[bundle], **quiet_trainer_kwargs)
     with pytest.warns(CurvecastWarning) as caught:
         trainer.fit(TinyRegression(), loader(n=80))
@@ -156,7 +156,7 @@ def test_a_stop_request_stops_the_run(quiet_trainer_kwargs):
             if report.step >= 12:
                 self.stop_request = SimpleNamespace(message="enough")
 
-    bundle = Curvecast(forecast_every=4, background=False, actuators=[StopAt12()])
+    bundle = Curvecast(forecast_every=4, background=False, forecast_budget=None, actuators=[StopAt12()])
     trainer = pl.Trainer(max_steps=100, callbacks=[bundle], **quiet_trainer_kwargs)
     trainer.fit(TinyRegression(), loader(n=800))
     assert trainer.global_step == 13
@@ -167,6 +167,7 @@ def test_a_stop_request_stops_the_run(quiet_trainer_kwargs):
     [
         ({"mode": "up"}, r"Expected `mode` to be one of \('min', 'max'\), but got 'up'"),
         ({"forecast_every": 0}, "Expected `forecast_every` to be a positive int, but got 0"),
+        ({"forecast_budget": 0.0}, r"Expected `forecast_budget` to lie in \(0, 1\] or be None, but got 0.0"),
     ],
 )
 def test_invalid_arguments(kwargs, message):

@@ -47,3 +47,28 @@ def test_training_ends_even_with_the_worker_stuck_and_forecasts_the_last_step_in
     assert bundle.last_report is not None
     assert bundle.last_report.step == 39  # made inline, from the last observed step
     assert bundle.last_report.forecast.ok
+
+
+def test_forecasts_keep_to_their_share_of_the_run():
+    """A fit that cost 1 s of CPU, with a 2% budget, waits 50 s of training before the next, whatever the steps."""
+    from curvecast.history import RunHistory
+    from curvecast.live.cadence import ForecastCadence
+
+    wall, cpu_reads = [0.0], [0]
+
+    def cpu_clock():  # read before and after each job: every job costs 1 s of CPU
+        cpu_reads[0] += 1
+        return float(cpu_reads[0])
+
+    history = RunHistory()
+    cadence = ForecastCadence(history, lambda: None, lambda: 1000, "loss", None, 10, background=False, budget=0.02)
+    cadence.clock = lambda: wall[0]
+    cadence._runner.cpu_clock = cpu_clock
+    started = []
+    for step in range(200):
+        history.append("loss", step, 1.0 / (step + 1))
+        wall[0] += 0.5  # half a second per step
+        cadence.submit_if_due(at_validation=False)
+        if cadence.poll() is not None:
+            started.append(step)
+    assert started == [10, 110]  # 100 steps = 50 s between forecasts, not every 10 steps

@@ -7,7 +7,7 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
   ``curvecast/forecast/prob_target`` (the chance the target is reached at the horizon), each at the step the forecast
   was made from. Tags only ever move forward in steps: TensorBoard's loaders disagree on a rewritten step.
 - ``curvecast/loss``: the observed series, on the same step axis as Lightning's own ``self.log`` points.
-- ``curvecast/forecast/figure``: a figure (observed curve, fit, forecast, interval, target) per forecast curve.
+- ``curvecast/forecast/figure``: a figure (observed curve, fit, forecast, interval, target) of the last forecast of a run.
 - A custom-scalars layout (tab "Custom Scalars", category ``curvecast``): a Margin chart of the final forecast with its
   interval, and a Multiline chart of ``curvecast/loss`` across runs.
 - Sub-run ``curvecast_forecast/step_<N>`` per forecast curve: the forecast from step N to the horizon under the same
@@ -51,9 +51,10 @@ class TensorBoardReporter(Actuator):
         history: the run's :class:`~curvecast.history.RunHistory`, for the observed curve; None takes the run's, at
             :meth:`bind`.
         interval: probability of the central interval written as ``final_lo`` / ``final_hi``.
-        curve_every: fewest steps between two forecast-curve sub-runs and figures; None: a twentieth of the horizon.
+        curve_every: fewest steps between two forecast-curve sub-runs; None: a twentieth of the horizon.
         curve_points: points in each forecast-curve sub-run.
-        figures: write a matplotlib figure with each forecast curve.
+        figures: write a matplotlib figure of the run's last forecast (rendering one costs 0.1-0.2 s of CPU on the
+            training thread: too much for every forecast of a fast run).
         summary: write the hparams summary sub-run.
     """
 
@@ -135,8 +136,8 @@ class TensorBoardReporter(Actuator):
         if self._curve_due(trainer, report):
             self._last_curve_step = report.step
             self._write_curve_run(writer, report)
-            if self.figures:
-                self._write_figure(writer, report)
+        if self.figures and _is_last(trainer, report):
+            self._write_figure(writer, report)
         if self.summary:
             self._write_summary(writer, trainer, pl_module, report)
         writer.flush()

@@ -16,7 +16,7 @@ from curvecast.forecasting import Report
 from curvecast.history import RunHistory
 from curvecast.integrations import AlertLogger, ForecastEarlyStopping, HyperparameterAdvisor, TensorBoardReporter
 from curvecast.live.actuator import Actuator, RunContext
-from curvecast.live.cadence import ForecastCadence
+from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.series import TRAIN_LOSS
@@ -53,6 +53,8 @@ class Curvecast(Callback):
         target: a value of ``monitor`` the run should reach; forecasts then give the step and probability to reach it.
         forecast_every: optimizer steps between forecasts of the training loss.
         background: forecast in a worker thread so the training step never waits for a fit.
+        forecast_budget: the largest share of the run's time spent forecasting (forecasts are spaced further apart than
+            ``forecast_every`` when a fit is slow next to the steps); None forecasts every ``forecast_every`` steps.
         gradient_noise: measure the gradient noise scale and the gradient norm of every step (True for the
             defaults, or a configured :class:`~curvecast.callbacks.GradientNoiseScale`; False to skip).
         throughput: time every step (True, a configured :class:`~curvecast.callbacks.Throughput`, or False).
@@ -81,6 +83,7 @@ class Curvecast(Callback):
         target: float | None = None,
         forecast_every: int = 100,
         background: bool = True,
+        forecast_budget: float | None = DEFAULT_BUDGET,
         gradient_noise: bool | GradientNoiseScale = True,
         throughput: bool | Throughput = True,
         early_stopping: bool | ForecastEarlyStopping = False,
@@ -144,6 +147,7 @@ class Curvecast(Callback):
             target,
             forecast_every,
             background,
+            forecast_budget,
         )
         self._voted_at: int | None = None
 

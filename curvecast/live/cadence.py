@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -11,11 +12,12 @@ from curvecast.history import RunHistory
 from curvecast.live.runner import ForecastRunner
 from curvecast.series import TRAIN_LOSS
 
-__all__ = ["END_WAIT_S", "ForecastCadence"]
+__all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "ForecastCadence"]
 
 # The longest the end of training waits for a forecast still running in the worker: past it the job is abandoned and
 # the last forecast is made inline (a refit is tens of milliseconds; a worker this late is starved or stuck).
 END_WAIT_S = 5.0
+DEFAULT_BUDGET = 0.02  # forecasting may take 2% of the run's time: the 1.05x overhead goal leaves room for the sensors
 
 
 class ForecastCadence:
@@ -33,7 +35,12 @@ class ForecastCadence:
         target: the value of ``monitor`` the run should reach, or None.
         forecast_every: optimizer steps between forecasts of the training loss.
         background: forecast in a worker thread.
+        budget: the largest share of the run's time spent forecasting: after a fit that took ``c`` seconds of CPU, the
+            next one waits until ``c / budget`` seconds have passed (beyond ``forecast_every``). A fit costs tens to
+            hundreds of milliseconds, so fast steps would otherwise pay for it many times over; None: no limit.
     """
+
+    clock: Callable[[], float] = staticmethod(time.perf_counter)  # the run's wall clock (replaceable in tests)
 
     def __init__(
         self,
@@ -44,19 +51,24 @@ class ForecastCadence:
         target: float | None,
         forecast_every: int,
         background: bool,
+        budget: float | None = DEFAULT_BUDGET,
     ) -> None:
+        if budget is not None and not 0.0 < budget <= 1.0:
+            raise ValueError(f"Expected `forecast_budget` to lie in (0, 1] or be None, but got {budget}")
         self.history = history
         self.schedule = schedule
         self.horizon = horizon
         self.monitor = monitor
         self.target = target
         self.forecast_every = forecast_every
+        self.budget = budget
+        self._submitted_at: float | None = None  # clock() when the last forecast started
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_step: int | None = None  # the last observed step a forecast was started from
 
     def submit_if_due(self, at_validation: bool) -> None:
-        if self._due(at_validation):
-            self._runner.submit(self._job())
+        if self._due(at_validation) and self._runner.submit(self._job()):
+            self._submitted_at = self.clock()
 
     def poll(self) -> Report | None:
         """The report of the last finished forecast, once; None while one runs or when there is nothing new."""
@@ -103,9 +115,17 @@ class ForecastCadence:
             due = last[0] - (self._last_step or 0) >= self.forecast_every
         else:
             due = at_validation
+        if due and self._over_budget():
+            return False  # the last observed step stays unforecast: the next check tries again
         if due:
             self._last_step = last[0]
         return due
+
+    def _over_budget(self) -> bool:
+        cost = self._runner.last_cost
+        if self.budget is None or cost is None or self._submitted_at is None:
+            return False
+        return self.clock() - self._submitted_at < cost / self.budget
 
     def _job(self) -> Callable[[], Report]:
         series = self.history.series(self.monitor)  # immutable arrays: safe to read from another thread

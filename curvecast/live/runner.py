@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -41,9 +42,13 @@ class ForecastRunner(Generic[T]):
         background: run jobs in a worker thread; False runs them inline (deterministic, for tests and tiny runs).
     """
 
+    # This thread's CPU time, read around each job: the fit's cost whatever else runs (replaceable in tests).
+    cpu_clock: Callable[[], float] = staticmethod(time.thread_time)
+
     def __init__(self, background: bool = True) -> None:
         self.background = background
         self.abandoned = 0  # jobs given up on at the end of training
+        self.last_cost: float | None = None  # CPU seconds the last finished job took
         self._job: _Job[T] | None = None
         self._inline_result: T | None = None
 
@@ -56,10 +61,20 @@ class ForecastRunner(Generic[T]):
         if self.busy:
             return False
         if not self.background:
-            self._inline_result = _run(job)
+            self._inline_result = self._timed(job)()
             return True
-        self._job = _Job(job)
+        self._job = _Job(self._timed(job))
         return True
+
+    def _timed(self, job: Callable[[], T]) -> Callable[[], T]:
+        def timed() -> T:
+            start = self.cpu_clock()
+            try:
+                return job()
+            finally:
+                self.last_cost = self.cpu_clock() - start
+
+        return timed
 
     def poll(self) -> T | None:
         """The result of the last finished job, once; None while it runs or when there is nothing new."""

@@ -1,0 +1,155 @@
+"""Overhead of curvecast on small, fast CPU steps, side by side with Lightning's own monitors, in one run.
+
+Each step size (about 2, 6 and 20 ms: an MLP whose width is calibrated at start) trains with no monitoring callback,
+with Lightning's ``LearningRateMonitor`` + ``ThroughputMonitor``, with ``Curvecast()`` (defaults) and with
+``Curvecast(forecast_every=10)``, every configuration with the same ``TensorBoardLogger``. Configurations run in turn,
+round after round (interleaved, so drifts in machine load hit all of them alike). Two figures per configuration, as
+the median over rounds of its time over the unmonitored run's in the same round:
+
+- steady state: wall time from step 50 to the last step (forecasts, detectors and TensorBoard writes included; the
+  one-off start-up and the end-of-training report left out);
+- whole fit: ``trainer.fit`` from call to return.
+
+    python benchmarks/small_step_overhead.py [--rounds 5] [--steps 400] [--targets 2 6 20] [--clock cpu|wall]
+
+``--clock cpu`` (the default) reads this process's CPU time, every thread's (the forecast worker's included): on a
+machine shared with other jobs, wall time mostly measures how often the scheduler takes the cores away.
+
+Goals: <= 1.15x at 2 ms, <= 1.05x at 6 ms (steady state, defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ThroughputMonitor
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
+
+from curvecast import Curvecast
+
+FEATURES, BATCH, WARM = 64, 64, 50
+
+
+class MLP(pl.LightningModule):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(FEATURES, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
+                                 nn.Linear(width, 1))  # fmt: skip
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x).squeeze(-1), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+def loader(steps: int) -> torch.utils.data.DataLoader:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(BATCH * 64, FEATURES, generator=gen)
+    data = torch.utils.data.TensorDataset(x, x[:, :8].sum(1))
+    return torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True, generator=gen)
+
+
+class Stopwatch(pl.Callback):
+    """Wall time at step ``WARM`` and at the last step (placed last: every other callback's work is inside)."""
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == WARM:
+            self.marks["warm"] = self.clock()
+        if trainer.global_step == trainer.max_steps:
+            self.marks["last"] = self.clock()
+
+
+def configurations() -> dict[str, object]:
+    return {
+        "none": lambda: [],
+        "Lightning LearningRateMonitor + ThroughputMonitor": lambda: [
+            LearningRateMonitor(logging_interval="step"),
+            ThroughputMonitor(batch_size_fn=lambda batch: batch[0].shape[0]),
+        ],
+        "Curvecast() (defaults)": lambda: [Curvecast()],
+        "Curvecast(forecast_every=10)": lambda: [Curvecast(forecast_every=10)],
+    }
+
+
+def fit(width: int, callbacks: list, steps: int, logdir: str) -> tuple[float, float]:
+    watch = Stopwatch()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=steps, logger=TensorBoardLogger(logdir), enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[*callbacks, watch],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    trainer.fit(MLP(width), loader(steps))
+    whole = time.perf_counter() - start
+    return (watch.marks["last"] - watch.marks["warm"]) / (steps - WARM), whole
+
+
+def calibrate(target_ms: float, logdir: str) -> tuple[int, float]:
+    """The MLP width whose plain step takes about ``target_ms``."""
+    width, best = 32, None
+    for candidate in (32, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048):
+        ms = fit(candidate, [], 120, logdir)[0] * 1e3
+        if best is None or abs(ms - target_ms) < abs(best - target_ms):
+            width, best = candidate, ms
+        if ms > target_ms:
+            break
+    return width, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--targets", type=float, nargs="+", default=[2.0, 6.0, 20.0], help="step times, ms")
+    parser.add_argument("--clock", default="cpu", choices=["cpu", "wall"])
+    args = parser.parse_args()
+    Stopwatch.clock = staticmethod(time.process_time if args.clock == "cpu" else time.perf_counter)
+    torch.set_num_threads(1)  # one thread is the steadiest on a shared machine, and small steps are what is measured
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "curvecast"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    configs = configurations()
+    with tempfile.TemporaryDirectory() as logdir:
+        for target in args.targets:
+            width, ms = calibrate(target, logdir)
+            steady = {name: [] for name in configs if name != "none"}
+            whole = {name: [] for name in steady}
+            base_ms = []
+            names = list(steady)
+            for round_ in range(args.rounds):
+                base = fit(width, [], args.steps, logdir)
+                base_ms.append(base[0] * 1e3)
+                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # rotate the order
+                    run = fit(width, configs[name](), args.steps, logdir)
+                    steady[name].append(run[0] / base[0])
+                    whole[name].append(run[1] / base[1])
+            print(f"\nstep ~{target:g} ms (MLP width {width}; unmonitored step {statistics.median(base_ms):.2f} ms, "
+                  f"{args.rounds} rounds of {args.steps} steps, {args.clock} clock)")  # fmt: skip
+            print(f"  {'configuration':52s} {'steady state':>14s} {'whole fit':>10s}   (steady min .. max)")
+            for name in names:
+                s, w = steady[name], whole[name]
+                print(f"  {name:52s} {statistics.median(s):13.3f}x {statistics.median(w):9.3f}x   "
+                      f"({min(s):.3f} .. {max(s):.3f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
