@@ -8,6 +8,7 @@ the anomalies of each report into alerts.
 
 from __future__ import annotations
 
+import html
 import logging
 import weakref
 from dataclasses import asdict, dataclass
@@ -60,8 +61,10 @@ class Alert:
             raise ValueError(f"Expected `severity` to be one of {SEVERITIES}, but got {self.severity!r}")
 
     def markdown(self) -> str:
-        """The alert as TensorBoard's text plugin renders it (markdown)."""
-        return f"**{self.severity}** · `{self.kind}` · step {self.step}\n\n{self.message}"
+        """The alert as TensorBoard's text plugin renders it (markdown); what comes from the run (metric names in the
+        kind and the message) is escaped, so a name such as ``<img src=x>`` shows as text and is never rendered."""
+        kind = _escape(self.kind).replace("`", "'")
+        return f"**{self.severity}** · `{kind}` · step {self.step}\n\n{_escape(self.message)}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +88,11 @@ def publish_alert(trainer: Any, alert: Alert, tensorboard: bool = True) -> None:
         writer.flush()  # alerts are rare and the default flush interval is two minutes
     except Exception as error:  # noqa: BLE001 - an alert that cannot be written must not stop the run
         warn_once(f"curvecast: could not write an alert to TensorBoard ({type(error).__name__}: {error})", key="alert")
+
+
+def _escape(text: str) -> str:
+    """HTML-escape ``text``: TensorBoard's markdown passes inline HTML through, and a metric name is the run's text."""
+    return html.escape(text, quote=False)
 
 
 class AlertLogger(Actuator):

@@ -7,7 +7,7 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
   ``curvecast/forecast/prob_target`` (the chance the target is reached at the horizon), each at the step the forecast
   was made from. Tags only ever move forward in steps: TensorBoard's loaders disagree on a rewritten step.
 - ``curvecast/loss``: the observed series, on the same step axis as Lightning's own ``self.log`` points.
-- ``curvecast/forecast/figure``: a figure (observed curve, fit, forecast, interval, target) of the last forecast of a run.
+- ``curvecast/forecast/figure``: a figure (observed curve, fit, forecast, interval, target) of the last forecast.
 - A custom-scalars layout (tab "Custom Scalars", category ``curvecast``): a Margin chart of the final forecast with its
   interval, and a Multiline chart of ``curvecast/loss`` across runs.
 - Sub-run ``curvecast_forecast/step_<N>`` per forecast curve: the forecast from step N to the horizon under the same

@@ -45,3 +45,11 @@ def test_alert_validation():
         Alert("spike", 1, "fatal", "x")
     with pytest.raises(ValueError, match="Expected `min_severity` to be one of"):
         AlertLogger(min_severity="debug")
+
+
+def test_names_from_the_run_are_escaped_in_the_markdown():
+    alert = Alert("spike", 7, "warning", "val/<img src=x onerror=alert(1)> spiked & fell at step 7.")
+    text = alert.markdown()
+    assert "<img" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt; spiked &amp; fell" in text
+    assert Alert("a`b<i>", 1, "info", "m").markdown().startswith("**info** · `a'b&lt;i&gt;`")
