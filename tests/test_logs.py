@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from curvecast.offline.logreaders import LogReadError, choose_loss, choose_lr, read_log
 from curvecast.offline.logreaders import events as events_module
+from curvecast.offline.logreaders import tables as tables_module
 
 MNG_RUN = "mng__2024-11-06_ShortcutsTweaks__042f9e87-07e"  # 3200 steps, train and val loss, LR, a few spikes
 
@@ -267,3 +268,35 @@ def test_tab_separated_table(tmp_path: Path) -> None:
     curve = choose_loss(read_log(path))
     assert curve.name == "train loss"
     np.testing.assert_array_equal(curve.steps, [0, 10])
+
+
+def test_tables_read_in_small_blocks_agree_with_one_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block boundaries fall inside numbers, strings and multi-byte characters: nothing may change."""
+    rows = [{"step": i, "loss": 1 / (i + 1), "note": "é😀" * (i % 3), "flags": [True, None, -1e-5]} for i in range(40)]
+    texts = {"a.json": json.dumps(rows, ensure_ascii=False), "b.jsonl": "\n".join(json.dumps(row) for row in rows)}
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("step,loss\n" + "".join(f"{i},{1 / (i + 1)}\n" for i in range(40)))
+    whole = {name: read_log(tmp_path / name).curves["loss"] for name in [*texts, csv_path.name]}
+    monkeypatch.setattr(tables_module, "_JSON_BLOCK_BYTES", 3)
+    monkeypatch.setattr(tables_module, "_CSV_BLOCK_BYTES", 5)
+    for name, expected in whole.items():
+        curve = read_log(tmp_path / name).curves["loss"]
+        np.testing.assert_array_equal(curve.steps, expected.steps)
+        np.testing.assert_array_equal(curve.values, expected.values)
+        np.testing.assert_array_equal(curve.steps, np.arange(40))
+
+
+@pytest.mark.parametrize("block", [1, 7, 100])
+def test_event_file_read_in_small_blocks_agrees(
+    mixed_event_dir: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """Records cut by the end of a block (and ones longer than a block: the histogram) are carried into the next."""
+    whole = read_log(mixed_event_dir)
+    monkeypatch.setattr(events_module, "_BLOCK_BYTES", block)
+    pieces = read_log(mixed_event_dir)
+    assert pieces.names == whole.names
+    for name in whole.names:
+        np.testing.assert_array_equal(pieces.curves[name].steps, whole.curves[name].steps)
+        np.testing.assert_array_equal(pieces.curves[name].values, whole.curves[name].values)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curvecast.offline.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+from curvecast.offline.logreaders.base import printable
 
 if TYPE_CHECKING:
     from curvecast.forecasting import Anomaly, Forecast
@@ -33,6 +36,9 @@ _MAX_LISTED = 20  # anomalies printed in the text report; the JSON report has th
 MAX_DETECTOR_POINTS = 50_000
 # A per-step LR array costs 8 bytes a step; past this many steps (say, a log indexed by tokens) it is not built.
 _MAX_LR_STEPS = 50_000_000
+# An error is one line on stderr; one listing every series of a huge log is cut here (the JSON report lists them all).
+_MAX_MESSAGE_CHARS = 4000
+_MAX_NAME_CHARS = 200  # of a series name or path in the text report, escaped: a log must not drive the terminal
 
 
 class AnalyzeError(ValueError):
@@ -129,6 +135,7 @@ def analyze(
 
     log = read_log(path)
     curve = choose_loss(log, tag)
+    _check_steps(curve, log)
     finite = int(np.isfinite(curve.values).sum())
     if finite < MIN_POINTS:
         raise LogReadError(
@@ -144,9 +151,21 @@ def analyze(
         raise AnalyzeError(f"Expected `--target` to be a finite number, but got {target}")
     lr = choose_lr(log, curve)
     lrs = _lr_at_every_step(lr, horizon) if lr is not None else None
-    forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs)
-    anomalies, bucket = _detect(curve, lr)
+    try:
+        forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs)
+        anomalies, bucket = _detect(curve, lr)
+    except ValueError as error:  # both validate their inputs with ValueError; anything left here is about the log
+        raise LogReadError(f"Cannot analyse `{printable(curve.name)}` of {log.source}: {error}") from None
     return Analysis(log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket)
+
+
+def _check_steps(curve: Curve, log: RunLog) -> None:
+    """The forecaster counts steps from 0; a log starting below (a warm-up logged at negative steps) cannot be fit."""
+    if len(curve) and curve.steps[0] < 0:
+        raise LogReadError(
+            f"Expected the steps of `{printable(curve.name)}` in {log.source} to be at least 0, but the first is "
+            f"{curve.steps[0]}: the forecaster counts steps from 0"
+        )
 
 
 def _number(value: float | None) -> float | None:
@@ -211,16 +230,17 @@ def _fmt(value: float | None) -> str:
 def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
     """The text report printed by ``curvecast analyze``."""
     curve, forecast, target = analysis.curve, analysis.forecast, analysis.target
+    source, name = printable(str(analysis.log.source), _MAX_NAME_CHARS), printable(curve.name, _MAX_NAME_CHARS)
     lines = [
-        f"{analysis.log.source} ({analysis.log.kind}, {len(analysis.log.curves)} series)",
-        f"  series: {curve.name}, {len(curve):,} points, steps {curve.steps[0]}..{curve.steps[-1]}, "
+        f"{source} ({analysis.log.kind}, {len(analysis.log.curves)} series)",
+        f"  series: {name}, {len(curve):,} points, steps {curve.steps[0]}..{curve.steps[-1]}, "
         f"last value {_fmt(curve.values[-1])}",
     ]
     if analysis.lr is None:
         lines.append("  learning rate: not logged")
     else:
         use = "used" if analysis.lr_used else f"not used: it ends at step {analysis.lr.steps[-1]}, before the horizon"
-        lines.append(f"  learning rate: {analysis.lr.name} ({use})")
+        lines.append(f"  learning rate: {printable(analysis.lr.name, _MAX_NAME_CHARS)} ({use})")
     if not forecast.ok:
         lines.append(f"  forecast at step {analysis.horizon}: none ({forecast.reason})")
     else:
@@ -283,6 +303,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         from curvecast.offline.plot import plot_analysis
 
         target_path = Path(args.plot) if getattr(args, "plot", None) else default_plot_path(args.path)
+        if _is_fifo(target_path):
+            return _fail(f"Cannot write the plot to {target_path}: it is a FIFO, whose open would wait", EXIT_INPUT)
         try:
             plot_analysis(analysis, target_path)
         except OSError as error:
@@ -295,6 +317,14 @@ def run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_fifo(path: Path) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _fail(message: str, status: int) -> int:
-    print(f"curvecast analyze: error: {message}", file=sys.stderr)
+    """Print ``message`` as one line on stderr: names and paths come from files and may hold newlines or escapes."""
+    print(f"curvecast analyze: error: {printable(message, _MAX_MESSAGE_CHARS)}", file=sys.stderr)
     return status

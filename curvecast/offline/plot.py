@@ -11,9 +11,10 @@ import numpy as np
 if TYPE_CHECKING:
     from curvecast.offline.analyze import Analysis
 
-__all__ = ["envelope", "plot_analysis"]
+__all__ = ["as_plain_text", "envelope", "plot_analysis"]
 
 _MAX_DRAWN = 4000  # buckets drawn for a long curve: matplotlib takes seconds on a million points
+_MAX_LABEL_CHARS = 100  # of a series name or path in the plot: a longer one would push the axes out of the figure
 _SEVERITY_COLOURS = {"info": "tab:blue", "warning": "tab:orange", "critical": "tab:red"}
 
 
@@ -31,6 +32,20 @@ def envelope(steps: np.ndarray, values: np.ndarray, buckets: int = _MAX_DRAWN) -
     return np.repeat(middle, 2), np.column_stack([low_index, high_index]).reshape(-1)
 
 
+def as_plain_text(text: str) -> str:
+    """``text`` (a series name, a path) as matplotlib draws it verbatim.
+
+    Matplotlib reads ``$...$`` as mathtext and raises on what does not parse (a tag like ``$x^$``), so each ``$`` is
+    escaped; a legend drops labels starting with ``_``, so such a name gets a leading space; a long one loses its
+    middle (the end of a path, or of a tag, tells most).
+    """
+    if len(text) > _MAX_LABEL_CHARS:
+        half = (_MAX_LABEL_CHARS - 3) // 2
+        text = text[:half] + "..." + text[-half:]
+    text = text.replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
 def plot_analysis(analysis: Analysis, path: Path) -> Path:
     """Write the plot of ``analysis`` to ``path`` as a PNG and return ``path``.
 
@@ -43,19 +58,20 @@ def plot_analysis(analysis: Analysis, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     curve, forecast = analysis.curve, analysis.forecast
+    horizon = float(analysis.horizon)  # an int past 2**63 (from --horizon) overflows matplotlib's C conversions
     fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
     try:
         drawn_steps, drawn_values = envelope(curve.steps, curve.values)
-        ax.plot(drawn_steps, drawn_values, lw=0.8, color="tab:gray", alpha=0.8, label=curve.name)
+        ax.plot(drawn_steps, drawn_values, lw=0.8, color="tab:gray", alpha=0.8, label=as_plain_text(curve.name))
         if forecast.ok:
             # The fit skips the early transient, so it is drawn from a tenth of the way in.
             start = curve.steps[0] + 0.1 * (curve.steps[-1] - curve.steps[0])
-            grid = np.linspace(start, analysis.horizon, 400)
+            grid = np.linspace(start, horizon, 400)
             ax.plot(grid, forecast.predict(grid), color="tab:blue", lw=1.6, label="fit and forecast")
             lo, hi = forecast.interval(0.8)
             lo95, hi95 = forecast.interval(0.95)
             ax.errorbar(
-                [analysis.horizon],
+                [horizon],
                 [forecast.final],
                 yerr=[[forecast.final - lo95], [hi95 - forecast.final]],
                 fmt="none",
@@ -65,7 +81,7 @@ def plot_analysis(analysis: Analysis, path: Path) -> Path:
                 alpha=0.6,
             )
             ax.errorbar(
-                [analysis.horizon],
+                [horizon],
                 [forecast.final],
                 yerr=[[forecast.final - lo], [hi - forecast.final]],
                 fmt="o",
@@ -74,16 +90,16 @@ def plot_analysis(analysis: Analysis, path: Path) -> Path:
                 capsize=0,
                 label=f"step {analysis.horizon}: {forecast.final:.4g} (80% {lo:.4g}..{hi:.4g}, 95% whiskers)",
             )
-            if analysis.horizon > curve.steps[-1]:
-                ax.axvspan(curve.steps[-1], analysis.horizon, color="tab:blue", alpha=0.06, label="forecast region")
+            if horizon > curve.steps[-1]:
+                ax.axvspan(curve.steps[-1], horizon, color="tab:blue", alpha=0.06, label="forecast region")
         if analysis.target is not None:
             ax.axhline(analysis.target, color="tab:green", ls="--", lw=1, label=f"target {analysis.target:.4g}")
         _set_limits(ax, curve.values, forecast, analysis.target)
         _draw_anomalies(ax, analysis)
         ax.set_xlabel("step")
-        ax.set_ylabel(curve.name)
-        title = f"{analysis.log.source}"
-        title += f"\nmodel: {forecast.model}" if forecast.ok else f"\nno forecast: {forecast.reason}"
+        ax.set_ylabel(as_plain_text(curve.name))
+        title = as_plain_text(str(analysis.log.source))
+        title += "\n" + as_plain_text(f"model: {forecast.model}" if forecast.ok else f"no forecast: {forecast.reason}")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Curve", "LogReadError", "RunLog", "make_curve"]
+__all__ = ["MAX_STEP", "Curve", "LogReadError", "RunLog", "make_curve", "printable", "valid_steps"]
+
+# Steps are read as float64 by the table readers and the forecaster; above 2**53 a float64 no longer holds every whole
+# number, so two steps could merge, and a float past 2**63 does not fit the int64 step arrays at all.
+MAX_STEP = 2**53
 
 
 class LogReadError(ValueError):
@@ -55,20 +59,53 @@ class RunLog:
         return list(self.curves)
 
 
-def make_curve(name: str, steps: np.ndarray | list[float], values: np.ndarray | list[float], run: str = "") -> Curve:
+def printable(text: str, limit: int = 60) -> str:
+    """``text`` made safe to quote in a one-line message: cut to ``limit`` characters, control characters escaped.
+
+    Names and cells come from files, which may hold newlines or terminal escape sequences.
+    """
+    shown = text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in shown)
+
+
+def valid_steps(steps: np.ndarray) -> np.ndarray:
+    """Which of ``steps`` (float64) are usable: finite whole numbers within +-``MAX_STEP``."""
+    return np.isfinite(steps) & (steps == np.round(steps)) & (np.abs(steps) <= MAX_STEP)
+
+
+def _int_steps(name: str, steps: np.ndarray | list[float], source: Path | None) -> np.ndarray:
+    """``steps`` as int64, checked: an integer array (what the readers build) is range-checked without a copy."""
+    array = np.asarray(steps)
+    if array.dtype.kind in "iu" and (not array.size or (array.min() >= -MAX_STEP and array.max() <= MAX_STEP)):
+        return array.astype(np.int64, copy=False)
+    as_float = array.astype(np.float64, copy=False)
+    valid = valid_steps(as_float)
+    if not valid.all():
+        where = f" in {source}" if source is not None else ""
+        raise LogReadError(
+            f"Expected the steps of `{printable(name)}`{where} to be whole numbers of at most 2**53, but got "
+            f"{float(as_float[~valid][0]):g}"
+        )
+    return as_float.astype(np.int64)
+
+
+def make_curve(
+    name: str,
+    steps: np.ndarray | list[float],
+    values: np.ndarray | list[float],
+    run: str = "",
+    source: Path | None = None,
+) -> Curve:
     """Build a ``Curve`` from points in write order: sorted by step, and a repeated step keeps its last write.
 
     A resumed run logs some steps again after a restart; the later write is the one that survived, as in TensorBoard.
+    Integer arrays are used as they are (not copied), so a caller should not change them afterwards.
 
     Raises:
-        LogReadError: if a step is not a whole number.
+        LogReadError: if a step is not a whole number within +-``MAX_STEP``; the message names ``source`` if given.
     """
-    steps_arr = np.asarray(steps, dtype=np.float64)
+    int_steps = _int_steps(name, steps, source)
     values_arr = np.asarray(values, dtype=np.float64)
-    if steps_arr.size and not np.all(np.isfinite(steps_arr) & (steps_arr == np.round(steps_arr))):
-        bad = steps_arr[~(np.isfinite(steps_arr) & (steps_arr == np.round(steps_arr)))][0]
-        raise LogReadError(f"Expected the steps of `{name}` to be whole numbers, but got {bad!r}")
-    int_steps = steps_arr.astype(np.int64)
     if int_steps.size > 1 and not np.all(int_steps[1:] > int_steps[:-1]):
         # Stable sort on the reversed arrays, then np.unique's first occurrence = the last write of each step.
         reversed_steps = int_steps[::-1]

@@ -13,48 +13,42 @@ values in one event, tensors, text, metadata, long tags) is left to the protobuf
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 
-from curvecast.offline.logreaders.base import LogReadError
-
-__all__ = ["decode_simple_scalars", "split_records"]
+__all__ = ["FOOTER_SIZE", "HEADER_SIZE", "decode_simple_scalars", "record_size", "split_records"]
 
 _LENGTH = struct.Struct("<Q")
-_HEADER_SIZE = 12  # uint64 length + uint32 masked CRC of the length
-_FOOTER_SIZE = 4  # uint32 masked CRC of the data
+HEADER_SIZE = 12  # uint64 length + uint32 masked CRC of the length
+FOOTER_SIZE = 4  # uint32 masked CRC of the data
 _MAX_VARINT = 10
 
 
-def split_records(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets and lengths of the records of a TFRecord file.
+def split_records(data: bytes) -> tuple[np.ndarray, np.ndarray, int]:
+    """Start offsets and lengths of the whole TFRecord records at the start of ``data``, and the offset they end at.
 
-    Raises:
-        LogReadError: if the file ends inside a record (truncated) or a length runs past its end (not an event file).
+    What follows that offset (a record cut by the end of a block, or of a truncated file) is left to the caller.
     """
     starts: list[int] = []
     lengths: list[int] = []
     offset, end = 0, len(data)
     unpack = _LENGTH.unpack_from
-    while offset < end:
-        if end - offset < _HEADER_SIZE:
-            raise LogReadError(
-                f"Expected a complete record header at byte {offset} of {path}, but the file ends there "
-                f"({len(starts)} records read): the event file is truncated"
-            )
+    while end - offset >= HEADER_SIZE:
         (length,) = unpack(data, offset)
-        start = offset + _HEADER_SIZE
-        if start + length + _FOOTER_SIZE > end:
-            raise LogReadError(
-                f"Expected a record of {length} bytes at byte {offset} of {path}, but the file has only "
-                f"{end - start} bytes left ({len(starts)} records read): the event file is truncated or not "
-                "an event file"
-            )
+        start = offset + HEADER_SIZE
+        if start + length + FOOTER_SIZE > end:
+            break
         starts.append(start)
         lengths.append(length)
-        offset = start + length + _FOOTER_SIZE
-    return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+        offset = start + length + FOOTER_SIZE
+    return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64), offset
+
+
+def record_size(data: bytes) -> int | None:
+    """The size of the record that ``data`` begins with, framing included; None if its header is not all there."""
+    if len(data) < HEADER_SIZE:
+        return None
+    return HEADER_SIZE + _LENGTH.unpack_from(data)[0] + FOOTER_SIZE
 
 
 def _gather(buf: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 
-from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog
+from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, printable
 
 __all__ = ["choose_loss", "choose_lr"]
 
 _LR = re.compile(r"(^|[/_\-. ])(lr|learning[_\- ]?rate)($|[/_\-. ])", re.IGNORECASE)
 _EVAL = re.compile(r"(^|[/_\-. ])(val|valid|validation|eval|evaluation|test|dev)($|[/_\-. ])", re.IGNORECASE)
 _SKIP_PREFIXES = ("curvecast/",)  # curvecast's own forecasts and alerts, written next to the run's metrics
+_NAME_CHARS = 120  # of a series name listed in an error, enough to copy a TensorBoard tag into --tag
 _COUNTERS = {"epoch", "step", "global_step", "hp_metric", "_runtime", "_timestamp", "wall time", "time"}
 
 
@@ -34,7 +35,7 @@ def _is_candidate(name: str) -> bool:
 
 def _describe(log: RunLog, limit: int = 40) -> str:
     names = log.names
-    shown = ", ".join(names[:limit])
+    shown = ", ".join(printable(name, _NAME_CHARS) for name in names[:limit])  # from files: escaped, one line
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
@@ -81,8 +82,8 @@ def choose_loss(log: RunLog, tag: str | None = None) -> Curve:
     ]
     if ties:
         raise LogReadError(
-            f"Expected one run under {log.source}, but {', '.join([best, *ties])} are equally likely the loss; "
-            "pass one run's directory, or pick the series with --tag"
+            f"Expected one run under {log.source}, but {', '.join(map(printable, [best, *ties]))} are equally likely "
+            "the loss; pass one run's directory, or pick the series with --tag"
         )
     return log.curves[best]
 
