@@ -33,7 +33,7 @@ from curvecast.forecasting.report import Report
 from curvecast.integrations.forecast_figure import forecast_figure
 from curvecast.live.actuator import Actuator, RunContext
 from curvecast.series import FORECAST_PREFIX as PREFIX
-from curvecast.series import logged_name
+from curvecast.series import LR, logged_name
 
 __all__ = ["TensorBoardReporter"]
 
@@ -82,7 +82,8 @@ class TensorBoardReporter(Actuator):
         self.summary = summary
         self._writer: Any = None
         self._last_scalar_step = -1
-        self._last_actual_step = -math.inf
+        self._last_written: dict[str, float] = {}  # per observed series: the last step written
+        self._first_step_to_write = -math.inf
         self._started_at = 0  # the step the current fit started from (see on_train_start)
         self._last_curve_step: int | None = None
         self._summary_writer: Any = None
@@ -122,7 +123,8 @@ class TensorBoardReporter(Actuator):
             # from are already there and must not be written again.
             resumed_from = self._started_at
             self._last_scalar_step = resumed_from - 1
-            self._last_actual_step = resumed_from - 1 if resumed_from > 0 else -math.inf
+            self._last_written = {}
+            self._first_step_to_write = resumed_from - 1 if resumed_from > 0 else -math.inf
             self._last_curve_step = None
             self._close_summary()
             writer.add_custom_scalars(self._layout(report.monitor))
@@ -161,22 +163,28 @@ class TensorBoardReporter(Actuator):
         }
 
     def _write_actual(self, writer: Any, monitor: str) -> None:
-        """The observed points recorded since the last report, under ``curvecast/<monitor>``."""
-        if self.history is None or monitor not in self.history:
+        """The observed monitor and LR since the last report, under ``curvecast/<name>``."""
+        for name in (monitor, LR):
+            self._write_series(writer, name)
+
+    def _write_series(self, writer: Any, name: str) -> None:
+        """The points of ``name`` recorded since the last report, at most ``curve_points`` of them, evenly spaced:
+        what is written grows with the reports, not with the steps (Lightning already logs every step it is asked)."""
+        if self.history is None or name not in self.history:
             return
-        series = self.history.series(monitor)
-        new = series.steps > self._last_actual_step
-        steps, values = series.steps[new], series.values[new]
-        tag = logged_name(monitor)
-        last = self._last_actual_step
-        for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+        series = self.history.series(name)
+        last = self._last_written.get(name, self._first_step_to_write)
+        new = np.flatnonzero(series.steps > last)
+        if not new.size:
+            return
+        picked = new[np.unique(np.linspace(0, new.size - 1, min(new.size, self.curve_points)).round().astype(int))]
+        tag = logged_name(name)
+        for step, value in zip(series.steps[picked].tolist(), series.values[picked].tolist(), strict=True):
             step = int(round(step))
-            if step <= last or not math.isfinite(value):
-                continue
-            writer.add_scalar(tag, value, step)
-            last = step
-        if len(steps):
-            self._last_actual_step = max(self._last_actual_step, float(steps[-1]))
+            if step > last and math.isfinite(value):
+                writer.add_scalar(tag, value, step)
+                last = step
+        self._last_written[name] = max(last, float(series.steps[new[-1]]))
 
     def _scalars(self, report: Report) -> dict[str, float]:
         forecast = report.forecast

@@ -143,3 +143,22 @@ def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog, monke
 def test_reporter_validates_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TensorBoardReporter(**kwargs)
+
+
+def test_the_lr_of_every_step_is_in_tensorboard(run_dir):
+    lr = _accumulator(run_dir).Scalars("curvecast/lr")
+    assert [e.step for e in lr] == list(range(STEPS))
+    assert all(e.value > 0 for e in lr)
+
+
+def test_observed_points_written_grow_with_reports_not_steps(tmp_path):
+    """A report every 500 steps writes at most `curve_points` observed points: a long run's event file stays small."""
+    bundle = Curvecast(forecast_every=500, background=False, forecast_budget=None,
+                       tensorboard=TensorBoardReporter(curve_points=50, figures=False, summary=False))  # fmt: skip
+    trainer = tiny_trainer(tmp_path, [bundle], max_steps=2000)
+    trainer.fit(CurveModule(2000))
+    loss = _accumulator(Path(trainer.logger.log_dir)).Scalars("curvecast/loss")
+    reports = len(bundle.reports)  # forecasts every 500 steps, and the anomaly reports between them
+    assert reports < 20
+    assert 150 <= len(loss) <= 50 * reports < 2000
+    assert [e.step for e in loss] == sorted({e.step for e in loss})
