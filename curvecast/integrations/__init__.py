@@ -3,6 +3,7 @@
 from curvecast.integrations.advice import HyperparameterAdvisor
 from curvecast.integrations.alerts import Alert, AlertLogger, publish_alert
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
+from curvecast.integrations.forecast_log import ForecastLogger
 from curvecast.integrations.stop_rule import ForecastStopRule, StopReason, StopRequest
 from curvecast.integrations.tensorboard import TensorBoardReporter
 
@@ -10,6 +11,7 @@ __all__ = [
     "Alert",
     "AlertLogger",
     "ForecastEarlyStopping",
+    "ForecastLogger",
     "ForecastStopRule",
     "HyperparameterAdvisor",
     "StopReason",

@@ -14,7 +14,13 @@ from curvecast.callbacks.throughput import Throughput
 from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting import Report
 from curvecast.history import RunHistory
-from curvecast.integrations import AlertLogger, ForecastEarlyStopping, HyperparameterAdvisor, TensorBoardReporter
+from curvecast.integrations import (
+    AlertLogger,
+    ForecastEarlyStopping,
+    ForecastLogger,
+    HyperparameterAdvisor,
+    TensorBoardReporter,
+)
 from curvecast.live.actuator import Actuator, RunContext
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.nonfinite_guard import NonFiniteGuard
@@ -67,6 +73,8 @@ class Curvecast(Callback):
             :class:`~curvecast.integrations.AlertLogger`, or False).
         tensorboard: write forecasts, figures and a summary to the Trainer's TensorBoard logger (True, a configured
             :class:`~curvecast.integrations.TensorBoardReporter`, or False).
+        log_forecasts: each forecast as one line on the ``"curvecast"`` logger and in the progress bar (True, a
+            configured :class:`~curvecast.integrations.ForecastLogger`, or False).
         actuators: more :class:`~curvecast.live.actuator.Actuator` objects acting on each
             :class:`~curvecast.forecasting.Report`.
 
@@ -90,6 +98,7 @@ class Curvecast(Callback):
         advice: bool | HyperparameterAdvisor = True,
         alerts: bool | AlertLogger = True,
         tensorboard: bool | TensorBoardReporter = True,
+        log_forecasts: bool | ForecastLogger = True,
         actuators: list[Actuator] | None = None,
     ) -> None:
         if mode not in _MODES:
@@ -129,12 +138,14 @@ class Curvecast(Callback):
         self.alerts = _part(alerts, AlertLogger, "alerts")
         self.advice = _part(advice, HyperparameterAdvisor, "advice")
         self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
+        self.forecast_logger = _part(log_forecasts, ForecastLogger, "log_forecasts")
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
         check_finite = self.early_stopping is not None and self.early_stopping.rule.check_finite
         self.finite_guard = NonFiniteGuard() if check_finite else None
         self.actuators: list[Actuator] = []
         self._checkpointed: list[Actuator] = []  # actuators whose state the bundle keeps in its own
-        for actuator in (self.early_stopping, self.alerts, self.advice, self.tensorboard, *(actuators or [])):
+        builtin = (self.early_stopping, self.alerts, self.advice, self.tensorboard, self.forecast_logger)
+        for actuator in (*builtin, *(actuators or [])):
             if actuator is not None:
                 self.attach(actuator)
         self.last_report: Report | None = None
