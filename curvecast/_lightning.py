@@ -1,19 +1,33 @@
 """The one place that knows which Lightning package is installed, and the small Trainer facts curvecast relies on.
 
-Both flavours are supported with a single set of classes. curvecast's callbacks subclass ``pytorch_lightning.Callback``
-(the ``pytorch-lightning`` distribution is a dependency, and ``pip install lightning`` installs it too), and only
-duck-type the Trainer, its strategy and its loggers. A ``lightning.pytorch.Trainer`` runs any object with the
-callback hooks as long as it is passed inside a list, ``Trainer(callbacks=[Curvecast()])``, which is how the Lightning
-docs write it anyway; passed bare, it would not be recognised as a callback by the other flavour.
+Both flavours are supported with a single set of classes. curvecast's callbacks subclass :class:`Callback`, which is
+``pytorch_lightning.Callback`` (the ``pytorch-lightning`` distribution is a dependency) and, when the ``lightning``
+distribution is installed too, ``lightning.pytorch.Callback`` as well: each flavour's Trainer, passed a callback bare
+or in a list, and each flavour's ``LightningCLI`` (``--trainer.callbacks+=curvecast.Curvecast``) then take them as
+their own. The two base classes define the same hooks, each doing nothing, so inheriting both changes no behaviour.
+The Trainer, its strategy and its loggers are only duck-typed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pytorch_lightning import Callback
+from pytorch_lightning import Callback as _ClassicCallback
+
+try:
+    from lightning.pytorch import Callback as _UnifiedCallback
+except ImportError:  # the `lightning` distribution is optional; importing it beside pytorch_lightning costs ~0.1 s
+    _UnifiedCallback = None
 
 __all__ = ["Callback", "is_global_zero", "optimizer_step_index", "tensorboard_writer"]
+
+if _UnifiedCallback is None:
+    Callback = _ClassicCallback
+else:
+
+    class Callback(_ClassicCallback, _UnifiedCallback):  # type: ignore[misc,no-redef]
+        """A callback of both Lightning flavours (``pytorch_lightning`` and ``lightning.pytorch``)."""
+
 
 def is_global_zero(trainer: Any) -> bool:
     return bool(getattr(trainer, "is_global_zero", True))

@@ -49,8 +49,8 @@ def _part(choice: bool | P | None, cls: type[P], name: str) -> P | None:
 class Curvecast(Callback):
     """Watch a live run: capture its loss and LR schedule, forecast where the loss is going, and act on it.
 
-    ``Trainer(callbacks=[Curvecast()])`` is all it takes; pass it inside a list (works with both
-    ``lightning.pytorch.Trainer`` and ``pytorch_lightning.Trainer``).
+    ``Trainer(callbacks=[Curvecast()])`` is all it takes, with ``lightning.pytorch.Trainer`` and
+    ``pytorch_lightning.Trainer`` alike (and ``--trainer.callbacks+=curvecast.Curvecast`` in ``LightningCLI``).
 
     Args:
         monitor: the metric to forecast; None means the training loss of every optimizer step. A validation metric
