@@ -294,3 +294,46 @@ def test_an_actuator_sees_its_hooks_in_order_and_only_its_run_context(quiet_trai
     assert not journal.run.stop_requested()
     with pytest.raises(TypeError, match="Expected an actuator to subclass curvecast.live.Actuator"):
         bundle.attach(object())
+
+
+class LogsTrainAcc(TinyRegression):
+    """Logs a rising training metric every step (and returns its loss as usual)."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("train_acc", 1.0 - 0.5 / (1.0 + self.global_step / 10.0), on_step=True, on_epoch=True)
+        return loss
+
+
+def test_a_metric_logged_while_training_is_recorded_every_step_and_forecast(quiet_trainer_kwargs):
+    recorder = Recorder()
+    bundle = Curvecast(monitor="train_acc", mode="max", forecast_every=10, background=False, forecast_budget=None,
+                       actuators=[recorder])  # fmt: skip
+    pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs).fit(LogsTrainAcc(), loader(n=320))
+    series = bundle.history.series("train_acc")
+    np.testing.assert_array_equal(series.steps, np.arange(40))
+    np.testing.assert_allclose(series.values, 1.0 - 0.5 / (1.0 + np.arange(40) / 10.0), rtol=1e-6)
+    assert [r.step for r in recorder.reports] == [10, 20, 30, 39]
+    assert all(r.monitor == "train_acc" for r in recorder.reports)
+
+
+def test_a_monitor_never_logged_is_an_error_naming_what_is(quiet_trainer_kwargs):
+    bundle = Curvecast(monitor="val_accuracy", background=False)
+    trainer = pl.Trainer(max_epochs=1, callbacks=[bundle], **quiet_trainer_kwargs)
+    with pytest.raises(RuntimeError, match=r"never logged\. Pass `monitor=` one of the logged metrics \(`train_acc"):
+        trainer.fit(LogsTrainAcc(), loader(n=64))
+
+
+def test_a_training_step_returning_nothing_is_told_once(quiet_trainer_kwargs, monkeypatch):
+    import curvecast.failsafe
+
+    class ReturnsNothing(TinyRegression):
+        def training_step(self, batch, batch_idx):
+            super().training_step(batch, batch_idx)
+
+    monkeypatch.setattr(curvecast.failsafe, "_warned", set())
+    bundle = Curvecast(background=False)
+    trainer = pl.Trainer(max_epochs=2, callbacks=[bundle], **quiet_trainer_kwargs)
+    with pytest.warns(CurvecastWarning, match="training_step returned no loss") as caught:
+        trainer.fit(ReturnsNothing(manual=True), loader(n=64))
+    assert sum("training_step returned no loss" in str(w.message) for w in caught) == 1

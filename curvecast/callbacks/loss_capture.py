@@ -48,6 +48,8 @@ class LossCapture(Sensor):
             ``trainer.log_every_n_steps``.
         metrics: the validation metrics to record from ``trainer.callback_metrics``: a predicate on the name, or
             names. By default every scalar metric whose name contains "val".
+        train_metric: a metric the module logs in ``training_step`` (``self.log("train_acc", ...)``) to record at every
+            optimizer step too, beside the loss (found as ``name`` or, when logged on step and epoch, ``name_step``).
 
     Example::
 
@@ -61,6 +63,7 @@ class LossCapture(Sensor):
         history: RunHistory | None = None,
         flush_every: int | None = None,
         metrics: Callable[[str], bool] | Iterable[str] | None = None,
+        train_metric: str | None = None,
     ) -> None:
         if flush_every is not None and flush_every < 1:
             raise ValueError(f"Expected `flush_every` to be a positive int or None, but got {flush_every}")
@@ -73,6 +76,10 @@ class LossCapture(Sensor):
         else:
             names = set(metrics)
             self._is_metric = names.__contains__
+        self.train_metric = train_metric
+        self._metric_seen: Any = None  # the last metric tensor recorded: a new object each time the module logs it
+        self._pending_metric: list[tuple[int, torch.Tensor]] = []
+        self.steps_without_loss = 0  # optimizer steps whose training_step returned no loss
         self._micro: list[torch.Tensor] = []
         self._pending_steps: list[int] = []
         self._pending_losses: list[torch.Tensor] = []
@@ -104,16 +111,34 @@ class LossCapture(Sensor):
         if global_step == self._seen_global_step:
             return  # still accumulating micro-batches of this optimizer step
         self._seen_global_step = global_step
+        step = optimizer_step_index(trainer, after_step=True)
         if self._micro:
             step_loss = self._micro[0] if len(self._micro) == 1 else torch.stack(self._micro).mean()
-            self._pending_steps.append(optimizer_step_index(trainer, after_step=True))
+            self._pending_steps.append(step)
             self._pending_losses.append(step_loss)
             self._micro = []
+        else:
+            self.steps_without_loss += 1
+        if self.train_metric is not None:
+            self._take_train_metric(trainer, step)
         if len(self._pending_steps) >= self._flush_every:
             self.flush(trainer)
 
+    def _take_train_metric(self, trainer: Any, step: int) -> None:
+        """The monitored training metric of this step, if the module logged it anew (kept on the device till flush)."""
+        metrics = trainer.callback_metrics
+        value = metrics.get(self.train_metric, metrics.get(f"{self.train_metric}_step"))
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value is not self._metric_seen:
+            self._metric_seen = value
+            self._pending_metric.append((step, value.detach().reshape(())))
+
     def flush(self, trainer: Any) -> None:
         """Move pending per-step losses to the host (one transfer; one collective under DDP) and record them."""
+        if self._pending_metric:
+            values = torch.stack([v.float() for _, v in self._pending_metric]).tolist()
+            for (step, _), value in zip(self._pending_metric, values, strict=True):
+                self.history.append(self.train_metric, step, value)
+            self._pending_metric = []
         if not self._pending_steps:
             return
         losses = torch.stack(self._pending_losses)

@@ -25,7 +25,7 @@ from curvecast.live.actuator import Actuator, RunContext
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.stability_watch import StabilityWatch
-from curvecast.series import TRAIN_LOSS
+from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
 
 __all__ = ["Curvecast"]
 
@@ -111,7 +111,7 @@ class Curvecast(Callback):
         self.forecast_every = forecast_every
         self.background = background
         self.history = RunHistory()
-        self.loss_capture = LossCapture(self.history)
+        self.loss_capture = LossCapture(self.history, train_metric=None if self.monitor == TRAIN_LOSS else self.monitor)
         self.lr_capture = LearningRateCapture(self.history)
         self.gradient_noise = _part(gradient_noise, GradientNoiseScale, "gradient_noise")
         self.throughput = _part(throughput, Throughput, "throughput")
@@ -161,6 +161,7 @@ class Curvecast(Callback):
             forecast_budget,
         )
         self._voted_at: int | None = None
+        self._monitor_checked = False
 
     def attach(self, actuator: Actuator, *, save_state: bool = True) -> None:
         """Have ``actuator`` act on this run's reports (once), bound to the run's context.
@@ -199,6 +200,7 @@ class Curvecast(Callback):
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._voted_at = None
+        self._monitor_checked = False
         for sensor in self.sensors:
             sensor.on_fit_start(trainer, pl_module)
         for actuator in self.actuators:
@@ -248,7 +250,36 @@ class Curvecast(Callback):
         for sensor in self.sensors:
             sensor.on_validation_end(trainer, pl_module)
         if not trainer.sanity_checking:
+            self._check_monitor(trainer)
             self._think(trainer, pl_module, at_validation=True)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if not sum(getattr(trainer, "num_val_batches", None) or [0]):  # no validation: this is the first chance
+            self._check_monitor(trainer)
+        self._check_loss_returned()
+
+    def _check_monitor(self, trainer: Any) -> None:
+        """A monitor the module never logs is the user's error, told as Lightning's EarlyStopping tells it."""
+        if self._monitor_checked or self.monitor == TRAIN_LOSS:
+            return
+        self._monitor_checked = True
+        self.loss_capture.flush_pending()
+        logged = trainer.callback_metrics
+        if self.monitor in self.history or self.monitor in logged or f"{self.monitor}_step" in logged:
+            return
+        available = ", ".join(f"`{name}`" for name in sorted(logged) if not name.startswith(METRIC_PREFIX))
+        raise RuntimeError(
+            f"Curvecast(monitor={self.monitor!r}) forecasts a metric the module never logged. Pass `monitor=` one of "
+            f"the logged metrics ({available or 'none is logged'}), or None for the training loss."
+        )
+
+    def _check_loss_returned(self) -> None:
+        if self.monitor == TRAIN_LOSS and TRAIN_LOSS not in self.history and self.loss_capture.steps_without_loss:
+            warn_once(
+                "curvecast: training_step returned no loss (with manual optimization, return it), so there is no "
+                "training loss to forecast; return the loss, or log a metric and pass `Curvecast(monitor=...)`.",
+                key="no-loss",
+            )
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:

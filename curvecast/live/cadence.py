@@ -21,8 +21,9 @@ DEFAULT_BUDGET = 0.02  # forecasting may take 2% of the run's time: the 1.05x ov
 
 
 class ForecastCadence:
-    """Forecast ``monitor`` every ``forecast_every`` steps (the training loss) or after each validation (any other
-    metric), in a worker thread when ``background``, so the training step never waits for a fit.
+    """Forecast ``monitor`` every ``forecast_every`` steps (the training loss, or a metric logged while training) or
+    after each validation that gave it a new point, in a worker thread when ``background``, so the training step never
+    waits for a fit.
 
     The training thread snapshots what a fit needs (immutable views of the history, the shared read-only LR
     schedule) and the worker reads only that snapshot.
@@ -111,10 +112,10 @@ class ForecastCadence:
         last = self.history.last(self.monitor)
         if last is None or last[0] == self._last_step:
             return False
-        if self.monitor == TRAIN_LOSS:
+        if at_validation:
+            due = self.monitor != TRAIN_LOSS  # a validation metric has a new point: forecast it now
+        else:  # the training loss, or a metric the module logs while training, on the step cadence
             due = last[0] - (self._last_step or 0) >= self.forecast_every
-        else:
-            due = at_validation
         if due and self._over_budget():
             return False  # the last observed step stays unforecast: the next check tries again
         if due:
