@@ -25,6 +25,10 @@ class Report:
         target: the user's target for ``monitor``, if any.
         lr_schedule_known: whether the planned LR of every step up to ``horizon`` was known to the forecaster.
         lr_drop_ahead: whether the planned LR still falls markedly after ``step`` (a plateau may still break).
+        observed: the last finite observed value of ``monitor``, or None.
+        best: the best observed value so far (lowest for ``mode="min"``), or None.
+        reached_at: the first observed step at which ``monitor`` reached ``target``, or None (not yet, or no target).
+        mode: ``"min"`` when lower is better for ``monitor``, ``"max"`` otherwise.
     """
 
     step: int
@@ -35,3 +39,7 @@ class Report:
     target: float | None = None
     lr_schedule_known: bool = False
     lr_drop_ahead: bool = False
+    observed: float | None = None
+    best: float | None = None
+    reached_at: int | None = None
+    mode: str = "min"

@@ -3,7 +3,7 @@
 What lands in the Trainer's TensorBoard run (``version_N``), for a monitored series ``loss``:
 
 - ``curvecast/forecast/final``, ``final_lo``, ``final_hi`` (the central interval, 80% by default),
-  ``curvecast/forecast/step_to_target`` (only when the forecast reaches the target before the horizon) and
+  ``curvecast/forecast/step_to_target`` (only while the target is still ahead and forecast to be reached) and
   ``curvecast/forecast/prob_target`` (the chance the target is reached at the horizon), each at the step the forecast
   was made from. Tags only ever move forward in steps: TensorBoard's loaders disagree on a rewritten step.
 - ``curvecast/loss``: the observed series, on the same step axis as Lightning's own ``self.log`` points.
@@ -193,7 +193,8 @@ class TensorBoardReporter(Actuator):
         if report.target is not None:
             below = forecast.prob_below(report.target)
             scalars["prob_target"] = float(below if self.mode == "min" else 1.0 - below)
-            reach = forecast.step_to_reach(report.target)
+            # Once the run has reached the target the step it did is history, not a forecast: the scalar stops.
+            reach = forecast.step_to_reach(report.target) if report.reached_at is None and self.mode == "min" else None
             if reach is not None:
                 scalars["step_to_target"] = float(reach)
         return {k: v for k, v in scalars.items() if math.isfinite(v)}

@@ -159,6 +159,7 @@ class Curvecast(Callback):
             forecast_every,
             background,
             forecast_budget,
+            mode,
         )
         self._voted_at: int | None = None
         self._monitor_checked = False

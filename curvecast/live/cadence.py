@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
+
 from curvecast.forecasting import Forecaster, Report
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.history import RunHistory
@@ -53,6 +55,7 @@ class ForecastCadence:
         forecast_every: int,
         background: bool,
         budget: float | None = DEFAULT_BUDGET,
+        mode: str = "min",
     ) -> None:
         if budget is not None and not 0.0 < budget <= 1.0:
             raise ValueError(f"Expected `forecast_budget` to lie in (0, 1] or be None, but got {budget}")
@@ -63,6 +66,7 @@ class ForecastCadence:
         self.target = target
         self.forecast_every = forecast_every
         self.budget = budget
+        self.mode = mode
         self._submitted_at: float | None = None  # clock() when the last forecast started
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_step: int | None = None  # the last observed step a forecast was started from
@@ -106,7 +110,26 @@ class ForecastCadence:
             target=self.target,
             lr_schedule_known=schedule is not None,
             lr_drop_ahead=schedule is not None and schedule.drop_ahead(step),
+            mode=self.mode,
+            **self._observed(),
         )
+
+    def _observed(self) -> dict[str, float | int | None]:
+        """The last and best observed values, and the first step that reached the target (O(points kept))."""
+        if self.monitor not in self.history:
+            return {}
+        series = self.history.series(self.monitor)
+        finite = np.isfinite(series.values)
+        steps, values = series.steps[finite], series.values[finite]
+        if not len(values):
+            return {}
+        sign = 1.0 if self.mode == "min" else -1.0
+        reached = None
+        if self.target is not None:
+            hits = np.flatnonzero(sign * values <= sign * self.target)
+            reached = int(round(steps[hits[0]])) if hits.size else None
+        best = float(values.min() if self.mode == "min" else values.max())
+        return {"observed": float(values[-1]), "best": best, "reached_at": reached}
 
     def _due(self, at_validation: bool) -> bool:
         last = self.history.last(self.monitor)
