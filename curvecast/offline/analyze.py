@@ -246,8 +246,7 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
     else:
         lo, hi = forecast.interval(0.8)
         lines.append(
-            f"  forecast at step {analysis.horizon}: {_fmt(forecast.final)} "
-            f"(80% interval {_fmt(lo)} .. {_fmt(hi)}; model: {forecast.model})"
+            f"  forecast at step {analysis.horizon}: {_fmt(forecast.final)} (80% interval {_fmt(lo)} .. {_fmt(hi)})"
         )
         if target is not None:
             reach = forecast.step_to_reach(target)
@@ -280,7 +279,11 @@ def default_plot_path(source: str | Path) -> Path:
 
 def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``curvecast analyze`` to ``parser``."""
-    parser.add_argument("path", help="TensorBoard log directory or event file, metrics.csv, or a CSV/JSONL log")
+    parser.add_argument(
+        "path",
+        help="TensorBoard log directory or event file, metrics.csv, or a CSV/JSONL log; a directory of several runs "
+        "(a sweep) gives a table ranking them by forecast",
+    )
     parser.add_argument("--tag", help="the series to analyse (default: the training loss)")
     parser.add_argument("--horizon", type=int, help="the step to forecast (default: the last logged step)")
     parser.add_argument("--target", type=float, help="a value to reach: when, and how likely by the horizon")
@@ -292,6 +295,11 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Run ``curvecast analyze`` with parsed ``args``; returns the exit status (0, or 1/2 with a message on stderr)."""
+    many = _runs_under(Path(args.path))
+    if many is not None:
+        if len(many) > 1:
+            return _analyze_runs(args, many)
+        args.path = str(many[0])  # a directory holding one run: that run, named by its own directory
     try:
         analysis = analyze(args.path, tag=args.tag, horizon=args.horizon, target=args.target)
     except LogReadError as error:
@@ -314,6 +322,35 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(json.dumps(analysis_to_dict(analysis, plot), indent=2, allow_nan=False))
     else:
         print(describe_analysis(analysis, plot))
+    return 0
+
+
+def _runs_under(path: Path) -> list[Path] | None:
+    """The runs under a directory (None for a file, or when the directory cannot be searched: read_log says why)."""
+    if not path.is_dir() or path.is_symlink():
+        return None
+    from curvecast.offline.runs import find_runs
+
+    try:
+        return find_runs(path) or None
+    except LogReadError:
+        return None
+
+
+def _analyze_runs(args: argparse.Namespace, runs: list[Path]) -> int:
+    """``curvecast analyze DIR`` over a directory of runs: a table ranking them by forecast (no plots)."""
+    from curvecast.offline.runs import describe_runs, rank_runs, runs_to_dict
+
+    if args.horizon is not None and args.horizon < 0:
+        return _fail(f"Expected `--horizon` to be a non-negative step, but got {args.horizon}", EXIT_USAGE)
+    directory = Path(args.path)
+    ranked = rank_runs(runs, tag=args.tag, horizon=args.horizon, target=args.target)
+    if all(run.analysis is None for run in ranked):
+        return _fail(f"None of the {len(runs)} runs under {directory} could be analysed: {ranked[0].error}", EXIT_INPUT)
+    if args.json:
+        print(json.dumps(runs_to_dict(directory, ranked), indent=2, allow_nan=False))
+    else:
+        print(describe_runs(directory, ranked))
     return 0
 
 

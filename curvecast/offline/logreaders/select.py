@@ -16,6 +16,7 @@ __all__ = ["choose_loss", "choose_lr"]
 _LR = re.compile(r"(^|[/_\-. ])(lr|learning[_\- ]?rate)($|[/_\-. ])", re.IGNORECASE)
 _EVAL = re.compile(r"(^|[/_\-. ])(val|valid|validation|eval|evaluation|test|dev)($|[/_\-. ])", re.IGNORECASE)
 _SKIP_PREFIXES = ("curvecast/",)  # curvecast's own forecasts and alerts, written next to the run's metrics
+_CURVECAST_LR = "curvecast/lr"  # but the LR of every step it writes is the run's own
 _NAME_CHARS = 120  # of a series name listed in an error, enough to copy a TensorBoard tag into --tag
 _COUNTERS = {"epoch", "step", "global_step", "hp_metric", "_runtime", "_timestamp", "wall time", "time"}
 
@@ -31,6 +32,11 @@ def _run_depth(curve: Curve) -> int:
 def _is_candidate(name: str) -> bool:
     lowered = name.lower()
     return not lowered.startswith(_SKIP_PREFIXES) and _leaf(name) not in _COUNTERS and not _LR.search(name)
+
+
+def _may_be_lr(name: str) -> bool:
+    """Not one of curvecast's own tags, but for the LR it writes (``curvecast/lr``, the LR of every step)."""
+    return not name.lower().startswith(_SKIP_PREFIXES) or name.lower().endswith(_CURVECAST_LR)
 
 
 def _describe(log: RunLog, limit: int = 40) -> str:
@@ -90,9 +96,7 @@ def choose_loss(log: RunLog, tag: str | None = None) -> Curve:
 
 def choose_lr(log: RunLog, loss: Curve) -> Curve | None:
     """The learning-rate series of the same run as ``loss`` (the most points wins), or None when none was logged."""
-    lrs = [
-        curve for name, curve in log.curves.items() if _LR.search(name) and not name.lower().startswith(_SKIP_PREFIXES)
-    ]
+    lrs = [curve for name, curve in log.curves.items() if _LR.search(name) and _may_be_lr(name)]
     # The loss's own run first, then the top-level run (some writers log the LR once, beside all runs).
     for run in dict.fromkeys((loss.run, "")):
         mine = [curve for curve in lrs if curve.run == run]

@@ -1,0 +1,138 @@
+"""Many runs at once: ``curvecast analyze DIR`` over a directory of runs (a sweep, the demo's), ranked by forecast.
+
+A run is a directory holding TensorBoard event files or a ``metrics.csv`` of its own; curvecast's sub-runs inside a run
+(``curvecast_forecast/``, ``curvecast_summary/``) belong to it and are no runs. Every run is forecast to one common
+horizon (``--horizon``, or the longest run's last step: a run stopped early is asked where it would have gone), then
+ranked by its forecast, with the chance it ends below the best forecast of the other runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curvecast.offline.analyze import Analysis, AnalyzeError, analyze
+from curvecast.offline.logreaders import LogReadError
+from curvecast.offline.logreaders.base import printable
+from curvecast.offline.logreaders.events import is_event_name
+from curvecast.offline.logreaders.files import find_files
+
+__all__ = ["RankedRun", "describe_runs", "find_runs", "rank_runs", "runs_to_dict"]
+
+_SUBRUNS = ("curvecast_forecast", "curvecast_summary")  # written inside a run by TensorBoardReporter
+_NAME_CHARS = 40  # of a run's path in the table
+
+
+@dataclass(frozen=True)
+class RankedRun:
+    """One run of a directory: its analysis (None when it could not be analysed, with the reason in ``error``) and
+    the chance its final value ends below the best forecast among the other runs."""
+
+    path: Path
+    analysis: Analysis | None
+    error: str | None = None
+    chance_to_beat: float = math.nan
+
+
+def find_runs(directory: Path) -> list[Path]:
+    """The run directories under ``directory``, sorted (a directory holding a log of its own is a run)."""
+    found, _ = find_files(directory, lambda name: is_event_name(name) or name == "metrics.csv")
+    runs = set()
+    for file in found:
+        parts = file.parent.relative_to(directory).parts
+        if not any(part.startswith(_SUBRUNS) for part in parts):
+            runs.add(file.parent)
+    return sorted(runs)
+
+
+def rank_runs(
+    runs: list[Path], tag: str | None = None, horizon: int | None = None, target: float | None = None
+) -> list[RankedRun]:
+    """Analyse every run to a common horizon and rank them by forecast, lowest first (runs that failed last)."""
+    first = [_analyse(run, tag, horizon, target) for run in runs]
+    common = horizon
+    if common is None:
+        lasts = [int(a.curve.steps[-1]) for _, a, _ in first if a is not None]
+        common = max(lasts) if lasts else None
+    if common is not None and horizon is None:  # again, to the common horizon: a run stopped early is extrapolated
+        first = [_analyse(run, tag, common, target) if a is not None else (run, a, e) for run, a, e in first]
+    finals = {run: a.forecast.final for run, a, _ in first if a is not None and a.forecast.ok}
+    ranked = []
+    for run, analysis, error in first:
+        others = [value for other, value in finals.items() if other != run]
+        chance = math.nan
+        if run in finals and others:
+            chance = analysis.forecast.prob_below(min(others))
+        ranked.append(RankedRun(run, analysis, error, chance))
+    return sorted(ranked, key=lambda r: (r.path not in finals, finals.get(r.path, math.inf), str(r.path)))
+
+
+def _analyse(
+    run: Path, tag: str | None, horizon: int | None, target: float | None
+) -> tuple[Path, Analysis | None, str | None]:
+    try:
+        return run, analyze(run, tag=tag, horizon=horizon, target=target), None
+    except (LogReadError, AnalyzeError) as error:
+        return run, None, str(error)
+
+
+def describe_runs(directory: Path, ranked: list[RankedRun]) -> str:
+    """The ranking table printed by ``curvecast analyze DIR``."""
+    done = [r for r in ranked if r.analysis is not None]
+    horizon = done[0].analysis.horizon if done else None
+    names = sorted({r.analysis.curve.name for r in done})
+    lines = [
+        f"{len(ranked)} runs under {printable(str(directory), 80)}, forecast to step {horizon} "
+        f"(series: {', '.join(printable(n, 40) for n in names) or 'none'})",
+        f"  {'rank':>4}  {'run':{_NAME_CHARS}s}  {'last step':>9}  {'last':>9}  {'forecast':>9}  "
+        f"{'80% interval':>19}  {'P(beat best other)':>18}",
+    ]
+    for rank, run in enumerate(ranked, 1):
+        name = printable(str(run.path.relative_to(directory)) or ".", _NAME_CHARS)
+        if run.analysis is None:
+            lines.append(f"  {'-':>4}  {name:{_NAME_CHARS}s}  not analysed: {printable(run.error or '', 100)}")
+            continue
+        curve, forecast = run.analysis.curve, run.analysis.forecast
+        if forecast.ok:
+            lo, hi = forecast.interval(0.8)
+            cells = f"{_fmt(forecast.final):>9}  {_fmt(lo) + '..' + _fmt(hi):>19}  {_fmt(run.chance_to_beat, 2):>18}"
+        else:
+            cells = f"no forecast ({printable(forecast.reason or '', 60)})"
+        lines.append(
+            f"  {rank:>4}  {name:{_NAME_CHARS}s}  {int(curve.steps[-1]):>9}  {_fmt(curve.values[-1]):>9}  {cells}"
+        )
+    return "\n".join(lines)
+
+
+def runs_to_dict(directory: Path, ranked: list[RankedRun]) -> dict[str, Any]:
+    """The machine-readable ranking (what ``--json`` prints for a directory of runs)."""
+    rows = []
+    for rank, run in enumerate(ranked, 1):
+        row: dict[str, Any] = {"run": str(run.path.relative_to(directory)), "rank": rank if run.analysis else None}
+        if run.analysis is None:
+            row["error"] = run.error
+        else:
+            forecast = run.analysis.forecast
+            row.update(
+                series=run.analysis.curve.name,
+                last_step=int(run.analysis.curve.steps[-1]),
+                last_value=_number(run.analysis.curve.values[-1]),
+                horizon=run.analysis.horizon,
+                forecast=_number(forecast.final) if forecast.ok else None,
+                interval_80=[_number(v) for v in forecast.interval(0.8)] if forecast.ok else None,
+                chance_to_beat_best_other=_number(run.chance_to_beat),
+            )
+        rows.append(row)
+    return {"source": str(directory), "runs": rows}
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}" if digits == 2 else f"{value:.{digits}g}"
+
+
+def _number(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None

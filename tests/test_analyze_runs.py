@@ -1,0 +1,55 @@
+"""`curvecast analyze DIR` over a directory of runs: one table ranking them by forecast."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+from curvecast.cli import main
+
+
+def _write_run(path, floor: float, steps: int = 200) -> None:
+    with SummaryWriter(log_dir=str(path)) as writer:
+        for step in range(0, steps, 2):
+            writer.add_scalar("train_loss", floor + 2.0 / (1.0 + step / 20.0), step)
+
+
+def test_a_sweep_is_ranked_by_forecast_with_the_chance_to_beat_the_best(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for name, floor in (("lr_0.1", 1.5), ("lr_0.01", 1.0), ("lr_0.001", 2.0)):
+        _write_run(sweep / name / "version_0", floor)
+    _write_run(sweep / "lr_0.01" / "version_0" / "curvecast_forecast" / "step_00000100", 0.1)  # part of its run
+    assert main(["analyze", str(sweep)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"3 runs under {sweep}, forecast to step 198 (series: train_loss)")
+    order = [line.split()[1] for line in lines[2:]]
+    assert order == ["lr_0.01/version_0", "lr_0.1/version_0", "lr_0.001/version_0"]
+
+    assert main(["analyze", str(sweep), "--json", "--horizon", "400"]) == 0
+    rows = json.loads(capsys.readouterr().out)["runs"]
+    assert [row["run"] for row in rows] == order
+    assert all(row["horizon"] == 400 for row in rows)
+    forecasts = [row["forecast"] for row in rows]
+    assert forecasts == sorted(forecasts)
+    chances = [row["chance_to_beat_best_other"] for row in rows]
+    assert chances[0] > 0.5 > chances[2]  # the best run likely stays best; the worst hardly beats it
+    assert chances == sorted(chances, reverse=True)
+    np.testing.assert_allclose(forecasts, [1.0 + 2.0 / 21.0, 1.5 + 2.0 / 21.0, 2.0 + 2.0 / 21.0], rtol=0.05)
+
+
+def test_a_run_that_cannot_be_analysed_is_listed_not_fatal(tmp_path, capsys):
+    _write_run(tmp_path / "good", 1.0)
+    _write_run(tmp_path / "short", 1.0, steps=6)  # three points: too few to forecast
+    assert main(["analyze", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split()[1] == "good"
+    assert out[3].split()[1] == "short"
+    assert "not analysed: Expected at least 5 finite points" in out[3]
+
+
+def test_a_directory_holding_one_run_is_that_run(tmp_path, capsys):
+    _write_run(tmp_path / "only" / "version_0", 1.0)
+    assert main(["analyze", str(tmp_path), "--no-plot"]) == 0
+    assert "series: train_loss, 100 points" in capsys.readouterr().out
