@@ -337,3 +337,23 @@ def test_a_training_step_returning_nothing_is_told_once(quiet_trainer_kwargs, mo
     with pytest.warns(CurvecastWarning, match="training_step returned no loss") as caught:
         trainer.fit(ReturnsNothing(manual=True), loader(n=64))
     assert sum("training_step returned no loss" in str(w.message) for w in caught) == 1
+
+
+@pytest.mark.parametrize(
+    ("part", "damage"),
+    [("watch", {"instability": "garbage"}), ("gradient_noise", {"version": 7}), ("throughput", None),
+     ("early_stopping", {"rule": {"version": 1, "wait": "three"}})],
+)  # fmt: skip
+def test_one_damaged_part_starts_afresh_alone_and_the_history_survives(part, damage, monkeypatch):
+    import curvecast.failsafe
+
+    monkeypatch.setattr(curvecast.failsafe, "_warned", set())
+    first = Curvecast(early_stopping=True)
+    for step in range(50):
+        first.history.append("loss", step, 1.0 / (step + 1))
+    state = first.state_dict()
+    state[part] = damage
+    second = Curvecast(early_stopping=True)
+    with pytest.warns(CurvecastWarning, match=f"state of '{part}' could not be restored"):
+        second.load_state_dict(state)
+    np.testing.assert_array_equal(second.history.series("loss").values, first.history.series("loss").values)
