@@ -32,13 +32,24 @@ from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.forecast_figure import forecast_figure
 from curvecast.live.actuator import Actuator, RunContext
+from curvecast.series import (
+    DATA_WAIT_FRACTION,
+    GNS_B_SIMPLE,
+    GRAD_NORM,
+    LR,
+    SAMPLES_PER_SEC,
+    STEP_TIME,
+    logged_name,
+    throughput,
+)
 from curvecast.series import FORECAST_PREFIX as PREFIX
-from curvecast.series import LR, logged_name
 
 __all__ = ["TensorBoardReporter"]
 
 SUMMARY_RUN = "curvecast_summary"
 CURVE_RUNS = "curvecast_forecast"
+# What the sensors measure, written beside the forecasts (when recorded): the bundle's sensors log nothing themselves.
+SENSOR_SERIES = (LR, GRAD_NORM, GNS_B_SIMPLE, SAMPLES_PER_SEC, DATA_WAIT_FRACTION, STEP_TIME, throughput("mfu"))
 _SUMMARY_METRICS = ("final", "final_lo", "final_hi", "prob_target", "step_to_target", "best", "last", "stopped_early")
 
 
@@ -163,8 +174,8 @@ class TensorBoardReporter(Actuator):
         }
 
     def _write_actual(self, writer: Any, monitor: str) -> None:
-        """The observed monitor and LR since the last report, under ``curvecast/<name>``."""
-        for name in (monitor, LR):
+        """The observed monitor, the LR and the sensors' measures since the last report, under ``curvecast/<name>``."""
+        for name in (monitor, *SENSOR_SERIES):
             self._write_series(writer, name)
 
     def _write_series(self, writer: Any, name: str) -> None:

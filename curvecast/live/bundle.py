@@ -35,12 +35,12 @@ _MODES = ("min", "max")
 P = TypeVar("P")
 
 
-def _part(choice: bool | P | None, cls: type[P], name: str) -> P | None:
+def _part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> P | None:
     """A part of the bundle, configured the one way every part is: True (the defaults), an instance, or False."""
     if choice is False or choice is None:
         return None
     if choice is True:
-        return cls()
+        return cls(**defaults)
     if not isinstance(choice, cls):
         raise TypeError(f"Expected `{name}` to be a bool or a {cls.__name__}, but got {type(choice).__name__}")
     return choice
@@ -113,8 +113,10 @@ class Curvecast(Callback):
         self.history = RunHistory()
         self.loss_capture = LossCapture(self.history, train_metric=None if self.monitor == TRAIN_LOSS else self.monitor)
         self.lr_capture = LearningRateCapture(self.history)
-        self.gradient_noise = _part(gradient_noise, GradientNoiseScale, "gradient_noise")
-        self.throughput = _part(throughput, Throughput, "throughput")
+        # In the bundle the sensors' series reach TensorBoard through the reporter, a bounded number per report, and
+        # nothing is added to the user's other loggers (a CSVLogger's metrics.csv); a configured sensor decides itself.
+        self.gradient_noise = _part(gradient_noise, GradientNoiseScale, "gradient_noise", log_metrics=False)
+        self.throughput = _part(throughput, Throughput, "throughput", log_metrics=False)
         # Throughput first: its clock stops at the end of a batch before the other parts' work, which
         # `own_work_done` then keeps out of the data wait.
         self.sensors: list[Sensor] = [

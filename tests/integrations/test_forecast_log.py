@@ -12,13 +12,20 @@ from curvecast import Curvecast
 from tiny_models import TinyRegression, loader
 
 
+class LogsItsLoss(TinyRegression):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("train_loss", loss)
+        return loss
+
+
 def test_each_forecast_is_one_log_line_and_the_progress_bar_shows_it(tmp_path, caplog):
     bundle = Curvecast(forecast_every=20, background=False, forecast_budget=None, target=0.5)
     logger = CSVLogger(tmp_path, name="run")
     trainer = pl.Trainer(max_steps=60, callbacks=[bundle], logger=logger, log_every_n_steps=5, accelerator="cpu",
                          enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
     with caplog.at_level(logging.INFO, logger="curvecast"):
-        trainer.fit(TinyRegression(), loader(n=480))
+        trainer.fit(LogsItsLoss(), loader(n=480))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("curvecast step")]
     forecasts = [r for r in bundle.reports if r.forecast is not None and r.forecast.ok]
     assert len(lines) == len(forecasts) >= 3
@@ -28,4 +35,7 @@ def test_each_forecast_is_one_log_line_and_the_progress_bar_shows_it(tmp_path, c
     last_in_a_batch_hook = forecasts[-2].forecast.final  # the final report comes in on_train_end: no bar there
     assert trainer.progress_bar_metrics["forecast"] == pytest.approx(last_in_a_batch_hook, rel=1e-6)
     with open(f"{logger.log_dir}/metrics.csv") as handle:
-        assert "forecast" not in handle.readline().split(",")  # the progress bar only, never the user's logs
+        columns = handle.readline().strip().split(",")
+    assert "forecast" not in columns  # the progress bar only, never the user's logs
+    assert "train_loss" in columns
+    assert not [c for c in columns if c.startswith("curvecast/")]  # nor the sensors' measures

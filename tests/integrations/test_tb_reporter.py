@@ -145,8 +145,10 @@ def test_reporter_validates_arguments(kwargs, match):
         TensorBoardReporter(**kwargs)
 
 
-def test_the_lr_of_every_step_is_in_tensorboard(run_dir):
-    lr = _accumulator(run_dir).Scalars("curvecast/lr")
+def test_the_lr_and_the_sensors_measures_are_in_tensorboard(run_dir):
+    accumulator = _accumulator(run_dir)
+    assert {"curvecast/grad_norm", "curvecast/throughput/samples_per_sec"} <= set(accumulator.Tags()["scalars"])
+    lr = accumulator.Scalars("curvecast/lr")
     assert [e.step for e in lr] == list(range(STEPS))
     assert all(e.value > 0 for e in lr)
 
