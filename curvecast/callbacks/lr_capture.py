@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from curvecast._lightning import optimizer_step_index
 from curvecast.callbacks.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
-from curvecast.forecasting.schedule import LRSchedule
+from curvecast.forecasting.schedule import MAX_DENSE_STEPS, LRSchedule
 from curvecast.history import RunHistory
 from curvecast.series import LR
 
@@ -21,7 +22,10 @@ class LearningRateCapture(Sensor):
     """Record the LR each optimizer step used, and replay the schedulers to learn the LR of every future step.
 
     The LR is read in ``on_before_optimizer_step`` (the value the step is about to use) from the first param group of
-    the first optimizer; reading a Python float costs no device sync.
+    the first optimizer; reading a Python float costs no device sync. Each is compared with the planned LR of its step
+    (O(1), or O(log knots) past the replayed steps): an LR changed outside Lightning's scheduler stepping (a scheduler
+    stepped by hand in ``training_step`` or ``optimizer_step``, an LR set directly) makes the schedule unknown, with
+    one warning.
 
     Args:
         history: where to record (series ``"lr"``); a new one by default.
@@ -49,7 +53,22 @@ class LearningRateCapture(Sensor):
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if trainer.optimizers and optimizer is not trainer.optimizers[0]:
             return  # manual optimization with several optimizers: follow the first one
-        self.history.append(LR, optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"]))
+        step, lr = optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"])
+        self.history.append(LR, step, lr)
+        self._compare_with_plan(step, lr)
+
+    def _compare_with_plan(self, step: int, lr: float) -> None:
+        planned = self.planned
+        value = None if planned is None else planned.disagreement(step, lr)
+        if value is None:
+            return
+        reason = (
+            f"the LR of step {step} is {lr:.6g}, not the planned {value:.6g}: it was changed outside Lightning's "
+            "scheduler stepping (a scheduler stepped by hand in training_step or optimizer_step, or an LR set directly)"
+        )
+        self.planned = replace(planned, lrs=None, tail=None, reason=reason, exact_lr=None)
+        self._schedule = None
+        warn_once(f"curvecast: forecasting without the LR schedule: {reason}", key="lr-schedule-changed")
 
     def run_length(self) -> int | None:
         """The step the run ends at (``max_steps``), once training has started; None while unknown."""
@@ -59,16 +78,17 @@ class LearningRateCapture(Sensor):
         """The LR of every step ``0..horizon``: recorded where the run has been, planned where it is going; or None.
 
         Built once per fit (the past it joins is fixed when training starts) and shared, read-only, by every
-        forecast and detector: at 10 million steps a copy is 80 MB.
+        forecast and detector. Dense (one LR per step) when the whole run was replayed; in knots otherwise, so its
+        size does not grow with the run length (a dense copy at 10 million steps is 80 MB).
         """
-        if self._schedule is None:
-            lrs = self._join_past_and_planned()
-            self._schedule = None if lrs is None else LRSchedule(lrs)
+        if self._schedule is None and self.planned is not None and self.planned.known and self.horizon is not None:
+            if self.planned.tail is None and self.horizon < MAX_DENSE_STEPS:
+                self._schedule = LRSchedule(self._join_past_and_planned())
+            else:
+                self._schedule = LRSchedule.from_knots(*self._knots_of_past_and_planned())
         return self._schedule
 
-    def _join_past_and_planned(self) -> np.ndarray | None:
-        if self.planned is None or not self.planned.known or self.horizon is None:
-            return None
+    def _join_past_and_planned(self) -> np.ndarray:
         lrs = np.empty(self.horizon + 1, dtype=np.float64)
         start = self.planned.start
         lrs[start:] = self.planned.lrs
@@ -79,6 +99,27 @@ class LearningRateCapture(Sensor):
                 past = self.history.series(LR)
                 lrs[:start] = np.interp(np.arange(start), past.steps, past.values)
         return lrs
+
+    def _knots_of_past_and_planned(self) -> tuple[np.ndarray, np.ndarray]:
+        """Knots of the recorded past (the history's points, bounded), the replayed steps and the jumped-to tail."""
+        planned, start = self.planned, self.planned.start
+        steps = [np.arange(start, planned.end + 1)]
+        lrs = [planned.lrs]
+        if start > 0:
+            if LR not in self.history:
+                past_steps = np.unique([0, start - 1])
+                past_lrs = np.full(len(past_steps), planned.lrs[0])  # resumed without a recorded past
+            else:
+                past = self.history.series(LR)
+                recorded = np.clip(np.round(past.steps), 0, start - 1)
+                past_steps = np.unique(np.r_[0, recorded, start - 1]).astype(np.int64)
+                past_lrs = np.interp(past_steps, past.steps, past.values)
+            steps.insert(0, past_steps)
+            lrs.insert(0, past_lrs)
+        if planned.tail is not None:  # its first knot is the last replayed step
+            steps.append(planned.tail.steps[1:])
+            lrs.append(planned.tail.lrs[1:])
+        return np.concatenate(steps), np.concatenate(lrs)
 
     def state_dict(self) -> dict[str, Any]:
         return self._save_history({})

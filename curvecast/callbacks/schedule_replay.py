@@ -1,9 +1,17 @@
 """The planned learning rate of every step of a run, learned by replaying copies of its LR schedulers.
 
 A copy of each scheduler drives a throw-away optimizer with one tiny parameter per param group, so the real optimizer
-and its (possibly huge) state are never touched or copied. Schedules that depend on the future (ReduceLROnPlateau),
-runs without a known length, and manual optimization (the module steps its schedulers itself) cannot be replayed:
-the result then says why, and the forecaster goes on without the schedule.
+and its (possibly huge) state are never touched or copied. The replay goes step by step for at most
+``REPLAY_BUDGET`` steps (about a second); a longer run's later steps are found by jumping the scheduler ahead: most
+torch schedulers compute their LR from their step count alone (a closed form, ``LambdaLR``, ``OneCycleLR``,
+``CosineAnnealingWarmRestarts.step(epoch)``, a ``SequentialLR`` of such parts), so the LR of any later step is one
+call, and :func:`~curvecast.forecasting.schedule.sample_knots` follows it in a bounded number of knots. Each jump is
+first checked against the replayed steps. So the start-up cost and the memory do not grow with the run length.
+
+What cannot be known says why, and the forecaster goes on without the schedule: schedules that depend on the future
+(ReduceLROnPlateau), runs without a known length, manual optimization (the module steps its schedulers itself),
+a scheduler that keeps its own state past the replay budget (``MultiplicativeLR``, ``ChainedScheduler``, several
+schedulers on one optimizer, a custom ``step``), and a planned LR that is no usable LR (0 throughout, not finite).
 """
 
 from __future__ import annotations
@@ -11,26 +19,84 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch.optim import lr_scheduler as schedulers
 
-__all__ = ["PlannedSchedule", "replay_schedule", "run_horizon"]
+from curvecast.forecasting.schedule import SampledKnots, interpolate_knots, sample_knots
+
+__all__ = ["REPLAY_BUDGET", "PlannedSchedule", "epoch_lr_function", "replay_schedule", "run_horizon"]
+
+# Steps replayed one by one before jumping ahead: one scheduler.step() and the bookkeeping cost about 10 us on CPU,
+# so about a second here, whatever the run length.
+REPLAY_BUDGET = 100_000
+# A jump is checked against this many replayed steps (spread over the replay, the last ones included).
+_CHECKS = 256
+# Jumped and replayed LRs may differ by rounding (a closed form against the recursive update): this much, relative.
+# The LR a live step used is held to the same: the replay runs the same scheduler code on a copy.
+_RTOL = 1e-6
+# An epoch-interval (or every-n-steps) scheduler holds its LR for a whole period: up to this many periods past the
+# replay, each is evaluated and kept as a flat stair (two knots); more are sampled by bisection over the periods,
+# each sampled period's LR at its first step (a change then a ramp over one period).
+_MAX_STAIRS = 16_384
 
 
 @dataclass(frozen=True)
 class PlannedSchedule:
-    """LRs of the first optimizer's first param group from ``start`` to ``horizon`` (inclusive), or why not known."""
+    """The planned LRs of the first optimizer's first param group from ``start`` to the horizon, or why not known.
+
+    ``lrs`` holds the replayed steps ``start..end``; past them, when the run is longer, ``tail`` holds knots from
+    ``end`` to the horizon, linear between knots, within about ``tail.tolerance`` of the scheduler's LR, and
+    ``exact_lr`` computes the LR of any of those steps by jumping the scheduler's copy there.
+    """
 
     start: int
     lrs: np.ndarray | None
     reason: str | None = None
+    tail: SampledKnots | None = None
+    replayed_steps: int = 0  # scheduler.step() calls made on the copies
+    jump_evaluations: int = 0  # LRs computed by jumping a copy ahead
+    exact_lr: Callable[[int], float] | None = field(default=None, repr=False, compare=False)
 
     @property
     def known(self) -> bool:
         return self.lrs is not None
+
+    @property
+    def end(self) -> int:
+        """The last replayed step."""
+        return self.start + len(self.lrs) - 1 if self.lrs is not None else self.start - 1
+
+    @property
+    def horizon(self) -> int:
+        return int(self.tail.steps[-1]) if self.tail is not None else self.end
+
+    def disagreement(self, step: int, lr: float) -> float | None:
+        """The planned LR of ``step`` if ``lr`` differs from it by more than rounding, else None (also outside the
+        plan). O(1) on replayed steps; past them O(log knots), and one exact jump where the knots disagree (a feature
+        narrower than the knots' spacing is no LR changed by hand)."""
+        if self.lrs is None or not self.start <= step <= self.horizon:
+            return None
+        if step <= self.end:
+            planned = float(self.lrs[step - self.start])
+            return planned if not _close(lr, planned) else None
+        planned = interpolate_knots(self.tail.steps, self.tail.lrs, step)
+        if _close(lr, planned, self.tail.tolerance):
+            return None
+        if self.exact_lr is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                planned = self.exact_lr(step)
+        return planned if not _close(lr, planned) else None
+
+
+def _close(a: float, b: float, atol: float = 0.0) -> bool:
+    return abs(a - b) <= atol + _RTOL * max(abs(a), abs(b))
 
 
 class _ThrowawayOptimizer(torch.optim.Optimizer):
@@ -74,10 +140,11 @@ def _steps_per_epoch(trainer: Any) -> int | None:
     return max(math.ceil(batches / max(trainer.accumulate_grad_batches, 1)), 1)
 
 
-def replay_schedule(trainer: Any, start: int, horizon: int) -> PlannedSchedule:
-    """Replay the schedulers of ``trainer.optimizers[0]`` from their current state, for steps ``start..horizon``.
+def replay_schedule(trainer: Any, start: int, horizon: int, budget: int = REPLAY_BUDGET) -> PlannedSchedule:
+    """The planned LRs of ``trainer.optimizers[0]`` for steps ``start..horizon``, from its schedulers' current state.
 
-    Cost: one ``scheduler.step()`` per step, about 10 us on CPU, so roughly a second per 100,000 steps, once per fit.
+    Steps ``start..start + budget`` are replayed one by one (one ``scheduler.step()`` each, about 10 us); later ones
+    are jumped to (see the module docstring), or the schedule is unknown with the reason.
     """
     if not trainer.optimizers:
         return PlannedSchedule(start, None, "the trainer has no optimizer")
@@ -96,24 +163,252 @@ def replay_schedule(trainer: Any, start: int, horizon: int) -> PlannedSchedule:
 
     throwaway = _ThrowawayOptimizer(optimizer)
     copies = copy.deepcopy([c.scheduler for c in configs], memo={id(optimizer): throwaway})
-    lrs = np.empty(horizon - start + 1, dtype=np.float64)
+    first_epochs = [int(getattr(s, "last_epoch", 0)) for s in copies]  # the schedulers' step counts at `start`
+    end = min(horizon, start + budget)
+    periods = [_period(c, steps_per_epoch) for c in configs]
     with warnings.catch_warnings():
-        # Schedulers warn that their step() precedes optimizer.step(): true, and harmless on a throw-away copy.
+        # Schedulers warn that their step() precedes optimizer.step() and that get_lr() is called outside step():
+        # true, and harmless on throw-away copies.
         warnings.simplefilter("ignore")
-        for i, step in enumerate(range(start, horizon + 1)):
-            lrs[i] = float(throwaway.param_groups[0]["lr"])
-            done = step + 1  # optimizer steps completed after this one
-            for config, scheduler in zip(configs, copies, strict=True):
-                if config.interval == "step":
-                    due = done % config.frequency == 0
-                else:
-                    due = done % steps_per_epoch == 0 and (done // steps_per_epoch) % config.frequency == 0
-                if not due:
-                    continue
-                try:
-                    scheduler.step()
-                except ValueError:
-                    # OneCycleLR refuses to step past its total_steps; the real run would stop there too.
-                    lrs[i + 1 :] = lrs[i]
-                    return PlannedSchedule(start, lrs, None)
-    return PlannedSchedule(start, lrs, None)
+        lrs, replayed, ended = _replay(copies, periods, throwaway, start, end)
+        jump = _Jump(copies, periods, first_epochs, start)
+        if end == horizon:
+            tail, reason = None, None
+        elif ended or not copies:  # the LR stays where the replay left it
+            tail, reason = SampledKnots(np.array([end, horizon]), np.array([lrs[-1], lrs[-1]]), 0.0, 0), None
+        else:
+            tail, reason = jump.tail(lrs, end, horizon)
+    reason = reason or _unusable(lrs, tail, start)
+    if reason is not None:
+        return PlannedSchedule(start, None, reason, replayed_steps=replayed, jump_evaluations=jump.evaluations)
+    return PlannedSchedule(start, lrs, None, tail, replayed, jump.evaluations, jump.exact_lr)
+
+
+def _period(config: Any, steps_per_epoch: int | None) -> int:
+    """Optimizer steps between two steps of a scheduler: ``frequency`` steps or epochs."""
+    return config.frequency if config.interval == "step" else steps_per_epoch * config.frequency
+
+
+def _replay(
+    copies: list[Any], periods: list[int], throwaway: torch.optim.Optimizer, start: int, end: int
+) -> tuple[np.ndarray, int, bool]:
+    """LRs of steps ``start..end`` stepping the copies as Lightning would; the scheduler steps taken; whether a
+    scheduler refused to step further (the LR then stays)."""
+    lrs = np.empty(end - start + 1, dtype=np.float64)
+    stepped = 0
+    for i, step in enumerate(range(start, end + 1)):
+        lrs[i] = float(throwaway.param_groups[0]["lr"])
+        done = step + 1  # optimizer steps completed after this one
+        for period, scheduler in zip(periods, copies, strict=True):
+            if done % period:
+                continue
+            try:
+                scheduler.step()
+            except ValueError:
+                # OneCycleLR refuses to step past its total_steps; the real run would stop there too.
+                lrs[i + 1 :] = lrs[i]
+                return lrs, stepped, True
+            stepped += 1
+    return lrs, stepped, False
+
+
+def _unusable(lrs: np.ndarray, tail: SampledKnots | None, start: int) -> str | None:
+    """Why the planned LRs are no schedule to forecast with, or None."""
+    steps = np.arange(start, start + len(lrs))
+    if tail is not None:
+        steps, values = np.concatenate([steps, tail.steps]), np.concatenate([lrs, tail.lrs])
+    else:
+        values = lrs
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        return f"the planned LR of step {int(steps[bad[0]])} is {values[bad[0]]}, not a learning rate"
+    if not values.max() > 0:
+        return (
+            f"the planned LR is 0 at every step from {start} to {int(steps[-1])} (is the LR set by hand, or a "
+            "scheduler stepped outside Lightning?)"
+        )
+    return None
+
+
+class _Jump:
+    """Knots of the one scheduler's LR past the replay, by evaluating it at later step counts directly."""
+
+    def __init__(self, copies: list[Any], periods: list[int], first_epochs: list[int], start: int) -> None:
+        self.copies, self.periods, self.first_epochs, self.start = copies, periods, first_epochs, start
+        self.evaluations = 0
+        self.exact_lr: Callable[[int], float] | None = None  # the LR of a step past the replay, once checked
+
+    def tail(self, replayed: np.ndarray, end: int, horizon: int) -> tuple[SampledKnots | None, str | None]:
+        """Knots from ``end`` (its replayed LR) to ``horizon``, or why the LR there cannot be known cheaply."""
+        if len(self.copies) > 1:
+            names = ", ".join(type(s).__name__ for s in self.copies)
+            return None, f"the LR past step {end} is unknown: several schedulers ({names}) drive it together"
+        scheduler = self.copies[0]
+        lr_of_epoch = epoch_lr_function(scheduler)
+        name = type(scheduler).__name__
+        if lr_of_epoch is None:
+            return None, (
+                f"the LR past step {end} is unknown: {name} keeps state that only replaying every step reveals, and "
+                f"the replay stops after {end - self.start:,} steps to keep the start-up short"
+            )
+        counted = self._counted(lr_of_epoch)
+        try:
+            disagreement = self._check(counted, replayed, end)
+            if disagreement is not None:
+                return None, f"the LR past step {end} is unknown: {name} {disagreement}"
+            knots = self._sample(counted, replayed, end, horizon)
+        except Exception as error:  # noqa: BLE001 - a user's lr_lambda may fail far out; that is an answer too
+            return None, f"the LR past step {end} is unknown: {name} failed there ({type(error).__name__}: {error})"
+        if knots is None:
+            return None, f"the LR past step {end} is unknown: {name} changes too often to follow in bounded memory"
+        self.exact_lr = lambda step: lr_of_epoch(int(self._epoch(step)))
+        return knots, None
+
+    def _counted(self, lr_of_epoch: Callable[[int], float]) -> Callable[[int], float]:
+        def lr(epoch: int) -> float:
+            self.evaluations += 1
+            return lr_of_epoch(epoch)
+
+        return lr
+
+    def _epoch(self, step: np.ndarray | int) -> np.ndarray | int:
+        """The scheduler's step count while the run is at ``step``: it steps after each ``period``-th step."""
+        period = self.periods[0]
+        return self.first_epochs[0] + step // period - self.start // period
+
+    def _check(self, lr_of_epoch: Callable[[int], float], replayed: np.ndarray, end: int) -> str | None:
+        """How the jumped LRs disagree with the replayed ones, or None when they agree to rounding."""
+        spread = np.linspace(self.start, end, _CHECKS).round().astype(np.int64)
+        for step in np.unique(np.r_[spread, np.arange(max(self.start, end - 8), end + 1)]):
+            jumped, seen = lr_of_epoch(int(self._epoch(step))), float(replayed[step - self.start])
+            if abs(jumped - seen) > _RTOL * max(abs(jumped), abs(seen)) + 1e-300:
+                return (
+                    f"computed for step {step} gives LR {jumped:.6g} where replaying it gives {seen:.6g}: it keeps "
+                    "state that only replaying every step reveals"
+                )
+        return None
+
+    def _sample(
+        self, lr_of_epoch: Callable[[int], float], replayed: np.ndarray, end: int, horizon: int
+    ) -> SampledKnots | None:
+        period, first, last = self.periods[0], int(self._epoch(end)), int(self._epoch(horizon))
+        peak = float(replayed.max())
+        lr_of_epochs = lambda epochs: np.array([lr_of_epoch(int(e)) for e in epochs])
+        if period == 1:
+            knots = sample_knots(lr_of_epochs, first, last, scale=peak)
+            if knots is None:
+                return None
+            steps = knots.steps - first + end
+            return SampledKnots(steps, np.r_[replayed[-1], knots.lrs[1:]], knots.tolerance, knots.evaluations)
+        if last - first < _MAX_STAIRS:
+            return self._stairs(lr_of_epochs, first, last, replayed[-1], end, horizon)
+        knots = sample_knots(lr_of_epochs, first, last, scale=peak)
+        if knots is None:
+            return None
+        # Each sampled period's LR at its first step, a ramp to the next: off by up to a stair within a period of
+        # each change (the bisection puts the changes one period apart), where `exact_lr` answers the live check.
+        steps = np.clip(self._first_step(knots.steps), end, horizon)
+        steps[0], steps[-1] = end, horizon
+        steps, keep = np.unique(steps, return_index=True)
+        return SampledKnots(steps, np.r_[replayed[-1], knots.lrs[1:]][keep], knots.tolerance, knots.evaluations)
+
+    def _first_step(self, epochs: np.ndarray) -> np.ndarray:
+        """The first run step at which the scheduler's step count is ``epochs``."""
+        period = self.periods[0]
+        return (epochs - self.first_epochs[0] + self.start // period) * period
+
+    def _stairs(
+        self,
+        lr_of_epochs: Callable[[np.ndarray], np.ndarray],
+        first: int,
+        last: int,
+        lr_at_end: float,
+        end: int,
+        horizon: int,
+    ) -> SampledKnots:
+        """Every period from ``end`` to ``horizon`` as a flat stair: knots at its first and last step (the replayed
+        step's own stair from ``end`` on, at its replayed LR)."""
+        epochs = np.arange(first, last + 1)
+        lrs = np.r_[lr_at_end, lr_of_epochs(epochs[1:])]
+        begin = self._first_step(epochs)
+        finish = np.minimum(begin + self.periods[0] - 1, horizon)
+        begin[0] = end
+        steps, keep = np.unique(np.column_stack([begin, finish]).ravel(), return_index=True)  # a 1-step stair: 1 knot
+        return SampledKnots(steps, np.repeat(lrs, 2)[keep], 0.0, len(epochs) - 1)
+
+
+def epoch_lr_function(scheduler: Any) -> Callable[[int], float] | None:
+    """A function from a step count (``last_epoch``) to the LR of the scheduler's first param group, or None.
+
+    Only for schedulers whose LR is a function of their step count alone and computed by torch's own code (a custom
+    ``get_lr`` qualifies when it ignores the optimizer's current LR). It moves the scheduler (a throw-away copy) to
+    that step count. None for those that keep other state (``MultiplicativeLR``, ``ChainedScheduler``, a custom step).
+    """
+    group = scheduler.optimizer.param_groups[0]
+    kind = type(scheduler)
+    if isinstance(scheduler, schedulers.SequentialLR) and _by_torch(kind, "step"):
+        return _sequential(scheduler)
+    if isinstance(scheduler, schedulers.CosineAnnealingWarmRestarts) and _by_torch(kind, "step", "get_lr"):
+
+        def restarts(epoch: int) -> float:
+            scheduler.step(epoch)  # torch computes the restart and the position in it from the epoch
+            return float(group["lr"])
+
+        return restarts
+    if not _by_torch(kind, "step"):
+        return None
+    if _by_torch(kind, "_get_closed_form_lr", "get_lr"):
+        return lambda epoch: _at_epoch(scheduler, epoch, scheduler._get_closed_form_lr)
+    if isinstance(scheduler, schedulers.OneCycleLR) and _by_torch(kind, "get_lr"):
+        # Past total_steps OneCycleLR refuses to step: the replay holds the last LR, so does the jump.
+        return lambda epoch: _at_epoch(scheduler, min(epoch, scheduler.total_steps), scheduler.get_lr)
+    if isinstance(scheduler, (schedulers.LambdaLR, schedulers.CyclicLR)) and _by_torch(kind, "get_lr"):
+        return lambda epoch: _at_epoch(scheduler, epoch, scheduler.get_lr)
+    if not _by_torch(kind, "get_lr") and _ignores_current_lr(scheduler):
+        return lambda epoch: _at_epoch(scheduler, epoch, scheduler.get_lr)
+    return None
+
+
+def _at_epoch(scheduler: Any, epoch: int, compute: Callable[[], list]) -> float:
+    scheduler.last_epoch = epoch
+    return float(compute()[0])
+
+
+def _sequential(scheduler: Any) -> Callable[[int], float] | None:
+    """SequentialLR: its part i runs from milestone i - 1, restarted at step count 0 there (torch's ``step(0)``)."""
+    parts = [epoch_lr_function(part) for part in scheduler._schedulers]
+    if any(part is None for part in parts):
+        return None
+    milestones = list(scheduler._milestones)
+
+    def lr(epoch: int) -> float:
+        i = bisect_right(milestones, epoch)
+        return parts[i](epoch if i == 0 else epoch - milestones[i - 1])
+
+    return lr
+
+
+def _by_torch(kind: type, *names: str) -> bool:
+    """Whether torch's own scheduler classes define each of ``names`` for ``kind`` (no subclass overrides them)."""
+    for name in names:
+        owner = next((k for k in kind.__mro__ if name in k.__dict__), None)
+        if owner is None or not owner.__module__.startswith("torch.optim"):
+            return False
+    return True
+
+
+def _ignores_current_lr(scheduler: Any) -> bool:
+    """Whether a custom ``get_lr`` gives the same LR whatever the optimizer's current LR (so it is no chained update
+    ``lr *= factor``); what else it reads is checked against the replay."""
+    group = scheduler.optimizer.param_groups[0]
+    saved_lr, saved_epoch = group["lr"], scheduler.last_epoch
+    try:
+        answers = set()
+        for probe in (1.0, 2.0):
+            group["lr"] = probe
+            answers.add(float(scheduler.get_lr()[0]))
+        return len(answers) == 1
+    except Exception:  # noqa: BLE001 - an unreadable get_lr is one the jump cannot use
+        return False
+    finally:
+        group["lr"], scheduler.last_epoch = saved_lr, saved_epoch

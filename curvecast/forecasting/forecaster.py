@@ -117,7 +117,7 @@ class Forecaster:
         steps: np.ndarray,
         values: np.ndarray,
         horizon: int,
-        lrs: np.ndarray | None = None,
+        lrs: np.ndarray | LRSchedule | None = None,
         counts: np.ndarray | None = None,
     ) -> Forecast:
         """Fit the observed curve and forecast it at ``horizon``; returns a ``Forecast`` (``ok=False`` says why not).
@@ -126,7 +126,8 @@ class Forecaster:
             steps: increasing optimizer steps of the observations.
             values: the metric at those steps (non-finite values are dropped).
             horizon: the step to forecast, at or after the last step (usually ``max_steps``).
-            lrs: optional planned LR of every step 0..horizon (``horizon + 1`` values).
+            lrs: optional planned LR of every step 0..horizon: ``horizon + 1`` values, or an ``LRSchedule`` of that
+                horizon (a long schedule in knots costs no per-step array; the live run passes its own).
             counts: optional number of raw points averaged into each value (weights of binned history rows).
         """
         horizon = int(horizon)
@@ -138,7 +139,7 @@ class Forecaster:
         if finite.sum() < self.min_points:
             return Forecast.failed(f"too few finite points ({int(finite.sum())} < {self.min_points})", horizon, last)
         binned = bin_curve(s[finite], v[finite], c[finite], self.max_bins)
-        schedule = LRSchedule(lr) if lr is not None and lr.max() > 0 else None
+        schedule = _usable_schedule(lr)
         start = binned.steps[0]
         if schedule is not None:
             start = max(start, float(schedule.peak_step))
@@ -273,6 +274,13 @@ class Forecaster:
                 ld = schedule.anneal(np.array([t[-1], schedule.horizon]))
                 anneal_sd *= max(ld[1] - ld[0], 0.0)
         return _Fitted(fam, fam.grid[g], res.coef[g], anneal_sd)
+
+
+def _usable_schedule(lr: np.ndarray | LRSchedule | None) -> LRSchedule | None:
+    """The schedule the laws can use: None without one or with an LR of 0 throughout (nothing to normalise by)."""
+    if isinstance(lr, LRSchedule):
+        return lr if lr.peak_lr > 0 else None
+    return LRSchedule(lr) if lr is not None and lr.max() > 0 else None
 
 
 def _log_slope(data: Binned) -> float:

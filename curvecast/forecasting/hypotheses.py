@@ -84,7 +84,7 @@ def candidate_families(
             families.append(replace(mpl, name="mpl-free", anneal_index=None))
         if seen >= SEEN_BENT * total:
             for power in RESPONSE_POWERS:
-                fam = mpl_family(schedule, s1_ref, positive, anneal=LRSchedule(schedule.u**power))
+                fam = mpl_family(schedule, s1_ref, positive, anneal=schedule.response(power))
                 families.append(replace(fam, name=f"mpl-bent{power:g}", anneal_index=None))
         # Once a quarter of the drop shows anywhere in the window, the data can also size how fast the loss
         # responds to it: an MPL with its shape constants on the grid competes (its held-back error can only equal
@@ -99,14 +99,13 @@ def candidate_families(
         # alike and differ only in how they bend past it, which the tail cannot judge. The plain power law is the
         # hypothesis that bends least arbitrarily.
         families = [f for f in families if f.name == "pow3"]
-    import os
-
-    if t_obs / max(horizon, 1) >= float(os.environ.get("CC_LL", "0.4")):
+    if t_obs / max(horizon, 1) >= LOGLOG_FROM:
         families.append(loglog_family(max(t_last, 1.0), positive))
     if COSINE_GUESS and COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
         # Most recipes anneal the LR to about zero by the planned end: a cosine-to-zero hypothesis competes with the
         # constant-LR families on the held-back tail.
-        guess = LRSchedule(0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon)) + 1e-3)
+        # Dense as before up to MAX_DENSE_STEPS; knots past it (a dense guess at 1e9 steps would hold 8 GB).
+        guess = LRSchedule.from_function(lambda t: 0.5 * (1.0 + np.cos(np.pi * t / horizon)) + 1e-3, horizon)
         cos_fam = mpl_family(guess, float(guess.s1(np.array([t_last]))[0]), positive)
         families.append(replace(cos_fam, name="mpl-cosine-guess"))
         schedule = guess

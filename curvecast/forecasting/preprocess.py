@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curvecast.forecasting.schedule import LRSchedule
+
 __all__ = ["Binned", "bin_curve", "check_inputs"]
 
 
@@ -29,9 +31,14 @@ class Binned:
 
 
 def check_inputs(
-    steps: np.ndarray, values: np.ndarray, horizon: int, lrs: np.ndarray | None, counts: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Validate the arguments of ``Forecaster.fit``; return float64 arrays or raise ValueError naming the problem."""
+    steps: np.ndarray,
+    values: np.ndarray,
+    horizon: int,
+    lrs: np.ndarray | LRSchedule | None,
+    counts: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | LRSchedule | None]:
+    """Validate the arguments of ``Forecaster.fit``; return float64 arrays (an ``LRSchedule`` as it is) or raise
+    ValueError naming the problem."""
     s = np.asarray(steps, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     if s.ndim != 1 or v.ndim != 1:
@@ -57,7 +64,12 @@ def check_inputs(
         if not np.all(np.isfinite(c) & (c > 0)):
             raise ValueError(f"`counts` must be positive and finite, but got {c[~(np.isfinite(c) & (c > 0))][0]}")
     lr = None
-    if lrs is not None:
+    if isinstance(lrs, LRSchedule):
+        # Checked when it was built; only its length can disagree (and it may be too long to copy into an array).
+        if len(lrs) != horizon + 1:
+            raise ValueError(f"`lrs` must cover steps 0..horizon ({horizon + 1} steps), but it has {len(lrs)}")
+        lr = lrs
+    elif lrs is not None:
         lr = np.asarray(lrs, dtype=np.float64)
         if lr.ndim != 1 or len(lr) != horizon + 1:
             raise ValueError(f"`lrs` must hold one LR per step 0..horizon ({horizon + 1} values), but got {lr.shape}")

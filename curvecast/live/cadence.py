@@ -154,14 +154,15 @@ class ForecastCadence:
     def _job(self) -> Callable[[], Report]:
         series = self.history.series(self.monitor)  # immutable arrays: safe to read from another thread
         horizon = self.horizon()
-        schedule = self.schedule()
-        lrs = None if schedule is None else schedule.lrs
+        schedule = self.schedule()  # shared and read-only: passed as it is, dense or in knots, never copied
         blank = self.report(int(series.steps[-1]))
 
         def job() -> Report:
             if horizon is None or horizon < blank.step:
                 return blank
-            forecast = Forecaster().fit(series.steps, series.values, horizon=horizon, lrs=lrs, counts=series.counts)
+            forecast = Forecaster().fit(
+                series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts
+            )
             return replace(blank, forecast=forecast)
 
         return job
