@@ -165,6 +165,7 @@ class Curvecast(Callback):
         )
         self._voted_at: int | None = None
         self._monitor_checked = False
+        self._watched_schedule: Any = None
 
     def attach(self, actuator: Actuator, *, save_state: bool = True) -> None:
         """Have ``actuator`` act on this run's reports (once), bound to the run's context.
@@ -214,7 +215,7 @@ class Curvecast(Callback):
             sensor.on_train_start(trainer, pl_module)
         if self.finite_guard is not None:
             self.finite_guard.on_train_start(trainer)
-        self.watch.set_schedule(self.lr_capture.schedule())
+        self._follow_schedule()
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
 
@@ -304,7 +305,16 @@ class Curvecast(Callback):
         except Exception as error:  # noqa: BLE001 - a detector failure must not lose the point or stop the sensor
             warn_once(f"curvecast: anomaly detection failed and was skipped ({type(error).__name__}: {error})")
 
+    def _follow_schedule(self) -> None:
+        """Give the detectors the planned schedule, again whenever the capture changed it (an LR found changed by
+        hand drops it mid-run): an identity check per step."""
+        schedule = self.lr_capture.schedule()
+        if schedule is not self._watched_schedule:
+            self._watched_schedule = schedule
+            self.watch.set_schedule(schedule)
+
     def _think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
+        self._follow_schedule()
         # Rank 0's work is guarded on its own: a failure there must not make rank 0 skip the vote, a collective
         # the other ranks are already waiting in.
         self._rank_zero_work(trainer, pl_module, at_validation)
@@ -399,3 +409,4 @@ class Curvecast(Callback):
                           "that part starts afresh")  # fmt: skip
                 if name == "watch":
                     self.watch = self._new_watch()
+                    self._watched_schedule = None  # the new watch is told the schedule at the next step
