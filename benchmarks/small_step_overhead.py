@@ -125,7 +125,8 @@ def main() -> None:
     Stopwatch.clock = staticmethod(time.process_time if args.clock == "cpu" else time.perf_counter)
     torch.set_num_threads(1)  # one thread is the steadiest on a shared machine, and small steps are what is measured
     warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "curvecast"):
+    # Lightning sets its own loggers to INFO: each is quietened by name, a parent's level would not reach them.
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "curvecast"):
         logging.getLogger(name).setLevel(logging.ERROR)
     configs = configurations()
     with tempfile.TemporaryDirectory() as logdir:

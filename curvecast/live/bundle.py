@@ -166,6 +166,7 @@ class Curvecast(Callback):
         self._voted_at: int | None = None
         self._monitor_checked = False
         self._watched_schedule: Any = None
+        self._state_key: str | None = None
 
     def attach(self, actuator: Actuator, *, save_state: bool = True) -> None:
         """Have ``actuator`` act on this run's reports (once), bound to the run's context.
@@ -194,7 +195,10 @@ class Curvecast(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor)
+        # Lightning reads it at every hook call (to name the hook in its profiler): built once, as monitor is fixed.
+        if self._state_key is None:
+            self._state_key = self._generate_state_key(monitor=self.monitor)
+        return self._state_key
 
     # -- sensors: every hook is forwarded to each sensor (each guards itself) -------------------------------------
 
