@@ -5,7 +5,7 @@ and its (possibly huge) state are never touched or copied. The replay goes step 
 ``REPLAY_BUDGET`` steps (about a second); a longer run's later steps are found by jumping the scheduler ahead: most
 torch schedulers compute their LR from their step count alone (a closed form, ``LambdaLR``, ``OneCycleLR``,
 ``CosineAnnealingWarmRestarts.step(epoch)``, a ``SequentialLR`` of such parts), so the LR of any later step is one
-call, and :func:`~curvecast.forecasting.schedule.sample_knots` follows it in a bounded number of knots. Each jump is
+call, and :func:`~curvecast.forecasting.knots.sample_knots` follows it in a bounded number of knots. Each jump is
 first checked against the replayed steps. So the start-up cost and the memory do not grow with the run length.
 
 What cannot be known says why, and the forecaster goes on without the schedule: schedules that depend on the future
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.optim import lr_scheduler as schedulers
 
-from curvecast.forecasting.schedule import SampledKnots, interpolate_knots, sample_knots
+from curvecast.forecasting.knots import SampledKnots, interpolate_knots, sample_knots
 
 __all__ = ["REPLAY_BUDGET", "PlannedSchedule", "epoch_lr_function", "replay_schedule", "run_horizon"]
 

@@ -12,7 +12,7 @@ from curvecast import Curvecast
 from curvecast.callbacks import LearningRateCapture
 from curvecast.callbacks.schedule_replay import REPLAY_BUDGET, PlannedSchedule, replay_schedule
 from curvecast.failsafe import CurvecastWarning
-from curvecast.forecasting.schedule import MAX_SAMPLES, SampledKnots
+from curvecast.forecasting.knots import MAX_SAMPLES, SampledKnots
 from tiny_models import TinyRegression, loader
 
 MAX_STEPS = 24

@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import Forecaster
+from curvecast.forecasting.knots import MAX_SAMPLES, SAMPLE_GRID, SAMPLE_RTOL, sample_knots
 from curvecast.forecasting.preprocess import check_inputs
 from curvecast.forecasting.schedule import (
     MAX_DENSE_STEPS,
-    MAX_SAMPLES,
-    SAMPLE_GRID,
-    SAMPLE_RTOL,
     LRSchedule,
-    sample_knots,
 )
 
 
