@@ -357,3 +357,30 @@ def test_one_damaged_part_starts_afresh_alone_and_the_history_survives(part, dam
     with pytest.warns(CurvecastWarning, match=f"state of '{part}' could not be restored"):
         second.load_state_dict(state)
     np.testing.assert_array_equal(second.history.series("loss").values, first.history.series("loss").values)
+
+
+def test_a_resume_from_an_earlier_checkpoint_never_writes_a_step_twice(tmp_path, quiet_trainer_kwargs):
+    """The first fit went on to step 40 past its checkpoint at 20; the resumed one starts at 20 in the same run."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def trainer(max_steps, callbacks):
+        kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
+        kwargs["logger"] = TensorBoardLogger(tmp_path, name="run", version="fixed", default_hp_metric=False)
+        return pl.Trainer(max_steps=max_steps, callbacks=callbacks, **kwargs)
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=20, save_top_k=-1)
+    trainer(40, [Curvecast(forecast_every=10, background=False, forecast_budget=None), checkpoint]).fit(
+        TinyRegression(lr=0.02), loader(n=640)
+    )
+    early = str(tmp_path / "ckpt" / "epoch=0-step=20.ckpt")
+    resumed = Curvecast(forecast_every=10, background=False, forecast_budget=None)
+    trainer(60, [resumed]).fit(TinyRegression(lr=0.02), loader(n=640), ckpt_path=early)
+    # Each fit wrote its own event file; TensorBoard orders files by name, which within one second is not by time.
+    files = sorted((tmp_path / "run" / "fixed").glob("events.out.tfevents.*"), key=lambda path: path.stat().st_mtime)
+    per_file = [EventAccumulator(str(path), size_guidance={"scalars": 0}).Reload() for path in files]
+    for tag in ("curvecast/loss", "curvecast/forecast/final", "curvecast/lr"):
+        steps = [event.step for acc in per_file if tag in acc.Tags()["scalars"] for event in acc.Scalars(tag)]
+        assert steps == sorted(set(steps)), f"{tag} has a step written twice or out of order"
+    loss = [event.step for acc in per_file for event in acc.Scalars("curvecast/loss")]
+    assert loss == list(range(60))

@@ -37,6 +37,7 @@ from curvecast.series import (
     GNS_B_SIMPLE,
     GRAD_NORM,
     LR,
+    METRIC_PREFIX,
     SAMPLES_PER_SEC,
     STEP_TIME,
     logged_name,
@@ -133,9 +134,12 @@ class TensorBoardReporter(Actuator):
             # A resumed fit may write into the log directory of the run it resumes: steps before the one it starts
             # from are already there and must not be written again.
             resumed_from = self._started_at
-            self._last_scalar_step = resumed_from - 1
+            # A run that went on past its checkpoint before it stopped wrote steps the resumed fit will reach again:
+            # what is already in the directory is read back once, so no tag gets a step twice or out of order.
+            written = _last_step_written(writer.log_dir) if resumed_from > 0 else -1
+            self._last_scalar_step = max(resumed_from - 1, written)
             self._last_written = {}
-            self._first_step_to_write = resumed_from - 1 if resumed_from > 0 else -math.inf
+            self._first_step_to_write = max(resumed_from - 1, written) if resumed_from > 0 else -math.inf
             self._last_curve_step = None
             self._close_summary()
             writer.add_custom_scalars(self._layout(report.monitor))
@@ -279,6 +283,24 @@ class TensorBoardReporter(Actuator):
     def close(self) -> None:
         """Close the summary sub-run's file (the bundle may call it at the end of training; safe to call twice)."""
         self._close_summary()
+
+
+def _last_step_written(log_dir: str) -> int:
+    """The last step of any curvecast tag in the event files of ``log_dir`` itself (-1: none, or unreadable)."""
+    from pathlib import Path
+
+    from curvecast.offline.logreaders import LogReadError
+    from curvecast.offline.logreaders.events import is_event_file, read_event_dir
+
+    try:
+        files = [path for path in Path(log_dir).iterdir() if path.is_file() and is_event_file(path)]
+        if not files:
+            return -1
+        log = read_event_dir(Path(log_dir), files)
+    except (LogReadError, OSError):
+        return -1
+    steps = [int(c.steps[-1]) for name, c in log.curves.items() if name.startswith(METRIC_PREFIX) and len(c)]
+    return max(steps, default=-1)
 
 
 def _is_last(trainer: Any, report: Report) -> bool:
