@@ -50,7 +50,7 @@ def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
 
 def test_monitoring_a_validation_metric_forecasts_after_each_validation(quiet_trainer_kwargs):
     recorder = Recorder()
-    bundle = Curvecast(monitor="val_loss", background=False, actuators=[recorder])
+    bundle = Curvecast(forecast_budget=None, monitor="val_loss", background=False, actuators=[recorder])
     trainer = pl.Trainer(
         max_steps=40,
         val_check_interval=8,
@@ -64,7 +64,7 @@ def test_monitoring_a_validation_metric_forecasts_after_each_validation(quiet_tr
 
 
 def test_works_in_a_lightning_pytorch_trainer(quiet_trainer_kwargs):
-    bundle = Curvecast(forecast_every=5, background=False)
+    bundle = Curvecast(forecast_budget=None, forecast_every=5, background=False)
     L.Trainer(max_steps=12, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegressionL(), loader(n=96))
     assert bundle.history.num_points("loss") == 12
     assert bundle.history.num_points("lr") == 12
@@ -73,7 +73,7 @@ def test_works_in_a_lightning_pytorch_trainer(quiet_trainer_kwargs):
 
 def test_background_forecasts_reach_the_actuators(quiet_trainer_kwargs):
     recorder = Recorder()
-    bundle = Curvecast(forecast_every=4, actuators=[recorder])
+    bundle = Curvecast(forecast_budget=None, forecast_every=4, actuators=[recorder])
     pl.Trainer(max_steps=24, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader(n=192))
     assert recorder.reports, "no forecast came back from the worker thread"
     assert recorder.reports[-1].step == 23
@@ -83,12 +83,12 @@ def test_background_forecasts_reach_the_actuators(quiet_trainer_kwargs):
 def test_history_survives_a_checkpoint_resume(tmp_path, quiet_trainer_kwargs):
     kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=10, save_top_k=-1)
-    first = Curvecast(background=False)
+    first = Curvecast(forecast_budget=None, background=False)
     pl.Trainer(max_steps=10, callbacks=[first, checkpoint], **kwargs).fit(TinyRegression(), loader(n=160))
     saved = torch.load(checkpoint.best_model_path, weights_only=True)["callbacks"][first.state_key]
     assert saved["history"]["series"]["loss"]["steps"] == list(range(10))
 
-    second = Curvecast(background=False)
+    second = Curvecast(forecast_budget=None, background=False)
     pl.Trainer(max_steps=20, callbacks=[second], **quiet_trainer_kwargs).fit(
         TinyRegression(), loader(n=160), ckpt_path=checkpoint.best_model_path
     )
@@ -98,7 +98,7 @@ def test_history_survives_a_checkpoint_resume(tmp_path, quiet_trainer_kwargs):
 
 
 def test_state_dict_round_trip_restores_every_part(tmp_path):
-    first = Curvecast(target=1.0, early_stopping=True, background=False)
+    first = Curvecast(forecast_budget=None, target=1.0, early_stopping=True, background=False)
     first.history.extend("loss", range(300), 2.0 + 3.0 * (1 + np.arange(300) / 20) ** -0.5)
     for step in range(300):
         first.history.append("grad_norm", step, 1.0)
@@ -106,7 +106,7 @@ def test_state_dict_round_trip_restores_every_part(tmp_path):
     first.early_stopping.rule.wait = 2
     state = first.state_dict()
     assert set(state) >= {"history", "watch", "gradient_noise", "throughput", "early_stopping"}
-    second = Curvecast(target=1.0, early_stopping=True, background=False)
+    second = Curvecast(forecast_budget=None, target=1.0, early_stopping=True, background=False)
     torch.save(state, tmp_path / "state.pt")
     second.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     # Compared as JSON text: the detectors keep NaN for "not known yet", and NaN != NaN.
@@ -136,7 +136,7 @@ def test_a_failing_actuator_becomes_one_warning_and_the_run_goes_on(quiet_traine
 
 
 def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
-    bundle = Curvecast(background=False)
+    bundle = Curvecast(forecast_budget=None, background=False)
 
     def broken(*args, **kwargs):
         raise ValueError("sensor broke")
@@ -183,7 +183,7 @@ def test_a_spike_in_the_loss_is_reported_at_its_step(quiet_trainer_kwargs):
     curve = (2.0 + 3.0 * (1 + steps / 20) ** -0.5) * np.exp(0.01 * rng.standard_normal(200))
     curve[150] *= 3.0
     recorder = Recorder()
-    bundle = Curvecast(forecast_every=50, background=False, actuators=[recorder])
+    bundle = Curvecast(forecast_budget=None, forecast_every=50, background=False, actuators=[recorder])
     pl.Trainer(max_steps=200, callbacks=[bundle], **quiet_trainer_kwargs).fit(CurveModule(curve), curve_loader(200))
     spikes = [a for a in recorder.anomalies if a.kind == "spike"]
     assert [(a.step, a.series) for a in spikes] == [(150, "loss")]
@@ -191,7 +191,7 @@ def test_a_spike_in_the_loss_is_reported_at_its_step(quiet_trainer_kwargs):
 
 
 def test_mixed_precision_and_accumulation_together(quiet_trainer_kwargs):
-    bundle = Curvecast(forecast_every=5, background=False)
+    bundle = Curvecast(forecast_budget=None, forecast_every=5, background=False)
     model = TinyRegression()
     trainer = pl.Trainer(
         max_steps=12, precision="bf16-mixed", accumulate_grad_batches=2, callbacks=[bundle], **quiet_trainer_kwargs
@@ -237,9 +237,9 @@ def test_resuming_into_the_same_tensorboard_run_never_rewrites_a_step(tmp_path, 
         return pl.Trainer(max_steps=max_steps, callbacks=callbacks, **kwargs)
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=20, save_top_k=-1)
-    first = Curvecast(forecast_every=10, background=False)
+    first = Curvecast(forecast_budget=None, forecast_every=10, background=False)
     trainer(20, [first, checkpoint]).fit(TinyRegression(lr=0.02), loader(n=320))
-    second = Curvecast(forecast_every=10, background=False)
+    second = Curvecast(forecast_budget=None, forecast_every=10, background=False)
     # The resumed fit restores the sensors' state too: the noise-scale EMAs go on instead of starting over.
     updates_saved = first.gradient_noise.estimate.updates
     trainer(40, [second]).fit(TinyRegression(lr=0.02), loader(n=320), ckpt_path=checkpoint.best_model_path)
@@ -253,7 +253,7 @@ def test_resuming_into_the_same_tensorboard_run_never_rewrites_a_step(tmp_path, 
 
 
 def test_an_unreadable_saved_state_is_a_warning_and_a_fresh_start():
-    bundle = Curvecast()
+    bundle = Curvecast(forecast_budget=None)
     bundle.history.append("loss", 0, 1.0)
     with pytest.warns(CurvecastWarning, match="could not be restored"):
         bundle.load_state_dict({"version": 1, "history": {"version": 99}})
@@ -283,7 +283,7 @@ def test_an_actuator_sees_its_hooks_in_order_and_only_its_run_context(quiet_trai
             self.calls.append("close")
 
     journal = Journal()
-    bundle = Curvecast(forecast_every=10, background=False, target=0.5, actuators=[journal])
+    bundle = Curvecast(forecast_budget=None, forecast_every=10, background=False, target=0.5, actuators=[journal])
     assert journal.run.monitor == "loss"
     assert journal.run.target == 0.5
     assert journal.run.history is bundle.history
@@ -318,7 +318,7 @@ def test_a_metric_logged_while_training_is_recorded_every_step_and_forecast(quie
 
 
 def test_a_monitor_never_logged_is_an_error_naming_what_is(quiet_trainer_kwargs):
-    bundle = Curvecast(monitor="val_accuracy", background=False)
+    bundle = Curvecast(forecast_budget=None, monitor="val_accuracy", background=False)
     trainer = pl.Trainer(max_epochs=1, callbacks=[bundle], **quiet_trainer_kwargs)
     with pytest.raises(RuntimeError, match=r"never logged\. Pass `monitor=` one of the logged metrics \(`train_acc"):
         trainer.fit(LogsTrainAcc(), loader(n=64))
@@ -332,7 +332,7 @@ def test_a_training_step_returning_nothing_is_told_once(quiet_trainer_kwargs, mo
             super().training_step(batch, batch_idx)
 
     monkeypatch.setattr(curvecast.failsafe, "_warned", set())
-    bundle = Curvecast(background=False)
+    bundle = Curvecast(forecast_budget=None, background=False)
     trainer = pl.Trainer(max_epochs=2, callbacks=[bundle], **quiet_trainer_kwargs)
     with pytest.warns(CurvecastWarning, match="training_step returned no loss") as caught:
         trainer.fit(ReturnsNothing(manual=True), loader(n=64))
@@ -348,12 +348,12 @@ def test_one_damaged_part_starts_afresh_alone_and_the_history_survives(part, dam
     import curvecast.failsafe
 
     monkeypatch.setattr(curvecast.failsafe, "_warned", set())
-    first = Curvecast(early_stopping=True)
+    first = Curvecast(forecast_budget=None, early_stopping=True)
     for step in range(50):
         first.history.append("loss", step, 1.0 / (step + 1))
     state = first.state_dict()
     state[part] = damage
-    second = Curvecast(early_stopping=True)
+    second = Curvecast(forecast_budget=None, early_stopping=True)
     with pytest.warns(CurvecastWarning, match=f"state of '{part}' could not be restored"):
         second.load_state_dict(state)
     np.testing.assert_array_equal(second.history.series("loss").values, first.history.series("loss").values)

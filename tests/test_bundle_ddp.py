@@ -26,7 +26,7 @@ class CheckHistoryOnEveryRank(pl.Callback):
 @pytest.mark.ddp
 @pytest.mark.timeout(240)
 def test_every_rank_records_the_rank_averaged_loss_and_rank_zero_forecasts(quiet_trainer_kwargs):
-    bundle = Curvecast(forecast_every=4, background=False)
+    bundle = Curvecast(forecast_budget=None, forecast_every=4, background=False)
     trainer = pl.Trainer(
         max_steps=8,
         log_every_n_steps=3,  # flushes every 3 steps: 0-2, 3-5, and the rest at the end of training

@@ -19,7 +19,9 @@ __all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "ForecastCadence"]
 # The longest the end of training waits for a forecast still running in the worker: past it the job is abandoned and
 # the last forecast is made inline (a refit is tens of milliseconds; a worker this late is starved or stuck).
 END_WAIT_S = 5.0
-DEFAULT_BUDGET = 0.02  # forecasting may take 2% of the run's time: the 1.05x overhead goal leaves room for the sensors
+# Forecasting may take a tenth of the run's time, in a worker thread: with a schedule-aware fit at 0.1-0.4 s of CPU,
+# a forecast every 1-4 s, often enough for early stopping's consecutive checks; at 2% a short run got too few of them.
+DEFAULT_BUDGET = 0.1
 
 
 class ForecastCadence:

@@ -332,7 +332,7 @@ class HandStepped(TinyRegression):
 @pytest.mark.parametrize("where", ["training_step", "optimizer_step"])
 def test_an_lr_changed_by_hand_makes_the_schedule_unknown_with_one_warning(where, quiet_trainer_kwargs, monkeypatch):
     monkeypatch.setattr(curvecast.failsafe, "_warned", set())  # forget warnings other tests already gave
-    bundle = Curvecast(forecast_every=4, background=False, tensorboard=False, alerts=False)
+    bundle = Curvecast(forecast_budget=None, forecast_every=4, background=False, tensorboard=False, alerts=False)
     trainer = pl.Trainer(max_steps=MAX_STEPS, callbacks=[bundle], **quiet_trainer_kwargs)
     with pytest.warns(CurvecastWarning, match="changed outside Lightning's scheduler stepping") as caught:
         trainer.fit(HandStepped(where), loader(n=64))

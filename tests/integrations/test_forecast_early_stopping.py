@@ -16,7 +16,7 @@ STEPS = 400
 
 def _fit(tmp_path, target, module=None, **stopper_kwargs):
     stopper = ForecastEarlyStopping(patience=2, **stopper_kwargs)
-    bundle = Curvecast(target=target, forecast_every=20, background=False, actuators=[stopper])
+    bundle = Curvecast(forecast_budget=None, target=target, forecast_every=20, background=False, actuators=[stopper])
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
     trainer.fit(module or CurveModule(STEPS))
     return trainer, stopper
@@ -66,7 +66,7 @@ def test_lr_drop_ahead_holds_the_stop_until_it_begins(tmp_path):
 
 
 def test_standalone_next_to_the_bundle_attaches_itself(tmp_path):
-    bundle = Curvecast(target=1.5, forecast_every=20, background=False)
+    bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False)
     stopper = ForecastEarlyStopping(patience=2)
     trainer = tiny_trainer(tmp_path, [bundle, stopper], max_steps=STEPS)
     trainer.fit(CurveModule(STEPS))
@@ -102,7 +102,7 @@ class _AgreeOnStop(Callback):
 @pytest.mark.timeout(240)
 def test_ddp_ranks_stop_together(tmp_path):
     stopper = ForecastEarlyStopping(patience=2)
-    bundle = Curvecast(target=1.5, forecast_every=20, background=False, actuators=[stopper])
+    bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False, actuators=[stopper])
     trainer = tiny_trainer(tmp_path, [bundle, _AgreeOnStop(tmp_path)], max_steps=STEPS, strategy="ddp_spawn", devices=2)
     trainer.fit(CurveModule(STEPS, items=2 * STEPS))
     assert trainer.global_step < STEPS // 2
@@ -116,8 +116,8 @@ def test_the_unknown_schedule_patience_reaches_the_rule():
 
 def test_a_monitor_other_than_the_bundles_is_an_error():
     with pytest.raises(ValueError, match="acts on the forecasts of Curvecast's monitor, which is 'val_loss'"):
-        Curvecast(monitor="val_loss", early_stopping=ForecastEarlyStopping(monitor="loss"))
+        Curvecast(forecast_budget=None, monitor="val_loss", early_stopping=ForecastEarlyStopping(monitor="loss"))
     stopper = ForecastEarlyStopping(monitor="val_loss")
-    Curvecast(monitor="val_loss", early_stopping=stopper)
+    Curvecast(forecast_budget=None, monitor="val_loss", early_stopping=stopper)
     assert stopper.monitor == "val_loss"
     assert "val_loss" in stopper.state_key

@@ -36,7 +36,7 @@ def _weights(path) -> torch.Tensor:
 
 @pytest.mark.parametrize("log_every_n_steps", [1, 50])
 def test_a_nan_loss_stops_at_its_step_and_no_checkpoint_holds_nan_weights(tmp_path, log_every_n_steps):
-    bundle = Curvecast(early_stopping=True, forecast_every=100, background=False)
+    bundle = Curvecast(forecast_budget=None, early_stopping=True, forecast_every=100, background=False)
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_last=True, save_top_k=-1)
     trainer = pl.Trainer(
         max_steps=60,
@@ -66,7 +66,7 @@ def test_a_nan_loss_stops_at_its_step_and_no_checkpoint_holds_nan_weights(tmp_pa
 
 
 def test_without_early_stopping_a_nan_is_reported_but_the_run_goes_on(quiet_trainer_kwargs):
-    bundle = Curvecast(forecast_every=100, background=False)
+    bundle = Curvecast(forecast_budget=None, forecast_every=100, background=False)
     trainer = pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs)
     trainer.fit(NanAtStep(), loader(n=512))
     assert trainer.global_step == 40
@@ -89,7 +89,7 @@ class _StoppedTogether(pl.Callback):
 @pytest.mark.ddp
 @pytest.mark.timeout(240)
 def test_under_ddp_a_nan_on_one_rank_stops_every_rank_at_that_step(tmp_path, quiet_trainer_kwargs):
-    bundle = Curvecast(early_stopping=True, forecast_every=100, background=False)
+    bundle = Curvecast(forecast_budget=None, early_stopping=True, forecast_every=100, background=False)
     trainer = pl.Trainer(
         max_steps=60,
         callbacks=[bundle, _StoppedTogether(tmp_path)],
