@@ -41,7 +41,7 @@ def test_without_pairing_the_loss_is_scored_at_once_and_throughput_slowdowns_are
     watch = StabilityWatch(pair_grad_norm=False)
     watch.feed("loss", 0, math.inf)
     assert [a.kind for a in watch.collect()] == ["nonfinite"]
-    for step in range(200):
+    for step in range(800):
         watch.feed(SAMPLES_PER_SEC, step, 1000.0 if step < 120 else 500.0)
     assert "slowdown" in {a.kind for a in watch.collect()}
 
@@ -75,3 +75,56 @@ def test_state_round_trip_continues_where_it_left_off():
     assert ("spike", 300) in tail
     assert [(a.kind, a.step) for a in second.collect()] == tail
     assert second.state_dict() == whole.state_dict()
+
+
+def _surrogate_loss(n: int = 200, seed: int = 0) -> np.ndarray:
+    """A policy-gradient surrogate: it dips, then grows with the returns (0.45 -> 5), noisily."""
+    steps = np.arange(n)
+    trend = 0.8 - 0.35 * np.exp(-((steps - 15) ** 2) / 50.0) + 4.5 / (1 + np.exp(-(steps - 60) / 12.0))
+    return trend * np.exp(0.3 * np.random.default_rng(seed).standard_normal(n))
+
+
+def test_a_loss_watched_beside_a_score_is_never_critical():
+    """An RL run watched by its return (mode="max"): its training loss grows with the returns; a note, no alarm."""
+    watch = StabilityWatch(monitor="val_reward", mode="max", pair_grad_norm=False)
+    for step, value in enumerate(_surrogate_loss()):
+        watch.feed("loss", step, float(value))
+    found = watch.collect()
+    assert [a for a in found if a.severity == "critical"] == []
+    assert [a for a in found if a.severity == "warning" and a.kind == "divergence"] == []
+    assert any(a.kind == "divergence" and a.series == "loss" for a in found)  # still said, as a note
+
+
+def test_a_non_finite_loss_beside_a_score_is_still_critical():
+    watch = StabilityWatch(monitor="val_reward", mode="max", pair_grad_norm=False)
+    for step, value in enumerate(_surrogate_loss(100)):
+        watch.feed("loss", step, float(value))
+    watch.feed("loss", 100, math.nan)
+    assert [(a.kind, a.severity) for a in watch.collect() if a.step == 100] == [("nonfinite", "critical")]
+
+
+def test_a_val_loss_that_overfits_is_not_a_confirmed_divergence():
+    """The val loss climbs 1.7x from its best while the training loss keeps falling: overfitting, said as such, its
+    climb a note and its confirmed divergence a warning."""
+    watch = StabilityWatch(monitor="val_loss", mode="min", pair_grad_norm=False)
+    train = 2.0 * np.exp(-np.arange(2000) / 400.0) + 0.05
+    val = np.r_[np.linspace(0.11, 0.058, 6), np.linspace(0.06, 0.1, 14)]  # an evaluation every 100 steps
+    for step in range(2000):
+        watch.feed("loss", step, float(train[step]))
+        if step % 100 == 99:
+            watch.feed("val_loss", step, float(val[step // 100]))
+    divergence = [a for a in watch.collect() if a.series == "val_loss" and a.kind == "divergence"]
+    assert divergence
+    assert all(a.severity != "critical" and "overfitting" in a.message for a in divergence)
+    assert [a.severity for a in divergence if a.severity == "warning"] == ["warning"]  # the confirmed one, demoted
+
+
+def test_a_val_loss_that_climbs_with_the_training_loss_is_critical():
+    watch = StabilityWatch(monitor="val_loss", mode="min", pair_grad_norm=False)
+    train = np.r_[2.0 * np.exp(-np.arange(1000) / 150.0) + 0.05, np.geomspace(0.05, 5.0, 1000)]
+    val = np.r_[np.linspace(0.11, 0.058, 10), np.geomspace(0.06, 6.0, 10)]
+    for step in range(2000):
+        watch.feed("loss", step, float(train[step]))
+        if step % 100 == 99:
+            watch.feed("val_loss", step, float(val[step // 100]))
+    assert any(a.series == "val_loss" and a.severity == "critical" for a in watch.collect())

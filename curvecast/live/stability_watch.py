@@ -5,12 +5,22 @@ since a spike in both at once is the strong signal. The two series reach the his
 when its device buffer is flushed, the gradient norm at the logging cadence), so points wait here until both series
 have passed their step. Throughput goes to a slowdown detector, and a monitored validation metric to a detector of
 its own. Every update is O(1); nothing here touches the device.
+
+When the run is watched by a score (``mode="max"``: a reward, an accuracy), the training loss is an auxiliary
+objective: an RL agent's policy-gradient surrogate or TD loss grows with its returns, so a loss that climbs while the
+score improves is no divergence of the run. Its divergences are then notes (``info``), never warnings or critical (a
+non-finite loss still is critical); the score's own detector makes those calls: a real blow-up shows in the score.
+
+A monitored validation metric that gets worse while the training loss holds its best is overfitting, not an unstable
+run: its climb is then a note (``info``) and its confirmed divergence a warning, both saying so (the forecast-based
+early stop, not the divergence stop, is the tool for it). When no training loss reaches the watch, nothing changes.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, InstabilityMonitor
@@ -21,6 +31,15 @@ __all__ = ["StabilityWatch"]
 
 # Points of one series waiting for the other that never comes are scored alone past this (bounds the buffers).
 _MAX_WAITING = 2_000  # beyond any sensible logging cadence
+# The training loss climbs with a diverging run: its median of 3 points at least 10% above its best, giving back at
+# least 1% of the progress it made (the confirmed-divergence bar). A val loss that overfits (0.058 -> 0.1 in a wild
+# log) rises while the training loss stays at its best.
+TRAIN_CLIMB = 0.10
+TRAIN_CLIMB_GIVEN_BACK = 0.01
+_OVERFITTING = (
+    " The training loss is not climbing with it: this looks like overfitting (more data or regularisation, or stop at "
+    "the best checkpoint), not an unstable run."
+)
 
 
 class StabilityWatch:
@@ -45,6 +64,7 @@ class StabilityWatch:
             )
             self.monitored = AnomalyDetector(monitor, mode=mode, kinds=kinds)
         self.pair_grad_norm = pair_grad_norm
+        self.loss_is_auxiliary = monitor != TRAIN_LOSS and mode == "max"  # see the module docstring
         # Each series reaches the history in increasing steps, so both queues stay sorted: pairing is a merge.
         self._loss: deque[tuple[int, float]] = deque()
         self._grad: deque[tuple[int, float]] = deque()
@@ -77,7 +97,27 @@ class StabilityWatch:
     def _update(self, detector: AnomalyDetector, step: int, value: float) -> None:
         if detector.last_step is not None and step <= detector.last_step:
             return  # a resumed run replaying steps the detector has already seen
-        self._found += detector.update(step, value)
+        found = detector.update(step, value)
+        if detector is self.monitored and found and self._training_loss_holds():
+            found = [self._overfitting(a) for a in found]
+        self._found += found
+
+    def _training_loss_holds(self) -> bool:
+        """The training loss has been seen and is not climbing (see ``TRAIN_CLIMB``)."""
+        level = self.instability.loss.level
+        if level.n == 0 or not level.recent:
+            return False
+        progress, short = level.progress, level.recent_median(3)
+        climbing = short - progress.best >= level.rise(1.0 + TRAIN_CLIMB, progress.best)
+        return not (climbing and progress.given_back(short) >= TRAIN_CLIMB_GIVEN_BACK)
+
+    @staticmethod
+    def _overfitting(anomaly: Anomaly) -> Anomaly:
+        """A divergence of the monitored metric while the training loss holds is overfitting: one level down."""
+        if anomaly.kind != "divergence" or anomaly.severity == "info":
+            return anomaly
+        severity = "warning" if anomaly.severity == "critical" else "info"
+        return replace(anomaly, severity=severity, message=anomaly.message + _OVERFITTING)
 
     def _pair(self) -> None:
         loss, grad = self._loss, self._grad
@@ -102,7 +142,15 @@ class StabilityWatch:
             if self._last_paired is not None and step <= self._last_paired:
                 continue  # a resumed run replaying steps already scored
             self._last_paired = step
-            self._found += self.instability.update(step, loss=pair[0], grad_norm=pair[1])
+            found = self.instability.update(step, loss=pair[0], grad_norm=pair[1])
+            self._found += [self._auxiliary(a) for a in found] if self.loss_is_auxiliary else found
+
+    @staticmethod
+    def _auxiliary(anomaly: Anomaly) -> Anomaly:
+        """A divergence of an auxiliary loss is a note (see the module docstring)."""
+        if anomaly.kind == "divergence" and anomaly.series == TRAIN_LOSS:
+            return replace(anomaly, severity="info")
+        return anomaly
 
     def collect(self) -> list[Anomaly]:
         """The anomalies found since the last call, oldest first."""

@@ -145,3 +145,15 @@ def test_state_missing_keys_is_refused() -> None:
     del state["lows"]
     with pytest.raises(KeyError, match="lacks the instability monitor keys"):
         InstabilityMonitor().load_state_dict(json.loads(json.dumps(state)))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradient_norm_jitter_is_no_spike(seed: int) -> None:
+    """A smooth gradient norm whose single steps move 1.03-1.45x: noise, not spikes (a spike is 1.5x or more)."""
+    loss, _ = streams(seed)
+    rng = np.random.default_rng(seed + 10)
+    grad = 0.8 * np.exp(0.01 * rng.standard_normal(N))
+    at = rng.choice(np.arange(100, N - 5), 12, replace=False)
+    grad[at] *= np.linspace(1.03, 1.45, 12)
+    events = feed(InstabilityMonitor(), loss, grad)
+    assert [e for e in events if e.series == "grad_norm"] == []

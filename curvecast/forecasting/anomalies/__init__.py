@@ -6,7 +6,8 @@ streaming detector run over a whole curve).
 
 How it is built: an :class:`AnomalyDetector` feeds each value of its series to one shared
 :class:`~curvecast.forecasting.anomalies.level.SeriesLevel` (the scale, the recent points, the accepted differences,
-the noise and the score of the latest point), then to one check per selected kind. Each check
+the noise and the score of the latest point, and its :class:`~curvecast.forecasting.anomalies.progress.Progress`: how
+far it has come and whether it still falls fast), then to one check per selected kind. Each check
 (:class:`~curvecast.forecasting.anomalies.check.Check`) owns its state, reads the level without writing to it, and
 returns the events it finds; the detector's ``state_dict()`` nests the level's and each check's state by name.
 

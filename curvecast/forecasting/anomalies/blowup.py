@@ -7,21 +7,43 @@ import math
 
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import MIN_DIFFS, SeriesLevel
+from curvecast.forecasting.anomalies.progress import Progress, short_level
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.state import Stateful
 from curvecast.forecasting.anomalies.stats import ratio, times
 
-__all__ = ["BlowUpRule"]
+__all__ = ["CONFIRM_GIVEN_BACK", "CONFIRM_Z", "JUMP_AFTER_STEPS", "MIN_PROXY_DIFFS", "BlowUpRule", "early_noise"]
 
 KIND = "divergence"  # the kind of the events these rules report
+# A confirmed divergence stands this many noise units above the best level, as well as `divergence_ratio` times it,
+# plus the low bias of that best (the lowest of n/3 medians of 3 points lies about sqrt(2 ln(n/3)) of their spread
+# below their typical level): a per-step loss whose single batches swing 2-5x (small batches, 50-step logging)
+# reaches 1.5x its biased-low best three times running as a matter of course (the 80 wild logs: 60 critical alerts
+# with the ratio alone).
+CONFIRM_Z = 3.0
+SHORT_SPREAD = 1.2533 / math.sqrt(3.0)  # the spread of a median of 3 points, in units of the per-point noise
+# ... and gives back this fraction of the progress the series made (see Progress): a loss that fell 2.0 -> 0.001 and
+# wobbles to 0.0024 has given back 0.07%; the real divergences of the labelled curves gave back 2-100% (an ogbg loss
+# 0.76 -> 0.054 -> 0.08: 4%; a CTC loss 32 -> 0.68 -> 6: 17%). A score (accuracy, reward; mode="max") must fall back
+# to where it started: RL returns halve and recover.
+CONFIRM_GIVEN_BACK = {"min": 0.01, "max": 1.0}
+# The jump rule (noise unknown) is for sparse evaluations: within the first 100 steps of a run the loss bumps up as
+# the optimizer settles (Adam's first steps; batch size 1), and a per-step series knows its noise by step 9.
+JUMP_AFTER_STEPS = 100
+MIN_PROXY_DIFFS = 3  # differences before the first points' spread stands in for the noise (early_noise)
 
 
 class BlowUpRule(Stateful):
     """Values at ``divergence_ratio`` times the best level (the running minimum of the median of 3 points).
 
-    - **jump** (warning): with too few points to know the noise, the first such value;
+    - **jump** (warning): with too few points to know the noise, at least ``JUMP_AFTER_STEPS`` steps into the run,
+      the median of the last 3 points at that ratio, ``CONFIRM_Z`` times the spread of the first differences above
+      the best, giving back ``CONFIRM_GIVEN_BACK`` of the progress made (see ``Progress.needed``);
     - **confirmed** (critical): ``confirm_points`` consecutive such values spanning at least ``confirm_steps`` steps
-      (single spikes never confirm). Not within the points muted after a scheduled LR rise.
+      (single spikes never confirm), each giving back ``CONFIRM_GIVEN_BACK`` of the progress made (half of it while
+      the loss still falls fast), the median of the last 3 ``CONFIRM_Z`` noise units above the best (the first
+      differences' spread before the noise is known; from 3 of them). Not within the points muted after a scheduled
+      LR rise.
 
     Each re-arms once the level is back within half the ratio of its best.
     """
@@ -39,47 +61,98 @@ class BlowUpRule(Stateful):
     def on_lr_rise(self) -> None:
         self.best, self.elevated_run = math.inf, 0
 
-    def update(self, step: int, value: float) -> list[Anomaly]:
+    def update(self, step: int, value: float, progress: Progress) -> list[Anomaly]:
         level, y = self.level, self.level.y
-        short = level.recent_median(3)
+        short = short_level(level)
         best_before = self.best
         self.best = min(self.best, short)
         best_value = level.value_of(best_before)
         elevated = math.isfinite(best_before) and y - best_before >= level.rise(self.ratio, best_before)
-        self.elevated_run = self.elevated_run + 1 if elevated else 0
+        counts = elevated and progress.given_back(y) >= progress.needed(CONFIRM_GIVEN_BACK[level.mode])
+        self.elevated_run = self.elevated_run + 1 if counts else 0
         if self.elevated_run == 1:
             self.elevated_since = step
-        if not elevated and self.elevated_run == 0 and short - self.best < level.rise(self.ratio, short) / 2:
+        if not elevated and short - self.best < level.rise(self.ratio, short) / 2:
             self.critical_armed = self.jump_armed = True
         events: list[Anomaly] = []
-        if self.elevated_run == 1 and len(level.diffs) < MIN_DIFFS and self.jump_armed:
+        if self.jump_armed and len(level.diffs) < MIN_DIFFS and self._jumped(step, short, best_before, progress):
             # Too few points to know the noise (sparse evaluations): a jump this large is news.
             self.jump_armed = False
-            text = jump_message(level.series, step, value, best_value)
+            text = jump_message(level.series, step, value, best_value, level.mode)
             events.append(Anomaly(KIND, step, "warning", text, level.series, ratio(value, best_value), value))
         if (
             self.elevated_run >= self.confirm_points
             and step - self.elevated_since >= self.confirm_steps
             and self.critical_armed
             and not level.after_lr_rise
+            and self._stands_out(short, best_before)
         ):
             self.critical_armed = False
-            text = confirmed_message(level.series, step, self.elevated_since, value, best_value, self.ratio)
+            text = confirmed_message(level.series, step, self.elevated_since, value, best_value, self.ratio, level.mode)
             events.append(Anomaly(KIND, step, "critical", text, level.series, ratio(value, best_value), value))
         return events
 
+    def _stands_out(self, short: float, best: float) -> bool:
+        """``short`` (the median of the last 3 points) stands ``CONFIRM_Z`` noise units (the first points' spread early
+        on) above the best, plus the best's low bias: a single huge point cannot confirm a divergence."""
+        level = self.level
+        levels = max(level.n / 3.0, 1.0)  # roughly independent medians of 3 behind the best
+        margin = CONFIRM_Z + SHORT_SPREAD * math.sqrt(2.0 * math.log(levels))
+        return short - best >= margin * early_noise(level, best)
 
-def jump_message(series: str, step: int, value: float, best: float) -> str:
+    def _jumped(self, step: int, short: float, best: float, progress: Progress) -> bool:
+        """The median of the last 3 points jumped to the ratio, out of the noise, back above the start of the descent,
+        late enough in the run."""
+        level = self.level
+        first = level.first_step if level.first_step is not None else step
+        return (
+            math.isfinite(best)
+            and step - first >= JUMP_AFTER_STEPS
+            and short - best >= level.rise(self.ratio, best)
+            and self._stands_out(short, best)
+            and progress.given_back(short) >= progress.needed(CONFIRM_GIVEN_BACK[level.mode])
+        )
+
+
+def jump_message(series: str, step: int, value: float, best: float, mode: str = "min") -> str:
+    if mode == "max":  # a score: worse is lower
+        return (
+            f"{series} fell to {value:.4g} at step {step}, {times(value, best, 'its best')}. If the next values "
+            "stay this low the run has diverged: lower the LR or add warmup and gradient clipping."
+        )
     return (
         f"{series} jumped to {value:.4g} at step {step}, {times(value, best, 'its best')}. If the next "
         "values stay this high the run has diverged: lower the LR or add warmup and gradient clipping."
     )
 
 
-def confirmed_message(series: str, step: int, since: int, value: float, best: float, ratio: float) -> str:
-    above = f"above {ratio:.2g}x its best" if best > 0 else "well above its best"
+def confirmed_message(
+    series: str, step: int, since: int, value: float, best: float, ratio: float, mode: str = "min"
+) -> str:
+    if mode == "max":
+        where = f"below 1/{ratio:.2g} of its best" if best > 0 else "well below its best"
+    else:
+        where = f"above {ratio:.2g}x its best" if best > 0 else "well above its best"
     return (
-        f"{series} diverged: since step {since} it has stayed {above} ({best:.4g}); it is "
+        f"{series} diverged: since step {since} it has stayed {where} ({best:.4g}); it is "
         f"{value:.4g} at step {step}. Stop, resume from a checkpoint before step {since} (about 100 steps "
         "earlier), skip the batches in between, and lower the LR by a third or more."
     )
+
+
+def early_noise(level: SeriesLevel, y: float) -> float:
+    """The per-point noise near ``y``: the level's once it knows it (``MIN_DIFFS`` differences); before, from
+    ``MIN_PROXY_DIFFS`` differences on, their root mean square leaving out the largest (the jump being judged), over
+    sqrt 2; inf with fewer (nothing stands out of a noise not seen yet).
+
+    Not centred and not robust, on purpose: a MAD of 3-7 differences is often near 0 by chance (a DQN loss at 1e-4,
+    then 40x higher: a MAD-based noise of 0.8 in log units against a spread of 2), and a steep early fall only makes
+    this larger, so that fewer of a short curve's first points count as a jump.
+    """
+    diffs = level.diffs
+    if len(diffs) >= MIN_DIFFS:
+        return level.noise(y)
+    if len(diffs) < MIN_PROXY_DIFFS:
+        return math.inf
+    squares = sorted(d * d for d in diffs)[:-1]
+    return max(math.sqrt(sum(squares) / len(squares) / 2.0), level.noise_floor(y))

@@ -51,24 +51,31 @@ class AnomalyDetector:
       one step late, with the jump's own step; a level shift never recovers, so it is no spike). The
       noise is the larger of that of the last 128 and the last 32 differences, so a noisier stretch
       raises it at once. More than ``persist_points`` consecutive flags are taken as a level shift.
-      ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, else ``info``.
+      ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, else ``info`` (always
+      ``info`` in the early transient, while the loss still falls fast).
     - ``divergence``: ``warning`` from a one-sided CUSUM (k 0.5, clipped at z 3, threshold
       ``drift_h``) against the median of the last 32 points, which lags a climb but not the noise;
       from a sustained rise of the median of 7 points above its recent best, by a margin scaled
       to the level's own noise and the run's past wander (see :class:`DivergenceCheck`);
-      or when a value jumps to ``divergence_ratio`` times the best level before the noise is known;
-      ``critical`` once ``confirm_points`` consecutive values spanning at least ``confirm_steps``
-      steps stay at ``divergence_ratio`` times the best level (the running minimum of the median
-      of 3 points).
+      or, on a sparse series before the noise is known, when the median of 3 points jumps to
+      ``divergence_ratio`` times the best level; ``critical`` once ``confirm_points`` consecutive values
+      spanning at least ``confirm_steps`` steps stay at ``divergence_ratio`` times the best level (the
+      running minimum of the median of 3 points), their median several noise units above it. Every
+      divergence alarm must also give back part of the progress the series made (see
+      :class:`~curvecast.forecasting.anomalies.progress.Progress`: a converged loss that wobbles has not
+      diverged), and a large part while it still falls fast (the early transient). For ``mode="max"``
+      (an accuracy, a reward) the part is large: a score must fall back most of the way to where it started.
     - ``plateau`` (info): the median of 9 points has not improved by ``plateau_rtol`` over the last
       ``plateau_fraction`` of the steps seen and at least ``plateau_points`` points; muted when
       the known LR schedule still drops by half ahead or is already below 30% of its peak.
     - ``slowdown`` (warning, for throughput with ``mode="max"``): the median of the last 30 points
-      falls below ``slowdown_ratio`` times the median of the 50 points after warmup.
+      falls below ``slowdown_ratio`` times the median of the 50 points after warmup, and stays there
+      longer than the machine's own dips (see :class:`~curvecast.forecasting.anomalies.slowdown.SlowdownCheck`).
 
-    Spike and divergence alarms are muted for the first ``warmup_points`` points and, when the LR
-    schedule is known, while the LR rises (warmup, warm restarts) and 8 points after; a rise also
-    resets the best level, so a scheduled restart is neither a spike nor a divergence.
+    Spike and divergence alarms are muted for the first ``warmup_points`` points (unless those span 200
+    steps: a sparse series) and, when the LR schedule is known, while the LR rises (warmup, warm restarts)
+    and 8 points after; a rise also resets the best level, so a scheduled restart is neither a spike nor a
+    divergence.
 
     Args:
         series: name of the series, carried by every event (e.g. ``"loss"``, ``"grad_norm"``).

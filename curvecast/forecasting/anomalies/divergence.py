@@ -19,16 +19,18 @@ __all__ = ["DivergenceCheck"]
 class DivergenceCheck(Check):
     """Divergence, from four rules run in this order on every point (each owns its state):
 
-    - **jump** (warning, :class:`BlowUpRule`): with too few points to know the noise, a value ``divergence_ratio``
-      times the best level;
+    - **jump** (warning, :class:`BlowUpRule`): on a sparse series with too few points to know the noise, the median
+      of 3 points ``divergence_ratio`` times the best level, out of the first points' spread;
     - **confirmed** (critical, :class:`BlowUpRule`): ``confirm_points`` consecutive values over ``confirm_steps``
-      steps at ``divergence_ratio`` times the best level;
+      steps at ``divergence_ratio`` times the best level, their median several noise units above it;
     - **sustained rise** (warning, :class:`SustainedRiseRule`): the median of 7 points stands above its recent best
       by a margin scaled to the level's own noise and the run's past wander;
     - **drift** (warning, :class:`DriftRule`): a one-sided CUSUM of z against the median of the last 32 points.
 
-    The warnings (jump aside) share one episode: after one fires, or the blow-up is confirmed, neither fires again
-    until the level is back near where it was. A scheduled LR rise resets the best levels and the CUSUM.
+    Each also needs the level to give back part of the progress the series made, a large part in the early
+    transient (the level's :class:`~curvecast.forecasting.anomalies.progress.Progress`). The warnings (jump aside)
+    share one episode: after one fires, or the blow-up is confirmed, neither fires again until the level is back near
+    where it was. A scheduled LR rise resets the best levels and the CUSUM.
 
     Attributes:
         blowup, rise, drift: the rules (``drift.creeping()`` is the early sign the instability monitor reads).
@@ -50,13 +52,14 @@ class DivergenceCheck(Check):
             rule.on_lr_rise()
 
     def update(self, step: int, value: float) -> list[Anomaly]:
-        events = self.blowup.update(step, value)
+        progress = self.level.progress
+        events = self.blowup.update(step, value, progress)
         if events and events[-1].severity == "critical":  # a confirmed blow-up (it comes last): no climb warnings
             self.drift.disarm(clear_sum=False)
-        rising = self.rise.update(step, value)
+        rising = self.rise.update(step, value, progress)
         if rising:
             self.drift.disarm(clear_sum=True)
-        drifting = self.drift.update(step, value)
+        drifting = self.drift.update(step, value, progress)
         if drifting:
             self.rise.disarm()
         return events + rising + drifting

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+from curvecast.forecasting.anomalies.blowup import early_noise
 from curvecast.forecasting.anomalies.check import Check
 from curvecast.forecasting.anomalies.event import Anomaly
-from curvecast.forecasting.anomalies.level import SeriesLevel
+from curvecast.forecasting.anomalies.level import PROJECT, SeriesLevel
 from curvecast.forecasting.anomalies.settings import DetectorSettings
-from curvecast.forecasting.anomalies.stats import times
+from curvecast.forecasting.anomalies.stats import median, times
 
 __all__ = ["SpikeCheck"]
 
@@ -20,8 +23,12 @@ class SpikeCheck(Check):
       the next value falls back by 4 noise units to within 2 of the baseline. It is reported one step late, with the
       jump's own step (a level shift never recovers, so it is no spike).
 
-    ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, else ``info``. Muted in the
-    warmup and after a scheduled LR rise.
+    - before the noise is known (a sparse curve's first points), a point ``spike_recover_z`` times the first
+      differences' spread above the median of the points before it is noted (``info``).
+
+    ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, outside the early transient (see
+    :class:`~curvecast.forecasting.anomalies.progress.Progress`) and not within ``CROWDED_POINTS`` of the previous
+    outlier (the series getting noisier), else ``info``. Muted in the warmup and after a scheduled LR rise.
     """
 
     kind = "spike"
@@ -30,13 +37,14 @@ class SpikeCheck(Check):
     def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
         super().__init__(level, settings)
         self.recover_z, self.warn_ratio = settings.spike_recover_z, settings.spike_warn_ratio
+        self.min_rise = settings.spike_min_rise
         self.in_spike = False  # the previous scored point was an outlier
         self.pending: list[float] | None = None  # [step, value, y, z, expected] of a jump awaiting recovery
 
     def update(self, step: int, value: float) -> list[Anomaly]:
         level, score = self.level, self.level.score
         if score is None:
-            return []
+            return self._early(step, value)
         y, events = level.y, []
         if self.pending is not None:
             # A smaller jump counts once the next value falls back: a jump that recovers.
@@ -54,9 +62,29 @@ class SpikeCheck(Check):
         self.in_spike = score.outlier
         return events
 
+    def _early(self, step: int, value: float) -> list[Anomaly]:
+        """Before the noise is known (a sparse evaluation curve's first points): a point ``spike_recover_z`` times the
+        first differences' spread (``early_noise``) above the median of the points before it is noted (``info``: the
+        spread of a few points is a weak yardstick), so that a spike there is not missed altogether."""
+        level = self.level
+        if level.muted or len(level.recent) < 2:
+            return []
+        y, before = level.y, median(level.recent[-PROJECT - 1 : -1])
+        noise = early_noise(level, before)
+        needed = max(self.recover_z * noise, level.rise(1.0 + self.min_rise, before))
+        if not math.isfinite(noise) or y - before < needed:
+            return []
+        z = (y - before) / noise
+        text = message(level.series, step, value, level.value_of(before), z, loss_like=level.mode == "min")
+        return [Anomaly(self.kind, step, "info", text, level.series, z, value)]
+
     def _spike(self, step: int, value: float, y: float, z: float, expected: float) -> Anomaly:
         level = self.level
-        severity = "warning" if y - expected >= level.rise(self.warn_ratio, expected) else "info"
+        # In the early transient (the loss still falls fast) a jump is often the first point of a noisier floor the
+        # steep fall lands on (the noise was learnt on the smooth fall): said, but as a note.
+        # So is an outlier close after another (``CROWDED_POINTS``): the series is getting noisier.
+        large = y - expected >= level.rise(self.warn_ratio, expected)
+        severity = "warning" if large and not level.progress.falling_fast and not level.crowded else "info"
         text = message(level.series, step, value, level.value_of(expected), z, loss_like=level.mode == "min")
         return Anomaly(self.kind, step, severity, text, level.series, z, value)
 

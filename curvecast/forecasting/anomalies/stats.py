@@ -13,6 +13,7 @@ from collections.abc import Sequence
 __all__ = ["MAD_TO_SIGMA", "check_step", "check_value", "median", "push", "ratio", "sigma_of_diffs"]
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this is its standard deviation
+MEAN_AD_TO_SIGMA = 1.2533  # the mean absolute deviation of a normal sample times this (sqrt(pi / 2)) is its deviation
 
 
 def median(xs: Sequence[float]) -> float:
@@ -53,7 +54,13 @@ def sigma_of_diffs(diffs: Sequence[float]) -> float:
     0.1048
     """
     centre = median(diffs)
-    return MAD_TO_SIGMA * median([abs(d - centre) for d in diffs]) / math.sqrt(2.0)
+    deviations = [abs(d - centre) for d in diffs]
+    mad = median(deviations)
+    if mad == 0.0:
+        # Quantised values (a batch accuracy of 0 or 1, a loss printed to 4 digits) can leave most differences equal:
+        # their MAD is 0, and any step would be infinitely many noise units. The mean absolute deviation sees them.
+        return MEAN_AD_TO_SIGMA * sum(deviations) / len(deviations) / math.sqrt(2.0)
+    return MAD_TO_SIGMA * mad / math.sqrt(2.0)
 
 
 def push(buf: list[float], x: float, cap: int) -> None:
