@@ -64,7 +64,8 @@ class ForecastStopRule:
 
     Args:
         target: the value to reach; None takes the report's target (and without one uses ``min_delta``).
-        mode: ``"min"``: the target is reached from above (a loss); ``"max"``: from below (an accuracy).
+        mode: ``"min"``: the target is reached from above (a loss); ``"max"``: from below (an accuracy). The forecaster
+            models a falling metric, so with ``"max"`` only a divergence or a non-finite value stops the run.
         prob_threshold: stop when the chance of reaching the target is below this.
         patience: consecutive checks a forecast-based reason must hold.
         min_delta: without a target, the smallest improvement still worth the remaining steps.
@@ -146,6 +147,10 @@ class ForecastStopRule:
             return request
         forecast = report.forecast
         if forecast is None or not forecast.ok or report.horizon is None:
+            return None
+        if self.mode == "max":
+            # The forecaster models a falling metric: a rising one (accuracy, reward) is forecast wrong-way round, and
+            # a stop on that forecast would end healthy runs. Only divergence and non-finite values stop them.
             return None
         if report.step < self.min_progress * report.horizon:
             return None

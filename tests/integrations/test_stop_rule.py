@@ -47,10 +47,10 @@ def test_no_stop_before_min_progress_or_without_forecast():
     assert rule.update(Report(step=1500, monitor="loss", horizon=HORIZON, target=1.5)) is None
 
 
-def test_mode_max_reads_the_chance_from_above():
+def test_mode_max_is_not_stopped_on_a_target_the_forecast_puts_out_of_reach():
     rule = ForecastStopRule(patience=1, mode="max")
-    assert rule.update(_report(target=1.5)) is None  # already above 1.5: reached
-    assert rule.update(_report(target=3.0)).reason is StopReason.TARGET_OUT_OF_REACH
+    assert rule.update(_report(target=1.5)) is None
+    assert rule.update(_report(target=3.0)) is None  # a forecast stop needs a forecaster that models rising metrics
 
 
 @pytest.mark.parametrize(
@@ -162,3 +162,17 @@ def test_decisions_and_alerts_pickle():
     alert = Alert("early_stop", 120, "warning", request.message, source="early_stopping")
     assert pickle.loads(pickle.dumps(request)) == request
     assert pickle.loads(pickle.dumps(alert)) == alert
+
+
+def test_a_rising_metric_is_never_stopped_on_a_forecast():
+    """The forecaster models a falling metric: for mode="max" only anomalies stop a run (a false stop is the worst)."""
+    from curvecast.forecasting import Forecaster
+    from curvecast.integrations import ForecastStopRule
+
+    steps = np.arange(1, 200)
+    accuracy = 0.9 - 0.5 / (1.0 + steps / 20.0)  # rising: forecast falling, and "no improvement" or "unreachable"
+    forecast = Forecaster().fit(steps, accuracy, horizon=400)
+    for target in (None, 0.95):
+        rule = ForecastStopRule(target=target, mode="max", patience=1, assume_constant_lr=True)
+        report = Report(step=199, monitor="val_acc", horizon=400, forecast=forecast, lr_schedule_known=True)
+        assert all(rule.update(report) is None for _ in range(5))
