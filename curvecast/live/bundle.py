@@ -23,9 +23,10 @@ from curvecast.integrations import (
 )
 from curvecast.live.actuator import Actuator, RunContext
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
+from curvecast.live.monitor_checks import check_monitor_logged, warn_if_no_loss
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.stability_watch import StabilityWatch
-from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
+from curvecast.series import TRAIN_LOSS
 
 __all__ = ["Curvecast"]
 
@@ -264,30 +265,13 @@ class Curvecast(Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not sum(getattr(trainer, "num_val_batches", None) or [0]):  # no validation: this is the first chance
             self._check_monitor(trainer)
-        self._check_loss_returned()
+        warn_if_no_loss(self.monitor, self.history, self.loss_capture.steps_without_loss)
 
     def _check_monitor(self, trainer: Any) -> None:
-        """A monitor the module never logs is the user's error, told as Lightning's EarlyStopping tells it."""
-        if self._monitor_checked or self.monitor == TRAIN_LOSS:
-            return
-        self._monitor_checked = True
-        self.loss_capture.flush_pending()
-        logged = trainer.callback_metrics
-        if self.monitor in self.history or self.monitor in logged or f"{self.monitor}_step" in logged:
-            return
-        available = ", ".join(f"`{name}`" for name in sorted(logged) if not name.startswith(METRIC_PREFIX))
-        raise RuntimeError(
-            f"Curvecast(monitor={self.monitor!r}) forecasts a metric the module never logged. Pass `monitor=` one of "
-            f"the logged metrics ({available or 'none is logged'}), or None for the training loss."
-        )
-
-    def _check_loss_returned(self) -> None:
-        if self.monitor == TRAIN_LOSS and TRAIN_LOSS not in self.history and self.loss_capture.steps_without_loss:
-            warn_once(
-                "curvecast: training_step returned no loss (with manual optimization, return it), so there is no "
-                "training loss to forecast; return the loss, or log a metric and pass `Curvecast(monitor=...)`.",
-                key="no-loss",
-            )
+        if not self._monitor_checked:
+            self._monitor_checked = True
+            self.loss_capture.flush_pending()
+            check_monitor_logged(self.monitor, self.history, trainer.callback_metrics)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
