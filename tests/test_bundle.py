@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import lightning.pytorch as L
@@ -227,9 +228,25 @@ def test_a_sensor_of_the_wrong_type_is_rejected():
         Curvecast(throughput="fast")
 
 
+def _steps_in_write_order(run_dir, tag: str) -> list[int]:
+    """The steps of one tag over every event file of a run, file by file in the order they were written.
+
+    Each fit writes its own event file. TensorBoard orders files by name, and within one second the name's counter
+    (`.9` then `.10`) does not sort by time, so the files are taken by their modification time instead.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(Path(run_dir).glob("events.out.tfevents.*"), key=lambda path: path.stat().st_mtime_ns)
+    steps = []
+    for path in files:
+        accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0}).Reload()
+        if tag in accumulator.Tags()["scalars"]:
+            steps += [event.step for event in accumulator.Scalars(tag)]
+    return steps
+
+
 def test_resuming_into_the_same_tensorboard_run_never_rewrites_a_step(tmp_path, quiet_trainer_kwargs):
     from pytorch_lightning.loggers import TensorBoardLogger
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     def trainer(max_steps, callbacks):
         kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
@@ -245,11 +262,10 @@ def test_resuming_into_the_same_tensorboard_run_never_rewrites_a_step(tmp_path, 
     trainer(40, [second]).fit(TinyRegression(lr=0.02), loader(n=320), ckpt_path=checkpoint.best_model_path)
     assert second.gradient_noise.estimate.updates > updates_saved
 
-    accumulator = EventAccumulator(str(tmp_path / "run" / "fixed"), size_guidance={"scalars": 0}).Reload()
     for tag in ("curvecast/loss", "curvecast/forecast/final"):
-        steps = [event.step for event in accumulator.Scalars(tag)]
+        steps = _steps_in_write_order(tmp_path / "run" / "fixed", tag)
         assert steps == sorted(set(steps)), f"{tag} has a step written twice"
-    assert [e.step for e in accumulator.Scalars("curvecast/loss")] == list(range(40))
+    assert _steps_in_write_order(tmp_path / "run" / "fixed", "curvecast/loss") == list(range(40))
 
 
 def test_an_unreadable_saved_state_is_a_warning_and_a_fresh_start():
@@ -362,7 +378,6 @@ def test_one_damaged_part_starts_afresh_alone_and_the_history_survives(part, dam
 def test_a_resume_from_an_earlier_checkpoint_never_writes_a_step_twice(tmp_path, quiet_trainer_kwargs):
     """The first fit went on to step 40 past its checkpoint at 20; the resumed one starts at 20 in the same run."""
     from pytorch_lightning.loggers import TensorBoardLogger
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     def trainer(max_steps, callbacks):
         kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
@@ -376,11 +391,7 @@ def test_a_resume_from_an_earlier_checkpoint_never_writes_a_step_twice(tmp_path,
     early = str(tmp_path / "ckpt" / "epoch=0-step=20.ckpt")
     resumed = Curvecast(forecast_every=10, background=False, forecast_budget=None)
     trainer(60, [resumed]).fit(TinyRegression(lr=0.02), loader(n=640), ckpt_path=early)
-    # Each fit wrote its own event file; TensorBoard orders files by name, which within one second is not by time.
-    files = sorted((tmp_path / "run" / "fixed").glob("events.out.tfevents.*"), key=lambda path: path.stat().st_mtime)
-    per_file = [EventAccumulator(str(path), size_guidance={"scalars": 0}).Reload() for path in files]
     for tag in ("curvecast/loss", "curvecast/forecast/final", "curvecast/lr"):
-        steps = [event.step for acc in per_file if tag in acc.Tags()["scalars"] for event in acc.Scalars(tag)]
+        steps = _steps_in_write_order(tmp_path / "run" / "fixed", tag)
         assert steps == sorted(set(steps)), f"{tag} has a step written twice or out of order"
-    loss = [event.step for acc in per_file for event in acc.Scalars("curvecast/loss")]
-    assert loss == list(range(60))
+    assert _steps_in_write_order(tmp_path / "run" / "fixed", "curvecast/loss") == list(range(60))
