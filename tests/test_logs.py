@@ -13,9 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from curvecast.offline.logreaders import LogReadError, choose_loss, choose_lr, read_log
+from curvecast.offline.logreaders import LogReadError, choose_loss, choose_lr, csv_table, json_records, read_log
 from curvecast.offline.logreaders import events as events_module
-from curvecast.offline.logreaders import tables as tables_module
 
 MNG_RUN = "mng__2024-11-06_ShortcutsTweaks__042f9e87-07e"  # 3200 steps, train and val loss, LR, a few spikes
 
@@ -279,8 +278,8 @@ def test_tables_read_in_small_blocks_agree_with_one_block(tmp_path: Path, monkey
     csv_path = tmp_path / "c.csv"
     csv_path.write_text("step,loss\n" + "".join(f"{i},{1 / (i + 1)}\n" for i in range(40)))
     whole = {name: read_log(tmp_path / name).curves["loss"] for name in [*texts, csv_path.name]}
-    monkeypatch.setattr(tables_module, "_JSON_BLOCK_BYTES", 3)
-    monkeypatch.setattr(tables_module, "_CSV_BLOCK_BYTES", 5)
+    monkeypatch.setattr(json_records, "_JSON_BLOCK_BYTES", 3)
+    monkeypatch.setattr(csv_table, "_CSV_BLOCK_BYTES", 5)
     for name, expected in whole.items():
         curve = read_log(tmp_path / name).curves["loss"]
         np.testing.assert_array_equal(curve.steps, expected.steps)

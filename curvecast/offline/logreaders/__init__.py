@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 
 from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, make_curve, printable
+from curvecast.offline.logreaders.csv_table import read_csv
 from curvecast.offline.logreaders.events import is_event_file, is_event_name, read_event_dir
 from curvecast.offline.logreaders.files import find_files, open_log_file, regular_file_size
+from curvecast.offline.logreaders.json_records import read_jsonl
 from curvecast.offline.logreaders.select import choose_loss, choose_lr
-from curvecast.offline.logreaders.tables import read_csv, read_jsonl
 
 __all__ = ["Curve", "LogReadError", "RunLog", "choose_loss", "choose_lr", "make_curve", "read_log"]
 
