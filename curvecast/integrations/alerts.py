@@ -75,7 +75,10 @@ def publish_alert(trainer: Any, alert: Alert, tensorboard: bool = True) -> None:
 
     Call it on rank 0 only (reports are dispatched there). Failures to write become one warning.
     """
-    log.log(_LEVELS[alert.severity], "curvecast [%s] step %d: %s", alert.kind, alert.step, alert.message)
+    # An info-level anomaly (a one-batch spike that recovered, say) is an observation with nothing to act on: it goes
+    # to TensorBoard's alert list, but a console line about it reads as a problem on a healthy run.
+    level = logging.DEBUG if alert.source == "anomaly" and alert.severity == "info" else _LEVELS[alert.severity]
+    log.log(level, "curvecast [%s] step %d: %s", alert.kind, alert.step, alert.message)
     if not tensorboard or trainer is None:
         return
     try:

@@ -20,7 +20,7 @@ def test_alerts_at_one_step_move_forward_instead_of_rewriting(tmp_path, caplog):
     trainer = SimpleNamespace(loggers=[logger])
     with caplog.at_level(logging.INFO, logger="curvecast"):
         publish_alert(trainer, Alert("spike", 10, "warning", "loss spiked at step 10."))
-        publish_alert(trainer, Alert("advice/lr_too_high", 10, "info", "lower the LR."))
+        publish_alert(trainer, Alert("advice/lr_too_high", 10, "info", "lower the LR.", source="advice"))
         publish_alert(trainer, Alert("nonfinite", 5, "critical", "loss became nan."))
     ea = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0}).Reload()
     assert [e.step for e in ea.Tensors("curvecast/alerts/text_summary")] == [10, 11, 12]
@@ -38,6 +38,17 @@ def test_alert_logger_publishes_each_anomaly_once_and_filters_severity(caplog):
         alerts.on_report(None, None, Report(step=160, monitor="loss", anomalies=(spike, escalated)))
     assert [(a.step, a.severity) for a in alerts.alerts] == [(120, "warning"), (120, "critical")]
     assert len(caplog.records) == 2
+
+
+def test_an_info_anomaly_stays_off_the_console_but_reaches_tensorboard(tmp_path, caplog):
+    logger = TensorBoardLogger(str(tmp_path), name="tb")
+    alerts = AlertLogger()
+    minor = Anomaly("spike", 130, "info", "small spike.")
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        alerts.on_report(SimpleNamespace(loggers=[logger]), None, Report(step=140, monitor="loss", anomalies=(minor,)))
+    assert caplog.records == []
+    ea = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0}).Reload()
+    assert "small spike." in alert_texts(ea)[0]
 
 
 def test_alert_validation():
