@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from curvecast.tensorboard_plugin.band import forecast_band
+
 __all__ = ["forecast_figure"]
 
 # Points drawn for the observed curve: matplotlib's cost grows with points, and more are not visible at 6 inches.
@@ -55,15 +57,14 @@ def forecast_figure(
     ax.plot(fit_steps, forecast.predict(fit_steps), color="tab:blue", lw=1.5, label="fit")
     ax.plot(ahead, forecast.predict(ahead), color="tab:blue", lw=1.5, ls="--", label=f"forecast to step {int(horizon)}")
 
-    lo, hi = forecast.interval(interval)
-    final = float(forecast.final)
-    if all(math.isfinite(x) and x > 0 for x in (lo, hi, final)) and horizon > last:
-        frac = (ahead - last) / (horizon - last)
-        centre = forecast.predict(ahead)
+    band = forecast_band(forecast, ahead, interval)
+    if band is not None and horizon > last:
+        lo, hi = forecast.interval(interval)
+        final = float(forecast.final)
         ax.fill_between(
             ahead,
-            centre * (lo / final) ** frac,
-            centre * (hi / final) ** frac,
+            band[1],
+            band[2],
             color="tab:blue",
             alpha=0.18,
             lw=0,
@@ -79,7 +80,12 @@ def forecast_figure(
 
     ax.set_xlabel("step")
     ax.set_ylabel(title or "metric")
-    ax.set_title(f"{title or 'forecast'} at step {int(last)}: {final:.4g} [{lo:.4g}, {hi:.4g}]", fontsize=10)
+    lo, hi = forecast.interval(interval)
+    ax.set_title(
+        f"{title or 'metric'} forecast at step {int(horizon)}, made at step {int(last)}: "
+        f"{float(forecast.final):.4g} [{lo:.4g}, {hi:.4g}]",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()

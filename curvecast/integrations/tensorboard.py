@@ -1,4 +1,4 @@
-"""TensorBoardReporter: forecasts as scalars, a Margin chart, forecast curves beside the actual one, figures, hparams.
+"""TensorBoardReporter: forecasts as scalars and as data for TensorBoard's curvecast tab, a Margin chart, hparams.
 
 What lands in the Trainer's TensorBoard run (``version_N``), for a monitored series ``loss``:
 
@@ -6,17 +6,22 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
   ``curvecast/forecast/step_to_target`` (only while the target is still ahead and forecast to be reached) and
   ``curvecast/forecast/prob_target`` (the chance the target is reached at the horizon), each at the step the forecast
   was made from. Tags only ever move forward in steps: TensorBoard's loaders disagree on a rewritten step.
-- ``curvecast/loss``: the observed series, on the same step axis as Lightning's own ``self.log`` points.
-- ``curvecast/forecast/figure``: a figure (observed curve, fit, forecast, interval, target) of the last forecast.
+- ``curvecast/loss``, ``curvecast/lr`` and the sensors' measures: the observed series, on the same step axis as
+  Lightning's own ``self.log`` points, at most ``observed_points`` points of the monitor and ``sensor_points`` of
+  each other series per report.
+- The curvecast tab's data (see :mod:`curvecast.tensorboard_plugin.summary`), in the run itself: the forecast curve
+  with its band at most once per ``curve_every`` steps and at the end, the planned LR when it is first known or
+  changes, the anomalies when new ones arrive. No sub-run per forecast: the run selector lists the run once.
+- ``curvecast/forecast/figure`` (with ``figures=True``): a figure of the last forecast (observed curve, fit, forecast,
+  interval, target), for viewers without the curvecast tab.
 - A custom-scalars layout (tab "Custom Scalars", category ``curvecast``): a Margin chart of the final forecast with its
   interval, and a Multiline chart of ``curvecast/loss`` across runs.
-- Sub-run ``curvecast_forecast/step_<N>`` per forecast curve: the forecast from step N to the horizon under the same
-  tag ``curvecast/loss``, so the Scalars tab overlays it on the observed curve (the sub-run with the largest N is
-  the latest forecast). A run's past steps cannot be rewritten, so each forecast gets its own sub-run; to bound the
-  clutter one is written per ``curve_every`` steps (a twentieth of the run by default) and at the end.
 - Sub-run ``curvecast_summary``: an hparams session (tab "HParams") whose metrics (final forecast, interval, chance of
   reaching the target, best and last observed value, whether the run was stopped early) are updated at every report,
   so the row shows the final summary once the run ends.
+
+A write that fails (a full disk, a log directory that cannot be written) is one :class:`~curvecast.failsafe.
+CurvecastWarning`; the run goes on, and the next report tries again.
 """
 
 from __future__ import annotations
@@ -44,13 +49,16 @@ from curvecast.series import (
     throughput,
 )
 from curvecast.series import FORECAST_PREFIX as PREFIX
+from curvecast.tensorboard_plugin.tab_writer import TabWriter
 
 __all__ = ["TensorBoardReporter"]
 
 SUMMARY_RUN = "curvecast_summary"
-CURVE_RUNS = "curvecast_forecast"
 # What the sensors measure, written beside the forecasts (when recorded): the bundle's sensors log nothing themselves.
 SENSOR_SERIES = (LR, GRAD_NORM, GNS_B_SIMPLE, SAMPLES_PER_SEC, DATA_WAIT_FRACTION, STEP_TIME, throughput("mfu"))
+# Most points of the monitor in a run of known length (TensorBoard's own loader keeps 1000 per tag); a fifth of it
+# for each other series.
+_RUN_POINTS = 2000
 _SUMMARY_METRICS = ("final", "final_lo", "final_hi", "prob_target", "step_to_target", "best", "last", "stopped_early")
 
 
@@ -63,10 +71,15 @@ class TensorBoardReporter(Actuator):
         history: the run's :class:`~curvecast.history.RunHistory`, for the observed curve; None takes the run's, at
             :meth:`bind`.
         interval: probability of the central interval written as ``final_lo`` / ``final_hi``.
-        curve_every: fewest steps between two forecast-curve sub-runs; None: a twentieth of the horizon.
-        curve_points: points in each forecast-curve sub-run.
-        figures: write a matplotlib figure of the run's last forecast (rendering one costs 0.1-0.2 s of CPU on the
-            training thread: too much for every forecast of a fast run).
+        curve_every: fewest steps between two forecast curves written for the curvecast tab (the last forecast is
+            always written); None: a twentieth of the horizon, so a run writes about 20 curves however long it is.
+        curve_points: points in each forecast curve.
+        observed_points: most points of the observed monitor written per report, evenly spaced over the steps since
+            the previous report.
+        sensor_points: the same for each of the other series (the LR, the gradient norm, the throughput measures).
+        figures: write a matplotlib figure of the run's last forecast, once, at the end (rendering one costs 0.1-0.2 s
+            of CPU on the training thread, and the PNG about 20 KB: off by default, as the curvecast tab draws the
+            same chart from the data already written).
         summary: write the hparams summary sub-run.
     """
 
@@ -75,8 +88,10 @@ class TensorBoardReporter(Actuator):
         history: Any = None,
         interval: float = 0.8,
         curve_every: int | None = None,
-        curve_points: int = 100,
-        figures: bool = True,
+        curve_points: int = 50,
+        observed_points: int = 25,
+        sensor_points: int = 5,
+        figures: bool = False,
         summary: bool = True,
     ) -> None:
         if not 0.0 < interval < 1.0:
@@ -85,21 +100,29 @@ class TensorBoardReporter(Actuator):
             raise ValueError(f"Expected `curve_every` to be a positive int or None, but got {curve_every}")
         if curve_points < 2:
             raise ValueError(f"Expected `curve_points` to be at least 2, but got {curve_points}")
+        if observed_points < 1:
+            raise ValueError(f"Expected `observed_points` to be a positive int, but got {observed_points}")
+        if sensor_points < 1:
+            raise ValueError(f"Expected `sensor_points` to be a positive int, but got {sensor_points}")
         self.history = history
         self.mode = "min"  # the run's, at bind: "max" when the target is reached from below (an accuracy)
         self.interval = interval
         self.curve_every = curve_every
         self.curve_points = curve_points
+        self.observed_points = observed_points
+        self.sensor_points = sensor_points
         self.figures = figures
         self.summary = summary
         self._writer: Any = None
         self._last_scalar_step = -1
-        self._last_written: dict[str, float] = {}  # per observed series: the last step written
+        self._last_written: dict[str, float] = {}  # per observed series: the last step considered
+        self._last_point: dict[str, float] = {}  # per observed series: the last step written
         self._first_step_to_write = -math.inf
         self._started_at = 0  # the step the current fit started from (see on_train_start)
         self._last_curve_step: int | None = None
         self._summary_writer: Any = None
         self._hparams: dict[str, Any] = {}
+        self._tab = TabWriter(interval, curve_points)
 
     def bind(self, run: RunContext) -> None:
         """Take the run's history (unless one was given), mode and settings."""
@@ -129,6 +152,16 @@ class TensorBoardReporter(Actuator):
                 key="no-tensorboard",
             )
             return
+        try:
+            self._write_report(writer, trainer, pl_module, report)
+        except OSError as error:  # ENOSPC, EACCES, EROFS...: the run matters more than its charts
+            warn_once(
+                f"curvecast: could not write to TensorBoard at {getattr(writer, 'log_dir', '?')} "
+                f"({type(error).__name__}: {error}); training goes on, and each later forecast tries again.",
+                key="tensorboard-write",
+            )
+
+    def _write_report(self, writer: Any, trainer: Any, pl_module: Any, report: Report) -> None:
         if writer is not self._writer:  # a new fit (or a new logger): start the bookkeeping over
             self._writer = writer
             # A resumed fit may write into the log directory of the run it resumes: steps before the one it starts
@@ -139,20 +172,25 @@ class TensorBoardReporter(Actuator):
             written = _last_step_written(writer.log_dir) if resumed_from > 0 else -1
             self._last_scalar_step = max(resumed_from - 1, written)
             self._last_written = {}
+            self._last_point = {}
             self._first_step_to_write = max(resumed_from - 1, written) if resumed_from > 0 else -math.inf
             self._last_curve_step = None
+            self._tab.start()
             self._close_summary()
             writer.add_custom_scalars(self._layout(report.monitor))
-        self._write_actual(writer, report.monitor)
+        self._write_actual(writer, report.monitor, report.horizon)
+        if report.anomalies:
+            self._tab.write_anomalies(writer, report)
         forecast = report.forecast
         if forecast is None or not forecast.ok or report.step <= self._last_scalar_step:
             writer.flush()
             return
         self._last_scalar_step = report.step
         self._write_scalars(writer, report)
+        self._tab.write_planned_lr(writer, report, self.run.planned_schedule() if self.run is not None else None)
         if self._curve_due(trainer, report):
             self._last_curve_step = report.step
-            self._write_curve_run(writer, report)
+            self._tab.write_forecast(writer, report, self._scalars(report), self.mode)
         if self.figures and _is_last(trainer, report):
             self._write_figure(writer, report)
         if self.summary:
@@ -168,7 +206,7 @@ class TensorBoardReporter(Actuator):
                     "Margin",
                     [PREFIX + "final", PREFIX + "final_lo", PREFIX + "final_hi"],
                 ],
-                f"{monitor}: observed and forecast (runs {CURVE_RUNS}/step_N)": [
+                f"{monitor}: observed (the forecast is in the curvecast tab)": [
                     "Multiline",
                     [f"^{logged_name(monitor)}$"],
                 ],
@@ -177,14 +215,17 @@ class TensorBoardReporter(Actuator):
             }
         }
 
-    def _write_actual(self, writer: Any, monitor: str) -> None:
+    def _write_actual(self, writer: Any, monitor: str, horizon: int | None) -> None:
         """The observed monitor, the LR and the sensors' measures since the last report, under ``curvecast/<name>``."""
-        for name in (monitor, *SENSOR_SERIES):
-            self._write_series(writer, name)
+        self._write_series(writer, monitor, self.observed_points, _gap(horizon, _RUN_POINTS))
+        for name in SENSOR_SERIES:
+            if name != monitor:
+                self._write_series(writer, name, self.sensor_points, _gap(horizon, _RUN_POINTS // 5))
 
-    def _write_series(self, writer: Any, name: str) -> None:
-        """The points of ``name`` recorded since the last report, at most ``curve_points`` of them, evenly spaced:
-        what is written grows with the reports, not with the steps (Lightning already logs every step it is asked)."""
+    def _write_series(self, writer: Any, name: str, points: int, gap: float) -> None:
+        """The points of ``name`` recorded since the last report, at most ``points`` of them, evenly spaced and at
+        least ``gap`` steps apart: what is written grows with the reports, not with the steps, and a run of known
+        length writes a bounded number of points per series (each costs about 70 bytes of event file)."""
         if self.history is None or name not in self.history:
             return
         series = self.history.series(name)
@@ -192,13 +233,15 @@ class TensorBoardReporter(Actuator):
         new = np.flatnonzero(series.steps > last)
         if not new.size:
             return
-        picked = new[np.unique(np.linspace(0, new.size - 1, min(new.size, self.curve_points)).round().astype(int))]
+        picked = new[np.unique(np.linspace(0, new.size - 1, min(new.size, points)).round().astype(int))]
         tag = logged_name(name)
+        previous = self._last_point.get(name, -math.inf)
         for step, value in zip(series.steps[picked].tolist(), series.values[picked].tolist(), strict=True):
             step = int(round(step))
-            if step > last and math.isfinite(value):
+            if step > last and step - previous >= gap and math.isfinite(value):
                 writer.add_scalar(tag, value, step)
-                last = step
+                last = previous = step
+        self._last_point[name] = previous
         self._last_written[name] = max(last, float(series.steps[new[-1]]))
 
     def _scalars(self, report: Report) -> dict[str, float]:
@@ -223,21 +266,6 @@ class TensorBoardReporter(Actuator):
             return True
         every = self.curve_every or max((report.horizon or 0) // 20, 1)
         return report.step - self._last_curve_step >= every
-
-    def _write_curve_run(self, writer: Any, report: Report) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        forecast = report.forecast
-        horizon = int(forecast.horizon)
-        if horizon <= report.step:
-            return
-        steps = np.unique(np.linspace(report.step, horizon, self.curve_points).round().astype(int))
-        values = forecast.predict(steps)
-        path = os.path.join(writer.log_dir, CURVE_RUNS, f"step_{report.step:08d}")
-        with SummaryWriter(log_dir=path) as curve:  # one small event file per forecast curve
-            for step, value in zip(steps.tolist(), values.tolist(), strict=True):
-                if math.isfinite(value):
-                    curve.add_scalar(logged_name(report.monitor), value, step)
 
     def _write_figure(self, writer: Any, report: Report) -> None:
         if self.history is None or report.monitor not in self.history:
@@ -301,6 +329,11 @@ def _last_step_written(log_dir: str) -> int:
         return -1
     steps = [int(c.steps[-1]) for name, c in log.curves.items() if name.startswith(METRIC_PREFIX) and len(c)]
     return max(steps, default=-1)
+
+
+def _gap(horizon: int | None, run_points: int) -> float:
+    """The fewest steps between two written points so that a run to ``horizon`` writes at most ``run_points``."""
+    return horizon / run_points if horizon else 0.0
 
 
 def _is_last(trainer: Any, report: Report) -> bool:

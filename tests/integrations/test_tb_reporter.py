@@ -16,6 +16,7 @@ from tensorboard.util import tensor_util
 from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import AlertLogger, TensorBoardReporter
+from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, decode
 
 STEPS = 240
 SPIKE = 150
@@ -26,7 +27,8 @@ FORECAST_TAGS = {f"curvecast/forecast/{n}" for n in ("final", "final_lo", "final
 def run_dir(tmp_path_factory) -> Path:
     """One tiny run with a spike at step 150, a reachable target, forecasts every 20 steps; returns its log dir."""
     tmp_path = tmp_path_factory.mktemp("tb")
-    bundle = Curvecast(target=2.4, forecast_every=20, background=False, forecast_budget=None)  # own reporter, alerts
+    bundle = Curvecast(target=2.4, forecast_every=20, background=False, forecast_budget=None,
+                       tensorboard=TensorBoardReporter(figures=True))  # fmt: skip
     assert sum(isinstance(a, TensorBoardReporter) for a in bundle.actuators) == 1
     assert sum(isinstance(a, AlertLogger) for a in bundle.actuators) == 1
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
@@ -64,7 +66,7 @@ def test_spike_alert_in_text(run_dir):
     assert f"step {SPIKE}" in spikes[0]
 
 
-def test_layout_figures_curve_runs_and_summary(run_dir):
+def test_layout_figures_forecast_curves_and_summary(run_dir):
     ea = _accumulator(run_dir)
     layout = layout_pb2.Layout()
     layout.ParseFromString(tensor_util.make_ndarray(ea.Tensors("custom_scalars__config__")[0].tensor_proto).item())
@@ -74,13 +76,22 @@ def test_layout_figures_curve_runs_and_summary(run_dir):
     assert margin[0].margin.series[0].lower == "curvecast/forecast/final_lo"
     assert "curvecast/forecast/figure" in ea.Tags()["images"]
 
-    curve_runs = sorted((run_dir / "curvecast_forecast").iterdir(), key=lambda p: int(p.name.split("_")[1]))
-    # One forecast curve per twentieth of the run at most (every 12 steps here, so each forecast, made every 20
-    # steps) and the final one.
-    assert [int(p.name.split("_")[1]) for p in curve_runs] == [*range(20, STEPS, 20), STEPS - 1]
-    latest = _accumulator(curve_runs[-1]).Scalars("curvecast/loss")
-    assert latest[0].step >= int(curve_runs[-1].name.split("_")[1])
-    assert latest[-1].step == STEPS
+    # The forecast curves live in the run itself, as data of the curvecast tab: no sub-run per forecast.
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["curvecast_summary"]
+    documents = [(e.step, decode(e.tensor_proto.string_val[0])) for e in ea.Tensors(FORECAST_TAG)]
+    assert ea.SummaryMetadata(FORECAST_TAG).plugin_data.plugin_name == "curvecast"
+    # One curve per twentieth of the run at most (every 12 steps here, so each forecast, made every 20 steps) and
+    # the final one.
+    assert [step for step, _ in documents] == [*range(20, STEPS, 20), STEPS - 1]
+    step, latest = documents[-1]
+    assert latest["curve"]["steps"][0] == latest["last_step"] == step
+    assert latest["curve"]["steps"][-1] == latest["horizon"] == STEPS
+    assert latest["final"] == pytest.approx(ea.Scalars("curvecast/forecast/final")[-1].value)
+    middle = documents[len(documents) // 2][1]["curve"]
+    assert all(lo <= m <= hi for lo, m, hi in zip(middle["lo"], middle["mean"], middle["hi"], strict=True))
+    assert middle["hi"][-1] > middle["lo"][-1]
+    events = decode(ea.Tensors(EVENTS_TAG)[-1].tensor_proto.string_val[0])
+    assert [a["step"] for a in events["anomalies"] if a["kind"] == "spike"] == [SPIKE]
     summary = _accumulator(run_dir / "curvecast_summary")
     assert "_hparams_/experiment" in summary.PluginTagToContent("hparams")
     assert summary.Scalars("curvecast/summary/stopped_early")[-1].value == 0.0
@@ -108,9 +119,7 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
     tags = get("/data/plugin/scalars/tags")
     run = run_dir.name
     assert set(tags[run]) >= FORECAST_TAGS
-    forecast_runs = [r for r in tags if r.startswith(f"{run}/curvecast_forecast/")]
-    assert forecast_runs
-    assert all("curvecast/loss" in tags[r] for r in forecast_runs)
+    assert sorted(tags) == [run, f"{run}/curvecast_summary"]  # the run once, and its hparams summary
     points = get(f"/data/plugin/scalars/scalars?run={run}&tag=curvecast/forecast/final")
     written = _accumulator(run_dir).Scalars("curvecast/forecast/final")
     assert [p[1] for p in points] == [e.step for e in written]  # every forecast served, at its step, in order
@@ -138,6 +147,8 @@ def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog, monke
         ({"interval": 1.0}, "Expected `interval` to lie in"),
         ({"curve_every": 0}, "Expected `curve_every` to be a positive int"),
         ({"curve_points": 1}, "Expected `curve_points` to be at least 2"),
+        ({"observed_points": 0}, "Expected `observed_points` to be a positive int"),
+        ({"sensor_points": 0}, "Expected `sensor_points` to be a positive int"),
     ],
 )
 def test_reporter_validates_arguments(kwargs, match):
@@ -149,14 +160,18 @@ def test_the_lr_and_the_sensors_measures_are_in_tensorboard(run_dir):
     accumulator = _accumulator(run_dir)
     assert {"curvecast/grad_norm", "curvecast/throughput/samples_per_sec"} <= set(accumulator.Tags()["scalars"])
     lr = accumulator.Scalars("curvecast/lr")
-    assert [e.step for e in lr] == list(range(STEPS))
+    # At most 5 points of each sensor's series per report (every 20 steps here), spread over the steps in between.
+    steps = [e.step for e in lr]
+    assert steps == sorted(set(steps))
+    assert 5 * (STEPS // 20) <= len(steps) <= 5 * (STEPS // 20 + 2)
+    assert steps[-1] == STEPS - 1
     assert all(e.value > 0 for e in lr)
 
 
 def test_observed_points_written_grow_with_reports_not_steps(tmp_path):
-    """A report every 500 steps writes at most `curve_points` observed points: a long run's event file stays small."""
+    """A report every 500 steps writes at most `observed_points` points: a long run's event file stays small."""
     bundle = Curvecast(forecast_every=500, background=False, forecast_budget=None,
-                       tensorboard=TensorBoardReporter(curve_points=50, figures=False, summary=False))  # fmt: skip
+                       tensorboard=TensorBoardReporter(observed_points=50, figures=False, summary=False))  # fmt: skip
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=2000)
     trainer.fit(CurveModule(2000))
     loss = _accumulator(Path(trainer.logger.log_dir)).Scalars("curvecast/loss")

@@ -1,0 +1,14 @@
+"""TensorBoard's ``curvecast`` tab: a dynamic plugin that draws each run's forecast from the run's own event files.
+
+- :mod:`~curvecast.tensorboard_plugin.summary`: how the tab's data sits in an event file (JSON documents in string
+  tensors tagged for the ``curvecast`` plugin); shared by the writer and the server.
+- :mod:`~curvecast.tensorboard_plugin.tab_writer`: :class:`TabWriter`, what a live run writes for the tab (the
+  reporter, :class:`~curvecast.integrations.TensorBoardReporter`, decides when).
+- :mod:`~curvecast.tensorboard_plugin.band`: the band drawn around a forecast curve (the tab and the figure agree).
+- :mod:`~curvecast.tensorboard_plugin.run_data`: one run's chart data, read through TensorBoard's data provider.
+- :mod:`~curvecast.tensorboard_plugin.plugin`: :class:`CurvecastPlugin`, the routes TensorBoard serves, registered
+  under the ``tensorboard_plugins`` entry point.
+- ``static/index.js``: the tab itself, a self-contained ES module drawing inline SVG.
+
+None of it imports torch or Lightning: the TensorBoard process loads the plugin without them.
+"""

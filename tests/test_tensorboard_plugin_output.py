@@ -1,0 +1,146 @@
+"""What curvecast writes to a run's loggers: a failed write is a warning and the run finishes; nothing reaches a
+CSVLogger unless a sensor is asked to log; TensorBoard output can be switched off entirely."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import itertools
+import warnings
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import curvecast.failsafe
+from curvecast import Curvecast
+from curvecast.callbacks import GradientNoiseScale, Throughput
+from curvecast.failsafe import CurvecastWarning
+from curvecast.integrations import AlertLogger, HyperparameterAdvisor
+from tiny_models import TinyRegression, loader
+
+STEPS = 60
+
+
+class LogsItsLoss(TinyRegression):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("train_loss", loss)
+        return loss
+
+
+class FullDiskForCurvecast(pl.Callback):
+    """From the start of the fit, every event carrying a ``curvecast`` tag fails as a full disk does (ENOSPC), while
+    Lightning's own events still go through: what curvecast adds is what no longer fits."""
+
+    def on_fit_start(self, trainer, pl_module):
+        file_writer = trainer.logger.experiment._get_file_writer()
+        write = file_writer.add_event
+
+        def add_event(event, *args, **kwargs):
+            if any(value.tag.startswith("curvecast") for value in event.summary.value):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return write(event, *args, **kwargs)
+
+        file_writer.add_event = add_event
+
+
+def _fit(tmp_path: Path, quiet: dict, bundle: Curvecast, logger, extra=()) -> pl.Trainer:
+    options = {**quiet, "logger": logger, "log_every_n_steps": 5}
+    trainer = pl.Trainer(max_steps=STEPS, callbacks=[bundle, *extra], **options)
+    trainer.fit(LogsItsLoss(), loader(n=8 * STEPS))
+    return trainer
+
+
+def _tags(log_dir: Path) -> set[str]:
+    tags = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload().Tags()
+    return set(tags["scalars"]) | set(tags["tensors"])
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    monkeypatch.setattr(curvecast.failsafe, "_warned", set())  # forget warnings other tests already gave
+
+
+def test_a_full_disk_is_one_warning_and_the_run_finishes(tmp_path, quiet_trainer_kwargs, fresh_warnings):
+    bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None, target=0.5)
+    logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
+    with pytest.warns(CurvecastWarning) as caught:
+        trainer = _fit(tmp_path, quiet_trainer_kwargs, bundle, logger, [FullDiskForCurvecast()])
+    assert trainer.global_step == STEPS
+    assert sum(1 for r in bundle.reports if r.forecast is not None) >= 5  # each of them failed to write
+    failures = [str(w.message) for w in caught if "could not write to TensorBoard" in str(w.message)]
+    assert len(failures) == 1
+    assert "No space left on device" in failures[0]
+    assert "training goes on" in failures[0]
+    tags = _tags(Path(logger.log_dir))
+    assert "train_loss" in tags  # Lightning's own logging was untouched
+    assert not [t for t in tags if t.startswith("curvecast")]
+
+
+def test_an_unwritable_summary_directory_is_a_warning(tmp_path, quiet_trainer_kwargs, fresh_warnings):
+    log_dir = tmp_path / "run" / "fixed"
+    log_dir.mkdir(parents=True)
+    (log_dir / "curvecast_summary").write_text("a file where the summary's directory goes")  # makedirs fails
+    bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None)
+    with pytest.warns(CurvecastWarning, match="could not write to TensorBoard .*FileExistsError"):
+        trainer = _fit(tmp_path, quiet_trainer_kwargs, bundle, TensorBoardLogger(tmp_path, name="run", version="fixed"))
+    assert trainer.global_step == STEPS
+    # What fits in the run's own file is still written: the forecasts and the tab's data.
+    assert {"curvecast/forecast/final", "curvecast/loss", "curvecast/plugin/forecast"} <= _tags(log_dir)
+
+
+def _csv_columns(logger: CSVLogger) -> list[str]:
+    with open(Path(logger.log_dir) / "metrics.csv", newline="") as handle:
+        return next(csv.reader(handle))
+
+
+def test_a_csv_gets_curvecast_columns_only_when_a_sensor_is_asked(tmp_path, quiet_trainer_kwargs):
+    default = CSVLogger(tmp_path, name="default")
+    _fit(tmp_path, quiet_trainer_kwargs, Curvecast(forecast_every=10, background=False), default)
+    assert "train_loss" in _csv_columns(default)
+    assert not [c for c in _csv_columns(default) if c.startswith("curvecast")]
+
+    asked = CSVLogger(tmp_path, name="asked")
+    bundle = Curvecast(forecast_every=10, background=False, gradient_noise=GradientNoiseScale(log_metrics=True),
+                       throughput=Throughput(log_metrics=True))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CurvecastWarning)  # no per-example layers to measure: not what is tested
+        _fit(tmp_path, quiet_trainer_kwargs, bundle, asked)
+    columns = _csv_columns(asked)
+    assert {"curvecast/grad_norm", "curvecast/throughput/step_time"} <= set(columns)
+    assert not [c for c in columns if c.startswith("curvecast/forecast")]  # forecasts go to TensorBoard only
+
+
+def test_tensorboard_output_can_be_switched_off(tmp_path, quiet_trainer_kwargs):
+    off = {
+        "tensorboard": False,
+        "alerts": AlertLogger(tensorboard=False),
+        "advice": HyperparameterAdvisor(tensorboard=False),
+    }
+    bundle = Curvecast(forecast_every=10, background=False, **off)
+    logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
+    _fit(tmp_path, quiet_trainer_kwargs, bundle, logger)
+    assert bundle.last_report is not None  # it forecast all along ...
+    tags = _tags(Path(logger.log_dir))
+    assert "train_loss" in tags
+    assert not [t for t in tags if t.startswith("curvecast")]  # ... and wrote nothing
+    assert [p.name for p in Path(logger.log_dir).iterdir() if p.is_dir()] == []
+
+
+@pytest.mark.slow
+def test_a_run_of_known_length_writes_a_bounded_number_of_points_per_series(tmp_path, quiet_trainer_kwargs):
+    steps = 2000
+    bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None)
+    logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
+    options = {**quiet_trainer_kwargs, "logger": logger}
+    pl.Trainer(max_steps=steps, callbacks=[bundle], **options).fit(TinyRegression(lr=0.01), loader(n=8 * steps))
+    accumulator = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0}).Reload()
+    # 200 reports: 10 new steps each, all of the monitor's (up to 2000 points in a run of 2000 steps) ...
+    assert [e.step for e in accumulator.Scalars("curvecast/loss")] == list(range(steps))
+    # ... and 5 of each other series' per report, but no closer than a run's 400th part: 400 points, not 1000.
+    lr = [e.step for e in accumulator.Scalars("curvecast/lr")]
+    assert 350 <= len(lr) <= steps // 5
+    assert min(b - a for a, b in itertools.pairwise(lr)) >= 5
