@@ -18,7 +18,7 @@ import curvecast.failsafe
 from curvecast import Curvecast
 from curvecast.callbacks import GradientNoiseScale, Throughput
 from curvecast.failsafe import CurvecastWarning
-from curvecast.integrations import AlertLogger, HyperparameterAdvisor
+from curvecast.integrations import AlertLogger
 from tiny_models import TinyRegression, loader
 
 STEPS = 60
@@ -115,12 +115,10 @@ def test_a_csv_gets_curvecast_columns_only_when_a_sensor_is_asked(tmp_path, quie
 
 
 def test_tensorboard_output_can_be_switched_off(tmp_path, quiet_trainer_kwargs):
-    off = {
-        "tensorboard": False,
-        "alerts": AlertLogger(tensorboard=False),
-        "advice": HyperparameterAdvisor(tensorboard=False),
-    }
-    bundle = Curvecast(forecast_every=10, background=False, **off)
+    bundle = Curvecast(forecast_every=10, background=False, tensorboard=False)
+    assert not bundle.alerts.tensorboard  # alerts and advice reach Python logging alone
+    assert not bundle.advice.tensorboard
+    assert Curvecast(tensorboard=False, alerts=AlertLogger(tensorboard=True)).alerts.tensorboard  # an instance rules
     logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
     _fit(tmp_path, quiet_trainer_kwargs, bundle, logger)
     assert bundle.last_report is not None  # it forecast all along ...

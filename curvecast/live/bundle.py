@@ -50,8 +50,7 @@ def _part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> 
 class Curvecast(Callback):
     """Watch a live run: capture its loss and LR schedule, forecast where the loss is going, and act on it.
 
-    ``Trainer(callbacks=[Curvecast()])`` is all it takes, with ``lightning.pytorch.Trainer`` and
-    ``pytorch_lightning.Trainer`` alike (and ``--trainer.callbacks+=curvecast.Curvecast`` in ``LightningCLI``).
+    ``Trainer(callbacks=[Curvecast()])`` is all it takes, in both Lightning flavours and in ``LightningCLI``.
 
     Args:
         monitor: the metric to forecast; None means the training loss of every optimizer step. A validation metric
@@ -72,12 +71,12 @@ class Curvecast(Callback):
             :class:`~curvecast.integrations.HyperparameterAdvisor`, or False).
         alerts: send anomalies to Python logging and TensorBoard's ``curvecast/alerts`` (True, a configured
             :class:`~curvecast.integrations.AlertLogger`, or False).
-        tensorboard: write forecasts, figures and a summary to the Trainer's TensorBoard logger (True, a configured
-            :class:`~curvecast.integrations.TensorBoardReporter`, or False).
+        tensorboard: write forecasts, the curvecast tab's data and a summary to the Trainer's TensorBoard logger (True,
+            a configured :class:`~curvecast.integrations.TensorBoardReporter`, or False: then the default alerts and
+            advice go to Python logging only).
         log_forecasts: each forecast as one line on the ``"curvecast"`` logger and in the progress bar (True, a
             configured :class:`~curvecast.integrations.ForecastLogger`, or False).
-        actuators: more :class:`~curvecast.live.actuator.Actuator` objects acting on each
-            :class:`~curvecast.forecasting.Report`.
+        actuators: more :class:`~curvecast.live.actuator.Actuator` objects acting on each report.
 
     Attributes:
         history: the run's :class:`~curvecast.history.RunHistory` (saved in checkpoints, restored on resume).
@@ -138,8 +137,9 @@ class Curvecast(Callback):
         )
         # The stopper goes first, so a stop and its alert precede the forecast scalars of the same step.
         self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping")
-        self.alerts = _part(alerts, AlertLogger, "alerts")
-        self.advice = _part(advice, HyperparameterAdvisor, "advice")
+        to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
+        self.alerts = _part(alerts, AlertLogger, "alerts", tensorboard=to_tensorboard)
+        self.advice = _part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
         self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
         self.forecast_logger = _part(log_forecasts, ForecastLogger, "log_forecasts")
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
