@@ -7,6 +7,10 @@ fit to the last 5 % of the points (5 to 200) for per-step noisy curves. Prints, 
 |relative error| of every method side by side, then the 80 % interval coverage and the refit cost.
 
     python benchmarks/forecast_accuracy.py [--curves DIR] [--only mng] [--no-baselines]
+    python benchmarks/forecast_accuracy.py --references   # leave-one-run-out gain from reference runs
+
+``load_wild`` reads the validation curves of the Lightning logs in ../shared/data/wild, and ``group_of`` /
+``recipe_of`` name a run's cross-validation group and recipe, for ``benchmarks/calibrate.py``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_baselines import BASELINES  # noqa: E402
 
 from curvecast.forecasting import Forecaster  # noqa: E402
+from curvecast.forecasting.references import Reference  # noqa: E402
 
 FRACTIONS = (0.10, 0.25, 0.50, 0.75)
 DEFAULT_CURVES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "curves"
+DEFAULT_WILD = DEFAULT_CURVES.parent / "wild"
+# AlgoPerf workloads, each one cross-validation group across frameworks and variants (ogbg_model_size is ogbg).
+WORKLOADS = (
+    "criteo1tb", "fastmri", "imagenet_resnet", "imagenet_vit", "librispeech_conformer", "librispeech_deepspeech",
+    "ogbg", "wmt",
+)  # fmt: skip
+
+
+def group_of(run_id: str) -> str:
+    """The cross-validation group of a run: its source, and for AlgoPerf its workload."""
+    source = run_id.split("__")[0]
+    if source == "algoperf":
+        return "algoperf:" + next((w for w in WORKLOADS if f"_{w}_" in run_id), "other")
+    return source
+
+
+def recipe_of(run_id: str) -> str:
+    """Runs of one recipe: AlgoPerf trials of one submission, study and workload; modded-nanogpt runs of one record."""
+    if run_id.startswith("algoperf__"):
+        return run_id.rsplit("_t", 1)[0]
+    return run_id.split("__")[1] if run_id.count("__") >= 2 else run_id
 
 
 def load_runs(folder: Path, only: str | None = None) -> list[dict]:
@@ -56,6 +82,9 @@ def load_runs(folder: Path, only: str | None = None) -> list[dict]:
             {
                 "id": path.stem,
                 "source": path.stem.split("__")[0],
+                "group": group_of(path.stem),
+                "mode": "min",
+                "bounds": None,
                 "steps": steps,
                 "values": values,
                 "horizon": horizon,
@@ -64,6 +93,79 @@ def load_runs(folder: Path, only: str | None = None) -> list[dict]:
             }
         )
     return runs
+
+
+def load_wild(folder: Path, min_points: int = 8) -> list[dict]:
+    """Validation curves of Lightning CSVLogger logs: one loss and one accuracy per log where present.
+
+    Rows with the metric are kept by step (the last row of a repeated step), up to the first step that goes back (a
+    second ``fit`` appended to the same file). Accuracy is ``mode="max"`` with bounds (0, 1), or (0, 100) in percent.
+    """
+    runs = []
+    for path in sorted(folder.glob("*.csv")):
+        with path.open(newline="") as fh:
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(fh)]
+        if not rows:
+            continue
+        names = list(rows[0])
+        x_name = "step" if "step" in names else "epoch" if "epoch" in names else None
+        if x_name is None:
+            continue
+        for kind in ("loss", "acc"):
+            col = _wild_column(names, kind)
+            if col is None:
+                continue
+            steps, values = _wild_series(rows, x_name, col)
+            if len(values) < min_points or np.ptp(values) == 0:
+                continue
+            bounds = None
+            if kind == "acc":
+                if values.min() < 0 or values.max() > 100:
+                    continue
+                bounds = (0.0, 1.0) if values.max() <= 1.0 else (0.0, 100.0)
+            runs.append(
+                {
+                    "id": f"wild__{path.stem}_{col}",
+                    "source": f"wild-{kind}",
+                    "group": "wild",
+                    "mode": "min" if kind == "loss" else "max",
+                    "bounds": bounds,
+                    "steps": steps,
+                    "values": values,
+                    "horizon": int(steps[-1]),
+                    "lrs": None,
+                    "truth": float(values[-1]),
+                }
+            )
+    return runs
+
+
+def _wild_column(names: list[str], kind: str) -> str | None:
+    """The validation column of ``kind`` ("loss" or "acc"): per-epoch or plain names before per-step ones."""
+    found = [
+        n
+        for n in names
+        if n.lower().startswith(("val", "valid")) and kind in n.lower() and not n.lower().endswith("_step")
+    ]
+    return min(found, key=len) if found else None
+
+
+def _wild_series(rows: list[dict], x_name: str, col: str) -> tuple[np.ndarray, np.ndarray]:
+    by_step: dict[float, float] = {}
+    last = -np.inf
+    for r in rows:
+        try:
+            x, v = float(r[x_name]), float(r[col])
+        except (KeyError, ValueError):
+            continue
+        if not (np.isfinite(x) and np.isfinite(v)):
+            continue
+        if x < last:
+            break
+        by_step[x] = v
+        last = x
+    steps = np.array(sorted(by_step), dtype=np.float64)
+    return steps, np.array([by_step[x] for x in steps.tolist()], dtype=np.float64)
 
 
 def truth(values: np.ndarray) -> float:
@@ -148,6 +250,41 @@ def timing(seed: int = 0) -> None:
         print(f"refit on {n:>9,} points (horizon {horizon:,}, WSD lrs): median {1e3 * np.median(times):6.1f} ms")
 
 
+def reference_gain(runs: list[dict]) -> None:
+    """Leave one run out within each recipe of two or more runs: forecasts with the others as references and without."""
+    by_recipe: dict[str, list[dict]] = {}
+    for run in runs:
+        by_recipe.setdefault(recipe_of(run["id"]), []).append(run)
+    rows = []
+    for members in by_recipe.values():
+        if len(members) < 2:
+            continue
+        for run in members:
+            refs = [Reference(r["steps"], r["values"], r["lrs"]) for r in members if r is not run]
+            for frac in FRACTIONS:
+                m = run["steps"] <= frac * run["horizon"]
+                if m.sum() < 5:
+                    continue
+                t, y = run["steps"][m], run["values"][m]
+                row = {"source": run["source"], "frac": frac}
+                for name, given in (("alone", None), ("references", refs)):
+                    f = Forecaster().fit(t, y, horizon=run["horizon"], lrs=run["lrs"], references=given)
+                    final = f.final if f.ok else float(np.mean(y[-5:]))
+                    row[name] = abs(final / run["truth"] - 1.0)
+                    lo, hi = f.interval(0.8) if f.ok else (np.nan, np.nan)
+                    row[name + "_cov"] = bool(lo <= run["truth"] <= hi)
+                rows.append(row)
+    print("\nleave-one-run-out within recipes (median |relative error|, 80 % coverage)")
+    print("source     prefix    n      alone  references   cover alone/refs")
+    for g in sorted({r["source"] for r in rows}) + ["all"]:
+        for frac in FRACTIONS:
+            sel = [r for r in rows if r["frac"] == frac and g in ("all", r["source"])]
+            if sel:
+                a, b = (100 * np.median([r[k] for r in sel]) for k in ("alone", "references"))
+                ca, cb = (100 * np.mean([r[k] for r in sel]) for k in ("alone_cov", "references_cov"))
+                print(f"{g:<10} {frac:>5.0%} {len(sel):>4}   {a:7.2f}%   {b:7.2f}%      {ca:4.0f}% / {cb:4.0f}%")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--curves", type=Path, default=DEFAULT_CURVES)
@@ -156,8 +293,12 @@ def main() -> None:
     ap.add_argument("--save", type=Path, default=None, help="write the per-forecast rows as JSON")
     ap.add_argument("--cache", type=Path, default=None, help="JSON file that keeps baseline forecasts between runs")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--references", action="store_true", help="only the leave-one-run-out reference-run benchmark")
     args = ap.parse_args()
     runs = load_runs(args.curves, args.only)
+    if args.references:
+        reference_gain(runs)
+        return
     print(f"{len(runs)} runs ({sum(r['lrs'] is not None for r in runs)} with an LR schedule), diverged runs skipped")
     rows = evaluate(runs, with_baselines=not args.no_baselines, cache=args.cache)
     methods = ["curvecast"] + ([] if args.no_baselines else list(BASELINES))

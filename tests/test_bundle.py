@@ -78,7 +78,9 @@ def test_background_forecasts_reach_the_actuators(quiet_trainer_kwargs):
     pl.Trainer(max_steps=24, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader(n=192))
     assert recorder.reports, "no forecast came back from the worker thread"
     assert recorder.reports[-1].step == 23
-    assert all(r.forecast.ok for r in recorder.reports)
+    # Each report carries a forecast, or says why none was made (early on this noisy toy loss is too uncertain).
+    assert all(r.forecast.ok or r.forecast.reason for r in recorder.reports)
+    assert recorder.reports[-1].forecast.ok
 
 
 def test_history_survives_a_checkpoint_resume(tmp_path, quiet_trainer_kwargs):

@@ -3,6 +3,7 @@
 from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, detect_anomalies
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.forecaster import Forecaster
+from curvecast.forecasting.references import Reference
 from curvecast.forecasting.report import Report
 
-__all__ = ["Anomaly", "AnomalyDetector", "Forecast", "Forecaster", "Report", "detect_anomalies"]
+__all__ = ["Anomaly", "AnomalyDetector", "Forecast", "Forecaster", "Reference", "Report", "detect_anomalies"]

@@ -18,6 +18,7 @@ from functools import partial
 
 import numpy as np
 
+from curvecast.forecasting.calibration import MPL_ALPHA, MPL_ALPHA_SD
 from curvecast.forecasting.schedule import LRSchedule
 
 __all__ = [
@@ -31,10 +32,8 @@ __all__ = [
     "schedule_free_families",
 ]
 
-# A log-normal prior on the MPL exponent alpha (median 0.4, sd 0.2 in log): a short prefix alone often picks a steep
-# alpha whose curve flattens too early, or a tiny one that extrapolates the early transient far past the truth.
-MPL_ALPHA = 0.4
-MPL_ALPHA_SD = 0.2
+# The MPL exponent alpha has a log-normal prior (``calibration.py``): a short prefix alone often picks a steep alpha
+# whose curve flattens too early, or a tiny one that extrapolates the early transient far past the truth.
 ALPHAS = np.geomspace(0.05, 3.0, 48)  # power-law exponents: Kaplan's 0.076 to Domhan's steep early curves
 _KAPPAS = np.geomspace(0.05, 20.0, 24)  # time constants, in units of the last observed step
 _DELTAS = np.array([0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0])

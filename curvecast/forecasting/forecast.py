@@ -1,8 +1,11 @@
 """Forecast: the frozen result of one fit, with a point curve and a predictive distribution at the horizon.
 
-The distribution at the horizon is a normal in log space (the metric is a positive loss) centred on ``final`` with
-scale ``log_scale``; ``interval`` and ``prob_below`` both read that one distribution, so they always agree. A forecast
-that could not be made has ``ok=False``, a ``reason``, and answers every question with nan or None.
+The forecaster fits a positive, falling quantity ``y = sign * metric - base`` (``metric_map.py``: the loss itself, an
+error rate ``1 - accuracy``, a loss shifted past its estimated floor). The distribution at the horizon is a normal in
+log ``y`` centred on the point forecast with scale ``log_scale``; ``interval``, ``prob_below``, ``prob_beyond``,
+``predict`` and ``step_to_reach`` all read it and answer in the metric's own units (clipped to its bounds), so they
+always agree. A forecast that could not be made has ``ok=False``, a ``reason``, and answers every question with nan
+or None.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from curvecast.forecasting.metric_map import MetricMap
+
 __all__ = ["Forecast"]
 
 # step_to_reach scans the forecast curve on this many points, then scans the bracketing cell step by step.
 _SCAN_POINTS = 1024
+# A bracketing cell up to this many steps is scanned step by step; a wider one (a far horizon) is bisected.
+_SCAN_CELL = 4096
 
 
 @dataclass(frozen=True)
@@ -30,9 +37,12 @@ class Forecast:
         horizon: the step forecast to.
         last_step: the last observed step.
         final: point forecast of the smoothed metric at ``horizon`` (nan when not ok).
-        log_scale: standard deviation of log(metric at horizon) under the predictive distribution.
+        log_scale: standard deviation of log(y at horizon) under the predictive distribution, where y is the metric's
+            distance to its floor (the metric itself for a positive loss).
         model: short description of the model or ensemble used.
         current: the smoothed metric at ``last_step`` according to the fitted curve.
+        curve: the fitted point curve of y (the falling quantity), steps in, y out.
+        mapping: how the metric maps to y: its direction (``mapping.mode``), floor and bounds.
     """
 
     ok: bool
@@ -44,11 +54,21 @@ class Forecast:
     model: str = "none"
     current: float = math.nan
     curve: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    mapping: MetricMap = field(default_factory=MetricMap)
+
+    @property
+    def mode(self) -> str:
+        """``"min"`` when the metric improves downwards (a loss), ``"max"`` when upwards (accuracy, reward)."""
+        return self.mapping.mode
+
+    def _y(self, value: float) -> float:
+        return float(self.mapping.to_y(value))
 
     @classmethod
-    def failed(cls, reason: str, horizon: int, last_step: int) -> Forecast:
+    def failed(cls, reason: str, horizon: int, last_step: int, mapping: MetricMap | None = None) -> Forecast:
         """A forecast that could not be made, saying why."""
-        return cls(ok=False, reason=reason, horizon=int(horizon), last_step=int(last_step))
+        mapping = MetricMap() if mapping is None else mapping
+        return cls(ok=False, reason=reason, horizon=int(horizon), last_step=int(last_step), mapping=mapping)
 
     def interval(self, p: float = 0.8) -> tuple[float, float]:
         """Central interval holding the metric at the horizon with probability ``p``."""
@@ -57,36 +77,48 @@ class Forecast:
         if not self.ok:
             return (math.nan, math.nan)
         z = float(ndtri(0.5 + p / 2.0))
-        return (self.final * math.exp(-z * self.log_scale), self.final * math.exp(z * self.log_scale))
+        y = self._y(self.final)
+        ends = self.mapping.to_metric(np.array([y * math.exp(-z * self.log_scale), y * math.exp(z * self.log_scale)]))
+        return (float(ends.min()), float(ends.max()))
 
     def prob_below(self, target: float) -> float:
-        """Probability that the metric at the horizon ends below ``target``."""
+        """Probability that the metric at the horizon ends below ``target`` (in the metric's units, either mode)."""
+        beyond = self.prob_beyond(target)
+        return beyond if self.mapping.mode == "min" or math.isnan(beyond) else 1.0 - beyond
+
+    def prob_beyond(self, target: float) -> float:
+        """Probability that the metric at the horizon ends better than ``target``: below it for ``mode="min"``,
+        above it for ``mode="max"``."""
         if not self.ok or not math.isfinite(target):
             return math.nan
-        if target <= 0.0:
+        ty = self._y(target)
+        if ty <= 0.0:  # at or past the floor: no forecast gets there
             return 0.0
+        y = self._y(self.final)
         if self.log_scale <= 0.0:
-            return float(self.final < target)
-        return float(ndtr((math.log(target) - math.log(self.final)) / self.log_scale))
+            return float(y < ty)
+        return float(ndtr((math.log(ty) - math.log(y)) / self.log_scale))
 
     def predict(self, at_steps: np.ndarray | list[float] | float) -> np.ndarray:
         """Point forecasts of the smoothed metric at ``at_steps`` (steps past the horizon read the horizon's value)."""
         at = np.atleast_1d(np.asarray(at_steps, dtype=np.float64))
         if not self.ok or self.curve is None:
             return np.full(at.shape, np.nan)
-        return self.curve(np.minimum(at, self.horizon))
+        return self.mapping.to_metric(self.curve(np.minimum(at, self.horizon)))
 
     def step_to_reach(self, target: float) -> int | None:
-        """First step at or after ``last_step`` where the point forecast is at or below ``target``, else None.
+        """First step at or after ``last_step`` where the point forecast reaches ``target``, else None.
 
-        The forecaster models a falling metric (a loss): a target above the current smoothed value is reached at
-        ``last_step``; one the curve does not fall to by the horizon is out of reach (None).
+        Reaching means at or below ``target`` for ``mode="min"``, at or above it for ``mode="max"``: a target the
+        current smoothed value already reaches is reached at ``last_step``; one the curve does not get to by the
+        horizon is out of reach (None).
         """
         if not self.ok or self.curve is None or not math.isfinite(target):
             return None
         start = self.last_step
-        if self.current <= target:
+        if self.mapping.sign * self.current <= self.mapping.sign * target:
             return start
+        target = self._y(target)
         grid = np.unique(np.linspace(start, self.horizon, min(_SCAN_POINTS, self.horizon - start + 1)).round())
         hit = np.flatnonzero(self.curve(grid) <= target)
         if hit.size == 0:
@@ -94,6 +126,15 @@ class Forecast:
         i = int(hit[0])
         if i == 0:
             return int(grid[0])
-        cell = np.arange(grid[i - 1], grid[i] + 1.0)
-        j = np.flatnonzero(self.curve(cell) <= target)
-        return int(cell[j[0]]) if j.size else int(grid[i])
+        lo, hi = float(grid[i - 1]), float(grid[i])
+        if hi - lo <= _SCAN_CELL:
+            cell = np.arange(lo, hi + 1.0)
+            j = np.flatnonzero(self.curve(cell) <= target)
+            return int(cell[j[0]]) if j.size else int(hi)
+        while hi - lo > 1.0:  # a wide cell (a far horizon): bisect, O(log cell) evaluations
+            mid = math.floor((lo + hi) / 2.0)
+            if self.curve(np.array([mid]))[0] <= target:
+                hi = mid
+            else:
+                lo = mid
+        return int(hi)

@@ -1,46 +1,59 @@
 """Forecaster: fit curve laws to a run's prefix and forecast the metric at the horizon, with a calibrated interval.
 
-One fit: check the input, drop non-finite points, bin (bounded cost), skip the early transient, then fit each model by
-robust variable projection (``varpro.py``). With the planned LR schedule the model is the Multi-Power Law with a prior
-on its annealing coefficient (the size of the drop the coming LR decay will bring, which the prefix cannot show),
-joined by prior-free variants once part of the decay is seen; without it, Domhan-style families (``hypotheses.py``
-picks the candidates). Members are weighted by how well each forecast a held-back tail of the observed curve. The
-interval combines the parameter uncertainty, the spread of the ensemble, and the held-back forecast error grown to the
-horizon's distance (``uncertainty.py``).
+One fit: check the input, drop non-finite points, map the metric to a positive falling quantity (``metric_map.py``:
+a loss as it is, an accuracy as its distance to the bound, a loss that goes negative past an estimated floor), bin
+(bounded cost), skip the early transient, then fit each model by robust variable projection (``varpro.py``). With the
+planned LR schedule the model is the Multi-Power Law with a prior on its annealing coefficient (the size of the drop
+the coming LR decay will bring, which the prefix cannot show), joined by prior-free variants once part of the decay is
+seen; without it, Domhan-style families (``hypotheses.py`` picks the candidates); finished runs of the same recipe add
+a member that follows their shape (``references.py``). Members are weighted by how well each forecast a held-back
+tail of the observed curve. The interval combines the parameter uncertainty, the spread of the ensemble, and the
+held-back forecast error grown to the horizon's distance (``uncertainty.py``); the fitted constants live in
+``calibration.py``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from curvecast.forecasting.curves import MPL_ALPHA, Family
+from curvecast.forecasting.calibration import (
+    ANNEAL_CAP,
+    ANNEAL_FLOOR,
+    ANNEAL_KAPPA,
+    ANNEAL_PRIOR,
+    ANNEAL_PRIOR_SD,
+    ANNEAL_SD_RANGE,
+    ANNEAL_SD_SLOPE,
+    HOLDOUT,
+    INTERVAL_SCALE_KNOWN,
+    INTERVAL_SCALE_UNKNOWN,
+    MAX_LOG_SCALE,
+    MAX_REACH,
+    MPL_ALPHA,
+    RECENCY,
+    TRANSIENT,
+)
+from curvecast.forecasting.curves import Family
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.hypotheses import candidate_families, holdout_weights
+from curvecast.forecasting.metric_map import check_mode_bounds, metric_map
 from curvecast.forecasting.preprocess import Binned, bin_curve, check_inputs
+from curvecast.forecasting.references import (
+    Reference,
+    ReferenceMember,
+    ReferenceShape,
+    check_references,
+    reference_shape,
+)
 from curvecast.forecasting.schedule import LRSchedule
-from curvecast.forecasting.uncertainty import log_scale
+from curvecast.forecasting.uncertainty import log_scale, log_scale_parts
 from curvecast.forecasting.varpro import fit_grid, huber_weights
 
 __all__ = ["Forecaster"]
-
-# The annealing drop scales with how fast the loss still falls: its prior mean is ANNEAL_KAPPA times the log-log slope
-# of the observed tail (relative to the loss) projected to the start of the decay, at least ANNEAL_FLOOR times
-# ``anneal_prior`` and at most ANNEAL_CAP (a larger prior drives the forecast of a short prefix negative). An LM loss
-# falling at slope 0.07 gets the cooldown's few percent; a vision or speech loss falling at slope 0.3-0.6 gets a much
-# larger drop.
-ANNEAL_KAPPA = 0.6
-ANNEAL_FLOOR = 0.5
-ANNEAL_CAP = 0.15
-# The interval's uncertainty of that drop scales with the same slope, relative to an LM loss's (0.1): the prior is an
-# LM cooldown's, and steeper (vision, graph) losses anneal by amounts it sizes far less well.
-ANNEAL_SD_SLOPE = 0.1
-# Schedule-aware laws weight each point by (step / last step)^RECENCY: the law describes the later curve the forecast
-# extends, while the early transient (the first hundreds of LM steps) bends away from it and would pull the exponent.
-# The shape-fitted MPL, fitted only once much of the decay is seen, weights all points alike.
-RECENCY = 1.0
-ANNEAL_SD_RANGE = (0.5, 3.0)
 
 
 class _Fitted:
@@ -52,14 +65,23 @@ class _Fitted:
         self.coef = coef
         self.anneal_sd = anneal_sd
 
+    @property
+    def name(self) -> str:
+        return self.family.name
+
     def __call__(self, t: np.ndarray) -> np.ndarray:
         return self.family.predict(np.asarray(t, dtype=np.float64), self.theta, self.coef)
+
+    def describe(self) -> str:
+        theta = ",".join(f"{x:.3g}" for x in self.theta)
+        coef = ",".join(f"{x:.4g}" for x in self.coef)
+        return f"{self.family.name}(theta={theta}; coef={coef})"
 
 
 class _Ensemble:
     """The weighted sum of fitted members: the forecast's point curve (a class, so a Forecast pickles)."""
 
-    def __init__(self, members: list[tuple[float, _Fitted]]) -> None:
+    def __init__(self, members: list[tuple[float, _Fitted | ReferenceMember]]) -> None:
         self.members = members
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
@@ -68,28 +90,27 @@ class _Ensemble:
 
 
 class Forecaster:
-    """Forecasts a falling metric (a loss) at a horizon step from its observed prefix.
+    """Forecasts a metric at a horizon step from its observed prefix: a loss, or any metric with its direction.
 
     Args:
         min_points: fewest finite points a forecast is made from.
         max_bins: the curve is averaged into at most this many bins before fitting (bounds the cost of a refit).
         transient: fraction of the observed steps (after warmup) skipped as the early transient.
         holdout: fraction of the observed steps held back to weight the ensemble and measure forecast error.
-        anneal_prior: prior mean of the loss drop that annealing the LR fully to zero brings, relative to the loss
-            (cooldowns of LLM pretraining runs cut the loss by a few percent: Hägele et al. 2024, Hu et al. 2024);
-            the prior mean grows with the observed log-log slope of the loss (``ANNEAL_KAPPA``).
+        anneal_prior: prior mean of the loss drop that annealing the LR fully to zero brings, relative to the loss;
+            the prior mean grows with the observed log-log slope of the loss (``calibration.ANNEAL_KAPPA``).
         anneal_prior_sd: prior standard deviation of that drop, relative to its mean.
-        interval_scale: multiplies the predictive log-scale (calibration).
+        interval_scale: multiplies the calibrated predictive log-scale (1 keeps the calibration).
     """
 
     def __init__(
         self,
         min_points: int = 5,
         max_bins: int = 256,
-        transient: float = 0.1,
-        holdout: float = 0.2,
-        anneal_prior: float = 0.035,
-        anneal_prior_sd: float = 1.0,
+        transient: float = TRANSIENT,
+        holdout: float = HOLDOUT,
+        anneal_prior: float = ANNEAL_PRIOR,
+        anneal_prior_sd: float = ANNEAL_PRIOR_SD,
         interval_scale: float = 1.0,
     ) -> None:
         if min_points < 3:
@@ -119,6 +140,10 @@ class Forecaster:
         horizon: int,
         lrs: np.ndarray | LRSchedule | None = None,
         counts: np.ndarray | None = None,
+        *,
+        mode: str = "min",
+        bounds: tuple[float | None, float | None] | None = None,
+        references: Sequence[Reference] | None = None,
     ) -> Forecast:
         """Fit the observed curve and forecast it at ``horizon``; returns a ``Forecast`` (``ok=False`` says why not).
 
@@ -129,16 +154,29 @@ class Forecaster:
             lrs: optional planned LR of every step 0..horizon: ``horizon + 1`` values, or an ``LRSchedule`` of that
                 horizon (a long schedule in knots costs no per-step array; the live run passes its own).
             counts: optional number of raw points averaged into each value (weights of binned history rows).
+            mode: ``"min"`` when lower is better (a loss), ``"max"`` when higher is better (accuracy, reward).
+            bounds: optional ``(lo, hi)`` range of the metric (None for an open side), e.g. ``(0, 1)`` for an
+                accuracy: the bound on the good side is the floor the forecast approaches, and intervals stay inside.
+            references: finished runs of the same recipe (``Reference``): their shapes join the ensemble.
         """
         horizon = int(horizon)
+        lo, hi = check_mode_bounds(mode, bounds)
+        refs = check_references(references)
         s, v, c, lr = check_inputs(steps, values, horizon, lrs, counts)
         last = int(math.floor(s[-1])) if len(s) else 0
         finite = np.isfinite(v)
         if not finite.any():
             return Forecast.failed("no finite values" if len(v) else "no points", horizon, last)
+        with np.errstate(all="ignore"):  # values near the float limit overflow here: caught just below
+            mapping = metric_map(v[finite], mode, lo, hi)
+            y = mapping.to_y(v[finite])
+            too_large = not (math.isfinite(mapping.base) and np.all(np.isfinite(y * y)))  # squared in the fit
         if finite.sum() < self.min_points:
-            return Forecast.failed(f"too few finite points ({int(finite.sum())} < {self.min_points})", horizon, last)
-        binned = bin_curve(s[finite], v[finite], c[finite], self.max_bins)
+            reason = f"too few finite points ({int(finite.sum())} < {self.min_points})"
+            return Forecast.failed(reason, horizon, last, mapping)
+        if too_large:
+            return Forecast.failed("the values are too large to forecast in floating point", horizon, last, mapping)
+        binned = bin_curve(s[finite], y, c[finite], self.max_bins)
         schedule = _usable_schedule(lr)
         start = binned.steps[0]
         if schedule is not None:
@@ -151,11 +189,30 @@ class Forecaster:
         data = Binned(binned.steps[keep], binned.values[keep], binned.counts[keep], binned.noise)
         self.binned_ = data
         self.schedule_ = schedule
-        return self._forecast(data, horizon, schedule, float(s[-1]))
+        # Overflow in a far extrapolation or a singular system is a forecast that could not be made, not a crash.
+        try:
+            with np.errstate(all="ignore"):
+                shapes = [reference_shape(r, mapping, self.max_bins) for r in refs]
+                forecast = self._forecast(data, horizon, schedule, float(s[-1]), [x for x in shapes if x])
+        except (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError) as err:
+            return Forecast.failed(f"the fit failed numerically ({err})", horizon, last, mapping)
+        if not forecast.ok:
+            return replace(forecast, mapping=mapping)
+        return replace(
+            forecast,
+            final=float(mapping.to_metric(forecast.final)),
+            current=float(mapping.to_metric(forecast.current)),
+            mapping=mapping,
+        )
 
-    def _forecast(self, data: Binned, horizon: int, schedule: LRSchedule | None, t_obs: float) -> Forecast:
+    def _forecast(
+        self, data: Binned, horizon: int, schedule: LRSchedule | None, t_obs: float, shapes: list[ReferenceShape]
+    ) -> Forecast:
+        """The forecast of the falling quantity y in ``data`` (all values > 0), in y's units."""
         t_last = float(data.steps[-1])
-        positive = bool(np.all(data.values > 0))
+        if horizon > MAX_REACH * max(t_obs, 1.0):
+            reason = f"the horizon is {horizon / max(t_obs, 1.0):.3g}x the last step, past the {MAX_REACH:g}x forecast"
+            return Forecast.failed(reason, horizon, int(t_obs))
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
         known = schedule is not None
         self.slope_ = _log_slope(data)
@@ -166,38 +223,47 @@ class Forecaster:
             if later.size:
                 self.slope_ *= (float(later[0]) / float(data.steps[-1])) ** -MPL_ALPHA
         cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
-        families, schedule = candidate_families(data, schedule, cut, t_obs, horizon, positive)
+        given = schedule  # the references line up by the planned schedule only, never by a guessed one
+        families, schedule = candidate_families(data, schedule, cut, t_obs, horizon, True)
         head = data.steps <= cut
         can_hold_back = head.sum() >= 5 and (~head).sum() >= 2
-        fits, errors, backtests = [], [], []
-        for fam in families:
-            full = self._fit_family(fam, data, level, schedule)
+        fits: list[_Fitted | ReferenceMember] = []
+        errors, backtests = [], []
+        candidates = [(fam, None) for fam in families] + [(None, shapes)] * bool(shapes)
+        for fam, refs in candidates:
+            if fam is None:
+                full = ReferenceMember(refs, horizon, data, given)
+            else:
+                full = self._fit_family(fam, data, level, schedule)
             fits.append(full)
             if can_hold_back:
-                part = self._fit_family(fam, _subset(data, head), level, schedule)
+                sub = _subset(data, head)
+                if fam is None:
+                    part = ReferenceMember(refs, horizon, sub, given)
+                else:
+                    part = self._fit_family(fam, sub, level, schedule)
                 rel = part(data.steps[~head]) / data.values[~head] - 1.0
                 err = float(np.sqrt(np.average(rel**2, weights=data.counts[~head])))
                 backtests.append(float(part(np.array([t_last]))[0] / full(np.array([t_last]))[0] - 1.0))
             else:  # too short to hold anything back: equal weights, no backtest
                 err = 1.0
                 backtests.append(math.nan)
-            errors.append(err)
-        errs = np.maximum(np.asarray(errors), 1e-6)
+            errors.append(err if math.isfinite(err) else math.inf)
         at_h = np.array([float(horizon)])
-        alive = np.array([f(at_h)[0] > 0 for f in fits])  # a member that ends at or below zero has no say
+        finals_all = np.array([float(f(at_h)[0]) for f in fits])
+        alive = np.isfinite(finals_all) & (finals_all > 0)  # a member that ends at or below zero has no say
+        alive &= np.isfinite(errors)
         if not alive.any():
             return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
         weights = np.zeros(len(fits))
-        weights[alive] = holdout_weights(
-            [f.family.name for f, a in zip(fits, alive, strict=True) if a], errs[alive], known
-        )
+        errs = np.maximum(np.asarray(errors)[alive], 1e-6)
+        weights[alive] = holdout_weights([f.name for f, a in zip(fits, alive, strict=True) if a], errs, known)
         if not weights.sum() > 0:
             return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
         weights /= weights.sum()
         members = [(w, f) for w, f in zip(weights, fits, strict=True) if w > 0]
         curve = _Ensemble(members)
 
-        at_h = np.array([float(horizon)])
         finals = np.array([f(at_h)[0] for _, f in members])
         w_m = np.array([w for w, _ in members])
         final = float(np.dot(w_m, finals))
@@ -207,7 +273,8 @@ class Forecaster:
             return Forecast.failed(reason, horizon, int(t_obs))
         anneal_sd = float(np.dot(w_m, [f.anneal_sd for _, f in members]))
         bt = np.asarray(backtests, dtype=np.float64)[weights > 0]
-        scale = self.interval_scale * log_scale(
+        calibrated = self.interval_scale * (INTERVAL_SCALE_KNOWN if known else INTERVAL_SCALE_UNKNOWN)
+        self.scale_parts_ = log_scale_parts(
             finals=finals,
             weights=w_m,
             backtest=float(np.nanmean(np.abs(bt))) if np.isfinite(bt).any() else math.nan,
@@ -219,10 +286,17 @@ class Forecaster:
             schedule_known=known,
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         )
+        scale = calibrated * log_scale(self.scale_parts_)
+        if not scale <= MAX_LOG_SCALE:
+            reason = (
+                f"too uncertain to forecast: the horizon lies too far past the data (log-scale {scale:.3g} > "
+                f"{MAX_LOG_SCALE:g})"
+            )
+            return Forecast.failed(reason, horizon, int(t_obs))
         self.members_ = members
-        model = _describe(members[0][1])
+        model = members[0][1].describe()
         if len(members) > 1:
-            model = " + ".join(f"{w:.2f} {_describe(f)}" for w, f in members)
+            model = " + ".join(f"{w:.2f} {f.describe()}" for w, f in members)
         return Forecast(
             ok=True,
             reason=None,
@@ -301,9 +375,3 @@ def _log_slope(data: Binned) -> float:
 
 def _subset(data: Binned, mask: np.ndarray) -> Binned:
     return Binned(data.steps[mask], data.values[mask], data.counts[mask], data.noise)
-
-
-def _describe(f: _Fitted) -> str:
-    theta = ",".join(f"{x:.3g}" for x in f.theta)
-    coef = ",".join(f"{x:.4g}" for x in f.coef)
-    return f"{f.family.name}(theta={theta}; coef={coef})"

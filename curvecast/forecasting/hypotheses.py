@@ -14,14 +14,29 @@ from dataclasses import replace
 
 import numpy as np
 
-from curvecast.forecasting.curves import Family, loglog_family, mpl_family, mpl_shaped_family, schedule_free_families
+from curvecast.forecasting.calibration import (
+    COSINE_REACH,
+    LOGLOG_FROM,
+    LONG_REACH,
+    REFERENCE_WEIGHT,
+    SEEN_DROP,
+    SEEN_SHAPE,
+    WEIGHT_FLOOR,
+    WEIGHT_POWER,
+    WEIGHT_POWER_UNPLANNED,
+)
+from curvecast.forecasting.curves import (
+    Family,
+    loglog_family,
+    mpl_family,
+    mpl_shaped_family,
+    schedule_free_families,
+)
 from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
 
 __all__ = [
-    "COSINE_GUESS",
     "COSINE_REACH",
-    "COSINE_WEIGHT",
     "LOGLOG_FROM",
     "LONG_REACH",
     "RESPONSE_POWERS",
@@ -33,36 +48,12 @@ __all__ = [
     "prior_weights",
 ]
 
-# Fraction of the planned LR drop that the fitted-on part of the curve must show before prior-free MPLs compete.
-SEEN_DROP = 0.25
 # Prior-free members whose annealing response follows u^p (u = LR / peak) instead of u: the loss of many vision and
 # graph runs keeps falling steeply as the LR nears zero, more than a drop linear in the LR allows (AlgoPerf ViT,
 # OGBG); on the held-back tail they compete with the linear response and lose where it is right (LLM cooldowns).
-# They join once SEEN_BENT of the drop is seen; BENT_WEIGHT multiplies their weight when they beat the plain members.
+# They join with the other prior-free members and get a say only when they beat every plain member.
 RESPONSE_POWERS = (0.5, 0.25)
-SEEN_BENT = 0.25
-# Fraction of the planned LR drop the whole observed window must show before an MPL with fitted shape constants joins.
-SEEN_SHAPE = 0.25
-BENT_WEIGHT = 1.0
-# With no schedule given, a cosine-to-zero hypothesis joins the ensemble for prefixes within this fraction of the
-# horizon: earlier its drop is a guess over a long extrapolation; later a decay the prefix still does not show is no
-# cosine. COSINE_WEIGHT multiplies its ensemble weight (a prior on the hypothesis).
-COSINE_GUESS = True
-COSINE_WEIGHT = 1.0
-COSINE_REACH = (0.2, 0.6)
-# With no schedule given and the horizon at least LONG_REACH times the last step, the power law forecasts alone.
-LONG_REACH = 5.0
-# With no schedule given, the log-log-linear family joins from this fraction of the horizon on: it ends in a cliff,
-# which over a longer extrapolation (a reach past 2.5x the last step) turns a good tail fit into a far-off forecast.
-LOGLOG_FROM = 0.4
-# Members are weighted by (best held-back error / their own)^power. With the planned schedule the members differ
-# mostly in the annealing drop, which the held-back tail shows only in part: a mild power keeps them averaged. Without
-# it the families (and the cosine guess) differ in how they bend past the prefix, and the one that already forecasts
-# the tail best is the better guess far more often than a blend: a sharper power.
-WEIGHT_POWER = 2.0
-WEIGHT_POWER_UNPLANNED = 4.0
-# Members whose weight falls below this fraction of the best member's get no say.
-WEIGHT_FLOOR = 0.05
+COSINE_KNOTS = 256
 
 
 def candidate_families(
@@ -82,7 +73,6 @@ def candidate_families(
         total = max(schedule.total_drop_after(first), 1e-12)
         if seen >= SEEN_DROP * total:
             families.append(replace(mpl, name="mpl-free", anneal_index=None))
-        if seen >= SEEN_BENT * total:
             for power in RESPONSE_POWERS:
                 fam = mpl_family(schedule, s1_ref, positive, anneal=schedule.response(power))
                 families.append(replace(fam, name=f"mpl-bent{power:g}", anneal_index=None))
@@ -101,11 +91,13 @@ def candidate_families(
         families = [f for f in families if f.name == "pow3"]
     if t_obs / max(horizon, 1) >= LOGLOG_FROM:
         families.append(loglog_family(max(t_last, 1.0), positive))
-    if COSINE_GUESS and COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
+    if COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
         # Most recipes anneal the LR to about zero by the planned end: a cosine-to-zero hypothesis competes with the
         # constant-LR families on the held-back tail.
-        # Dense as before up to MAX_DENSE_STEPS; knots past it (a dense guess at 1e9 steps would hold 8 GB).
-        guess = LRSchedule.from_function(lambda t: 0.5 * (1.0 + np.cos(np.pi * t / horizon)) + 1e-3, horizon)
+        # In COSINE_KNOTS linear pieces (off the cosine by < 1e-5 of the peak): the cost does not grow with the
+        # horizon, and no per-step array is built for a schedule nobody gave.
+        knots = np.unique(np.linspace(0, horizon, COSINE_KNOTS + 1).round().astype(np.int64))
+        guess = LRSchedule.from_knots(knots, 0.5 * (1.0 + np.cos(np.pi * knots / horizon)) + 1e-3)
         cos_fam = mpl_family(guess, float(guess.s1(np.array([t_last]))[0]), positive)
         families.append(replace(cos_fam, name="mpl-cosine-guess"))
         schedule = guess
@@ -124,15 +116,17 @@ def prior_weights(names: list[str], errors: np.ndarray) -> np.ndarray:
     """Prior factors on the members' ensemble weights, given their held-back errors.
 
     A bent response differs from the linear one mostly where the LR nears zero, past the held-back tail: it gets a
-    say only when it forecasts that tail better than every plain member (on LLM cooldowns it does not).
+    say only when it forecasts that tail better than every plain member (on LLM cooldowns it does not). The
+    reference member knows the rest of the run from finished runs of the recipe, which the tail cannot show: it gets
+    ``REFERENCE_WEIGHT`` times the weight its held-back error alone would give.
     """
     names = list(names)
     plain = [e for n, e in zip(names, errors, strict=True) if not n.startswith("mpl-bent")]
     best_plain = min(plain) if plain else np.inf
     out = np.ones(len(names))
     for i, (n, e) in enumerate(zip(names, errors, strict=True)):
-        if n == "mpl-cosine-guess":
-            out[i] = COSINE_WEIGHT
-        elif n.startswith("mpl-bent"):
-            out[i] = BENT_WEIGHT if e < best_plain else 0.0
+        if n.startswith("mpl-bent") and e >= best_plain:
+            out[i] = 0.0
+        elif n == "reference":
+            out[i] = REFERENCE_WEIGHT
     return out

@@ -14,17 +14,12 @@ import math
 
 import numpy as np
 
-__all__ = ["log_scale"]
+from curvecast.forecasting.calibration import FLOOR_KNOWN_SCHEDULE, FLOOR_UNKNOWN_SCHEDULE
 
-# Floors on the log-scale as a function of the reach r = log(horizon / last step), calibrated on public curves
-# (forecasts from 10-75 % prefixes; ../shared/data/curves). With the planned schedule the error grows about as r^2.5
-# (a 25 % prefix, r = 1.39, gets 0.027); without it a coming LR decay the prefix cannot show may cut the loss by a
-# large factor (ImageNet-style cosine runs end 2-3x below their mid-run loss), so the floor is far wider.
-FLOOR_KNOWN_SCHEDULE = 0.012
-FLOOR_UNKNOWN_SCHEDULE = 0.6
+__all__ = ["log_scale", "log_scale_parts"]
 
 
-def log_scale(
+def log_scale_parts(
     finals: np.ndarray,
     weights: np.ndarray,
     backtest: float,
@@ -35,8 +30,8 @@ def log_scale(
     anneal_sd: float,
     noise: float,
     schedule_known: bool,
-) -> float:
-    """Standard deviation of log(metric at horizon) from the sources above (all relative errors)."""
+) -> dict[str, float]:
+    """The independent sources of the log-scale, by name (all relative errors); ``log_scale`` adds them up."""
     reach = math.log(max(horizon, 1.0) / max(last, 1.0))
     spread = 0.0
     if len(finals) > 1:
@@ -48,4 +43,10 @@ def log_scale(
         span = math.log(max(last, 1.0) / max(last - holdout_span, 1.0, first))
         held = abs(backtest) * reach / max(span, 1e-3)
     floor = FLOOR_KNOWN_SCHEDULE * reach**2.5 if schedule_known else FLOOR_UNKNOWN_SCHEDULE * reach**0.6
-    return float(math.sqrt(spread**2 + held**2 + anneal_sd**2 + noise**2 + floor**2))
+    return {"spread": spread, "held": held, "anneal": anneal_sd, "noise": noise, "floor": floor}
+
+
+def log_scale(parts: dict[str, float]) -> float:
+    """Standard deviation of log(metric at horizon): the sources in ``parts`` are independent, so they add in
+    quadrature."""
+    return float(math.sqrt(sum(v * v for v in parts.values())))

@@ -163,7 +163,7 @@ class ForecastCadence:
             if horizon is None or horizon < blank.step:
                 return blank
             forecast = Forecaster().fit(
-                series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts
+                series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts, mode=self.mode
             )
             return replace(blank, forecast=forecast)
 

@@ -1,0 +1,89 @@
+"""Every fitted constant of the forecaster, in one place, with where its value comes from.
+
+Provenance. Constants marked [refit] are chosen by ``benchmarks/calibrate.py`` (run of 2026-12-03): corpus
+../shared/data/curves (86 non-diverged training-loss curves) and ../shared/data/wild (45 validation loss and accuracy
+curves of Lightning CSVLogger logs); forecasts from prefixes of 10/25/50/75 %; a coarse grid over (transient, holdout,
+anneal_prior) scored by the mean log median |relative error| of the final value, every group counting alike; interval
+scales and floors solved for 80 % coverage per group. Cross-validation leaves one group out (9 groups:
+modded-nanogpt, each of 7 AlgoPerf workloads, the wild logs); the out-of-group figures it prints are the honest
+ones, and the values below are the ones the whole corpus selects. Constants marked [prior] come from the literature
+or an earlier hand fit on ../shared/data/curves and are not refit: the grid would overfit them on this corpus.
+"""
+
+from __future__ import annotations
+
+# --- Forecaster defaults -------------------------------------------------------------------------------------------
+# Fraction of the observed steps (after warmup) skipped as the early transient. [refit]
+TRANSIENT = 0.05
+# Fraction of the observed steps held back to weight the ensemble and measure forecast error. [refit]
+HOLDOUT = 0.2
+# Prior mean of the loss drop that annealing the LR fully to zero brings, relative to the loss (LLM cooldowns cut
+# the loss by a few percent: Hägele et al. 2024, Hu et al. 2024). [refit]
+ANNEAL_PRIOR = 0.035
+# Prior standard deviation of that drop, relative to its mean. [prior]
+ANNEAL_PRIOR_SD = 1.0
+# Multipliers of the predictive log-scale, with and without a planned LR schedule: they set the 80 % interval's
+# coverage on the training corpus to about 80 % (with the floors below). [refit]
+INTERVAL_SCALE_KNOWN = 1.44
+INTERVAL_SCALE_UNKNOWN = 1.8
+
+# --- Annealing prior (forecaster.py) -----------------------------------------------------------------------------
+# The prior mean of the drop is ANNEAL_KAPPA times the log-log slope of the observed tail projected to the start of
+# the decay, at least ANNEAL_FLOOR times ANNEAL_PRIOR and at most ANNEAL_CAP (a larger prior drives the forecast of a
+# short prefix negative). An LM loss falling at slope 0.07 gets a few percent; a vision loss at 0.3-0.6 much
+# more. [prior]
+ANNEAL_KAPPA = 0.6
+ANNEAL_FLOOR = 0.5
+ANNEAL_CAP = 0.15
+# The drop's uncertainty scales with the same slope relative to an LM loss's (0.1), within ANNEAL_SD_RANGE. [prior]
+ANNEAL_SD_SLOPE = 0.1
+ANNEAL_SD_RANGE = (0.5, 3.0)
+# Schedule-aware laws weight each point by (step / last step)^RECENCY: the early transient bends away from the law
+# the forecast extends. [prior]
+RECENCY = 1.0
+
+# --- Hypotheses (hypotheses.py) ----------------------------------------------------------------------------------
+# Fraction of the planned LR drop the fitted-on part must show before prior-free MPLs compete, and the observed
+# window must show before the shape-fitted MPL joins. [prior]
+SEEN_DROP = 0.25
+SEEN_SHAPE = 0.25
+# Without a schedule: a cosine-to-zero hypothesis competes for prefixes within COSINE_REACH of the horizon (earlier
+# its drop is a guess over a long extrapolation; later a decay the prefix still does not show is no cosine); only the
+# power law forecasts when the horizon is LONG_REACH times the last step or more (the tail cannot judge how the
+# families bend that far); the log-log-linear law, which ends in a cliff, joins from LOGLOG_FROM of the horizon on.
+# [prior]
+COSINE_REACH = (0.2, 0.6)
+LONG_REACH = 5.0
+LOGLOG_FROM = 0.4
+# Members are weighted by (best held-back error / their own)^power. With the schedule the members differ mostly in
+# the coming drop, which the tail shows only in part: a mild power keeps them averaged. Without it they differ in how
+# they bend past the prefix, and the one that forecasts the tail best is more often right than a blend: a sharper
+# power. Members under WEIGHT_FLOOR of the best member's weight get no say. [prior]
+WEIGHT_POWER = 2.0
+WEIGHT_POWER_UNPLANNED = 4.0
+WEIGHT_FLOOR = 0.05
+# A log-normal prior on the MPL exponent alpha: median MPL_ALPHA, sd MPL_ALPHA_SD in log. [prior]
+MPL_ALPHA = 0.4
+MPL_ALPHA_SD = 0.2
+
+# --- Uncertainty (uncertainty.py) -------------------------------------------------------------------------------
+# Floors on the log-scale against the reach r = log(horizon / last step): FLOOR_KNOWN_SCHEDULE * r^2.5 with the
+# planned schedule, FLOOR_UNKNOWN_SCHEDULE * r^0.6 without (an unseen decay may cut the loss by a large factor). [refit]
+FLOOR_KNOWN_SCHEDULE = 0.0015
+FLOOR_UNKNOWN_SCHEDULE = 0.15
+# A forecast whose log-scale exceeds this is not a forecast (its 80 % interval spans a factor of 170): ok=False. Nor is
+# one to a horizon more than MAX_REACH times the last observed step: no law in the ensemble was checked that far
+# (the corpus reaches 10x). [prior]
+MAX_LOG_SCALE = 2.0
+MAX_REACH = 1000.0
+
+# --- Metrics other than a positive loss (metric_map.py) ---------------------------------------------------------
+# Without a bound on the good side, the floor sits this many observed ranges beyond the best value seen. [prior]
+FLOOR_MARGIN = 1.0
+
+# --- Reference runs (references.py) -----------------------------------------------------------------------------
+# Prior factor on the reference member's ensemble weight: the held-back tail cannot show what the finished runs
+# know about the rest of the run. Chosen from {1, 3, 10} by leave-one-run-out within recipes on
+# ../shared/data/curves (`python benchmarks/forecast_accuracy.py --references`; 10 was best on both sources at
+# every prefix, 2026-12-03). [refit]
+REFERENCE_WEIGHT = 10.0

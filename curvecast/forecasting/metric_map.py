@@ -1,0 +1,87 @@
+"""MetricMap: turn any metric into a positive, falling quantity that the curve laws fit, and back.
+
+The laws (``curves.py``) describe a positive loss falling to a floor ``>= 0``, fitted in log space. A metric of
+another kind is mapped to such a quantity ``y = sign * value - base`` (``sign`` is -1 when higher is better):
+
+- a positive loss (``mode="min"``, every value > 0, no bounds given): ``y = value``, the laws' own floor at 0;
+- a metric with a bound on its good side (accuracy in [0, 1] with ``mode="max"``: ``y = 1 - value``, the error rate):
+  the bound is the floor, so forecasts never cross it;
+- anything else (a loss that goes negative or reaches 0, a reward): the floor is estimated as the best value seen
+  plus ``FLOOR_MARGIN`` times the observed range, so the forecast may improve on the best value by at most that much.
+
+Bounds the caller gives also clip intervals and point forecasts; nothing is inferred from the values but the floor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from curvecast.forecasting.calibration import FLOOR_MARGIN
+
+__all__ = ["MODES", "MetricMap", "metric_map"]
+
+MODES = ("min", "max")
+# A value on the bound itself (a training accuracy of exactly 1.0) has y = 0, which log space cannot hold: the floor
+# moves past the bound by this fraction of the observed range (intervals are clipped back to the bound).
+BOUND_NUDGE = 0.01
+
+
+@dataclass(frozen=True)
+class MetricMap:
+    """``y = sign * value - base``, positive and falling as the metric improves; ``lo``/``hi`` clip the metric."""
+
+    mode: str = "min"
+    base: float = 0.0
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.mode == "min" else -1.0
+
+    def to_y(self, values: np.ndarray | float) -> np.ndarray:
+        return self.sign * np.asarray(values, dtype=np.float64) - self.base
+
+    def to_metric(self, y: np.ndarray | float) -> np.ndarray:
+        return np.clip(self.sign * (np.asarray(y, dtype=np.float64) + self.base), self.lo, self.hi)
+
+
+def check_mode_bounds(mode: str, bounds: tuple[float | None, float | None] | None) -> tuple[float, float]:
+    """Validate ``mode`` and ``bounds``; return the bounds as floats (``-inf``/``inf`` where open)."""
+    if mode not in MODES:
+        raise ValueError(f"Expected `mode` to be one of {MODES}, but got {mode!r}")
+    if bounds is None:
+        return (-math.inf, math.inf)
+    try:
+        lo, hi = bounds
+    except (TypeError, ValueError):
+        msg = f"Expected `bounds` to be a pair (lo, hi), None for an open side, but got {bounds!r}"
+        raise ValueError(msg) from None
+    lo = -math.inf if lo is None else float(lo)
+    hi = math.inf if hi is None else float(hi)
+    if math.isnan(lo) or math.isnan(hi) or not lo < hi:
+        raise ValueError(f"`bounds` must satisfy lo < hi, but got ({lo}, {hi})")
+    return lo, hi
+
+
+def metric_map(values: np.ndarray, mode: str, lo: float, hi: float) -> MetricMap:
+    """The map for finite ``values`` of a metric with direction ``mode`` and bounds ``lo``, ``hi``."""
+    outside = values[(values < lo) | (values > hi)]
+    if outside.size:
+        raise ValueError(f"`values` must lie within `bounds` ({lo:g}, {hi:g}), but got {outside[0]:g}")
+    sign = 1.0 if mode == "min" else -1.0
+    z = sign * values
+    best = float(z.min())
+    span = float(z.max()) - best
+    bound = lo if mode == "min" else -hi
+    if math.isfinite(bound):
+        nudge = BOUND_NUDGE * (span if span > 0 else max(abs(bound), 1.0))
+        base = bound if best - bound > nudge else bound - nudge
+        return MetricMap(mode, base, lo, hi)
+    if mode == "min" and best > 0:
+        return MetricMap(mode, 0.0, lo, hi)
+    margin = FLOOR_MARGIN * span if span > 0 else max(abs(best), 1.0)
+    return MetricMap(mode, best - margin, lo, hi)
