@@ -11,16 +11,19 @@ of the runs can reach it. Workloads with a single run are skipped.
 
 - curvecast: ``Forecaster`` fit on the prefix (with the run's LR schedule when the CSV has one), the streaming
   ``AnomalyDetector`` over the points, and ``ForecastStopRule`` (the logic of ``ForecastEarlyStopping``) with the
-  target; the LR so far tells it whether a coming decay has begun.
+  target; the LR so far tells it whether a coming decay has begun (before it has, the target check reads the forecast
+  with a widened interval; ``held before a decay`` holds the stop until then instead).
   When the schedule is unknown (many AlgoPerf CSVs carry no LR column, though those runs do decay their LR) the rule
   trusts the forecast on two more checks by default; ``hold on unknown LR`` holds every such stop instead, and
-  ``assume_constant_lr`` trusts it with no extra checks.
+  ``assume_constant_lr`` trusts it with no extra checks. Two more variants trade the threshold against the patience.
+  Each check's forecast is made once and read by every variant.
 - Lightning: ``EarlyStopping(monitor, patience=p)``, which knows no target: it stops when the series has not improved
   for ``p`` validation checks.
 
 Printed per method: runs stopped, compute saved (steps not run over all steps), regret (stopped runs that would have
 reached the target later), and, of the runs that could never reach their target, how many were stopped and the share
-of their steps saved.
+of their steps saved. Then three synthetic runs under a cosine schedule (two that cannot reach their target, one that
+reaches it only through the decay): where curvecast stops each, with and without the hold before a decay.
 """
 
 from __future__ import annotations
@@ -112,18 +115,27 @@ def set_targets(runs: list[Run]) -> list[Run]:
     return kept
 
 
-def replay_curvecast(run: Run, max_checks: int, **rule_kwargs) -> int | None:
-    """The step at which curvecast would stop the run, or None."""
-    rule = ForecastStopRule(target=run.target, **rule_kwargs)
+@dataclass(frozen=True)
+class Check:
+    """One check of a replayed run: the report the rule reads, and the LR now and its peak so far (None: unknown)."""
+
+    report: Report
+    lr: float | None
+    peak_lr: float | None
+
+
+def run_checks(run: Run, max_checks: int) -> list[Check]:
+    """Every check curvecast makes on the run, forecast once: the reports do not depend on the rule reading them."""
     detector = AnomalyDetector(series="loss")
     checks = set(np.unique(np.linspace(0, len(run.steps) - 1, max_checks + 1).round().astype(int)[1:]).tolist())
     forecaster = Forecaster()
+    out = []
     for i, (step, value) in enumerate(zip(run.steps.tolist(), run.values.tolist(), strict=True)):
         anomalies = tuple(detector.update(step, value))
         if i not in checks and not any(a.severity == "critical" for a in anomalies):
             continue
         if step >= run.horizon:
-            return None  # the run is over: nothing left to save
+            break  # the run is over: nothing left to save
         known = run.lrs is not None
         forecast = forecaster.fit(run.steps[: i + 1], run.values[: i + 1], horizon=run.horizon, lrs=run.lrs)
         lr = peak = None
@@ -141,9 +153,38 @@ def replay_curvecast(run: Run, max_checks: int, **rule_kwargs) -> int | None:
             lr_schedule_known=known,
             lr_drop_ahead=drop_ahead,
         )
-        if rule.update(report, lr=lr, peak_lr=peak) is not None:
-            return step
+        out.append(Check(report, lr, peak))
+    return out
+
+
+def replay_curvecast(run: Run, checks: list[Check], **rule_kwargs) -> int | None:
+    """The step at which curvecast would stop the run, or None."""
+    rule = ForecastStopRule(target=run.target, **rule_kwargs)
+    for check in checks:
+        if rule.update(check.report, lr=check.lr, peak_lr=check.peak_lr) is not None:
+            return check.report.step
     return None
+
+
+# (label, target, lr_part): the loss ends near 2.0 + 0.15 at step 4000, with lr_part more at the peak LR.
+COSINE_CASES = (
+    ("hopeless: target 25% below where it ends", 1.6, 0.2),
+    ("hopeless: target 10% below where it ends", 1.92, 0.2),
+    ("healthy: reaches its target through the decay", 2.2, 0.6),
+)
+
+
+def cosine_run(target: float, lr_part: float, horizon: int = 4000) -> Run:
+    """A run validated every 40 steps under a cosine schedule: ``2 + 10 (t+1)^-0.5`` (1% noise) + ``lr_part * lr``."""
+    rng = np.random.default_rng(0)
+    t = np.arange(0, horizon + 1)
+    cosine = 0.5 * (1.0 + np.cos(np.pi * t / horizon))
+    steps = t[40::40]
+    values = (2.0 + 10.0 * (steps + 1.0) ** -0.5) * np.exp(rng.normal(0, 0.01, len(steps))) + lr_part * cosine[steps]
+    run = Run(f"cosine/{target}/{lr_part}", "synthetic", steps, values, 0.1 * cosine, target=target)
+    hit = np.flatnonzero(values <= target)
+    run.reached_at = int(steps[hit[0]]) if hit.size else None
+    return run
 
 
 def replay_lightning(run: Run, patience: int) -> int | None:
@@ -184,13 +225,16 @@ def main(argv: list[str] | None = None) -> None:
     runs = set_targets(load_runs(args.curves, args.only))
     methods = {
         "curvecast (defaults)": {},
+        "curvecast, held before a decay": {"pre_decay_scale": None},
         "curvecast, hold on unknown LR": {"unknown_lr_extra_patience": None},
         "curvecast, assume_constant_lr": {"assume_constant_lr": True},
         "curvecast, p<10%, patience 2": {"prob_threshold": 0.10, "patience": 2},
+        "curvecast, p<30%, patience 8": {"prob_threshold": 0.30, "patience": 8},
     }
     for run in runs:
+        checks = run_checks(run, args.max_checks)
         for name, kwargs in methods.items():
-            run.stops[name] = replay_curvecast(run, args.max_checks, **kwargs)
+            run.stops[name] = replay_curvecast(run, checks, **kwargs)
         for patience in (3, 10, 20):
             run.stops[f"Lightning EarlyStopping(patience={patience})"] = replay_lightning(run, patience)
 
@@ -199,6 +243,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'method':<34} {'stopped':>9} {'saved':>8} {'regret':>7} {'hopeless stopped':>16} {'their saved':>10}")
     for name in runs[0].stops if runs else []:
         print(summarize(name, runs))
+    print("\nsynthetic runs under a cosine schedule (power law + a part the LR holds up), stop step / budget:")
+    for label, target, lr_part in COSINE_CASES:
+        run = cosine_run(target, lr_part)
+        checks = run_checks(run, args.max_checks)
+        stops = {name: replay_curvecast(run, checks, **methods[name]) for name in list(methods)[:2]}
+        cells = "  ".join(
+            f"{name}: {'runs to the end' if s is None else f'{s / run.horizon:.0%}'}" for name, s in stops.items()
+        )
+        print(f"  {label:<44} {cells}")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

@@ -39,6 +39,9 @@ class ForecastEarlyStopping(Actuator, Callback):
         min_delta: without a target, the smallest improvement still worth the remaining steps.
         min_delta_mode: ``"abs"`` or ``"rel"`` (a fraction of the current value).
         min_progress: fraction of the run before a forecast-based stop.
+        pre_decay_scale: before a known LR decay is well under way, the target check widens the forecast's interval
+            this many times (how much the decay will bring is what the curve so far shows least); None holds the stop
+            until the decay is well under way.
         check_finite: stop when the monitored series becomes NaN or infinite.
         stop_on_divergence: stop on a divergence the anomaly detector confirmed.
         assume_constant_lr: when the LR schedule is unknown (ReduceLROnPlateau, manual schedulers), treat it as
@@ -62,6 +65,7 @@ class ForecastEarlyStopping(Actuator, Callback):
         min_delta: float = 0.0,
         min_delta_mode: Literal["abs", "rel"] = "abs",
         min_progress: float = 0.1,
+        pre_decay_scale: float | None = 4.0,
         check_finite: bool = True,
         stop_on_divergence: bool = True,
         assume_constant_lr: bool = False,
@@ -76,6 +80,7 @@ class ForecastEarlyStopping(Actuator, Callback):
             min_delta=min_delta,
             min_delta_mode=min_delta_mode,
             min_progress=min_progress,
+            pre_decay_scale=pre_decay_scale,
             check_finite=check_finite,
             stop_on_divergence=stop_on_divergence,
             assume_constant_lr=assume_constant_lr,

@@ -7,7 +7,7 @@ the thin actuator that feeds it the live reports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Literal
 
@@ -52,26 +52,31 @@ class ForecastStopRule:
     * without a target: the improvement the point forecast still expects by the horizon stays below ``min_delta`` on
       ``patience`` consecutive checks.
 
-    The forecast-based reasons wait until ``min_progress`` of the run is done, and are held while an LR drop that could
-    still change the answer may lie ahead: while a known drop has not got far (the LR is still above ``decay_started``
-    times its peak so far): until the decay is well under way the prefix cannot show how much it will bring, and
-    forecasts underestimate it. When the LR schedule is unknown (ReduceLROnPlateau drops the LR exactly when the curve
-    flattens) a drop may come at any time: the forecaster then widens its interval for a decay the prefix does not
-    show, so the target check trusts the chance it gives but needs ``unknown_lr_extra_patience`` more consecutive
-    checks (a decay late in the run, where that widening is smallest, must show within them); the check without a
-    target reads the point forecast alone, which knows no unseen decay, and stays held (``assume_constant_lr`` lifts
-    both). A held or hopeful check resets the count; a report without a usable forecast leaves it as it is.
+    The forecast-based reasons wait until ``min_progress`` of the run is done. While a known LR drop has not got far
+    (the LR is still above ``decay_started`` times its peak so far) the prefix cannot show how much the drop will
+    bring, and forecasts are too sure of it: the target check then reads the forecast with its interval widened
+    ``pre_decay_scale`` times (a run far out of reach is still stopped before its decay; one within the widened
+    interval waits for the decay to show), and the check without a target is held. When the LR schedule is unknown
+    (ReduceLROnPlateau drops the LR exactly when the curve flattens) a drop may come at any time: the forecaster then
+    widens its interval for a decay the prefix does not show, so the target check trusts the chance it gives but needs
+    ``unknown_lr_extra_patience`` more consecutive checks (a decay late in the run, where that widening is smallest,
+    must show within them); the check without a target reads the point forecast alone, which knows no unseen decay,
+    and stays held (``assume_constant_lr`` lifts both). A held or hopeful check resets the count; a report without a
+    usable forecast leaves it as it is.
 
     Args:
         target: the value to reach; None takes the report's target (and without one uses ``min_delta``).
-        mode: ``"min"``: the target is reached from above (a loss); ``"max"``: from below (an accuracy). The forecaster
-            models a falling metric, so with ``"max"`` only a divergence or a non-finite value stops the run.
+        mode: ``"min"``: the target is reached from above (a loss); ``"max"``: from below (an accuracy). A forecast
+            made for a falling metric (one without ``mode="max"``) says nothing of a rising one: with such forecasts
+            only a divergence or a non-finite value stops a ``"max"`` run.
         prob_threshold: stop when the chance of reaching the target is below this.
         patience: consecutive checks a forecast-based reason must hold.
         min_delta: without a target, the smallest improvement still worth the remaining steps.
         min_delta_mode: ``"abs"``: ``min_delta`` in units of the metric; ``"rel"``: a fraction of its current value.
         min_progress: fraction of the horizon before a forecast-based stop.
         decay_started: the LR at or below this fraction of its peak counts as a decay well under way.
+        pre_decay_scale: before that, the target check widens the forecast's interval this many times; None holds
+            the stop until the decay is well under way.
         check_finite: stop on a non-finite value.
         stop_on_divergence: stop on a confirmed divergence.
         assume_constant_lr: treat an unknown LR schedule as constant: no hold, no extra patience.
@@ -95,6 +100,7 @@ class ForecastStopRule:
         min_delta_mode: Literal["abs", "rel"] = "abs",
         min_progress: float = 0.1,
         decay_started: float = 0.5,
+        pre_decay_scale: float | None = 4.0,
         check_finite: bool = True,
         stop_on_divergence: bool = True,
         assume_constant_lr: bool = False,
@@ -114,6 +120,8 @@ class ForecastStopRule:
             raise ValueError(f"Expected `min_progress` to lie in [0, 1), but got {min_progress}")
         if not 0.0 < decay_started <= 1.0:
             raise ValueError(f"Expected `decay_started` to lie in (0, 1], but got {decay_started}")
+        if pre_decay_scale is not None and not pre_decay_scale >= 1.0:
+            raise ValueError(f"Expected `pre_decay_scale` to be >= 1 or None, but got {pre_decay_scale}")
         if unknown_lr_extra_patience is not None and unknown_lr_extra_patience < 0:
             raise ValueError(
                 f"Expected `unknown_lr_extra_patience` to be >= 0 or None, but got {unknown_lr_extra_patience}"
@@ -128,6 +136,7 @@ class ForecastStopRule:
         self.min_delta_mode = min_delta_mode
         self.min_progress = min_progress
         self.decay_started = decay_started
+        self.pre_decay_scale = pre_decay_scale
         self.check_finite = check_finite
         self.stop_on_divergence = stop_on_divergence
         self.assume_constant_lr = assume_constant_lr
@@ -148,16 +157,20 @@ class ForecastStopRule:
         forecast = report.forecast
         if forecast is None or not forecast.ok or report.horizon is None:
             return None
-        if self.mode == "max":
-            # The forecaster models a falling metric: a rising one (accuracy, reward) is forecast wrong-way round, and
-            # a stop on that forecast would end healthy runs. Only divergence and non-finite values stop them.
+        if self.mode == "max" and getattr(forecast, "mode", "min") != "max":
+            # A forecast of a falling metric reads a rising one (accuracy, reward) wrong-way round, and a stop on it
+            # would end healthy runs. Only divergence and non-finite values stop them.
             return None
         if report.step < self.min_progress * report.horizon:
             return None
         target = self.target if self.target is not None else report.target
         self.held_by_lr_drop = self._lr_drop_could_change(report, lr, peak_lr, with_target=target is not None)
+        before_decay = self.held_by_lr_drop and report.lr_schedule_known and target is not None
+        if before_decay and self.pre_decay_scale is not None:
+            self.held_by_lr_drop = False
+            return self._target_check(report, target, widen=self.pre_decay_scale)
         if self.held_by_lr_drop:
-            self.wait = 0
+            self._reset()
             return None
         if target is not None:
             return self._target_check(report, target)
@@ -197,24 +210,26 @@ class ForecastStopRule:
             return True  # cannot tell whether the decay has begun: the safe answer is to wait
         return lr > self.decay_started * peak_lr
 
-    def _target_check(self, report: Report, target: float) -> StopRequest | None:
+    def _target_check(self, report: Report, target: float, widen: float = 1.0) -> StopRequest | None:
         forecast = report.forecast
+        if widen != 1.0:
+            forecast = replace(forecast, log_scale=forecast.log_scale * widen)
         below = forecast.prob_below(target)
         if not math.isfinite(below):
             return None
         chance = below if self.mode == "min" else 1.0 - below
         if chance >= self.prob_threshold:
-            self.wait = 0
+            self._reset()
             return None
-        self.wait += 1
         needed = self.patience + (self.unknown_lr_extra_patience or 0) * self._schedule_unknown(report)
-        if self.wait < needed:
+        if not self._held_long_enough(needed):
             return None
         lo, hi = forecast.interval(0.8)
         message = (
             f"Stopped at step {report.step} of {report.horizon}: the forecast gives {report.monitor} a {chance:.1%} "
             f"chance of reaching the target {target:.4g} by step {report.horizon} (forecast {forecast.final:.4g}, "
-            f"80% interval {lo:.4g} to {hi:.4g}), below {self.prob_threshold:.0%} on {self.wait} consecutive checks; "
+            f"80% interval {lo:.4g} to {hi:.4g}{_WIDENED if widen != 1.0 else ''}), below {self.prob_threshold:.0%} on "
+            f"{self.wait} consecutive checks; "
             f"{report.horizon - report.step} steps saved. To reach it, try another LR or schedule, a bigger model or "
             "more steps; to let such runs go on, lower `prob_threshold` or raise `patience`."
         )
@@ -229,10 +244,9 @@ class ForecastStopRule:
         gain = current - final if self.mode == "min" else final - current
         needed = self.min_delta * abs(current) if self.min_delta_mode == "rel" else self.min_delta
         if gain >= needed:
-            self.wait = 0
+            self._reset()
             return None
-        self.wait += 1
-        if self.wait < self.patience:
+        if not self._held_long_enough(self.patience):
             return None
         message = (
             f"Stopped at step {report.step} of {report.horizon}: the forecast expects {report.monitor} to improve by "
@@ -242,6 +256,14 @@ class ForecastStopRule:
         )
         return StopRequest(StopReason.NO_IMPROVEMENT_EXPECTED, int(report.step), message)
 
+    def _reset(self) -> None:
+        self.wait = 0
+
+    def _held_long_enough(self, checks: int) -> bool:
+        """Count one more check on which the reason held; whether it has now held on ``checks`` in a row."""
+        self.wait += 1
+        return self.wait >= checks
+
     # -- checkpoint state -----------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -249,3 +271,6 @@ class ForecastStopRule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.wait = int(state.get("wait", 0))
+
+
+_WIDENED = ", widened for the LR decay still to come"

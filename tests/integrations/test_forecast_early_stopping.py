@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from integrations_helpers import CurveModule, alert_texts, tiny_trainer
@@ -57,12 +59,45 @@ def test_without_target_stops_when_no_improvement_is_expected(tmp_path):
     assert trainer.global_step < STEPS // 2
 
 
-def test_lr_drop_ahead_holds_the_stop_until_it_begins(tmp_path):
+def test_lr_drop_ahead_holds_the_stop_until_it_begins_when_asked(tmp_path):
     drop_at = 300
-    trainer, stopper = _fit(tmp_path, target=1.5, module=CurveModule(STEPS, lr_drop_at=drop_at))
+    module = CurveModule(STEPS, lr_drop_at=drop_at)
+    trainer, stopper = _fit(tmp_path, target=1.5, module=module, pre_decay_scale=None)
     assert stopper.stop_request is not None
     assert stopper.stop_request.step >= drop_at
     assert trainer.global_step > drop_at
+
+
+class CosineCurve(CurveModule):
+    """Under a cosine LR schedule: the power law plus a part the LR holds up, ``lr_part`` at the peak LR, gone at 0."""
+
+    def __init__(self, steps: int, lr_part: float, **kwargs) -> None:
+        super().__init__(steps, **kwargs)
+        self.lr_part = lr_part
+
+    def value(self, t: int) -> float:
+        return super().value(t) + self.lr_part * 0.5 * (1.0 + math.cos(math.pi * t / self.steps))
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+def test_a_hopeless_run_under_a_cosine_schedule_stops_before_half_its_budget(tmp_path):
+    trainer, stopper = _fit(tmp_path, target=1.5, module=CosineCurve(STEPS, lr_part=0.2))  # ends near 2.15
+    assert stopper.stop_request is not None
+    assert stopper.stop_request.reason is StopReason.TARGET_OUT_OF_REACH
+    assert trainer.global_step < STEPS // 2
+    assert "widened for the LR decay still to come" in stopper.stop_request.message
+
+
+def test_a_run_that_reaches_its_target_only_through_the_cosine_decay_runs_to_the_end(tmp_path):
+    module = CosineCurve(STEPS, lr_part=0.6)  # 2.51 at mid-run, 2.15 at the end: the decay brings the target
+    trainer, stopper = _fit(tmp_path, target=2.25, module=module)
+    assert stopper.stop_request is None
+    assert trainer.global_step == STEPS
+    assert module.value(STEPS - 1) < 2.25 < module.value(STEPS // 2)
 
 
 def test_standalone_next_to_the_bundle_attaches_itself(tmp_path):

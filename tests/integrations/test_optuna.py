@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from curvecast.integrations.optuna import FINAL_ATTR, PRUNED_ATTR, ForecastPruningCallback
+from curvecast.integrations.optuna import CURVE_ATTR, FINAL_ATTR, PRUNED_ATTR, ForecastPruningCallback, _fit_takes
 
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -76,8 +76,14 @@ def test_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path: Path) -> N
     ]
     assert first.user_attrs[FINAL_ATTR]["val_loss"] == pytest.approx(first.value)
     assert max(hopeless.intermediate_values) < MAX_STEPS  # stopped early, after min_points validations
-    assert len(hopeless.intermediate_values) >= 5
+    assert len(hopeless.intermediate_values) >= 4
     assert "is forecast to end at" in hopeless.user_attrs[PRUNED_ATTR]
+    curve = first.user_attrs[CURVE_ATTR]  # what later trials are forecast against
+    assert curve["monitor"] == "val_loss"
+    assert curve["horizon"] == MAX_STEPS
+    assert curve["steps"] == sorted(first.intermediate_values)
+    assert curve["values"] == pytest.approx([first.intermediate_values[s] for s in curve["steps"]])
+    assert CURVE_ATTR not in hopeless.user_attrs
     assert good.value < first.value
     assert len(good.intermediate_values) == MAX_STEPS // 10
     assert 0 not in first.intermediate_values  # the sanity check is not reported
@@ -209,3 +215,120 @@ def test_install_hint_without_optuna(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # importing it now fails as if it were not installed
     with pytest.raises(ModuleNotFoundError, match=r"pip install curvecast\[optuna\]"):
         ForecastPruningCallback(SimpleNamespace())
+
+
+class CosineRegression(Regression):
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=MAX_STEPS)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+def test_the_planned_lr_schedule_is_kept_with_the_curve_and_quoted(tmp_path: Path) -> None:
+    train, val = DataLoader(_data(0), batch_size=16, shuffle=False), DataLoader(_data(1), batch_size=256)
+    callbacks = []
+
+    def objective(trial) -> float:
+        pruning = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False)
+        callbacks.append(pruning)
+        trainer = pl.Trainer(
+            default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            max_steps=MAX_STEPS, val_check_interval=10, check_val_every_n_epoch=None, callbacks=[pruning],
+        )  # fmt: skip
+        trainer.fit(CosineRegression(trial.suggest_float("lr", 1e-6, 1.0, log=True)), train, val)
+        pruning.check_pruned()
+        return float(trainer.callback_metrics["val_loss"])
+
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
+    for lr in (0.05, 1e-5):  # good, hopeless
+        study.enqueue_trial({"lr": lr})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        study.optimize(objective, n_trials=2)
+    good, hopeless = study.trials
+    assert hopeless.state == optuna.trial.TrialState.PRUNED
+    assert "LR schedule" in hopeless.user_attrs[PRUNED_ATTR]
+    schedule = callbacks[0]._schedule()
+    assert schedule is not None
+    assert schedule.horizon == MAX_STEPS
+    curve = good.user_attrs[CURVE_ATTR]
+    lrs = dict(zip(curve["lr_steps"], curve["lrs"], strict=True))
+    assert lrs[0] == pytest.approx(0.05)
+    assert lrs[MAX_STEPS // 2] == pytest.approx(0.025, rel=1e-3)  # the cosine's midpoint
+    assert lrs[MAX_STEPS] == pytest.approx(0.0, abs=1e-9)
+
+
+class Score(Regression):
+    def validation_step(self, batch, batch_idx):
+        self.log("val_score", -self._loss(batch))  # higher is better
+
+
+@pytest.mark.skipif(not _fit_takes("mode"), reason="the forecaster models falling metrics only")
+def test_a_maximized_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path: Path) -> None:
+    train, val = DataLoader(_data(0), batch_size=16, shuffle=False), DataLoader(_data(1), batch_size=256)
+
+    def objective(trial) -> float:
+        pruning = ForecastPruningCallback(trial, monitor="val_score", use_pruner=False)
+        trainer = pl.Trainer(
+            default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            max_steps=MAX_STEPS, val_check_interval=10, check_val_every_n_epoch=None, callbacks=[pruning],
+        )  # fmt: skip
+        trainer.fit(Score(trial.suggest_float("lr", 1e-6, 1.0, log=True)), train, val)
+        pruning.check_pruned()
+        return float(trainer.callback_metrics["val_score"])
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    for lr in (0.05, 1e-5, 0.06):  # good, hopeless, good
+        study.enqueue_trial({"lr": lr})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        study.optimize(objective, n_trials=3)
+    first, hopeless, good = study.trials
+    assert [t.state for t in study.trials] == [
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.COMPLETE,
+    ]
+    assert "below the best trial's" in hopeless.user_attrs[PRUNED_ATTR]
+    assert max(hopeless.intermediate_values) < MAX_STEPS // 2
+
+
+@pytest.mark.parametrize(("last_step", "kept"), [(1000, True), (300, False)])
+def test_only_a_curve_that_reached_its_horizon_is_kept_as_a_reference(last_step: int, kept: bool) -> None:
+    trial = optuna.create_study().ask()
+    callback = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False)
+    trainer = _trainer(0, 0.0, True, FakeStrategy())
+    trainer.world_size = 1
+    callback.on_fit_start(trainer, None)  # horizon: max_steps = 1000
+    for step in range(100, last_step + 1, 100):
+        trainer.global_step, trainer.callback_metrics = step, {"val_loss": torch.tensor(1.0 + 100 / step)}
+        callback.on_validation_end(trainer, None)
+    callback.on_train_end(trainer, None)
+    assert trial.user_attrs[FINAL_ATTR] == {"val_loss": pytest.approx(1.0 + 100 / last_step)}
+    assert (CURVE_ATTR in trial.user_attrs) is kept
+    if kept:
+        assert trial.user_attrs[CURVE_ATTR]["steps"] == list(range(100, 1001, 100))
+        assert "lrs" not in trial.user_attrs[CURVE_ATTR]  # the schedule was never replayed: unknown
+
+
+def test_a_trial_the_finished_trials_record_still_gives_a_chance_is_not_pruned() -> None:
+    # Two finished trials stood near 2.2 at this point of their runs and ended at 0.1: they crossed every plateau.
+    study = optuna.create_study(direction="minimize")
+    steps = list(range(20, 1001, 20))
+    for late in (0.1, 0.12):
+        values = [2.0 + 1 / (1 + i) if s <= 600 else late for i, s in enumerate(steps)]
+        attrs = {FINAL_ATTR: {"val_loss": late}, CURVE_ATTR: {"monitor": "val_loss", "horizon": 1000}}
+        attrs[CURVE_ATTR].update(steps=steps, values=values)
+        study.add_trial(optuna.trial.create_trial(value=late, user_attrs=attrs))
+    for references, pruned in ((True, False), (False, True)):
+        trial = study.ask()
+        callback = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False, references=references)
+        trainer = _trainer(0, 0.0, True, FakeStrategy())
+        callback.on_fit_start(trainer, None)
+        for index in range(8):  # the same plateau near 2.0: its own forecast gives up on it
+            trainer.global_step = (index + 1) * 20
+            trainer.callback_metrics = {"val_loss": torch.tensor(2.0 + 1 / (1 + index))}
+            callback.on_validation_end(trainer, None)
+        assert trainer.should_stop is pruned

@@ -57,12 +57,29 @@ def test_mode_max_is_not_stopped_on_a_target_the_forecast_puts_out_of_reach():
     ("known", "lr", "peak", "held"),
     [(True, None, None, True), (True, 0.06, 0.1, True), (True, 0.05, 0.1, False)],
 )
-def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins(known, lr, peak, held):
-    rule = ForecastStopRule(patience=1)
+def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins_when_asked(known, lr, peak, held):
+    rule = ForecastStopRule(patience=1, pre_decay_scale=None)
     report = _report(target=1.5, lr_drop_ahead=True, lr_schedule_known=known)
     request = rule.update(report, lr=lr, peak_lr=peak)
     assert rule.held_by_lr_drop is held
     assert (request is None) is held
+
+
+@pytest.mark.parametrize(("sigmas", "stops"), [(16.0, True), (2.5, False)])
+def test_before_a_decay_the_target_check_reads_a_widened_interval(sigmas, stops):
+    # A target `sigmas` predictive sds below the forecast: out of reach at 2.5 sds, and at 16; four times as wide, only
+    # the target 16 sds away stays out of reach.
+    target = FORECAST.final * np.exp(-sigmas * FORECAST.log_scale)
+    assert ForecastStopRule(patience=1).update(_report(target=target)) is not None
+    rule = ForecastStopRule(patience=1, pre_decay_scale=4.0)
+    request = rule.update(_report(target=target, lr_drop_ahead=True), lr=0.1, peak_lr=0.1)
+    assert (request is not None) is stops
+    assert not rule.held_by_lr_drop
+    if stops:
+        assert "widened for the LR decay still to come" in request.message
+    no_target = ForecastStopRule(patience=1, min_delta=1.0)  # the check without a target stays held
+    assert no_target.update(_report(lr_drop_ahead=True), lr=0.1, peak_lr=0.1) is None
+    assert no_target.held_by_lr_drop
 
 
 def test_an_unknown_schedule_needs_extra_checks_to_stop_on_a_target():
@@ -144,6 +161,7 @@ def test_state_round_trip():
         ({"min_delta_mode": "pct"}, "Expected `min_delta_mode` to be one of"),
         ({"min_progress": 1.0}, "Expected `min_progress` to lie in"),
         ({"decay_started": 0.0}, "Expected `decay_started` to lie in"),
+        ({"pre_decay_scale": 0.5}, r"Expected `pre_decay_scale` to be >= 1 or None, but got 0.5"),
         ({"target": float("nan")}, "Expected `target` to be a finite float or None"),
         ({"unknown_lr_extra_patience": -1}, "Expected `unknown_lr_extra_patience` to be >= 0 or None"),
     ],
@@ -176,3 +194,17 @@ def test_a_rising_metric_is_never_stopped_on_a_forecast():
         rule = ForecastStopRule(target=target, mode="max", patience=1, assume_constant_lr=True)
         report = Report(step=199, monitor="val_acc", horizon=400, forecast=forecast, lr_schedule_known=True)
         assert all(rule.update(report) is None for _ in range(5))
+
+
+def test_a_rising_metric_forecast_as_rising_is_stopped_when_out_of_reach():
+    import inspect
+
+    if "mode" not in inspect.signature(Forecaster.fit).parameters:
+        pytest.skip("the forecaster models falling metrics only")
+    steps = np.arange(1, 200)
+    accuracy = 0.9 - 0.5 / (1.0 + steps / 20.0)  # rising towards 0.9
+    forecast = Forecaster().fit(steps, accuracy, horizon=400, mode="max", bounds=(0.0, 1.0))
+    for target, stops in ((0.99, True), (0.85, False)):
+        rule = ForecastStopRule(target=target, mode="max", patience=1, assume_constant_lr=True)
+        report = Report(step=199, monitor="val_acc", horizon=400, forecast=forecast, lr_schedule_known=True)
+        assert (rule.update(report) is not None) is stops
