@@ -13,9 +13,7 @@ optuna is an optional dependency: ``pip install curvecast[optuna]``.
 
 from __future__ import annotations
 
-import inspect
 import math
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -286,24 +284,20 @@ class ForecastPruningCallback(Callback):
 
     @staticmethod
     def _references(curves: list[TrialCurve]) -> list[Any]:
-        """The completed trials' curves as forecasting references, where the forecaster takes them."""
-        if not curves or not _fit_takes("references"):
-            return []
+        """The completed trials' curves as forecasting references."""
         return [r for r in (c.reference() for c in curves) if r is not None]
 
     def _forecast(self, schedule: Any, references: list[Any]) -> Any:
         """The forecast of the trial's curve at the horizon (with the LR ``schedule`` if given), or None."""
         from curvecast.forecasting import Forecaster
 
-        kwargs: dict[str, Any] = {}
-        if _fit_takes("mode"):
-            kwargs["mode"] = self.mode
-        elif self.mode == "max":
-            return None  # a forecaster that models only falling metrics would forecast a rising one wrong-way round
-        if references:
-            kwargs["references"] = references
         forecast = Forecaster(min_points=self.min_points).fit(
-            np.asarray(self.steps), np.asarray(self.values), horizon=self._horizon, lrs=schedule, **kwargs
+            np.asarray(self.steps),
+            np.asarray(self.values),
+            horizon=self._horizon,
+            lrs=schedule,
+            mode=self.mode,
+            references=references or None,
         )
         return forecast if forecast.ok else None
 
@@ -313,11 +307,3 @@ def _chance_better(below: float, mode: str) -> float | None:
     if not math.isfinite(below):
         return None
     return below if mode == "min" else 1.0 - below
-
-
-@cache
-def _fit_takes(name: str) -> bool:
-    """Whether ``Forecaster.fit`` takes the keyword ``name`` (``mode``, ``references``)."""
-    from curvecast.forecasting import Forecaster
-
-    return name in inspect.signature(Forecaster.fit).parameters

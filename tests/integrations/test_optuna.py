@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from curvecast.integrations.optuna import CURVE_ATTR, FINAL_ATTR, PRUNED_ATTR, ForecastPruningCallback, _fit_takes
+from curvecast.integrations.optuna import CURVE_ATTR, FINAL_ATTR, PRUNED_ATTR, ForecastPruningCallback
 
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -264,7 +264,6 @@ class Score(Regression):
         self.log("val_score", -self._loss(batch))  # higher is better
 
 
-@pytest.mark.skipif(not _fit_takes("mode"), reason="the forecaster models falling metrics only")
 def test_a_maximized_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path: Path) -> None:
     train, val = DataLoader(_data(0), batch_size=16, shuffle=False), DataLoader(_data(1), batch_size=256)
 
