@@ -1,6 +1,5 @@
 """Forecasts on the real training curves of ../shared/data/curves (skipped when the folder is absent)."""
 
-import csv
 import json
 from pathlib import Path
 
@@ -8,22 +7,10 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import Forecaster
+from real_curve import load_train_curve
 
 CURVES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "curves"
 pytestmark = pytest.mark.skipif(not CURVES.is_dir(), reason=f"real curves not found at {CURVES}")
-
-
-def _load(path: Path):
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    step = np.array([float(r["step"]) for r in rows])
-    loss = np.array([float(r["train_loss"]) if r["train_loss"] else np.nan for r in rows])
-    lr = np.array([float(r["lr"]) if r["lr"] else np.nan for r in rows])
-    ok = np.isfinite(loss)
-    horizon = int(step[ok][-1])
-    has = np.isfinite(lr)
-    lrs = np.interp(np.arange(horizon + 1), step[has], lr[has]) if has.sum() >= 2 else None
-    return step[ok], loss[ok], horizon, lrs
 
 
 def _runs(prefix: str):
@@ -45,7 +32,7 @@ def _end(values):
 def test_llm_curves_forecast_from_half_the_run():
     errors = []
     for path in _runs("mng__")[::3]:
-        steps, values, horizon, lrs = _load(path)
+        steps, values, horizon, lrs = load_train_curve(path)
         seen = steps <= 0.5 * horizon
         f = Forecaster().fit(steps[seen], values[seen], horizon=horizon, lrs=lrs)
         assert f.ok, f.reason
@@ -56,7 +43,7 @@ def test_llm_curves_forecast_from_half_the_run():
 
 
 def test_the_planned_decay_lowers_the_llm_forecast():
-    steps, values, horizon, lrs = _load(_runs("mng__2024-12-04_ValueEmbed")[0])
+    steps, values, horizon, lrs = load_train_curve(_runs("mng__2024-12-04_ValueEmbed")[0])
     seen = steps <= 0.3 * horizon
     aware = Forecaster().fit(steps[seen], values[seen], horizon=horizon, lrs=lrs)
     blind = Forecaster().fit(steps[seen], values[seen], horizon=horizon)
@@ -69,7 +56,7 @@ def test_every_sparse_eval_curve_gets_a_sane_forecast():
     runs = _runs("algoperf__")
     assert runs
     for path in runs:
-        steps, values, horizon, lrs = _load(path)
+        steps, values, horizon, lrs = load_train_curve(path)
         seen = steps <= 0.5 * horizon
         f = Forecaster().fit(steps[seen], values[seen], horizon=horizon, lrs=lrs)
         if seen.sum() < 5:
@@ -85,7 +72,7 @@ def test_every_sparse_eval_curve_gets_a_sane_forecast():
 def test_schedule_free_runs_from_three_quarters():
     errors = []
     for path in _runs("algoperf__v05_schedule_free_adamw_s0_fastmri"):
-        steps, values, horizon, lrs = _load(path)
+        steps, values, horizon, lrs = load_train_curve(path)
         seen = steps <= 0.75 * horizon
         f = Forecaster().fit(steps[seen], values[seen], horizon=horizon, lrs=lrs)
         errors.append(abs(f.final / values[-1] - 1))
@@ -96,7 +83,7 @@ def test_vision_and_graph_runs_with_a_schedule_from_three_quarters():
     # Their loss keeps falling steeply as the cosine LR nears zero: the bent-response members must catch it.
     errors = []
     for path in _runs("algoperf__"):
-        steps, values, horizon, lrs = _load(path)
+        steps, values, horizon, lrs = load_train_curve(path)
         seen = steps <= 0.75 * horizon
         if lrs is None or seen.sum() < 20:
             continue

@@ -1,12 +1,11 @@
 """Reference runs: finished curves of the same recipe inform the forecast of a run in progress."""
 
-import csv
-
 import numpy as np
 import pytest
 
 from curvecast.forecasting import Forecaster
 from curvecast.forecasting.references import Reference
+from real_curve import load_train_curve
 
 
 def _step_decay_run(seed: int, scale: float, horizon: int = 4000):
@@ -31,23 +30,11 @@ def test_references_of_the_recipe_foresee_a_drop_the_prefix_cannot_show():
     assert informed.interval(0.8)[0] < clean[-1]
 
 
-def _load(path):
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    step = np.array([float(r["step"]) for r in rows])
-    loss = np.array([float(r["train_loss"]) if r["train_loss"] else np.nan for r in rows])
-    lr = np.array([float(r["lr"]) if r["lr"] else np.nan for r in rows])
-    ok = np.isfinite(loss)
-    horizon = int(step[ok][-1])
-    lrs = np.interp(np.arange(horizon + 1), step[np.isfinite(lr)], lr[np.isfinite(lr)])
-    return step[ok], loss[ok], horizon, lrs
-
-
 def test_sibling_runs_of_a_real_recipe_improve_the_forecast(curves_dir):
     paths = sorted(curves_dir.glob("mng__2024-12-04_ValueEmbed__*.csv"))[:6]
     if len(paths) < 4:
         pytest.skip("the ValueEmbed record runs are not in the curves folder")
-    runs = [_load(p) for p in paths]
+    runs = [load_train_curve(p) for p in paths]
     gains = []
     for i, (t, y, horizon, lrs) in enumerate(runs[:3]):
         refs = [Reference(s, v, lr) for j, (s, v, _, lr) in enumerate(runs) if j != i]
