@@ -47,17 +47,21 @@ def _data(seed: int) -> TensorDataset:
     return TensorDataset(x, x @ torch.arange(1.0, 5.0) + 0.1 * torch.randn(256, generator=generator))
 
 
+def _study_trainer(tmp_path: Path, pruning: ForecastPruningCallback, sanity_steps: int = 0) -> pl.Trainer:
+    """A quiet CPU Trainer of MAX_STEPS steps validating every 10 steps, with the trial's pruning callback."""
+    return pl.Trainer(
+        default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=sanity_steps,
+        max_steps=MAX_STEPS, val_check_interval=10, check_val_every_n_epoch=None, callbacks=[pruning],
+    )  # fmt: skip
+
+
 def test_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path: Path) -> None:
     train, val = DataLoader(_data(0), batch_size=16, shuffle=False), DataLoader(_data(1), batch_size=256)
 
     def objective(trial) -> float:
         pruning = ForecastPruningCallback(trial, monitor="val_loss", min_points=5)
-        trainer = pl.Trainer(
-            default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
-            max_steps=MAX_STEPS, val_check_interval=10, check_val_every_n_epoch=None,
-            callbacks=[pruning],
-        )  # fmt: skip
+        trainer = _study_trainer(tmp_path, pruning, sanity_steps=2)
         trainer.fit(Regression(trial.suggest_float("lr", 1e-6, 1.0, log=True)), train, val)
         pruning.check_pruned()
         return float(trainer.callback_metrics["val_loss"])
@@ -231,11 +235,7 @@ def test_the_planned_lr_schedule_is_kept_with_the_curve_and_quoted(tmp_path: Pat
     def objective(trial) -> float:
         pruning = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False)
         callbacks.append(pruning)
-        trainer = pl.Trainer(
-            default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-            max_steps=MAX_STEPS, val_check_interval=10, check_val_every_n_epoch=None, callbacks=[pruning],
-        )  # fmt: skip
+        trainer = _study_trainer(tmp_path, pruning)
         trainer.fit(CosineRegression(trial.suggest_float("lr", 1e-6, 1.0, log=True)), train, val)
         pruning.check_pruned()
         return float(trainer.callback_metrics["val_loss"])
@@ -269,11 +269,7 @@ def test_a_maximized_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path
 
     def objective(trial) -> float:
         pruning = ForecastPruningCallback(trial, monitor="val_score", use_pruner=False)
-        trainer = pl.Trainer(
-            default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-            max_steps=MAX_STEPS, val_check_interval=10, check_val_every_n_epoch=None, callbacks=[pruning],
-        )  # fmt: skip
+        trainer = _study_trainer(tmp_path, pruning)
         trainer.fit(Score(trial.suggest_float("lr", 1e-6, 1.0, log=True)), train, val)
         pruning.check_pruned()
         return float(trainer.callback_metrics["val_score"])
