@@ -230,6 +230,15 @@ def test_a_sensor_of_the_wrong_type_is_rejected():
         Curvecast(throughput="fast")
 
 
+def _trainer_into_one_tensorboard_run(tmp_path, quiet_trainer_kwargs, max_steps: int, callbacks) -> pl.Trainer:
+    """A Trainer that checkpoints and logs to the TensorBoard run ``run/fixed``: every fit of a test writes there."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
+    kwargs["logger"] = TensorBoardLogger(tmp_path, name="run", version="fixed", default_hp_metric=False)
+    return pl.Trainer(max_steps=max_steps, callbacks=callbacks, **kwargs)
+
+
 def _steps_in_write_order(run_dir, tag: str) -> list[int]:
     """The steps of one tag over every event file of a run, file by file in the order they were written.
 
@@ -248,12 +257,8 @@ def _steps_in_write_order(run_dir, tag: str) -> list[int]:
 
 
 def test_resuming_into_the_same_tensorboard_run_never_rewrites_a_step(tmp_path, quiet_trainer_kwargs):
-    from pytorch_lightning.loggers import TensorBoardLogger
-
     def trainer(max_steps, callbacks):
-        kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
-        kwargs["logger"] = TensorBoardLogger(tmp_path, name="run", version="fixed", default_hp_metric=False)
-        return pl.Trainer(max_steps=max_steps, callbacks=callbacks, **kwargs)
+        return _trainer_into_one_tensorboard_run(tmp_path, quiet_trainer_kwargs, max_steps, callbacks)
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=20, save_top_k=-1)
     first = Curvecast(forecast_budget=None, forecast_every=10, background=False)
@@ -379,12 +384,8 @@ def test_one_damaged_part_starts_afresh_alone_and_the_history_survives(part, dam
 
 def test_a_resume_from_an_earlier_checkpoint_never_writes_a_step_twice(tmp_path, quiet_trainer_kwargs):
     """The first fit went on to step 40 past its checkpoint at 20; the resumed one starts at 20 in the same run."""
-    from pytorch_lightning.loggers import TensorBoardLogger
-
     def trainer(max_steps, callbacks):
-        kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
-        kwargs["logger"] = TensorBoardLogger(tmp_path, name="run", version="fixed", default_hp_metric=False)
-        return pl.Trainer(max_steps=max_steps, callbacks=callbacks, **kwargs)
+        return _trainer_into_one_tensorboard_run(tmp_path, quiet_trainer_kwargs, max_steps, callbacks)
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=20, save_top_k=-1)
     trainer(40, [Curvecast(forecast_every=10, background=False, forecast_budget=None), checkpoint]).fit(
