@@ -24,8 +24,11 @@ from curvecast.forecasting.metric_map import MetricMap
 from curvecast.forecasting.preprocess import Binned, bin_curve
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["Reference", "ReferenceMember", "ReferenceShape", "check_references", "reference_shape"]
+__all__ = ["MAX_REFERENCES", "Reference", "ReferenceMember", "ReferenceShape", "check_references", "reference_shape"]
 
+# References a live run keeps, the latest first: each costs every fit an interpolation, and a recipe drifts over a
+# sweep, so the newest runs say most about the next one.
+MAX_REFERENCES = 16
 # A reference needs this many finite points to define a shape.
 MIN_REFERENCE_POINTS = 5
 # The run's level relative to a reference: over this last fraction of the observed steps (at least 3 bins).

@@ -13,6 +13,7 @@ from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
 from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting import Report
+from curvecast.forecasting.metric_map import check_mode_bounds
 from curvecast.history import RunHistory
 from curvecast.integrations import (
     AlertLogger,
@@ -22,17 +23,17 @@ from curvecast.integrations import (
     TensorBoardReporter,
 )
 from curvecast.live.actuator import Actuator, RunContext
+from curvecast.live.bundle_state import bundle_state, restore_bundle_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.monitor_checks import check_monitor_logged, warn_if_no_loss
 from curvecast.live.nonfinite_guard import NonFiniteGuard
+from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.series import TRAIN_LOSS
 
 __all__ = ["Curvecast"]
 
 
-_STATE_VERSION = 2
-_MODES = ("min", "max")
 P = TypeVar("P")
 
 
@@ -56,6 +57,11 @@ class Curvecast(Callback):
         monitor: the metric to forecast; None means the training loss of every optimizer step. A validation metric
             (e.g. ``"val_loss"``) is forecast after each validation run.
         mode: ``"min"`` when lower is better, ``"max"`` otherwise.
+        bounds: the range of ``monitor``, ``(lo, hi)`` with None for an open side: ``(0, 1)`` for an accuracy keeps its
+            forecasts and intervals inside it (the good side's bound is the floor a forecast approaches).
+        references: finished runs of the same recipe, whose shape informs the forecast: a log directory of past runs
+            (TensorBoard or CSVLogger; the run's own logs are left out), an Optuna study (its completed trials, read
+            at the start of each fit), or a list of :class:`~curvecast.forecasting.Reference`.
         target: a value of ``monitor`` the run should reach; forecasts then give the step and probability to reach it.
         forecast_every: optimizer steps between forecasts of the training loss.
         background: forecast in a worker thread so the training step never waits for a fit.
@@ -89,6 +95,8 @@ class Curvecast(Callback):
         monitor: str | None = None,
         mode: Literal["min", "max"] = "min",
         target: float | None = None,
+        bounds: tuple[float | None, float | None] | None = None,
+        references: ReferenceSource | None = None,
         forecast_every: int = 100,
         background: bool = True,
         forecast_budget: float | None = DEFAULT_BUDGET,
@@ -101,8 +109,8 @@ class Curvecast(Callback):
         log_forecasts: bool | ForecastLogger = True,
         actuators: list[Actuator] | None = None,
     ) -> None:
-        if mode not in _MODES:
-            raise ValueError(f"Expected `mode` to be one of {_MODES}, but got {mode!r}")
+        check_mode_bounds(mode, bounds)
+        self.references = check_reference_source(references)
         if forecast_every < 1:
             raise ValueError(f"Expected `forecast_every` to be a positive int, but got {forecast_every}")
         self.monitor = monitor or TRAIN_LOSS
@@ -163,6 +171,7 @@ class Curvecast(Callback):
             background,
             forecast_budget,
             mode,
+            bounds,
         )
         self._voted_at: int | None = None
         self._monitor_checked = False
@@ -214,6 +223,12 @@ class Curvecast(Callback):
             sensor.on_fit_start(trainer, pl_module)
         for actuator in self.actuators:
             actuator.on_fit_start(trainer, pl_module)  # e.g. a stop request left from a previous fit is cleared
+        self._load_references(trainer)
+
+    @guarded
+    def _load_references(self, trainer: Any) -> None:
+        if is_global_zero(trainer):  # rank 0 alone forecasts
+            self.cadence.references = references_for_fit(self.references, trainer, self.monitor, self.mode)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
@@ -374,27 +389,10 @@ class Curvecast(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         self.loss_capture.flush_pending()
-        state = {"version": _STATE_VERSION, "history": self.history.state_dict()}
-        for name, part in self._stateful_parts().items():
-            state[name] = part.state_dict()
-        return state
+        return bundle_state(self.history, self._stateful_parts())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a saved state part by part; a part that cannot be read is a warning and a fresh start for that part
-        alone, never a failed resume."""
-        try:
-            self.history.load_state_dict(state_dict["history"])
-        except (KeyError, ValueError, TypeError, AttributeError) as error:
-            warn_once(f"curvecast: the checkpoint's curvecast history could not be restored ({error}); starting afresh")
-            self.history.load_state_dict(RunHistory().state_dict())
-        for name, part in self._stateful_parts().items():
-            if name not in state_dict:
-                continue
-            try:
-                part.load_state_dict(state_dict[name])
-            except (KeyError, ValueError, TypeError, AttributeError) as error:
-                warn_once(f"curvecast: the checkpoint's curvecast state of {name!r} could not be restored ({error}); "
-                          "that part starts afresh")  # fmt: skip
-                if name == "watch":
-                    self.watch = self._new_watch()
-                    self._watched_schedule = None  # the new watch is told the schedule at the next step
+        """Restore a saved state part by part; a part that cannot be read starts afresh, with a warning."""
+        if "watch" in restore_bundle_state(self.history, self._stateful_parts(), state_dict):
+            self.watch = self._new_watch()
+            self._watched_schedule = None  # the new watch is told the schedule at the next step

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from curvecast.forecasting import Forecaster, Report
+from curvecast.forecasting.references import Reference
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.history import RunHistory
 from curvecast.live.runner import ForecastRunner
@@ -43,6 +44,7 @@ class ForecastCadence:
         budget: the largest share of the run's time spent forecasting: after a fit that took ``c`` seconds of CPU, the
             next one waits until ``c / budget`` seconds have passed (beyond ``forecast_every``). A fit costs tens to
             hundreds of milliseconds, so fast steps would otherwise pay for it many times over; None: no limit.
+        mode, bounds: the monitor's direction and range (see ``Forecaster.fit``).
     """
 
     clock: Callable[[], float] = staticmethod(time.perf_counter)  # the run's wall clock (replaceable in tests)
@@ -58,6 +60,7 @@ class ForecastCadence:
         background: bool,
         budget: float | None = DEFAULT_BUDGET,
         mode: str = "min",
+        bounds: tuple[float | None, float | None] | None = None,
     ) -> None:
         if budget is not None and not 0.0 < budget <= 1.0:
             raise ValueError(f"Expected `forecast_budget` to lie in (0, 1] or be None, but got {budget}")
@@ -69,6 +72,8 @@ class ForecastCadence:
         self.forecast_every = forecast_every
         self.budget = budget
         self.mode = mode
+        self.bounds = bounds
+        self.references: tuple[Reference, ...] = ()  # finished runs of the recipe, set at the start of each fit
         self._submitted_at: float | None = None  # clock() when the last forecast started
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_step: int | None = None  # the last observed step a forecast was started from
@@ -158,13 +163,15 @@ class ForecastCadence:
         horizon = self.horizon()
         schedule = self.schedule()  # shared and read-only: passed as it is, dense or in knots, never copied
         blank = self.report(int(series.steps[-1]))
+        references = self.references  # a tuple: the worker keeps the one of this moment
 
         def job() -> Report:
             if horizon is None or horizon < blank.step:
                 return blank
             forecast = Forecaster().fit(
-                series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts, mode=self.mode
-            )
+                series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts,
+                mode=self.mode, bounds=self.bounds, references=references,
+            )  # fmt: skip
             return replace(blank, forecast=forecast)
 
         return job

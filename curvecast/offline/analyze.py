@@ -22,6 +22,7 @@ import numpy as np
 
 from curvecast.offline.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.offline.logreaders.base import printable
+from curvecast.offline.logreaders.select import lr_at_every_step
 
 if TYPE_CHECKING:
     from curvecast.forecasting import Anomaly, Forecast
@@ -34,8 +35,6 @@ MIN_POINTS = 5  # the Forecaster's default `min_points`: fewer finite points can
 _MAX_LISTED = 20  # anomalies printed in the text report; the JSON report has them all
 # The streaming anomaly detector costs tens of microseconds a point; a longer curve is searched on bucket maxima.
 MAX_DETECTOR_POINTS = 50_000
-# A per-step LR array costs 8 bytes a step; past this many steps (say, a log indexed by tokens) it is not built.
-_MAX_LR_STEPS = 50_000_000
 # An error is one line on stderr; one listing every series of a huge log is cut here (the JSON report lists them all).
 _MAX_MESSAGE_CHARS = 4000
 _MAX_NAME_CHARS = 200  # of a series name or path in the text report, escaped: a log must not drive the terminal
@@ -72,22 +71,6 @@ class Analysis:
     anomaly_bucket: int = 1
 
 
-def _lr_at_every_step(lr: Curve, horizon: int) -> np.ndarray | None:
-    """The LR of steps 0..horizon, each step taking the last logged value (None when the log stops short of it).
-
-    Past its last logged step the schedule of a finished log is unknown, and holding it flat would mislead a
-    schedule-aware forecast, so an LR log that ends well before the horizon is not used at all.
-    """
-    steps, values = lr.steps, lr.values
-    if len(steps) == 0 or horizon > _MAX_LR_STEPS or not np.all(np.isfinite(values)) or np.any(values < 0):
-        return None
-    spacing = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
-    if steps[-1] + max(spacing, 1) < horizon:
-        return None
-    index = np.searchsorted(steps, np.arange(horizon + 1), side="right") - 1
-    return values[np.clip(index, 0, None)]
-
-
 def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
     """Each run of ``bucket`` points as one point: its maximum at its own step, or its first non-finite value.
 
@@ -111,7 +94,7 @@ def _detect(curve: Curve, lr: Curve | None) -> tuple[list[Anomaly], int]:
     bucket = -(-len(steps) // MAX_DETECTOR_POINTS)
     if bucket > 1:
         steps, values = bucket_maxima(steps, values, bucket)
-    lrs = _lr_at_every_step(lr, int(steps[-1])) if lr is not None else None
+    lrs = lr_at_every_step(lr, int(steps[-1])) if lr is not None else None
     events = detect_anomalies(steps, values, lrs=None if lrs is None else lrs.tolist(), series=curve.name)
     return sorted(events, key=lambda event: event.step), bucket
 
@@ -150,7 +133,7 @@ def analyze(
     if target is not None and not math.isfinite(target):
         raise AnalyzeError(f"Expected `--target` to be a finite number, but got {target}")
     lr = choose_lr(log, curve)
-    lrs = _lr_at_every_step(lr, horizon) if lr is not None else None
+    lrs = lr_at_every_step(lr, horizon) if lr is not None else None
     try:
         forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs)
         anomalies, bucket = _detect(curve, lr)

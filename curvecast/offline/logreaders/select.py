@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, printable
 
-__all__ = ["choose_loss", "choose_lr"]
+__all__ = ["MAX_LR_STEPS", "choose_loss", "choose_lr", "lr_at_every_step"]
 
 _LR = re.compile(r"(^|[/_\-. ])(lr|learning[_\- ]?rate)($|[/_\-. ])", re.IGNORECASE)
 _EVAL = re.compile(r"(^|[/_\-. ])(val|valid|validation|eval|evaluation|test|dev)($|[/_\-. ])", re.IGNORECASE)
 _SKIP_PREFIXES = ("curvecast/",)  # curvecast's own forecasts and alerts, written next to the run's metrics
 _CURVECAST_LR = "curvecast/lr"  # but the LR of every step it writes is the run's own
 _NAME_CHARS = 120  # of a series name listed in an error, enough to copy a TensorBoard tag into --tag
+# A per-step LR array costs 8 bytes a step; past this many steps (say, a log indexed by tokens) it is not built.
+MAX_LR_STEPS = 50_000_000
 _COUNTERS = {"epoch", "step", "global_step", "hp_metric", "_runtime", "_timestamp", "wall time", "time"}
 
 
@@ -103,3 +107,19 @@ def choose_lr(log: RunLog, loss: Curve) -> Curve | None:
         if mine:
             return max(mine, key=lambda curve: (len(curve), -len(curve.name)))
     return None
+
+
+def lr_at_every_step(lr: Curve, horizon: int) -> np.ndarray | None:
+    """The LR of steps 0..horizon, each step taking the last logged value (None when the log stops short of it).
+
+    Past its last logged step the schedule of a finished log is unknown, and holding it flat would mislead a
+    schedule-aware forecast, so an LR log that ends well before the horizon is not used at all.
+    """
+    steps, values = lr.steps, lr.values
+    if len(steps) == 0 or horizon > MAX_LR_STEPS or not np.all(np.isfinite(values)) or np.any(values < 0):
+        return None
+    spacing = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    if steps[-1] + max(spacing, 1) < horizon:
+        return None
+    index = np.searchsorted(steps, np.arange(horizon + 1), side="right") - 1
+    return values[np.clip(index, 0, None)]
