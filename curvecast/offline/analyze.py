@@ -23,6 +23,7 @@ import numpy as np
 from curvecast.offline.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.offline.logreaders.base import printable
 from curvecast.offline.logreaders.select import lr_at_every_step
+from curvecast.offline.metric_direction import metric_direction
 
 if TYPE_CHECKING:
     from curvecast.forecasting import Anomaly, Forecast
@@ -58,6 +59,8 @@ class Analysis:
         forecast: the ``Forecast`` (``forecast.ok`` False with ``forecast.reason`` when none could be made).
         anomalies: the ``Anomaly`` events found over the whole curve, in step order.
         anomaly_bucket: how many logged points each point given to the anomaly detector stands for (1: all of them).
+        mode: ``"min"`` when the series is better low, ``"max"`` when better high (given, or read from its name).
+        bounds: the series' range given to the forecaster, or None.
     """
 
     log: RunLog
@@ -69,6 +72,8 @@ class Analysis:
     forecast: Forecast
     anomalies: list[Anomaly]
     anomaly_bucket: int = 1
+    mode: str = "min"
+    bounds: tuple[float | None, float | None] | None = None
 
 
 def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,20 +92,28 @@ def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[n
     return np.r_[out_steps, tail_steps], np.r_[block[rows, pick], tail_values]
 
 
-def _detect(curve: Curve, lr: Curve | None) -> tuple[list[Anomaly], int]:
+def _detect(curve: Curve, lr: Curve | None, mode: str) -> tuple[list[Anomaly], int]:
     from curvecast.forecasting import detect_anomalies
 
     steps, values = curve.steps, curve.values
     bucket = -(-len(steps) // MAX_DETECTOR_POINTS)
-    if bucket > 1:
-        steps, values = bucket_maxima(steps, values, bucket)
+    if bucket > 1:  # the worst point of each bucket: its maximum, or for a score its minimum
+        sign = 1.0 if mode == "min" else -1.0
+        steps, worst = bucket_maxima(steps, sign * values, bucket)
+        values = sign * worst
     lrs = lr_at_every_step(lr, int(steps[-1])) if lr is not None else None
-    events = detect_anomalies(steps, values, lrs=None if lrs is None else lrs.tolist(), series=curve.name)
+    events = detect_anomalies(steps, values, lrs=None if lrs is None else lrs.tolist(), series=curve.name, mode=mode)
     return sorted(events, key=lambda event: event.step), bucket
 
 
 def analyze(
-    path: str | Path, tag: str | None = None, horizon: int | None = None, target: float | None = None
+    path: str | Path,
+    tag: str | None = None,
+    horizon: int | None = None,
+    target: float | None = None,
+    *,
+    mode: str | None = None,
+    bounds: tuple[float | None, float | None] | None = None,
 ) -> Analysis:
     """Read the log at ``path``, forecast its loss (or ``tag``) at ``horizon`` and find its anomalies.
 
@@ -108,13 +121,18 @@ def analyze(
         path: a TensorBoard log directory or event file, a CSVLogger ``metrics.csv``, or a CSV/JSONL file.
         tag: the series to analyse; by default the training loss.
         horizon: the step to forecast; by default the last logged step.
-        target: a value of the series to ask about (step reaching it, probability of ending below it).
+        target: a value of the series to ask about (step reaching it, probability of ending better than it).
+        mode: ``"min"`` or ``"max"``; by default read from the series' name (``metric_direction``: ``val_acc`` is
+            better high, a loss low).
+        bounds: the series' range ``(lo, hi)``, None for an open side; by default (0, 1) or (0, 100) for a
+            fraction-like score (accuracy, F1, AUC, ...) whose values lie there, else none.
 
     Raises:
         LogReadError: the log cannot be read, ``tag`` is not in it, or it has fewer than ``MIN_POINTS`` points.
         AnalyzeError: ``horizon`` lies before the last logged step, or ``target`` is not finite.
     """
     from curvecast.forecasting import Forecaster
+    from curvecast.forecasting.metric_map import check_mode_bounds
 
     log = read_log(path)
     curve = choose_loss(log, tag)
@@ -135,11 +153,16 @@ def analyze(
     lr = choose_lr(log, curve)
     lrs = lr_at_every_step(lr, horizon) if lr is not None else None
     try:
-        forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs)
-        anomalies, bucket = _detect(curve, lr)
+        check_mode_bounds(mode or "min", bounds)
+    except ValueError as error:
+        raise AnalyzeError(str(error)) from None
+    mode, bounds = metric_direction(curve.name, curve.values, mode, bounds)
+    try:
+        forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs, mode=mode, bounds=bounds)
+        anomalies, bucket = _detect(curve, lr, mode)
     except ValueError as error:  # both validate their inputs with ValueError; anything left here is about the log
         raise LogReadError(f"Cannot analyse `{printable(curve.name)}` of {log.source}: {error}") from None
-    return Analysis(log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket)
+    return Analysis(log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket, mode, bounds)
 
 
 def _check_steps(curve: Curve, log: RunLog) -> None:
@@ -174,6 +197,8 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
         "lr": {"name": analysis.lr.name if analysis.lr else None, "used": analysis.lr_used},
         "horizon": analysis.horizon,
         "target": target,
+        "mode": analysis.mode,
+        "bounds": None if analysis.bounds is None else [_number(b) for b in analysis.bounds],
         "forecast": {"ok": bool(forecast.ok), "reason": forecast.reason, "model": forecast.model},
         "anomalies": [_anomaly_dict(event) for event in analysis.anomalies],
         "anomaly_bucket": analysis.anomaly_bucket,
@@ -190,7 +215,9 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
         )
         if target is not None:
             report["forecast"].update(
-                step_to_reach=forecast.step_to_reach(target), prob_below=_number(forecast.prob_below(target))
+                step_to_reach=forecast.step_to_reach(target),
+                prob_below=_number(forecast.prob_below(target)),
+                prob_better=_number(forecast.prob_beyond(target)),  # below for a loss, above for a score
             )
     return report
 
@@ -217,7 +244,7 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
     lines = [
         f"{source} ({analysis.log.kind}, {len(analysis.log.curves)} series)",
         f"  series: {name}, {len(curve):,} points, steps {curve.steps[0]}..{curve.steps[-1]}, "
-        f"last value {_fmt(curve.values[-1])}",
+        f"last value {_fmt(curve.values[-1])}" + ("" if analysis.mode == "min" else " (higher is better)"),
     ]
     if analysis.lr is None:
         lines.append("  learning rate: not logged")
@@ -234,7 +261,8 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
         if target is not None:
             reach = forecast.step_to_reach(target)
             when = f"reached near step {reach}" if reach is not None else "not reached by the horizon"
-            lines.append(f"  target {_fmt(target)}: {when}; P(final < target) = {forecast.prob_below(target):.2f}")
+            chance = f"P(final {'<' if analysis.mode == 'min' else '>'} target) = {forecast.prob_beyond(target):.2f}"
+            lines.append(f"  target {_fmt(target)}: {when}; {chance}")
     events = analysis.anomalies
     thinned = f" (searched on maxima of {analysis.anomaly_bucket} points)" if analysis.anomaly_bucket > 1 else ""
     lines.append(f"  anomalies{thinned}: {len(events) or 'none'}")
@@ -270,6 +298,13 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", help="the series to analyse (default: the training loss)")
     parser.add_argument("--horizon", type=int, help="the step to forecast (default: the last logged step)")
     parser.add_argument("--target", type=float, help="a value to reach: when, and how likely by the horizon")
+    parser.add_argument(
+        "--mode", choices=("min", "max"), help="whether the series is better low or high (default: from its name)"
+    )
+    parser.add_argument(
+        "--bounds", nargs=2, metavar=("LO", "HI"), type=_bound,
+        help="the series' range, 'none' for an open side (default: 0 1 for an accuracy-like score)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report instead of text")
     plot = parser.add_mutually_exclusive_group()
     plot.add_argument("--plot", metavar="PATH", help="where to write the PNG plot (default: ./<run>.curvecast.png)")
@@ -284,7 +319,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             return _analyze_runs(args, many)
         args.path = str(many[0])  # a directory holding one run: that run, named by its own directory
     try:
-        analysis = analyze(args.path, tag=args.tag, horizon=args.horizon, target=args.target)
+        analysis = analyze(args.path, tag=args.tag, horizon=args.horizon, target=args.target, **_direction(args))
     except LogReadError as error:
         return _fail(str(error), EXIT_INPUT)
     except AnalyzeError as error:
@@ -327,7 +362,7 @@ def _analyze_runs(args: argparse.Namespace, runs: list[Path]) -> int:
     if args.horizon is not None and args.horizon < 0:
         return _fail(f"Expected `--horizon` to be a non-negative step, but got {args.horizon}", EXIT_USAGE)
     directory = Path(args.path)
-    ranked = rank_runs(runs, tag=args.tag, horizon=args.horizon, target=args.target)
+    ranked = rank_runs(runs, tag=args.tag, horizon=args.horizon, target=args.target, **_direction(args))
     if all(run.analysis is None for run in ranked):
         return _fail(f"None of the {len(runs)} runs under {directory} could be analysed: {ranked[0].error}", EXIT_INPUT)
     if args.json:
@@ -335,6 +370,20 @@ def _analyze_runs(args: argparse.Namespace, runs: list[Path]) -> int:
     else:
         print(describe_runs(directory, ranked))
     return 0
+
+
+def _bound(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', but got {text!r}") from None
+
+
+def _direction(args: argparse.Namespace) -> dict[str, Any]:
+    bounds = getattr(args, "bounds", None)
+    return {"mode": getattr(args, "mode", None), "bounds": tuple(bounds) if bounds is not None else None}
 
 
 def _is_fifo(path: Path) -> bool:

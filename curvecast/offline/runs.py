@@ -3,7 +3,7 @@
 A run is a directory holding TensorBoard event files or a ``metrics.csv`` of its own; curvecast's sub-runs inside a run
 (``curvecast_forecast/``, ``curvecast_summary/``) belong to it and are no runs. Every run is forecast to one common
 horizon (``--horizon``, or the longest run's last step: a run stopped early is asked where it would have gone), then
-ranked by its forecast, with the chance it ends below the best forecast of the other runs.
+ranked by its forecast, with the chance it ends better than the best forecast of the other runs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _NAME_CHARS = 40  # of a run's path in the table
 @dataclass(frozen=True)
 class RankedRun:
     """One run of a directory: its analysis (None when it could not be analysed, with the reason in ``error``) and
-    the chance its final value ends below the best forecast among the other runs."""
+    the chance its final value ends better than the best forecast among the other runs."""
 
     path: Path
     analysis: Analysis | None
@@ -48,32 +48,42 @@ def find_runs(directory: Path) -> list[Path]:
 
 
 def rank_runs(
-    runs: list[Path], tag: str | None = None, horizon: int | None = None, target: float | None = None
+    runs: list[Path],
+    tag: str | None = None,
+    horizon: int | None = None,
+    target: float | None = None,
+    *,
+    mode: str | None = None,
+    bounds: tuple[float | None, float | None] | None = None,
 ) -> list[RankedRun]:
-    """Analyse every run to a common horizon and rank them by forecast, lowest first (runs that failed last)."""
-    first = [_analyse(run, tag, horizon, target) for run in runs]
+    """Analyse every run to a common horizon and rank them by forecast, best first (lowest, or highest for a score
+    such as ``val_acc``; runs that failed last)."""
+    direction = {"mode": mode, "bounds": bounds}
+    first = [_analyse(run, tag, horizon, target, direction) for run in runs]
     common = horizon
     if common is None:
         lasts = [int(a.curve.steps[-1]) for _, a, _ in first if a is not None]
         common = max(lasts) if lasts else None
     if common is not None and horizon is None:  # again, to the common horizon: a run stopped early is extrapolated
-        first = [_analyse(run, tag, common, target) if a is not None else (run, a, e) for run, a, e in first]
-    finals = {run: a.forecast.final for run, a, _ in first if a is not None and a.forecast.ok}
+        first = [_analyse(run, tag, common, target, direction) if a is not None else (run, a, e) for run, a, e in first]
+    modes = [a.mode for _, a, _ in first if a is not None]
+    sign = -1.0 if modes and modes[0] == "max" else 1.0  # the first run's direction ranks them all
+    finals = {run: sign * a.forecast.final for run, a, _ in first if a is not None and a.forecast.ok}
     ranked = []
     for run, analysis, error in first:
         others = [value for other, value in finals.items() if other != run]
         chance = math.nan
         if run in finals and others:
-            chance = analysis.forecast.prob_below(min(others))
+            chance = analysis.forecast.prob_beyond(sign * min(others))
         ranked.append(RankedRun(run, analysis, error, chance))
     return sorted(ranked, key=lambda r: (r.path not in finals, finals.get(r.path, math.inf), str(r.path)))
 
 
 def _analyse(
-    run: Path, tag: str | None, horizon: int | None, target: float | None
+    run: Path, tag: str | None, horizon: int | None, target: float | None, direction: dict[str, Any]
 ) -> tuple[Path, Analysis | None, str | None]:
     try:
-        return run, analyze(run, tag=tag, horizon=horizon, target=target), None
+        return run, analyze(run, tag=tag, horizon=horizon, target=target, **direction), None
     except (LogReadError, AnalyzeError) as error:
         return run, None, str(error)
 
