@@ -10,7 +10,7 @@ import pytest
 
 from curvecast.cli import main
 from curvecast.offline.analyze import analyze
-from curvecast.offline.metric_direction import metric_direction
+from curvecast.metric_direction import metric_direction
 from curvecast.offline.runs import rank_runs
 
 

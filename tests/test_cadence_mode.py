@@ -21,3 +21,24 @@ def test_a_rising_accuracy_is_forecast_rising():
     assert up.final > last > down.final  # read as a loss, the same curve would be forecast falling
     assert up.prob_beyond(0.86) > 0.5 > up.prob_beyond(0.9)
     assert np.isfinite(up.interval(0.8)).all()
+
+
+def test_the_direction_and_range_of_a_score_are_read_from_its_name():
+    from curvecast import Curvecast
+
+    assert Curvecast(monitor="val_acc").mode == "max"
+    assert Curvecast(monitor="val_loss").mode == "min"
+    assert Curvecast().mode == "min"
+    assert Curvecast(monitor="val_acc", mode="min").mode == "min"  # what the user says wins
+
+    history = RunHistory()
+    for step in range(1, 301):  # an accuracy nearing 1: unbounded, its forecast could cross it
+        history.append("val_acc", step, 0.995 - 0.5 * (1 + step / 10.0) ** -0.7)
+    inferred = ForecastCadence(history, lambda: None, lambda: 100_000, "val_acc", None, 10, False, None, mode="max")
+    open_ended = ForecastCadence(history, lambda: None, lambda: 100_000, "val_acc", None, 10, False, None, mode="max",
+                                 bounds=(None, None))  # fmt: skip
+    (bounded,) = inferred.finish()
+    (unbounded,) = open_ended.finish()
+    assert bounded.forecast.ok
+    assert bounded.forecast.interval(0.95)[1] <= 1.0
+    assert unbounded.forecast.interval(0.95)[1] > 1.0

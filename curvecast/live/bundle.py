@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+
 from curvecast._lightning import Callback, is_global_zero
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture
@@ -29,6 +31,7 @@ from curvecast.live.monitor_checks import check_monitor_logged, warn_if_no_loss
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.stability_watch import StabilityWatch
+from curvecast.metric_direction import metric_direction
 from curvecast.series import TRAIN_LOSS
 
 __all__ = ["Curvecast"]
@@ -56,9 +59,11 @@ class Curvecast(Callback):
     Args:
         monitor: the metric to forecast; None means the training loss of every optimizer step. A validation metric
             (e.g. ``"val_loss"``) is forecast after each validation run.
-        mode: ``"min"`` when lower is better, ``"max"`` otherwise.
+        mode: ``"min"`` when lower is better, ``"max"`` otherwise; None reads it from the monitor's name (``val_acc``,
+            ``val_f1``, ``reward`` are better high; a loss and anything else low).
         bounds: the range of ``monitor``, ``(lo, hi)`` with None for an open side: ``(0, 1)`` for an accuracy keeps its
-            forecasts and intervals inside it (the good side's bound is the floor a forecast approaches).
+            forecasts and intervals inside it (the good side's bound is the floor a forecast approaches). None: (0, 1)
+            or (0, 100) for an accuracy-like score whose values lie there, else open.
         references: finished runs of the same recipe, whose shape informs the forecast: a log directory of past runs
             (TensorBoard or CSVLogger; the run's own logs are left out), an Optuna study (its completed trials, read
             at the start of each fit), or a list of :class:`~curvecast.forecasting.Reference`.
@@ -93,7 +98,7 @@ class Curvecast(Callback):
     def __init__(
         self,
         monitor: str | None = None,
-        mode: Literal["min", "max"] = "min",
+        mode: Literal["min", "max"] | None = None,
         target: float | None = None,
         bounds: tuple[float | None, float | None] | None = None,
         references: ReferenceSource | None = None,
@@ -109,11 +114,12 @@ class Curvecast(Callback):
         log_forecasts: bool | ForecastLogger = True,
         actuators: list[Actuator] | None = None,
     ) -> None:
+        self.monitor = monitor or TRAIN_LOSS
+        mode = mode or metric_direction(self.monitor, np.empty(0))[0]
         check_mode_bounds(mode, bounds)
         self.references = check_reference_source(references)
         if forecast_every < 1:
             raise ValueError(f"Expected `forecast_every` to be a positive int, but got {forecast_every}")
-        self.monitor = monitor or TRAIN_LOSS
         self.mode = mode
         self.target = target
         self.forecast_every = forecast_every
@@ -135,14 +141,9 @@ class Curvecast(Callback):
         self.watch = self._new_watch()
         self.history.add_listener(self._on_point)
         self.run_context = RunContext(
-            self.history,
-            self.monitor,
-            mode,
-            target,
-            forecast_every,
-            planned_schedule=self.lr_capture.schedule,
-            stop_requested=self.stop_requested,
-        )
+            self.history, self.monitor, mode, target, forecast_every,
+            planned_schedule=self.lr_capture.schedule, stop_requested=self.stop_requested,
+        )  # fmt: skip
         # The stopper goes first, so a stop and its alert precede the forecast scalars of the same step.
         self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping")
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
@@ -162,17 +163,9 @@ class Curvecast(Callback):
         self.last_report: Report | None = None
         self.reports: deque[Report] = deque(maxlen=100)
         self.cadence = ForecastCadence(
-            self.history,
-            self.lr_capture.schedule,
-            self.lr_capture.run_length,
-            self.monitor,
-            target,
-            forecast_every,
-            background,
-            forecast_budget,
-            mode,
-            bounds,
-        )
+            self.history, self.lr_capture.schedule, self.lr_capture.run_length, self.monitor, target, forecast_every,
+            background, forecast_budget, mode, bounds,
+        )  # fmt: skip
         self._voted_at: int | None = None
         self._monitor_checked = False
         self._watched_schedule: Any = None

@@ -13,6 +13,7 @@ from curvecast.forecasting.references import Reference
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.history import RunHistory
 from curvecast.live.runner import ForecastRunner
+from curvecast.metric_direction import metric_direction
 from curvecast.series import TRAIN_LOSS
 
 __all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "ForecastCadence"]
@@ -44,7 +45,8 @@ class ForecastCadence:
         budget: the largest share of the run's time spent forecasting: after a fit that took ``c`` seconds of CPU, the
             next one waits until ``c / budget`` seconds have passed (beyond ``forecast_every``). A fit costs tens to
             hundreds of milliseconds, so fast steps would otherwise pay for it many times over; None: no limit.
-        mode, bounds: the monitor's direction and range (see ``Forecaster.fit``).
+        mode, bounds: the monitor's direction and range (see ``Forecaster.fit``); bounds None reads them from the
+            monitor's name and values at each forecast (``metric_direction``).
     """
 
     clock: Callable[[], float] = staticmethod(time.perf_counter)  # the run's wall clock (replaceable in tests)
@@ -164,13 +166,14 @@ class ForecastCadence:
         schedule = self.schedule()  # shared and read-only: passed as it is, dense or in knots, never copied
         blank = self.report(int(series.steps[-1]))
         references = self.references  # a tuple: the worker keeps the one of this moment
+        bounds = self.bounds or metric_direction(self.monitor, series.values, self.mode)[1]
 
         def job() -> Report:
             if horizon is None or horizon < blank.step:
                 return blank
             forecast = Forecaster().fit(
                 series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts,
-                mode=self.mode, bounds=self.bounds, references=references,
+                mode=self.mode, bounds=bounds, references=references,
             )  # fmt: skip
             return replace(blank, forecast=forecast)
 

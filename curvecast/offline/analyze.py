@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from curvecast.metric_direction import metric_direction
 from curvecast.offline.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.offline.logreaders.base import printable
 from curvecast.offline.logreaders.select import lr_at_every_step
-from curvecast.offline.metric_direction import metric_direction
 
 if TYPE_CHECKING:
     from curvecast.forecasting import Anomaly, Forecast

@@ -1,5 +1,5 @@
-"""Which way a logged metric should go, and its range, from its name: ``curvecast analyze --tag val_acc`` needs no
-``--mode max --bounds 0 1``.
+"""Which way a metric should go, and its range, from its name: ``Curvecast(monitor="val_acc")`` and ``curvecast
+analyze --tag val_acc`` need no ``mode="max"``, ``bounds=(0, 1)``.
 
 A name whose words include a score (``acc``, ``f1``, ``auc``, ``iou``, ``reward``, ...) is better high; anything else
 (a loss, an error rate, a perplexity) is better low. A fraction-like score (accuracy, F1, AUC, precision, recall, IoU,
