@@ -142,3 +142,16 @@ def test_a_run_of_known_length_writes_a_bounded_number_of_points_per_series(tmp_
     lr = [e.step for e in accumulator.Scalars("curvecast/lr")]
     assert 350 <= len(lr) <= steps // 5
     assert min(b - a for a, b in itertools.pairwise(lr)) >= 5
+
+
+def test_a_stop_writes_nothing_to_tensorboard_when_it_is_switched_off(tmp_path, quiet_trainer_kwargs):
+    from tiny_models import CurveModule, curve_loader
+
+    bundle = Curvecast(forecast_every=5, background=False, tensorboard=False, early_stopping=True)
+    logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
+    trainer = pl.Trainer(max_steps=40, callbacks=[bundle], **{**quiet_trainer_kwargs, "logger": logger})
+    trainer.fit(CurveModule([1.0 / (1 + k) for k in range(20)] + [float("nan")] * 20), curve_loader(40))
+
+    assert bundle.early_stopping.stop_request is not None  # the NaN stopped the run ...
+    assert trainer.global_step < 40
+    assert not [t for t in _tags(Path(logger.log_dir)) if t.startswith("curvecast")]  # ... and no stop was written

@@ -50,6 +50,8 @@ class ForecastEarlyStopping(Actuator, Callback):
             check without a target is held.
         unknown_lr_extra_patience: the extra checks above; None holds every forecast-based stop on an unknown schedule.
         verbose: also announce the reason each time a coming LR drop holds a stop back.
+        tensorboard: also write the stop (its alert and the ``curvecast/stopped`` scalar) to TensorBoard; the bundle
+            passes its own choice (``Curvecast(tensorboard=False)`` keeps every part out of TensorBoard).
 
     Attributes:
         stop_request: None, or the :class:`StopRequest` (``reason``, ``step``, ``message``) once the run should stop.
@@ -71,6 +73,7 @@ class ForecastEarlyStopping(Actuator, Callback):
         assume_constant_lr: bool = False,
         unknown_lr_extra_patience: int | None = 2,
         verbose: bool = False,
+        tensorboard: bool = True,
     ) -> None:
         self.rule = ForecastStopRule(
             target=target,
@@ -89,6 +92,7 @@ class ForecastEarlyStopping(Actuator, Callback):
         self.monitor = monitor
         self._mode_given = mode is not None
         self.verbose = verbose
+        self.tensorboard = tensorboard
         self.stop_request: StopRequest | None = None
         self._peak_lr = 0.0
         self._announced_hold = False
@@ -137,12 +141,14 @@ class ForecastEarlyStopping(Actuator, Callback):
         request = self.rule.update(report, lr=lr, peak_lr=peak)
         if self.rule.held_by_lr_drop and self.verbose and not self._announced_hold:
             self._announced_hold = True
-            publish_alert(trainer, Alert("early_stop_held", report.step, "info", _HELD, source="early_stopping"))
+            held = Alert("early_stop_held", report.step, "info", _HELD, source="early_stopping")
+            publish_alert(trainer, held, tensorboard=self.tensorboard)
         if request is None:
             return
         self.stop_request = request
-        publish_alert(trainer, Alert("early_stop", request.step, "warning", request.message, source="early_stopping"))
-        writer = tensorboard_writer(trainer)
+        stop = Alert("early_stop", request.step, "warning", request.message, source="early_stopping")
+        publish_alert(trainer, stop, tensorboard=self.tensorboard)
+        writer = tensorboard_writer(trainer) if self.tensorboard else None
         if writer is not None:
             writer.add_scalar(STOPPED_TAG, 1.0, request.step)
             writer.flush()

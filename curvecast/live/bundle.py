@@ -145,8 +145,8 @@ class Curvecast(Callback):
             planned_schedule=self.lr_capture.schedule, stop_requested=self.stop_requested,
         )  # fmt: skip
         # The stopper goes first, so a stop and its alert precede the forecast scalars of the same step.
-        self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping")
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
+        self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping", tensorboard=to_tensorboard)
         self.alerts = _part(alerts, AlertLogger, "alerts", tensorboard=to_tensorboard)
         self.advice = _part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
         self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
