@@ -275,6 +275,31 @@ def test_resuming_into_the_same_tensorboard_run_never_rewrites_a_step(tmp_path, 
     assert _steps_in_write_order(tmp_path / "run" / "fixed", "curvecast/loss") == list(range(40))
 
 
+def test_the_tab_still_lists_the_anomalies_from_before_a_resume(tmp_path, quiet_trainer_kwargs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from curvecast.tensorboard_plugin.summary import EVENTS_TAG, decode
+    from tiny_models import CurveModule, curve_loader
+
+    steps = np.arange(80)
+    curve = (2.0 + 3.0 * (1 + steps / 10) ** -0.5) * np.exp(0.01 * np.random.default_rng(0).standard_normal(80))
+    curve[[30, 60]] *= 3.0  # a spike before the checkpoint at step 40, and one after the resume
+
+    def trainer(max_steps, callbacks):
+        return _trainer_into_one_tensorboard_run(tmp_path, quiet_trainer_kwargs, max_steps, callbacks)
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=40, save_top_k=-1)
+    trainer(40, [Curvecast(forecast_every=20, background=False), checkpoint]).fit(CurveModule(curve), curve_loader(80))
+    trainer(80, [Curvecast(forecast_every=20, background=False)]).fit(
+        CurveModule(curve), curve_loader(80), ckpt_path=checkpoint.best_model_path
+    )
+
+    files = sorted((tmp_path / "run" / "fixed").glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime_ns)
+    last = EventAccumulator(str(files[-1]), size_guidance={"tensors": 0}).Reload().Tensors(EVENTS_TAG)[-1]
+    listed = decode(last.tensor_proto.string_val[0])["anomalies"]
+    assert [(a["kind"], a["step"]) for a in listed if a["kind"] == "spike"] == [("spike", 30), ("spike", 60)]
+
+
 def test_an_unreadable_saved_state_is_a_warning_and_a_fresh_start():
     bundle = Curvecast(forecast_budget=None)
     bundle.history.append("loss", 0, 1.0)

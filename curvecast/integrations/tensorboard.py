@@ -124,6 +124,14 @@ class TensorBoardReporter(Actuator):
         self._hparams: dict[str, Any] = {}
         self._tab = TabWriter(interval, curve_points)
 
+    state_name = "tensorboard"  # the tab's recent anomalies: a resumed run's tab still lists those before it
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tab": self._tab.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._tab.load_state_dict(state_dict["tab"])
+
     def bind(self, run: RunContext) -> None:
         """Take the run's history (unless one was given), mode and settings."""
         super().bind(run)

@@ -112,6 +112,20 @@ class TabWriter:
             _add_document(writer, EVENTS_TAG, {"anomalies": list(self._anomalies.values())}, step)
 
 
+    def state_dict(self) -> dict[str, Any]:
+        """The recent anomalies (plain types), so that a resumed run's tab still lists those before the resume."""
+        return {"anomalies": [dict(a) for a in self._anomalies.values()], "last_events_step": self._last_events_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        anomalies = {}
+        for a in state["anomalies"][-_EVENTS_KEPT:]:
+            entry = {k: str(a[k]) for k in ("kind", "series", "severity", "message")}
+            entry["step"] = int(a["step"])
+            anomalies[(entry["kind"], entry["series"], entry["step"], entry["severity"])] = entry
+        self._anomalies = anomalies
+        self._last_events_step = int(state["last_events_step"])
+
+
 def _add_document(writer: Any, tag: str, document: dict[str, Any], step: int) -> None:
     """One document into the writer's own event file, at ``step``."""
     file_writer = writer._get_file_writer() if hasattr(writer, "_get_file_writer") else writer.file_writer
