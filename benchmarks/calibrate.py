@@ -1,14 +1,22 @@
 """Refit the forecaster's main constants with leave-one-group-out cross-validation, and print honest figures.
 
-Corpus: the training-loss curves of ../shared/data/curves (groups: modded-nanogpt, and each AlgoPerf workload) and
-the validation loss and accuracy curves of the Lightning logs in ../shared/data/wild (one group). Every curve is
-forecast from prefixes of 10/25/50/75 % of its steps (at least 5 points) to its last step, for every point of a coarse
-grid over (transient, holdout, anneal_prior); the interval scales (with and without a planned LR schedule) are solved
-in closed form for 80 % coverage. For each held-out group the grid point and scales are chosen on the other groups
-only, then scored on it: those are the out-of-group figures. In-sample figures (chosen on everything) sit beside them,
-with the last-value and power-law baselines (fitted to the same falling quantity curvecast fits).
+Corpus: the training-loss curves of ../shared/data/curves (groups: modded-nanogpt, and each AlgoPerf workload), the
+validation loss and accuracy curves of the Lightning logs in ../shared/data/wild (one group), and the healthy live
+Lightning runs of ``benchmarks/live_runs.py`` (``benchmarks/live_corpus.py``: their training loss, or the batch return
+of the RL runs, as source "live"; their val_loss, val_acc and val_reward as source "live-val"; one group per
+workload; the planned LR schedule known). The live runs are read from their cache (/tmp/curvecast_live_runs), trained
+there first when it lacks some (5-8 minutes; ``--no-train`` never trains, ``--no-live`` leaves them out). Every curve
+is forecast from prefixes of 10/25/50/75 % of its steps (at least 5 points) to its last step, for every point of a
+coarse grid over (transient, holdout, anneal_prior); the interval scales (with and without a planned LR schedule) are
+solved in closed form for 80 % coverage. For each held-out group the grid point and scales are chosen on the other
+groups only, then scored on it: those are the out-of-group figures. In-sample figures (chosen on everything) sit beside
+them, with the baselines of ``benchmarks/forecast_baselines.py`` fitted to the same falling quantity curvecast fits:
+last value, power law, the LR-annealing law (tissue), the Domhan et al. ensemble, and the Multi-Power Law fitted per
+run (mpl); tissue and mpl need the planned schedule and are n/a ("-") without it. Baseline forecasts are kept in a
+JSON cache (``--cache``, /tmp/curvecast_calibrate_baselines.json by default) so that reruns fit none of them again;
+``--baselines last,powerlaw`` runs a subset.
 
-    nice python benchmarks/calibrate.py [--quick] [--save rows.json] [--set NAME=VALUE ...]
+    nice python benchmarks/calibrate.py [--quick] [--save rows.json] [--set NAME=VALUE ...] [--baselines a,b]
 
 Each cell is the median |relative error| of the final value; cover is the share of true final values inside the
 80 % interval (forecasts that are not ok count as not covered); ok is the share of forecasts made.
@@ -22,6 +30,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +38,27 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_accuracy import DEFAULT_CURVES, DEFAULT_WILD, FRACTIONS, load_runs, load_wild  # noqa: E402
 from forecast_baselines import BASELINES  # noqa: E402
+from live_corpus import DEFAULT_LIVE, load_live  # noqa: E402
 
 from curvecast.forecasting import Forecaster  # noqa: E402
 from curvecast.forecasting import calibration as cal  # noqa: E402
 from curvecast.forecasting.metric_map import metric_map  # noqa: E402
 
 Z80 = 1.2815515655446004  # the normal quantile of 0.9: an 80 % central interval is +-Z80 sd
-GRID = {"transient": (0.05, 0.1, 0.2), "holdout": (0.2, 0.3), "anneal_prior": (0.035, 0.06)}
+# With the live runs in the corpus the best transient and holdout sat on the old grid's edge (0.2, 0.3): the grid
+# reaches past them, so that the chosen point is inside it.
+GRID = {"transient": (0.05, 0.1, 0.2, 0.3, 0.4), "holdout": (0.2, 0.3, 0.4), "anneal_prior": (0.035, 0.06)}
 # The interval's floor (its growth with the distance to the horizon) is refit as a factor on the current one.
-# The current floor (factor 1) is kept unless another beats it by FLOOR_MARGIN in the coverage loss: a floor that
-# barely matters would otherwise drift from run to run.
+# The current floor (factor 1) is kept unless another beats it by FLOOR_MARGIN in the coverage loss (a sum over the
+# groups of squared coverage gaps): a floor that barely matters would otherwise drift from run to run. At 1e-3 the
+# known-schedule floor, which moves the loss by under 1 %, drifted from 2x to 0x between two grids once the live groups
+# joined (16 groups): 0.01 is one group moved by 10 points.
 FLOOR_FACTORS = (1.0, 0.0, 0.25, 0.5, 2.0)
-FLOOR_MARGIN = 1e-3
-QUICK_GRID = {"transient": (0.05, 0.1), "holdout": (0.2, 0.3), "anneal_prior": (0.035,)}
-SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc")
+FLOOR_MARGIN = 0.01
+QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0.035,)}
+SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
+SCHEDULE_AWARE = ("tissue", "mpl")  # baselines that need the planned LR schedule: n/a where it is unknown
+DEFAULT_CACHE = Path("/tmp/curvecast_calibrate_baselines.json")
 
 
 def override(name: str, value: str) -> None:
@@ -105,18 +121,37 @@ def covered(row: dict, scale: float, floor_factor: float) -> bool:
     return rescaled(row, scale, floor_factor)["covered"]
 
 
-def baseline_row(run: dict, n: int) -> dict:
-    """Last value and power law, fitted to the same falling quantity (1 - accuracy for a bounded accuracy)."""
+def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored: dict) -> dict:
+    """The baselines' |relative error|, fitted to the same falling quantity curvecast fits (1 - accuracy for a bounded
+    accuracy, the distance to the estimated floor for a reward). The schedule-aware laws (``tissue``, ``mpl``) are
+    fitted only where the planned LR schedule is known: elsewhere they are n/a (None). Forecasts are read from and
+    written to ``stored`` (the baseline cache), keyed by run, prefix, points in the prefix and baseline."""
     t, v = run["steps"][:n], run["values"][:n]
     m = metric_map(v, run["mode"], *(run["bounds"] or (-math.inf, math.inf)))
-    out = {}
-    for name in ("last", "powerlaw"):
-        try:
-            y_hat = BASELINES[name](t, m.to_y(v), run["horizon"], None)
-        except Exception:  # a baseline that crashes forecasts nan (counted as 100 % off)
-            y_hat = math.nan
-        out[name] = abs(float(m.to_metric(y_hat)) / run["truth"] - 1.0)
+    out: dict = {}
+    for name in names:
+        if name in SCHEDULE_AWARE and run["lrs"] is None:
+            out[name] = None
+            continue
+        key = f"{run['id']}|{frac:g}|{n}|{name}"
+        if key not in stored:
+            try:
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    y_hat = float(BASELINES[name](t, m.to_y(v), run["horizon"], run["lrs"]))
+                stored[key] = float(m.to_metric(y_hat)) if math.isfinite(y_hat) else None
+            except Exception:  # a baseline that crashes forecasts nothing (counted as 100 % off)
+                stored[key] = None
+        final = stored[key]
+        out[name] = 1.0 if final is None else abs(final / run["truth"] - 1.0)
     return out
+
+
+def _need(row: dict, factor: float) -> float:
+    """The scale at which the row's 80 % interval just holds the truth (0 for an exact forecast with no spread, such
+    as an accuracy forecast and found at its bound 1.0)."""
+    sd = Z80 * math.sqrt(row["rest2"] + (factor * row["floor"]) ** 2)
+    return row["dist"] / sd if sd > 0 else 0.0 if row["dist"] == 0 else math.inf
 
 
 def scales(rows: list[dict], groups: list[str]) -> dict[bool, tuple[float, float]]:
@@ -132,7 +167,7 @@ def scales(rows: list[dict], groups: list[str]) -> dict[bool, tuple[float, float
         w = np.array([1.0 / size[g] for _, g in sel])
         best = (math.inf, 1.0, 1.0)
         for factor in FLOOR_FACTORS:
-            need = np.array([r["dist"] / (Z80 * math.sqrt(r["rest2"] + (factor * r["floor"]) ** 2)) for r, _ in sel])
+            need = np.array([_need(r, factor) for r, _ in sel])
             order = np.argsort(need)
             cum = np.cumsum(w[order]) / w.sum()
             k = float(need[order][min(int(np.searchsorted(cum, 0.8)), len(order) - 1)])
@@ -156,25 +191,61 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--curves", type=Path, default=DEFAULT_CURVES)
     ap.add_argument("--wild", type=Path, default=DEFAULT_WILD)
-    ap.add_argument("--quick", action="store_true", help="every third curve and a 4-point grid (about a minute)")
+    ap.add_argument("--live", type=Path, default=DEFAULT_LIVE, help="live runs of benchmarks/live_runs.py")
+    ap.add_argument("--no-live", action="store_true", help="leave the live runs out of the corpus")
+    ap.add_argument("--no-train", action="store_true", help="never train live runs: use what --live holds")
+    ap.add_argument("--quick", action="store_true", help="every third curve and a 4-point grid (a minute or two)")
+    ap.add_argument(
+        "--baselines", default=",".join(BASELINES), help=f"comma-separated, of {', '.join(BASELINES)} (default all)"
+    )
+    ap.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="JSON file of baseline forecasts kept between runs"
+    )
+    ap.add_argument("--no-cache", action="store_true", help="fit every baseline afresh, keep nothing")
     ap.add_argument("--save", type=Path, default=None, help="write the per-forecast rows as JSON")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a calibration constant")
+    ap.add_argument(
+        "--grid", action="append", default=[], metavar="NAME=V1,V2", help="replace one axis of the grid (e.g. holdout)"
+    )
     args = ap.parse_args()
     for item in args.set:
         override(*item.split("=", 1))
     cap = cal.MAX_LOG_SCALE
     override("MAX_LOG_SCALE", "1e300")  # lifted while forecasting, applied in ``rescaled``
     cal.MAX_LOG_SCALE = cap
+    names = tuple(n for n in args.baselines.split(",") if n)
+    if unknown := [n for n in names if n not in BASELINES]:
+        raise SystemExit(f"unknown baselines {unknown}: choose from {list(BASELINES)}")
     runs = load_runs(args.curves) + load_wild(args.wild)
-    grid = QUICK_GRID if args.quick else GRID
+    if not args.no_live:
+        runs += load_live(args.live, train=not args.no_train)
+    grid = dict(QUICK_GRID if args.quick else GRID)
+    for item in args.grid:
+        name, values = item.split("=", 1)
+        if name not in GRID:
+            raise SystemExit(f"unknown grid axis {name!r}: one of {list(GRID)}")
+        grid[name] = tuple(float(v) for v in values.split(","))
     if args.quick:
         runs = runs[::3]
     todo = tasks(runs)
-    meta = [{"group": r["group"], "source": r["source"], "frac": frac, "id": r["id"]} for r, frac, _ in todo]
-    print(f"{len(runs)} curves, {len(todo)} forecasts per grid point, {len({m['group'] for m in meta})} groups")
+    meta = [
+        {"group": r["group"], "source": r["source"], "frac": frac, "id": r["id"], "known": r["lrs"] is not None}
+        for r, frac, _ in todo
+    ]
+    per_source = ", ".join(f"{s} {sum(r['source'] == s for r in runs)}" for s in SOURCES)
+    n_groups = len({m["group"] for m in meta})
+    print(f"{len(runs)} curves ({per_source}), {len(todo)} forecasts per grid point, {n_groups} groups")
     configs = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     t0 = time.perf_counter()
-    base = [baseline_row(r, n) for r, _, n in todo]
+    use_cache = not args.no_cache and args.cache is not None
+    stored = json.loads(args.cache.read_text()) if use_cache and args.cache.exists() else {}
+    base = []
+    for k, (r, frac, n) in enumerate(todo):
+        base.append(baseline_row(r, frac, n, names, stored))
+        if (k + 1) % 100 == 0 or k + 1 == len(todo):
+            print(f"  baselines {k + 1}/{len(todo)}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            if use_cache:
+                args.cache.write_text(json.dumps(stored))
     results = []
     for k, config in enumerate(configs):
         results.append([forecast_row(r, frac, n, config) for r, frac, n in todo])
@@ -194,6 +265,8 @@ def main() -> None:
         keep = [i for i, m in enumerate(meta) if m["group"] in train]
         return best, scales([results[best][i] for i in keep], [meta[i]["group"] for i in keep])
 
+    for k, config in enumerate(configs):
+        print(f"  objective of {config} on all groups: {objective(all_cells[k], set(groups)):.4f}", file=sys.stderr)
     in_best, in_scales = choose(set(groups))
     out_rows: list[dict] = [{}] * len(meta)
     for g in groups:
@@ -204,7 +277,7 @@ def main() -> None:
                 r = results[best][i]
                 out_rows[i] = rescaled(r, *sc[r["known"]])
     in_rows = [rescaled(r, *in_scales[r["known"]]) for r in results[in_best]]
-    report(meta, in_rows, out_rows, base)
+    report(meta, in_rows, out_rows, base, names)
     print(f"\nchosen on all groups: {configs[in_best]}")
     for known, name in ((True, "KNOWN"), (False, "UNKNOWN")):
         k, factor = in_scales[known]
@@ -216,33 +289,46 @@ def main() -> None:
         args.save.write_text(json.dumps(rows, indent=1, default=float))
 
 
-def report(meta: list[dict], in_rows: list[dict], out_rows: list[dict], base: list[dict]) -> None:
-    head = "source     prefix    n   in-sample  out-of-group   last-value   power-law   cover in/out     ok"
+def report(meta: list[dict], in_rows: list[dict], out_rows: list[dict], base: list[dict], names: tuple) -> None:
+    """One line per source and prefix. The schedule-aware baselines are fitted only where the schedule is known: a
+    source that has it for some of its curves only gets a second line, ``<source>+lr``, over those alone (every
+    column over the same forecasts); "-" marks a baseline that is n/a (or not run) on a line."""
+    head = (
+        "source       prefix    n   in-sample  out-group "
+        + "".join(f"{n:>10}" for n in BASELINES)
+        + "   cover in/out    ok"
+    )
     print(head)
     print("-" * len(head))
+
+    def med(values: list[float]) -> float:
+        a = np.asarray(values, dtype=np.float64)
+        return 100.0 * float(np.median(np.where(np.isfinite(a), a, 1.0)))
+
+    def line(label: str, frac: float, idx: list[int]) -> None:
+        cells = [med([in_rows[i]["err"] for i in idx]), med([out_rows[i]["err"] for i in idx])]
+        text = f"{label:<12} {frac:>5.0%} {len(idx):>4}" + "".join(f" {c:9.2f}%" for c in cells) + " "
+        for name in BASELINES:
+            errs = [base[i].get(name) for i in idx]
+            text += f" {med(errs):8.2f}%" if name in names and None not in errs else f"{'-':>10}"
+        cov_in = 100.0 * np.mean([in_rows[i]["covered"] for i in idx])
+        cov_out = 100.0 * np.mean([out_rows[i]["covered"] for i in idx])
+        ok = 100.0 * np.mean([out_rows[i]["ok"] for i in idx])
+        print(text + f"    {cov_in:4.0f}%/{cov_out:3.0f}%  {ok:4.0f}%")
+
     for source in (*SOURCES, "all"):
         for frac in FRACTIONS:
             idx = [i for i, m in enumerate(meta) if m["frac"] == frac and source in ("all", m["source"])]
-            if not idx:
-                continue
-
-            def med(values: list[float]) -> float:
-                a = np.asarray(values, dtype=np.float64)
-                return 100.0 * float(np.median(np.where(np.isfinite(a), a, 1.0)))
-
-            cells = [
-                med([in_rows[i]["err"] for i in idx]),
-                med([out_rows[i]["err"] for i in idx]),
-                med([base[i]["last"] for i in idx]),
-                med([base[i]["powerlaw"] for i in idx]),
-            ]
-            cov_in = 100.0 * np.mean([in_rows[i]["covered"] for i in idx])
-            cov_out = 100.0 * np.mean([out_rows[i]["covered"] for i in idx])
-            ok = 100.0 * np.mean([out_rows[i]["ok"] for i in idx])
-            print(
-                f"{source:<10} {frac:>5.0%} {len(idx):>4}" + "".join(f"  {c:9.2f}% " for c in cells)
-                + f"  {cov_in:5.0f}%/{cov_out:3.0f}%  {ok:4.0f}%"
-            )  # fmt: skip
+            if idx:
+                line(source, frac, idx)
+        known = [i for i, m in enumerate(meta) if source in ("all", m["source"]) and m["known"]]
+        if known and len(known) < sum(source in ("all", m["source"]) for m in meta):
+            for frac in FRACTIONS:
+                idx = [i for i in known if meta[i]["frac"] == frac]
+                if idx:
+                    line(f"{source}+lr", frac, idx)
+    print("(each cell: median |relative error| of the final value; cover: share of true final values inside the")
+    print(" 80 % interval, in-sample/out-of-group; ok: share of forecasts made out of group)")
 
 
 if __name__ == "__main__":

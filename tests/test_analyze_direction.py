@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from curvecast.cli import main
-from curvecast.offline.analyze import analyze
 from curvecast.metric_direction import metric_direction
+from curvecast.offline.analyze import analyze
 from curvecast.offline.runs import rank_runs
 
 

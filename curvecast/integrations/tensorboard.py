@@ -199,7 +199,7 @@ class TensorBoardReporter(Actuator):
         if self._curve_due(trainer, report):
             self._last_curve_step = report.step
             self._tab.write_forecast(writer, report, self._scalars(report), self.mode)
-        if self.figures and _is_last(trainer, report):
+        if self.figures and self._is_last(trainer, report):
             self._write_figure(writer, report)
         if self.summary:
             self._write_summary(writer, trainer, pl_module, report)
@@ -270,10 +270,16 @@ class TensorBoardReporter(Actuator):
             writer.add_scalar(PREFIX + name, value, report.step)
 
     def _curve_due(self, trainer: Any, report: Report) -> bool:
-        if self._last_curve_step is None or _is_last(trainer, report):
+        if self._last_curve_step is None or self._is_last(trainer, report):
             return True
         every = self.curve_every or max((report.horizon or 0) // 20, 1)
         return report.step - self._last_curve_step >= every
+
+    def _is_last(self, trainer: Any, report: Report) -> bool:
+        """Whether this is the run's last report: the horizon is reached, or a stop was decided (by an actuator that
+        acted on this very report, before the Trainer is told)."""
+        stopping = self.run is not None and self.run.stop_requested()
+        return stopping or _is_last(trainer, report)
 
     def _write_figure(self, writer: Any, report: Report) -> None:
         if self.history is None or report.monitor not in self.history:

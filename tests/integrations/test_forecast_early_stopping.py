@@ -84,12 +84,13 @@ class CosineCurve(CurveModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
 
-def test_a_hopeless_run_under_a_cosine_schedule_stops_before_half_its_budget(tmp_path):
+def test_a_hopeless_run_under_a_cosine_schedule_stops_well_before_its_end(tmp_path):
     trainer, stopper = _fit(tmp_path, target=1.5, module=CosineCurve(STEPS, lr_part=0.2))  # ends near 2.15
     assert stopper.stop_request is not None
     assert stopper.stop_request.reason is StopReason.TARGET_OUT_OF_REACH
-    assert trainer.global_step < STEPS // 2
-    assert "widened for the LR decay still to come" in stopper.stop_request.message
+    # At 55-60 % of the run with the calibrated intervals (`benchmarks/calibrate.py`); an interval too narrow to
+    # cover 80 % of real runs stopped it before half, and stops real runs that would have got there.
+    assert trainer.global_step < 0.6 * STEPS
 
 
 def test_a_run_that_reaches_its_target_only_through_the_cosine_decay_runs_to_the_end(tmp_path):
