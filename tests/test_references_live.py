@@ -78,6 +78,12 @@ def test_runs_that_ended_early_or_log_something_else_are_left_out_with_the_reaso
     root = tmp_path / "logs"
     _fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="full"), _watch())
     _fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="cut"), _watch(), steps=int(STEPS * MIN_FINISHED) - 8)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(root / "stopped") as writer:  # a run curvecast stopped: however long, not finished
+        for step in range(STEPS):
+            writer.add_scalar("curvecast/loss", 1.0 / (1 + step), step)
+        writer.add_scalar("curvecast/early_stopping/stopped", 1.0, 50)
     (root / "notes").mkdir()
     (root / "notes" / "metrics.csv").write_text("step,accuracy\n" + "".join(f"{i},0.{i}\n" for i in range(9)))
 
@@ -88,6 +94,7 @@ def test_runs_that_ended_early_or_log_something_else_are_left_out_with_the_reaso
     assert "cut" in reasons
     assert "before 50% of the longest run" in reasons
     assert "notes: no training loss is logged, only `accuracy`" in reasons
+    assert "stopped: stopped early by curvecast at step 50" in reasons
 
 
 @pytest.mark.parametrize("make", [True, False])

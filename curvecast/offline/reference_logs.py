@@ -3,8 +3,9 @@
 A run is what ``curvecast analyze DIR`` calls one (``runs.find_runs``). Its curve of the monitor is, first choice,
 what curvecast wrote of it (``curvecast/<monitor>``, on the optimizer-step axis, with ``curvecast/lr`` for the LR of
 every step); else the series the module logged as ``monitor`` (the training loss is chosen as ``curvecast analyze``
-chooses it) with the LR of a ``LearningRateMonitor`` when there is one. A run that ended before ``MIN_FINISHED`` of
-the longest run's last step is taken for one that crashed or was stopped: its last point would be read as its end.
+chooses it) with the LR of a ``LearningRateMonitor`` when there is one. A run curvecast stopped early, or that ended
+before ``MIN_FINISHED`` of the longest run's last step (one that crashed or was stopped otherwise), is left out: its
+last point would be read as the recipe's end.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from curvecast.offline.logreaders import LogReadError, RunLog, choose_loss, choo
 from curvecast.offline.logreaders.base import Curve, printable
 from curvecast.offline.logreaders.select import lr_at_every_step
 from curvecast.offline.runs import find_runs
-from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
+from curvecast.series import METRIC_PREFIX, STOPPED_TAG, TRAIN_LOSS
 
 __all__ = ["MIN_FINISHED", "ReferenceLogs", "references_from_logs"]
 
@@ -80,6 +81,9 @@ def references_from_logs(
 
 
 def _reference(log: RunLog, monitor: str) -> Reference:
+    stopped = log.curves.get(STOPPED_TAG)
+    if stopped is not None and len(stopped):  # its last point is no end of the recipe's run
+        raise LogReadError(f"stopped early by curvecast at step {stopped.steps[0]}")
     curve = _monitor_curve(log, monitor)
     if len(curve) and curve.steps[0] < 0:
         raise LogReadError(f"`{printable(curve.name)}` starts at a negative step ({curve.steps[0]})")
