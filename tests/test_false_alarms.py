@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,9 +20,6 @@ from curvecast.forecasting import Anomaly
 from curvecast.live.actuator import Actuator
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.series import TRAIN_LOSS
-
-if TYPE_CHECKING:
-    import torch
 
 WILD = Path(__file__).resolve().parents[2] / "shared" / "data" / "wild"
 # Logs that are not healthy runs (benchmarks/false_alarms.py says why): a blow-up, a collapse, a degraded run.
@@ -141,9 +139,12 @@ def test_readme_autoencoder_at_its_default_lr_raises_no_divergence(quiet_trainer
 
     from curvecast import Curvecast
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from live_runs import stroke_images
+
     warnings.filterwarnings("ignore", message=".*deterministic.*")
     L.seed_everything(400, verbose=False)
-    images = _stroke_images(2048, seed=400)
+    (images, _) = stroke_images(2048, seed=400).tensors  # the live runs' autoencoder data (benchmarks/live_runs.py)
 
     class LitAutoEncoder(L.LightningModule):
         def __init__(self) -> None:
@@ -178,24 +179,6 @@ class _Recorder(Actuator):
 
     def on_report(self, trainer: Any, pl_module: Any, report: Any) -> None:
         self.anomalies += report.anomalies
-
-
-def _stroke_images(n: int, seed: int) -> torch.Tensor:
-    """28x28 images in [0, 1], mostly zero, with one to three thick strokes (MNIST-like statistics)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    out = torch.zeros(n, 784)
-    for i in range(n):
-        img = torch.zeros(28, 28)
-        for _ in range(int(torch.randint(1, 4, (1,), generator=g))):
-            p0, p1 = 4 + 20 * torch.rand(2, generator=g), 4 + 20 * torch.rand(2, generator=g)
-            d = p1 - p0
-            t = (((xx - p0[0]) * d[0] + (yy - p0[1]) * d[1]) / (d @ d + 1e-6)).clamp(0, 1)
-            img = torch.maximum(img, torch.exp(-((xx - p0[0] - t * d[0]) ** 2 + (yy - p0[1] - t * d[1]) ** 2) / 2.0))
-        out[i] = img.flatten()
-    return out
 
 
 def test_the_wild_column_reader_tells_losses_from_scores(tmp_path: Path) -> None:
