@@ -164,5 +164,5 @@ def _mpl_shaped_columns(t: np.ndarray, g: np.ndarray, schedule: LRSchedule, s1_r
     x = schedule.s1(t) / s1_ref
     f = x[None, :] ** -g[:, :1]
     shapes, which = np.unique(g[:, 1:], axis=0, return_inverse=True)
-    ld = np.stack([schedule.anneal(t, shape=tuple(s)) for s in shapes])[which.ravel()]
+    ld = schedule.anneal_shapes(t, [tuple(s) for s in shapes])[which.ravel()]
     return np.stack([np.ones_like(f), f, -ld], axis=-1)

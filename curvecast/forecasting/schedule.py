@@ -236,16 +236,27 @@ class LRSchedule:
 
         ``shape``: the constants (C, beta, gamma) of the response ``G``.
         """
-        c, beta, gamma = shape
+        return self.anneal_shapes(steps, [shape])[0]
+
+    def anneal_shapes(self, steps: np.ndarray, shapes: list[tuple[float, float, float]]) -> np.ndarray:
+        """``anneal(steps, shape)`` for each of ``shapes``, shape (len(shapes), len(steps)): the areas since each drop
+        are computed once for all of them."""
         t = np.asarray(steps, dtype=np.float64)
-        if self.drop.size == 0:
-            return np.zeros(t.shape)
+        # Only the drops at or before the last step asked for count (a later one has no effect yet): fitting an
+        # observed window half-way through a decay skips the half still to come.
+        k = int(np.searchsorted(self.drop_step, t.max(), side="right")) if t.size else 0
+        if k == 0:
+            return np.zeros((len(shapes), *t.shape))
+        drop, drop_step = self.drop[:k], self.drop_step[:k]
         # S_k(t): area from the drop's step to t; zero (no effect yet) before the drop.
-        s_k = self.area(t)[:, None] - self.area(self.drop_step - 1.0)[None, :]
-        s_k = np.where(t[:, None] >= self.drop_step[None, :], np.maximum(s_k, 0.0), 0.0)
-        x = np.maximum(self.drop_lr, 1e-6)[None, :] ** -gamma * s_k
-        g = 1.0 - (c * x + 1.0) ** -beta
-        return g @ self.drop
+        s_k = self.area(t)[:, None] - self.area(drop_step - 1.0)[None, :]
+        s_k = np.where(t[:, None] >= drop_step[None, :], np.maximum(s_k, 0.0), 0.0)
+        lr = np.maximum(self.drop_lr[:k], 1e-6)[None, :]
+        out = np.empty((len(shapes), *t.shape))
+        for i, (c, beta, gamma) in enumerate(shapes):
+            g = 1.0 - (c * (lr**-gamma * s_k) + 1.0) ** -beta
+            out[i] = g @ drop
+        return out
 
     def total_drop_after(self, step: float) -> float:
         """Net normalised LR drop planned after ``step`` (0 when the LR stays flat or rises)."""
