@@ -234,14 +234,17 @@ class Forecaster:
             if fam is None:
                 full = ReferenceMember(refs, horizon, data, given)
             else:
-                full = self._fit_family(fam, data, level, schedule)
+                # The columns are a function of each step alone: the held-back fit takes the head's rows of the
+                # full design instead of building its own (building it is most of a schedule-aware fit's cost).
+                design = fam.columns(data.steps, fam.grid)
+                full = self._fit_family(fam, data, level, schedule, design)
             fits.append(full)
             if can_hold_back:
                 sub = _subset(data, head)
                 if fam is None:
                     part = ReferenceMember(refs, horizon, sub, given)
                 else:
-                    part = self._fit_family(fam, sub, level, schedule)
+                    part = self._fit_family(fam, sub, level, schedule, design[:, head])
                 rel = part(data.steps[~head]) / data.values[~head] - 1.0
                 err = float(np.sqrt(np.average(rel**2, weights=data.counts[~head])))
                 backtests.append(float(part(np.array([t_last]))[0] / full(np.array([t_last]))[0] - 1.0))
@@ -309,10 +312,12 @@ class Forecaster:
             curve=curve,
         )
 
-    def _fit_family(self, fam: Family, data: Binned, level: float, schedule: LRSchedule | None) -> _Fitted:
-        """Robust variable-projection fit of one family: two Huber reweightings on top of the noise weights."""
+    def _fit_family(
+        self, fam: Family, data: Binned, level: float, schedule: LRSchedule | None, design: np.ndarray
+    ) -> _Fitted:
+        """Robust variable-projection fit of one family on its ``design`` at ``data``'s steps: two Huber reweightings
+        on top of the noise weights."""
         t, y, c = data.steps, data.values, data.counts
-        design = fam.columns(t, fam.grid)
         prior: tuple[tuple[int, float, float], ...] = ()
         if fam.anneal_index is not None:
             mean = max(self.anneal_prior * ANNEAL_FLOOR, min(ANNEAL_KAPPA * self.slope_, ANNEAL_CAP)) * level
