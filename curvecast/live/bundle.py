@@ -61,12 +61,6 @@ class Curvecast(Callback):
             (e.g. ``"val_loss"``) is forecast after each validation run.
         mode: ``"min"`` when lower is better, ``"max"`` otherwise; None reads it from the monitor's name (``val_acc``,
             ``val_f1``, ``reward`` are better high; a loss and anything else low).
-        bounds: the range of ``monitor``, ``(lo, hi)`` with None for an open side: ``(0, 1)`` for an accuracy keeps its
-            forecasts and intervals inside it (the good side's bound is the floor a forecast approaches). None: (0, 1)
-            or (0, 100) for an accuracy-like score whose values lie there, else open.
-        references: finished runs of the same recipe, whose shape informs the forecast: a log directory of past runs
-            (TensorBoard or CSVLogger; the run's own logs are left out), an Optuna study (its completed trials, read
-            at the start of each fit), or a list of :class:`~curvecast.forecasting.Reference`.
         target: a value of ``monitor`` the run should reach; forecasts then give the step and probability to reach it.
         forecast_every: optimizer steps between forecasts of the training loss.
         background: forecast in a worker thread so the training step never waits for a fit.
@@ -88,6 +82,12 @@ class Curvecast(Callback):
         log_forecasts: each forecast as one line on the ``"curvecast"`` logger and in the progress bar (True, a
             configured :class:`~curvecast.integrations.ForecastLogger`, or False).
         actuators: more :class:`~curvecast.live.actuator.Actuator` objects acting on each report.
+        bounds: the range of ``monitor``, ``(lo, hi)`` with None for an open side: ``(0, 1)`` for an accuracy keeps its
+            forecasts and intervals inside it (the good side's bound is the floor a forecast approaches). None: (0, 1)
+            or (0, 100) for an accuracy-like score whose values lie there, else open.
+        references: finished runs of the same recipe, whose shape informs the forecast: a log directory of past runs
+            (TensorBoard or CSVLogger; the run's own logs are left out), an Optuna study (its completed trials, read
+            at the start of each fit), or a list of :class:`~curvecast.forecasting.Reference`.
 
     Attributes:
         history: the run's :class:`~curvecast.history.RunHistory` (saved in checkpoints, restored on resume).
@@ -100,8 +100,6 @@ class Curvecast(Callback):
         monitor: str | None = None,
         mode: Literal["min", "max"] | None = None,
         target: float | None = None,
-        bounds: tuple[float | None, float | None] | None = None,
-        references: ReferenceSource | None = None,
         forecast_every: int = 100,
         background: bool = True,
         forecast_budget: float | None = DEFAULT_BUDGET,
@@ -113,6 +111,8 @@ class Curvecast(Callback):
         tensorboard: bool | TensorBoardReporter = True,
         log_forecasts: bool | ForecastLogger = True,
         actuators: list[Actuator] | None = None,
+        bounds: tuple[float | None, float | None] | None = None,
+        references: ReferenceSource | None = None,
     ) -> None:
         self.monitor = monitor or TRAIN_LOSS
         mode = mode or metric_direction(self.monitor, np.empty(0))[0]
