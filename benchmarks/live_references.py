@@ -105,9 +105,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="keep the logs there (default: a temporary directory)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("curvecast").setLevel(logging.ERROR)
+    logging.disable(logging.WARNING)  # Lightning's and curvecast's console lines: only the table is printed
     root = args.out or Path(tempfile.mkdtemp(prefix="curvecast_refs_"))
     print(f"{args.seeds} seeds per recipe, leave one seed out; logs in {root}")
     print("recipe            prefix     alone   with references   seeds better")
