@@ -56,6 +56,17 @@ def _study_trainer(tmp_path: Path, pruning: ForecastPruningCallback, sanity_step
     )  # fmt: skip
 
 
+def _study_of(direction: str, lrs: tuple[float, ...], objective) -> optuna.Study:
+    """A study (no Optuna pruner) that runs ``objective`` once per LR of ``lrs``, in that order."""
+    study = optuna.create_study(direction=direction, pruner=optuna.pruners.NopPruner())
+    for lr in lrs:
+        study.enqueue_trial({"lr": lr})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        study.optimize(objective, n_trials=len(lrs))
+    return study
+
+
 def test_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path: Path) -> None:
     train, val = DataLoader(_data(0), batch_size=16, shuffle=False), DataLoader(_data(1), batch_size=256)
 
@@ -66,12 +77,7 @@ def test_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path: Path) -> N
         pruning.check_pruned()
         return float(trainer.callback_metrics["val_loss"])
 
-    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
-    for lr in (0.003, 1e-5, 0.05):  # slow but fine, hopeless, good
-        study.enqueue_trial({"lr": lr})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        study.optimize(objective, n_trials=3)
+    study = _study_of("minimize", (0.003, 1e-5, 0.05), objective)  # slow but fine, hopeless, good
     first, hopeless, good = study.trials
     assert [t.state for t in study.trials] == [
         optuna.trial.TrialState.COMPLETE,
@@ -240,12 +246,7 @@ def test_the_planned_lr_schedule_is_kept_with_the_curve_and_quoted(tmp_path: Pat
         pruning.check_pruned()
         return float(trainer.callback_metrics["val_loss"])
 
-    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
-    for lr in (0.05, 1e-5):  # good, hopeless
-        study.enqueue_trial({"lr": lr})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        study.optimize(objective, n_trials=2)
+    study = _study_of("minimize", (0.05, 1e-5), objective)  # good, hopeless
     good, hopeless = study.trials
     assert hopeless.state == optuna.trial.TrialState.PRUNED
     assert "LR schedule" in hopeless.user_attrs[PRUNED_ATTR]
@@ -274,12 +275,7 @@ def test_a_maximized_study_prunes_a_hopeless_trial_and_keeps_a_good_one(tmp_path
         pruning.check_pruned()
         return float(trainer.callback_metrics["val_score"])
 
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
-    for lr in (0.05, 1e-5, 0.06):  # good, hopeless, good
-        study.enqueue_trial({"lr": lr})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        study.optimize(objective, n_trials=3)
+    study = _study_of("maximize", (0.05, 1e-5, 0.06), objective)  # good, hopeless, good
     first, hopeless, good = study.trials
     assert [t.state for t in study.trials] == [
         optuna.trial.TrialState.COMPLETE,
