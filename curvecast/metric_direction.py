@@ -25,12 +25,13 @@ Bounds = tuple[float | None, float | None]
 
 
 def metric_direction(
-    name: str, values: np.ndarray, mode: str | None = None, bounds: Bounds | None = None
+    name: str, values: np.ndarray | None = None, mode: str | None = None, bounds: Bounds | None = None
 ) -> tuple[str, Bounds | None]:
-    """``(mode, bounds)`` for the series ``name`` with ``values``: the ones given, else read from the name."""
+    """``(mode, bounds)`` for the series ``name`` with ``values``: the ones given, else read from the name (the
+    bounds only from values seen: None without them)."""
     if mode is None:
         mode = "max" if _SCORE.search(name) and not _LOWER_IS_BETTER.search(name) else "min"
-    if bounds is None and mode == "max" and _FRACTION.search(name):
+    if bounds is None and values is not None and mode == "max" and _FRACTION.search(name):
         finite = values[np.isfinite(values)]
         if finite.size and finite.min() >= 0.0:
             top = float(finite.max())

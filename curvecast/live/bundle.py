@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal, TypeVar
 
-import numpy as np
-
 from curvecast._lightning import Callback, is_global_zero
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture
@@ -115,7 +113,7 @@ class Curvecast(Callback):
         references: ReferenceSource | None = None,
     ) -> None:
         self.monitor = monitor or TRAIN_LOSS
-        mode = mode or metric_direction(self.monitor, np.empty(0))[0]
+        mode = mode or metric_direction(self.monitor)[0]
         check_mode_bounds(mode, bounds)
         self.references = check_reference_source(references)
         if forecast_every < 1:
