@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 import torch
 
 from curvecast import Curvecast
-from tiny_models import TinyRegression, loader
+from tiny_models import LeaveTogether, TinyRegression, loader
 
 
 class CheckHistoryOnEveryRank(pl.Callback):
@@ -30,7 +30,7 @@ def test_every_rank_records_the_rank_averaged_loss_and_rank_zero_forecasts(quiet
     trainer = pl.Trainer(
         max_steps=8,
         log_every_n_steps=3,  # flushes every 3 steps: 0-2, 3-5, and the rest at the end of training
-        callbacks=[bundle, CheckHistoryOnEveryRank(bundle)],
+        callbacks=[bundle, CheckHistoryOnEveryRank(bundle), LeaveTogether()],
         **{**quiet_trainer_kwargs, "devices": 2, "strategy": "ddp_spawn"},
     )
     trainer.fit(TinyRegression(), loader(n=128))

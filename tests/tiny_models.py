@@ -87,3 +87,16 @@ class CurveModule(pl.LightningModule):
 
 def curve_loader(steps: int) -> DataLoader:
     return DataLoader(TensorDataset(torch.zeros(steps, 1)), batch_size=1)
+
+
+class LeaveTogether(pl.Callback):
+    """Under ``ddp_spawn``, closes the gloo process group on every rank at one agreed point.
+
+    Otherwise each worker closes it from an ``atexit`` hook while the other may still be busy (rank 0 saves the weights
+    it hands back), and on a loaded machine gloo can then abort a worker with SIGABRT after a run that passed.
+    """
+
+    def teardown(self, trainer, pl_module, stage):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            trainer.strategy.barrier("curvecast-tests-leave-together")
+            torch.distributed.destroy_process_group()

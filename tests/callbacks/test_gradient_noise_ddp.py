@@ -11,6 +11,7 @@ from sim_clock import SimClock
 from curvecast._lightning import Callback
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.throughput import Throughput
+from tiny_models import LeaveTogether
 
 SLOW_RANK_TIME = 0.05  # simulated seconds rank 1 spends on each batch
 
@@ -82,6 +83,6 @@ def test_gns_and_throughput_under_two_process_ddp(tmp_path):
     trainer = pl.Trainer(
         **trainer_kwargs(tmp_path, max_steps=6, log_every_n_steps=3, precision="64-true", devices=2,
                          strategy="ddp_spawn"),
-        callbacks=[gns, tp, WorkerChecks(gns, tp)],
+        callbacks=[gns, tp, WorkerChecks(gns, tp), LeaveTogether()],
     )
     trainer.fit(SeqModule())

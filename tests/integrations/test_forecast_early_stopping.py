@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from curvecast import Curvecast
 from curvecast.integrations import ForecastEarlyStopping, StopReason
+from tiny_models import LeaveTogether
 
 STEPS = 400
 
@@ -139,7 +140,8 @@ class _AgreeOnStop(Callback):
 def test_ddp_ranks_stop_together(tmp_path):
     stopper = ForecastEarlyStopping(patience=2)
     bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False, actuators=[stopper])
-    trainer = tiny_trainer(tmp_path, [bundle, _AgreeOnStop(tmp_path)], max_steps=STEPS, strategy="ddp_spawn", devices=2)
+    callbacks = [bundle, _AgreeOnStop(tmp_path), LeaveTogether()]
+    trainer = tiny_trainer(tmp_path, callbacks, max_steps=STEPS, strategy="ddp_spawn", devices=2)
     trainer.fit(CurveModule(STEPS, items=2 * STEPS))
     assert trainer.global_step < STEPS // 2
     assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text()

@@ -9,7 +9,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from curvecast import Curvecast
 from curvecast.integrations import StopReason
-from tiny_models import TinyRegression, loader
+from tiny_models import LeaveTogether, TinyRegression, loader
 
 NAN_STEP = 25
 
@@ -92,7 +92,7 @@ def test_under_ddp_a_nan_on_one_rank_stops_every_rank_at_that_step(tmp_path, qui
     bundle = Curvecast(forecast_budget=None, early_stopping=True, forecast_every=100, background=False)
     trainer = pl.Trainer(
         max_steps=60,
-        callbacks=[bundle, _StoppedTogether(tmp_path)],
+        callbacks=[bundle, _StoppedTogether(tmp_path), LeaveTogether()],
         **{**quiet_trainer_kwargs, "devices": 2, "strategy": "ddp_spawn"},
     )
     trainer.fit(NanAtStep(rank=1), loader(n=512))
