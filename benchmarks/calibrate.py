@@ -3,18 +3,19 @@
 Corpus: the training-loss curves of ../shared/data/curves (groups: modded-nanogpt, and each AlgoPerf workload), the
 validation loss and accuracy curves of the Lightning logs in ../shared/data/wild (one group), and the healthy live
 Lightning runs of ``benchmarks/live_runs.py`` (``benchmarks/live_corpus.py``: their training loss, or the batch return
-of the RL runs, as source "live"; their val_loss, val_acc and val_reward as source "live-val"; one group per
-workload; the planned LR schedule known). The live runs are read from their cache (/tmp/curvecast_live_runs), trained
-there first when it lacks some (5-8 minutes; ``--no-train`` never trains, ``--no-live`` leaves them out). Every curve
-is forecast from prefixes of 10/25/50/75 % of its steps (at least 5 points) to its last step, for every point of a
-coarse grid over (transient, holdout, anneal_prior); the interval scales (with and without a planned LR schedule) are
-solved in closed form for 80 % coverage. For each held-out group the grid point and scales are chosen on the other
-groups only, then scored on it: those are the out-of-group figures. In-sample figures (chosen on everything) sit beside
-them, with the baselines of ``benchmarks/forecast_baselines.py`` fitted to the same falling quantity curvecast fits:
-last value, power law, the LR-annealing law (tissue), the Domhan et al. ensemble, and the Multi-Power Law fitted per
-run (mpl); tissue and mpl need the planned schedule and are n/a ("-") without it. Baseline forecasts are kept in a
-JSON cache (``--cache``, /tmp/curvecast_calibrate_baselines.json by default) so that reruns fit none of them again;
-``--baselines last,powerlaw`` runs a subset.
+of the RL runs, as source "live"; their val_loss, val_acc and val_reward as source "live-val"; one group per workload;
+the planned LR schedule known). The live runs are read from their cache (/tmp/curvecast_live_runs), trained there first
+when it lacks some (5-8 minutes; ``--no-train`` never trains, ``--no-live`` leaves them out). Every curve is forecast
+from prefixes of 10/25/50/75 % of its steps (at least 5 points) to its last step, for every point of a coarse grid over
+(transient, holdout, anneal_prior); the interval scales (with and without a planned LR schedule) are solved in closed
+form for 80 % coverage, then the cap on the log-scale of a forecast that is made (MAX_LOG_SCALE: above it the forecaster
+says "too uncertain" and the last-value baseline stands in) is chosen from a few values. For each held-out group the
+grid point, scales and cap are chosen on the other groups only, then scored on it: those are the out-of-group figures.
+In-sample figures (chosen on everything) sit beside them, with the baselines of ``benchmarks/forecast_baselines.py``
+fitted to the same falling quantity curvecast fits: last value, power law, the LR-annealing law (tissue), the Domhan et
+al. ensemble, and the Multi-Power Law fitted per run (mpl); tissue and mpl need the planned schedule and are n/a ("-")
+without it. Baseline forecasts are kept in a JSON cache (``--cache``, /tmp/curvecast_calibrate_baselines.json by
+default) so that reruns fit none of them again; ``--baselines last,powerlaw`` runs a subset.
 
     nice python benchmarks/calibrate.py [--quick] [--save rows.json] [--set NAME=VALUE ...] [--baselines a,b]
 
@@ -37,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_accuracy import DEFAULT_CURVES, DEFAULT_WILD, FRACTIONS, load_runs, load_wild  # noqa: E402
-from forecast_baselines import BASELINES  # noqa: E402
+from forecast_baselines import BASELINES, last_value  # noqa: E402
 from live_corpus import DEFAULT_LIVE, load_live  # noqa: E402
 
 from curvecast.forecasting import Forecaster  # noqa: E402
@@ -54,6 +55,9 @@ GRID = {"transient": (0.05, 0.1, 0.2, 0.3, 0.4), "holdout": (0.2, 0.3, 0.4), "an
 # known-schedule floor, which moves the loss by under 1 %, drifted from 2x to 0x between two grids once the live groups
 # joined (16 groups): 0.01 is one group moved by 10 points.
 FLOOR_FACTORS = (1.0, 0.0, 0.25, 0.5, 2.0)
+# Candidate caps on the log-scale of a forecast that is made (MAX_LOG_SCALE), chosen on the training groups like the
+# rest. Not above 4: an 80 % interval wider than e^(+-5), a factor 170 each way, says nothing a user can act on.
+CAPS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 FLOOR_MARGIN = 0.01
 QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0.035,)}
 SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
@@ -92,7 +96,7 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
     t, y = run["steps"][:n], run["values"][:n]
     fc = Forecaster(**config)
     f = fc.fit(t, y, horizon=run["horizon"], lrs=run["lrs"], mode=run["mode"], bounds=run["bounds"])
-    fallback = float(np.mean(y[-min(5, n) :]))  # nothing made: the last values stand in
+    fallback = last_value(t, y, run["horizon"], run["lrs"])  # nothing made: the last-value baseline stands in
     final = f.final if f.ok else fallback
     row = {"err": abs(final / run["truth"] - 1.0), "ok": f.ok, "known": run["lrs"] is not None}
     row["fallback_err"] = abs(fallback / run["truth"] - 1.0)
@@ -107,13 +111,14 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
     return row
 
 
-def rescaled(row: dict, scale: float, floor_factor: float) -> dict:
+def rescaled(row: dict, scale: float, floor_factor: float, cap: float | None = None) -> dict:
     """The row with its log-scale rebuilt from ``scale`` and ``floor_factor``: whether the forecast is still made
-    (``MAX_LOG_SCALE``) and whether its 80 % interval holds the truth. Forecasts are made with the cap lifted so
-    that the rows do not depend on the scales in ``calibration.py``; the cap is applied here, as the forecaster
-    would with these scales (an unmade forecast falls back to the last values)."""
+    (its log-scale at most ``cap``, ``MAX_LOG_SCALE`` by default) and whether its 80 % interval holds the truth.
+    Forecasts are made with the cap lifted so that the rows do not depend on the scales or the cap in
+    ``calibration.py``; the cap is applied here, as the forecaster would (an unmade forecast falls back to the
+    last-value baseline)."""
     sd = scale * math.sqrt(row["rest2"] + (floor_factor * row["floor"]) ** 2)
-    ok = row["ok"] and sd <= cal.MAX_LOG_SCALE
+    ok = row["ok"] and sd <= (cal.MAX_LOG_SCALE if cap is None else cap)
     return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and row["dist"] <= Z80 * sd)
 
 
@@ -260,25 +265,32 @@ def main() -> None:
 
     all_cells = [cells(rows) for rows in results]
 
-    def choose(train: set[str]) -> tuple[int, dict[bool, tuple[float, float]]]:
+    def choose(train: set[str]) -> tuple[int, dict[bool, tuple[float, float]], float]:
+        """The grid point, the interval scales, then the cap on the log-scale, each chosen on ``train`` alone."""
         best = min(range(len(configs)), key=lambda c: objective(all_cells[c], train))
         keep = [i for i, m in enumerate(meta) if m["group"] in train]
-        return best, scales([results[best][i] for i in keep], [meta[i]["group"] for i in keep])
+        sc = scales([results[best][i] for i in keep], [meta[i]["group"] for i in keep])
+
+        def capped(cap: float) -> float:
+            rows = [rescaled(r, *sc[r["known"]], cap) for r in results[best]]
+            return objective(cells(rows), train)
+
+        return best, sc, min(CAPS, key=capped)  # ties go to the lowest cap: fewer, surer forecasts
 
     for k, config in enumerate(configs):
         print(f"  objective of {config} on all groups: {objective(all_cells[k], set(groups)):.4f}", file=sys.stderr)
-    in_best, in_scales = choose(set(groups))
+    in_best, in_scales, in_cap = choose(set(groups))
     out_rows: list[dict] = [{}] * len(meta)
     for g in groups:
-        best, sc = choose(set(groups) - {g})
-        print(f"  held out {g:<32} chose {configs[best]}, (scale, floor factor) {sc}", file=sys.stderr)
+        best, sc, cap = choose(set(groups) - {g})
+        print(f"  held out {g:<32} chose {configs[best]}, (scale, floor factor) {sc}, cap {cap}", file=sys.stderr)
         for i, m in enumerate(meta):
             if m["group"] == g:
                 r = results[best][i]
-                out_rows[i] = rescaled(r, *sc[r["known"]])
-    in_rows = [rescaled(r, *in_scales[r["known"]]) for r in results[in_best]]
+                out_rows[i] = rescaled(r, *sc[r["known"]], cap)
+    in_rows = [rescaled(r, *in_scales[r["known"]], in_cap) for r in results[in_best]]
     report(meta, in_rows, out_rows, base, names)
-    print(f"\nchosen on all groups: {configs[in_best]}")
+    print(f"\nchosen on all groups: {configs[in_best]}, MAX_LOG_SCALE = {in_cap:g}")
     for known, name in ((True, "KNOWN"), (False, "UNKNOWN")):
         k, factor = in_scales[known]
         floor = factor * getattr(cal, f"FLOOR_{name}_SCHEDULE")  # the rows' floors were made with the current one
