@@ -43,10 +43,11 @@ def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
     lo, hi = last.forecast.interval(0.8)
     assert lo <= last.forecast.final <= hi
     # The loss fell by an order of magnitude and has nearly settled: the forecast one step ahead is a positive
-    # value of the size of the last observed ones, not an extrapolation of the early descent.
+    # value of the size of the last observed ones (their median: one batch in five lands 3x above the others), not
+    # an extrapolation of the early descent.
     assert observed[-5:].mean() < 0.2 * observed[:5].mean()
     assert lo > 0
-    assert last.forecast.final == pytest.approx(observed[-5:].mean(), rel=0.6)
+    assert last.forecast.final == pytest.approx(np.median(observed[-10:]), rel=0.6)
 
 
 def test_monitoring_a_validation_metric_forecasts_after_each_validation(quiet_trainer_kwargs):

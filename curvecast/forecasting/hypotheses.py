@@ -1,8 +1,9 @@
 """Which curve families compete in a forecast: the hypotheses about how the rest of the run will go.
 
 With the planned LR schedule: the Multi-Power Law with its annealing prior and, once part of the LR drop has been
-observed, prior-free variants whose annealing response is linear in the LR or bent (``u^p``) and one with fitted
-shape constants. Without it: the Domhan-style constant-LR families (only the power law for prefixes of at most a
+observed, prior-free variants whose annealing response is linear in the LR or bent (``u^p``) and one with fitted shape
+constants; with a planned LR that stays constant, Domhan's constant-LR families beside the MPL (which is then a plain
+power law). Without a schedule: the Domhan-style constant-LR families (only the power law for prefixes of at most a
 fifth of the run), for mid-run prefixes a cosine-to-zero MPL hypothesis, and from 40 % of the run on the log-log-linear
 law. Each candidate is then weighted by how well it forecasts the held-back tail of the observed curve
 (``holdout_weights``, called by ``forecaster.py``).
@@ -53,6 +54,9 @@ __all__ = [
 # OGBG); on the held-back tail they compete with the linear response and lose where it is right (LLM cooldowns).
 # They join with the other prior-free members and get a say only when they beat every plain member.
 RESPONSE_POWERS = (0.5, 0.25)
+# A planned schedule whose LR drops, net, by less than this share of its peak after the window starts is constant.
+FLAT_SCHEDULE = 1e-3
+CONSTANT_LR_FAMILIES = frozenset({"pow3", "pow4", "janoschek", "logpower", "loglog"})
 COSINE_KNOTS = 256
 
 
@@ -69,6 +73,10 @@ def candidate_families(
         # (vision runs anneal far more than the LLM prior says): prior-free members, with a linear and bent
         # response to the LR, compete on the held-back tail. Before that they would only dilute the prior.
         first = float(data.steps[0])
+        if schedule.total_drop_after(first) <= FLAT_SCHEDULE:
+            # A planned LR that stays put (most Lightning runs without a scheduler) leaves the MPL a plain power law
+            # in the steps: Domhan's constant-LR families are as planned as it, and compete on the held-back tail.
+            return families + _constant_lr_families(t_obs, horizon, t_last, positive), schedule
         seen = schedule.total_drop_after(first) - schedule.total_drop_after(cut)
         total = max(schedule.total_drop_after(first), 1e-12)
         if seen >= SEEN_DROP * total:
@@ -83,14 +91,7 @@ def candidate_families(
         if observed >= SEEN_SHAPE * total:
             families.append(mpl_shaped_family(schedule, s1_ref, positive))
         return families, schedule
-    families = schedule_free_families(max(t_last, 1.0), positive)
-    if horizon >= LONG_REACH * max(t_obs, 1.0):
-        # Far from the horizon the held-back tail spans a sliver of the log-steps still to come: the families fit it
-        # alike and differ only in how they bend past it, which the tail cannot judge. The plain power law is the
-        # hypothesis that bends least arbitrarily.
-        families = [f for f in families if f.name == "pow3"]
-    if t_obs / max(horizon, 1) >= LOGLOG_FROM:
-        families.append(loglog_family(max(t_last, 1.0), positive))
+    families = _constant_lr_families(t_obs, horizon, t_last, positive)
     if COSINE_REACH[0] <= t_obs / max(horizon, 1) <= COSINE_REACH[1]:
         # Most recipes anneal the LR to about zero by the planned end: a cosine-to-zero hypothesis competes with the
         # constant-LR families on the held-back tail.
@@ -104,10 +105,30 @@ def candidate_families(
     return families, schedule
 
 
+def _constant_lr_families(t_obs: float, horizon: int, t_last: float, positive: bool) -> list[Family]:
+    """Domhan's families for a run whose LR does not change (or is not known to), by how far the horizon lies."""
+    families = schedule_free_families(max(t_last, 1.0), positive)
+    if horizon >= LONG_REACH * max(t_obs, 1.0):
+        # Far from the horizon the held-back tail spans a sliver of the log-steps still to come: the families fit it
+        # alike and differ only in how they bend past it, which the tail cannot judge. The plain power law is the
+        # hypothesis that bends least arbitrarily.
+        families = [f for f in families if f.name == "pow3"]
+    if t_obs / max(horizon, 1) >= LOGLOG_FROM:
+        families.append(loglog_family(max(t_last, 1.0), positive))
+    return families
+
+
 def holdout_weights(names: list[str], errors: np.ndarray, planned: bool) -> np.ndarray:
-    """Unnormalised ensemble weights of the members from their held-back errors (``planned``: schedule given)."""
+    """Unnormalised ensemble weights of the members from their held-back errors (``planned``: schedule given).
+
+    Domhan's constant-LR families are weighed as sharply with a planned constant LR as without a schedule: they bend
+    apart past the tail, so a member that fits the tail worse must lose its say fast (with a soft power the
+    log-log-linear law kept a fifth of the weight on a noisy tiny run, and its cliff made a forecast one step ahead
+    "too uncertain").
+    """
     errors = np.maximum(np.asarray(errors, dtype=np.float64), 1e-12)
-    weights = (errors.min() / errors) ** (WEIGHT_POWER if planned else WEIGHT_POWER_UNPLANNED)
+    sharp = not planned or bool(CONSTANT_LR_FAMILIES & set(names))
+    weights = (errors.min() / errors) ** (WEIGHT_POWER_UNPLANNED if sharp else WEIGHT_POWER)
     weights[weights < WEIGHT_FLOOR] = 0.0
     return weights * prior_weights(names, errors)
 
