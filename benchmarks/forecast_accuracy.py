@@ -236,8 +236,8 @@ def summarize(rows: list[dict], methods: list[str]) -> None:
 
 def timing(seed: int = 0) -> None:
     """Median refit cost for 10k- and 1M-point per-step histories, half-way to the horizon: under a WSD schedule whose
-    decay is still ahead, under a cosine half done (the decay seen: the prior-free and shaped MPL members join), and
-    without a schedule."""
+    decay is still ahead, under a cosine half done (the decay seen: the prior-free and shaped MPL members join), at a
+    constant planned LR (Domhan's constant-LR families beside the MPL), and without a schedule."""
     rng = np.random.default_rng(seed)
     for n in (10_000, 1_000_000):
         horizon = 2 * n
@@ -247,6 +247,7 @@ def timing(seed: int = 0) -> None:
         schedules = {
             "WSD lrs, decay ahead": np.minimum(1.0, (horizon - steps) / (0.2 * horizon)),
             "cosine lrs, half done": 0.5 * (1.0 + np.cos(np.pi * steps / horizon)),
+            "constant lrs": np.full(horizon + 1, 1e-3),
             "no lrs": None,
         }
         for name, lrs in schedules.items():
