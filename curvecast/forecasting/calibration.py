@@ -77,7 +77,7 @@ FLOOR_KNOWN_SCHEDULE = 0.003
 FLOOR_UNKNOWN_SCHEDULE = 0.075
 # A forecast whose log-scale exceeds MAX_LOG_SCALE says "too uncertain" (ok=False) and the last value stands. Chosen
 # from 1.5-4 [refit]: 14 of 16 folds chose the top (4: an 80 % interval of a factor 170 each way; wider says nothing
-# a user can act on); at 2, a third of the small live runs' forecasts at 10 % were not made, though their point
+# a user can act on); at 2, half of the small live runs' forecasts at 10 % were not made, though their point
 # forecasts were far closer than the last value. Nor is a forecast made to a horizon more than MAX_REACH times the
 # last observed step: no law in the ensemble was checked that far (the corpus reaches 10x). [prior]
 MAX_LOG_SCALE = 4.0
