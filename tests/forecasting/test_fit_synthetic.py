@@ -328,12 +328,13 @@ def test_only_the_power_law_forecasts_far_from_the_horizon_without_a_schedule():
 
 
 def test_a_constant_planned_lr_lets_the_constant_lr_families_compete_with_the_mpl():
-    from curvecast.forecasting.hypotheses import candidate_families
+    from curvecast.forecasting.hypotheses import CONSTANT_LR_FAMILIES, candidate_families
 
     t = np.arange(1, 1001, dtype=float)
     data = bin_curve(t, 2.0 + t**-0.5, np.ones_like(t), 256)
     flat, schedule = candidate_families(data, LRSchedule(np.full(2001, 3e-4)), 800.0, 1000.0, 2000, True)
     assert {"mpl", "pow3", "pow4", "janoschek", "logpower"} <= {f.name for f in flat}
+    assert {f.name for f in flat} - {"mpl"} <= CONSTANT_LR_FAMILIES  # all weighted as sharply as without a schedule
     assert "mpl-cosine-guess" not in {f.name for f in flat}  # the LR is known not to decay
     assert schedule.peak_lr == 3e-4  # the planned schedule, not a guess
     decaying, _ = candidate_families(data, LRSchedule(_wsd(2000)), 800.0, 1000.0, 2000, True)
