@@ -58,6 +58,9 @@ FLOOR_FACTORS = (1.0, 0.0, 0.25, 0.5, 2.0)
 # Candidate caps on the log-scale of a forecast that is made (MAX_LOG_SCALE), chosen on the training groups like the
 # rest. Not above 4: an 80 % interval wider than e^(+-5), a factor 170 each way, says nothing a user can act on.
 CAPS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+# The floors the rows are made with; the refit scales them by FLOOR_FACTORS. Fixed, not read from calibration.py, so
+# that a refit can bring back a floor that the last one set to 0.
+REFERENCE_FLOORS = {"FLOOR_KNOWN_SCHEDULE": 0.003, "FLOOR_UNKNOWN_SCHEDULE": 0.075}
 FLOOR_MARGIN = 0.01
 QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0.035,)}
 SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
@@ -111,19 +114,19 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
     return row
 
 
-def rescaled(row: dict, scale: float, floor_factor: float, cap: float | None = None) -> dict:
+def rescaled(row: dict, scale: float, floor_factor: float, cap: float) -> dict:
     """The row with its log-scale rebuilt from ``scale`` and ``floor_factor``: whether the forecast is still made
-    (its log-scale at most ``cap``, ``MAX_LOG_SCALE`` by default) and whether its 80 % interval holds the truth.
-    Forecasts are made with the cap lifted so that the rows do not depend on the scales or the cap in
-    ``calibration.py``; the cap is applied here, as the forecaster would (an unmade forecast falls back to the
-    last-value baseline)."""
+    (its log-scale at most ``cap``) and whether its 80 % interval holds the truth. Forecasts are made with the cap
+    lifted so that the rows depend on none of the scales and caps in ``calibration.py``; the cap is applied here, as
+    the forecaster would (an unmade forecast falls back to the last-value baseline)."""
     sd = scale * math.sqrt(row["rest2"] + (floor_factor * row["floor"]) ** 2)
-    ok = row["ok"] and sd <= (cal.MAX_LOG_SCALE if cap is None else cap)
+    ok = row["ok"] and sd <= cap
     return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and row["dist"] <= Z80 * sd)
 
 
 def covered(row: dict, scale: float, floor_factor: float) -> bool:
-    return rescaled(row, scale, floor_factor)["covered"]
+    """Whether the row's 80 % interval holds the truth, with no cap: the scales are solved first, the cap then."""
+    return rescaled(row, scale, floor_factor, math.inf)["covered"]
 
 
 def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored: dict) -> dict:
@@ -215,9 +218,9 @@ def main() -> None:
     args = ap.parse_args()
     for item in args.set:
         override(*item.split("=", 1))
-    cap = cal.MAX_LOG_SCALE
     override("MAX_LOG_SCALE", "1e300")  # lifted while forecasting, applied in ``rescaled``
-    cal.MAX_LOG_SCALE = cap
+    for name, value in REFERENCE_FLOORS.items():
+        override(name, repr(value))
     names = tuple(n for n in args.baselines.split(",") if n)
     if unknown := [n for n in names if n not in BASELINES]:
         raise SystemExit(f"unknown baselines {unknown}: choose from {list(BASELINES)}")
@@ -293,7 +296,7 @@ def main() -> None:
     print(f"\nchosen on all groups: {configs[in_best]}, MAX_LOG_SCALE = {in_cap:g}")
     for known, name in ((True, "KNOWN"), (False, "UNKNOWN")):
         k, factor = in_scales[known]
-        floor = factor * getattr(cal, f"FLOOR_{name}_SCHEDULE")  # the rows' floors were made with the current one
+        floor = factor * REFERENCE_FLOORS[f"FLOOR_{name}_SCHEDULE"]  # the rows' floors were made with these
         print(f"  INTERVAL_SCALE_{name} = {k:.3g}, FLOOR_{name}_SCHEDULE = {floor:.3g}")
     print(f"grid: {len(configs)} points, {time.perf_counter() - t0:.0f} s in all")
     if args.save:

@@ -100,3 +100,14 @@ def test_an_exact_forecast_without_spread_needs_no_scale() -> None:
     calibrate = pytest.importorskip("calibrate")
     assert calibrate._need({"dist": 0.0, "rest2": 0.0, "floor": 0.1}, 0.0) == 0.0
     assert calibrate._need({"dist": 0.1, "rest2": 0.0, "floor": 0.1}, 0.0) == math.inf
+
+
+def test_the_interval_scales_are_solved_before_any_cap_and_the_cap_applies_after():
+    # The scales must not depend on the cap calibration.py holds while calibrate.py runs: coverage for them counts
+    # every forecast; the chosen cap then turns a too-wide one into a forecast not made, scored as the last value.
+    calibrate = pytest.importorskip("calibrate")
+    row = {"ok": True, "err": 0.1, "fallback_err": 0.5, "dist": 1.0, "rest2": 9.0, "floor": 0.0}  # log-scale 3
+    assert calibrate.covered(row, 1.0, 1.0)
+    capped = calibrate.rescaled(row, 1.0, 1.0, 2.0)
+    assert (capped["ok"], capped["covered"], capped["err"]) == (False, False, 0.5)
+    assert calibrate.rescaled(row, 1.0, 1.0, 4.0)["err"] == 0.1
