@@ -58,8 +58,8 @@ FLOOR_FACTORS = (1.0, 0.0, 0.25, 0.5, 2.0)
 # Candidate caps on the log-scale of a forecast that is made (MAX_LOG_SCALE), chosen on the training groups like the
 # rest. Not above 4: an 80 % interval wider than e^(+-5), a factor 170 each way, says nothing a user can act on.
 CAPS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
-# The floors the rows are made with; the refit scales them by FLOOR_FACTORS. Fixed, not read from calibration.py, so
-# that a refit can bring back a floor that the last one set to 0.
+# The floors the rows are made with (unless --set gives another); the refit scales them by FLOOR_FACTORS. Fixed, not
+# read from calibration.py, so that a refit can bring back a floor that the last one set to 0.
 REFERENCE_FLOORS = {"FLOOR_KNOWN_SCHEDULE": 0.003, "FLOOR_UNKNOWN_SCHEDULE": 0.075}
 FLOOR_MARGIN = 0.01
 QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0.035,)}
@@ -216,11 +216,11 @@ def main() -> None:
         "--grid", action="append", default=[], metavar="NAME=V1,V2", help="replace one axis of the grid (e.g. holdout)"
     )
     args = ap.parse_args()
+    for name, value in REFERENCE_FLOORS.items():  # before --set, which may score another floor
+        override(name, repr(value))
     for item in args.set:
         override(*item.split("=", 1))
     override("MAX_LOG_SCALE", "1e300")  # lifted while forecasting, applied in ``rescaled``
-    for name, value in REFERENCE_FLOORS.items():
-        override(name, repr(value))
     names = tuple(n for n in args.baselines.split(",") if n)
     if unknown := [n for n in names if n not in BASELINES]:
         raise SystemExit(f"unknown baselines {unknown}: choose from {list(BASELINES)}")
@@ -296,7 +296,7 @@ def main() -> None:
     print(f"\nchosen on all groups: {configs[in_best]}, MAX_LOG_SCALE = {in_cap:g}")
     for known, name in ((True, "KNOWN"), (False, "UNKNOWN")):
         k, factor = in_scales[known]
-        floor = factor * REFERENCE_FLOORS[f"FLOOR_{name}_SCHEDULE"]  # the rows' floors were made with these
+        floor = factor * getattr(cal, f"FLOOR_{name}_SCHEDULE")  # the floor the rows were made with
         print(f"  INTERVAL_SCALE_{name} = {k:.3g}, FLOOR_{name}_SCHEDULE = {floor:.3g}")
     print(f"grid: {len(configs)} points, {time.perf_counter() - t0:.0f} s in all")
     if args.save:
