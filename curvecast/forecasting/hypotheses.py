@@ -69,16 +69,16 @@ def candidate_families(
         s1_ref = float(schedule.s1(np.array([t_last]))[0])
         mpl = mpl_family(schedule, s1_ref, positive)
         families = [mpl]
-        # Once part of the planned LR drop is behind us, the data can size the annealing response on its own
-        # (vision runs anneal far more than the LLM prior says): prior-free members, with a linear and bent
-        # response to the LR, compete on the held-back tail. Before that they would only dilute the prior.
-        first = float(data.steps[0])
-        if schedule.total_drop_after(first) <= FLAT_SCHEDULE:
+        drop_in_window = schedule.total_drop_after(float(data.steps[0]))
+        if drop_in_window <= FLAT_SCHEDULE:
             # A planned LR that stays put (most Lightning runs without a scheduler) leaves the MPL a plain power law
             # in the steps: Domhan's constant-LR families are as planned as it, and compete on the held-back tail.
             return families + _constant_lr_families(t_obs, horizon, t_last, positive), schedule
-        seen = schedule.total_drop_after(first) - schedule.total_drop_after(cut)
-        total = max(schedule.total_drop_after(first), 1e-12)
+        # Once part of the planned LR drop is behind us, the data can size the annealing response on its own
+        # (vision runs anneal far more than the LLM prior says): prior-free members, with a linear and bent
+        # response to the LR, compete on the held-back tail. Before that they would only dilute the prior.
+        seen = drop_in_window - schedule.total_drop_after(cut)
+        total = max(drop_in_window, 1e-12)
         if seen >= SEEN_DROP * total:
             families.append(replace(mpl, name="mpl-free", anneal_index=None))
             for power in RESPONSE_POWERS:
@@ -87,7 +87,7 @@ def candidate_families(
         # Once a quarter of the drop shows anywhere in the window, the data can also size how fast the loss
         # responds to it: an MPL with its shape constants on the grid competes (its held-back error can only equal
         # a plain prior-free member's when the decay falls wholly in the held-back tail, so it then shares weight).
-        observed = schedule.total_drop_after(first) - schedule.total_drop_after(t_last)
+        observed = drop_in_window - schedule.total_drop_after(t_last)
         if observed >= SEEN_SHAPE * total:
             families.append(mpl_shaped_family(schedule, s1_ref, positive))
         return families, schedule
