@@ -304,4 +304,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded
+
+    with recorded("anomaly_detection"):
+        main()

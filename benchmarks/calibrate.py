@@ -106,7 +106,7 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
     row.update(dist=math.inf, rest2=0.0, floor=0.0)
     if f.ok:
         y_true, y_hat = float(f.mapping.to_y(run["truth"])), float(f.mapping.to_y(f.final))
-        parts = fc.scale_parts_
+        parts = f.diagnostics.scale_parts
         row["floor"] = parts["floor"]
         row["rest2"] = sum(v * v for k, v in parts.items() if k != "floor")
         if y_true > 0:
@@ -347,4 +347,7 @@ def report(meta: list[dict], in_rows: list[dict], out_rows: list[dict], base: li
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded
+
+    with recorded("calibrate"):
+        main()

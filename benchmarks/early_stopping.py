@@ -152,6 +152,8 @@ def run_checks(run: Run, max_checks: int) -> list[Check]:
             target=run.target,
             lr_schedule_known=known,
             lr_drop_ahead=drop_ahead,
+            lr=lr,
+            peak_lr=peak,
         )
         out.append(Check(report, lr, peak))
     return out
@@ -161,7 +163,7 @@ def replay_curvecast(run: Run, checks: list[Check], **rule_kwargs) -> int | None
     """The step at which curvecast would stop the run, or None."""
     rule = ForecastStopRule(target=run.target, **rule_kwargs)
     for check in checks:
-        if rule.update(check.report, lr=check.lr, peak_lr=check.peak_lr) is not None:
+        if rule.update(check.report) is not None:
             return check.report.step
     return None
 
@@ -256,4 +258,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded
+
+    with recorded("early_stopping"):
+        main()

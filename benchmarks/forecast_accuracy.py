@@ -320,4 +320,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded
+
+    with recorded("forecast_accuracy.references" if "--references" in sys.argv else "forecast_accuracy"):
+        main()

@@ -63,7 +63,7 @@ if str(REPO) not in sys.path:
 
 from curvecast import Curvecast  # noqa: E402 - after the path fix, so the script runs from a checkout
 from curvecast.forecasting.report import Report  # noqa: E402
-from curvecast.live.actuator import Actuator  # noqa: E402
+from curvecast.integrations.actuator import Actuator  # noqa: E402
 
 __all__ = ["DEFAULT_CACHE", "GROUPS", "RunSpec", "default_specs", "detector_version", "ensure_runs"]
 

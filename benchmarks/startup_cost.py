@@ -184,4 +184,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded
+
+    with recorded("startup_cost"):
+        main()

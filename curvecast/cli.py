@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from curvecast.demo import DemoConfig, run_demo
     from curvecast.failsafe import CurvecastWarning
-    from curvecast.offline.report_text import describe_report
+    from curvecast.render.text import describe_report
 
     # Lightning's tips and this demo's small-data warnings are noise here; curvecast's own warnings go through
     # logging, in the same one-line format as its alerts.
@@ -32,7 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
     result = run_demo(config)
     for run in result.runs:
         bundle = run.bundle
-        stop = bundle.early_stopping.stop_request if bundle.early_stopping is not None else None
+        stop = bundle.stop
         print(f"\n== {run.name}: {run.steps_done} of {config.max_steps} steps ==")
         if bundle.last_report is not None:
             print(describe_report(bundle.last_report))

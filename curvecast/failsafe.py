@@ -16,7 +16,7 @@ import logging
 import warnings
 from typing import Any
 
-__all__ = ["CurvecastWarning", "guarded", "warn_once"]
+__all__ = ["CurvecastWarning", "forget_warnings", "guarded", "warn_once"]
 
 log = logging.getLogger("curvecast")
 _warned: set[str] = set()
@@ -45,6 +45,11 @@ def warn_once(message: str, key: str | None = None) -> None:
         return
     _warned.add(key)
     warnings.warn(message, CurvecastWarning, stacklevel=3)
+
+
+def forget_warnings() -> None:
+    """Forget which warnings were given, so each is given once more (a second run in the same process, a test)."""
+    _warned.clear()
 
 
 def guarded(method):

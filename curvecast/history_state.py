@@ -8,33 +8,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from curvecast.history import (
-    _INITIAL_WIDTH,
-    _MAX_DOUBLINGS,
-    _MAX_STEP,
-    _MIN_BINS,
-    _SERIES_KEYS,
-    _STATE_KEYS,
-    _STATE_VERSION,
-    _checked_size,
-    _SeriesStore,
-    _step_problem,
+from curvecast.series_store import (
+    INITIAL_WIDTH,
+    MAX_DOUBLINGS,
+    MAX_STEP,
+    MIN_BINS,
+    SeriesStore,
+    checked_size,
+    step_problem,
 )
 
-__all__ = ["read_state"]
+__all__ = ["STATE_VERSION", "read_state"]
+
+STATE_VERSION = 2  # 2: bins keep their last raw step (``bin_last``), so a rewind knows exactly which bins it reaches
+_STATE_KEYS = frozenset({"version", "window", "max_bins", "series"})
+_SERIES_KEYS = ("bin_steps", "bin_values", "bin_counts", "bin_last", "width", "steps", "values")
 
 
-def read_state(state: Any) -> tuple[int, int, dict[str, _SeriesStore]]:
+def read_state(state: Any) -> tuple[int, int, dict[str, SeriesStore]]:
     """``(window, max_bins, series stores)`` from a saved state, after checking every field (see
     :meth:`~curvecast.history.RunHistory.load_state_dict` for the errors)."""
     if not isinstance(state, dict):
         raise TypeError(f"Expected a RunHistory state to be a dict, but got {type(state).__name__}")
     version = state.get("version")  # first: another version's fields differ, and this is the error to give
-    if type(version) is not int or version != _STATE_VERSION:
-        raise ValueError(f"Expected a RunHistory state of version {_STATE_VERSION}, but got {version!r}")
+    if type(version) is not int or version != STATE_VERSION:
+        raise ValueError(f"Expected a RunHistory state of version {STATE_VERSION}, but got {version!r}")
     _check_keys("state", state, _STATE_KEYS)
-    window = _checked_size("state['window']", state["window"], 1)
-    max_bins = _checked_size("state['max_bins']", state["max_bins"], _MIN_BINS)
+    window = checked_size("state['window']", state["window"], 1)
+    max_bins = checked_size("state['max_bins']", state["max_bins"], MIN_BINS)
     series = state["series"]
     if not isinstance(series, dict):
         raise TypeError(f"Expected state['series'] to be a dict, but got {type(series).__name__}")
@@ -55,12 +56,12 @@ def _check_keys(where: str, entry: dict[str, Any], expected: frozenset[str] | tu
         raise ValueError(f"{where} has unknown fields {unknown}")
 
 
-def _store_from_state(where: str, entry: Any, window: int, max_bins: int) -> _SeriesStore:
+def _store_from_state(where: str, entry: Any, window: int, max_bins: int) -> SeriesStore:
     """A new store from one saved series, every field checked; errors name the field as ``where['field']``."""
     if not isinstance(entry, dict):
         raise TypeError(f"Expected {where} to be a dict, but got {type(entry).__name__}")
     _check_keys(where, entry, _SERIES_KEYS)
-    store = _SeriesStore()
+    store = SeriesStore()
     store.width = _checked_width(f"{where}['width']", entry["width"])
     store.steps = _step_column(f"{where}['steps']", entry["steps"])
     store.values = _float_column(f"{where}['values']", entry["values"])
@@ -76,16 +77,16 @@ def _store_from_state(where: str, entry: Any, window: int, max_bins: int) -> _Se
 
 
 def _checked_width(field: str, width: Any) -> float:
-    """A bin width this class can have produced: _INITIAL_WIDTH doubled 0 to _MAX_DOUBLINGS times.
+    """A bin width this class can have produced: INITIAL_WIDTH doubled 0 to MAX_DOUBLINGS times.
 
     A zero, NaN or tiny width would make compression loop forever (or for very long), a huge one would merge
     everything into one bin.
     """
     if isinstance(width, bool) or not isinstance(width, (int, float)):
         raise TypeError(f"Expected {field} to be a float, but got {type(width).__name__} {width!r}")
-    if not any(width == _INITIAL_WIDTH * 2**k for k in range(_MAX_DOUBLINGS + 1)):
+    if not any(width == INITIAL_WIDTH * 2**k for k in range(MAX_DOUBLINGS + 1)):
         raise ValueError(
-            f"Expected {field} to be {_INITIAL_WIDTH} * 2**k with 0 <= k <= {_MAX_DOUBLINGS}, but got {width!r}"
+            f"Expected {field} to be {INITIAL_WIDTH} * 2**k with 0 <= k <= {MAX_DOUBLINGS}, but got {width!r}"
         )
     return float(width)
 
@@ -99,11 +100,11 @@ def _sequence(field: str, column: Any) -> Sequence[Any]:
 def _step_column(field: str, column: Any) -> list[int]:
     """Steps: non-negative integers up to 2**53 (integral floats taken as ints, like ``append`` does)."""
     column = _sequence(field, column)
-    if all(type(x) is int and 0 <= x <= _MAX_STEP for x in column):  # the usual case, without a call per element
+    if all(type(x) is int and 0 <= x <= MAX_STEP for x in column):  # the usual case, without a call per element
         return list(column)
     steps = []
     for i, x in enumerate(column):
-        error, result = _step_problem(x)
+        error, result = step_problem(x)
         if error is not None:
             raise error(f"{field}[{i}] = {x!r} {result}; steps are non-negative integers up to 2**53")
         steps.append(result)
@@ -132,7 +133,7 @@ def _float_column(field: str, column: Any) -> list[float]:
     return [float(x) for x in column]
 
 
-def _check_lengths(where: str, store: _SeriesStore, window: int, max_bins: int) -> None:
+def _check_lengths(where: str, store: SeriesStore, window: int, max_bins: int) -> None:
     if len(store.values) != len(store.steps):
         raise ValueError(f"{where}: 'steps' and 'values' differ in length ({len(store.steps)} and {len(store.values)})")
     bins = {"bin_steps": store.bin_steps, "bin_values": store.bin_values, "bin_counts": store.bin_counts}
@@ -156,7 +157,7 @@ def _check_increasing(field: str, steps: list[int]) -> None:
             raise ValueError(f"{field} must increase, but {field}[{i}] = {steps[i]} follows {steps[i - 1]}")
 
 
-def _check_bins(where: str, store: _SeriesStore) -> None:
+def _check_bins(where: str, store: SeriesStore) -> None:
     """Bin ``i`` holds ``bin_counts[i]`` distinct steps in ``(bin_last[i - 1], bin_last[i]]`` around its mean step,
     and the exact window starts after the last bin."""
     lowest = 0

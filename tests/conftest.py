@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from curvecast.failsafe import forget_warnings
+
 CURVES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "curves"
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings() -> None:
+    """Each test starts with no curvecast warning given yet (each is given once per process otherwise)."""
+    forget_warnings()
 
 
 @pytest.fixture(scope="session")

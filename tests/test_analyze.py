@@ -17,7 +17,8 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from test_logs import MNG_RUN, read_curve_csv, write_events
 from torch.utils.data import DataLoader, TensorDataset
 
-from curvecast.offline.analyze import EXIT_INPUT, EXIT_USAGE, add_analyze_arguments, analyze, bucket_maxima, run_analyze
+from curvecast.offline.analysis import bucket_maxima
+from curvecast.offline.analyze import EXIT_INPUT, EXIT_USAGE, add_analyze_arguments, analyze, run_analyze
 
 DIVERGED_RUN = "algoperf__v05_generalized_adam_s0_imagenet_vit_jax_t1"  # 10 points, the loss blows up after step 5000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from curvecast.cli import main
+from curvecast.logreaders import LogReadError, files, read_log
 from curvecast.offline.analyze import EXIT_INPUT
-from curvecast.offline.logreaders import LogReadError, files, read_log
 from curvecast.offline.plot import as_plain_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,5 @@
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from curvecast import Actuator, Curvecast
 from curvecast.failsafe import CurvecastWarning
+from curvecast.integrations import RunContext, StopReason
 from tiny_models import TinyRegression, TinyRegressionL, loader
 
 
@@ -120,9 +122,6 @@ def test_state_dict_round_trip_restores_every_part(tmp_path):
 
 
 def test_a_failing_actuator_becomes_one_warning_and_the_run_goes_on(quiet_trainer_kwargs, monkeypatch):
-    import curvecast.failsafe
-
-    monkeypatch.setattr(curvecast.failsafe, "_warned", set())  # forget warnings other tests already gave
 
     class Broken(Actuator):
 
@@ -153,17 +152,32 @@ def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
     assert bundle.history.num_points("loss") == 6
 
 
-def test_a_stop_request_stops_the_run(quiet_trainer_kwargs):
+def test_a_stop_decision_stops_the_run_and_every_actuator_reads_it_on_the_report(quiet_trainer_kwargs, caplog):
     class StopAt12(Actuator):
+        def decide(self, report):
+            return SimpleNamespace(message="enough") if report.step >= 12 else None
+
+    class Journal(Actuator):
+        def __init__(self):
+            self.reports = []
 
         def on_report(self, trainer, pl_module, report):
-            if report.step >= 12:
-                self.stop_request = SimpleNamespace(message="enough")
+            self.reports.append(report)
 
-    bundle = Curvecast(forecast_every=4, background=False, forecast_budget=None, actuators=[StopAt12()])
+    journal = Journal()
+    bundle = Curvecast(forecast_every=4, background=False, forecast_budget=None, actuators=[journal, StopAt12()])
     trainer = pl.Trainer(max_steps=100, callbacks=[bundle], **quiet_trainer_kwargs)
-    trainer.fit(TinyRegression(), loader(n=800))
+    with caplog.at_level(logging.WARNING, logger="curvecast"):
+        trainer.fit(TinyRegression(), loader(n=800))
     assert trainer.global_step == 13
+    assert bundle.stop.reason is StopReason.REQUESTED
+    assert bundle.stop.message == "enough"
+    stops = [r for r in journal.reports if r.stop is not None]
+    assert [r.stop for r in stops] == [bundle.stop]  # decided once, seen by an actuator listed before the decider
+    assert stops[0].is_last
+    assert journal.reports[-1].is_last
+    assert not any(r.is_last for r in journal.reports[: journal.reports.index(stops[0])])
+    assert sum("[early_stop]" in r.getMessage() and "enough" in r.getMessage() for r in caplog.records) == 1
 
 
 @pytest.mark.parametrize(
@@ -309,7 +323,7 @@ def test_an_unreadable_saved_state_is_a_warning_and_a_fresh_start():
     assert bundle.history.names() == []
 
 
-def test_an_actuator_sees_its_hooks_in_order_and_only_its_run_context(quiet_trainer_kwargs):
+def test_an_actuator_sees_its_hooks_in_order_and_the_run_through_its_reports(quiet_trainer_kwargs):
     class Journal(Actuator):
         def __init__(self):
             self.calls = []
@@ -325,6 +339,7 @@ def test_an_actuator_sees_its_hooks_in_order_and_only_its_run_context(quiet_trai
             self.calls.append("on_train_start")
 
         def on_report(self, trainer, pl_module, report):
+            self.last = report
             if not self.calls or self.calls[-1] != "on_report":
                 self.calls.append("on_report")
 
@@ -333,15 +348,21 @@ def test_an_actuator_sees_its_hooks_in_order_and_only_its_run_context(quiet_trai
 
     journal = Journal()
     bundle = Curvecast(forecast_budget=None, forecast_every=10, background=False, target=0.5, actuators=[journal])
-    assert journal.run.monitor == "loss"
-    assert journal.run.target == 0.5
-    assert journal.run.history is bundle.history
-    assert journal.run.planned_schedule() is None  # nothing is planned before the fit starts
+    assert journal.run == RunContext(monitor="loss", mode="min", target=0.5, forecast_every=10)
     pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader())
     assert journal.calls == ["bind", "on_fit_start", "on_train_start", "on_report", "close"]
-    assert len(journal.run.planned_schedule()) == 41  # the LR of every step 0..max_steps
-    assert not journal.run.stop_requested()
-    with pytest.raises(TypeError, match="Expected an actuator to subclass curvecast.live.Actuator"):
+    last = journal.last
+    assert last.is_last
+    assert last.stop is None
+    assert bundle.stop is None
+    assert len(last.schedule) == 41  # the LR of every step 0..max_steps
+    loss = bundle.history.series("loss").values
+    assert last.observed == loss[-1]
+    assert last.best == loss.min()
+    assert last.lr == last.peak_lr == bundle.history.series("lr").values.max()
+    assert last.target_chance == last.forecast.prob_below(0.5)
+    assert np.array_equal(last.series["loss"].values, loss)
+    with pytest.raises(TypeError, match="Expected an actuator to subclass curvecast.Actuator"):
         bundle.attach(object())
 
 
@@ -374,13 +395,10 @@ def test_a_monitor_never_logged_is_an_error_naming_what_is(quiet_trainer_kwargs)
 
 
 def test_a_training_step_returning_nothing_is_told_once(quiet_trainer_kwargs, monkeypatch):
-    import curvecast.failsafe
 
     class ReturnsNothing(TinyRegression):
         def training_step(self, batch, batch_idx):
             super().training_step(batch, batch_idx)
-
-    monkeypatch.setattr(curvecast.failsafe, "_warned", set())
     bundle = Curvecast(forecast_budget=None, background=False)
     trainer = pl.Trainer(max_epochs=2, callbacks=[bundle], **quiet_trainer_kwargs)
     with pytest.warns(CurvecastWarning, match="training_step returned no loss") as caught:
@@ -394,9 +412,6 @@ def test_a_training_step_returning_nothing_is_told_once(quiet_trainer_kwargs, mo
      ("early_stopping", {"rule": {"version": 1, "wait": "three"}})],
 )  # fmt: skip
 def test_one_damaged_part_starts_afresh_alone_and_the_history_survives(part, damage, monkeypatch):
-    import curvecast.failsafe
-
-    monkeypatch.setattr(curvecast.failsafe, "_warned", set())
     first = Curvecast(forecast_budget=None, early_stopping=True)
     for step in range(50):
         first.history.append("loss", step, 1.0 / (step + 1))

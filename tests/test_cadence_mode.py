@@ -1,6 +1,7 @@
 """The live cadence forecasts a monitored metric in its own direction (``mode``), e.g. a rising accuracy."""
 
 import numpy as np
+import pytest
 
 from curvecast.history import RunHistory
 from curvecast.live.cadence import ForecastCadence
@@ -30,8 +31,9 @@ def test_the_direction_and_range_of_a_score_are_read_from_its_name():
     assert Curvecast(monitor="val_loss").mode == "min"
     assert Curvecast().mode == "min"
     assert Curvecast(monitor="val_acc", mode="min").mode == "min"  # what the user says wins
-    positional = Curvecast("val_loss", "min", 2.5, 50)  # the new arguments come last: positional calls keep working
-    assert (positional.target, positional.forecast_every) == (2.5, 50)
+    assert Curvecast("val_loss").monitor == "val_loss"  # the monitor alone may be positional
+    with pytest.raises(TypeError, match="positional argument"):
+        Curvecast("val_loss", "min", 2.5, 50)  # the rest are keyword-only: a positional call cannot change meaning
 
     history = RunHistory()
     for step in range(1, 301):  # an accuracy nearing 1: unbounded, its forecast could cross it

@@ -35,7 +35,7 @@ def test_demo_trains_writes_tensorboard_logs_and_prints_a_forecast(tmp_path, cap
 
 def test_the_report_says_when_the_target_was_reached_and_what_was_observed():
     from curvecast.forecasting import Forecaster, Report
-    from curvecast.offline.report_text import describe_report
+    from curvecast.render.text import describe_report
 
     steps = np.arange(300)
     values = 2.0 + 3.0 / (1.0 + steps / 20.0)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import Anomaly
-from curvecast.live.actuator import Actuator
+from curvecast.integrations.actuator import Actuator
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.series import TRAIN_LOSS
 

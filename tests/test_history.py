@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from curvecast.history import RunHistory, _bin_means, _Rows
+from curvecast.history import RunHistory
+from curvecast.series_store import Rows, bin_means
 
 
 def test_series_returns_what_was_appended_in_order():
@@ -340,13 +341,13 @@ def test_bin_means_stay_inside_their_bins_despite_rounding():
     # Four rows at one step, weighted by large counts: the float64 weighted mean rounds to 562231842666225.06 here,
     # past the bin's last step, unless it is clipped back into the bin.
     step = 562231842666225.0
-    rows = _Rows(
+    rows = Rows(
         steps=np.full(4, step),
         values=np.ones(4),
         counts=np.array([124555, 778468, 288331, 801976]),
         last=np.full(4, int(step)),
     )
-    binned = _bin_means(rows, 1.0)
+    binned = bin_means(rows, 1.0)
     assert binned.steps.tolist() == [step]
     assert binned.last.tolist() == [int(step)]
 

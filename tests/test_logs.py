@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from curvecast.offline.logreaders import LogReadError, choose_loss, choose_lr, csv_table, json_records, read_log
-from curvecast.offline.logreaders import events as events_module
+from curvecast.logreaders import LogReadError, choose_loss, choose_lr, csv_table, json_records, read_log
+from curvecast.logreaders import events as events_module
 
 MNG_RUN = "mng__2024-11-06_ShortcutsTweaks__042f9e87-07e"  # 3200 steps, train and val loss, LR, a few spikes
 

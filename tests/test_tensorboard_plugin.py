@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from curvecast import Curvecast
-from curvecast.integrations import ForecastEarlyStopping
+from curvecast.integrations import ForecastEarlyStopping, ForecastStopRule
 from curvecast.tensorboard_plugin.summary import FORECAST_TAG, decode, json_summary, rounded
 from tiny_models import curve_loader
 
@@ -77,7 +77,7 @@ def logdir(tmp_path_factory) -> Path:
     log.setLevel(logging.WARNING)  # quiet runs; restored below
     try:
         # No forecast-based stop before 30% of the run: the spike at step 150 comes first.
-        stopper = ForecastEarlyStopping(min_progress=0.3)
+        stopper = ForecastEarlyStopping(ForecastStopRule(min_progress=0.3))
         stopped = Curvecast(target=1.5, early_stopping=stopper, forecast_every=20, background=False,
                             forecast_budget=None)  # fmt: skip
         trainer = _fit(root, "stopped", stopped, DroppingLR(HORIZON, SPIKE, LR_DROP), HORIZON, quiet)

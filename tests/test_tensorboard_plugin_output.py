@@ -14,7 +14,6 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import curvecast.failsafe
 from curvecast import Curvecast
 from curvecast.callbacks import GradientNoiseScale, Throughput
 from curvecast.failsafe import CurvecastWarning
@@ -57,11 +56,6 @@ def _fit(tmp_path: Path, quiet: dict, bundle: Curvecast, logger, extra=()) -> pl
 def _tags(log_dir: Path) -> set[str]:
     tags = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload().Tags()
     return set(tags["scalars"]) | set(tags["tensors"])
-
-
-@pytest.fixture
-def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(curvecast.failsafe, "_warned", set())  # forget warnings other tests already gave
 
 
 def test_a_full_disk_is_one_warning_and_the_run_finishes(tmp_path, quiet_trainer_kwargs, fresh_warnings):

@@ -1,4 +1,8 @@
-"""Sensors: Lightning callbacks that measure a live run and record it into a RunHistory."""
+"""Sensors: Lightning callbacks that measure a live run and record it into a RunHistory.
+
+One module per sensor, beside their ``Sensor`` base; the torch-level arithmetic they use (gradient norms, the GNS
+estimator, FLOP counting, timing statistics, schedule replay) lives in :mod:`curvecast.callbacks.measures`.
+"""
 
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import torch
 
 from curvecast._lightning import optimizer_step_index
-from curvecast.callbacks.gns_estimator import GNSEstimate, GNSEstimator
-from curvecast.callbacks.gns_sources import MicroBatchNorms, PerExampleNorms
-from curvecast.callbacks.gradient_tensors import grad_scale, infer_batch_rows, squared_norms
+from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
+from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms
+from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows, squared_norms
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
 from curvecast.history import RunHistory

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from curvecast._lightning import optimizer_step_index
-from curvecast.callbacks.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
+from curvecast.callbacks.measures.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting.schedule import MAX_DENSE_STEPS, LRSchedule

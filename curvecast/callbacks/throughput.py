@@ -11,10 +11,16 @@ from typing import Any
 import torch
 
 from curvecast._lightning import optimizer_step_index
-from curvecast.callbacks.flops import StepFlopCounter, is_compiled, peak_flops_per_sec, precision_dtype, to_host_number
-from curvecast.callbacks.gradient_tensors import infer_batch_rows
+from curvecast.callbacks.measures.flops import (
+    StepFlopCounter,
+    is_compiled,
+    peak_flops_per_sec,
+    precision_dtype,
+    to_host_number,
+)
+from curvecast.callbacks.measures.gradient_tensors import infer_batch_rows
+from curvecast.callbacks.measures.throughput_stats import StepTiming, TimingWindow, percentile, straggler
 from curvecast.callbacks.sensor import Sensor
-from curvecast.callbacks.throughput_stats import StepTiming, TimingWindow, percentile, straggler
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.series import DATA_WAIT, STEP_TIME, logged_name, throughput

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from curvecast.forecasting.fit_diagnostics import FitDiagnostics
 from curvecast.forecasting.metric_map import MetricMap
 
 __all__ = ["Forecast"]
@@ -43,6 +44,26 @@ class Forecast:
         current: the smoothed metric at ``last_step`` according to the fitted curve.
         curve: the fitted point curve of y (the falling quantity), steps in, y out.
         mapping: how the metric maps to y: its direction (``mapping.mode``), floor and bounds.
+        diagnostics: what the fit was made of (:class:`~curvecast.forecasting.fit_diagnostics.FitDiagnostics`: the
+            bins, the schedule, the slope, the sources of the interval, the weighted members), or None when the fit
+            stopped before it weighed an interval.
+
+    Example:
+        >>> import numpy as np
+        >>> from curvecast.forecasting import Forecaster
+        >>> steps = np.arange(1, 401)
+        >>> forecast = Forecaster().fit(steps, 2.0 + 3.0 / np.sqrt(steps), horizon=1000)
+        >>> forecast.ok, forecast.last_step, round(forecast.final, 2)
+        (True, 400, 2.11)
+        >>> lo, hi = forecast.interval(0.8)
+        >>> bool(lo < forecast.final < hi), round(forecast.prob_below(hi), 2)
+        (True, 0.9)
+        >>> [round(float(x), 2) for x in forecast.predict([400, 1000])]
+        [2.15, 2.11]
+        >>> forecast.diagnostics.schedule is None, sorted(forecast.diagnostics.scale_parts)
+        (True, ['anneal', 'floor', 'held', 'noise', 'spread'])
+        >>> Forecast.failed("no points", horizon=1000, last_step=0).interval(0.8)
+        (nan, nan)
     """
 
     ok: bool
@@ -55,6 +76,7 @@ class Forecast:
     current: float = math.nan
     curve: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
     mapping: MetricMap = field(default_factory=MetricMap)
+    diagnostics: FitDiagnostics | None = field(default=None, repr=False, compare=False)
 
     @property
     def mode(self) -> str:

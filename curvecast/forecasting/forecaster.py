@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from curvecast.forecasting.calibration import (
     TRANSIENT,
 )
 from curvecast.forecasting.curves import Family
+from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.hypotheses import candidate_families, holdout_weights
 from curvecast.forecasting.metric_map import check_mode_bounds, metric_map
@@ -78,10 +79,32 @@ class _Fitted:
         return f"{self.family.name}(theta={theta}; coef={coef})"
 
 
+@dataclass(frozen=True)
+class _FitContext:
+    """What the steps of one fit share, passed to each of them explicitly (the forecaster keeps nothing of a fit)."""
+
+    data: Binned  # the bins fitted (past the early transient), y > 0
+    horizon: int
+    t_obs: float  # the last observed step
+    schedule: LRSchedule | None  # the planned schedule, or None (never a guessed one)
+    level: float  # the recent level of y: the unit of the annealing prior
+    slope: float  # the log-log slope of y projected to the coming decay: the size of the annealing prior
+    cut: float  # the bins after this step are held back
+
+    @property
+    def t_last(self) -> float:
+        return float(self.data.steps[-1])
+
+    @property
+    def known(self) -> bool:
+        """Whether the LR schedule was planned (the interval's calibration differs)."""
+        return self.schedule is not None
+
+
 class _Ensemble:
     """The weighted sum of fitted members: the forecast's point curve (a class, so a Forecast pickles)."""
 
-    def __init__(self, members: list[tuple[float, _Fitted | ReferenceMember]]) -> None:
+    def __init__(self, members: list[tuple[float, Member]]) -> None:
         self.members = members
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
@@ -101,6 +124,20 @@ class Forecaster:
             the prior mean grows with the observed log-log slope of the loss (``calibration.ANNEAL_KAPPA``).
         anneal_prior_sd: prior standard deviation of that drop, relative to its mean.
         interval_scale: multiplies the calibrated predictive log-scale (1 keeps the calibration).
+
+    Example:
+        >>> import numpy as np
+        >>> steps = np.arange(1, 401)
+        >>> loss = 2.0 + 3.0 / np.sqrt(steps)  # observed up to step 400 of 1000
+        >>> forecast = Forecaster().fit(steps, loss, horizon=1000)
+        >>> forecast.ok, round(forecast.final, 2), [round(x, 2) for x in forecast.interval(0.8)]
+        (True, 2.11, [2.09, 2.12])
+        >>> accuracy = 0.9 - 0.5 / np.sqrt(steps)  # higher is better, at most 1
+        >>> forecast = Forecaster().fit(steps, accuracy, horizon=1000, mode="max", bounds=(0.0, 1.0))
+        >>> forecast.mode, round(forecast.final, 3), 500 < forecast.step_to_reach(0.88) < 800
+        ('max', 0.882, True)
+        >>> Forecaster().fit(steps[:3], loss[:3], horizon=1000).reason
+        'too few finite points (3 < 5)'
     """
 
     def __init__(
@@ -147,6 +184,8 @@ class Forecaster:
     ) -> Forecast:
         """Fit the observed curve and forecast it at ``horizon``; returns a ``Forecast`` (``ok=False`` says why not).
 
+        Nothing of the fit stays on the forecaster: what it was made of travels on ``Forecast.diagnostics``.
+
         Args:
             steps: increasing optimizer steps of the observations.
             values: the metric at those steps (non-finite values are dropped).
@@ -176,19 +215,8 @@ class Forecaster:
             return Forecast.failed(reason, horizon, last, mapping)
         if too_large:
             return Forecast.failed("the values are too large to forecast in floating point", horizon, last, mapping)
-        binned = bin_curve(s[finite], y, c[finite], self.max_bins)
         schedule = _usable_schedule(lr)
-        start = binned.steps[0]
-        if schedule is not None:
-            start = max(start, float(schedule.peak_step))
-        start += self.transient * (binned.steps[-1] - start)
-        keep = binned.steps >= start
-        if keep.sum() < self.min_points:
-            keep = np.zeros_like(keep)
-            keep[-self.min_points :] = True
-        data = Binned(binned.steps[keep], binned.values[keep], binned.counts[keep], binned.noise)
-        self.binned_ = data
-        self.schedule_ = schedule
+        data = self._window(bin_curve(s[finite], y, c[finite], self.max_bins), schedule)
         # Overflow in a far extrapolation or a singular system is a forecast that could not be made, not a crash.
         try:
             with np.errstate(all="ignore"):
@@ -205,68 +233,104 @@ class Forecaster:
             mapping=mapping,
         )
 
+    def _window(self, binned: Binned, schedule: LRSchedule | None) -> Binned:
+        """The bins the laws are fitted on: from the LR peak on, less the early ``transient``, at least
+        ``min_points``."""
+        start = binned.steps[0]
+        if schedule is not None:
+            start = max(start, float(schedule.peak_step))
+        start += self.transient * (binned.steps[-1] - start)
+        keep = binned.steps >= start
+        if keep.sum() < self.min_points:
+            keep = np.zeros_like(keep)
+            keep[-self.min_points :] = True
+        return Binned(binned.steps[keep], binned.values[keep], binned.counts[keep], binned.noise)
+
     def _forecast(
         self, data: Binned, horizon: int, schedule: LRSchedule | None, t_obs: float, shapes: list[ReferenceShape]
     ) -> Forecast:
-        """The forecast of the falling quantity y in ``data`` (all values > 0), in y's units."""
-        t_last = float(data.steps[-1])
+        """The forecast of the falling quantity y in ``data`` (all values > 0), in y's units: fit the candidates,
+        weigh them on the held-back tail, then size the interval."""
         if horizon > MAX_REACH * max(t_obs, 1.0):
             reason = f"the horizon is {horizon / max(t_obs, 1.0):.3g}x the last step, past the {MAX_REACH:g}x forecast"
             return Forecast.failed(reason, horizon, int(t_obs))
+        fit = self._context(data, horizon, schedule, t_obs)
+        fits, errors, backtests = self._fit_candidates(fit, shapes)
+        weights = _ensemble_weights(fit, fits, errors)
+        if weights is None:
+            return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
+        members = tuple((w, f) for w, f in zip(weights, fits, strict=True) if w > 0)
+        return self._made(fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0])
+
+    def _context(self, data: Binned, horizon: int, schedule: LRSchedule | None, t_obs: float) -> _FitContext:
+        """The values of one fit its steps share: the recent level, the slope behind the prior, the hold-back cut."""
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
-        known = schedule is not None
-        self.slope_ = _log_slope(data)
+        slope = _log_slope(data)
         if schedule is not None:
             # The drop follows how fast the loss still falls when the decay starts, not now: early in a run the
             # slope is steep and shrinks about as the reducible loss does, as t^-alpha (the exponent's prior median).
             later = schedule.drop_step[(schedule.drop_step > data.steps[-1]) & (schedule.drop > 0)]
             if later.size:
-                self.slope_ *= (float(later[0]) / float(data.steps[-1])) ** -MPL_ALPHA
-        cut = data.steps[0] + (1.0 - self.holdout) * (t_last - data.steps[0])
-        given = schedule  # the references line up by the planned schedule only, never by a guessed one
-        families, schedule = candidate_families(data, schedule, cut, t_obs, horizon, True)
-        head = data.steps <= cut
+                slope *= (float(later[0]) / float(data.steps[-1])) ** -MPL_ALPHA
+        cut = data.steps[0] + (1.0 - self.holdout) * (float(data.steps[-1]) - data.steps[0])
+        return _FitContext(data, horizon, t_obs, schedule, level, slope, cut)
+
+    def _fit_candidates(
+        self, fit: _FitContext, shapes: list[ReferenceShape]
+    ) -> tuple[list[_Fitted | ReferenceMember], list[float], list[float]]:
+        """Every candidate (the families, then the references' shapes) fitted: the members, their held-back errors
+        and their backtests."""
+        data = fit.data
+        families, laws = candidate_families(data, fit.schedule, fit.cut, fit.t_obs, fit.horizon, True)
+        head = data.steps <= fit.cut
         can_hold_back = head.sum() >= 5 and (~head).sum() >= 2
         fits: list[_Fitted | ReferenceMember] = []
         errors, backtests = [], []
-        candidates = [(fam, None) for fam in families] + [(None, shapes)] * bool(shapes)
-        for fam, refs in candidates:
-            if fam is None:
-                full = ReferenceMember(refs, horizon, data, given)
-            else:
-                # The columns are a function of each step alone: the held-back fit takes the head's rows of the
-                # full design instead of building its own (building it is most of a schedule-aware fit's cost).
-                design = fam.columns(data.steps, fam.grid)
-                full = self._fit_family(fam, data, level, schedule, design)
+        candidates: list[Family | None] = [*families, None] if shapes else list(families)  # None: the references
+        for fam in candidates:
+            full, err, backtest = self._fit_candidate(fit, fam, shapes, laws, head if can_hold_back else None)
             fits.append(full)
-            if can_hold_back:
-                sub = _subset(data, head)
-                if fam is None:
-                    part = ReferenceMember(refs, horizon, sub, given)
-                else:
-                    part = self._fit_family(fam, sub, level, schedule, design[:, head])
-                rel = part(data.steps[~head]) / data.values[~head] - 1.0
-                err = float(np.sqrt(np.average(rel**2, weights=data.counts[~head])))
-                backtests.append(float(part(np.array([t_last]))[0] / full(np.array([t_last]))[0] - 1.0))
-            else:  # too short to hold anything back: equal weights, no backtest
-                err = 1.0
-                backtests.append(math.nan)
             errors.append(err if math.isfinite(err) else math.inf)
-        at_h = np.array([float(horizon)])
-        finals_all = np.array([float(f(at_h)[0]) for f in fits])
-        alive = np.isfinite(finals_all) & (finals_all > 0)  # a member that ends at or below zero has no say
-        alive &= np.isfinite(errors)
-        if not alive.any():
-            return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
-        weights = np.zeros(len(fits))
-        errs = np.maximum(np.asarray(errors)[alive], 1e-6)
-        weights[alive] = holdout_weights([f.name for f, a in zip(fits, alive, strict=True) if a], errs, known)
-        if not weights.sum() > 0:
-            return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
-        weights /= weights.sum()
-        members = [(w, f) for w, f in zip(weights, fits, strict=True) if w > 0]
-        curve = _Ensemble(members)
+            backtests.append(backtest)
+        return fits, errors, backtests
 
+    def _fit_candidate(
+        self,
+        fit: _FitContext,
+        fam: Family | None,
+        shapes: list[ReferenceShape],
+        laws: LRSchedule | None,
+        head: np.ndarray | None,
+    ) -> tuple[_Fitted | ReferenceMember, float, float]:
+        """One family (or, for ``fam=None``, the references' ``shapes``) fitted on all the bins and on the ``head``
+        alone: the member, the head's fit's error on the held-back tail, and how far the head's fit missed the full
+        fit at the last bin (the backtest). Without a ``head`` (too short to hold anything back): error 1, no
+        backtest. ``laws``: the schedule the families assume; the references line up by the planned one only."""
+        data = fit.data
+        if fam is None:
+            full: _Fitted | ReferenceMember = ReferenceMember(shapes, fit.horizon, data, fit.schedule)
+        else:
+            # The columns are a function of each step alone: the held-back fit takes the head's rows of the full
+            # design instead of building its own (building it is most of a schedule-aware fit's cost).
+            design = fam.columns(data.steps, fam.grid)
+            full = self._fit_family(fam, data, design, fit, laws)
+        if head is None:
+            return full, 1.0, math.nan
+        sub = _subset(data, head)
+        if fam is None:
+            part: _Fitted | ReferenceMember = ReferenceMember(shapes, fit.horizon, sub, fit.schedule)
+        else:
+            part = self._fit_family(fam, sub, design[:, head], fit, laws)
+        rel = part(data.steps[~head]) / data.values[~head] - 1.0
+        err = float(np.sqrt(np.average(rel**2, weights=data.counts[~head])))
+        t_last = np.array([fit.t_last])
+        return full, err, float(part(t_last)[0] / full(t_last)[0] - 1.0)
+
+    def _made(self, fit: _FitContext, members: tuple[tuple[float, Member], ...], backtests: np.ndarray) -> Forecast:
+        """The forecast of the weighted ``members``, its interval sized (or the reason it could not be)."""
+        horizon, t_obs = fit.horizon, fit.t_obs
+        curve = _Ensemble(list(members))
+        at_h = np.array([float(horizon)])
         finals = np.array([f(at_h)[0] for _, f in members])
         w_m = np.array([w for w, _ in members])
         final = float(np.dot(w_m, finals))
@@ -274,32 +338,16 @@ class Forecaster:
         if not (math.isfinite(final) and final > 0):
             reason = f"the fitted curve does not stay positive (forecast {final:g})"
             return Forecast.failed(reason, horizon, int(t_obs))
-        anneal_sd = float(np.dot(w_m, [f.anneal_sd for _, f in members]))
-        bt = np.asarray(backtests, dtype=np.float64)[weights > 0]
-        calibrated = self.interval_scale * (INTERVAL_SCALE_KNOWN if known else INTERVAL_SCALE_UNKNOWN)
-        self.scale_parts_ = log_scale_parts(
-            finals=finals,
-            weights=w_m,
-            backtest=float(np.nanmean(np.abs(bt))) if np.isfinite(bt).any() else math.nan,
-            holdout_span=t_last - cut,
-            first=float(data.steps[0]),
-            last=t_last,
-            horizon=float(horizon),
-            anneal_sd=anneal_sd / final * float(np.clip(self.slope_ / ANNEAL_SD_SLOPE, *ANNEAL_SD_RANGE)),
-            schedule_known=known,
-            noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
-        )
-        scale = calibrated * log_scale(self.scale_parts_)
+        parts = self._scale_parts(fit, members, finals, w_m, final, backtests)
+        calibrated = self.interval_scale * (INTERVAL_SCALE_KNOWN if fit.known else INTERVAL_SCALE_UNKNOWN)
+        scale = calibrated * log_scale(parts)
+        diagnostics = FitDiagnostics(fit.data, fit.schedule, fit.slope, parts, members)
         if not scale <= MAX_LOG_SCALE:
             reason = (
                 f"too uncertain to forecast: the horizon lies too far past the data (log-scale {scale:.3g} > "
                 f"{MAX_LOG_SCALE:g})"
             )
-            return Forecast.failed(reason, horizon, int(t_obs))
-        self.members_ = members
-        model = members[0][1].describe()
-        if len(members) > 1:
-            model = " + ".join(f"{w:.2f} {f.describe()}" for w, f in members)
+            return replace(Forecast.failed(reason, horizon, int(t_obs)), diagnostics=diagnostics)
         return Forecast(
             ok=True,
             reason=None,
@@ -307,20 +355,48 @@ class Forecaster:
             last_step=int(math.floor(t_obs)),
             final=final,
             log_scale=scale,
-            model=model,
+            model=_describe(members),
             current=current,
             curve=curve,
+            diagnostics=diagnostics,
+        )
+
+    def _scale_parts(
+        self,
+        fit: _FitContext,
+        members: tuple[tuple[float, Member], ...],
+        finals: np.ndarray,
+        weights: np.ndarray,
+        final: float,
+        backtests: np.ndarray,
+    ) -> dict[str, float]:
+        """The independent sources of the forecast's log-scale (``uncertainty.log_scale_parts``)."""
+        data = fit.data
+        anneal_sd = float(np.dot(weights, [f.anneal_sd for _, f in members]))
+        return log_scale_parts(
+            finals=finals,
+            weights=weights,
+            backtest=float(np.nanmean(np.abs(backtests))) if np.isfinite(backtests).any() else math.nan,
+            holdout_span=fit.t_last - fit.cut,
+            first=float(data.steps[0]),
+            last=fit.t_last,
+            horizon=float(fit.horizon),
+            anneal_sd=anneal_sd / final * float(np.clip(fit.slope / ANNEAL_SD_SLOPE, *ANNEAL_SD_RANGE)),
+            schedule_known=fit.known,
+            noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         )
 
     def _fit_family(
-        self, fam: Family, data: Binned, level: float, schedule: LRSchedule | None, design: np.ndarray
+        self, fam: Family, data: Binned, design: np.ndarray, fit: _FitContext, laws: LRSchedule | None
     ) -> _Fitted:
         """Robust variable-projection fit of one family on its ``design`` at ``data``'s steps: two Huber reweightings
-        on top of the noise weights."""
+        on top of the noise weights. ``laws``: the schedule the family's columns assume (the planned one or a guess);
+        the prior on the annealing coefficient scales with the fit's level and slope."""
         t, y, c = data.steps, data.values, data.counts
+        level = fit.level
         prior: tuple[tuple[int, float, float], ...] = ()
         if fam.anneal_index is not None:
-            mean = max(self.anneal_prior * ANNEAL_FLOOR, min(ANNEAL_KAPPA * self.slope_, ANNEAL_CAP)) * level
+            mean = max(self.anneal_prior * ANNEAL_FLOOR, min(ANNEAL_KAPPA * fit.slope, ANNEAL_CAP)) * level
             prior = ((fam.anneal_index, mean, max(self.anneal_prior_sd * mean, 1e-9 * level)),)
         # Errors are relative (a log-space fit): point noise plus a misfit floor, both relative, the floor starting
         # at 0.2 % and refined from the residuals.
@@ -349,8 +425,8 @@ class Forecaster:
             except np.linalg.LinAlgError:
                 anneal_sd = sd
             # The remaining annealing effect, not the coefficient, is what the horizon forecast is unsure of.
-            if schedule is not None:
-                ld = schedule.anneal(np.array([t[-1], schedule.horizon]))
+            if laws is not None:
+                ld = laws.anneal(np.array([t[-1], laws.horizon]))
                 anneal_sd *= max(ld[1] - ld[0], 0.0)
         return _Fitted(fam, fam.grid[g], res.coef[g], anneal_sd)
 
@@ -360,6 +436,33 @@ def _usable_schedule(lr: np.ndarray | LRSchedule | None) -> LRSchedule | None:
     if isinstance(lr, LRSchedule):
         return lr if lr.peak_lr > 0 else None
     return LRSchedule(lr) if lr is not None and lr.max() > 0 else None
+
+
+def _ensemble_weights(
+    fit: _FitContext, fits: list[_Fitted | ReferenceMember], errors: list[float]
+) -> np.ndarray | None:
+    """The members' weights from their held-back errors, summing to 1 (0 for a member that does not stay positive
+    at the horizon); None when no member has a say."""
+    at_h = np.array([float(fit.horizon)])
+    finals = np.array([float(f(at_h)[0]) for f in fits])
+    alive = np.isfinite(finals) & (finals > 0)  # a member that ends at or below zero has no say
+    alive &= np.isfinite(errors)
+    if not alive.any():
+        return None
+    weights = np.zeros(len(fits))
+    errs = np.maximum(np.asarray(errors)[alive], 1e-6)
+    weights[alive] = holdout_weights([f.name for f, a in zip(fits, alive, strict=True) if a], errs, fit.known)
+    if not weights.sum() > 0:
+        return None
+    weights /= weights.sum()
+    return weights
+
+
+def _describe(members: tuple[tuple[float, Member], ...]) -> str:
+    """The model in a line: the member, or the weighted sum of the members."""
+    if len(members) == 1:
+        return members[0][1].describe()
+    return " + ".join(f"{w:.2f} {f.describe()}" for w, f in members)
 
 
 def _log_slope(data: Binned) -> float:

@@ -1,5 +1,9 @@
-"""KnotSchedule: an LRSchedule given by knots, linear between them at integer steps, for schedules too long to hold
-one LR per step (see :mod:`curvecast.forecasting.schedule`)."""
+"""KnotSchedule: the storage of an LRSchedule given by knots, linear between them at integer steps, for schedules too
+long to hold one LR per step (see :mod:`curvecast.forecasting.schedule`).
+
+A form answers the per-step questions and the areas; :class:`~curvecast.forecasting.schedule.LRSchedule` wraps it and
+adds the laws' features on top. It knows nothing of LRSchedule: the schedule's constants reach it as arguments.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,15 @@ from functools import cached_property
 import numpy as np
 
 from curvecast.forecasting.knots import interpolate_knots
-from curvecast.forecasting.schedule import _MAX_CHUNKS, DROP_FACTOR, LRSchedule
 
 __all__ = ["KnotSchedule"]
 
 
-class KnotSchedule(LRSchedule):
-    """An LRSchedule given by knots, linear between them at integer steps (see the module docstring).
+class KnotSchedule:
+    """An LR schedule given by knots, linear between them at integer steps (see the module docstring).
 
-    Built by :meth:`LRSchedule.from_knots`. Memory and set-up are O(knots); a question about a step is a binary search,
-    O(log knots); the forecaster's features are O(points * chunks), as for the dense form.
+    Wrapped by :meth:`LRSchedule.from_knots`. Memory and set-up are O(knots); a question about a step is a binary
+    search, O(log knots); the forecaster's features are O(points * chunks), as for the dense form.
     """
 
     dense = False
@@ -64,8 +67,11 @@ class KnotSchedule(LRSchedule):
     def knots(self) -> tuple[np.ndarray, np.ndarray]:
         return self.knot_steps, self.knot_lrs
 
-    def response(self, power: float) -> LRSchedule:
+    def response(self, power: float) -> KnotSchedule:
         return KnotSchedule(self.knot_steps, self._u_knots**power, self.rise_rtol)
+
+    def _clip(self, step: int) -> int:
+        return min(max(int(step), 0), self.horizon)
 
     # -- interpolation ------------------------------------------------------------------------------------------------
 
@@ -139,7 +145,7 @@ class KnotSchedule(LRSchedule):
             return min(int(self.knot_steps[j] + self._rises[j]), step)
         return int(self._last_rise_before[j])
 
-    def drop_ahead(self, step: int, factor: float = DROP_FACTOR) -> bool:
+    def drop_ahead(self, step: int, factor: float) -> bool:
         if step > self.horizon:
             return False
         i = self._clip(step)
@@ -174,8 +180,7 @@ class KnotSchedule(LRSchedule):
         at_i = self._cum_at(i)
         return at_i + (t - i) * (self._cum_at(j) - at_i)
 
-    @cached_property
-    def _decay_chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decay_chunks(self, max_chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As the dense form's, from runs: a segment after the peak is a run of equal per-step drops."""
         p = int(np.argmax(self.knot_lrs))
         u, count = self._u_knots, self._lengths[p:]
@@ -185,7 +190,7 @@ class KnotSchedule(LRSchedule):
             return np.zeros(0), np.zeros(0), np.zeros(0)
         runs = _DropRuns(per_step[moving], count[moving], self.knot_steps[p:-1][moving] + 1)
         total = int(count[moving].sum())
-        edges = np.linspace(0, total, min(_MAX_CHUNKS, total) + 1).round().astype(np.int64)
+        edges = np.linspace(0, total, min(max_chunks, total) + 1).round().astype(np.int64)
         bounds = np.append(edges[:-1][np.diff(edges) > 0], total)
         drop_sum, mag_sum, pos_sum = runs.sums_before(bounds)
         drop, mag = np.diff(drop_sum), np.diff(mag_sum)

@@ -1,20 +1,26 @@
-"""Report: what the brain hands to the actuators after one forecasting pass."""
+"""Report: what the brain hands to the actuators after one pass, and all an actuator reads of the run."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from curvecast.forecasting.anomalies import Anomaly
     from curvecast.forecasting.forecast import Forecast
+    from curvecast.forecasting.schedule import LRSchedule
+    from curvecast.forecasting.stop_request import StopRequest
 
-__all__ = ["Report"]
-
+__all__ = ["Report", "target_chance"]
 
 @dataclass(frozen=True)
 class Report:
-    """One forecasting pass over a run.
+    """One pass over a run: its forecast, the anomalies found since the previous report, and what the run observed.
+
+    Actuators read nothing else: every fact they share (the chance of the target, the best value, the peak LR, the
+    stop decided) is computed here once, not again downstream.
 
     Attributes:
         step: the optimizer step the report describes (the last observed step of ``monitor``).
@@ -23,12 +29,27 @@ class Report:
         forecast: the forecast of ``monitor`` at ``horizon``, or None when none was made this pass.
         anomalies: anomalies found since the previous report, oldest first.
         target: the user's target for ``monitor``, if any.
-        lr_schedule_known: whether the planned LR of every step up to ``horizon`` was known to the forecaster.
-        lr_drop_ahead: whether the planned LR still falls markedly after ``step`` (a plateau may still break).
+        mode: ``"min"`` when lower is better for ``monitor``, ``"max"`` otherwise.
+        target_chance: the chance that ``monitor`` ends on the good side of ``target`` at the horizon (below it for
+            ``mode="min"``), or None without a target or a forecast.
         observed: the last finite observed value of ``monitor``, or None.
         best: the best observed value so far (lowest for ``mode="min"``), or None.
         reached_at: the first observed step at which ``monitor`` reached ``target``, or None (not yet, or no target).
-        mode: ``"min"`` when lower is better for ``monitor``, ``"max"`` otherwise.
+        lr: the LR recorded at the last step, or None when no LR is recorded.
+        peak_lr: the highest LR recorded so far, or None.
+        schedule: the planned LR of every step ``0..horizon`` (recorded, then planned), or None while unknown.
+        lr_schedule_known: whether the planned LR of every step up to ``horizon`` was known to the forecaster.
+        lr_drop_ahead: whether the planned LR still falls markedly after ``step`` (a plateau may still break).
+        stop: the stop decided this round (:class:`~curvecast.forecasting.stop_request.StopRequest`), or None.
+        is_last: whether this is the run's last report: the horizon is reached, a stop was decided, or training ended.
+        series: the run's recorded series as of this report (read-only ``Series`` views: ``steps``, ``values``,
+            ``counts``), by name: the monitor, ``lr`` and the sensors' measures.
+
+    Example::
+
+        >>> report = Report(step=10, monitor="loss")
+        >>> report.forecast is None, report.target_chance, report.stop, report.is_last
+        (True, None, None, False)
     """
 
     step: int
@@ -43,3 +64,25 @@ class Report:
     best: float | None = None
     reached_at: int | None = None
     mode: str = "min"
+    target_chance: float | None = None
+    lr: float | None = None
+    peak_lr: float | None = None
+    schedule: LRSchedule | None = field(default=None, repr=False)
+    stop: StopRequest | None = None
+    is_last: bool = False
+    series: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def target_chance(forecast: Forecast | None, target: float | None) -> float | None:
+    """The chance that the forecast metric ends on the good side of ``target`` at the horizon, or None when there is
+    no target, no usable forecast, or the chance is not a number.
+
+    Example::
+
+        >>> target_chance(None, 1.0) is None
+        True
+    """
+    if target is None or forecast is None or not forecast.ok:
+        return None
+    chance = forecast.prob_beyond(target)
+    return chance if math.isfinite(chance) else None

@@ -13,7 +13,9 @@ Two forms, one interface. A schedule of up to ``MAX_DENSE_STEPS`` steps is usual
 **linear between knots** at the integer steps in between (a jump from one step to the next is two knots one step
 apart), so memory is bounded by the number of knots and each question costs O(log knots). Areas are the exact sums of
 that interpolated LR over integer steps, so a knot at every step answers as the dense form does, up to rounding.
-:func:`sample_knots` builds knots from any function of the step by adaptive bisection.
+:func:`sample_knots` builds knots from any function of the step by adaptive bisection. Each form is a storage class
+of its own (``dense_schedule.py``, ``knot_schedule.py``) that :class:`LRSchedule` wraps; the forms know nothing of it,
+so the imports point one way.
 
 The schedule is normalised by its peak (u = lr / max lr), so the laws' constants do not depend on the optimizer's LR
 units. Multi-Power Law (Luo et al. 2025): ``L(t) = L0 + A * (S1(t) + S_W)^-alpha - B * LD(t)`` with
@@ -28,9 +30,11 @@ from functools import cached_property
 
 import numpy as np
 
+from curvecast.forecasting.dense_schedule import DenseSchedule
+from curvecast.forecasting.knot_schedule import KnotSchedule
 from curvecast.forecasting.knots import MAX_SAMPLES, sample_knots
 
-__all__ = ["DROP_FACTOR", "MAX_DENSE_STEPS", "MPL_BETA", "MPL_C", "MPL_GAMMA", "LRSchedule"]
+__all__ = ["DROP_FACTOR", "MAX_CHUNKS", "MAX_DENSE_STEPS", "MPL_BETA", "MPL_C", "MPL_GAMMA", "LRSchedule"]
 
 # MPL shape constants, nearly size-invariant in Luo et al. 2025 (C ~ 2.0-2.1, beta ~ 0.58-0.60, gamma ~ 0.63-0.66 at a
 # peak LR of 3e-4). C is rescaled to a peak-normalised schedule: C' = C * lr_peak^(1 - gamma) = 2 * (3e-4)^0.35.
@@ -39,7 +43,7 @@ MPL_BETA = 0.6
 MPL_GAMMA = 0.65
 DROP_FACTOR = 0.5  # "a drop lies ahead": the LR later falls to at most half its value now
 # The decay part of the schedule is summarised in at most this many chunks: LD costs O(points * chunks).
-_MAX_CHUNKS = 512
+MAX_CHUNKS = 512
 # Longest schedule built dense from a function (LRSchedule.from_function): a dense schedule holds about 50 bytes per
 # step (the LRs, three prefix arrays for the O(1) questions, u and its running sum), 50 MB here; longer ones are knots.
 MAX_DENSE_STEPS = 1_000_000
@@ -50,6 +54,9 @@ class LRSchedule:
 
     ``LRSchedule(lrs)`` is the dense form; :meth:`from_knots` and :meth:`from_function` build the compressed one for
     long runs. Both answer the same questions; only the dense form has the per-step arrays ``lrs``, ``u`` and ``cum``.
+    The form is a storage this class wraps (:class:`~curvecast.forecasting.dense_schedule.DenseSchedule` or
+    :class:`~curvecast.forecasting.knot_schedule.KnotSchedule`): the per-step questions go to it, the laws' features
+    are built here on its areas and decay chunks.
 
     Args:
         lrs: the planned LR of every step, finite and non-negative.
@@ -63,35 +70,14 @@ class LRSchedule:
         (0.1, 5)
     """
 
-    dense = True  # one LR per step; False for a schedule described by knots
-
     def __init__(self, lrs: Sequence[float] | np.ndarray, rise_rtol: float = 1e-3) -> None:
-        if isinstance(lrs, (str, bytes)) or not hasattr(lrs, "__len__"):
-            raise TypeError(
-                f"Expected `lrs` to be a sequence of floats (LR at steps 0..N), but got {type(lrs).__name__}"
-            )
-        try:
-            values = np.asarray(lrs, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"Expected `lrs` to hold numbers, but got {err}") from None
-        if values.ndim != 1:
-            raise ValueError(f"Expected `lrs` to be 1-D (one LR per step), but got shape {values.shape}")
-        if not values.size:
-            raise ValueError("`lrs` must hold the LR of at least one step, but it is empty")
-        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"`lrs` must be finite and non-negative, but lrs[{i}] = {values[i]}")
-        values.flags.writeable = False  # shared read-only between the training thread and the forecast worker
-        self.lrs = values
-        self.horizon = len(values) - 1
-        self.peak_lr = float(values.max())
-        # O(N) vectorised, once: the last step <= i where the LR rose, the highest LR up to i, the lowest from i on.
-        rose = np.zeros(len(values), dtype=bool)
-        rose[1:] = values[1:] > values[:-1] * (1.0 + rise_rtol)
-        self._last_rise = np.maximum.accumulate(np.where(rose, np.arange(len(values)), -1))
-        self._peak = np.maximum.accumulate(values)
-        self._min_ahead = np.minimum.accumulate(values[::-1])[::-1]
+        self._form: DenseSchedule | KnotSchedule = DenseSchedule(lrs, rise_rtol)
+
+    @classmethod
+    def _of(cls, form: DenseSchedule | KnotSchedule) -> LRSchedule:
+        schedule = cls.__new__(cls)
+        schedule._form = form
+        return schedule
 
     @classmethod
     def from_knots(
@@ -104,9 +90,7 @@ class LRSchedule:
             >>> s.horizon, s.peak_step, s.lr(5), s.rose_between(0, 10), s.drop_ahead(10), s.dense
             (1000000000, 10, 0.5, True, True, False)
         """
-        from curvecast.forecasting.knot_schedule import KnotSchedule  # it subclasses this one
-
-        return KnotSchedule(steps, lrs, rise_rtol)
+        return cls._of(KnotSchedule(steps, lrs, rise_rtol))
 
     @classmethod
     def from_function(cls, lr_of_steps: Callable[[np.ndarray], np.ndarray], horizon: int) -> LRSchedule:
@@ -122,90 +106,87 @@ class LRSchedule:
             raise ValueError(f"the schedule changes too often to follow in {MAX_SAMPLES} knots")
         return cls.from_knots(knots.steps, knots.lrs)
 
+    @property
+    def dense(self) -> bool:
+        """Whether the schedule holds one LR per step (False for one described by knots)."""
+        return self._form.dense
+
+    @property
+    def horizon(self) -> int:
+        """The last planned step."""
+        return self._form.horizon
+
+    @property
+    def peak_lr(self) -> float:
+        """The highest planned LR."""
+        return self._form.peak_lr
+
     def __len__(self) -> int:
-        return len(self.lrs)
+        return len(self._form)
 
     def knots(self) -> tuple[np.ndarray, np.ndarray]:
         """Steps and LRs the schedule interpolates linearly (every step of a dense schedule)."""
-        return np.arange(len(self.lrs)), self.lrs
+        return self._form.knots()
 
     def u_at(self, steps: np.ndarray) -> np.ndarray:
         """The normalised LR ``u`` at integer ``steps`` (clipped to ``0..horizon``)."""
-        return self.u[np.clip(np.asarray(steps, dtype=np.int64), 0, self.horizon)]
+        return self._form.u_at(steps)
 
     def response(self, power: float) -> LRSchedule:
         """The schedule of ``u ** power`` (a response to the LR that is not linear in it), in the same form."""
-        return LRSchedule(self.u**power)
+        return self._of(self._form.response(power))
 
-    def _clip(self, step: int) -> int:
-        return min(max(int(step), 0), self.horizon)
-
-    # -- O(1) questions about a step ----------------------------------------------------------------------------------
+    # -- O(1) questions about a step (O(log knots) for knots) ----------------------------------------------------------
 
     def lr(self, step: int) -> float:
         """The planned LR at ``step`` (the last planned LR past the end of the schedule)."""
-        return float(self.lrs[self._clip(step)])
+        return self._form.lr(step)
 
     def rose_between(self, after: int, upto: int) -> bool:
         """Whether the LR rose at some step in ``(after, upto]``."""
-        if after >= self.horizon:
-            return False
-        return bool(self._last_rise[self._clip(upto)] > after)
+        return self._form.rose_between(after, upto)
 
     def drop_ahead(self, step: int, factor: float = DROP_FACTOR) -> bool:
         """Whether the LR later falls to at most ``factor`` times its (positive) value at ``step``."""
-        if step > self.horizon:
-            return False
-        i = self._clip(step)
-        now = float(self.lrs[i])
-        return now > 0.0 and float(self._min_ahead[i]) <= factor * now
+        return self._form.drop_ahead(step, factor)
 
     def fraction_of_peak(self, step: int) -> float:
         """The LR at ``step`` as a fraction of the highest LR up to ``step`` (1.0 before any LR is set)."""
-        i = self._clip(step)
-        peak = float(self._peak[i])
-        return float(self.lrs[i]) / peak if peak > 0 else 1.0
+        return self._form.fraction_of_peak(step)
+
+    # -- the dense form's per-step arrays (AttributeError for knots) ---------------------------------------------------
+
+    @property
+    def lrs(self) -> np.ndarray:
+        """The planned LR of every step."""
+        return self._form.lrs
+
+    @property
+    def u(self) -> np.ndarray:
+        """The schedule normalised by its peak (all zeros for an all-zero schedule)."""
+        return self._form.u
+
+    @property
+    def cum(self) -> np.ndarray:
+        """``cum[t]``: the LR area of steps 0..t, in steps at the peak LR."""
+        return self._form.cum
 
     # -- features of the schedule-aware laws (built on first use) ------------------------------------------------------
 
-    @cached_property
-    def u(self) -> np.ndarray:
-        """The schedule normalised by its peak (all zeros for an all-zero schedule)."""
-        return self.lrs / self.peak_lr if self.peak_lr > 0 else np.zeros_like(self.lrs)
-
-    @cached_property
-    def cum(self) -> np.ndarray:
-        """``cum[t]``: the LR area of steps 0..t, in steps at the peak LR."""
-        return np.cumsum(self.u)
-
-    @cached_property
+    @property
     def peak_step(self) -> int:
-        return int(np.argmax(self.lrs))  # O(N): once, not at every s1() call
+        """The first step at the peak LR."""
+        return self._form.peak_step
 
     @property
     def s_w(self) -> float:
         """The warmup area as an offset that keeps S1 + S_W positive from step 0 on."""
-        return float(self.cum[self.peak_step]) + 1.0
+        return self._form.s_w
 
     @cached_property
     def _decay_chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The LR changes after the peak as chunks: (signed drop, step, LR after the drop)."""
-        u, p = self.u, self.peak_step
-        d = u[p:-1] - u[p + 1 :]  # d[i] = drop from step p+i to p+i+1
-        if d.size == 0 or not np.any(d != 0.0):
-            return np.zeros(0), np.zeros(0), np.zeros(0)
-        nz = np.flatnonzero(d != 0.0)
-        d, idx = d[nz], nz + (p + 1)
-        n_chunks = min(_MAX_CHUNKS, d.size)
-        edges = np.linspace(0, d.size, n_chunks + 1).round().astype(np.int64)
-        starts = edges[:-1][np.diff(edges) > 0]
-        drop = np.add.reduceat(d, starts)
-        mag = np.add.reduceat(np.abs(d), starts)
-        pos = np.add.reduceat(np.abs(d) * idx, starts) / np.maximum(mag, 1e-300)
-        keep = mag > 0
-        drop_step = pos[keep]
-        drop_lr = u[np.clip(np.round(drop_step).astype(np.int64), 0, len(u) - 1)]
-        return drop[keep], drop_step, drop_lr
+        """The LR changes after the peak as at most ``MAX_CHUNKS`` chunks: (signed drop, step, LR after the drop)."""
+        return self._form.decay_chunks(MAX_CHUNKS)
 
     @property
     def drop(self) -> np.ndarray:
@@ -221,11 +202,7 @@ class LRSchedule:
 
     def area(self, steps: np.ndarray) -> np.ndarray:
         """LR area of steps 0..t (peak-LR steps), interpolated for fractional steps."""
-        t = np.clip(np.asarray(steps, dtype=np.float64), 0.0, self.horizon)
-        # Direct indexing: np.interp would need an arange as long as the schedule on every call.
-        i = np.minimum(np.floor(t).astype(np.int64), max(self.horizon - 1, 0))
-        j = np.minimum(i + 1, self.horizon)
-        return self.cum[i] + (t - i) * (self.cum[j] - self.cum[i])
+        return self._form.area(steps)
 
     def s1(self, steps: np.ndarray) -> np.ndarray:
         """Forward area S1(t) + S_W, always positive."""

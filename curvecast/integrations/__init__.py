@@ -1,19 +1,23 @@
-"""Actuators: what acts on a Report (TensorBoard, logging, early stopping, advice, Optuna)."""
+"""Actuators: what acts on a Report (TensorBoard, logging, early stopping, advice, Optuna), and their contract."""
 
+from curvecast.forecasting.stop_request import StopReason, StopRequest
+from curvecast.integrations.actuator import Actuator, RunContext
 from curvecast.integrations.advice import HyperparameterAdvisor
 from curvecast.integrations.alerts import Alert, AlertLogger, publish_alert
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.forecast_log import ForecastLogger
-from curvecast.integrations.stop_rule import ForecastStopRule, StopReason, StopRequest
+from curvecast.integrations.stop_rule import ForecastStopRule
 from curvecast.integrations.tensorboard import TensorBoardReporter
 
 __all__ = [
+    "Actuator",
     "Alert",
     "AlertLogger",
     "ForecastEarlyStopping",
     "ForecastLogger",
     "ForecastStopRule",
     "HyperparameterAdvisor",
+    "RunContext",
     "StopReason",
     "StopRequest",
     "TensorBoardReporter",

@@ -21,8 +21,8 @@ import numpy as np
 
 from curvecast.forecasting.report import Report
 from curvecast.integrations import advice_math as am
+from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.alerts import Alert, publish_alert
-from curvecast.live.actuator import Actuator, RunContext
 from curvecast.series import DATA_WAIT_FRACTION, GNS_B_SIMPLE, LR
 
 __all__ = ["HyperparameterAdvisor"]
@@ -31,9 +31,9 @@ __all__ = ["HyperparameterAdvisor"]
 class HyperparameterAdvisor(Actuator):
     """Actuator: hyperparameter advice from the report's anomalies and the measured noise scale and throughput.
 
+    The measures (the LR, ``gns/b_simple``, the data wait) are read from each report's ``series``.
+
     Args:
-        history: the run's :class:`~curvecast.history.RunHistory` (LR, ``gns/b_simple``, data wait); None takes the
-            run's, at :meth:`bind`.
         batch_size: samples per optimizer step over all devices, in the unit the loss averages over (as B_simple);
             None: the train loader's ``batch_size`` x accumulation x world size.
         tokens_per_step: tokens per optimizer step, for the Step Law (LLM pretraining only).
@@ -52,7 +52,7 @@ class HyperparameterAdvisor(Actuator):
 
     def __init__(
         self,
-        history: Any = None,
+        *,
         batch_size: int | None = None,
         tokens_per_step: int | None = None,
         planned_tokens: float | None = None,
@@ -77,7 +77,6 @@ class HyperparameterAdvisor(Actuator):
         for name, value in (("early_fraction", early_fraction), ("data_wait_threshold", data_wait_threshold)):
             if not 0.0 < value < 1.0:
                 raise ValueError(f"Expected `{name}` to lie in (0, 1), but got {value}")
-        self.history = history
         self.batch_size = batch_size
         self.tokens_per_step = tokens_per_step
         self.planned_tokens = planned_tokens
@@ -92,12 +91,6 @@ class HyperparameterAdvisor(Actuator):
         self.advice: list[Alert] = []
         self._given: set[str] = set()
         self._spike_steps: list[int] = []
-
-    def bind(self, run: RunContext) -> None:
-        """Take the run's history unless one was given (its planned LR schedule gives the peak LR)."""
-        super().bind(run)
-        if self.history is None:
-            self.history = run.history
 
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
         self._spike_steps += [a.step for a in report.anomalies if a.kind == "spike" and a.series == report.monitor]
@@ -125,7 +118,7 @@ class HyperparameterAdvisor(Actuator):
     # -- checks: each returns (severity, message) or None -------------------------------------------------------
 
     def _batch_size_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
-        recent = self._recent(self.b_simple_series)
+        recent = self._recent(report, self.b_simple_series)
         batch = self.batch_size or _global_batch(trainer)
         if recent is None or batch is None or not np.all(recent > 0):
             return None
@@ -153,7 +146,7 @@ class HyperparameterAdvisor(Actuator):
         return None
 
     def _lr_too_high_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
-        peak = self._peak_lr(trainer)
+        peak = _peak_lr(report)
         lr_text = f" (peak LR {peak:.3g})" if peak else ""
         # Only a confirmed divergence (critical) is evidence enough: spikes and early warnings come from healthy runs
         # too (noisy small batches, the early transient), and advice to cut the LR there costs the user a good run.
@@ -176,7 +169,7 @@ class HyperparameterAdvisor(Actuator):
         early = [s for s in self._spike_steps if s < self.early_fraction * report.horizon]
         if not early:
             return None
-        warmup = self._warmup_steps()
+        warmup = _warmup_steps(report)
         now = f"the warmup of {warmup} steps may be too short" if warmup else "the run has no LR warmup"
         suggested = max(2 * max(early), int(0.05 * report.horizon), 1)
         return "warning", (
@@ -185,7 +178,7 @@ class HyperparameterAdvisor(Actuator):
         )
 
     def _data_loader_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
-        recent = self._recent(self.data_wait_series)
+        recent = self._recent(report, self.data_wait_series)
         if recent is None or not np.all(recent > self.data_wait_threshold):
             return None
         return "warning", (
@@ -209,7 +202,7 @@ class HyperparameterAdvisor(Actuator):
             return None
         tokens = self.planned_tokens or (self.tokens_per_step * report.horizon if report.horizon else None)
         n_params = self.n_params or (am.non_embedding_params(pl_module) if pl_module is not None else None)
-        peak = self._peak_lr(trainer)
+        peak = _peak_lr(report)
         if not tokens or not n_params or not peak:
             return None
         eta = am.step_law_lr(n_params, tokens)
@@ -225,38 +218,28 @@ class HyperparameterAdvisor(Actuator):
 
     # -- readings -------------------------------------------------------------------------------------------------
 
-    def _recent(self, name: str) -> np.ndarray | None:
-        """The last ``persistence`` finite values of a history series, or None when there are fewer."""
-        if self.history is None or name not in self.history:
+    def _recent(self, report: Report, name: str) -> np.ndarray | None:
+        """The last ``persistence`` finite values of a recorded series, or None when there are fewer."""
+        series = report.series.get(name)
+        if series is None:
             return None
-        values = self.history.series(name).values
-        values = values[np.isfinite(values)][-self.persistence :]
+        values = series.values[np.isfinite(series.values)][-self.persistence :]
         return values if len(values) >= self.persistence else None
 
-    def _peak_lr(self, trainer: Any) -> float | None:
-        """The peak LR: of the planned schedule when known, else of the LRs recorded so far, else the current one."""
-        candidates: list[float] = []
-        planned = self.run.planned_schedule() if self.run is not None else None
-        if planned is not None:
-            candidates.append(planned.peak_lr)
-        if self.history is not None and LR in self.history:
-            candidates.append(float(np.nanmax(self.history.series(LR).values)))
-        if not candidates:
-            try:
-                candidates.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
-            except (AttributeError, IndexError, KeyError, TypeError):
-                return None
-        peak = max(candidates)
-        return peak if math.isfinite(peak) and peak > 0 else None
 
-    def _warmup_steps(self) -> int | None:
-        """Steps until the recorded LR first reached its peak, or None when it never rose."""
-        if self.history is None or LR not in self.history:
-            return None
-        series = self.history.series(LR)
-        if len(series) < 2 or not series.values[0] < 0.99 * np.nanmax(series.values):
-            return None
-        return int(series.steps[int(np.nanargmax(series.values))])
+def _peak_lr(report: Report) -> float | None:
+    """The peak LR of the run: of the planned schedule when known, else the highest recorded so far."""
+    candidates = [lr for lr in (report.peak_lr, report.schedule.peak_lr if report.schedule else None) if lr]
+    peak = max(candidates, default=math.nan)
+    return peak if math.isfinite(peak) and peak > 0 else None
+
+
+def _warmup_steps(report: Report) -> int | None:
+    """Steps until the recorded LR first reached its peak, or None when it never rose."""
+    series = report.series.get(LR)
+    if series is None or len(series) < 2 or not series.values[0] < 0.99 * np.nanmax(series.values):
+        return None
+    return int(series.steps[int(np.nanargmax(series.values))])
 
 
 def _global_batch(trainer: Any) -> int | None:

@@ -1,23 +1,21 @@
 """Alerts: what happened, at which step, what to try; sent to Python logging and to the TensorBoard text tag.
 
-Every actuator that has something to say (an anomaly, a piece of advice, an early stop) builds an :class:`Alert` and
-hands it to :func:`publish_alert`, which logs it on the ``"curvecast"`` logger and, when the Trainer has a TensorBoard
-logger, writes it as markdown under the text tag ``curvecast/alerts``. :class:`AlertLogger` is the actuator that turns
-the anomalies of each report into alerts.
+Whatever has something to say (an anomaly, a piece of advice, the bundle announcing a stop) builds an :class:`Alert`
+and hands it to :func:`publish_alert`, which logs it on the ``"curvecast"`` logger and, when the Trainer has a
+TensorBoard logger, writes it as markdown under the text tag ``curvecast/alerts``. :class:`AlertLogger` is the actuator
+that turns the anomalies of each report into alerts.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from curvecast._lightning import tensorboard_writer
-from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
-from curvecast.live.actuator import Actuator
+from curvecast.integrations.actuator import Actuator
+from curvecast.integrations.tensorboard import write_alert_text
 from curvecast.series import ALERTS_TAG
 
 __all__ = ["ALERTS_TAG", "SEVERITIES", "Alert", "AlertLogger", "publish_alert"]
@@ -26,11 +24,6 @@ log = logging.getLogger("curvecast")
 
 SEVERITIES = ("info", "warning", "critical")
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
-
-# The last step written under the alerts tag, per SummaryWriter. A TensorBoard tag must never get two events at one
-# step (the Rust data server keeps only the latest), so a second alert at the same step goes one step later; its
-# text still names the step it is about.
-_last_text_step: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -79,18 +72,8 @@ def publish_alert(trainer: Any, alert: Alert, tensorboard: bool = True) -> None:
     # to TensorBoard's alert list, but a console line about it reads as a problem on a healthy run.
     level = logging.DEBUG if alert.source == "anomaly" and alert.severity == "info" else _LEVELS[alert.severity]
     log.log(level, "curvecast [%s] step %d: %s", alert.kind, alert.step, alert.message)
-    if not tensorboard or trainer is None:
-        return
-    try:
-        writer = tensorboard_writer(trainer)
-        if writer is None:
-            return
-        step = max(int(alert.step), _last_text_step.get(writer, -1) + 1)
-        _last_text_step[writer] = step
-        writer.add_text(ALERTS_TAG, alert.markdown(), step)
-        writer.flush()  # alerts are rare and the default flush interval is two minutes
-    except Exception as error:  # noqa: BLE001 - an alert that cannot be written must not stop the run
-        warn_once(f"curvecast: could not write an alert to TensorBoard ({type(error).__name__}: {error})", key="alert")
+    if tensorboard and trainer is not None:
+        write_alert_text(trainer, alert.markdown(), alert.step)
 
 
 def _escape(text: str) -> str:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from typing import Any
 
-import numpy as np
-
 from curvecast.forecasting.report import Report
-from curvecast.live.actuator import Actuator
+from curvecast.integrations.actuator import Actuator
+from curvecast.render.text import forecast_line
 
 __all__ = ["PROGRESS_BAR_NAME", "ForecastLogger"]
 
@@ -55,33 +53,4 @@ class ForecastLogger(Actuator):
 
     def describe(self, report: Report) -> str:
         """The one line for ``report`` (which carries a forecast)."""
-        forecast = report.forecast
-        lo, hi = forecast.interval(self.interval)
-        where = f"step {report.step}" + (f"/{report.horizon}" if report.horizon else "")
-        seen = self._observed(report.monitor)
-        text = (
-            f"curvecast {where}: {report.monitor}{seen} -> {_fmt(forecast.final)} at step {forecast.horizon} "
-            f"({self.interval:.0%}: {_fmt(lo)}..{_fmt(hi)})"
-        )
-        if report.target is not None:
-            mode = self.run.mode if self.run is not None else "min"
-            below = forecast.prob_below(report.target)
-            chance = below if mode == "min" else 1.0 - below
-            reach = forecast.step_to_reach(report.target) if mode == "min" else None
-            text += f"; target {_fmt(report.target)}: P={chance:.2f}" + (f", near step {reach}" if reach else "")
-        return text
-
-    def _observed(self, monitor: str) -> str:
-        history = self.run.history if self.run is not None else None
-        if history is None or monitor not in history:
-            return ""
-        values = history.series(monitor).values
-        values = values[np.isfinite(values)]
-        if not len(values):
-            return ""
-        best = values.min() if self.run is None or self.run.mode == "min" else values.max()
-        return f" {_fmt(values[-1])} (best {_fmt(best)})"
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
+        return forecast_line(report, self.interval)

@@ -20,8 +20,10 @@ import numpy as np
 
 from curvecast._lightning import Callback
 from curvecast.callbacks.lr_capture import LearningRateCapture
-from curvecast.callbacks.schedule_replay import run_horizon
+from curvecast.callbacks.measures.schedule_replay import run_horizon
 from curvecast.failsafe import warn_once
+from curvecast.forecasting import Forecaster
+from curvecast.forecasting.report import target_chance
 from curvecast.integrations.trial_curves import CURVE_ATTR, TrialCurve, chance_to_beat
 
 __all__ = ["CURVE_ATTR", "FINAL_ATTR", "PRUNED_ATTR", "ForecastPruningCallback"]
@@ -258,7 +260,7 @@ class ForecastPruningCallback(Callback):
             forecasts.append(self._forecast(schedule, references))
         if any(f is None for f in forecasts):
             return None
-        chances = [_chance_better(f.prob_below(best), self.mode) for f in forecasts]
+        chances = [target_chance(f, best) for f in forecasts]  # each forecast is of the study's direction
         if any(c is None for c in chances):
             return None
         i = int(np.argmax(chances))  # the more hopeful forecast is the one quoted
@@ -289,8 +291,6 @@ class ForecastPruningCallback(Callback):
 
     def _forecast(self, schedule: Any, references: list[Any]) -> Any:
         """The forecast of the trial's curve at the horizon (with the LR ``schedule`` if given), or None."""
-        from curvecast.forecasting import Forecaster
-
         forecast = Forecaster(min_points=self.min_points).fit(
             np.asarray(self.steps),
             np.asarray(self.values),
@@ -300,10 +300,3 @@ class ForecastPruningCallback(Callback):
             references=references or None,
         )
         return forecast if forecast.ok else None
-
-
-def _chance_better(below: float, mode: str) -> float | None:
-    """The chance of ending better than the best from the chance of ending below it; None when not a number."""
-    if not math.isfinite(below):
-        return None
-    return below if mode == "min" else 1.0 - below

@@ -7,38 +7,16 @@ the thin actuator that feeds it the live reports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from typing import Any, Literal
 
 from curvecast.forecasting.report import Report
+from curvecast.forecasting.stop_request import StopReason, StopRequest
 from curvecast.series import TRAIN_LOSS
 
 __all__ = ["ForecastStopRule", "StopReason", "StopRequest"]
 
 _STATE_VERSION = 1
-
-
-class StopReason(str, Enum):
-    """Why a run was stopped."""
-
-    TARGET_OUT_OF_REACH = "target_out_of_reach"
-    """The forecast gives the target too small a chance, on consecutive checks."""
-    NO_IMPROVEMENT_EXPECTED = "no_improvement_expected"
-    """Without a target: the forecast expects less than ``min_delta`` of further improvement, on consecutive checks."""
-    DIVERGENCE = "divergence"
-    """The anomaly detector confirmed a divergence of the monitored series."""
-    NON_FINITE = "non_finite"
-    """The monitored series became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class StopRequest:
-    """A decision to stop: the reason, the step it was made at, and a message saying why and what to try."""
-
-    reason: StopReason
-    step: int
-    message: str
 
 
 class ForecastStopRule:
@@ -66,9 +44,9 @@ class ForecastStopRule:
 
     Args:
         target: the value to reach; None takes the report's target (and without one uses ``min_delta``).
-        mode: ``"min"``: the target is reached from above (a loss); ``"max"``: from below (an accuracy). A forecast
-            made for a falling metric (one without ``mode="max"``) says nothing of a rising one: with such forecasts
-            only a divergence or a non-finite value stops a ``"max"`` run.
+        mode: ``"min"``: the target is reached from above (a loss); ``"max"``: from below (an accuracy); None takes
+            the report's mode. A forecast made for the other direction says nothing of this one: with such forecasts
+            only a divergence or a non-finite value stops the run.
         prob_threshold: stop when the chance of reaching the target is below this.
         patience: consecutive checks a forecast-based reason must hold.
         min_delta: without a target, the smallest improvement still worth the remaining steps.
@@ -93,7 +71,7 @@ class ForecastStopRule:
     def __init__(
         self,
         target: float | None = None,
-        mode: Literal["min", "max"] = "min",
+        mode: Literal["min", "max"] | None = None,
         prob_threshold: float = 0.05,
         patience: int = 3,
         min_delta: float = 0.0,
@@ -106,8 +84,8 @@ class ForecastStopRule:
         assume_constant_lr: bool = False,
         unknown_lr_extra_patience: int | None = 2,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"Expected `mode` to be one of ('min', 'max'), but got {mode!r}")
+        if mode not in ("min", "max", None):
+            raise ValueError(f"Expected `mode` to be one of ('min', 'max', None), but got {mode!r}")
         if not 0.0 < prob_threshold < 1.0:
             raise ValueError(f"Expected `prob_threshold` to lie in (0, 1), but got {prob_threshold}")
         if patience < 1:
@@ -144,12 +122,11 @@ class ForecastStopRule:
         self.wait = 0  # consecutive checks on which the forecast-based reason held
         self.held_by_lr_drop = False
 
-    def update(self, report: Report, lr: float | None = None, peak_lr: float | None = None) -> StopRequest | None:
+    def update(self, report: Report) -> StopRequest | None:
         """Read one report; return a :class:`StopRequest` when the run should stop, else None.
 
-        Args:
-            report: the latest report.
-            lr, peak_lr: the current LR and the highest LR so far, to tell whether a coming drop has begun.
+        The report's ``lr`` and ``peak_lr`` (the current LR and the highest so far) tell whether a coming drop has
+        begun.
         """
         request = self._anomaly_stop(report)
         if request is not None:
@@ -157,14 +134,14 @@ class ForecastStopRule:
         forecast = report.forecast
         if forecast is None or not forecast.ok or report.horizon is None:
             return None
-        if self.mode == "max" and getattr(forecast, "mode", "min") != "max":
+        if forecast.mode != self._mode(report):
             # A forecast of a falling metric reads a rising one (accuracy, reward) wrong-way round, and a stop on it
             # would end healthy runs. Only divergence and non-finite values stop them.
             return None
         if report.step < self.min_progress * report.horizon:
             return None
         target = self.target if self.target is not None else report.target
-        self.held_by_lr_drop = self._lr_drop_could_change(report, lr, peak_lr, with_target=target is not None)
+        self.held_by_lr_drop = self._lr_drop_could_change(report, with_target=target is not None)
         before_decay = self.held_by_lr_drop and report.lr_schedule_known and target is not None
         if before_decay and self.pre_decay_scale is not None:
             self.held_by_lr_drop = False
@@ -197,15 +174,17 @@ class ForecastStopRule:
     def _schedule_unknown(self, report: Report) -> bool:
         return not report.lr_schedule_known and not self.assume_constant_lr
 
-    def _lr_drop_could_change(
-        self, report: Report, lr: float | None, peak_lr: float | None, with_target: bool = True
-    ) -> bool:
+    def _mode(self, report: Report) -> str:
+        return self.mode or report.mode
+
+    def _lr_drop_could_change(self, report: Report, with_target: bool = True) -> bool:
         if self._schedule_unknown(report):
             # ReduceLROnPlateau and the like: a drop may come exactly when the curve flattens. The forecast's interval
             # allows for it (the target check), its point forecast does not (the check without a target).
             return self.unknown_lr_extra_patience is None or not with_target
         if not report.lr_drop_ahead:
             return False
+        lr, peak_lr = report.lr, report.peak_lr
         if lr is None or peak_lr is None or not peak_lr > 0:
             return True  # cannot tell whether the decay has begun: the safe answer is to wait
         return lr > self.decay_started * peak_lr
@@ -214,10 +193,9 @@ class ForecastStopRule:
         forecast = report.forecast
         if widen != 1.0:
             forecast = replace(forecast, log_scale=forecast.log_scale * widen)
-        below = forecast.prob_below(target)
-        if not math.isfinite(below):
+        chance = forecast.prob_beyond(target)  # the forecast's mode is the rule's (checked in update)
+        if not math.isfinite(chance):
             return None
-        chance = below if self.mode == "min" else 1.0 - below
         if chance >= self.prob_threshold:
             self._reset()
             return None
@@ -241,7 +219,7 @@ class ForecastStopRule:
         final = float(forecast.final)
         if not (math.isfinite(current) and math.isfinite(final)):
             return None
-        gain = current - final if self.mode == "min" else final - current
+        gain = current - final if self._mode(report) == "min" else final - current
         needed = self.min_delta * abs(current) if self.min_delta_mode == "rel" else self.min_delta
         if gain >= needed:
             self._reset()

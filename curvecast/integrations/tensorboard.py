@@ -12,6 +12,8 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
 - The curvecast tab's data (see :mod:`curvecast.tensorboard_plugin.summary`), in the run itself: the forecast curve
   with its band at most once per ``curve_every`` steps and at the end, the planned LR when it is first known or
   changes, the anomalies when new ones arrive. No sub-run per forecast: the run selector lists the run once.
+- ``curvecast/early_stopping/stopped`` = 1 at the step a stop was decided.
+- The alerts, as markdown under the text tag ``curvecast/alerts`` (:func:`write_alert_text`).
 - ``curvecast/forecast/figure`` (with ``figures=True``): a figure of the last forecast (observed curve, fit, forecast,
   interval, target), for viewers without the curvecast tab.
 - A custom-scalars layout (tab "Custom Scalars", category ``curvecast``): a Margin chart of the final forecast with its
@@ -20,14 +22,17 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
   reaching the target, best and last observed value, whether the run was stopped early) are updated at every report,
   so the row shows the final summary once the run ends.
 
-A write that fails (a full disk, a log directory that cannot be written) is one :class:`~curvecast.failsafe.
-CurvecastWarning`; the run goes on, and the next report tries again.
+This module alone writes into the run's event file; what the tab's documents hold is built in
+:mod:`curvecast.integrations.tab_documents`. A write that fails (a full disk, a log directory that cannot be written)
+is one :class:`~curvecast.failsafe.CurvecastWarning`; the run goes on, and the next report tries again.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import weakref
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,9 +40,13 @@ import numpy as np
 from curvecast._lightning import tensorboard_writer
 from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
-from curvecast.integrations.forecast_figure import forecast_figure
-from curvecast.live.actuator import Actuator, RunContext
+from curvecast.integrations.actuator import Actuator, RunContext
+from curvecast.integrations.tab_documents import RecentAnomalies, forecast_document, planned_lr_document
+from curvecast.logreaders import LogReadError
+from curvecast.logreaders.events import is_event_file, read_event_dir
+from curvecast.render.figure import forecast_figure
 from curvecast.series import (
+    ALERTS_TAG,
     DATA_WAIT_FRACTION,
     GNS_B_SIMPLE,
     GRAD_NORM,
@@ -45,13 +54,14 @@ from curvecast.series import (
     METRIC_PREFIX,
     SAMPLES_PER_SEC,
     STEP_TIME,
+    STOPPED_TAG,
     logged_name,
     throughput,
 )
 from curvecast.series import FORECAST_PREFIX as PREFIX
-from curvecast.tensorboard_plugin.tab_writer import TabWriter
+from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, PLANNED_LR_TAG, json_summary
 
-__all__ = ["TensorBoardReporter"]
+__all__ = ["TensorBoardReporter", "write_alert_text"]
 
 SUMMARY_RUN = "curvecast_summary"
 # What the sensors measure, written beside the forecasts (when recorded): the bundle's sensors log nothing themselves.
@@ -61,6 +71,26 @@ SENSOR_SERIES = (LR, GRAD_NORM, GNS_B_SIMPLE, SAMPLES_PER_SEC, DATA_WAIT_FRACTIO
 _RUN_POINTS = 2000
 _SUMMARY_METRICS = ("final", "final_lo", "final_hi", "prob_target", "step_to_target", "best", "last", "stopped_early")
 
+# The last step written under the alerts tag, per SummaryWriter. A TensorBoard tag must never get two events at one
+# step (the Rust data server keeps only the latest), so a second alert at the same step goes one step later; its
+# text still names the step it is about.
+_last_text_step: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def write_alert_text(trainer: Any, markdown: str, step: int) -> None:
+    """Write an alert's ``markdown`` under the text tag ``curvecast/alerts`` of the Trainer's TensorBoard logger, if
+    it has one. Failures to write become one warning."""
+    try:
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        step = max(int(step), _last_text_step.get(writer, -1) + 1)
+        _last_text_step[writer] = step
+        writer.add_text(ALERTS_TAG, markdown, step)
+        writer.flush()  # alerts are rare and the default flush interval is two minutes
+    except Exception as error:  # noqa: BLE001 - an alert that cannot be written must not stop the run
+        warn_once(f"curvecast: could not write an alert to TensorBoard ({type(error).__name__}: {error})", key="alert")
+
 
 class TensorBoardReporter(Actuator):
     """Actuator: write each report's forecast to the Trainer's TensorBoard logger (rank 0; reports arrive there only).
@@ -68,8 +98,6 @@ class TensorBoardReporter(Actuator):
     Without a TensorBoard logger it warns once and does nothing (alerts still reach Python logging).
 
     Args:
-        history: the run's :class:`~curvecast.history.RunHistory`, for the observed curve; None takes the run's, at
-            :meth:`bind`.
         interval: probability of the central interval written as ``final_lo`` / ``final_hi``.
         curve_every: fewest steps between two forecast curves written for the curvecast tab (the last forecast is
             always written); None: a twentieth of the horizon, so a run writes about 20 curves however long it is.
@@ -85,7 +113,7 @@ class TensorBoardReporter(Actuator):
 
     def __init__(
         self,
-        history: Any = None,
+        *,
         interval: float = 0.8,
         curve_every: int | None = None,
         curve_points: int = 50,
@@ -104,8 +132,6 @@ class TensorBoardReporter(Actuator):
             raise ValueError(f"Expected `observed_points` to be a positive int, but got {observed_points}")
         if sensor_points < 1:
             raise ValueError(f"Expected `sensor_points` to be a positive int, but got {sensor_points}")
-        self.history = history
-        self.mode = "min"  # the run's, at bind: "max" when the target is reached from below (an accuracy)
         self.interval = interval
         self.curve_every = curve_every
         self.curve_points = curve_points
@@ -122,22 +148,21 @@ class TensorBoardReporter(Actuator):
         self._last_curve_step: int | None = None
         self._summary_writer: Any = None
         self._hparams: dict[str, Any] = {}
-        self._tab = TabWriter(interval, curve_points)
+        self._anomalies = RecentAnomalies()
+        self._planned_lr: list[float | None] | None = None  # the planned LR last written for the tab
+        self._stopped = False  # whether a stop was decided in this fit
 
     state_name = "tensorboard"  # the tab's recent anomalies: a resumed run's tab still lists those before it
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tab": self._tab.state_dict()}
+        return {"tab": self._anomalies.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._tab.load_state_dict(state_dict["tab"])
+        self._anomalies.load_state_dict(state_dict["tab"])
 
     def bind(self, run: RunContext) -> None:
-        """Take the run's history (unless one was given), mode and settings."""
+        """Take the run's settings (written as hparams in the summary sub-run)."""
         super().bind(run)
-        if self.history is None:
-            self.history = run.history
-        self.mode = run.mode
         self._hparams = {
             logged_name("monitor"): run.monitor,
             logged_name("mode"): run.mode,
@@ -183,23 +208,28 @@ class TensorBoardReporter(Actuator):
             self._last_point = {}
             self._first_step_to_write = max(resumed_from - 1, written) if resumed_from > 0 else -math.inf
             self._last_curve_step = None
-            self._tab.start()
+            self._planned_lr = None  # a new fit or a new writer: the planned schedule is written again
+            self._stopped = False
             self._close_summary()
             writer.add_custom_scalars(self._layout(report.monitor))
-        self._write_actual(writer, report.monitor, report.horizon)
+        self._write_actual(writer, report)
         if report.anomalies:
-            self._tab.write_anomalies(writer, report)
+            self._write_anomalies(writer, report)
+        if report.stop is not None:
+            self._stopped = True
+            writer.add_scalar(STOPPED_TAG, 1.0, report.stop.step)
         forecast = report.forecast
         if forecast is None or not forecast.ok or report.step <= self._last_scalar_step:
             writer.flush()
             return
         self._last_scalar_step = report.step
         self._write_scalars(writer, report)
-        self._tab.write_planned_lr(writer, report, self.run.planned_schedule() if self.run is not None else None)
-        if self._curve_due(trainer, report):
+        self._write_planned_lr(writer, report)
+        if self._curve_due(report):
             self._last_curve_step = report.step
-            self._tab.write_forecast(writer, report, self._scalars(report), self.mode)
-        if self.figures and self._is_last(trainer, report):
+            document = forecast_document(report, self._scalars(report), self.interval, self.curve_points)
+            _add_document(writer, FORECAST_TAG, document, report.step)
+        if self.figures and report.is_last:
             self._write_figure(writer, report)
         if self.summary:
             self._write_summary(writer, trainer, pl_module, report)
@@ -223,20 +253,21 @@ class TensorBoardReporter(Actuator):
             }
         }
 
-    def _write_actual(self, writer: Any, monitor: str, horizon: int | None) -> None:
+    def _write_actual(self, writer: Any, report: Report) -> None:
         """The observed monitor, the LR and the sensors' measures since the last report, under ``curvecast/<name>``."""
-        self._write_series(writer, monitor, self.observed_points, _gap(horizon, _RUN_POINTS))
+        monitor, horizon = report.monitor, report.horizon
+        self._write_series(writer, report, monitor, self.observed_points, _gap(horizon, _RUN_POINTS))
         for name in SENSOR_SERIES:
             if name != monitor:
-                self._write_series(writer, name, self.sensor_points, _gap(horizon, _RUN_POINTS // 5))
+                self._write_series(writer, report, name, self.sensor_points, _gap(horizon, _RUN_POINTS // 5))
 
-    def _write_series(self, writer: Any, name: str, points: int, gap: float) -> None:
+    def _write_series(self, writer: Any, report: Report, name: str, points: int, gap: float) -> None:
         """The points of ``name`` recorded since the last report, at most ``points`` of them, evenly spaced and at
         least ``gap`` steps apart: what is written grows with the reports, not with the steps, and a run of known
         length writes a bounded number of points per series (each costs about 70 bytes of event file)."""
-        if self.history is None or name not in self.history:
+        series = report.series.get(name)
+        if series is None:
             return
-        series = self.history.series(name)
         last = self._last_written.get(name, self._first_step_to_write)
         new = np.flatnonzero(series.steps > last)
         if not new.size:
@@ -257,10 +288,10 @@ class TensorBoardReporter(Actuator):
         lo, hi = forecast.interval(self.interval)
         scalars = {"final": float(forecast.final), "final_lo": float(lo), "final_hi": float(hi)}
         if report.target is not None:
-            below = forecast.prob_below(report.target)
-            scalars["prob_target"] = float(below if self.mode == "min" else 1.0 - below)
+            scalars["prob_target"] = math.nan if report.target_chance is None else report.target_chance
             # Once the run has reached the target the step it did is history, not a forecast: the scalar stops.
-            reach = forecast.step_to_reach(report.target) if report.reached_at is None and self.mode == "min" else None
+            ahead = report.reached_at is None and report.mode == "min"
+            reach = forecast.step_to_reach(report.target) if ahead else None
             if reach is not None:
                 scalars["step_to_target"] = float(reach)
         return {k: v for k, v in scalars.items() if math.isfinite(v)}
@@ -269,25 +300,40 @@ class TensorBoardReporter(Actuator):
         for name, value in self._scalars(report).items():
             writer.add_scalar(PREFIX + name, value, report.step)
 
-    def _curve_due(self, trainer: Any, report: Report) -> bool:
-        if self._last_curve_step is None or self._is_last(trainer, report):
+    def _curve_due(self, report: Report) -> bool:
+        if self._last_curve_step is None or report.is_last:
             return True
         every = self.curve_every or max((report.horizon or 0) // 20, 1)
         return report.step - self._last_curve_step >= every
 
-    def _is_last(self, trainer: Any, report: Report) -> bool:
-        """Whether this is the run's last report: the horizon is reached, or a stop was decided (by an actuator that
-        acted on this very report, before the Trainer is told)."""
-        stopping = self.run is not None and self.run.stop_requested()
-        return stopping or _is_last(trainer, report)
+    def _write_planned_lr(self, writer: Any, report: Report) -> None:
+        """The planned LR when it is first known or has changed (the capture drops a schedule found changed by
+        hand): one document per schedule, not one per report."""
+        if report.schedule is None:
+            return
+        document = planned_lr_document(report.schedule)
+        if document["lrs"] != self._planned_lr:
+            self._planned_lr = document["lrs"]
+            _add_document(writer, PLANNED_LR_TAG, document, report.step)
+
+    def _write_anomalies(self, writer: Any, report: Report) -> None:
+        """The run's recent anomalies, when ``report`` brings new ones (or escalations), all in one document."""
+        document = self._anomalies.add(report.anomalies)
+        if document is not None:
+            # Each document at a later step than the one before (an anomaly can be reported at an earlier step than
+            # the last one): the latest document is then also the last by step, whichever loader sorts them.
+            step = max(int(report.step), self._anomalies.last_step + 1)
+            self._anomalies.last_step = step
+            _add_document(writer, EVENTS_TAG, document, step)
 
     def _write_figure(self, writer: Any, report: Report) -> None:
-        if self.history is None or report.monitor not in self.history:
+        series = report.series.get(report.monitor)
+        if series is None:
             return
-        series = self.history.series(report.monitor)
         fig = forecast_figure(
-            series.steps, series.values, report.forecast, report.target, self.interval, title=report.monitor
-        )
+            series.steps, series.values, report.forecast, target=report.target, interval=self.interval,
+            label=report.monitor, anomalies=report.anomalies,
+        )  # fmt: skip
         writer.add_figure(PREFIX + "figure", fig, report.step, close=True)
 
     def _write_summary(self, writer: Any, trainer: Any, pl_module: Any, report: Report) -> None:
@@ -303,19 +349,12 @@ class TensorBoardReporter(Actuator):
             for proto in hparams(params, metrics):
                 self._summary_writer.file_writer.add_summary(proto)
         values = self._scalars(report)
-        if self.history is not None and report.monitor in self.history:
-            observed = self.history.series(report.monitor).values
-            observed = observed[np.isfinite(observed)]
-            if len(observed):
-                values["best"] = float(observed.min() if self.mode == "min" else observed.max())
-                values["last"] = float(observed[-1])
-        values["stopped_early"] = float(self._stop_requested() or bool(getattr(trainer, "should_stop", False)))
+        if report.observed is not None:
+            values["best"], values["last"] = float(report.best), float(report.observed)
+        values["stopped_early"] = float(self._stopped or bool(getattr(trainer, "should_stop", False)))
         for name, value in values.items():
             self._summary_writer.add_scalar(logged_name(f"summary/{name}"), value, report.step)
         self._summary_writer.flush()
-
-    def _stop_requested(self) -> bool:
-        return self.run is not None and self.run.stop_requested()
 
     def _close_summary(self) -> None:
         if self._summary_writer is not None:
@@ -329,11 +368,6 @@ class TensorBoardReporter(Actuator):
 
 def _last_step_written(log_dir: str) -> int:
     """The last step of any curvecast tag in the event files of ``log_dir`` itself (-1: none, or unreadable)."""
-    from pathlib import Path
-
-    from curvecast.offline.logreaders import LogReadError
-    from curvecast.offline.logreaders.events import is_event_file, read_event_dir
-
     try:
         files = [path for path in Path(log_dir).iterdir() if path.is_file() and is_event_file(path)]
         if not files:
@@ -350,11 +384,10 @@ def _gap(horizon: int | None, run_points: int) -> float:
     return horizon / run_points if horizon else 0.0
 
 
-def _is_last(trainer: Any, report: Report) -> bool:
-    """Whether this is the run's last report: the horizon is reached or a stop was decided."""
-    if report.horizon is not None and report.step >= report.horizon - 1:
-        return True
-    return bool(getattr(trainer, "should_stop", False))
+def _add_document(writer: Any, tag: str, document: dict[str, Any], step: int) -> None:
+    """One document of the curvecast tab into the writer's own event file, at ``step``."""
+    file_writer = writer._get_file_writer() if hasattr(writer, "_get_file_writer") else writer.file_writer
+    file_writer.add_summary(json_summary(tag, document), int(step))
 
 
 def _module_hparams(pl_module: Any) -> dict[str, Any]:

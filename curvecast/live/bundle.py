@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 from curvecast._lightning import Callback, is_global_zero
@@ -14,15 +15,14 @@ from curvecast.callbacks.throughput import Throughput
 from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting import Report
 from curvecast.forecasting.metric_map import check_mode_bounds
+from curvecast.forecasting.stop_request import StopReason, StopRequest
 from curvecast.history import RunHistory
-from curvecast.integrations import (
-    AlertLogger,
-    ForecastEarlyStopping,
-    ForecastLogger,
-    HyperparameterAdvisor,
-    TensorBoardReporter,
-)
-from curvecast.live.actuator import Actuator, RunContext
+from curvecast.integrations.actuator import Actuator, RunContext
+from curvecast.integrations.advice import HyperparameterAdvisor
+from curvecast.integrations.alerts import Alert, AlertLogger, publish_alert
+from curvecast.integrations.early_stopping import ForecastEarlyStopping
+from curvecast.integrations.forecast_log import ForecastLogger
+from curvecast.integrations.tensorboard import TensorBoardReporter
 from curvecast.live.bundle_state import bundle_state, restore_bundle_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.monitor_checks import check_monitor_logged, warn_if_no_loss
@@ -79,7 +79,8 @@ class Curvecast(Callback):
             advice go to Python logging only).
         log_forecasts: each forecast as one line on the ``"curvecast"`` logger and in the progress bar (True, a
             configured :class:`~curvecast.integrations.ForecastLogger`, or False).
-        actuators: more :class:`~curvecast.live.actuator.Actuator` objects acting on each report.
+        actuators: more :class:`~curvecast.integrations.actuator.Actuator` objects acting on each report (an actuator
+            that is also a Lightning ``Callback`` may instead sit beside the bundle in ``Trainer(callbacks=[...])``).
         bounds: the range of ``monitor``, ``(lo, hi)`` with None for an open side: ``(0, 1)`` for an accuracy keeps its
             forecasts and intervals inside it (the good side's bound is the floor a forecast approaches). None: (0, 1)
             or (0, 100) for an accuracy-like score whose values lie there, else open.
@@ -91,11 +92,22 @@ class Curvecast(Callback):
         history: the run's :class:`~curvecast.history.RunHistory` (saved in checkpoints, restored on resume).
         last_report: the latest report with a forecast, or None.
         reports: the most recent reports (a bounded deque).
+        stop: the stop decided in this fit (a :class:`~curvecast.forecasting.stop_request.StopRequest`), or None.
+
+    Example::
+
+        >>> import lightning as L
+        >>> curvecast = Curvecast(target=2.1, early_stopping=True)
+        >>> trainer = L.Trainer(max_steps=1000, callbacks=[curvecast])     # doctest: +SKIP
+        >>> trainer.fit(model, train_loader)                               # doctest: +SKIP
+        >>> curvecast.last_report.forecast.interval(0.8)                   # doctest: +SKIP
+        (1.98, 2.12)
     """
 
     def __init__(
         self,
         monitor: str | None = None,
+        *,
         mode: Literal["min", "max"] | None = None,
         target: float | None = None,
         forecast_every: int = 100,
@@ -138,12 +150,9 @@ class Curvecast(Callback):
             sensor.record_into(self.history)
         self.watch = self._new_watch()
         self.history.add_listener(self._on_point)
-        self.run_context = RunContext(
-            self.history, self.monitor, mode, target, forecast_every,
-            planned_schedule=self.lr_capture.schedule, stop_requested=self.stop_requested,
-        )  # fmt: skip
-        # The stopper goes first, so a stop and its alert precede the forecast scalars of the same step.
+        self.run_context = RunContext(self.monitor, mode, target, forecast_every)
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
+        self._to_tensorboard = to_tensorboard
         self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping", tensorboard=to_tensorboard)
         self.alerts = _part(alerts, AlertLogger, "alerts", tensorboard=to_tensorboard)
         self.advice = _part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
@@ -160,6 +169,7 @@ class Curvecast(Callback):
                 self.attach(actuator)
         self.last_report: Report | None = None
         self.reports: deque[Report] = deque(maxlen=100)
+        self.stop: StopRequest | None = None
         self.cadence = ForecastCadence(
             self.history, self.lr_capture.schedule, self.lr_capture.run_length, self.monitor, target, forecast_every,
             background, forecast_budget, mode, bounds,
@@ -178,7 +188,7 @@ class Curvecast(Callback):
         """
         if not isinstance(actuator, Actuator):
             raise TypeError(
-                f"Expected an actuator to subclass curvecast.live.Actuator, but got {type(actuator).__name__}"
+                f"Expected an actuator to subclass curvecast.Actuator, but got {type(actuator).__name__}"
             )
         if any(a is actuator for a in self.actuators):
             return
@@ -186,10 +196,6 @@ class Curvecast(Callback):
         if save_state and actuator.state_name is not None:
             self._checkpointed.append(actuator)
         actuator.bind(self.run_context)
-
-    def stop_requested(self) -> bool:
-        """Whether some actuator has asked the run to stop."""
-        return any(a.stop_request is not None for a in self.actuators)
 
     def _new_watch(self) -> StabilityWatch:
         return StabilityWatch(self.monitor, self.mode, pair_grad_norm=self.gradient_noise is not None)
@@ -206,8 +212,12 @@ class Curvecast(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for sensor in self.sensors:
             sensor.setup(trainer, pl_module, stage)
+        for callback in trainer.callbacks:  # actuators placed beside the bundle, not yet taken by another bundle
+            if isinstance(callback, Actuator) and callback.run is None:
+                self.attach(callback, save_state=False)  # the Trainer checkpoints a callback itself
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.stop = None
         self._voted_at = None
         self._monitor_checked = False
         for sensor in self.sensors:
@@ -341,11 +351,23 @@ class Curvecast(Callback):
     def _final_report(self, trainer: Any, pl_module: Any) -> None:
         if is_global_zero(trainer):
             for report in self.cadence.finish():
-                self._dispatch(trainer, pl_module, report)
+                self._dispatch(trainer, pl_module, report, last=True)
 
     # -- actuators --------------------------------------------------------------------------------------------------
 
-    def _dispatch(self, trainer: Any, pl_module: Any, report: Report) -> None:
+    def _dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
+        """Collect a stop decision on ``report``, announce it, then hand the completed report to every actuator."""
+        stop = self._decide(report) if self.stop is None else None
+        if stop is not None:
+            self.stop = stop
+            alert = Alert("early_stop", stop.step, "warning", stop.message, source="early_stopping")
+            publish_alert(trainer, alert, tensorboard=self._to_tensorboard)
+        at_horizon = report.horizon is not None and report.step >= report.horizon - 1
+        last = last or at_horizon or self.stop is not None or bool(getattr(trainer, "should_stop", False))
+        # The series as of now (read-only views, rebuilt only where new points came): a forecast made in the worker
+        # is reported with everything recorded while it ran.
+        series = {name: self.history.series(name) for name in self.history.names()}
+        report = replace(report, stop=stop, is_last=last, series=series)
         self.reports.append(report)
         if report.forecast is not None:
             self.last_report = report
@@ -353,9 +375,27 @@ class Curvecast(Callback):
             try:
                 actuator.on_report(trainer, pl_module, report)
             except Exception as error:  # noqa: BLE001 - one failing actuator must not silence the others
-                name = type(actuator).__name__
-                warn_once(f"curvecast: {name} failed on a report and was skipped ({type(error).__name__}: {error})",
-                          key=f"actuator-{name}")  # fmt: skip
+                self._actuator_failed(actuator, error)
+
+    def _decide(self, report: Report) -> StopRequest | None:
+        """The first stop an actuator decides on ``report``, or None."""
+        for actuator in self.actuators:
+            try:
+                stop = actuator.decide(report)
+            except Exception as error:  # noqa: BLE001 - a failing rule must not stop the run, nor its reports
+                self._actuator_failed(actuator, error)
+                continue
+            if stop is not None:
+                if not isinstance(stop, StopRequest):
+                    stop = StopRequest(StopReason.REQUESTED, int(report.step), str(getattr(stop, "message", stop)))
+                return stop
+        return None
+
+    @staticmethod
+    def _actuator_failed(actuator: Actuator, error: Exception) -> None:
+        name = type(actuator).__name__
+        warn_once(f"curvecast: {name} failed on a report and was skipped ({type(error).__name__}: {error})",
+                  key=f"actuator-{name}")  # fmt: skip
 
     def _vote_stop(self, trainer: Any) -> None:
         """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them."""
@@ -363,7 +403,7 @@ class Curvecast(Callback):
         if trainer.world_size > 1 and (step % self.forecast_every != 0 or step == self._voted_at):
             return  # a collective per micro-batch would cost every step a round trip between ranks
         self._voted_at = step
-        if trainer.strategy.reduce_boolean_decision(self.stop_requested(), all=False):
+        if trainer.strategy.reduce_boolean_decision(self.stop is not None, all=False):
             trainer.should_stop = True
 
     # -- checkpoint state -------------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ import numpy as np
 
 from curvecast.forecasting import Forecaster, Report
 from curvecast.forecasting.references import Reference
+from curvecast.forecasting.report import target_chance
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.history import RunHistory
 from curvecast.live.runner import ForecastRunner
 from curvecast.metric_direction import metric_direction
-from curvecast.series import TRAIN_LOSS
+from curvecast.series import LR, TRAIN_LOSS
 
 __all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "ForecastCadence"]
 
@@ -120,8 +121,21 @@ class ForecastCadence:
             lr_schedule_known=schedule is not None,
             lr_drop_ahead=schedule is not None and schedule.drop_ahead(step),
             mode=self.mode,
+            schedule=schedule,
             **self._observed(),
+            **self._lr(),
         )
+
+    def _lr(self) -> dict[str, float | None]:
+        """The LR recorded last and the highest recorded so far (O(points kept))."""
+        if LR not in self.history:
+            return {}
+        values = self.history.series(LR).values
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            return {}
+        last = float(values[-1])
+        return {"lr": last if np.isfinite(last) else None, "peak_lr": float(finite.max())}
 
     def _observed(self) -> dict[str, float | int | None]:
         """The last and best observed values, and the first step that reached the target (O(points kept))."""
@@ -175,6 +189,6 @@ class ForecastCadence:
                 series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts,
                 mode=self.mode, bounds=bounds, references=references,
             )  # fmt: skip
-            return replace(blank, forecast=forecast)
+            return replace(blank, forecast=forecast, target_chance=target_chance(forecast, blank.target))
 
         return job

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from curvecast._lightning import optimizer_step_index
-from curvecast.callbacks.gradient_tensors import grad_scale, squared_norms
+from curvecast.callbacks.measures.gradient_tensors import grad_scale, squared_norms
 from curvecast.forecasting.anomalies import Anomaly
 from curvecast.series import TRAIN_LOSS
 

@@ -3,13 +3,14 @@
 This is what ``curvecast analyze`` runs. Nothing here imports torch or Lightning, so it works on logs copied off a
 training machine, where neither is installed.
 
-- ``analyze`` (``analyze()``, ``run_analyze()``): the forecast and the anomalies of one logged curve, and the
-  command-line front end;
-- ``logreaders`` (``read_log()``, ``choose_loss()``, ``choose_lr()``): TensorBoard event files, Lightning CSVs, CSV and
-  JSONL logs;
+- ``analysis`` (``analyze()``, ``Analysis``): the forecast and the anomalies of one logged curve;
+- ``analyze`` (``run_analyze()``): the command-line front end, over one run or (with ``runs``) a directory of runs;
+- ``read_log()``, ``choose_loss()``, ``choose_lr()``: re-exported from :mod:`curvecast.logreaders` (TensorBoard event
+  files, Lightning CSVs, CSV and JSONL logs), the layer the live code reads logs with too;
 - ``plot`` (``plot_analysis()``): the PNG of an analysis;
-- ``report_text`` (``describe_report()``): plain-text rendering of a ``Report``; not imported here, as it loads the
-  forecaster.
+- ``runs``: a directory of runs ranked by forecast.
+
+Text and figures come from :mod:`curvecast.render`, as in a live run.
 
 The ``analyze()`` function is not re-exported here: its name would hide the ``curvecast.offline.analyze`` module.
 
@@ -19,8 +20,9 @@ The ``analyze()`` function is not re-exported here: its name would hide the ``cu
 0.41
 """
 
-from curvecast.offline.analyze import Analysis, AnalyzeError, add_analyze_arguments, analysis_to_dict, run_analyze
-from curvecast.offline.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+from curvecast.offline.analysis import Analysis, AnalyzeError
+from curvecast.offline.analyze import add_analyze_arguments, analysis_to_dict, run_analyze
 from curvecast.offline.plot import plot_analysis
 
 __all__ = [

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curvecast.forecasting.references import MAX_REFERENCES, Reference
-from curvecast.offline.logreaders import LogReadError, RunLog, choose_loss, choose_lr, read_log
-from curvecast.offline.logreaders.base import Curve, printable
-from curvecast.offline.logreaders.select import lr_at_every_step
+from curvecast.logreaders import LogReadError, RunLog, choose_loss, choose_lr, read_log
+from curvecast.logreaders.base import Curve, printable
+from curvecast.logreaders.select import lr_at_every_step
 from curvecast.offline.runs import find_runs
 from curvecast.series import METRIC_PREFIX, STOPPED_TAG, TRAIN_LOSS
 

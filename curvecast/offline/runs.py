@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curvecast.offline.analyze import Analysis, AnalyzeError, analyze
-from curvecast.offline.logreaders import LogReadError
-from curvecast.offline.logreaders.base import printable
-from curvecast.offline.logreaders.events import is_event_name
-from curvecast.offline.logreaders.files import find_files
+from curvecast.logreaders import LogReadError
+from curvecast.logreaders.base import printable
+from curvecast.logreaders.events import is_event_name
+from curvecast.logreaders.files import find_files
+from curvecast.offline.analysis import Analysis, AnalyzeError, analyze
+from curvecast.render.text import fmt
 
 __all__ = ["RankedRun", "describe_runs", "find_runs", "rank_runs", "runs_to_dict"]
 
@@ -107,11 +108,11 @@ def describe_runs(directory: Path, ranked: list[RankedRun]) -> str:
         curve, forecast = run.analysis.curve, run.analysis.forecast
         if forecast.ok:
             lo, hi = forecast.interval(0.8)
-            cells = f"{_fmt(forecast.final):>9}  {_fmt(lo) + '..' + _fmt(hi):>19}  {_fmt(run.chance_to_beat, 2):>18}"
+            cells = f"{fmt(forecast.final):>9}  {fmt(lo) + '..' + fmt(hi):>19}  {_chance(run.chance_to_beat):>18}"
         else:
             cells = f"no forecast ({printable(forecast.reason or '', 60)})"
         lines.append(
-            f"  {rank:>4}  {name:{_NAME_CHARS}s}  {int(curve.steps[-1]):>9}  {_fmt(curve.values[-1]):>9}  {cells}"
+            f"  {rank:>4}  {name:{_NAME_CHARS}s}  {int(curve.steps[-1]):>9}  {fmt(curve.values[-1]):>9}  {cells}"
         )
     return "\n".join(lines)
 
@@ -138,10 +139,8 @@ def runs_to_dict(directory: Path, ranked: list[RankedRun]) -> dict[str, Any]:
     return {"source": str(directory), "runs": rows}
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}f}" if digits == 2 else f"{value:.{digits}g}"
+def _chance(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
 def _number(value: float) -> float | None:

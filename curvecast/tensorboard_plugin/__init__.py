@@ -2,9 +2,8 @@
 
 - :mod:`~curvecast.tensorboard_plugin.summary`: how the tab's data sits in an event file (JSON documents in string
   tensors tagged for the ``curvecast`` plugin); shared by the writer and the server.
-- :mod:`~curvecast.tensorboard_plugin.tab_writer`: :class:`TabWriter`, what a live run writes for the tab (the
-  reporter, :class:`~curvecast.integrations.TensorBoardReporter`, decides when).
-- :mod:`~curvecast.tensorboard_plugin.band`: the band drawn around a forecast curve (the tab and the figure agree).
+  A live run's documents are built in :mod:`curvecast.integrations.tab_documents` and written by
+  :class:`~curvecast.integrations.TensorBoardReporter`.
 - :mod:`~curvecast.tensorboard_plugin.run_data`: one run's chart data, read through TensorBoard's data provider.
 - :mod:`~curvecast.tensorboard_plugin.plugin`: :class:`CurvecastPlugin`, the routes TensorBoard serves, registered
   under the ``tensorboard_plugins`` entry point.

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from curvecast.callbacks.gns_estimator import GNSEstimator, two_batch_estimates
+from curvecast.callbacks.measures.gns_estimator import GNSEstimator, two_batch_estimates
 
 
 def _gaussian_gradients(n: int, gen: torch.Generator, dim: int = 50, sigma2: float = 0.5) -> torch.Tensor:

@@ -7,10 +7,9 @@ import pytorch_lightning as pl
 import torch
 from torch.optim import lr_scheduler as S
 
-import curvecast.failsafe
 from curvecast import Curvecast
 from curvecast.callbacks import LearningRateCapture
-from curvecast.callbacks.schedule_replay import REPLAY_BUDGET, PlannedSchedule, replay_schedule
+from curvecast.callbacks.measures.schedule_replay import REPLAY_BUDGET, PlannedSchedule, replay_schedule
 from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting.knots import MAX_SAMPLES, SampledKnots
 from tiny_models import TinyRegression, loader
@@ -119,7 +118,7 @@ def test_reduce_on_plateau_cannot_be_replayed_and_says_so(quiet_trainer_kwargs):
 def test_an_lr_drop_ahead_is_seen_until_it_has_happened():
     capture = LearningRateCapture()
     capture.horizon = 10
-    from curvecast.callbacks.schedule_replay import PlannedSchedule
+    from curvecast.callbacks.measures.schedule_replay import PlannedSchedule
 
     capture.planned = PlannedSchedule(0, np.array([1.0] * 6 + [0.1] * 5))
     assert capture.schedule().drop_ahead(0)
@@ -331,7 +330,6 @@ class HandStepped(TinyRegression):
 
 @pytest.mark.parametrize("where", ["training_step", "optimizer_step"])
 def test_an_lr_changed_by_hand_makes_the_schedule_unknown_with_one_warning(where, quiet_trainer_kwargs, monkeypatch):
-    monkeypatch.setattr(curvecast.failsafe, "_warned", set())  # forget warnings other tests already gave
     bundle = Curvecast(forecast_budget=None, forecast_every=4, background=False, tensorboard=False, alerts=False)
     trainer = pl.Trainer(max_steps=MAX_STEPS, callbacks=[bundle], **quiet_trainer_kwargs)
     with pytest.warns(CurvecastWarning, match="changed outside Lightning's scheduler stepping") as caught:
@@ -347,7 +345,6 @@ def test_an_lr_changed_by_hand_makes_the_schedule_unknown_with_one_warning(where
 
 
 def test_an_lr_of_zero_throughout_is_no_schedule(quiet_trainer_kwargs, monkeypatch):
-    monkeypatch.setattr(curvecast.failsafe, "_warned", set())
     capture = LearningRateCapture()
     with pytest.warns(CurvecastWarning, match="planned LR is 0 at every step"):
         pl.Trainer(max_steps=5, callbacks=[capture], **quiet_trainer_kwargs).fit(TinyRegression(lr=0.0), loader())

@@ -7,8 +7,8 @@ import torch
 from gns_helpers import SeqModel, per_example_grads, per_example_sq_norms, seq_data, seq_loss
 from torch import nn
 
-from curvecast.callbacks.gns_sources import MicroBatchNorms, PerExampleNorms
-from curvecast.callbacks.per_example_norms import (
+from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms
+from curvecast.callbacks.measures.per_example_norms import (
     embedding_sq_norms,
     layer_norm_sq_norms,
     linear_sq_norms,
@@ -66,7 +66,7 @@ def test_linear_frozen_weight_counts_only_bias():
 @pytest.mark.parametrize("ghost_max_t", [128, 1], ids=["ghost", "sorted"])
 @pytest.mark.parametrize("padding_idx", [None, 0])
 def test_embedding_matches_exact_with_repeated_ids(padding_idx, ghost_max_t, monkeypatch):
-    monkeypatch.setattr("curvecast.callbacks.per_example_norms._EMBEDDING_GHOST_MAX_T", ghost_max_t)
+    monkeypatch.setattr("curvecast.callbacks.measures.per_example_norms._EMBEDDING_GHOST_MAX_T", ghost_max_t)
     torch.manual_seed(0)
     layer = nn.Embedding(5, 3, padding_idx=padding_idx)
     ids = torch.tensor([[1, 1, 2, 0], [0, 0, 0, 4], [3, 2, 3, 3]])  # repeats inside an example must add first

@@ -13,9 +13,9 @@ from gns_helpers import trainer_kwargs
 from sim_clock import SimClock
 from torch import nn
 
-from curvecast.callbacks.flops import precision_dtype
+from curvecast.callbacks.measures.flops import precision_dtype
+from curvecast.callbacks.measures.throughput_stats import percentile, straggler
 from curvecast.callbacks.throughput import Throughput
-from curvecast.callbacks.throughput_stats import percentile, straggler
 
 DATA_TIME, STEP_TIME, VAL_TIME = 0.02, 0.03, 0.2  # simulated seconds
 

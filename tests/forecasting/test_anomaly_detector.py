@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from curvecast.forecasting import Anomaly, AnomalyDetector, detect_anomalies
+from curvecast.forecasting import Anomaly, AnomalyDetector, DetectorSettings, detect_anomalies
 from curvecast.forecasting.anomalies import DEFAULT_KINDS, KINDS
 from curvecast.forecasting.anomalies.detector import CHECKS
 
@@ -193,8 +193,6 @@ def test_bad_input(step: object, value: object, error: type[Exception], match: s
     [
         ({"mode": "up"}, "Expected `mode` to be 'min'"),
         ({"kinds": ("spike", "bogus")}, r"Expected `kinds` to be among .*\['bogus'\]"),
-        ({"spike_z": 0}, "`spike_z` must be > 0"),
-        ({"divergence_ratio": 1.0}, "`divergence_ratio` and `spike_warn_ratio` must be > 1"),
         ({"lrs": []}, "`lrs` must hold the LR of at least one step"),
         ({"lrs": [0.1, float("nan")]}, r"`lrs` must be finite and non-negative, but lrs\[1\] = nan"),
     ],
@@ -202,6 +200,39 @@ def test_bad_input(step: object, value: object, error: type[Exception], match: s
 def test_bad_config(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         AnomalyDetector(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"spike_z": 0}, "`spike_z` must be > 0, but got 0"),
+        ({"drift_h": -1.0}, "`drift_h` must be > 0, but got -1.0"),
+        ({"divergence_ratio": 1.0}, "`divergence_ratio` and `spike_warn_ratio` must be > 1, but got 1.0, 1.25"),
+        ({"slowdown_ratio": 1.0}, r"`slowdown_ratio` and `plateau_fraction` must be in \(0, 1\), but got 1.0, 0.25"),
+        ({"window_points": 0}, r"`window_points` must be >= 1 .* but got \(3, 3, 50, 0\) and 20"),
+        ({"warmup_points": -1}, r"`warmup_points` >= 0, but got \(3, 3, 50, 128\) and -1"),
+    ],
+)
+def test_bad_settings(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DetectorSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_settings_compose_into_the_detector() -> None:
+    assert AnomalyDetector().settings == DetectorSettings()
+    assert AnomalyDetector("loss").series == "loss"
+    det = AnomalyDetector(series="val_acc", mode="max", kinds=("slowdown",), lrs=[0.1, 0.1, 0.0])
+    assert (det.series, det.mode, det.kinds, det.schedule.horizon) == ("val_acc", "max", {"slowdown"}, 2)
+    quiet = DetectorSettings(spike_z=9.0, spike_recover_z=8.0)
+    det = AnomalyDetector(settings=quiet)
+    assert det.settings is quiet
+    assert (det.level.outlier_z, det.checks["spike"].recover_z) == (9.0, 8.0)
+    with pytest.raises(TypeError, match="Expected `settings` to be a DetectorSettings .*, but got dict"):
+        AnomalyDetector(settings={"spike_z": 9.0})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'spike_z'"):
+        AnomalyDetector(spike_z=9.0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="positional argument"):
+        AnomalyDetector("loss", "max")  # type: ignore[misc]
 
 
 def test_detect_anomalies_bad_arrays() -> None:
@@ -222,7 +253,7 @@ def test_nonpositive_values_switch_to_the_raw_scale() -> None:
 
 def test_recovering_jump_needs_its_recovery() -> None:
     v = with_spike(800, 1.07, sigma=0.01)  # below the immediate threshold: found through its recovery
-    assert kinds_at(run(v, kinds=LOSS_KINDS, spike_recover_z=math.inf)) == []
+    assert kinds_at(run(v, kinds=LOSS_KINDS, settings=DetectorSettings(spike_recover_z=math.inf))) == []
     det = AnomalyDetector(kinds=LOSS_KINDS)
     assert [e for s, x in enumerate(v[:801].tolist()) for e in det.update(s, x)] == []  # not yet
     assert [(e.step, e.kind) for e in det.update(801, float(v[801]))] == [(800, "spike")]  # one step late

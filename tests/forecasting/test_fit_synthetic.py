@@ -105,7 +105,7 @@ def test_mpl_fit_recovers_the_annealing_drop_once_the_decay_is_seen():
     f = fc.fit(t[seen], y[seen], horizon=horizon, lrs=_wsd(horizon))
     truth = _mpl_curve(sched, np.array([float(horizon)]), l0, a, alpha, b)[0]
     assert f.final == pytest.approx(truth, rel=0.005)
-    (_, fitted), *_ = fc.members_
+    (_, fitted), *_ = f.diagnostics.members
     assert fitted.name in ("mpl", "mpl-free", "mpl-shaped")
     assert fitted.coef[2] == pytest.approx(b, rel=0.1)
 
@@ -187,10 +187,12 @@ def test_annealing_prior_follows_the_slope_projected_to_the_decay_start():
     t = np.arange(1, horizon + 1, dtype=float)
     y = _mpl_curve(LRSchedule(lrs), t, 2.5, 6.0, 0.4, 0.1) + rng.normal(0, 0.01, t.size)
     seen = t <= 0.1 * horizon
-    fc = Forecaster()
-    f = fc.fit(t[seen], y[seen], horizon=horizon, lrs=lrs)
+    f = Forecaster().fit(t[seen], y[seen], horizon=horizon, lrs=lrs)
     start = 0.7 * horizon  # the decay's first step
-    assert fc.slope_ == pytest.approx(_log_slope(fc.binned_) * (start / fc.binned_.steps[-1]) ** -MPL_ALPHA, rel=0.01)
+    fitted = f.diagnostics
+    assert fitted.slope == pytest.approx(
+        _log_slope(fitted.binned) * (start / fitted.binned.steps[-1]) ** -MPL_ALPHA, rel=0.01
+    )
     truth = _mpl_curve(LRSchedule(lrs), np.array([float(horizon)]), 2.5, 6.0, 0.4, 0.1)[0]
     assert f.final == pytest.approx(truth, rel=0.03)
 
@@ -277,8 +279,8 @@ def test_mpl_with_fitted_shape_joins_once_a_quarter_of_the_drop_is_observed():
     assert "mpl-shaped" not in early.model
     late = fc.fit(t[:3000], y[:3000], horizon=horizon, lrs=schedule.u)  # a quarter of the drop seen
     assert late.ok
-    assert any(f.family.name == "mpl-shaped" for _, f in fc.members_)
-    shaped = next(f for _, f in fc.members_ if f.family.name == "mpl-shaped")
+    assert any(f.family.name == "mpl-shaped" for _, f in late.diagnostics.members)
+    shaped = next(f for _, f in late.diagnostics.members if f.family.name == "mpl-shaped")
     assert shaped(np.array([float(horizon)]))[0] == pytest.approx(y[-1], rel=0.01)
     assert late.final == pytest.approx(y[-1], rel=0.01)
 

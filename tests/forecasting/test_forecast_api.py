@@ -171,3 +171,33 @@ def test_a_forecast_pickles_and_answers_the_same_after(with_schedule):
     np.testing.assert_array_equal(copy.predict(at), forecast.predict(at))
     assert copy.interval(0.8) == forecast.interval(0.8)
     assert copy.step_to_reach(forecast.final * 1.01) == forecast.step_to_reach(forecast.final * 1.01)
+
+
+def test_fit_keeps_no_state_and_the_forecast_carries_its_diagnostics():
+    t, y = _curve()
+    fc = Forecaster()
+    config = dict(vars(fc))
+    schedule = np.r_[np.ones(500), np.linspace(1.0, 0.0, 501)]
+    first = fc.fit(t, y, horizon=1000, lrs=schedule)
+    second = fc.fit(t[:200], y[:200], horizon=1000)
+    assert vars(fc) == config  # only the arguments: nothing of either fit
+    for f in (first, second):
+        d = f.diagnostics
+        assert d is not None
+        assert d.binned.steps[-1] <= f.last_step
+        assert set(d.scale_parts) == {"spread", "held", "anneal", "noise", "floor"}
+        assert sum(w for w, _ in d.members) == pytest.approx(1.0)
+        assert f.model.startswith(d.members[0][1].describe() if len(d.members) == 1 else f"{d.members[0][0]:.2f}")
+    assert first.diagnostics.schedule is not None
+    assert second.diagnostics.schedule is None
+    assert first.diagnostics.slope > 0
+    with pytest.raises(AttributeError):
+        first.diagnostics.slope = 1.0  # frozen
+
+
+def test_a_forecast_that_was_not_made_has_no_diagnostics():
+    t, y = _curve()
+    assert Forecaster().fit(t[:3], y[:3], horizon=1000).diagnostics is None
+    too_far = Forecaster().fit(t, y, horizon=10**9)
+    assert not too_far.ok
+    assert too_far.diagnostics is None

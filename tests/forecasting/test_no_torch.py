@@ -1,4 +1,4 @@
-"""The brain must stay importable and usable without torch or Lightning."""
+"""The brain must stay importable and usable without torch or Lightning, its imports pointing one way."""
 
 import subprocess
 import sys
@@ -14,3 +14,37 @@ def test_importing_forecasting_does_not_import_torch_or_lightning():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_brain_has_no_import_cycles():
+    """Every import inside ``curvecast.forecasting`` points one way, lazy ones (inside a function, under
+    ``TYPE_CHECKING``) included; the package ``__init__`` files, which only re-export, are left out."""
+    import ast
+    from pathlib import Path
+
+    import curvecast.forecasting
+
+    root = Path(curvecast.forecasting.__file__).parent
+    paths = {
+        ".".join(("curvecast", *p.relative_to(root.parent).with_suffix("").parts)): p
+        for p in root.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    imports = {name: set() for name in paths}
+    for name, path in paths.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+                imports[name] |= {t for t in targets if t in paths and t != name}
+    cycles = []
+    for start in paths:
+        todo, seen = list(imports[start]), set()
+        while todo:
+            name = todo.pop()
+            if name == start:
+                cycles.append(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo.extend(imports[name])
+    assert cycles == []

@@ -118,6 +118,16 @@ def test_a_knot_schedule_has_no_per_step_arrays():
     assert restored.lr(123_456_789) == knots.lr(123_456_789)
 
 
+def test_both_forms_are_one_lr_schedule_and_keep_their_form():
+    dense, knots = LRSchedule([1.0, 0.5, 0.25]), LRSchedule.from_knots([0, 2], [1.0, 0.25])
+    for schedule, is_dense in ((dense, True), (knots, False)):
+        assert isinstance(schedule, LRSchedule)
+        bent = schedule.response(0.5)
+        assert isinstance(bent, LRSchedule)
+        assert (schedule.dense, bent.dense) == (is_dense, is_dense)
+        assert bent.lr(2) == pytest.approx(0.5)
+
+
 def test_from_function_is_dense_and_exact_up_to_the_dense_limit():
     horizon = 5000
     cosine = _cosine(horizon)

@@ -22,8 +22,15 @@ def _history(**series) -> RunHistory:
     return history
 
 
-def _report(step=500, anomalies=(), horizon=1000, lr_drop_ahead=False) -> Report:
-    return Report(step=step, monitor="loss", horizon=horizon, anomalies=tuple(anomalies), lr_drop_ahead=lr_drop_ahead)
+def _report(step=500, anomalies=(), horizon=1000, lr_drop_ahead=False, recorded: RunHistory | None = None) -> Report:
+    """A report as the bundle makes it: the recorded series, and the LR so far read from them."""
+    recorded = recorded if recorded is not None else RunHistory()
+    series = {name: recorded.series(name) for name in recorded.names()}
+    lrs = series["lr"].values if "lr" in series else None
+    return Report(
+        step=step, monitor="loss", horizon=horizon, anomalies=tuple(anomalies), lr_drop_ahead=lr_drop_ahead,
+        lr=None if lrs is None else float(lrs[-1]), peak_lr=None if lrs is None else float(lrs.max()), series=series,
+    )  # fmt: skip
 
 
 def _topics(advisor) -> list[str]:
@@ -31,10 +38,11 @@ def _topics(advisor) -> list[str]:
 
 
 def test_batch_far_below_the_noise_scale_gives_the_steps_trade_off_once(caplog):
-    advisor = HyperparameterAdvisor(history=_history(gns__b_simple=[400.0, 500.0, 640.0]), batch_size=8)
+    recorded = _history(gns__b_simple=[400.0, 500.0, 640.0])
+    advisor = HyperparameterAdvisor(batch_size=8)
     with caplog.at_level(logging.INFO, logger="curvecast"):
-        advisor.on_report(None, None, _report())
-        advisor.on_report(None, None, _report(step=600))
+        advisor.on_report(None, None, _report(recorded=recorded))
+        advisor.on_report(None, None, _report(recorded=recorded, step=600))
     assert _topics(advisor) == ["advice/batch_size"]
     message = advisor.advice[0].message
     assert "80x below" in message
@@ -44,15 +52,17 @@ def test_batch_far_below_the_noise_scale_gives_the_steps_trade_off_once(caplog):
 
 
 def test_batch_far_above_the_noise_scale_gives_the_data_trade_off():
-    advisor = HyperparameterAdvisor(history=_history(gns__b_simple=[5.0, 6.0, 8.0]), batch_size=1024)
-    advisor.on_report(None, None, _report())
+    recorded = _history(gns__b_simple=[5.0, 6.0, 8.0])
+    advisor = HyperparameterAdvisor(batch_size=1024)
+    advisor.on_report(None, None, _report(recorded=recorded))
     assert "E = E_min(1 + B/B_crit)" in advisor.advice[0].message
     assert "129.0x" in advisor.advice[0].message  # E / E_min = 1 + B / B_crit = 1 + 1024 / 8
 
 
 def test_noise_scale_must_persist_before_advice():
-    advisor = HyperparameterAdvisor(history=_history(gns__b_simple=[400.0, 20.0, 640.0]), batch_size=8)
-    advisor.on_report(None, None, _report())
+    recorded = _history(gns__b_simple=[400.0, 20.0, 640.0])
+    advisor = HyperparameterAdvisor(batch_size=8)
+    advisor.on_report(None, None, _report(recorded=recorded))
     assert advisor.advice == []
 
 
@@ -63,37 +73,50 @@ def test_spikes_alone_never_make_the_lr_suspect():
     detector = AnomalyDetector()
     found = [a for t, v in enumerate(curve) for a in detector.update(t, v)]
     assert [a.kind for a in found] == ["spike"] * 3
-    advisor = HyperparameterAdvisor(history=_history(lr=[0.1] * 5))
-    advisor.on_report(None, None, _report(step=900, anomalies=found))
+    recorded = _history(lr=[0.1] * 5)
+    advisor = HyperparameterAdvisor()
+    advisor.on_report(None, None, _report(recorded=recorded, step=900, anomalies=found))
     assert "advice/lr_too_high" not in _topics(advisor)
 
 
 def test_only_a_confirmed_divergence_makes_the_lr_suspect():
-    advisor = HyperparameterAdvisor(history=_history(lr=[0.3] * 5))
-    advisor.on_report(None, None, _report(anomalies=[Anomaly("divergence", 450, "warning", "rising")]))
+    recorded = _history(lr=[0.3] * 5)
+    advisor = HyperparameterAdvisor()
+    advisor.on_report(
+        None, None, _report(recorded=recorded, anomalies=[Anomaly("divergence", 450, "warning", "rising")])
+    )
     assert advisor.advice == []
-    advisor.on_report(None, None, _report(anomalies=[Anomaly("divergence", 480, "critical", "climbing")]))
+    advisor.on_report(
+        None, None, _report(recorded=recorded, anomalies=[Anomaly("divergence", 480, "critical", "climbing")])
+    )
     assert _topics(advisor) == ["advice/lr_too_high"]
 
 
 def test_divergence_suggests_a_third_of_the_lr():
-    advisor = HyperparameterAdvisor(history=_history(lr=[0.3] * 5))
-    advisor.on_report(None, None, _report(anomalies=[Anomaly("divergence", 450, "critical", "climbing")]))
+    recorded = _history(lr=[0.3] * 5)
+    advisor = HyperparameterAdvisor()
+    advisor.on_report(
+        None, None, _report(recorded=recorded, anomalies=[Anomaly("divergence", 450, "critical", "climbing")])
+    )
     assert advisor.advice[0].severity == "warning"
     assert "about a third, e.g. 0.1" in advisor.advice[0].message
 
 
 def test_early_spikes_point_at_the_warmup():
-    advisor = HyperparameterAdvisor(history=_history(lr=[0.0, 0.02, 0.04, 0.06, 0.1, 0.1, 0.1]))
-    advisor.on_report(None, None, _report(step=100, anomalies=[Anomaly("spike", 45, "warning", "spike")]))
+    recorded = _history(lr=[0.0, 0.02, 0.04, 0.06, 0.1, 0.1, 0.1])
+    advisor = HyperparameterAdvisor()
+    advisor.on_report(
+        None, None, _report(recorded=recorded, step=100, anomalies=[Anomaly("spike", 45, "warning", "spike")])
+    )
     assert _topics(advisor) == ["advice/warmup"]
     assert "warmup of 40 steps" in advisor.advice[0].message
     assert "about 90 steps" in advisor.advice[0].message
 
 
 def test_data_loader_bound():
-    advisor = HyperparameterAdvisor(history=_history(throughput__data_wait_fraction=[0.5, 0.4, 0.6]))
-    advisor.on_report(None, None, _report())
+    recorded = _history(throughput__data_wait_fraction=[0.5, 0.4, 0.6])
+    advisor = HyperparameterAdvisor()
+    advisor.on_report(None, None, _report(recorded=recorded))
     assert _topics(advisor) == ["advice/data_loader"]
     assert "num_workers" in advisor.advice[0].message
 
@@ -110,8 +133,9 @@ def test_step_law_compares_lr_and_batch_for_llm_pretraining():
     model = torch.nn.Sequential(torch.nn.Embedding(1000, 64), torch.nn.Linear(64, 64), torch.nn.Linear(64, 1000))
     n = am.non_embedding_params(model)
     assert n == 64 * 64 + 64 + 64 * 1000 + 1000
-    advisor = HyperparameterAdvisor(history=_history(lr=[1e-3] * 3), tokens_per_step=2**19)
-    advisor.on_report(None, model, _report(horizon=10_000))
+    recorded = _history(lr=[1e-3] * 3)
+    advisor = HyperparameterAdvisor(tokens_per_step=2**19)
+    advisor.on_report(None, model, _report(recorded=recorded, horizon=10_000))
     tokens = 2**19 * 10_000
     # Step Law (Li et al. 2025), written out here rather than taken from the code under test.
     eta, batch = 1.79 * n**-0.713 * tokens**0.307, 0.58 * tokens**0.571

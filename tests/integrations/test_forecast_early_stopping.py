@@ -11,14 +11,14 @@ from pytorch_lightning import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from curvecast import Curvecast
-from curvecast.integrations import ForecastEarlyStopping, StopReason
+from curvecast.integrations import ForecastEarlyStopping, ForecastStopRule, StopReason
 from tiny_models import LeaveTogether
 
 STEPS = 400
 
 
 def _fit(tmp_path, target, module=None, **stopper_kwargs):
-    stopper = ForecastEarlyStopping(patience=2, **stopper_kwargs)
+    stopper = ForecastEarlyStopping(ForecastStopRule(patience=2, **stopper_kwargs))
     bundle = Curvecast(forecast_budget=None, target=target, forecast_every=20, background=False, actuators=[stopper])
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
     trainer.fit(module or CurveModule(STEPS))
@@ -104,7 +104,7 @@ def test_a_run_that_reaches_its_target_only_through_the_cosine_decay_runs_to_the
 
 def test_standalone_next_to_the_bundle_attaches_itself(tmp_path):
     bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False)
-    stopper = ForecastEarlyStopping(patience=2)
+    stopper = ForecastEarlyStopping(ForecastStopRule(patience=2))
     trainer = tiny_trainer(tmp_path, [bundle, stopper], max_steps=STEPS)
     trainer.fit(CurveModule(STEPS))
     assert bundle.early_stopping is None
@@ -114,12 +114,12 @@ def test_standalone_next_to_the_bundle_attaches_itself(tmp_path):
 
 
 def test_state_dict_round_trip():
-    stopper = ForecastEarlyStopping(target=1.0)
-    stopper.rule.wait, stopper._peak_lr = 2, 0.3
+    stopper = ForecastEarlyStopping(ForecastStopRule(target=1.0))
+    stopper.rule.wait = 2
     state = stopper.state_dict()
-    restored = ForecastEarlyStopping(target=1.0)
-    restored.load_state_dict(state)
-    assert restored.state_dict() == state == {"rule": {"version": 1, "wait": 2}, "peak_lr": 0.3}
+    restored = ForecastEarlyStopping(ForecastStopRule(target=1.0))
+    restored.load_state_dict({**state, "peak_lr": 0.3})  # a key of an older checkpoint is ignored
+    assert restored.state_dict() == state == {"rule": {"version": 1, "wait": 2}}
 
 
 class _AgreeOnStop(Callback):
@@ -138,7 +138,7 @@ class _AgreeOnStop(Callback):
 @pytest.mark.ddp
 @pytest.mark.timeout(240)
 def test_ddp_ranks_stop_together(tmp_path):
-    stopper = ForecastEarlyStopping(patience=2)
+    stopper = ForecastEarlyStopping(ForecastStopRule(patience=2))
     bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False, actuators=[stopper])
     callbacks = [bundle, _AgreeOnStop(tmp_path), LeaveTogether()]
     trainer = tiny_trainer(tmp_path, callbacks, max_steps=STEPS, strategy="ddp_spawn", devices=2)
@@ -147,9 +147,10 @@ def test_ddp_ranks_stop_together(tmp_path):
     assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text()
 
 
-def test_the_unknown_schedule_patience_reaches_the_rule():
+def test_the_stopper_takes_a_rule_and_nothing_else():
     assert ForecastEarlyStopping().rule.unknown_lr_extra_patience == 2
-    assert ForecastEarlyStopping(unknown_lr_extra_patience=None).rule.unknown_lr_extra_patience is None
+    with pytest.raises(TypeError, match="Expected `rule` to be a ForecastStopRule or None, but got float"):
+        ForecastEarlyStopping(0.1)
 
 
 def test_a_monitor_other_than_the_bundles_is_an_error():

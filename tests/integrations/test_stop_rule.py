@@ -59,8 +59,8 @@ def test_mode_max_is_not_stopped_on_a_target_the_forecast_puts_out_of_reach():
 )
 def test_an_lr_drop_ahead_holds_forecast_stops_until_it_begins_when_asked(known, lr, peak, held):
     rule = ForecastStopRule(patience=1, pre_decay_scale=None)
-    report = _report(target=1.5, lr_drop_ahead=True, lr_schedule_known=known)
-    request = rule.update(report, lr=lr, peak_lr=peak)
+    report = _report(target=1.5, lr_drop_ahead=True, lr_schedule_known=known, lr=lr, peak_lr=peak)
+    request = rule.update(report)
     assert rule.held_by_lr_drop is held
     assert (request is None) is held
 
@@ -72,13 +72,13 @@ def test_before_a_decay_the_target_check_reads_a_widened_interval(sigmas, stops)
     target = FORECAST.final * np.exp(-sigmas * FORECAST.log_scale)
     assert ForecastStopRule(patience=1).update(_report(target=target)) is not None
     rule = ForecastStopRule(patience=1, pre_decay_scale=4.0)
-    request = rule.update(_report(target=target, lr_drop_ahead=True), lr=0.1, peak_lr=0.1)
+    request = rule.update(_report(target=target, lr_drop_ahead=True, lr=0.1, peak_lr=0.1))
     assert (request is not None) is stops
     assert not rule.held_by_lr_drop
     if stops:
         assert "widened for the LR decay still to come" in request.message
     no_target = ForecastStopRule(patience=1, min_delta=1.0)  # the check without a target stays held
-    assert no_target.update(_report(lr_drop_ahead=True), lr=0.1, peak_lr=0.1) is None
+    assert no_target.update(_report(lr_drop_ahead=True, lr=0.1, peak_lr=0.1)) is None
     assert no_target.held_by_lr_drop
 
 
@@ -154,7 +154,7 @@ def test_state_round_trip():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"mode": "up"}, r"Expected `mode` to be one of \('min', 'max'\), but got 'up'"),
+        ({"mode": "up"}, r"Expected `mode` to be one of \('min', 'max', None\), but got 'up'"),
         ({"prob_threshold": 0.0}, "Expected `prob_threshold` to lie in"),
         ({"patience": 0}, "Expected `patience` to be a positive int"),
         ({"min_delta": -1.0}, "Expected `min_delta` to be non-negative"),

@@ -128,9 +128,6 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
 
 
 def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog, monkeypatch):
-    import curvecast.failsafe
-
-    monkeypatch.setattr(curvecast.failsafe, "_warned", set())  # forget warnings other tests already gave
     bundle = Curvecast(forecast_budget=None, target=2.4, forecast_every=20, background=False)
     trainer = tiny_trainer(tmp_path, [bundle], max_steps=200, logger=False)
     with caplog.at_level(logging.INFO, logger="curvecast"), pytest.warns(CurvecastWarning) as caught:

@@ -1,8 +1,8 @@
 """Stability anomalies of training curves, found as the points arrive (pure Python and numpy: no torch).
 
-The public family: :class:`Anomaly` (one event), :class:`AnomalyDetector` (one series, streaming),
-:class:`InstabilityMonitor` (loss and gradient norm together, early warning) and :func:`detect_anomalies` (the
-streaming detector run over a whole curve).
+The public family: :class:`Anomaly` (one event), :class:`AnomalyDetector` (one series, streaming) and its thresholds
+(:class:`DetectorSettings`), :class:`InstabilityMonitor` (loss and gradient norm together, early warning) and
+:func:`detect_anomalies` (the streaming detector run over a whole curve).
 
 How it is built: an :class:`AnomalyDetector` feeds each value of its series to one shared
 :class:`~curvecast.forecasting.anomalies.level.SeriesLevel` (the scale, the recent points, the accepted differences,
@@ -22,14 +22,15 @@ How to add a kind, say ``"oscillation"``:
    ``"oscillation"`` in ``KINDS`` in :mod:`.event`, the vocabulary an :class:`Anomaly` checks its kind against (a
    test fails if a registered kind is missing there).
 
-A threshold worth tuning goes into :class:`~curvecast.forecasting.anomalies.settings.DetectorSettings` and the
-keyword arguments of :class:`AnomalyDetector`; a fixed one stays a constant in the check's module.
+A threshold worth tuning goes into :class:`DetectorSettings` as a field with its default (a detector takes them as
+``AnomalyDetector(settings=DetectorSettings(...))``); a fixed one stays a constant in the check's module.
 """
 
 from curvecast.forecasting.anomalies.detector import DEFAULT_KINDS, AnomalyDetector
 from curvecast.forecasting.anomalies.event import KINDS, SEVERITIES, Anomaly
 from curvecast.forecasting.anomalies.instability import InstabilityMonitor
 from curvecast.forecasting.anomalies.offline import detect_anomalies
+from curvecast.forecasting.anomalies.settings import DetectorSettings
 
 __all__ = [
     "DEFAULT_KINDS",
@@ -37,6 +38,7 @@ __all__ = [
     "SEVERITIES",
     "Anomaly",
     "AnomalyDetector",
+    "DetectorSettings",
     "InstabilityMonitor",
     "detect_anomalies",
 ]

@@ -77,6 +77,8 @@ class AnomalyDetector:
     and 8 points after; a rise also resets the best level, so a scheduled restart is neither a spike nor a
     divergence.
 
+    The thresholds named above (``spike_z``, ``drift_h``, ...) are the fields of ``settings``.
+
     Args:
         series: name of the series, carried by every event (e.g. ``"loss"``, ``"grad_norm"``).
         mode: ``"min"`` when higher values are worse (losses, gradient norms), ``"max"`` when lower
@@ -84,6 +86,8 @@ class AnomalyDetector:
         kinds: which kinds to report; default ``DEFAULT_KINDS[mode]``.
         lrs: the planned LR at every step ``0..N``, when known (see :meth:`set_schedule`).
         log_scale: score log values (switches to the raw scale for good if a value <= 0 arrives).
+        settings: the thresholds (:class:`~curvecast.forecasting.anomalies.settings.DetectorSettings`; default
+            ``DetectorSettings()``).
 
     Attributes:
         series, mode, kinds, settings: the configuration (``settings`` holds the thresholds).
@@ -106,22 +110,7 @@ class AnomalyDetector:
         kinds: Collection[str] | None = None,
         lrs: Sequence[float] | LRSchedule | None = None,
         log_scale: bool = True,
-        spike_z: float = 7.0,
-        spike_recover_z: float = 5.5,
-        spike_min_rise: float = 0.02,
-        spike_warn_ratio: float = 1.25,
-        persist_points: int = 3,
-        drift_h: float = 12.0,
-        drift_min_rise: float = 0.1,
-        divergence_ratio: float = 1.5,
-        confirm_points: int = 3,
-        confirm_steps: int = 50,
-        plateau_rtol: float = 0.01,
-        plateau_points: int = 50,
-        plateau_fraction: float = 0.25,
-        slowdown_ratio: float = 0.8,
-        warmup_points: int = 20,
-        window_points: int = 128,
+        settings: DetectorSettings | None = None,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(
@@ -131,14 +120,11 @@ class AnomalyDetector:
         unknown = [k for k in kinds if k not in CHECKS]
         if unknown:
             raise ValueError(f"Expected `kinds` to be among {tuple(CHECKS)}, but got {unknown}")
-        self.settings = DetectorSettings(
-            spike_z=spike_z, spike_recover_z=spike_recover_z, spike_min_rise=spike_min_rise,
-            spike_warn_ratio=spike_warn_ratio, persist_points=persist_points, drift_h=drift_h,
-            drift_min_rise=drift_min_rise, divergence_ratio=divergence_ratio, confirm_points=confirm_points,
-            confirm_steps=confirm_steps, plateau_rtol=plateau_rtol, plateau_points=plateau_points,
-            plateau_fraction=plateau_fraction, slowdown_ratio=slowdown_ratio, warmup_points=warmup_points,
-            window_points=window_points,
-        )  # fmt: skip
+        if settings is not None and not isinstance(settings, DetectorSettings):
+            raise TypeError(
+                f"Expected `settings` to be a DetectorSettings (the thresholds), but got {type(settings).__name__}"
+            )
+        self.settings = DetectorSettings() if settings is None else settings
         self.series, self.mode, self.kinds = series, mode, frozenset(kinds)
         self.level, self.checks = self._fresh(log_scale, _as_schedule(lrs))
 

@@ -10,6 +10,7 @@ from curvecast.forecasting.anomalies.detector import AnomalyDetector
 from curvecast.forecasting.anomalies.divergence import DivergenceCheck
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import MIN_DIFFS
+from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.stats import check_step, median, push, sigma_of_diffs
 from curvecast.series import GRAD_NORM, TRAIN_LOSS
 
@@ -253,8 +254,7 @@ def default_grad_detector() -> AnomalyDetector:
     return AnomalyDetector(
         GRAD_NORM,
         kinds=("nonfinite", "spike"),
-        spike_min_rise=GRAD_SPIKE_MIN_RISE,
-        spike_warn_ratio=GRAD_SPIKE_WARN_RATIO,
+        settings=DetectorSettings(spike_min_rise=GRAD_SPIKE_MIN_RISE, spike_warn_ratio=GRAD_SPIKE_WARN_RATIO),
     )
 
 

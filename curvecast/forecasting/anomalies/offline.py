@@ -28,7 +28,8 @@ def detect_anomalies(
         steps: increasing integer steps.
         values: the metric at those steps (NaN and inf allowed: they are reported).
         lrs: the planned LR at every step ``0..N``, when known.
-        **detector_kwargs: passed to :class:`AnomalyDetector` (``series``, ``mode``, ``kinds``, thresholds).
+        **detector_kwargs: passed to :class:`AnomalyDetector` (``series``, ``mode``, ``kinds``, ``log_scale``, and
+            the thresholds as ``settings``, a :class:`~curvecast.forecasting.anomalies.settings.DetectorSettings`).
 
     Example:
         >>> vals = [4.0 / (1 + 0.01 * t) for t in range(400)]

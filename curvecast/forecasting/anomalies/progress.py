@@ -2,22 +2,28 @@
 
 A loss that fell from 2.0 to 0.001 and wobbles back to 0.0024 has risen 2.4-fold, yet it has given back less than a
 thousandth of what it gained: no divergence. And while a loss still falls fast (the early transient) its first
-bumps are the optimizer settling, not a climb. The :class:`SeriesLevel` keeps one :class:`Progress`; the divergence
-rules and the spike check read it.
+bumps are the optimizer settling, not a climb. The :class:`~curvecast.forecasting.anomalies.level.SeriesLevel` keeps
+one :class:`Progress`; the divergence rules and the spike check read it. Progress reads the level through
+:class:`ScoredSeries`, the few members it needs, so that this module does not import the level's.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from curvecast.forecasting.anomalies.state import Stateful
 from curvecast.forecasting.anomalies.stats import median, push
 
-if TYPE_CHECKING:
-    from curvecast.forecasting.anomalies.level import SeriesLevel
-
-__all__ = ["SHORT", "TRANSIENT_DROP", "TRANSIENT_GIVEN_BACK", "TRANSIENT_POINTS", "Progress", "short_level"]
+__all__ = [
+    "SHORT",
+    "TRANSIENT_DROP",
+    "TRANSIENT_GIVEN_BACK",
+    "TRANSIENT_POINTS",
+    "Progress",
+    "ScoredSeries",
+    "short_level",
+]
 
 SHORT = 3  # points in the short level whose running extremes are the start and the best (one outlier cannot set them)
 # The early transient: the best short level fell by at least TRANSIENT_DROP (relative) over the last TRANSIENT_POINTS
@@ -32,6 +38,22 @@ TRANSIENT_DROP = 0.10
 TRANSIENT_GIVEN_BACK = 0.5
 
 
+class ScoredSeries(Protocol):
+    """What :class:`Progress` reads of its series (a :class:`~curvecast.forecasting.anomalies.level.SeriesLevel`)."""
+
+    mode: str  # "min" or "max"
+    sign: float  # 1 for "min", -1 for "max": the scoring scale is sign-flipped so that higher is worse
+    recent: list[float]  # the last points on the scoring scale
+
+    def rise(self, ratio: float, y: float) -> float:
+        """How far above ``y`` lies ``ratio`` times its value, on the scoring scale."""
+        ...
+
+    def value_of(self, y: float) -> float:
+        """The value of the series at ``y`` on the scoring scale."""
+        ...
+
+
 class Progress(Stateful):
     """The best short level (median of 3 points) of the series, the worst short level before it (where its descent
     started), and whether the best still falls fast (the early transient).
@@ -44,7 +66,7 @@ class Progress(Stateful):
 
     STATE = ("best", "worst", "start", "bests")
 
-    def __init__(self, level: SeriesLevel) -> None:
+    def __init__(self, level: ScoredSeries) -> None:
         self.level = level
         self.on_lr_rise()
 
@@ -94,7 +116,7 @@ class Progress(Stateful):
         return self.level.sign * self.level.value_of(y)
 
 
-def short_level(level: SeriesLevel) -> float:
+def short_level(level: ScoredSeries) -> float:
     """The median of the last 3 points; of the first two, the worse (a single low point cannot set a best level)."""
     recent = level.recent[-SHORT:]
     return max(recent) if len(recent) < SHORT else median(recent)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curvecast.offline.logreaders.base import Curve, LogReadError, make_curve
+from curvecast.logreaders.base import Curve, LogReadError, make_curve
 
 __all__ = ["STEP_COLUMNS", "SeriesColumns", "list_columns", "quote_cell", "step_column"]
 

@@ -19,15 +19,15 @@ from typing import BinaryIO
 
 import numpy as np
 
-from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, make_curve
-from curvecast.offline.logreaders.fastevents import (
+from curvecast.logreaders.base import Curve, LogReadError, RunLog, make_curve
+from curvecast.logreaders.fastevents import (
     FOOTER_SIZE,
     HEADER_SIZE,
     decode_simple_scalars,
     record_size,
     split_records,
 )
-from curvecast.offline.logreaders.files import (
+from curvecast.logreaders.files import (
     check_log_size,
     find_files,
     open_log_file,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from curvecast.offline.logreaders.base import LogReadError, RunLog, valid_steps
-from curvecast.offline.logreaders.columns import SeriesColumns, quote_cell, step_column
-from curvecast.offline.logreaders.files import iter_text_blocks, open_log_file
+from curvecast.logreaders.base import LogReadError, RunLog, valid_steps
+from curvecast.logreaders.columns import SeriesColumns, quote_cell, step_column
+from curvecast.logreaders.files import iter_text_blocks, open_log_file
 
 __all__ = ["read_csv"]
 

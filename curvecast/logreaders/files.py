@@ -18,7 +18,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from curvecast.offline.logreaders.base import LogReadError
+from curvecast.logreaders.base import LogReadError
 
 __all__ = [
     "MAX_LINE_BYTES",

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from curvecast.callbacks.per_example_norms import module_sq_norms, supported_params
+from curvecast.callbacks.measures.per_example_norms import module_sq_norms, supported_params
 from curvecast.failsafe import warn_once
 
 __all__ = ["MicroBatchNorms", "PerExampleNorms"]

@@ -15,10 +15,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from curvecast.offline.logreaders import files as limits
-from curvecast.offline.logreaders.base import MAX_STEP, LogReadError, RunLog
-from curvecast.offline.logreaders.columns import SeriesColumns, step_column
-from curvecast.offline.logreaders.files import iter_blocks, iter_text_blocks, open_log_file
+from curvecast.logreaders import files as limits
+from curvecast.logreaders.base import MAX_STEP, LogReadError, RunLog
+from curvecast.logreaders.columns import SeriesColumns, step_column
+from curvecast.logreaders.files import iter_blocks, iter_text_blocks, open_log_file
 
 __all__ = ["read_jsonl"]
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from curvecast.callbacks.scheduler_jump import epoch_lr_function
+from curvecast.callbacks.measures.scheduler_jump import epoch_lr_function
 from curvecast.forecasting.knots import SampledKnots, interpolate_knots, sample_knots
 
 __all__ = ["REPLAY_BUDGET", "PlannedSchedule", "replay_schedule", "run_horizon"]

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, printable
+from curvecast.logreaders.base import Curve, LogReadError, RunLog, printable
 
 __all__ = ["MAX_LR_STEPS", "choose_loss", "choose_lr", "lr_at_every_step"]
 

@@ -1,6 +1,9 @@
 """Readers for the logs of runs that already exist: TensorBoard event files, CSV and JSON-lines tables.
 
->>> from curvecast.offline.logreaders import read_log, choose_loss, choose_lr
+A layer below both ``curvecast analyze`` (:mod:`curvecast.offline`) and the live code that reads logs back (the
+TensorBoard actuator): numpy only, no torch, no Lightning, nothing from ``curvecast.offline``.
+
+>>> from curvecast.logreaders import read_log, choose_loss, choose_lr
 >>> log = read_log("lightning_logs/version_0")        # doctest: +SKIP
 >>> loss = choose_loss(log)                           # doctest: +SKIP
 >>> loss.name, loss.steps[-1], loss.values[-1]        # doctest: +SKIP
@@ -12,12 +15,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curvecast.offline.logreaders.base import Curve, LogReadError, RunLog, make_curve, printable
-from curvecast.offline.logreaders.csv_table import read_csv
-from curvecast.offline.logreaders.events import is_event_file, is_event_name, read_event_dir
-from curvecast.offline.logreaders.files import find_files, open_log_file, regular_file_size
-from curvecast.offline.logreaders.json_records import read_jsonl
-from curvecast.offline.logreaders.select import choose_loss, choose_lr
+from curvecast.logreaders.base import Curve, LogReadError, RunLog, make_curve, printable
+from curvecast.logreaders.csv_table import read_csv
+from curvecast.logreaders.events import is_event_file, is_event_name, read_event_dir
+from curvecast.logreaders.files import find_files, open_log_file, regular_file_size
+from curvecast.logreaders.json_records import read_jsonl
+from curvecast.logreaders.select import choose_loss, choose_lr
 
 __all__ = ["Curve", "LogReadError", "RunLog", "choose_loss", "choose_lr", "make_curve", "read_log"]
 
@@ -48,7 +51,7 @@ def read_log(path: str | os.PathLike[str]) -> RunLog:
     ``metrics.csv`` (Lightning's CSVLogger), or a ``.csv``/``.tsv``/``.jsonl``/``.json`` file. Only regular files are
     read: in a directory, a symlink to anything else (a FIFO, a device) is skipped, and symlinked directories are not
     followed. A log is at most ``MAX_LOG_BYTES`` and its lines at most ``MAX_LINE_BYTES``, and a directory is searched
-    through at most ``MAX_WALK_ENTRIES`` entries (constants of ``curvecast.offline.logreaders.files``).
+    through at most ``MAX_WALK_ENTRIES`` entries (constants of ``curvecast.logreaders.files``).
 
     Raises:
         LogReadError: if the path does not exist, is not a regular file or directory, or cannot be read as any of these.

@@ -1,0 +1,109 @@
+"""The curvecast tab's documents of a live run: what each holds (see :mod:`curvecast.tensorboard_plugin.summary`).
+
+Pure builders from a :class:`~curvecast.forecasting.Report`: the TensorBoard reporter decides when and writes them
+into the run's own event file (the run selector lists no sub-run). Numpy only: neither torch nor Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from curvecast.forecasting.report import Report
+from curvecast.forecasting.schedule import LRSchedule
+from curvecast.render.band import forecast_band
+from curvecast.tensorboard_plugin.summary import rounded
+
+__all__ = ["RecentAnomalies", "forecast_document", "planned_lr_document"]
+
+_PLANNED_LR_POINTS = 200  # samples of the planned schedule: a warmup of 1% of the run still gets two of them
+_EVENTS_KEPT = 50  # anomalies in each events document (the most recent ones)
+_MESSAGE_CHARS = 300  # an anomaly's message in the tab is cut here: the alert text has the whole of it
+
+
+def forecast_document(report: Report, scalars: dict[str, float], interval: float, curve_points: int) -> dict[str, Any]:
+    """The forecast of ``report``: its curve from the last observed step to the horizon with the band, the final
+    value and interval, the target and the chance of reaching it (``scalars`` as the reporter wrote them)."""
+    forecast = report.forecast
+    start, horizon = int(forecast.last_step), int(forecast.horizon)
+    steps = np.unique(np.linspace(start, max(horizon, start), curve_points).round().astype(int))
+    band = forecast_band(forecast, steps, interval)
+    mean = np.asarray(forecast.predict(steps), dtype=np.float64) if band is None else band[0]
+    return {
+        "step": int(report.step),
+        "monitor": str(report.monitor),
+        "mode": report.mode,
+        "horizon": horizon,
+        "last_step": start,
+        "interval": float(interval),
+        "final": _number(scalars.get("final")),
+        "final_lo": _number(scalars.get("final_lo")),
+        "final_hi": _number(scalars.get("final_hi")),
+        "target": _number(report.target),
+        "prob_target": _number(scalars.get("prob_target")),
+        "step_to_target": _number(scalars.get("step_to_target")),
+        "reached_at": None if report.reached_at is None else int(report.reached_at),
+        "curve": {
+            "steps": steps.tolist(),
+            "mean": rounded(mean),
+            "lo": None if band is None else rounded(band[1]),
+            "hi": None if band is None else rounded(band[2]),
+        },
+    }
+
+
+def planned_lr_document(schedule: LRSchedule) -> dict[str, Any]:
+    """The planned LR over ``0..horizon``, sampled."""
+    horizon = int(schedule.horizon)
+    steps = np.unique(np.linspace(0, horizon, min(_PLANNED_LR_POINTS, horizon + 1)).round().astype(int))
+    return {"horizon": horizon, "steps": steps.tolist(), "lrs": rounded(schedule.lr(int(step)) for step in steps)}
+
+
+class RecentAnomalies:
+    """The run's most recent anomalies, as the tab's events document lists them (all of them in each document)."""
+
+    def __init__(self) -> None:
+        self._anomalies: dict[tuple[str, str, int, str], dict[str, Any]] = {}  # the recent ones, oldest first
+        self.last_step = -1  # the step of the last events document written
+
+    def add(self, anomalies: tuple[Any, ...]) -> dict[str, Any] | None:
+        """Take ``anomalies``; the events document when some are new (or escalations), else None."""
+        added = False
+        for anomaly in anomalies:
+            key = (str(anomaly.kind), str(getattr(anomaly, "series", "")), int(anomaly.step), str(anomaly.severity))
+            if key in self._anomalies:
+                continue
+            added = True
+            self._anomalies[key] = {
+                "kind": key[0],
+                "series": key[1],
+                "step": key[2],
+                "severity": key[3],
+                "message": str(anomaly.message)[:_MESSAGE_CHARS],
+            }
+        while len(self._anomalies) > _EVENTS_KEPT:
+            del self._anomalies[next(iter(self._anomalies))]
+        return {"anomalies": list(self._anomalies.values())} if added else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The recent anomalies (plain types), so that a resumed run's tab still lists those before the resume."""
+        return {"anomalies": [dict(a) for a in self._anomalies.values()], "last_events_step": self.last_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        anomalies = {}
+        for a in state["anomalies"][-_EVENTS_KEPT:]:
+            entry = {k: str(a[k]) for k in ("kind", "series", "severity", "message")}
+            entry["step"] = int(a["step"])
+            anomalies[(entry["kind"], entry["series"], entry["step"], entry["severity"])] = entry
+        self._anomalies = anomalies
+        self.last_step = int(state["last_events_step"])
+
+
+def _number(value: Any) -> float | None:
+    """A finite float for a JSON document, else None (JSON has no nan)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,161 @@
+"""One logged curve into an ``Analysis``: its forecast to a horizon and its anomalies, from the log of a finished run.
+
+``analyze()`` does the work; :mod:`curvecast.offline.analyze` (the ``curvecast analyze`` command) prints it, and
+:mod:`curvecast.offline.runs` ranks many runs by it. The forecaster loads on the first call, not on import.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
+from curvecast.logreaders.base import printable
+from curvecast.logreaders.select import lr_at_every_step
+from curvecast.metric_direction import metric_direction
+
+if TYPE_CHECKING:
+    from curvecast.forecasting import Anomaly, Forecast
+
+__all__ = ["MAX_DETECTOR_POINTS", "MIN_POINTS", "Analysis", "AnalyzeError", "analyze", "bucket_maxima"]
+
+MIN_POINTS = 5  # the Forecaster's default `min_points`: fewer finite points cannot be forecast
+# The streaming anomaly detector costs tens of microseconds a point; a longer curve is searched on bucket maxima.
+MAX_DETECTOR_POINTS = 50_000
+
+
+class AnalyzeError(ValueError):
+    """Arguments that cannot apply to the log, e.g. a horizon before its last step."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The outcome of ``analyze``.
+
+    Attributes:
+        log: everything read from the path.
+        curve: the series analysed.
+        lr: the learning-rate series found, or None.
+        lr_used: whether ``lr`` covered every step up to the horizon and was given to the forecaster.
+        horizon: the step forecast to.
+        target: the target asked about, or None.
+        forecast: the ``Forecast`` (``forecast.ok`` False with ``forecast.reason`` when none could be made).
+        anomalies: the ``Anomaly`` events found over the whole curve, in step order.
+        anomaly_bucket: how many logged points each point given to the anomaly detector stands for (1: all of them).
+        mode: ``"min"`` when the series is better low, ``"max"`` when better high (given, or read from its name).
+        bounds: the series' range given to the forecaster, or None.
+    """
+
+    log: RunLog
+    curve: Curve
+    lr: Curve | None
+    lr_used: bool
+    horizon: int
+    target: float | None
+    forecast: Forecast
+    anomalies: list[Anomaly]
+    anomaly_bucket: int = 1
+    mode: str = "min"
+    bounds: tuple[float | None, float | None] | None = None
+
+
+def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each run of ``bucket`` points as one point: its maximum at its own step, or its first non-finite value.
+
+    The maximum keeps a spike's height and step (a mean would dilute it), and a bucket holding a NaN or inf stays
+    non-finite, so the critical events survive the thinning.
+    """
+    n = len(steps) // bucket * bucket
+    tail_steps, tail_values = steps[n:], values[n:]
+    block = values[:n].reshape(-1, bucket)
+    finite = np.isfinite(block)
+    pick = np.where(finite.all(axis=1), np.argmax(np.where(finite, block, -np.inf), axis=1), np.argmin(finite, axis=1))
+    rows = np.arange(len(block))
+    out_steps = steps[:n].reshape(-1, bucket)[rows, pick]
+    return np.r_[out_steps, tail_steps], np.r_[block[rows, pick], tail_values]
+
+
+def _detect(curve: Curve, lr: Curve | None, mode: str) -> tuple[list[Anomaly], int]:
+    from curvecast.forecasting import detect_anomalies
+
+    steps, values = curve.steps, curve.values
+    bucket = -(-len(steps) // MAX_DETECTOR_POINTS)
+    if bucket > 1:  # the worst point of each bucket: its maximum, or for a score its minimum
+        sign = 1.0 if mode == "min" else -1.0
+        steps, worst = bucket_maxima(steps, sign * values, bucket)
+        values = sign * worst
+    lrs = lr_at_every_step(lr, int(steps[-1])) if lr is not None else None
+    events = detect_anomalies(steps, values, lrs=None if lrs is None else lrs.tolist(), series=curve.name, mode=mode)
+    return sorted(events, key=lambda event: event.step), bucket
+
+
+def analyze(
+    path: str | Path,
+    tag: str | None = None,
+    horizon: int | None = None,
+    target: float | None = None,
+    *,
+    mode: str | None = None,
+    bounds: tuple[float | None, float | None] | None = None,
+) -> Analysis:
+    """Read the log at ``path``, forecast its loss (or ``tag``) at ``horizon`` and find its anomalies.
+
+    Args:
+        path: a TensorBoard log directory or event file, a CSVLogger ``metrics.csv``, or a CSV/JSONL file.
+        tag: the series to analyse; by default the training loss.
+        horizon: the step to forecast; by default the last logged step.
+        target: a value of the series to ask about (step reaching it, probability of ending better than it).
+        mode: ``"min"`` or ``"max"``; by default read from the series' name (``metric_direction``: ``val_acc`` is
+            better high, a loss low).
+        bounds: the series' range ``(lo, hi)``, None for an open side; by default (0, 1) or (0, 100) for a
+            fraction-like score (accuracy, F1, AUC, ...) whose values lie there, else none.
+
+    Raises:
+        LogReadError: the log cannot be read, ``tag`` is not in it, or it has fewer than ``MIN_POINTS`` points.
+        AnalyzeError: ``horizon`` lies before the last logged step, or ``target`` is not finite.
+    """
+    from curvecast.forecasting import Forecaster
+    from curvecast.forecasting.metric_map import check_mode_bounds
+
+    log = read_log(path)
+    curve = choose_loss(log, tag)
+    _check_steps(curve, log)
+    finite = int(np.isfinite(curve.values).sum())
+    if finite < MIN_POINTS:
+        raise LogReadError(
+            f"Expected at least {MIN_POINTS} finite points in `{curve.name}` to forecast, but it has {finite} "
+            f"({len(curve)} logged)"
+        )
+    last = int(curve.steps[-1])
+    if horizon is None:
+        horizon = last
+    elif horizon < last:
+        raise AnalyzeError(f"Expected `--horizon` to be at or after the last logged step {last}, but got {horizon}")
+    if target is not None and not math.isfinite(target):
+        raise AnalyzeError(f"Expected `--target` to be a finite number, but got {target}")
+    lr = choose_lr(log, curve)
+    lrs = lr_at_every_step(lr, horizon) if lr is not None else None
+    try:
+        check_mode_bounds(mode or "min", bounds)
+    except ValueError as error:
+        raise AnalyzeError(str(error)) from None
+    mode, bounds = metric_direction(curve.name, curve.values, mode, bounds)
+    try:
+        forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs, mode=mode, bounds=bounds)
+        anomalies, bucket = _detect(curve, lr, mode)
+    except ValueError as error:  # both validate their inputs with ValueError; anything left here is about the log
+        raise LogReadError(f"Cannot analyse `{printable(curve.name)}` of {log.source}: {error}") from None
+    return Analysis(log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket, mode, bounds)
+
+
+def _check_steps(curve: Curve, log: RunLog) -> None:
+    """The forecaster counts steps from 0; a log starting below (a warm-up logged at negative steps) cannot be fit."""
+    if len(curve) and curve.steps[0] < 0:
+        raise LogReadError(
+            f"Expected the steps of `{printable(curve.name)}` in {log.source} to be at least 0, but the first is "
+            f"{curve.steps[0]}: the forecaster counts steps from 0"
+        )
