@@ -13,7 +13,7 @@ from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting import Reference
 from curvecast.live.reference_source import study_references
-from curvecast.offline.reference_logs import MIN_FINISHED, references_from_logs
+from curvecast.logreaders.reference_runs import MIN_FINISHED, references_from_logs
 from tiny_models import TinyRegression, loader
 
 STEPS = 64  # 8 epochs of 8 batches

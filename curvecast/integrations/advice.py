@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+import curvecast.integrations.advice_math as am
 from curvecast.forecasting.report import Report
-from curvecast.integrations import advice_math as am
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.alerts import Alert, publish_alert
 from curvecast.series import DATA_WAIT_FRACTION, GNS_B_SIMPLE, LR

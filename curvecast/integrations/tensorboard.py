@@ -18,9 +18,8 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
   interval, target), for viewers without the curvecast tab.
 - A custom-scalars layout (tab "Custom Scalars", category ``curvecast``): a Margin chart of the final forecast with its
   interval, and a Multiline chart of ``curvecast/loss`` across runs.
-- Sub-run ``curvecast_summary``: an hparams session (tab "HParams") whose metrics (final forecast, interval, chance of
-  reaching the target, best and last observed value, whether the run was stopped early) are updated at every report,
-  so the row shows the final summary once the run ends.
+- Sub-run ``curvecast_summary``: an hparams session (tab "HParams") whose metrics are updated at every report
+  (:mod:`curvecast.integrations.summary_run`).
 
 This module alone writes into the run's event file; what the tab's documents hold is built in
 :mod:`curvecast.integrations.tab_documents`. A write that fails (a full disk, a log directory that cannot be written)
@@ -30,7 +29,6 @@ is one :class:`~curvecast.failsafe.CurvecastWarning`; the run goes on, and the n
 from __future__ import annotations
 
 import math
-import os
 import weakref
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from curvecast._lightning import tensorboard_writer
 from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator, RunContext
+from curvecast.integrations.summary_run import SummaryRun, module_hparams
 from curvecast.integrations.tab_documents import RecentAnomalies, forecast_document, planned_lr_document
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.events import is_event_file, read_event_dir
@@ -63,13 +62,11 @@ from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, PLANN
 
 __all__ = ["TensorBoardReporter", "write_alert_text"]
 
-SUMMARY_RUN = "curvecast_summary"
 # What the sensors measure, written beside the forecasts (when recorded): the bundle's sensors log nothing themselves.
 SENSOR_SERIES = (LR, GRAD_NORM, GNS_B_SIMPLE, SAMPLES_PER_SEC, DATA_WAIT_FRACTION, STEP_TIME, throughput("mfu"))
 # Most points of the monitor in a run of known length (TensorBoard's own loader keeps 1000 per tag); a fifth of it
 # for each other series.
 _RUN_POINTS = 2000
-_SUMMARY_METRICS = ("final", "final_lo", "final_hi", "prob_target", "step_to_target", "best", "last", "stopped_early")
 
 # The last step written under the alerts tag, per SummaryWriter. A TensorBoard tag must never get two events at one
 # step (the Rust data server keeps only the latest), so a second alert at the same step goes one step later; its
@@ -146,7 +143,7 @@ class TensorBoardReporter(Actuator):
         self._first_step_to_write = -math.inf
         self._started_at = 0  # the step the current fit started from (see on_train_start)
         self._last_curve_step: int | None = None
-        self._summary_writer: Any = None
+        self._summary = SummaryRun()
         self._hparams: dict[str, Any] = {}
         self._anomalies = RecentAnomalies()
         self._planned_lr: list[float | None] | None = None  # the planned LR last written for the tab
@@ -210,7 +207,7 @@ class TensorBoardReporter(Actuator):
             self._last_curve_step = None
             self._planned_lr = None  # a new fit or a new writer: the planned schedule is written again
             self._stopped = False
-            self._close_summary()
+            self._summary.close()
             writer.add_custom_scalars(self._layout(report.monitor))
         self._write_actual(writer, report)
         if report.anomalies:
@@ -337,33 +334,16 @@ class TensorBoardReporter(Actuator):
         writer.add_figure(PREFIX + "figure", fig, report.step, close=True)
 
     def _write_summary(self, writer: Any, trainer: Any, pl_module: Any, report: Report) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-        from torch.utils.tensorboard.summary import hparams
-
-        if self._summary_writer is None:
-            self._summary_writer = SummaryWriter(log_dir=os.path.join(writer.log_dir, SUMMARY_RUN))
-            params = {**_module_hparams(pl_module), **self._hparams, logged_name("horizon"): report.horizon}
-            params = {k: v for k, v in params.items() if isinstance(v, (bool, int, float, str))}
-            metrics = {logged_name(f"summary/{name}"): 0.0 for name in _SUMMARY_METRICS}
-            # Written once, without hparams()'s own scalars: the metric values come from the scalars below.
-            for proto in hparams(params, metrics):
-                self._summary_writer.file_writer.add_summary(proto)
+        params = {**module_hparams(pl_module), **self._hparams, logged_name("horizon"): report.horizon}
         values = self._scalars(report)
         if report.observed is not None:
             values["best"], values["last"] = float(report.best), float(report.observed)
         values["stopped_early"] = float(self._stopped or bool(getattr(trainer, "should_stop", False)))
-        for name, value in values.items():
-            self._summary_writer.add_scalar(logged_name(f"summary/{name}"), value, report.step)
-        self._summary_writer.flush()
-
-    def _close_summary(self) -> None:
-        if self._summary_writer is not None:
-            self._summary_writer.close()
-            self._summary_writer = None
+        self._summary.write(writer.log_dir, params, values, report.step)
 
     def close(self) -> None:
         """Close the summary sub-run's file (the bundle may call it at the end of training; safe to call twice)."""
-        self._close_summary()
+        self._summary.close()
 
 
 def _last_step_written(log_dir: str) -> int:
@@ -388,18 +368,3 @@ def _add_document(writer: Any, tag: str, document: dict[str, Any], step: int) ->
     """One document of the curvecast tab into the writer's own event file, at ``step``."""
     file_writer = writer._get_file_writer() if hasattr(writer, "_get_file_writer") else writer.file_writer
     file_writer.add_summary(json_summary(tag, document), int(step))
-
-
-def _module_hparams(pl_module: Any) -> dict[str, Any]:
-    """The module's saved hyperparameters (``save_hyperparameters``), flattened one level, scalars only."""
-    try:
-        hparams = dict(getattr(pl_module, "hparams", {}) or {})
-    except Exception:  # noqa: BLE001 - an odd hparams container is not worth a failure
-        return {}
-    flat: dict[str, Any] = {}
-    for key, value in hparams.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}/{k}": v for k, v in value.items()})
-        else:
-            flat[str(key)] = value
-    return flat

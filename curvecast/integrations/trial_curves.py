@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
+from curvecast.forecasting.references import Reference
+
 __all__ = ["CURVE_ATTR", "MAX_CURVE_POINTS", "TrialCurve", "chance_to_beat", "subsample"]
 
 CURVE_ATTR = "curvecast_curve"  # trial user attribute: the monitored curve of a trial that ran to its end
@@ -99,8 +101,6 @@ class TrialCurve:
 
     def reference(self) -> Any:
         """The curve as a forecasting ``Reference`` (with per-step LRs when known and not too long), or None."""
-        from curvecast.forecasting.references import Reference
-
         ok = np.isfinite(self.values)
         lrs = None
         last = int(self.steps[-1])

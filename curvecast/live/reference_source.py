@@ -1,7 +1,7 @@
 """Where a live run's reference runs come from: ``Curvecast(references=...)``.
 
 Three sources are taken: ``Reference`` objects as they are; a log directory of finished runs of the same recipe
-(``curvecast.offline.reference_logs``); or an Optuna study, whose completed trials are read at the start of each fit,
+(``curvecast.logreaders.reference_runs``); or an Optuna study, whose completed trials are read at the start of each fit,
 so a trial sees every trial finished before it. A trial's curve is the one ``ForecastPruningCallback`` stored for the
 monitor (``CURVE_ATTR``, with its planned LRs); else the values the trial reported (``trial.report``) when the study
 optimizes in the monitor's direction, since those are then the monitor, or something that moves with it.
@@ -19,6 +19,7 @@ import numpy as np
 from curvecast.failsafe import warn_once
 from curvecast.forecasting.references import MAX_REFERENCES, Reference, check_references
 from curvecast.integrations.trial_curves import CURVE_ATTR, TrialCurve
+from curvecast.logreaders.reference_runs import references_from_logs
 
 __all__ = ["ReferenceSource", "check_reference_source", "load_references", "references_for_fit", "study_references"]
 
@@ -59,7 +60,6 @@ def load_references(
     if _is_study(source):
         return study_references(source, monitor, mode)
     if isinstance(source, (str, os.PathLike)):
-        from curvecast.offline.reference_logs import references_from_logs  # the log readers load only when asked
 
         found = references_from_logs(source, monitor, exclude)
         return found.references, found.skipped

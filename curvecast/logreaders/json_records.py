@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from curvecast.logreaders import files as limits
+import curvecast.logreaders.files as limits
 from curvecast.logreaders.base import MAX_STEP, LogReadError, RunLog
 from curvecast.logreaders.columns import SeriesColumns, step_column
 from curvecast.logreaders.files import iter_blocks, iter_text_blocks, open_log_file

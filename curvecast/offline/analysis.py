@@ -62,6 +62,13 @@ class Analysis:
     mode: str = "min"
     bounds: tuple[float | None, float | None] | None = None
 
+    @property
+    def target_chance(self) -> float | None:
+        """The chance the series ends on the good side of ``target`` at the horizon, or None (no target or forecast)."""
+        from curvecast.forecasting.report import target_chance
+
+        return target_chance(self.forecast, self.target)
+
 
 def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
     """Each run of ``bucket`` points as one point: its maximum at its own step, or its first non-finite value.

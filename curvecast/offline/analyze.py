@@ -22,9 +22,10 @@ import numpy as np
 
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.base import printable
+from curvecast.logreaders.run_dirs import find_runs
 from curvecast.offline.analysis import Analysis, AnalyzeError, analyze
 from curvecast.offline.plot import plot_analysis
-from curvecast.offline.runs import describe_runs, find_runs, rank_runs, runs_to_dict
+from curvecast.offline.runs import describe_runs, rank_runs, runs_to_dict
 from curvecast.render.text import anomaly_line, fmt, forecast_lines
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
             report["forecast"].update(
                 step_to_reach=forecast.step_to_reach(target),
                 prob_below=_number(forecast.prob_below(target)),
-                prob_better=_number(forecast.prob_beyond(target)),  # below for a loss, above for a score
+                prob_better=_number(analysis.target_chance),  # below for a loss, above for a score
             )
     return report
 
@@ -113,7 +114,7 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
     else:
         use = "used" if analysis.lr_used else f"not used: it ends at step {analysis.lr.steps[-1]}, before the horizon"
         lines.append(f"  learning rate: {printable(analysis.lr.name, _MAX_NAME_CHARS)} ({use})")
-    lines.extend(forecast_lines(forecast, target))
+    lines.extend(forecast_lines(forecast, target, analysis.target_chance))
     events = analysis.anomalies
     thinned = f" (searched on maxima of {analysis.anomaly_bucket} points)" if analysis.anomaly_bucket > 1 else ""
     lines.append(f"  anomalies{thinned}: {len(events) or 'none'}")

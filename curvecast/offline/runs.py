@@ -15,14 +15,11 @@ from typing import Any
 
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.base import printable
-from curvecast.logreaders.events import is_event_name
-from curvecast.logreaders.files import find_files
 from curvecast.offline.analysis import Analysis, AnalyzeError, analyze
 from curvecast.render.text import fmt
 
-__all__ = ["RankedRun", "describe_runs", "find_runs", "rank_runs", "runs_to_dict"]
+__all__ = ["RankedRun", "describe_runs", "rank_runs", "runs_to_dict"]
 
-_SUBRUNS = ("curvecast_forecast", "curvecast_summary")  # written inside a run by TensorBoardReporter
 _NAME_CHARS = 40  # of a run's path in the table
 
 
@@ -35,17 +32,6 @@ class RankedRun:
     analysis: Analysis | None
     error: str | None = None
     chance_to_beat: float = math.nan
-
-
-def find_runs(directory: Path) -> list[Path]:
-    """The run directories under ``directory``, sorted (a directory holding a log of its own is a run)."""
-    found, _ = find_files(directory, lambda name: is_event_name(name) or name == "metrics.csv")
-    runs = set()
-    for file in found:
-        parts = file.parent.relative_to(directory).parts
-        if not any(part.startswith(_SUBRUNS) for part in parts):
-            runs.add(file.parent)
-    return sorted(runs)
 
 
 def rank_runs(

@@ -7,10 +7,11 @@ in the training log, the demo and ``analyze``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from curvecast.forecasting.forecast import Forecast
-from curvecast.forecasting.report import Report, target_chance
+if TYPE_CHECKING:  # the types alone: `curvecast --help` and `analyze`'s start-up do not load the forecaster for text
+    from curvecast.forecasting.forecast import Forecast
+    from curvecast.forecasting.report import Report
 
 __all__ = ["anomaly_line", "describe_report", "fmt", "forecast_lines", "forecast_line"]
 
@@ -49,11 +50,13 @@ def forecast_line(report: Report, interval: float = 0.8) -> str:
 def forecast_lines(
     forecast: Forecast | None,
     target: float | None = None,
+    chance: float | None = None,
     reached_at: int | None = None,
     level: float = 0.8,
     indent: str = "  ",
 ) -> list[str]:
-    """The forecast at its horizon with its interval (or why there is none), then the target's outlook."""
+    """The forecast at its horizon with its interval (or why there is none), then the target's outlook: when it was
+    or will be reached, and ``chance``, the chance the metric ends on the good side of it (as the brain gave it)."""
     if forecast is None:
         lines = [f"{indent}forecast: none (the run length is unknown)"]
     elif not forecast.ok:
@@ -64,7 +67,7 @@ def forecast_lines(
         lines = [f"{indent}forecast at step {forecast.horizon}: {fmt(forecast.final)} ({interval})"]
     usable = forecast is not None and forecast.ok
     if target is not None and (reached_at is not None or usable):
-        lines.append(f"{indent}target {fmt(target)}: {_target_outlook(forecast, target, reached_at)}")
+        lines.append(f"{indent}target {fmt(target)}: {_target_outlook(forecast, target, chance, reached_at)}")
     return lines
 
 
@@ -80,14 +83,14 @@ def describe_report(report: Report, level: float = 0.8) -> str:
     head = f"{report.monitor} at step {report.step}" + (f" of {report.horizon}" if report.horizon else "")
     if report.observed is not None:
         head += f": {fmt(report.observed)} (best {fmt(report.best)})"
-    lines = [head, *forecast_lines(report.forecast, report.target, report.reached_at, level)]
+    lines = [head, *forecast_lines(report.forecast, report.target, report.target_chance, report.reached_at, level)]
     schedule = "known" if report.lr_schedule_known else "unknown"
     lines.append(f"  LR schedule: {schedule}" + ("; an LR drop lies ahead" if report.lr_drop_ahead else ""))
     lines.extend(anomaly_line(anomaly) for anomaly in report.anomalies)
     return "\n".join(lines)
 
 
-def _target_outlook(forecast: Forecast | None, target: float, reached_at: int | None) -> str:
+def _target_outlook(forecast: Forecast | None, target: float, chance: float | None, reached_at: int | None) -> str:
     """When the target was or will be reached, and the chance the run ends on the right side of it."""
     usable = forecast is not None and forecast.ok
     parts = []
@@ -96,7 +99,6 @@ def _target_outlook(forecast: Forecast | None, target: float, reached_at: int | 
     elif usable:
         reach = forecast.step_to_reach(target)
         parts.append(f"forecast to be reached near step {reach}" if reach is not None else "not reached by the horizon")
-    chance = target_chance(forecast, target)
-    if chance is not None:
+    if usable and chance is not None:
         parts.append(f"chance to end {'below' if forecast.mode == 'min' else 'above'} it {chance:.2f}")
     return "; ".join(parts)

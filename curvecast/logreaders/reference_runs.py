@@ -17,8 +17,8 @@ from pathlib import Path
 from curvecast.forecasting.references import MAX_REFERENCES, Reference
 from curvecast.logreaders import LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.logreaders.base import Curve, printable
+from curvecast.logreaders.run_dirs import find_runs
 from curvecast.logreaders.select import lr_at_every_step
-from curvecast.offline.runs import find_runs
 from curvecast.series import METRIC_PREFIX, STOPPED_TAG, TRAIN_LOSS
 
 __all__ = ["MIN_FINISHED", "ReferenceLogs", "references_from_logs"]
