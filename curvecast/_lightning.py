@@ -10,6 +10,7 @@ The Trainer, its strategy and its loggers are only duck-typed.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pytorch_lightning import Callback as _ClassicCallback
@@ -51,13 +52,26 @@ def optimizer_step_index(trainer: Any, *, after_step: bool = False) -> int:
 
 
 def tensorboard_writer(trainer: Any):
-    """The ``SummaryWriter`` of the Trainer's first TensorBoard logger, or None (duck-typed across flavours)."""
+    """The ``SummaryWriter`` of the Trainer's first TensorBoard logger, or None: an instance of either flavour's
+    ``TensorBoardLogger`` (a subclass included), or a logger of a class by that name."""
     from torch.utils.tensorboard import SummaryWriter
 
+    types = _tensorboard_logger_types()
     for logger in getattr(trainer, "loggers", None) or []:
-        if type(logger).__name__ != "TensorBoardLogger":
+        if not isinstance(logger, types) and type(logger).__name__ != "TensorBoardLogger":
             continue
         experiment = logger.experiment
         if isinstance(experiment, SummaryWriter):
             return experiment
     return None
+
+
+def _tensorboard_logger_types() -> tuple[type, ...]:
+    """The ``TensorBoardLogger`` classes of the flavours imported so far (a logger of a flavour never imported cannot
+    exist, and importing one costs time)."""
+    found = []
+    for module in ("pytorch_lightning.loggers.tensorboard", "lightning.pytorch.loggers.tensorboard"):
+        cls = getattr(sys.modules.get(module), "TensorBoardLogger", None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)

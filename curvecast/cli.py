@@ -10,8 +10,41 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a positive integer (``--steps``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"Expected a positive integer, but got {text!r}")
+    return value
+
+
+def _writable_dir(path: str) -> str | None:
+    """Why ``path`` cannot serve as the log directory (created if missing), or None when a file can be written there."""
+    import tempfile
+    from pathlib import Path
+
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def _demo(args: argparse.Namespace) -> int:
     import warnings
+
+    from curvecast.logreaders.base import printable
+
+    problem = _writable_dir(args.logdir)
+    if problem is not None:
+        message = f"Cannot write the log directory {printable(args.logdir, 200)}: {problem}"
+        print(f"curvecast demo: error: {message}", file=sys.stderr)
+        return 2
 
     from curvecast.demo import DemoConfig, run_demo
     from curvecast.failsafe import CurvecastWarning
@@ -67,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Curvecast callback and a TensorBoardLogger: a model that reaches the target and one that cannot, which "
         "curvecast stops early. Print the forecast reports and how to open the logs.",
     )
-    demo.add_argument("--steps", type=int, default=300, help="optimizer steps per run (default: 300)")
+    demo.add_argument("--steps", type=_positive_int, default=300, help="optimizer steps per run (default: 300)")
     demo.add_argument("--logdir", default="curvecast_logs", help="TensorBoard log directory (default: curvecast_logs)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(run=_demo)

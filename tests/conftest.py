@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,7 @@ def curves_dir() -> Path:
 
 @pytest.fixture
 def quiet_trainer_kwargs(tmp_path: Path) -> dict:
-    """Trainer arguments for a tiny CPU run with nothing but what a test asks for."""
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    return {
-        "default_root_dir": tmp_path,
-        "accelerator": "cpu",
-        "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-    }
+    """Trainer arguments for a tiny CPU run with nothing but what a test asks for (see ``run_helpers.quiet_kwargs``)."""
+    from run_helpers import quiet_kwargs  # here, not above: a test that needs no Trainer imports no torch
+
+    return quiet_kwargs(tmp_path)

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from run_helpers import tiny_trainer
 from test_logs import MNG_RUN, read_curve_csv, write_events
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -123,17 +124,13 @@ class LoggingModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def test_lightning_run_logs(tmp_path: Path, quiet_trainer_kwargs: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lightning_run_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(128, 4, generator=generator)
     data = TensorDataset(x, x @ torch.arange(1.0, 5.0) + 0.1 * torch.randn(128, generator=generator))
     tensorboard, csv_logger = TensorBoardLogger(tmp_path, name="tb"), CSVLogger(tmp_path, name="csv")
-    trainer = pl.Trainer(
-        **{**quiet_trainer_kwargs, "logger": [tensorboard, csv_logger]},
-        max_steps=64,
-        log_every_n_steps=1,
-        callbacks=[LearningRateMonitor(logging_interval="step")],
-    )
+    callbacks = [LearningRateMonitor(logging_interval="step")]
+    trainer = tiny_trainer(tmp_path, callbacks, 64, logger=[tensorboard, csv_logger], log_every_n_steps=1)
     trainer.fit(LoggingModule(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=64))
     from_tb = run_json(capsys, tensorboard.log_dir, "--no-plot")
     from_csv = run_json(capsys, Path(csv_logger.log_dir) / "metrics.csv", "--no-plot")

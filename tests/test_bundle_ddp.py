@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
 from tiny_models import LeaveTogether, TinyRegression, loader
@@ -25,13 +26,10 @@ class CheckHistoryOnEveryRank(pl.Callback):
 
 @pytest.mark.ddp
 @pytest.mark.timeout(240)
-def test_every_rank_records_the_rank_averaged_loss_and_rank_zero_forecasts(quiet_trainer_kwargs):
+def test_every_rank_records_the_rank_averaged_loss_and_rank_zero_forecasts(tmp_path):
     bundle = Curvecast(forecast_budget=None, forecast_every=4, background=False)
-    trainer = pl.Trainer(
-        max_steps=8,
-        log_every_n_steps=3,  # flushes every 3 steps: 0-2, 3-5, and the rest at the end of training
-        callbacks=[bundle, CheckHistoryOnEveryRank(bundle), LeaveTogether()],
-        **{**quiet_trainer_kwargs, "devices": 2, "strategy": "ddp_spawn"},
-    )
+    callbacks = [bundle, CheckHistoryOnEveryRank(bundle), LeaveTogether()]
+    # Flushes every 3 steps: 0-2, 3-5, and the rest at the end of training.
+    trainer = tiny_trainer(tmp_path, callbacks, 8, logger=False, log_every_n_steps=3, devices=2, strategy="ddp_spawn")
     trainer.fit(TinyRegression(), loader(n=128))
     assert trainer.state.finished

@@ -35,16 +35,18 @@ def test_demo_trains_writes_tensorboard_logs_and_prints_a_forecast(tmp_path, cap
 
 def test_the_report_says_when_the_target_was_reached_and_what_was_observed():
     from curvecast.forecasting import Forecaster, Report
+    from curvecast.forecasting.report import target_chance
     from curvecast.render.text import describe_report
 
     steps = np.arange(300)
     values = 2.0 + 3.0 / (1.0 + steps / 20.0)
     forecast = Forecaster().fit(steps, values, horizon=300)
     reached = int(np.flatnonzero(values <= 2.5)[0])
+    chance = target_chance(forecast, 2.5)
     report = Report(step=299, monitor="loss", horizon=300, forecast=forecast, target=2.5, observed=float(values[-1]),
-                    best=float(values.min()), reached_at=reached)  # fmt: skip
+                    best=float(values.min()), reached_at=reached, target_chance=chance)  # fmt: skip
     text = describe_report(report)
     assert text.splitlines()[0] == f"loss at step 299 of 300: {values[-1]:.4g} (best {values.min():.4g})"
-    assert f"target 2.5: reached at step {reached}; chance to end below it " in text
+    assert f"target 2.5: reached at step {reached}; chance to end below it {report.target_chance:.2f}" in text
     assert "model" not in text
     assert "theta" not in text

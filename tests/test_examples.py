@@ -1,7 +1,7 @@
 import importlib.util
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from run_helpers import read_events
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -21,5 +21,4 @@ def test_quickstart_runs_and_forecasts(tmp_path, capsys):
     assert bundle.last_report.forecast.ok
     assert "forecast of the final loss" in capsys.readouterr().out
     event_dirs = {p.parent for p in tmp_path.rglob("events.out.tfevents.*")}
-    accumulator = EventAccumulator(str(sorted(event_dirs)[0])).Reload()
-    assert "train_loss" in accumulator.Tags()["scalars"]
+    assert "train_loss" in read_events(sorted(event_dirs)[0]).Tags()["scalars"]

@@ -1,13 +1,14 @@
-"""The forecast worker never holds up training: a late job is abandoned at the end, the last forecast made inline."""
+"""The forecast worker never holds up training: a late job is abandoned at the end, and nothing is fitted inline."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
 import pytorch_lightning as pl
 
-import curvecast.live.cadence
 from curvecast import Curvecast
+from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting import Forecaster
 from curvecast.live.runner import ForecastRunner
 from tiny_models import TinyRegression, loader
@@ -27,29 +28,51 @@ def test_a_late_job_is_abandoned_not_waited_for():
     assert runner.drain(timeout=5.0) == "next"
 
 
-def test_training_ends_even_with_the_worker_stuck_and_forecasts_the_last_step_inline(quiet_trainer_kwargs, monkeypatch):
-    stuck = threading.Event()  # never set while training: a worker forecast blocks until the test ends
-    real_fit = Forecaster.fit
+def test_training_ends_in_bounded_time_with_every_fit_stuck_and_says_so(quiet_trainer_kwargs, monkeypatch):
+    stuck = threading.Event()  # never set while training: every fit blocks until the test ends, inline ones too
 
     def fit(self, *args, **kwargs):
-        if threading.current_thread() is not threading.main_thread():
-            stuck.wait()
-        return real_fit(self, *args, **kwargs)
+        stuck.wait()
 
     monkeypatch.setattr(Forecaster, "fit", fit)
-    monkeypatch.setattr(curvecast.live.cadence, "END_WAIT_S", 0.1)
     bundle = Curvecast(forecast_every=10, background=True)
+    bundle.cadence.end_wait = 0.2
+    trainer = pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs)
+    try:
+        with pytest.warns(CurvecastWarning, match=r"still running 0\.2 s after the end of training was abandoned"):
+            trainer.fit(TinyRegression(), loader(n=320))  # returns: nothing is fitted inline on the training thread
+    finally:
+        stuck.set()
+    assert trainer.global_step == 40
+    assert bundle.cadence.abandoned == 2  # the one in flight, then the one of the last step
+    assert bundle.last_report is None  # no forecast ever finished
+
+
+def test_the_last_step_is_forecast_in_the_worker_after_a_late_one(quiet_trainer_kwargs, monkeypatch):
+    first = threading.Event()  # the forecast in flight at the end is stuck; the one of the last step is not
+    real_fit = Forecaster.fit
+    calls = []
+
+    def fit(self, steps, *args, **kwargs):
+        calls.append(threading.current_thread() is threading.main_thread())
+        if len(calls) == 1:
+            first.wait()
+        return real_fit(self, steps, *args, **kwargs)
+
+    monkeypatch.setattr(Forecaster, "fit", fit)
+    bundle = Curvecast(forecast_every=30, background=True, forecast_budget=None)
+    bundle.cadence.end_wait = 2.0
     try:
         pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader(n=320))
     finally:
-        stuck.set()
-    assert bundle.cadence.abandoned == 1
+        first.set()
+    assert not any(calls)  # every fit ran in the worker
     assert bundle.last_report is not None
-    assert bundle.last_report.step == 39  # made inline, from the last observed step
+    assert bundle.last_report.step == 39  # the last observed step, forecast after the stuck one was left
     assert bundle.last_report.forecast.ok
 
 
-def test_forecasts_keep_to_their_share_of_the_run():
+def test_forecasts_keep_to_their_share_of_the_run(monkeypatch):
     """A fit that cost 1 s of CPU, with a 2% budget, waits 50 s of training before the next, whatever the steps."""
     from curvecast.history import RunHistory
     from curvecast.live.cadence import ForecastCadence
@@ -60,10 +83,10 @@ def test_forecasts_keep_to_their_share_of_the_run():
         cpu_reads[0] += 1
         return float(cpu_reads[0])
 
+    monkeypatch.setattr(ForecastRunner, "cpu_clock", staticmethod(cpu_clock))
     history = RunHistory()
     cadence = ForecastCadence(history, lambda: None, lambda: 1000, "loss", None, 10, background=False, budget=0.02)
     cadence.clock = lambda: wall[0]
-    cadence._runner.cpu_clock = cpu_clock
     started = []
     for step in range(200):
         history.append("loss", step, 1.0 / (step + 1))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from run_helpers import read_events
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
 from torch.utils.tensorboard import SummaryWriter
 
@@ -84,8 +84,7 @@ def mixed_event_dir(tmp_path: Path) -> Path:
 def test_mixed_event_file_matches_event_accumulator(mixed_event_dir: Path) -> None:
     log = read_log(mixed_event_dir)
     assert set(log.names) == {"train/loss", "a_rather_long_tag_name/" + "x" * 140, "tf2/loss", "tf2/acc", "multi/a"}
-    accumulator = EventAccumulator(str(mixed_event_dir), size_guidance={"scalars": 0, "tensors": 0})
-    accumulator.Reload()
+    accumulator = read_events(mixed_event_dir)
     for tag in ("train/loss", "multi/a"):
         expected = accumulator.Scalars(tag)
         np.testing.assert_array_equal(log.curves[tag].steps, [event.step for event in expected])

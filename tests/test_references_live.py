@@ -8,6 +8,7 @@ import optuna
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
@@ -19,12 +20,10 @@ from tiny_models import TinyRegression, loader
 STEPS = 64  # 8 epochs of 8 batches
 
 
-def _fit(kwargs: dict, logger, curvecast: Curvecast, steps: int = STEPS, val: bool = False) -> Curvecast:
-    kwargs = dict(kwargs, logger=logger, max_steps=steps, callbacks=[curvecast])
-    if val:
-        kwargs.update(val_check_interval=8, check_val_every_n_epoch=None)
+def _fit(tmp_path: Path, logger, curvecast: Curvecast, steps: int = STEPS, val: bool = False) -> Curvecast:
+    validation = {"val_check_interval": 8, "check_val_every_n_epoch": None} if val else {}
     pl.seed_everything(0, verbose=False)
-    trainer = pl.Trainer(**kwargs)
+    trainer = tiny_trainer(tmp_path, [curvecast], steps, logger=logger, **validation)
     trainer.fit(TinyRegression(lr=0.02), loader(256, 32), loader(256, 32, seed=1) if val else None)
     return curvecast
 
@@ -35,18 +34,16 @@ def _watch(**kwargs) -> Curvecast:
                      throughput=False, advice=False, log_forecasts=False, **kwargs)  # fmt: skip
 
 
-def test_finished_runs_in_the_log_directory_inform_the_forecast_and_the_live_run_is_not_its_own(
-    tmp_path, quiet_trainer_kwargs
-):
+def test_finished_runs_in_the_log_directory_inform_the_forecast_and_the_live_run_is_not_its_own(tmp_path):
     root = tmp_path / "logs"
-    finished = [_fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="recipe"), _watch()) for _ in range(2)]
+    finished = [_fit(tmp_path, TensorBoardLogger(root, name="recipe"), _watch()) for _ in range(2)]
     series = finished[0].history.series("loss")
     # The loss still falls fast at the end: its final level is a log-linear fit of the last epoch, read at the end.
     slope, level = np.polyfit(series.steps[-8:], np.log(series.values[-8:]), 1)
     truth = float(np.exp(level + slope * series.steps[-1]))
 
-    alone = _fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="recipe"), _watch(), steps=STEPS)
-    live = _fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="recipe"), _watch(references=root), steps=STEPS)
+    alone = _fit(tmp_path, TensorBoardLogger(root, name="recipe"), _watch(), steps=STEPS)
+    live = _fit(tmp_path, TensorBoardLogger(root, name="recipe"), _watch(references=root), steps=STEPS)
 
     # The three runs written before it, never the live run's own version_3.
     assert len(live.cadence.references) == 3
@@ -66,24 +63,24 @@ def test_finished_runs_in_the_log_directory_inform_the_forecast_and_the_live_run
     assert early[0].forecast.log_scale > early[-1].forecast.log_scale
 
 
-def test_a_csv_logged_validation_metric_is_read_as_a_reference(tmp_path, quiet_trainer_kwargs):
+def test_a_csv_logged_validation_metric_is_read_as_a_reference(tmp_path):
     root = tmp_path / "csv"
-    _fit(quiet_trainer_kwargs, CSVLogger(root, name="recipe"), _watch(monitor="val_loss"), val=True)
+    _fit(tmp_path, CSVLogger(root, name="recipe"), _watch(monitor="val_loss"), val=True)
     found = references_from_logs(root, "val_loss")
     assert len(found.references) == 1
     ref = found.references[0]
     assert ref.steps[-1] == STEPS - 1
     assert len(ref.steps) == STEPS // 8
 
-    live = _fit(quiet_trainer_kwargs, CSVLogger(root, name="recipe"), _watch(monitor="val_loss", references=root),
+    live = _fit(tmp_path, CSVLogger(root, name="recipe"), _watch(monitor="val_loss", references=root),
                 val=True)  # fmt: skip
     assert len(live.cadence.references) == 1
 
 
-def test_runs_that_ended_early_or_log_something_else_are_left_out_with_the_reason(tmp_path, quiet_trainer_kwargs):
+def test_runs_that_ended_early_or_log_something_else_are_left_out_with_the_reason(tmp_path):
     root = tmp_path / "logs"
-    _fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="full"), _watch())
-    _fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="cut"), _watch(), steps=int(STEPS * MIN_FINISHED) - 8)
+    _fit(tmp_path, TensorBoardLogger(root, name="full"), _watch())
+    _fit(tmp_path, TensorBoardLogger(root, name="cut"), _watch(), steps=int(STEPS * MIN_FINISHED) - 8)
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(root / "stopped") as writer:  # a run curvecast stopped: however long, not finished
@@ -104,20 +101,18 @@ def test_runs_that_ended_early_or_log_something_else_are_left_out_with_the_reaso
 
 
 @pytest.mark.parametrize("make", [True, False])
-def test_an_empty_or_missing_reference_directory_is_one_warning_and_the_run_goes_on(
-    tmp_path, quiet_trainer_kwargs, make
-):
+def test_an_empty_or_missing_reference_directory_is_one_warning_and_the_run_goes_on(tmp_path, make):
     if make:
         (tmp_path / "runs").mkdir()
     why = "" if make else ".*does not exist"
     with pytest.warns(CurvecastWarning, match="no reference run of `loss` found" + why):
-        live = _fit(quiet_trainer_kwargs, False, _watch(references=tmp_path / "runs"))
+        live = _fit(tmp_path, False, _watch(references=tmp_path / "runs"))
     assert live.cadence.references == ()
     assert live.last_report is not None
     assert live.last_report.forecast.ok
 
 
-def test_the_completed_trials_of_a_study_are_references(quiet_trainer_kwargs):
+def test_the_completed_trials_of_a_study_are_references(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize")
 
@@ -139,7 +134,7 @@ def test_the_completed_trials_of_a_study_are_references(quiet_trainer_kwargs):
     assert study_references(study, "val_loss", "max")[0] == []
     assert "no curve of `val_loss`" in study_references(study, "val_loss", "max")[1][0]
     # A trial's bundle reads them at the start of its fit.
-    assert len(_fit(quiet_trainer_kwargs, False, _watch(references=study)).cadence.references) == 2
+    assert len(_fit(tmp_path, False, _watch(references=study)).cadence.references) == 2
 
 
 @pytest.mark.parametrize(
@@ -156,17 +151,17 @@ def test_bad_references_or_bounds_are_refused_up_front(kwargs, error, message):
         Curvecast(**kwargs)
 
 
-def test_reference_objects_and_bounds_reach_the_forecast(quiet_trainer_kwargs):
+def test_reference_objects_and_bounds_reach_the_forecast(tmp_path):
     steps = np.arange(STEPS, dtype=np.float64)
     reference = Reference(steps, 0.2 + 5.0 / (1 + steps))
-    live = _fit(quiet_trainer_kwargs, False, _watch(references=[reference], bounds=(0.0, None)))
+    live = _fit(tmp_path, False, _watch(references=[reference], bounds=(0.0, None)))
     assert live.cadence.references == (reference,)
     forecasts = [r.forecast for r in live.reports if r.forecast is not None and r.forecast.ok]
     assert forecasts
     assert all(f.interval(0.8)[0] >= 0.0 for f in forecasts)
 
 
-def test_the_live_run_does_not_read_its_own_logs(tmp_path: Path, quiet_trainer_kwargs):
+def test_the_live_run_does_not_read_its_own_logs(tmp_path: Path):
     root = tmp_path / "logs"
-    live = _fit(quiet_trainer_kwargs, TensorBoardLogger(root, name="recipe"), _watch(references=root))
+    live = _fit(tmp_path, TensorBoardLogger(root, name="recipe"), _watch(references=root))
     assert live.cadence.references == ()  # only its own version_0 was there

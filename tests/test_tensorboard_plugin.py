@@ -17,17 +17,15 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from run_helpers import read_events, tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.integrations import ForecastEarlyStopping, ForecastStopRule
 from curvecast.tensorboard_plugin.summary import FORECAST_TAG, decode, json_summary, rounded
-from tiny_models import curve_loader
+from tiny_models import CurveModule
 
 STOPPED = "stopped/version_0"  # target 1.5 under a loss floor of 2.0: stopped early; an LR drop planned at 300
 SHORT = "short/version_0"  # no target, 80 steps
@@ -36,42 +34,17 @@ SPIKE = 150
 LR_DROP = 300
 
 
-class DroppingLR(pl.LightningModule):
-    """Training loss ``2 + 3 (t + 1)^-0.5`` with 1% seeded noise, ten times higher at ``spike_at``; SGD at 0.1 whose
-    LR drops tenfold at ``lr_drop_at`` (a schedule Lightning steps every step, so curvecast knows it in advance)."""
-
-    def __init__(self, steps: int, spike_at: int | None = None, lr_drop_at: int | None = None) -> None:
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(()))
-        t = np.arange(steps + 1)
-        self.curve = (2.0 + 3.0 * (t + 1) ** -0.5) * np.exp(np.random.default_rng(0).normal(0.0, 0.01, t.size))
-        if spike_at is not None:
-            self.curve[spike_at] *= 10.0
-        self.lr_drop_at = lr_drop_at
-
-    def training_step(self, batch, batch_idx):
-        return self.w * 0.0 + float(self.curve[min(self.global_step, len(self.curve) - 1)])
-
-    def configure_optimizers(self):
-        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
-        if self.lr_drop_at is None:
-            return optimizer
-        drop = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[self.lr_drop_at], gamma=0.1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": drop, "interval": "step"}}
-
-
-def _fit(root: Path, name: str, bundle: Curvecast, module: DroppingLR, steps: int, quiet: dict) -> pl.Trainer:
-    options = {**quiet, "default_root_dir": root, "logger": TensorBoardLogger(str(root), name=name)}
-    trainer = pl.Trainer(max_steps=steps, max_epochs=1, callbacks=[bundle], log_every_n_steps=1, **options)
-    trainer.fit(module, curve_loader(steps))
+def _fit(root: Path, name: str, bundle: Curvecast, module: CurveModule) -> pl.Trainer:
+    """Fits ``module`` for its ``steps``, one epoch, into the TensorBoard run ``{name}/version_0`` under ``root``."""
+    logger = TensorBoardLogger(str(root), name=name)
+    trainer = tiny_trainer(root, [bundle], module.steps, logger=logger, max_epochs=1, log_every_n_steps=1)
+    trainer.fit(module)
     return trainer
 
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tb_plugin")
-    quiet = {"accelerator": "cpu", "devices": 1, "enable_checkpointing": False, "enable_progress_bar": False,
-             "enable_model_summary": False, "num_sanity_val_steps": 0}  # fmt: skip
     log = logging.getLogger("curvecast")
     level = log.level
     log.setLevel(logging.WARNING)  # quiet runs; restored below
@@ -80,11 +53,11 @@ def logdir(tmp_path_factory) -> Path:
         stopper = ForecastEarlyStopping(ForecastStopRule(min_progress=0.3))
         stopped = Curvecast(target=1.5, early_stopping=stopper, forecast_every=20, background=False,
                             forecast_budget=None)  # fmt: skip
-        trainer = _fit(root, "stopped", stopped, DroppingLR(HORIZON, SPIKE, LR_DROP), HORIZON, quiet)
+        trainer = _fit(root, "stopped", stopped, CurveModule(HORIZON, spike_at=SPIKE, lr_drop_at=LR_DROP))
         assert stopper.stop_request is not None
         assert SPIKE < trainer.global_step < HORIZON
         short = Curvecast(forecast_every=20, background=False, forecast_budget=None)
-        _fit(root, "short", short, DroppingLR(80), 80, quiet)
+        _fit(root, "short", short, CurveModule(80))
     finally:
         log.setLevel(level)
     return root
@@ -168,7 +141,7 @@ def _run(server: str, run: str) -> dict:
 
 
 def _scalars(logdir: Path, run: str, tag: str) -> list:
-    return EventAccumulator(str(logdir / run), size_guidance={"scalars": 0}).Reload().Scalars(tag)
+    return read_events(logdir / run).Scalars(tag)
 
 
 def test_the_tab_is_listed_and_each_run_once(server):

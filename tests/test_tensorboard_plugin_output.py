@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from run_helpers import read_events, tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.callbacks import GradientNoiseScale, Throughput
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import AlertLogger
-from tiny_models import TinyRegression, loader
+from tiny_models import CurveModule, TinyRegression, loader
 
 STEPS = 60
 
@@ -35,7 +35,7 @@ class FullDiskForCurvecast(pl.Callback):
     Lightning's own events still go through: what curvecast adds is what no longer fits."""
 
     def on_fit_start(self, trainer, pl_module):
-        file_writer = trainer.logger.experiment._get_file_writer()
+        file_writer = trainer.logger.experiment.file_writer
         write = file_writer.add_event
 
         def add_event(event, *args, **kwargs):
@@ -46,23 +46,22 @@ class FullDiskForCurvecast(pl.Callback):
         file_writer.add_event = add_event
 
 
-def _fit(tmp_path: Path, quiet: dict, bundle: Curvecast, logger, extra=()) -> pl.Trainer:
-    options = {**quiet, "logger": logger, "log_every_n_steps": 5}
-    trainer = pl.Trainer(max_steps=STEPS, callbacks=[bundle, *extra], **options)
+def _fit(tmp_path: Path, bundle: Curvecast, logger, extra=()) -> pl.Trainer:
+    trainer = tiny_trainer(tmp_path, [bundle, *extra], STEPS, logger=logger, log_every_n_steps=5)
     trainer.fit(LogsItsLoss(), loader(n=8 * STEPS))
     return trainer
 
 
 def _tags(log_dir: Path) -> set[str]:
-    tags = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload().Tags()
+    tags = read_events(log_dir).Tags()
     return set(tags["scalars"]) | set(tags["tensors"])
 
 
-def test_a_full_disk_is_one_warning_and_the_run_finishes(tmp_path, quiet_trainer_kwargs, fresh_warnings):
+def test_a_full_disk_is_one_warning_and_the_run_finishes(tmp_path, fresh_warnings):
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None, target=0.5)
     logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
     with pytest.warns(CurvecastWarning) as caught:
-        trainer = _fit(tmp_path, quiet_trainer_kwargs, bundle, logger, [FullDiskForCurvecast()])
+        trainer = _fit(tmp_path, bundle, logger, [FullDiskForCurvecast()])
     assert trainer.global_step == STEPS
     assert sum(1 for r in bundle.reports if r.forecast is not None) >= 5  # each of them failed to write
     failures = [str(w.message) for w in caught if "could not write to TensorBoard" in str(w.message)]
@@ -74,13 +73,13 @@ def test_a_full_disk_is_one_warning_and_the_run_finishes(tmp_path, quiet_trainer
     assert not [t for t in tags if t.startswith("curvecast")]
 
 
-def test_an_unwritable_summary_directory_is_a_warning(tmp_path, quiet_trainer_kwargs, fresh_warnings):
+def test_an_unwritable_summary_directory_is_a_warning(tmp_path, fresh_warnings):
     log_dir = tmp_path / "run" / "fixed"
     log_dir.mkdir(parents=True)
     (log_dir / "curvecast_summary").write_text("a file where the summary's directory goes")  # makedirs fails
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None)
     with pytest.warns(CurvecastWarning, match="could not write to TensorBoard .*FileExistsError"):
-        trainer = _fit(tmp_path, quiet_trainer_kwargs, bundle, TensorBoardLogger(tmp_path, name="run", version="fixed"))
+        trainer = _fit(tmp_path, bundle, TensorBoardLogger(tmp_path, name="run", version="fixed"))
     assert trainer.global_step == STEPS
     # What fits in the run's own file is still written: the forecasts and the tab's data.
     assert {"curvecast/forecast/final", "curvecast/loss", "curvecast/plugin/forecast"} <= _tags(log_dir)
@@ -91,9 +90,9 @@ def _csv_columns(logger: CSVLogger) -> list[str]:
         return next(csv.reader(handle))
 
 
-def test_a_csv_gets_curvecast_columns_only_when_a_sensor_is_asked(tmp_path, quiet_trainer_kwargs):
+def test_a_csv_gets_curvecast_columns_only_when_a_sensor_is_asked(tmp_path):
     default = CSVLogger(tmp_path, name="default")
-    _fit(tmp_path, quiet_trainer_kwargs, Curvecast(forecast_every=10, background=False), default)
+    _fit(tmp_path, Curvecast(forecast_every=10, background=False), default)
     assert "train_loss" in _csv_columns(default)
     assert not [c for c in _csv_columns(default) if c.startswith("curvecast")]
 
@@ -102,19 +101,19 @@ def test_a_csv_gets_curvecast_columns_only_when_a_sensor_is_asked(tmp_path, quie
                        throughput=Throughput(log_metrics=True))  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CurvecastWarning)  # no per-example layers to measure: not what is tested
-        _fit(tmp_path, quiet_trainer_kwargs, bundle, asked)
+        _fit(tmp_path, bundle, asked)
     columns = _csv_columns(asked)
     assert {"curvecast/grad_norm", "curvecast/throughput/step_time"} <= set(columns)
     assert not [c for c in columns if c.startswith("curvecast/forecast")]  # forecasts go to TensorBoard only
 
 
-def test_tensorboard_output_can_be_switched_off(tmp_path, quiet_trainer_kwargs):
+def test_tensorboard_output_can_be_switched_off(tmp_path):
     bundle = Curvecast(forecast_every=10, background=False, tensorboard=False)
     assert not bundle.alerts.tensorboard  # alerts and advice reach Python logging alone
     assert not bundle.advice.tensorboard
     assert Curvecast(tensorboard=False, alerts=AlertLogger(tensorboard=True)).alerts.tensorboard  # an instance rules
     logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
-    _fit(tmp_path, quiet_trainer_kwargs, bundle, logger)
+    _fit(tmp_path, bundle, logger)
     assert bundle.last_report is not None  # it forecast all along ...
     tags = _tags(Path(logger.log_dir))
     assert "train_loss" in tags
@@ -123,13 +122,12 @@ def test_tensorboard_output_can_be_switched_off(tmp_path, quiet_trainer_kwargs):
 
 
 @pytest.mark.slow
-def test_a_run_of_known_length_writes_a_bounded_number_of_points_per_series(tmp_path, quiet_trainer_kwargs):
+def test_a_run_of_known_length_writes_a_bounded_number_of_points_per_series(tmp_path):
     steps = 2000
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None)
     logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
-    options = {**quiet_trainer_kwargs, "logger": logger}
-    pl.Trainer(max_steps=steps, callbacks=[bundle], **options).fit(TinyRegression(lr=0.01), loader(n=8 * steps))
-    accumulator = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0}).Reload()
+    tiny_trainer(tmp_path, [bundle], steps, logger=logger).fit(TinyRegression(lr=0.01), loader(n=8 * steps))
+    accumulator = read_events(logger.log_dir)
     # 200 reports: 10 new steps each, all of the monitor's (up to 2000 points in a run of 2000 steps) ...
     assert [e.step for e in accumulator.Scalars("curvecast/loss")] == list(range(steps))
     # ... and 5 of each other series' per report, but no closer than a run's 400th part: 400 points, not 1000.
@@ -138,13 +136,11 @@ def test_a_run_of_known_length_writes_a_bounded_number_of_points_per_series(tmp_
     assert min(b - a for a, b in itertools.pairwise(lr)) >= 5
 
 
-def test_a_stop_writes_nothing_to_tensorboard_when_it_is_switched_off(tmp_path, quiet_trainer_kwargs):
-    from tiny_models import CurveModule, curve_loader
-
+def test_a_stop_writes_nothing_to_tensorboard_when_it_is_switched_off(tmp_path):
     bundle = Curvecast(forecast_every=5, background=False, tensorboard=False, early_stopping=True)
     logger = TensorBoardLogger(tmp_path, name="run", version="fixed")
-    trainer = pl.Trainer(max_steps=40, callbacks=[bundle], **{**quiet_trainer_kwargs, "logger": logger})
-    trainer.fit(CurveModule([1.0 / (1 + k) for k in range(20)] + [float("nan")] * 20), curve_loader(40))
+    trainer = tiny_trainer(tmp_path, [bundle], 40, logger=logger)
+    trainer.fit(CurveModule(curve=[1.0 / (1 + k) for k in range(20)] + [float("nan")] * 20))
 
     assert bundle.early_stopping.stop_request is not None  # the NaN stopped the run ...
     assert trainer.global_step < 40

@@ -1,8 +1,13 @@
-"""Tiny LightningModules for the callback tests, in both Lightning flavours."""
+"""Tiny LightningModules for the tests: a linear regression in both Lightning flavours, and a module whose loss
+follows a known curve."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import lightning.pytorch as L
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -69,24 +74,71 @@ FLAVOURS = {"pytorch_lightning": (pl.Trainer, TinyRegression), "lightning.pytorc
 
 
 class CurveModule(pl.LightningModule):
-    """A module whose training loss follows a given curve exactly, step by step (to test what reacts to it)."""
+    """A module whose training loss at optimizer step t is known in advance (to test what reacts to it).
 
-    def __init__(self, curve) -> None:
+    The loss is ``curve[t]`` when a curve is given (its last value past its end); otherwise the power law
+    ``floor + scale * (t + 1) ** -power`` times ``exp`` of seeded normal noise of standard deviation ``noise``.
+    ``spike_at`` makes one step's loss ten times higher and ``nan_from`` every loss from that step on NaN. The loss
+    depends on one parameter only through ``0 * w``, so that the optimizer has something to step and nothing changes;
+    ``lr_drop_at`` adds a schedule, stepped every step, that cuts the LR tenfold there. An epoch is ``items`` batches
+    (``steps``, or the curve's length, by default). Module-level and picklable, for ``ddp_spawn``.
+    """
+
+    def __init__(
+        self,
+        steps: int | None = None,
+        *,
+        curve: Sequence[float] | None = None,
+        floor: float = 2.0,
+        scale: float = 3.0,
+        power: float = 0.5,
+        noise: float = 0.01,
+        spike_at: int | None = None,
+        nan_from: int | None = None,
+        lr: float = 0.1,
+        seed: int = 0,
+        items: int | None = None,
+        lr_drop_at: int | None = None,
+    ) -> None:
         super().__init__()
-        self.curve = [float(v) for v in curve]
-        self.weight = torch.nn.Parameter(torch.zeros(1))
+        if (steps is None) == (curve is None):
+            raise ValueError(f"Expected exactly one of `steps` and `curve`, but got steps={steps} and curve={curve}")
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.curve = None if curve is None else [float(v) for v in curve]
+        self.steps = len(self.curve) if steps is None else steps
+        self.floor, self.scale, self.power = floor, scale, power
+        self.noise = np.random.default_rng(seed).normal(0.0, noise, self.steps + 8).tolist()
+        self.spike_at = spike_at
+        self.nan_from = nan_from
+        self.lr = lr
+        self.items = items or self.steps
+        self.lr_drop_at = lr_drop_at
+
+    def value(self, t: int) -> float:
+        if self.nan_from is not None and t >= self.nan_from:
+            return math.nan
+        if self.curve is not None:
+            v = self.curve[min(t, len(self.curve) - 1)]
+        else:
+            v = (self.floor + self.scale * (t + 1) ** -self.power) * math.exp(self.noise[t % len(self.noise)])
+        return v * 10.0 if t == self.spike_at else v
 
     def training_step(self, batch, batch_idx):
-        value = self.curve[min(self.global_step, len(self.curve) - 1)]
-        # The weight keeps the loss differentiable; its gradient is zero, so nothing else changes.
-        return (self.weight * 0).sum() + torch.tensor(value)
+        return self.w * 0.0 + self.value(int(self.global_step))
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        if self.lr_drop_at is None:
+            return optimizer
+        drop = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[self.lr_drop_at], gamma=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": drop, "interval": "step"}}
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.zeros(self.items, 1)), batch_size=1)
 
 
-def curve_loader(steps: int) -> DataLoader:
-    return DataLoader(TensorDataset(torch.zeros(steps, 1)), batch_size=1)
+class EitherFlavourCallback(pl.Callback, L.Callback):
+    """A test's own callback that the Trainers of both Lightning flavours take (as they take curvecast's)."""
 
 
 class LeaveTogether(pl.Callback):

@@ -16,6 +16,7 @@ from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
 from curvecast.history import RunHistory
 from curvecast.series import GNS_B_SIMPLE, GNS_GRAD_SQ_NORM, GNS_TRACE_COV, GRAD_NORM, logged_name
+from curvecast.state_checks import checked_mapping, checked_real, require_keys
 
 __all__ = ["GradientNoiseScale"]
 
@@ -51,7 +52,8 @@ class GradientNoiseScale(Sensor):
             recorded on every step); the cost falls in proportion. None: every step for ``"microbatch"`` (one norm
             kernel per parameter and micro-batch), every ``PER_EXAMPLE_EVERY`` (10) steps for ``"per_example"``,
             whose exact sequence-layer norms cost up to a few tens of percent of a step on small layers.
-        log_every_n_steps: optimizer steps between host transfers and logged values; None: the Trainer's.
+        log_every_n_steps: optimizer steps between host transfers and logged values; None: the Trainer's (and on a
+            single CPU process, where a transfer waits for nothing, each step's gradient norm is recorded at once).
         batch_size_fn: rows of a micro-batch, ``batch -> int``; default: the first dimension of its first tensor.
         history: where to record the series; a new one by default (``gns.history``).
         log_metrics: log ``curvecast/gns/...`` and ``curvecast/grad_norm`` through ``LightningModule.log``.
@@ -102,6 +104,7 @@ class GradientNoiseScale(Sensor):
         self._accumulate = 1
         self._world = 1
         self._every = 1
+        self._norms_every_step = False  # on one CPU a transfer waits for nothing: each step's norm is recorded at once
         self._reset_step()
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._stepped = False
@@ -133,6 +136,10 @@ class GradientNoiseScale(Sensor):
         automatic = getattr(pl_module, "automatic_optimization", True)
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
+        on_cpu = getattr(trainer.strategy, "root_device", torch.device("cpu")).type == "cpu"
+        # The loss waits for its step's gradient norm before the detectors score the pair: recorded at once (unless a
+        # cadence was asked for), a divergence is stopped at the step it is confirmed, not at the next logging step.
+        self._norms_every_step = on_cpu and self._world == 1 and self.log_every_n_steps is None
         source = self.source
         if source == "auto":
             source = "microbatch" if self._accumulate * self._world > 1 else "per_example"
@@ -264,22 +271,29 @@ class GradientNoiseScale(Sensor):
         stopping = self._world == 1 and bool(getattr(trainer, "should_stop", False))
         if (step + 1) % every == 0 or last or stopping:
             self.flush(trainer, pl_module, step)
+        elif self._norms_every_step:
+            self._record_norms(trainer)
+
+    def _record_norms(self, trainer: Any) -> None:
+        """Move the pending gradient norms to the host and record them."""
+        if not self._pending:
+            return
+        scaled = grad_scale(trainer) is not None
+        steps = [s for s, _ in self._pending]
+        values = torch.stack([v for _, v in self._pending]).tolist()  # the one host sync of the cadence
+        self._pending = []
+        for s, v in zip(steps, values, strict=True):
+            if scaled and not math.isfinite(v):
+                continue  # fp16 AMP overflow: the scaler skips this step, it is no training anomaly
+            self.history.append(GRAD_NORM, s, v)
+            self.last_grad_norm = v
 
     def flush(self, trainer: Any, pl_module: Any | None = None, step: int | None = None) -> None:
         """Move pending values to the host, record them, and log them when ``pl_module`` is given.
 
         Under DDP every rank must call it at the same step: the EMAs are averaged over ranks (one collective).
         """
-        scaled = grad_scale(trainer) is not None
-        if self._pending:
-            steps = [s for s, _ in self._pending]
-            values = torch.stack([v for _, v in self._pending]).tolist()  # the one host sync of the cadence
-            self._pending = []
-            for s, v in zip(steps, values, strict=True):
-                if scaled and not math.isfinite(v):
-                    continue  # fp16 AMP overflow: the scaler skips this step, it is no training anomaly
-                self.history.append(GRAD_NORM, s, v)
-                self.last_grad_norm = v
+        self._record_norms(trainer)
         if self.active_source is not None:
             if self._world > 1:
                 device = trainer.strategy.root_device
@@ -321,10 +335,19 @@ class GradientNoiseScale(Sensor):
         return self._save_history(state)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        version = state_dict.get("version")
-        if version != _STATE_VERSION:
+        """Restore the state saved by :meth:`state_dict`; a damaged one raises ``KeyError``, ``TypeError`` or
+        ``ValueError`` naming the field, and changes nothing (every field is read before any is assigned)."""
+        state = checked_mapping("the GradientNoiseScale state", state_dict)
+        version = state.get("version")
+        if isinstance(version, bool) or version != _STATE_VERSION:
             raise ValueError(f"Expected a GradientNoiseScale state of version {_STATE_VERSION}, but got {version!r}")
-        self.estimator.load_state_dict(state_dict["estimator"])
+        require_keys("the GradientNoiseScale state", state, ("estimator",))
+        host = self.estimator.read_state(state["estimator"])
+        last_grad_norm = state.get("last_grad_norm")
+        if last_grad_norm is not None:  # NaN and inf included: a non-finite gradient norm is what it measured
+            last_grad_norm = checked_real("`GradientNoiseScale.last_grad_norm`", last_grad_norm,
+                                          allow=(math.nan, math.inf, -math.inf))  # fmt: skip
+        self._load_history(state)  # all or nothing: the last that can fail
+        self.estimator.set_state(host)
         self.estimate = self.estimator.read()
-        self.last_grad_norm = state_dict.get("last_grad_norm")
-        self._load_history(state_dict)
+        self.last_grad_norm = last_grad_norm

@@ -13,6 +13,7 @@ from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
+from curvecast.state_checks import checked_mapping
 
 __all__ = ["LossCapture"]
 
@@ -77,9 +78,12 @@ class LossCapture(Sensor):
             names = set(metrics)
             self._is_metric = names.__contains__
         self.train_metric = train_metric
-        self._metric_seen: Any = None  # the last metric tensor recorded: a new object each time the module logs it
+        # The last tensor recorded of each metric. Lightning hands out a new view of the same storage until the module
+        # logs the metric again (a clone): a storage seen before is a value already recorded, not a new point.
+        self._metric_seen: dict[str, torch.Tensor] = {}
         self._pending_metric: list[tuple[int, torch.Tensor]] = []
         self.steps_without_loss = 0  # optimizer steps whose training_step returned no loss
+        self.flushes = 0  # transfers of losses to the host so far: the same count on every rank
         self._micro: list[torch.Tensor] = []
         self._pending_steps: list[int] = []
         self._pending_losses: list[torch.Tensor] = []
@@ -128,9 +132,16 @@ class LossCapture(Sensor):
         """The monitored training metric of this step, if the module logged it anew (kept on the device till flush)."""
         metrics = trainer.callback_metrics
         value = metrics.get(self.train_metric, metrics.get(f"{self.train_metric}_step"))
-        if isinstance(value, torch.Tensor) and value.numel() == 1 and value is not self._metric_seen:
-            self._metric_seen = value
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and self._is_new(self.train_metric, value):
             self._pending_metric.append((step, value.detach().reshape(())))
+
+    def _is_new(self, name: str, value: torch.Tensor) -> bool:
+        """Whether ``value`` was logged since ``name`` was last recorded (a host-side check: no device sync)."""
+        seen = self._metric_seen.get(name)
+        if seen is not None and seen.data_ptr() == value.data_ptr():
+            return False
+        self._metric_seen[name] = value
+        return True
 
     def flush(self, trainer: Any) -> None:
         """Move pending per-step losses to the host (one transfer; one collective under DDP) and record them."""
@@ -141,6 +152,7 @@ class LossCapture(Sensor):
             self._pending_metric = []
         if not self._pending_steps:
             return
+        self.flushes += 1
         losses = torch.stack(self._pending_losses)
         if getattr(trainer, "world_size", 1) > 1:
             losses = trainer.strategy.reduce(losses, reduce_op="mean")
@@ -158,8 +170,8 @@ class LossCapture(Sensor):
             if not self._is_metric(name):
                 continue
             if isinstance(value, torch.Tensor):
-                if value.numel() != 1:
-                    continue
+                if value.numel() != 1 or not self._is_new(name, value):
+                    continue  # a metric this validation did not log keeps its last value: no new point
                 value = value.item()  # validation already synchronised the device
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.history.append(name, step, float(value))
@@ -180,7 +192,7 @@ class LossCapture(Sensor):
         return self._save_history({})
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_history(state_dict)
+        self._load_history(checked_mapping("the LossCapture state", state_dict))
 
     def pending_steps(self) -> int:
         """Optimizer steps measured but not yet moved to the host."""

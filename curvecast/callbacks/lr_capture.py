@@ -14,6 +14,7 @@ from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting.schedule import MAX_DENSE_STEPS, LRSchedule
 from curvecast.history import RunHistory
 from curvecast.series import LR
+from curvecast.state_checks import checked_mapping
 
 __all__ = ["LearningRateCapture"]
 
@@ -125,4 +126,4 @@ class LearningRateCapture(Sensor):
         return self._save_history({})
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_history(state_dict)
+        self._load_history(checked_mapping("the LearningRateCapture state", state_dict))

@@ -24,6 +24,7 @@ from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.series import DATA_WAIT, STEP_TIME, logged_name, throughput
+from curvecast.state_checks import checked_mapping, checked_real, checked_whole
 
 __all__ = ["Throughput"]
 
@@ -310,13 +311,23 @@ class Throughput(Sensor):
         return self._save_history(state)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        version = state_dict.get("version")
-        if version != _STATE_VERSION:
+        """Restore the state saved by :meth:`state_dict`; a damaged one raises ``TypeError`` or ``ValueError`` naming
+        the field, and changes nothing (every field is read before any is assigned)."""
+        state = checked_mapping("the Throughput state", state_dict)
+        version = state.get("version")
+        if isinstance(version, bool) or version != _STATE_VERSION:
             raise ValueError(f"Expected a Throughput state of version {_STATE_VERSION}, but got {version!r}")
-        totals = state_dict.get("totals", {})
-        self.totals = {"steps": int(totals.get("steps", 0)), "samples": int(totals.get("samples", 0)),
-                       "seconds": float(totals.get("seconds", 0.0))}
-        if self.flops_per_batch is None and state_dict.get("flops_per_batch") is not None:
-            self.flops_per_batch = float(state_dict["flops_per_batch"])
+        saved = checked_mapping("`Throughput.totals`", state.get("totals", {}))
+        totals = {
+            "steps": checked_whole("`Throughput.totals['steps']`", saved.get("steps", 0), low=0),
+            "samples": checked_whole("`Throughput.totals['samples']`", saved.get("samples", 0), low=0),
+            "seconds": checked_real("`Throughput.totals['seconds']`", saved.get("seconds", 0.0), low=0.0),
+        }
+        flops = state.get("flops_per_batch")
+        if flops is not None:
+            flops = checked_real("`Throughput.flops_per_batch`", flops, low=0.0)
+        self._load_history(state)  # all or nothing: the last that can fail
+        self.totals = totals
+        if self.flops_per_batch is None and flops is not None:
+            self.flops_per_batch = flops
             self.measure_flops = False
-        self._load_history(state_dict)

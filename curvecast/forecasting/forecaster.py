@@ -15,6 +15,7 @@ held-back forecast error grown to the horizon's distance (``uncertainty.py``); t
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -42,7 +43,7 @@ from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.hypotheses import candidate_families, holdout_weights
 from curvecast.forecasting.metric_map import check_mode_bounds, metric_map
-from curvecast.forecasting.preprocess import Binned, bin_curve, check_inputs
+from curvecast.forecasting.preprocess import Binned, bin_curve, check_horizon, check_inputs
 from curvecast.forecasting.references import (
     Reference,
     ReferenceMember,
@@ -150,6 +151,9 @@ class Forecaster:
         anneal_prior_sd: float = ANNEAL_PRIOR_SD,
         interval_scale: float = 1.0,
     ) -> None:
+        for name, count in (("min_points", min_points), ("max_bins", max_bins)):
+            if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+                raise TypeError(f"Expected `{name}` to be an integer, but got {count!r} ({type(count).__name__})")
         if min_points < 3:
             raise ValueError(f"`min_points` must be at least 3, but got {min_points}")
         if max_bins < 16:
@@ -157,6 +161,13 @@ class Forecaster:
         for name, value in (("transient", transient), ("holdout", holdout)):
             if not 0.0 <= value < 0.9:
                 raise ValueError(f"`{name}` must lie in [0, 0.9), but got {value}")
+        for name, value in (
+            ("anneal_prior", anneal_prior),
+            ("anneal_prior_sd", anneal_prior_sd),
+            ("interval_scale", interval_scale),
+        ):
+            if not math.isfinite(value):
+                raise ValueError(f"Expected `{name}` to be finite, but got {value}")
         if anneal_prior < 0 or anneal_prior_sd <= 0 or interval_scale <= 0:
             raise ValueError(
                 "`anneal_prior` must be >= 0 and `anneal_prior_sd`, `interval_scale` > 0, but got "
@@ -198,7 +209,7 @@ class Forecaster:
                 accuracy: the bound on the good side is the floor the forecast approaches, and intervals stay inside.
             references: finished runs of the same recipe (``Reference``): their shapes join the ensemble.
         """
-        horizon = int(horizon)
+        horizon = check_horizon(horizon)
         lo, hi = check_mode_bounds(mode, bounds)
         refs = check_references(references)
         s, v, c, lr = check_inputs(steps, values, horizon, lrs, counts)

@@ -7,13 +7,15 @@ or 10 million points; the O(n) binning pass itself is a few vectorised numpy red
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["Binned", "bin_curve", "check_inputs"]
+__all__ = ["Binned", "bin_curve", "check_horizon", "check_inputs"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class Binned:
     noise: float
 
 
+def check_horizon(horizon: object) -> int:
+    """``horizon`` as an int, after checking it is a non-negative integer (a float only when integral, as ``1e4``)."""
+    if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real):
+        raise TypeError(f"Expected `horizon` to be an integer, but got {horizon!r} ({type(horizon).__name__})")
+    integral = isinstance(horizon, numbers.Integral) or (math.isfinite(horizon) and float(horizon).is_integer())
+    if not integral or horizon < 0:
+        raise ValueError(f"Expected `horizon` to be a non-negative integer (the step to forecast), but got {horizon}")
+    return int(horizon)
+
+
 def check_inputs(
     steps: np.ndarray,
     values: np.ndarray,
@@ -39,8 +51,7 @@ def check_inputs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | LRSchedule | None]:
     """Validate the arguments of ``Forecaster.fit``; return float64 arrays (an ``LRSchedule`` as it is) or raise
     ValueError naming the problem."""
-    s = np.asarray(steps, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
+    s, v = _floats(steps), _floats(values)
     if s.ndim != 1 or v.ndim != 1:
         raise ValueError(f"`steps` and `values` must be 1-D, but got shapes {s.shape} and {v.shape}")
     if len(s) != len(v):
@@ -79,6 +90,21 @@ def check_inputs(
         if np.any(lr < 0):
             raise ValueError(f"`lrs` must be non-negative, but got {lr.min():g} at step {int(np.argmin(lr))}")
     return s, v, c, lr
+
+
+def _floats(x: object) -> np.ndarray:
+    """``x`` as a float64 array; an integer past the float range (``10**400``) is +-inf, as float arithmetic has it."""
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except OverflowError:
+        return np.vectorize(_float, otypes=[np.float64])(np.asarray(x, dtype=object))
+
+
+def _float(x: object) -> float:
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf  # type: ignore[operator]
 
 
 def _noise(values: np.ndarray, counts: np.ndarray) -> float:

@@ -10,13 +10,18 @@ batch-to-batch noise and the ratio cancels it. The member competes on the held-b
 (with the prior weight ``calibration.REFERENCE_WEIGHT``), so references of another recipe lose their say on their
 own. Progress is measured as the fraction of the LR area when both the reference and the run give their schedules
 (runs of different lengths then line up by their decay), and as the fraction of steps otherwise.
+
+A reference costs the same whatever its run's length. One read from a log keeps at most ``MAX_REFERENCE_POINTS``
+points (:meth:`Reference.bounded`: means of the points in bins of steps) and its LR as knots (an ``LRSchedule``), never
+one LR per step; and what a shape needs that no metric map changes (the bins, their smoothing, the LR-area fractions)
+is computed once per reference, at its first forecast, so each later forecast costs O(bins) per reference.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +29,16 @@ from curvecast.forecasting.metric_map import MetricMap
 from curvecast.forecasting.preprocess import Binned, bin_curve
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["MAX_REFERENCES", "Reference", "ReferenceMember", "ReferenceShape", "check_references", "reference_shape"]
+__all__ = [
+    "MAX_REFERENCES",
+    "MAX_REFERENCE_POINTS",
+    "Reference",
+    "ReferenceMember",
+    "ReferenceShape",
+    "check_references",
+    "grid_bins",
+    "reference_shape",
+]
 
 # References a live run keeps, the latest first: each costs every fit an interpolation, and a recipe drifts over a
 # sweep, so the newest runs say most about the next one.
@@ -38,6 +52,25 @@ ANCHOR_WINDOW = 0.2
 # points keeps the point as it is (a line through a sparse evaluation curve bends it more than it smooths it).
 SMOOTH_WIDTH = 0.05
 SMOOTH_POINTS = 8
+# Points a reference read from a log keeps (Reference.bounded), about 16 per bin of a forecast (max_bins 256): a
+# few thousand logged rows are kept as they are, whatever step they reach.
+MAX_REFERENCE_POINTS = 4096
+
+
+def grid_bins(steps: np.ndarray, last_step: float, n_bins: int) -> np.ndarray:
+    """The bin of each of ``steps`` (in ``0..last_step``) in a grid of at most ``n_bins`` bins, each narrower than
+    both a log-spaced and an evenly spaced bin of about ``2 / n_bins`` of the run: a forecast reads a reference in
+    even fractions of its run (``bin_curve``), and early in a run at small fractions of it.
+
+    Example:
+        >>> grid_bins(np.array([0, 1, 2, 500, 501, 1000]), 1000, 8).tolist()
+        [0, 0, 0, 5, 5, 7]
+    """
+    half = max(n_bins // 2, 1)
+    s = np.maximum(np.asarray(steps, dtype=np.float64), 0.0)
+    end = max(float(last_step), 1.0)
+    key = np.floor(half * np.log1p(s) / math.log1p(end) + half * (s / end))
+    return np.minimum(key, n_bins - 1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -47,12 +80,17 @@ class Reference:
     Args:
         steps: increasing steps, the last one the run's end.
         values: the metric at those steps (non-finite values are dropped).
-        lrs: optional LR of every step 0..steps[-1]; with the forecast run's own, progress is the LR-area fraction.
+        lrs: optional LR of every step 0..steps[-1], as an array or an ``LRSchedule`` of that horizon (a long run's in
+            knots); with the forecast run's own, progress is the LR-area fraction.
+        counts: optional number of raw points averaged into each value (1 each by default).
     """
 
     steps: np.ndarray
     values: np.ndarray
-    lrs: np.ndarray | None = None
+    lrs: np.ndarray | LRSchedule | None = None
+    counts: np.ndarray | None = None
+    # Bins of the shape by bin count, computed at the first forecast (see the module's note).
+    _prepared: dict[int, _Prepared] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = np.asarray(self.steps, dtype=np.float64)
@@ -64,16 +102,70 @@ class Reference:
         n = int(np.isfinite(v).sum())
         if n < MIN_REFERENCE_POINTS:
             raise ValueError(f"`Reference` must hold at least {MIN_REFERENCE_POINTS} finite values, but got {n}")
-        lr = None
-        if self.lrs is not None:
-            lr = np.asarray(self.lrs, dtype=np.float64)
+        lr = self.lrs
+        if isinstance(lr, LRSchedule):
+            if len(lr) != int(s[-1]) + 1:
+                raise ValueError(
+                    f"`Reference` lrs must cover steps 0..{int(s[-1])}, but the schedule covers 0..{lr.horizon}"
+                )
+        elif lr is not None:
+            lr = np.asarray(lr, dtype=np.float64)
             if lr.ndim != 1 or len(lr) != int(s[-1]) + 1 or not np.all(np.isfinite(lr) & (lr >= 0)):
                 raise ValueError(
                     f"`Reference` lrs must hold one finite LR >= 0 per step 0..{int(s[-1])}, but got shape {lr.shape}"
                 )
+        c = self.counts
+        if c is not None:
+            c = np.asarray(c, dtype=np.float64)
+            if c.shape != v.shape or not np.all(np.isfinite(c) & (c > 0)):
+                raise ValueError(f"`Reference` counts must be one positive number per value, but got shape {c.shape}")
         object.__setattr__(self, "steps", s)
         object.__setattr__(self, "values", v)
         object.__setattr__(self, "lrs", lr)
+        object.__setattr__(self, "counts", c)
+
+    @classmethod
+    def bounded(
+        cls,
+        steps: np.ndarray,
+        values: np.ndarray,
+        lrs: np.ndarray | LRSchedule | None = None,
+        max_points: int = MAX_REFERENCE_POINTS,
+    ) -> Reference:
+        """A reference of at most ``max_points`` points: the finite values before the last point averaged in the bins
+        of :func:`grid_bins` (with their counts), the last point, the run's end, kept as it is. A curve of at most
+        ``max_points`` points is kept whole.
+
+        Example:
+            >>> ref = Reference.bounded(np.arange(50_000_001, step=1000), np.linspace(5, 1, 50_001), max_points=64)
+            >>> len(ref.steps), int(ref.counts.sum()), float(ref.steps[-1])
+            (52, 50001, 50000000.0)
+        """
+        s = np.asarray(steps, dtype=np.float64)
+        v = np.asarray(values, dtype=np.float64)
+        if max_points < MIN_REFERENCE_POINTS + 1:
+            raise ValueError(f"`max_points` must be at least {MIN_REFERENCE_POINTS + 1}, but got {max_points}")
+        if s.ndim != 1 or len(s) != len(v) or len(s) <= max_points:
+            return cls(s, v, lrs)  # checked there
+        head = np.isfinite(v[:-1])
+        hs, hv = s[:-1][head], v[:-1][head]
+        if len(hs) < MIN_REFERENCE_POINTS:  # next to nothing to average: the finite points as they are
+            return cls(np.r_[hs, s[-1]], np.r_[hv, v[-1]], lrs)
+        keys = grid_bins(hs, s[-1], max_points - 1)
+        edges = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        counts = np.add.reduceat(np.ones_like(hs), edges)
+        mean_steps = np.clip(np.add.reduceat(hs, edges) / counts, hs[edges], hs[np.r_[edges[1:], len(hs)] - 1])
+        means = np.add.reduceat(hv, edges) / counts
+        return cls(np.r_[mean_steps, s[-1]], np.r_[means, v[-1]], lrs, counts=np.r_[counts, 1.0])
+
+    def prepared(self, max_bins: int) -> _Prepared:
+        """The shape's parts no metric map changes, for ``max_bins`` bins: computed once, then kept."""
+        prep = self._prepared.get(max_bins)
+        if prep is None:
+            with np.errstate(all="ignore"):
+                prep = _prepare(self, max_bins)
+            self._prepared[max_bins] = prep
+        return prep
 
 
 def check_references(references: Sequence[Reference] | None) -> list[Reference]:
@@ -97,22 +189,51 @@ class ReferenceShape:
     area_frac: np.ndarray | None = None
 
 
-def reference_shape(ref: Reference, mapping: MetricMap, max_bins: int) -> ReferenceShape | None:
-    """The reference's smoothed shape in the run's falling space, or None where it leaves that space (y <= 0)."""
+@dataclass(frozen=True)
+class _Prepared:
+    """A reference's bins in the metric's own units: step fractions, mean ``values`` and their local lines
+    (``smooth``), ``counts``, LR-area fractions, and the lowest and highest finite value (``extremes``). The metric map
+    is affine, so mapping these gives the bins of the mapped values."""
+
+    frac: np.ndarray
+    values: np.ndarray
+    smooth: np.ndarray
+    counts: np.ndarray
+    area_frac: np.ndarray | None
+    extremes: np.ndarray
+
+
+def _prepare(ref: Reference, max_bins: int) -> _Prepared:
     ok = np.isfinite(ref.values)
-    y = mapping.to_y(ref.values[ok])
-    if np.any(y <= 0) or not np.all(np.isfinite(y)):  # past this run's floor: its ratios would mean nothing here
-        return None
-    binned = bin_curve(ref.steps[ok], y, np.ones_like(y), max_bins)
+    v = ref.values[ok]
+    counts = ref.counts[ok] if ref.counts is not None else np.ones_like(v)
+    binned = bin_curve(ref.steps[ok], v, counts, max_bins)
     frac = binned.steps / max(float(ref.steps[-1]), 1.0)
     area = None
-    if ref.lrs is not None and ref.lrs.max() > 0:
+    if isinstance(ref.lrs, LRSchedule):
+        if ref.lrs.peak_lr > 0:
+            area = ref.lrs.area(binned.steps) / ref.lrs.area(np.array([float(ref.lrs.horizon)]))[0]
+    elif ref.lrs is not None and ref.lrs.max() > 0:
         cum = np.cumsum(ref.lrs)
         area = np.interp(binned.steps, np.arange(len(cum)), cum) / cum[-1]
-    y_smooth = np.maximum(_local_lines(frac, binned.values, binned.counts, SMOOTH_WIDTH), 1e-3 * binned.values)
+    smooth = _local_lines(frac, binned.values, binned.counts, SMOOTH_WIDTH)
+    return _Prepared(frac, binned.values, smooth, binned.counts, area, np.array([v.min(), v.max()]))
+
+
+def reference_shape(ref: Reference, mapping: MetricMap, max_bins: int) -> ReferenceShape | None:
+    """The reference's smoothed shape in the run's falling space, or None where it leaves that space (y <= 0).
+
+    O(max_bins): the bins are the reference's own, computed at its first forecast (``Reference.prepared``).
+    """
+    prep = ref.prepared(max_bins)
+    ends = mapping.to_y(prep.extremes)
+    if np.any(ends <= 0) or not np.all(np.isfinite(ends)):  # past this run's floor: its ratios would mean nothing here
+        return None
+    y = mapping.to_y(prep.values)
+    y_smooth = np.maximum(mapping.to_y(prep.smooth), 1e-3 * y)
     if not np.all(np.isfinite(y_smooth)):
         return None
-    return ReferenceShape(frac, y_smooth, binned.counts, area)
+    return ReferenceShape(prep.frac, y_smooth, prep.counts, prep.area_frac)
 
 
 class ReferenceMember:

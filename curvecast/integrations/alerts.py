@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +42,8 @@ class Alert:
 
         >>> Alert("spike", 120, "warning", "loss spiked at step 120.").markdown()
         '**warning** · `spike` · step 120\\n\\nloss spiked at step 120.'
+        >>> Alert("spike", 7, "warning", "val/![x](http://e.com/x.png) spiked.").markdown().split("\\n")[-1]
+        'val/\\\\!\\\\[x\\\\](http://e.com/x.png) spiked.'
     """
 
     kind: str
@@ -55,8 +58,10 @@ class Alert:
 
     def markdown(self) -> str:
         """The alert as TensorBoard's text plugin renders it (markdown); what comes from the run (metric names in the
-        kind and the message) is escaped, so a name such as ``<img src=x>`` shows as text and is never rendered."""
-        kind = _escape(self.kind).replace("`", "'")
+        kind and the message) is escaped, so a name such as ``<img src=x>`` or ``![x](http://...)`` shows as text
+        and is never rendered as HTML, an image or a link."""
+        # The kind goes in a code span, where markdown is not read: it only must not close the span or end the line.
+        kind = html.escape(" ".join(self.kind.split()), quote=False).replace("`", "'")
         return f"**{self.severity}** · `{kind}` · step {self.step}\n\n{_escape(self.message)}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,8 +81,22 @@ def publish_alert(trainer: Any, alert: Alert, tensorboard: bool = True) -> None:
         write_alert_text(trainer, alert.markdown(), alert.step)
 
 
+# Markdown's inline syntax (code, emphasis, links and images, tables), escaped wherever it stands, and what only
+# opens a block at the start of a line (a heading, a list item, a rule, an ordered list's "1." or "1)").
+_INLINE = re.compile(r"([\\`*_{}\[\]!|])")
+_LINE_START = re.compile(r"^([ \t]*)([#+-]|\d+[.)])", re.MULTILINE)
+
+
 def _escape(text: str) -> str:
-    """HTML-escape ``text``: TensorBoard's markdown passes inline HTML through, and a metric name is the run's text."""
+    """``text`` as markdown that renders as that text: a metric name is the run's text, and TensorBoard's markdown
+    would render ``![x](url)`` as an image and pass inline HTML through.
+
+    Markdown's punctuation is backslash-escaped where it has a meaning (CommonMark and Python-Markdown, which
+    TensorBoard uses, read the same escapes); ``&``, ``<`` and ``>`` become HTML entities, the form both read as text
+    (Python-Markdown keeps the backslash of ``\\<``).
+    """
+    text = _INLINE.sub(r"\\\1", text)
+    text = _LINE_START.sub(lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], text)
     return html.escape(text, quote=False)
 
 

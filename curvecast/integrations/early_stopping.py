@@ -18,6 +18,7 @@ from curvecast.forecasting.stop_request import StopReason, StopRequest
 from curvecast.integrations.actuator import Actuator, RunContext
 from curvecast.integrations.alerts import Alert, publish_alert
 from curvecast.integrations.stop_rule import ForecastStopRule
+from curvecast.state_checks import checked_mapping
 
 __all__ = ["ForecastEarlyStopping", "StopReason", "StopRequest"]
 
@@ -111,7 +112,8 @@ class ForecastEarlyStopping(Actuator, Callback):
         return {"rule": self.rule.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rule.load_state_dict(state_dict.get("rule", {}))
+        """Restore the rule's count (a damaged state raises ``TypeError`` or ``ValueError`` and changes nothing)."""
+        self.rule.load_state_dict(checked_mapping("the ForecastEarlyStopping state", state_dict).get("rule", {}))
 
 
 _HELD = (

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from curvecast.forecasting.report import Report
 from curvecast.forecasting.stop_request import StopReason, StopRequest
 from curvecast.series import TRAIN_LOSS
+from curvecast.state_checks import checked_mapping, checked_whole
 
 __all__ = ["ForecastStopRule", "StopReason", "StopRequest"]
 
@@ -248,7 +249,13 @@ class ForecastStopRule:
         return {"version": _STATE_VERSION, "wait": self.wait}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.wait = int(state.get("wait", 0))
+        """Restore the count saved by :meth:`state_dict` (none saved: 0); a damaged one raises ``TypeError`` or
+        ``ValueError`` naming the field, and changes nothing."""
+        state = checked_mapping("the ForecastStopRule state", state)
+        version = state.get("version", _STATE_VERSION)
+        if isinstance(version, bool) or version != _STATE_VERSION:
+            raise ValueError(f"Expected a ForecastStopRule state of version {_STATE_VERSION}, but got {version!r}")
+        self.wait = checked_whole("`ForecastStopRule.wait`", state.get("wait", 0), low=0)
 
 
 _WIDENED = ", widened for the LR decay still to come"

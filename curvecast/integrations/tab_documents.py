@@ -14,6 +14,7 @@ import numpy as np
 from curvecast.forecasting.report import Report
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.render.band import forecast_band
+from curvecast.state_checks import MAX_WHOLE, checked_mapping, checked_str, checked_whole, require_keys
 from curvecast.tensorboard_plugin.summary import rounded
 
 __all__ = ["RecentAnomalies", "forecast_document", "planned_lr_document"]
@@ -92,13 +93,26 @@ class RecentAnomalies:
         return {"anomalies": [dict(a) for a in self._anomalies.values()], "last_events_step": self.last_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`; a damaged one raises ``KeyError``, ``TypeError`` or
+        ``ValueError`` naming the field, and changes nothing."""
+        state = checked_mapping("the RecentAnomalies state", state)
+        require_keys("the RecentAnomalies state", state, ("anomalies", "last_events_step"))
+        saved = state["anomalies"]
+        if not isinstance(saved, list):
+            raise TypeError(f"Expected `RecentAnomalies.anomalies` to be a list, but got {type(saved).__name__}")
         anomalies = {}
-        for a in state["anomalies"][-_EVENTS_KEPT:]:
-            entry = {k: str(a[k]) for k in ("kind", "series", "severity", "message")}
-            entry["step"] = int(a["step"])
+        for i, a in enumerate(saved[-_EVENTS_KEPT:]):
+            where = f"`RecentAnomalies.anomalies[{i}]`"
+            a = checked_mapping(where, a)
+            require_keys(where, a, ("kind", "series", "step", "severity", "message"))
+            entry: dict[str, Any] = {k: checked_str(f"{where}[{k!r}]", a[k]) for k in ("kind", "series", "severity")}
+            entry["message"] = checked_str(f"{where}['message']", a["message"])[:_MESSAGE_CHARS]
+            entry["step"] = checked_whole(f"{where}['step']", a["step"])
             anomalies[(entry["kind"], entry["series"], entry["step"], entry["severity"])] = entry
+        last_step = checked_whole("`RecentAnomalies.last_events_step`", state["last_events_step"], low=-1,
+                                  high=MAX_WHOLE - 1)  # fmt: skip
         self._anomalies = anomalies
-        self.last_step = int(state["last_events_step"])
+        self.last_step = last_step
 
 
 def _number(value: Any) -> float | None:

@@ -29,6 +29,7 @@ is one :class:`~curvecast.failsafe.CurvecastWarning`; the run goes on, and the n
 from __future__ import annotations
 
 import math
+import shutil
 import weakref
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,10 @@ from curvecast.series import (
     throughput,
 )
 from curvecast.series import FORECAST_PREFIX as PREFIX
+from curvecast.state_checks import checked_mapping, require_keys
 from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, PLANNED_LR_TAG, json_summary
 
-__all__ = ["TensorBoardReporter", "write_alert_text"]
+__all__ = ["MIN_FREE_BYTES", "TensorBoardReporter", "disk_has_room", "write_alert_text"]
 
 # What the sensors measure, written beside the forecasts (when recorded): the bundle's sensors log nothing themselves.
 SENSOR_SERIES = (LR, GRAD_NORM, GNS_B_SIMPLE, SAMPLES_PER_SEC, DATA_WAIT_FRACTION, STEP_TIME, throughput("mfu"))
@@ -74,12 +76,36 @@ _RUN_POINTS = 2000
 _last_text_step: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
+# curvecast writes nothing while the log's disk has less free than this: the run's own logs and checkpoints keep the
+# room, and curvecast (a few KB a report) is never the writer that fills a disk. Its events share the Lightning
+# logger's buffer, so a write that fits now could still make Lightning's own flush fail later.
+MIN_FREE_BYTES = 16 << 20
+
+
+def disk_has_room(log_dir: str) -> bool:
+    """Whether the disk of ``log_dir`` has at least :data:`MIN_FREE_BYTES` free (warned once when not; a statvfs
+    call, microseconds); True when it cannot be told."""
+    try:
+        free = shutil.disk_usage(log_dir).free
+    except (OSError, ValueError, TypeError):
+        return True
+    if free >= MIN_FREE_BYTES:
+        return True
+    warn_once(
+        f"curvecast: the disk of {log_dir} has {free / 2**20:.1f} MiB free; curvecast writes nothing to TensorBoard "
+        f"while it has less than {MIN_FREE_BYTES / 2**20:.0f} MiB, leaving the room to the run's own logs and "
+        "checkpoints (forecasts and alerts still go to the 'curvecast' logger).",
+        key="disk-low",
+    )
+    return False
+
+
 def write_alert_text(trainer: Any, markdown: str, step: int) -> None:
     """Write an alert's ``markdown`` under the text tag ``curvecast/alerts`` of the Trainer's TensorBoard logger, if
-    it has one. Failures to write become one warning."""
+    it has one and its disk has room. Failures to write become one warning."""
     try:
         writer = tensorboard_writer(trainer)
-        if writer is None:
+        if writer is None or not disk_has_room(writer.log_dir):
             return
         step = max(int(step), _last_text_step.get(writer, -1) + 1)
         _last_text_step[writer] = step
@@ -155,7 +181,10 @@ class TensorBoardReporter(Actuator):
         return {"tab": self._anomalies.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._anomalies.load_state_dict(state_dict["tab"])
+        """Restore the tab's recent anomalies (a damaged state raises and changes nothing)."""
+        state = checked_mapping("the TensorBoardReporter state", state_dict)
+        require_keys("the TensorBoardReporter state", state, ("tab",))
+        self._anomalies.load_state_dict(state["tab"])
 
     def bind(self, run: RunContext) -> None:
         """Take the run's settings (written as hparams in the summary sub-run)."""
@@ -182,6 +211,8 @@ class TensorBoardReporter(Actuator):
                 key="no-tensorboard",
             )
             return
+        if not disk_has_room(writer.log_dir):
+            return  # the report's points are written with a later report, once the disk has room again
         try:
             self._write_report(writer, trainer, pl_module, report)
         except OSError as error:  # ENOSPC, EACCES, EROFS...: the run matters more than its charts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import deque
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
@@ -25,7 +27,12 @@ from curvecast.integrations.forecast_log import ForecastLogger
 from curvecast.integrations.tensorboard import TensorBoardReporter
 from curvecast.live.bundle_state import bundle_state, restore_bundle_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
-from curvecast.live.monitor_checks import check_monitor_logged, warn_if_no_loss
+from curvecast.live.monitor_checks import (
+    monitor_missing,
+    say_monitor_awaited,
+    warn_if_no_loss,
+    warn_monitor_never_logged,
+)
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.stability_watch import StabilityWatch
@@ -33,6 +40,9 @@ from curvecast.metric_direction import metric_direction
 from curvecast.series import TRAIN_LOSS
 
 __all__ = ["Curvecast"]
+
+# The parts of the bundle's state that belong to its monitor: a resume with another monitor starts them afresh.
+_MONITOR_PARTS = frozenset({"watch", "early_stopping"})
 
 
 P = TypeVar("P")
@@ -47,6 +57,16 @@ def _part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> 
     if not isinstance(choice, cls):
         raise TypeError(f"Expected `{name}` to be a bool or a {cls.__name__}, but got {type(choice).__name__}")
     return choice
+
+
+def _checked_target(target: Any) -> float | None:
+    """``target`` as a float, or None; anything else (a string, a bool, nan, inf) is a clear error now, not a run
+    with no target check later."""
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target):
+        raise ValueError(f"Expected `target` to be a finite number or None, but got {target!r}")
+    return float(target)
 
 
 class Curvecast(Callback):
@@ -124,15 +144,17 @@ class Curvecast(Callback):
         bounds: tuple[float | None, float | None] | None = None,
         references: ReferenceSource | None = None,
     ) -> None:
+        if monitor is not None and (not isinstance(monitor, str) or not monitor):
+            raise TypeError(f"Expected `monitor` to be a metric's name or None, but got {monitor!r}")
         self.monitor = monitor or TRAIN_LOSS
         mode = mode or metric_direction(self.monitor)[0]
         check_mode_bounds(mode, bounds)
         self.references = check_reference_source(references)
-        if forecast_every < 1:
-            raise ValueError(f"Expected `forecast_every` to be a positive int, but got {forecast_every}")
+        if isinstance(forecast_every, bool) or not isinstance(forecast_every, numbers.Integral) or forecast_every < 1:
+            raise ValueError(f"Expected `forecast_every` to be a positive int, but got {forecast_every!r}")
         self.mode = mode
-        self.target = target
-        self.forecast_every = forecast_every
+        self.target = _checked_target(target)
+        self.forecast_every = int(forecast_every)
         self.background = background
         self.history = RunHistory()
         self.loss_capture = LossCapture(self.history, train_metric=None if self.monitor == TRAIN_LOSS else self.monitor)
@@ -175,6 +197,7 @@ class Curvecast(Callback):
             background, forecast_budget, mode, bounds,
         )  # fmt: skip
         self._voted_at: int | None = None
+        self._voted_flushes = 0  # the loss capture's flushes when the ranks last voted
         self._monitor_checked = False
         self._watched_schedule: Any = None
         self._state_key: str | None = None
@@ -283,16 +306,26 @@ class Curvecast(Callback):
             self._check_monitor(trainer)
         warn_if_no_loss(self.monitor, self.history, self.loss_capture.steps_without_loss)
 
+    @guarded
     def _check_monitor(self, trainer: Any) -> None:
         if not self._monitor_checked:
             self._monitor_checked = True
             self.loss_capture.flush_pending()
-            check_monitor_logged(self.monitor, self.history, trainer.callback_metrics)
+            available = monitor_missing(self.monitor, self.history, trainer.callback_metrics)
+            if available is not None and is_global_zero(trainer):
+                say_monitor_awaited(self.monitor, available)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_end(trainer, pl_module)
         self._final_report(trainer, pl_module)
+        self._warn_if_monitor_never_logged(trainer)
+
+    @guarded
+    def _warn_if_monitor_never_logged(self, trainer: Any) -> None:
+        available = monitor_missing(self.monitor, self.history, trainer.callback_metrics)
+        if available is not None and is_global_zero(trainer):
+            warn_monitor_never_logged(self.monitor, available)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for sensor in self.sensors:
@@ -398,11 +431,18 @@ class Curvecast(Callback):
                   key=f"actuator-{name}")  # fmt: skip
 
     def _vote_stop(self, trainer: Any) -> None:
-        """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them."""
+        """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them.
+
+        Under DDP the ranks vote on the forecast cadence and whenever the losses were just moved to the host (the
+        same steps on every rank): a divergence, found as the losses arrive, stops the run at the step it was found.
+        """
         step = int(trainer.global_step)
-        if trainer.world_size > 1 and (step % self.forecast_every != 0 or step == self._voted_at):
-            return  # a collective per micro-batch would cost every step a round trip between ranks
-        self._voted_at = step
+        flushes = self.loss_capture.flushes
+        if trainer.world_size > 1:
+            due = step % self.forecast_every == 0 or flushes != self._voted_flushes
+            if not due or step == self._voted_at:
+                return  # a collective per micro-batch would cost every step a round trip between ranks
+        self._voted_at, self._voted_flushes = step, flushes
         if trainer.strategy.reduce_boolean_decision(self.stop is not None, all=False):
             trainer.should_stop = True
 
@@ -421,6 +461,32 @@ class Curvecast(Callback):
     def state_dict(self) -> dict[str, Any]:
         self.loss_capture.flush_pending()
         return bundle_state(self.history, self._stateful_parts())
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint of a run that watched another monitor has no state under this bundle's key: keep what does not
+        depend on the monitor, and say what was dropped (Lightning would drop it all, silently)."""
+        states = checkpoint.get("callbacks")
+        if not isinstance(states, dict) or self.state_key in states:
+            return
+        prefix = f"{type(self).__name__}{{"
+        foreign = [key for key in states if isinstance(key, str) and key.startswith(prefix)]
+        if len(foreign) == 1:  # several bundles: no telling which one this was
+            self._load_other_monitors_state(foreign[0], states[foreign[0]])
+
+    @guarded
+    def _load_other_monitors_state(self, key: str, state: Any) -> None:
+        kept = {name: part for name, part in self._stateful_parts().items() if name not in _MONITOR_PARTS}
+        restore_bundle_state(self.history, kept, state)
+        series = self.history.names()
+        points = sum(self.history.num_points(name) for name in series)
+        has_monitor = "with" if self.monitor in series else "without"
+        warn_once(
+            f"curvecast: resumed with monitor={self.monitor!r} from a checkpoint whose curvecast state is under "
+            f"{key}: kept the history ({points} points of {len(series)} series, {has_monitor} {self.monitor!r}) and "
+            "the sensors' state; the anomaly detectors and the early-stopping count of the other monitor were "
+            "dropped and start afresh.",
+            key="other-monitor",
+        )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a saved state part by part; a part that cannot be read starts afresh, with a warning."""

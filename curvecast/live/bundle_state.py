@@ -6,6 +6,7 @@ part alone, never a failed resume, and the loss history survives any of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from curvecast.failsafe import warn_once
@@ -14,7 +15,10 @@ from curvecast.history import RunHistory
 __all__ = ["STATE_VERSION", "bundle_state", "restore_bundle_state"]
 
 STATE_VERSION = 2
-_UNREADABLE = (KeyError, ValueError, TypeError, AttributeError)  # what a damaged or foreign state raises
+# What a damaged or foreign state raises: besides the KeyError, TypeError and ValueError of the checks, whatever a value
+# of the wrong kind sets off where a part uses it (int(inf): OverflowError; a tensor where a number belongs:
+# RuntimeError). None of it may fail the resume.
+_UNREADABLE = Exception
 
 
 def bundle_state(history: RunHistory, parts: dict[str, Any]) -> dict[str, Any]:
@@ -25,22 +29,41 @@ def bundle_state(history: RunHistory, parts: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def restore_bundle_state(history: RunHistory, parts: dict[str, Any], state: dict[str, Any]) -> list[str]:
+def restore_bundle_state(history: RunHistory, parts: dict[str, Any], state: Any) -> list[str]:
     """Restore ``history`` and the parts from ``state``; returns the names of the parts that start afresh (each told
-    in a warning), the caller replacing them with new ones."""
+    in a warning), the caller replacing them with new ones.
+
+    A part's ``load_state_dict`` must check the whole of its state before it assigns any of it, so that a part whose
+    state is refused is left as it was; anything it raises is such a refusal, never a failed resume.
+    """
+    if not isinstance(state, Mapping):
+        warn_once(f"curvecast: the checkpoint's curvecast state could not be restored (TypeError: Expected a dict, but "
+                  f"got {type(state).__name__}); the history and every part ({', '.join(map(repr, parts))}) stay as "
+                  "they are (new, in a resumed run)")  # fmt: skip
+        return []
     try:
         history.load_state_dict(state["history"])
     except _UNREADABLE as error:
-        warn_once(f"curvecast: the checkpoint's curvecast history could not be restored ({error}); starting afresh")
+        warn_once(f"curvecast: the checkpoint's curvecast history could not be restored ({_text(error)}); "
+                  "starting afresh")  # fmt: skip
         history.load_state_dict(RunHistory().state_dict())
     fresh = []
     for name, part in parts.items():
         if name not in state:
             continue
         try:
-            part.load_state_dict(state[name])
+            part_state = state[name]
+            if not isinstance(part_state, Mapping):
+                raise TypeError(f"Expected a dict, but got {type(part_state).__name__}")
+            part.load_state_dict(part_state)
         except _UNREADABLE as error:
-            warn_once(f"curvecast: the checkpoint's curvecast state of {name!r} could not be restored ({error}); "
-                      "that part starts afresh")  # fmt: skip
+            warn_once(f"curvecast: the checkpoint's curvecast state of {name!r} could not be restored "
+                      f"({_text(error)}); that part starts afresh")  # fmt: skip
             fresh.append(name)
     return fresh
+
+
+def _text(error: Exception) -> str:
+    """The error as a warning quotes it (a KeyError's ``str`` is its message in quotes)."""
+    message = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else error
+    return f"{type(error).__name__}: {message}"

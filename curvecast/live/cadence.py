@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from curvecast.failsafe import warn_once
 from curvecast.forecasting import Forecaster, Report
 from curvecast.forecasting.references import Reference
 from curvecast.forecasting.report import target_chance
@@ -19,8 +20,9 @@ from curvecast.series import LR, TRAIN_LOSS
 
 __all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "ForecastCadence"]
 
-# The longest the end of training waits for a forecast still running in the worker: past it the job is abandoned and
-# the last forecast is made inline (a refit is tens of milliseconds; a worker this late is starved or stuck).
+# The longest the end of training waits for the forecasts still to come (the one in flight, then one of the last
+# observed step): past it they are abandoned, never re-run inline (a refit is tens of milliseconds; a fit this late is
+# starved or stuck, and one that never returns must not keep `trainer.fit` from returning).
 END_WAIT_S = 5.0
 # Forecasting may take a tenth of the run's time, in a worker thread: with a schedule-aware fit at 0.1-0.4 s of CPU,
 # a forecast every 1-4 s, often enough for early stopping's consecutive checks; at 2% a short run got too few of them.
@@ -77,6 +79,7 @@ class ForecastCadence:
         self.mode = mode
         self.bounds = bounds
         self.references: tuple[Reference, ...] = ()  # finished runs of the recipe, set at the start of each fit
+        self.end_wait = END_WAIT_S  # seconds the end of training waits for forecasts in the worker
         self._submitted_at: float | None = None  # clock() when the last forecast started
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_step: int | None = None  # the last observed step a forecast was started from
@@ -94,16 +97,31 @@ class ForecastCadence:
         """Forecasts still running when training ended, given up on rather than waited for."""
         return self._runner.abandoned
 
-    def finish(self, timeout: float = END_WAIT_S) -> list[Report]:
-        """At the end of training: the forecast in flight (waited for at most ``timeout`` seconds), then one made
-        inline from the last observed point if that is newer or the worker was too late."""
-        done = self._runner.drain(timeout)
-        reports = [done] if done is not None else []
-        late = done is None and self._runner.abandoned > 0
+    def finish(self) -> list[Report]:
+        """At the end of training: the forecast in flight, then one of the last observed point if that is newer.
+
+        In the background both run in the worker and together wait at most ``end_wait`` seconds (the one in flight at
+        most half of it when a newer point waits); a forecast still running then is abandoned, with a warning, and the
+        run ends with the reports it has.
+        """
+        deadline = time.monotonic() + self.end_wait
+        abandoned = self._runner.abandoned
         last = self.history.last(self.monitor)
-        if last is not None and (last[0] != self._last_step or late):
+        newer = last is not None and last[0] != self._last_step
+        done = self._runner.drain(self.end_wait / 2 if newer else self.end_wait)  # half is left for the newer one
+        reports = [done] if done is not None else []
+        if newer:
             self._last_step = last[0]
-            reports.append(self._job()())
+            self._runner.submit(self._job())  # the worker is free: drained
+            final = self._runner.drain(max(deadline - time.monotonic(), 0.0))
+            if final is not None:
+                reports.append(final)
+        if self._runner.abandoned > abandoned:
+            warn_once(
+                f"curvecast: a forecast still running {self.end_wait:g} s after the end of training was abandoned "
+                "(the machine is busy, or a fit is stuck); the last report is the one before it.",
+                key="forecast-abandoned",
+            )
         return reports
 
     def close(self) -> None:

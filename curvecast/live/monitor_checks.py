@@ -1,7 +1,9 @@
-"""The user's monitor, checked once the run has had a chance to log it: told as Lightning's EarlyStopping tells it."""
+"""The user's monitor, checked once the run has had a chance to log it: a metric logged from a later step is waited
+for (and said so once), and one never logged by the end is a warning naming the metrics that were."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,17 +11,32 @@ from curvecast.failsafe import warn_once
 from curvecast.history import RunHistory
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
 
-__all__ = ["check_monitor_logged", "warn_if_no_loss"]
+__all__ = ["monitor_missing", "say_monitor_awaited", "warn_if_no_loss", "warn_monitor_never_logged"]
+
+log = logging.getLogger("curvecast")
 
 
-def check_monitor_logged(monitor: str, history: RunHistory, logged: Mapping[str, Any]) -> None:
-    """Raise RuntimeError naming the logged metrics when ``monitor`` was neither recorded nor logged (on step, too)."""
+def monitor_missing(monitor: str, history: RunHistory, logged: Mapping[str, Any]) -> str | None:
+    """None when ``monitor`` was recorded or logged (on step, too); else the names of the metrics that were."""
     if monitor == TRAIN_LOSS or monitor in history or monitor in logged or f"{monitor}_step" in logged:
-        return
-    available = ", ".join(f"`{name}`" for name in sorted(logged) if not name.startswith(METRIC_PREFIX))
-    raise RuntimeError(
-        f"Curvecast(monitor={monitor!r}) forecasts a metric the module never logged. Pass `monitor=` one of "
-        f"the logged metrics ({available or 'none is logged'}), or None for the training loss."
+        return None
+    return ", ".join(f"`{name}`" for name in sorted(logged) if not name.startswith(METRIC_PREFIX)) or "none is logged"
+
+
+def say_monitor_awaited(monitor: str, available: str) -> None:
+    """Told once, when the run first had a chance to log ``monitor`` and has not: a metric may start later."""
+    log.info(
+        "curvecast: `%s` has not been logged yet (logged so far: %s); forecasts start once it is.", monitor, available
+    )
+
+
+def warn_monitor_never_logged(monitor: str, available: str) -> None:
+    """Warned once, at the end of a run that never logged ``monitor``: nothing could be forecast."""
+    warn_once(
+        f"curvecast: Curvecast(monitor={monitor!r}) forecasts a metric the module never logged in this run, so "
+        f"nothing was forecast. Pass `monitor=` one of the logged metrics ({available}), or None for the training "
+        "loss.",
+        key=f"monitor-never-logged-{monitor}",
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, InstabilityMonitor
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC, TRAIN_LOSS
+from curvecast.state_checks import checked_mapping, checked_whole, require_keys
 
 __all__ = ["StabilityWatch"]
 
@@ -166,8 +167,26 @@ class StabilityWatch:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.instability.load_state_dict(state["instability"])
-        self.throughput.load_state_dict(state["throughput"])
-        if self.monitored is not None and state.get("monitored") is not None:
-            self.monitored.load_state_dict(state["monitored"])
-        self._last_paired = state.get("last_paired")
+        """Restore the state saved by :meth:`state_dict`, every part read before any is assigned: a damaged state
+        raises ``KeyError``, ``TypeError`` or ``ValueError`` naming the field, and changes nothing."""
+        saved = checked_mapping("the StabilityWatch state", state)
+        require_keys("the StabilityWatch state", saved, ("instability", "throughput"))
+        instability = self.instability.read_state(saved["instability"])
+        throughput = self.throughput.restored_parts(saved["throughput"])
+        monitored = None
+        if self.monitored is not None and saved.get("monitored") is not None:
+            monitored = self.monitored.restored_parts(saved["monitored"])
+        last_paired = saved.get("last_paired")
+        if last_paired is not None:
+            last_paired = checked_whole("`StabilityWatch.last_paired`", last_paired)
+            # The step of the last pair scored, which the monitor has seen: a later one would hold back every pair up
+            # to it as a replay.
+            scored = instability["last_step"]
+            if scored is None or last_paired > scored:
+                raise ValueError(f"Expected `StabilityWatch.last_paired` to be at most the monitor's last step "
+                                 f"({scored}), but got {last_paired}")  # fmt: skip
+        self.instability.set_state(instability)
+        self.throughput.level, self.throughput.checks = throughput
+        if self.monitored is not None and monitored is not None:
+            self.monitored.level, self.monitored.checks = monitored
+        self._last_paired = last_paired

@@ -6,6 +6,11 @@ every step); else the series the module logged as ``monitor`` (the training loss
 chooses it) with the LR of a ``LearningRateMonitor`` when there is one. A run curvecast stopped early, or that ended
 before ``MIN_FINISHED`` of the longest run's last step (one that crashed or was stopped otherwise), is left out: its
 last point would be read as the recipe's end.
+
+A reference is bounded whatever its run's length: the curve is reduced to ``MAX_REFERENCE_POINTS`` points as soon as
+its log is read (``Reference.bounded``), and the LR, each logged value holding until the next, is kept as knots (two
+per logged value, at most ``MAX_LR_SEGMENTS`` values), never as one LR per step. A run of 50 million steps logged every
+10,000 keeps what one of 5,000 steps logged every step does.
 """
 
 from __future__ import annotations
@@ -14,19 +19,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curvecast.forecasting.references import MAX_REFERENCES, Reference
+import numpy as np
+
+from curvecast.forecasting.references import MAX_REFERENCE_POINTS, MAX_REFERENCES, Reference, grid_bins
+from curvecast.forecasting.schedule import LRSchedule
 from curvecast.logreaders import LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.logreaders.base import Curve, printable
 from curvecast.logreaders.run_dirs import find_runs
-from curvecast.logreaders.select import lr_at_every_step
 from curvecast.series import METRIC_PREFIX, STOPPED_TAG, TRAIN_LOSS
 
-__all__ = ["MIN_FINISHED", "ReferenceLogs", "references_from_logs"]
+__all__ = ["MAX_LR_SEGMENTS", "MIN_FINISHED", "ReferenceLogs", "lr_knots", "references_from_logs"]
 
 # Runs read at most, the latest written first: reading a log costs milliseconds to seconds, paid at the start of fit.
 MAX_RUNS_READ = 4 * MAX_REFERENCES
 # A run that ends before this fraction of the longest run's last step is no finished run of the recipe.
 MIN_FINISHED = 0.5
+# Logged LR values kept as they are (two knots each); more are merged into means over the bins of `grid_bins`, which
+# keeps the LR area exact at every bin's edge: the area fraction is all a reference's LR is used for.
+MAX_LR_SEGMENTS = MAX_REFERENCE_POINTS
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ def references_from_logs(
     read: list[tuple[Path, Reference]] = []
     skipped = [f"{run}: not read (only the latest {MAX_RUNS_READ} runs are)" for run in runs[MAX_RUNS_READ:]]
     for run in runs[:MAX_RUNS_READ]:
-        try:
+        try:  # one log's points at a time: each is reduced to a bounded reference before the next is read
             read.append((run, _reference(read_log(run), monitor)))
         except ValueError as error:  # LogReadError too: a run that cannot be read is one reference fewer
             skipped.append(f"{run}: {error}")
@@ -88,8 +98,45 @@ def _reference(log: RunLog, monitor: str) -> Reference:
     if len(curve) and curve.steps[0] < 0:
         raise LogReadError(f"`{printable(curve.name)}` starts at a negative step ({curve.steps[0]})")
     lr = log.curves.get(METRIC_PREFIX + "lr") or choose_lr(log, curve)
-    lrs = lr_at_every_step(lr, int(curve.steps[-1])) if lr is not None and len(curve) else None
-    return Reference(curve.steps, curve.values, lrs=lrs)
+    lrs = lr_knots(lr, int(curve.steps[-1])) if lr is not None and len(curve) else None
+    return Reference.bounded(curve.steps, curve.values, lrs=lrs)
+
+
+def lr_knots(lr: Curve, horizon: int, max_segments: int = MAX_LR_SEGMENTS) -> LRSchedule | None:
+    """The LR of steps 0..horizon as knots, each step taking the last logged value (the first before it), or None
+    when the log stops short of ``horizon`` or holds an LR that is not finite and non-negative.
+
+    The LR of every step of ``select.lr_at_every_step``, up to rounding, in at most ``2 * max_segments`` knots: more
+    logged values than ``max_segments`` are merged into their mean over each bin of ``grid_bins``.
+
+    Example:
+        >>> from curvecast.logreaders import make_curve
+        >>> schedule = lr_knots(make_curve("lr", [0, 10, 20], [1.0, 0.5, 0.1]), 29)
+        >>> schedule.knots()[0].tolist(), schedule.lr(15), float(schedule.area(np.array([29.0]))[0])
+        ([0, 9, 10, 19, 20, 29], 0.5, 16.0)
+    """
+    steps, values = lr.steps, lr.values
+    if len(steps) == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        return None
+    # Past its last logged step the schedule of a finished log is unknown, and holding it flat would mislead a
+    # schedule-aware forecast, so an LR log that ends well before the horizon is not used at all.
+    spacing = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    if steps[-1] + max(spacing, 1) < horizon:
+        return None
+    starts = np.r_[0, steps[(steps > 0) & (steps <= horizon)]].astype(np.int64)
+    held = values[np.clip(np.searchsorted(steps, starts, side="right") - 1, 0, None)]
+    if len(starts) > max_segments:
+        lengths = np.diff(np.r_[starts, horizon + 1]).astype(np.float64)
+        keys = grid_bins(starts, horizon, max_segments)
+        edges = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        held = np.add.reduceat(held * lengths, edges) / np.add.reduceat(lengths, edges)
+        starts = starts[edges]
+    ends = np.r_[starts[1:] - 1, horizon]
+    longer = ends > starts  # a value held over several steps: a knot at each end; over one step: one knot
+    knot_steps = np.column_stack([starts, np.where(longer, ends, -1)]).ravel()
+    knot_lrs = np.repeat(held, 2)
+    keep = knot_steps >= 0
+    return LRSchedule.from_knots(knot_steps[keep], knot_lrs[keep])
 
 
 def _monitor_curve(log: RunLog, monitor: str) -> Curve:

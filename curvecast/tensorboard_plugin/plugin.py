@@ -4,7 +4,8 @@ Routes, under ``/data/plugin/curvecast``:
 
 - ``/index.js``: the tab, a self-contained ES module (TensorBoard loads it in an iframe and calls its ``render()``);
 - ``/runs``: ``["run", ...]``, the runs holding curvecast data;
-- ``/run?run=NAME``: one run's chart data (see :func:`~curvecast.tensorboard_plugin.run_data.read_run`).
+- ``/run?run=NAME``: one run's chart data (see :func:`~curvecast.tensorboard_plugin.run_data.read_run`), with the
+  ``warnings`` of what its event files held that could not be read; an unreadable file is never an error of the route.
 
 The tab is listed as active when some run holds data tagged for the ``curvecast`` plugin; TensorBoard answers that
 from its data provider, so the plugin itself never scans the log directory.
@@ -13,6 +14,7 @@ from its data provider, so the plugin itself never scans the log directory.
 from __future__ import annotations
 
 import json
+import logging
 from importlib import resources
 from typing import Any
 
@@ -26,7 +28,10 @@ from curvecast.tensorboard_plugin.summary import PLUGIN_NAME
 
 __all__ = ["CurvecastPlugin"]
 
+log = logging.getLogger(__name__)
+
 _JSON = "application/json"
+_JSON_UTF8 = "application/json; charset=utf-8"
 
 
 class CurvecastPlugin(base_plugin.TBPlugin):
@@ -65,10 +70,17 @@ class CurvecastPlugin(base_plugin.TBPlugin):
         if not run:
             return http_util.Respond(request, "Expected a `run` query argument, but got none", "text/plain", code=400)
         ctx, eid = _context(request)
-        data = None if self._data_provider is None else run_data.read_run(self._data_provider, ctx, eid, run)
-        if data is None:
-            return http_util.Respond(request, f"No curvecast data in run {run!r}", "text/plain", code=404)
-        return http_util.Respond(request, json.dumps(data, allow_nan=False), _JSON)
+        try:
+            data = None if self._data_provider is None else run_data.read_run(self._data_provider, ctx, eid, run)
+            if data is None:
+                return http_util.Respond(request, f"No curvecast data in run {run!r}", "text/plain", code=404)
+            body = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        except Exception as error:  # whatever a run's files hold, the tab still answers: the run empty, and why
+            log.exception("curvecast tab: could not read run %r", run)
+            body = json.dumps(run_data.unreadable_run(run, f"The run could not be read: {type(error).__name__}"))
+        # UTF-8, not \u escapes: a character costs at most 4 bytes, not 12. The strings are checked: "replace" is a
+        # last guard, for a lone surrogate that slipped through.
+        return http_util.Respond(request, body.encode("utf-8", "replace"), _JSON_UTF8)
 
 
 def _context(request: wrappers.Request) -> tuple[Any, str]:

@@ -26,8 +26,10 @@ __all__ = [
     "PLANNED_LR_TAG",
     "PLUGIN_NAME",
     "SCHEMA_VERSION",
+    "MAX_DOCUMENT_BYTES",
     "decode",
     "json_summary",
+    "parse",
     "rounded",
 ]
 
@@ -36,6 +38,8 @@ SCHEMA_VERSION = 1  # in every document and in plugin_data.content, so a later r
 FORECAST_TAG = "curvecast/plugin/forecast"
 PLANNED_LR_TAG = "curvecast/plugin/planned_lr"
 EVENTS_TAG = "curvecast/plugin/events"
+# A document read back larger than this is refused unparsed: the writer's are a few KB (a 50-point curve).
+MAX_DOCUMENT_BYTES = 32 * 2**20
 # Six significant digits are finer than any chart and keep a 50-point curve around 2 KB of JSON.
 _DIGITS = 6
 
@@ -71,14 +75,49 @@ def json_summary(tag: str, document: dict[str, Any]) -> summary_pb2.Summary:
     return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, metadata=metadata, tensor=tensor)])
 
 
-def decode(value: Any) -> dict[str, Any] | None:
-    """A document back from a string tensor's value (bytes, a numpy scalar or array); None if it is not one."""
+def parse(value: Any) -> dict[str, Any]:
+    """A document back from a string tensor's value (bytes, str, a numpy scalar or size-1 array).
+
+    Bytes that are not UTF-8 are replaced (U+FFFD), and ``NaN``/``Infinity`` tokens read as None; the fields are
+    not checked (see :mod:`curvecast.tensorboard_plugin.documents`).
+
+    Raises:
+        ValueError: the value is not a JSON object, is nested too deep or is larger than :data:`MAX_DOCUMENT_BYTES`.
+    """
     try:
         if hasattr(value, "item"):
             value = value.item()
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        document = json.loads(value)
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+    except ValueError as error:  # a tensor of several strings, or none
+        raise ValueError(f"Expected one string, but got a tensor of shape {getattr(value, 'shape', '?')}") from error
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise ValueError(f"Expected a string tensor, but got {type(value).__name__}")
+    if len(value) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"Expected at most {MAX_DOCUMENT_BYTES} characters, but got {len(value)}")
+    try:
+        document = json.loads(value, parse_constant=_no_constant)
+    except RecursionError as error:
+        raise ValueError("Expected JSON nested a few levels deep, but got deeper nesting") from error
+    except ValueError as error:
+        raise ValueError(f"Expected JSON, but got an error: {error}") from error
+    if not isinstance(document, dict):
+        raise ValueError(f"Expected a JSON object, but got {type(document).__name__}")
+    return document
+
+
+def decode(value: Any) -> dict[str, Any] | None:
+    """:func:`parse`, or None where ``value`` is not a document.
+
+    Example:
+        >>> decode(b'{"final": NaN}'), decode(b"[1, 2]"), decode(b"[" * 10_000 + b"]" * 10_000)
+        ({'final': None}, None, None)
+    """
+    try:
+        return parse(value)
+    except ValueError:
         return None
-    return document if isinstance(document, dict) else None
+
+
+def _no_constant(name: str) -> None:
+    """``NaN``, ``Infinity`` and ``-Infinity``, which Python's JSON reader accepts and JSON has not: null."""

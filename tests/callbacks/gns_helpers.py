@@ -105,18 +105,3 @@ def make_module(
             return torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=sampler)
 
     return Module()
-
-
-def trainer_kwargs(tmp_path, **overrides):
-    kwargs = {
-        "default_root_dir": tmp_path,
-        "accelerator": "cpu",
-        "devices": 1,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "enable_checkpointing": False,
-        "logger": False,
-        "num_sanity_val_steps": 0,
-    }
-    kwargs.update(overrides)
-    return kwargs

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from gns_helpers import SeqModel, per_example_grads, seq_data, seq_loss, trainer_kwargs
+from gns_helpers import SeqModel, per_example_grads, seq_data, seq_loss
+from run_helpers import tiny_trainer
 from sim_clock import SimClock
 
-from curvecast._lightning import Callback
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.throughput import Throughput
 from tiny_models import LeaveTogether
@@ -35,7 +35,7 @@ class SeqModule(pl.LightningModule):
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*seq_data(64)), batch_size=4)
 
 
-class WorkerChecks(Callback):
+class WorkerChecks(pl.Callback):
     """Per-rank (local) and all-reduced norms against torch.func on the gathered batches; agreement after training."""
 
     def __init__(self, gns: GradientNoiseScale, tp: Throughput) -> None:
@@ -80,9 +80,7 @@ def test_gns_and_throughput_under_two_process_ddp(tmp_path):
     gns = GradientNoiseScale(min_updates=2)
     tp = Throughput(straggler_ratio=1.2)
     tp.clock = SimClock()  # each worker gets its own copy
-    trainer = pl.Trainer(
-        **trainer_kwargs(tmp_path, max_steps=6, log_every_n_steps=3, precision="64-true", devices=2,
-                         strategy="ddp_spawn"),
-        callbacks=[gns, tp, WorkerChecks(gns, tp), LeaveTogether()],
-    )
+    callbacks = [gns, tp, WorkerChecks(gns, tp), LeaveTogether()]
+    trainer = tiny_trainer(tmp_path, callbacks, 6, logger=False, log_every_n_steps=3, precision="64-true", devices=2,
+                           strategy="ddp_spawn")  # fmt: skip
     trainer.fit(SeqModule())

@@ -15,21 +15,23 @@ from gns_helpers import (
     per_example_sq_norms,
     population_noise_scale,
     seq_loss,
-    trainer_kwargs,
 )
+from run_helpers import tiny_trainer
 
-from curvecast._lightning import Callback
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.history import RunHistory
+from tiny_models import EitherFlavourCallback
 
 
-class ExactProbe(Callback):
-    """Recompute the step's small and big squared norms with torch.func before the optimizer moves the weights."""
+class ExactProbe(EitherFlavourCallback):
+    """Recompute the step's small and big squared norms with torch.func before the optimizer moves the weights; keep
+    the exact gradient norm of each step (``grad_norms``) for the history to be checked against."""
 
     def __init__(self, gns: GradientNoiseScale) -> None:
         self.gns = gns
         self.batches: list = []
         self.checked = 0
+        self.grad_norms: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batches.append(batch)
@@ -46,7 +48,7 @@ class ExactProbe(Callback):
         big = flat.mean(0).square().sum()
         torch.testing.assert_close(self.gns.last_small_sq, small, rtol=1e-9, atol=0)
         torch.testing.assert_close(self.gns.last_big_sq, big, rtol=1e-9, atol=0)
-        torch.testing.assert_close(self.gns._pending[-1][1], big.sqrt(), rtol=1e-9, atol=0)
+        self.grad_norms.append(big.sqrt().item())
         self.gns.last_small_sq = self.gns.last_big_sq = None
         self.batches = []
         self.checked += 1
@@ -64,15 +66,15 @@ class ExactProbe(Callback):
 def test_norms_in_a_trainer_equal_exact(tmp_path, flavour, accumulate, source, expected):
     gns = GradientNoiseScale(source=source, sample_every_n_steps=1)
     probe = ExactProbe(gns)
-    trainer = flavour.Trainer(
-        **trainer_kwargs(tmp_path, max_steps=3, precision="64-true", accumulate_grad_batches=accumulate),
-        callbacks=[gns, probe],
-    )
+    trainer = tiny_trainer(tmp_path, [gns, probe], 3, logger=False, flavour=flavour, precision="64-true",
+                           accumulate_grad_batches=accumulate)  # fmt: skip
     trainer.fit(make_module(flavour, batch_size=4))
     assert gns.active_source == expected
     assert probe.checked == 3
     assert gns.estimator.read().updates == 3
-    assert gns.history.series("grad_norm").steps.tolist() == [0, 1, 2]
+    grad_norm = gns.history.series("grad_norm")
+    assert grad_norm.steps.tolist() == [0, 1, 2]
+    torch.testing.assert_close(grad_norm.values.tolist(), probe.grad_norms, rtol=1e-9, atol=0)
 
 
 def test_frozen_weights_b_simple_within_10_percent_of_exact(tmp_path):
@@ -80,8 +82,7 @@ def test_frozen_weights_b_simple_within_10_percent_of_exact(tmp_path):
     module = make_module(pl, lr=0.0, batch_size=32, seed=1, data=data, replacement=True)
     truth_g2, truth_s = population_noise_scale(per_example_grads(module.model.double(), seq_loss, *data))
     gns = GradientNoiseScale(beta=0.995, sample_every_n_steps=1)
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=200, precision="64-true", log_every_n_steps=50),
-                         callbacks=[gns])
+    trainer = tiny_trainer(tmp_path, [gns], 200, logger=False, precision="64-true", log_every_n_steps=50)
     trainer.fit(module)
     assert gns.b_simple == pytest.approx(truth_s / truth_g2, rel=0.1)
     assert gns.history.series("gns/b_simple").steps.tolist() == [49, 99, 149, 199]
@@ -92,7 +93,7 @@ def test_logs_metrics_and_records_every_grad_norm(tmp_path):
 
     gns = GradientNoiseScale(min_updates=2, sample_every_n_steps=1)
     logger = CSVLogger(tmp_path, name="run")
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8, log_every_n_steps=4, logger=logger), callbacks=[gns])
+    trainer = tiny_trainer(tmp_path, [gns], 8, logger=logger, log_every_n_steps=4)
     trainer.fit(make_module(pl))
     assert gns.history.series("grad_norm").steps.tolist() == list(range(8))
     assert gns.history.series("gns/b_simple").steps.tolist() == [3, 7]
@@ -108,19 +109,20 @@ def test_logs_metrics_and_records_every_grad_norm(tmp_path):
 def test_values_reach_the_host_only_at_the_cadence(tmp_path):
     seen: list[int] = []
 
-    class Watch(Callback):
+    class Watch(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            seen.append(len(gns._pending))
+            seen.append(gns.history.num_points("grad_norm") if "grad_norm" in gns.history else 0)
 
     gns = GradientNoiseScale(log_every_n_steps=3, log_metrics=False)
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=7), callbacks=[gns, Watch()])
+    trainer = tiny_trainer(tmp_path, [gns, Watch()], 7, logger=False)
     trainer.fit(make_module(pl))
-    assert seen == [1, 2, 0, 1, 2, 0, 0]  # device tensors pile up between flushes; the last step flushes too
+    # The norms stay device tensors between flushes: the history gets them three at a time; the last step flushes too.
+    assert seen == [0, 0, 3, 3, 3, 6, 7]
 
 
 def test_per_example_source_samples_one_step_in_ten_by_default(tmp_path):
     gns = GradientNoiseScale(log_metrics=False)
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=12), callbacks=[gns])
+    trainer = tiny_trainer(tmp_path, [gns], 12, logger=False)
     trainer.fit(make_module(pl, n=128))
     assert gns.active_source == "per_example"
     assert gns.estimator.read().updates == 2  # steps 0 and 10
@@ -129,7 +131,7 @@ def test_per_example_source_samples_one_step_in_ten_by_default(tmp_path):
 
 def test_single_device_microbatch_without_accumulation_warns_and_keeps_grad_norm(tmp_path):
     gns = GradientNoiseScale(source="microbatch")
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=2), callbacks=[gns])
+    trainer = tiny_trainer(tmp_path, [gns], 2, logger=False)
     with pytest.warns(UserWarning, match="needs gradient accumulation"):
         trainer.fit(make_module(pl))
     assert gns.active_source is None
@@ -139,7 +141,7 @@ def test_single_device_microbatch_without_accumulation_warns_and_keeps_grad_norm
 
 def test_state_round_trip_and_resume(tmp_path):
     gns = GradientNoiseScale(min_updates=2, log_every_n_steps=2, sample_every_n_steps=1)
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=6), callbacks=[gns])
+    trainer = tiny_trainer(tmp_path, [gns], 6, logger=False)
     trainer.fit(make_module(pl))
     ckpt = tmp_path / "gns.ckpt"
     trainer.save_checkpoint(ckpt)
@@ -154,12 +156,12 @@ def test_state_round_trip_and_resume(tmp_path):
 
     restored: list = []
 
-    class Check(Callback):
+    class Check(pl.Callback):
         def on_train_start(self, trainer, pl_module):
             restored.append(resumed.estimator.read())
 
     resumed = GradientNoiseScale(min_updates=2, log_every_n_steps=2, sample_every_n_steps=1)
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8), callbacks=[resumed, Check()])
+    trainer = tiny_trainer(tmp_path, [resumed, Check()], 8, logger=False)
     trainer.fit(make_module(pl), ckpt_path=ckpt)
     assert restored == [gns.estimator.read()]
     assert resumed.estimator.read().updates == 8

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from run_helpers import tiny_trainer
 from torch.optim import lr_scheduler as S
 
 from curvecast import Curvecast
@@ -79,10 +80,9 @@ def test_replayed_schedule_matches_the_lrs_the_run_then_used(name, quiet_trainer
 def test_replay_from_a_resumed_run_joins_the_recorded_past(tmp_path, quiet_trainer_kwargs):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    kwargs = {**quiet_trainer_kwargs, "enable_checkpointing": True}
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=10, save_top_k=-1)
     first = LearningRateCapture()
-    pl.Trainer(max_steps=10, callbacks=[first, checkpoint], **kwargs).fit(
+    tiny_trainer(tmp_path, [first, checkpoint], 10, logger=False, enable_checkpointing=True).fit(
         Scheduled(*SCHEDULERS["lambda_warmup_cosine"]), loader(n=64)
     )
     second = LearningRateCapture()

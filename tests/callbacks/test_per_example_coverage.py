@@ -6,10 +6,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from gns_helpers import SEQ, VOCAB, per_example_grads, seq_data, seq_loss
+from run_helpers import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from curvecast._lightning import Callback
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.failsafe import CurvecastWarning
 
@@ -51,7 +51,7 @@ class Module(pl.LightningModule):
         return DataLoader(TensorDataset(*seq_data(24)), batch_size=8)
 
 
-class ExactSeen(Callback):
+class ExactSeen(pl.Callback):
     def __init__(self, gns: GradientNoiseScale) -> None:
         self.gns, self.batch, self.checked = gns, None, 0
 
@@ -69,16 +69,7 @@ class ExactSeen(Callback):
 def test_batchless_and_unhooked_layers_are_left_out_of_both_norms(tmp_path):
     gns = GradientNoiseScale(source="per_example", sample_every_n_steps=1)
     probe = ExactSeen(gns)
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        max_steps=3,
-        precision="64-true",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[gns, probe],
-    )
+    trainer = tiny_trainer(tmp_path, [gns, probe], 3, logger=False, precision="64-true")
     with pytest.warns(CurvecastWarning, match="inputs without the batch dimension"):
         trainer.fit(Module())
     # Every step is measured, on exactly the parameters the per-example norms cover.

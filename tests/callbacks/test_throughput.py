@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from gns_helpers import trainer_kwargs
+from run_helpers import tiny_trainer
 from sim_clock import SimClock
 from torch import nn
 
@@ -75,11 +75,8 @@ def test_time_is_attributed_to_data_compute_and_not_validation(tmp_path):
     clock = SimClock()
     tp = Throughput(log_every_n_steps=100)
     tp.clock = clock
-    trainer = pl.Trainer(
-        **trainer_kwargs(tmp_path, max_steps=6, accumulate_grad_batches=2, val_check_interval=4,
-                         limit_val_batches=1),
-        callbacks=[tp],
-    )
+    trainer = tiny_trainer(tmp_path, [tp], 6, logger=False, accumulate_grad_batches=2, val_check_interval=4,
+                           limit_val_batches=1)  # fmt: skip
     trainer.fit(make_mlp(pl, DATA_TIME, STEP_TIME, VAL_TIME, clock=clock))
     assert len(tp.timings) == 5  # the first step is warm-up
     waits = [s.data_wait for s in tp.timings.steps]
@@ -108,7 +105,7 @@ def test_curvecasts_own_work_between_batches_is_not_data_wait(tmp_path):
     tp.clock = clock
     bundle = Curvecast(forecast_every=1, background=False, throughput=tp, gradient_noise=False, tensorboard=False,
                        alerts=False, advice=False, actuators=[SlowActuator()])  # fmt: skip
-    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_steps=8), callbacks=[bundle])
+    trainer = tiny_trainer(tmp_path, [bundle], 8, logger=False)
     trainer.fit(make_mlp(pl, DATA_TIME, STEP_TIME, clock=clock))
     waits = [s.data_wait for s in tp.timings.steps]
     assert len(waits) == 7
@@ -123,7 +120,7 @@ def test_flops_items_mfu_and_logged_names(tmp_path):
     expected_fwd = 2 * 4 * (8 * 16 + 16 * 1)
     tp = Throughput(items_fn=lambda batch: (batch > 0).sum(), peak_flops_per_sec=1e9)
     logger = CSVLogger(tmp_path, name="run")
-    trainer = lp.Trainer(**trainer_kwargs(tmp_path, max_steps=6, log_every_n_steps=3, logger=logger), callbacks=[tp])
+    trainer = tiny_trainer(tmp_path, [tp], 6, logger=logger, flavour=lp, log_every_n_steps=3)
     trainer.fit(module)
     # forward + backward: the first layer needs no input gradient, so less than 3x the forward
     assert 2 * expected_fwd < tp.flops_per_batch < 3 * expected_fwd

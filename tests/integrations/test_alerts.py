@@ -6,9 +6,8 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from integrations_helpers import alert_texts
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from run_helpers import read_events, texts
 
 from curvecast.forecasting import Report
 from curvecast.forecasting.anomalies import Anomaly
@@ -22,9 +21,9 @@ def test_alerts_at_one_step_move_forward_instead_of_rewriting(tmp_path, caplog):
         publish_alert(trainer, Alert("spike", 10, "warning", "loss spiked at step 10."))
         publish_alert(trainer, Alert("advice/lr_too_high", 10, "info", "lower the LR.", source="advice"))
         publish_alert(trainer, Alert("nonfinite", 5, "critical", "loss became nan."))
-    ea = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0}).Reload()
-    assert [e.step for e in ea.Tensors("curvecast/alerts/text_summary")] == [10, 11, 12]
-    assert "step 5" in alert_texts(ea)[2]  # the text keeps the step it is about
+    events = read_events(logger.log_dir)
+    assert [e.step for e in events.Tensors("curvecast/alerts/text_summary")] == [10, 11, 12]
+    assert "step 5" in texts(events)[2]  # the text keeps the step it is about
     assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO, logging.ERROR]
 
 
@@ -47,8 +46,7 @@ def test_an_info_anomaly_stays_off_the_console_but_reaches_tensorboard(tmp_path,
     with caplog.at_level(logging.INFO, logger="curvecast"):
         alerts.on_report(SimpleNamespace(loggers=[logger]), None, Report(step=140, monitor="loss", anomalies=(minor,)))
     assert caplog.records == []
-    ea = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0}).Reload()
-    assert "small spike." in alert_texts(ea)[0]
+    assert "small spike." in texts(read_events(logger.log_dir))[0]
 
 
 def test_alert_validation():

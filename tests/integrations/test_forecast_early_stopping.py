@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
-from integrations_helpers import CurveModule, alert_texts, tiny_trainer
 from pytorch_lightning import Callback
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from run_helpers import read_events, texts, tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.integrations import ForecastEarlyStopping, ForecastStopRule, StopReason
-from tiny_models import LeaveTogether
+from tiny_models import CurveModule, LeaveTogether
 
 STEPS = 400
 
@@ -20,7 +19,7 @@ STEPS = 400
 def _fit(tmp_path, target, module=None, **stopper_kwargs):
     stopper = ForecastEarlyStopping(ForecastStopRule(patience=2, **stopper_kwargs))
     bundle = Curvecast(forecast_budget=None, target=target, forecast_every=20, background=False, actuators=[stopper])
-    trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
+    trainer = tiny_trainer(tmp_path, [bundle], STEPS, log_every_n_steps=1)
     trainer.fit(module or CurveModule(STEPS))
     return trainer, stopper
 
@@ -33,10 +32,10 @@ def test_unreachable_target_stops_mid_epoch_before_half_budget(tmp_path):
     assert trainer.num_training_batches == STEPS  # the budget is one epoch: the stop came mid-epoch
     assert "chance of reaching the target 1.5" in stopper.stop_request.message
 
-    ea = EventAccumulator(trainer.logger.log_dir, size_guidance={"scalars": 0, "tensors": 0}).Reload()
-    stopped = ea.Scalars("curvecast/early_stopping/stopped")
+    events = read_events(trainer.logger.log_dir)
+    stopped = events.Scalars("curvecast/early_stopping/stopped")
     assert [e.step for e in stopped] == [stopper.stop_request.step]
-    assert any("`early_stop`" in t and "Stopped at step" in t for t in alert_texts(ea))
+    assert any("`early_stop`" in t and "Stopped at step" in t for t in texts(events))
 
 
 def test_reachable_target_runs_to_the_end(tmp_path):
@@ -105,7 +104,7 @@ def test_a_run_that_reaches_its_target_only_through_the_cosine_decay_runs_to_the
 def test_standalone_next_to_the_bundle_attaches_itself(tmp_path):
     bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False)
     stopper = ForecastEarlyStopping(ForecastStopRule(patience=2))
-    trainer = tiny_trainer(tmp_path, [bundle, stopper], max_steps=STEPS)
+    trainer = tiny_trainer(tmp_path, [bundle, stopper], STEPS, log_every_n_steps=1)
     trainer.fit(CurveModule(STEPS))
     assert bundle.early_stopping is None
     assert [a for a in bundle.actuators if isinstance(a, ForecastEarlyStopping)] == [stopper]
@@ -141,7 +140,7 @@ def test_ddp_ranks_stop_together(tmp_path):
     stopper = ForecastEarlyStopping(ForecastStopRule(patience=2))
     bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False, actuators=[stopper])
     callbacks = [bundle, _AgreeOnStop(tmp_path), LeaveTogether()]
-    trainer = tiny_trainer(tmp_path, callbacks, max_steps=STEPS, strategy="ddp_spawn", devices=2)
+    trainer = tiny_trainer(tmp_path, callbacks, STEPS, log_every_n_steps=1, strategy="ddp_spawn", devices=2)
     trainer.fit(CurveModule(STEPS, items=2 * STEPS))
     assert trainer.global_step < STEPS // 2
     assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text()

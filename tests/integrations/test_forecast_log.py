@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
+from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
 from tiny_models import TinyRegression, loader
@@ -23,8 +23,7 @@ def test_each_forecast_is_one_log_line_and_the_progress_bar_shows_it(tmp_path, c
     bundle = Curvecast(forecast_every=20, background=False, forecast_budget=None, target=0.5)
     logger = CSVLogger(tmp_path, name="run")
     # 120 steps: the first forecasts of this noisy toy loss are too uncertain to make (ok=False, no log line).
-    trainer = pl.Trainer(max_steps=120, callbacks=[bundle], logger=logger, log_every_n_steps=5, accelerator="cpu",
-                         enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer = tiny_trainer(tmp_path, [bundle], 120, logger=logger, log_every_n_steps=5, enable_progress_bar=True)
     with caplog.at_level(logging.INFO, logger="curvecast"):
         trainer.fit(LogsItsLoss(), loader(n=960))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("curvecast step")]

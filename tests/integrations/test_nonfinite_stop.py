@@ -6,6 +6,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.integrations import StopReason
@@ -38,16 +39,8 @@ def _weights(path) -> torch.Tensor:
 def test_a_nan_loss_stops_at_its_step_and_no_checkpoint_holds_nan_weights(tmp_path, log_every_n_steps):
     bundle = Curvecast(forecast_budget=None, early_stopping=True, forecast_every=100, background=False)
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_last=True, save_top_k=-1)
-    trainer = pl.Trainer(
-        max_steps=60,
-        callbacks=[bundle, checkpoints],
-        log_every_n_steps=log_every_n_steps,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = tiny_trainer(tmp_path, [bundle, checkpoints], 60, logger=False, enable_checkpointing=True,
+                           log_every_n_steps=log_every_n_steps)  # fmt: skip
     model = NanAtStep()
     trainer.fit(model, loader(n=512))
 
@@ -88,12 +81,9 @@ class _StoppedTogether(pl.Callback):
 
 @pytest.mark.ddp
 @pytest.mark.timeout(240)
-def test_under_ddp_a_nan_on_one_rank_stops_every_rank_at_that_step(tmp_path, quiet_trainer_kwargs):
+def test_under_ddp_a_nan_on_one_rank_stops_every_rank_at_that_step(tmp_path):
     bundle = Curvecast(forecast_budget=None, early_stopping=True, forecast_every=100, background=False)
-    trainer = pl.Trainer(
-        max_steps=60,
-        callbacks=[bundle, _StoppedTogether(tmp_path), LeaveTogether()],
-        **{**quiet_trainer_kwargs, "devices": 2, "strategy": "ddp_spawn"},
-    )
+    callbacks = [bundle, _StoppedTogether(tmp_path), LeaveTogether()]
+    trainer = tiny_trainer(tmp_path, callbacks, 60, logger=False, devices=2, strategy="ddp_spawn")
     trainer.fit(NanAtStep(rank=1), loader(n=512))
     assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text() == str(NAN_STEP + 1)

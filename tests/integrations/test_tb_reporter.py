@@ -8,8 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from integrations_helpers import CurveModule, alert_texts, tiny_trainer
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from run_helpers import read_events, texts, tiny_trainer
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
@@ -17,6 +16,7 @@ from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import AlertLogger, TensorBoardReporter
 from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, decode
+from tiny_models import CurveModule
 
 STEPS = 240
 SPIKE = 150
@@ -31,17 +31,13 @@ def run_dir(tmp_path_factory) -> Path:
                        tensorboard=TensorBoardReporter(figures=True))  # fmt: skip
     assert sum(isinstance(a, TensorBoardReporter) for a in bundle.actuators) == 1
     assert sum(isinstance(a, AlertLogger) for a in bundle.actuators) == 1
-    trainer = tiny_trainer(tmp_path, [bundle], max_steps=STEPS)
+    trainer = tiny_trainer(tmp_path, [bundle], STEPS, log_every_n_steps=1)
     trainer.fit(CurveModule(STEPS, spike_at=SPIKE))
     return Path(trainer.logger.log_dir)
 
 
-def _accumulator(path: Path) -> EventAccumulator:
-    return EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0, "images": 0}).Reload()
-
-
 def test_forecast_scalars_are_written_forward_only(run_dir):
-    ea = _accumulator(run_dir)
+    ea = read_events(run_dir)
     assert set(ea.Tags()["scalars"]) >= FORECAST_TAGS | {"curvecast/loss"}
     final = ea.Scalars("curvecast/forecast/final")
     steps = [e.step for e in final]
@@ -59,15 +55,15 @@ def test_forecast_scalars_are_written_forward_only(run_dir):
 
 
 def test_spike_alert_in_text(run_dir):
-    ea = _accumulator(run_dir)
-    texts = alert_texts(ea)
-    spikes = [t for t in texts if "`spike`" in t]
-    assert spikes, texts
+    ea = read_events(run_dir)
+    alerts = texts(ea)
+    spikes = [t for t in alerts if "`spike`" in t]
+    assert spikes, alerts
     assert f"step {SPIKE}" in spikes[0]
 
 
 def test_layout_figures_forecast_curves_and_summary(run_dir):
-    ea = _accumulator(run_dir)
+    ea = read_events(run_dir)
     layout = layout_pb2.Layout()
     layout.ParseFromString(tensor_util.make_ndarray(ea.Tensors("custom_scalars__config__")[0].tensor_proto).item())
     charts = [chart for category in layout.category for chart in category.chart]
@@ -92,7 +88,7 @@ def test_layout_figures_forecast_curves_and_summary(run_dir):
     assert middle["hi"][-1] > middle["lo"][-1]
     events = decode(ea.Tensors(EVENTS_TAG)[-1].tensor_proto.string_val[0])
     assert [a["step"] for a in events["anomalies"] if a["kind"] == "spike"] == [SPIKE]
-    summary = _accumulator(run_dir / "curvecast_summary")
+    summary = read_events(run_dir / "curvecast_summary")
     assert "_hparams_/experiment" in summary.PluginTagToContent("hparams")
     assert summary.Scalars("curvecast/summary/stopped_early")[-1].value == 0.0
     assert summary.Scalars("curvecast/summary/best")[-1].value == pytest.approx(
@@ -121,7 +117,7 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
     assert set(tags[run]) >= FORECAST_TAGS
     assert sorted(tags) == [run, f"{run}/curvecast_summary"]  # the run once, and its hparams summary
     points = get(f"/data/plugin/scalars/scalars?run={run}&tag=curvecast/forecast/final")
-    written = _accumulator(run_dir).Scalars("curvecast/forecast/final")
+    written = read_events(run_dir).Scalars("curvecast/forecast/final")
     assert [p[1] for p in points] == [e.step for e in written]  # every forecast served, at its step, in order
     assert len(points) >= 5
     assert "curvecast" in json.dumps(get("/data/plugin/custom_scalars/layout"))
@@ -129,7 +125,7 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
 
 def test_no_tensorboard_logger_warns_once_and_still_logs(tmp_path, caplog, monkeypatch):
     bundle = Curvecast(forecast_budget=None, target=2.4, forecast_every=20, background=False)
-    trainer = tiny_trainer(tmp_path, [bundle], max_steps=200, logger=False)
+    trainer = tiny_trainer(tmp_path, [bundle], 200, logger=False, log_every_n_steps=1)
     with caplog.at_level(logging.INFO, logger="curvecast"), pytest.warns(CurvecastWarning) as caught:
         trainer.fit(CurveModule(200, spike_at=150))
     # Ten forecasts were written nowhere, and the user was told once (a warning, not also a log line).
@@ -154,7 +150,7 @@ def test_reporter_validates_arguments(kwargs, match):
 
 
 def test_the_lr_and_the_sensors_measures_are_in_tensorboard(run_dir):
-    accumulator = _accumulator(run_dir)
+    accumulator = read_events(run_dir)
     assert {"curvecast/grad_norm", "curvecast/throughput/samples_per_sec"} <= set(accumulator.Tags()["scalars"])
     lr = accumulator.Scalars("curvecast/lr")
     # At most 5 points of each sensor's series per report (every 20 steps here), spread over the steps in between.
@@ -169,9 +165,9 @@ def test_observed_points_written_grow_with_reports_not_steps(tmp_path):
     """A report every 500 steps writes at most `observed_points` points: a long run's event file stays small."""
     bundle = Curvecast(forecast_every=500, background=False, forecast_budget=None,
                        tensorboard=TensorBoardReporter(observed_points=50, figures=False, summary=False))  # fmt: skip
-    trainer = tiny_trainer(tmp_path, [bundle], max_steps=2000)
+    trainer = tiny_trainer(tmp_path, [bundle], 2000, log_every_n_steps=1)
     trainer.fit(CurveModule(2000))
-    loss = _accumulator(Path(trainer.logger.log_dir)).Scalars("curvecast/loss")
+    loss = read_events(Path(trainer.logger.log_dir)).Scalars("curvecast/loss")
     reports = len(bundle.reports)  # forecasts every 500 steps, and the anomaly reports between them
     assert reports < 20
     assert 150 <= len(loss) <= 50 * reports < 2000

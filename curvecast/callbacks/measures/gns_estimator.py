@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from curvecast.state_checks import checked_mapping, checked_real, checked_reals, checked_whole, require_keys
+
 __all__ = ["GNSEstimate", "GNSEstimator", "two_batch_estimates"]
 
 _STATE_VERSION = 1
@@ -123,11 +125,28 @@ class GNSEstimator:
         return {"version": _STATE_VERSION, "beta": self.beta, "state": list(self._host)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`; a damaged one raises ``KeyError``, ``TypeError`` or
+        ``ValueError`` naming the field, and changes nothing."""
+        self.set_state(self.read_state(state))
+
+    @staticmethod
+    def read_state(state: Any) -> list[float]:
+        """The host state ``[ema_g2, ema_s, weight, updates]`` a saved state holds, every number checked: finite
+        EMAs, a weight in [0, 1] (the EMA weights sum to ``1 - beta**updates``), a whole count of updates."""
+        state = checked_mapping("the GNSEstimator state", state)
         version = state.get("version")
-        if version != _STATE_VERSION:
+        if isinstance(version, bool) or version != _STATE_VERSION:
             raise ValueError(f"Expected a GNSEstimator state of version {_STATE_VERSION}, but got {version!r}")
-        values = [float(x) for x in state["state"]]
+        require_keys("the GNSEstimator state", state, ("state",))
+        values = checked_reals("`GNSEstimator.state`", state["state"], max_len=4)
         if len(values) != 4:
             raise ValueError(f"Expected `state` to hold 4 numbers, but got {len(values)}")
-        self._host = values
+        ema_g2, ema_s, weight, updates = values
+        weight = checked_real("`GNSEstimator.state[2]` (the EMA weight)", weight, low=0.0, high=1.0 + 1e-9)  # rounding
+        updates = checked_whole("`GNSEstimator.state[3]` (the updates)", updates, low=0)
+        return [ema_g2, ema_s, weight, float(updates)]
+
+    def set_state(self, host: list[float]) -> None:
+        """Take a host state read by :meth:`read_state` (the device copy is made when next needed)."""
+        self._host = list(host)
         self._state = None

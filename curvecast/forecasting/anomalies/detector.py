@@ -19,6 +19,7 @@ from curvecast.forecasting.anomalies.state import Stateful
 from curvecast.forecasting.anomalies.stats import check_step, check_value
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import TRAIN_LOSS
+from curvecast.state_checks import checked_mapping
 
 __all__ = ["CHECKS", "DEFAULT_KINDS", "AnomalyDetector"]
 
@@ -213,8 +214,15 @@ class AnomalyDetector:
         """Restore the state saved by :meth:`state_dict` by a detector with the same kinds.
 
         Raises ``KeyError`` for a state of another shape (one saved by a version before the checks owned their
-        state, or with other kinds), and leaves the detector as it was.
+        state, or with other kinds), ``TypeError`` or ``ValueError`` naming a damaged field, and leaves the detector
+        as it was.
         """
+        self.level, self.checks = self.restored_parts(state)  # only once every part has loaded
+
+    def restored_parts(self, state: Any) -> tuple[SeriesLevel, dict[str, Check]]:
+        """New level and checks loaded from ``state`` (as :meth:`load_state_dict` takes it), the detector left as it
+        is: an owner restoring several detectors swaps the parts in once all of them have loaded."""
+        state = checked_mapping(f"the {self.series!r} detector state", state)
         missing = [name for name in self._parts(self.level, self.checks) if name not in state]
         if missing:
             raise KeyError(
@@ -224,7 +232,7 @@ class AnomalyDetector:
         level, checks = self._fresh(self.level.log_scale, self.level.schedule)
         for name, part in self._parts(level, checks).items():
             part.load_state_dict(state[name])
-        self.level, self.checks = level, checks  # only once every part has loaded
+        return level, checks
 
     @staticmethod
     def _parts(level: SeriesLevel, checks: Mapping[str, Check]) -> dict[str, Stateful]:

@@ -11,8 +11,17 @@ from curvecast.forecasting.anomalies.divergence import DivergenceCheck
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import MIN_DIFFS
 from curvecast.forecasting.anomalies.settings import DetectorSettings
-from curvecast.forecasting.anomalies.stats import check_step, median, push, sigma_of_diffs
+from curvecast.forecasting.anomalies.stats import check_step, check_value, median, push, sigma_of_diffs
+from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, TRAIN_LOSS
+from curvecast.state_checks import (
+    checked_bool,
+    checked_mapping,
+    checked_real,
+    checked_reals,
+    checked_whole,
+    checked_wholes,
+)
 
 __all__ = ["GRAD_SPIKE_MIN_RISE", "GRAD_SPIKE_WARN_RATIO", "InstabilityMonitor", "default_grad_detector"]
 
@@ -66,7 +75,9 @@ class InstabilityMonitor:
     The warning is reported once per episode; it re-arms when no precursor holds.
 
     Args:
-        lrs: the planned LR at every step ``0..N``, when known (passed to the loss detector).
+        lrs: the planned LR at every step ``0..N``, when known (passed to the loss detector). A schedule the monitor
+            cannot use (empty, all zeros, or with a negative or non-finite LR) is skipped: the loss is watched as if
+            none were known.
         loss_detector: the detector for the loss (default ``AnomalyDetector(TRAIN_LOSS, lrs=lrs)``).
         grad_detector: the detector for the gradient norm (default: non-finite values and spikes of at least
             ``GRAD_SPIKE_MIN_RISE``, since a slowly rising gradient norm is normal late in training).
@@ -85,7 +96,7 @@ class InstabilityMonitor:
     def __init__(
         self,
         *,
-        lrs: Sequence[float] | None = None,
+        lrs: Sequence[float] | LRSchedule | None = None,
         loss_detector: AnomalyDetector | None = None,
         grad_detector: AnomalyDetector | None = None,
         min_precursors: int = 2,
@@ -104,7 +115,7 @@ class InstabilityMonitor:
             raise ValueError(f"`turn_up` and `turn_up_z` must be > 0, but got {turn_up}, {turn_up_z}")
         if not grad_growth > 1.0:
             raise ValueError(f"`grad_growth` must be > 1, but got {grad_growth}")
-        self.loss = loss_detector if loss_detector is not None else AnomalyDetector(TRAIN_LOSS, lrs=lrs)
+        self.loss = loss_detector if loss_detector is not None else AnomalyDetector(TRAIN_LOSS, lrs=_usable(lrs))
         self.grad = grad_detector if grad_detector is not None else default_grad_detector()
         self.min_precursors, self.co_spike_points = min_precursors, co_spike_points
         self.grad_growth, self.window_points = grad_growth, window_points
@@ -120,6 +131,8 @@ class InstabilityMonitor:
     def update(self, step: int, loss: float | None = None, grad_norm: float | None = None) -> list[Anomaly]:
         """Feed one step's loss and/or gradient norm; return the events of both series plus any warning."""
         step = check_step(step, self.last_step)
+        if loss is not None:
+            loss = check_value(loss)  # a float from here on (an int past the float range is inf)
         self.last_step = step
         if self.first_step is None:
             self.first_step = step
@@ -233,19 +246,70 @@ class InstabilityMonitor:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the state saved by :meth:`state_dict`; a state of another shape is a ``KeyError``."""
+        """Restore the state saved by :meth:`state_dict`; a state of another shape is a ``KeyError``, a damaged field
+        a ``TypeError`` or ``ValueError`` naming it, and neither changes anything."""
+        self.set_state(self.read_state(state))
+
+    def read_state(self, state: Any) -> dict[str, Any]:
+        """Every field of ``state`` checked and both detectors' parts loaded anew, the monitor left as it is (an owner
+        restoring it with other parts assigns them all with :meth:`set_state` once all have loaded)."""
+        state = checked_mapping("the InstabilityMonitor state", state)
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise KeyError(f"`state` lacks the instability monitor keys {missing}")
-        self.loss.load_state_dict(state["loss"])
-        self.grad.load_state_dict(state["grad"])
-        self.n, self.last_step, self.armed = int(state["n"]), state["last_step"], bool(state["armed"])
-        self.loss_spike_n, self.grad_spike_n = int(state["loss_spike_n"]), int(state["grad_spike_n"])
-        self.spike_ns = [int(n) for n in state["spike_ns"]]
-        self.grad_low = float(state["grad_low"])
-        self.first_step = state["first_step"]
-        self.lows = [float(y) for y in state["lows"]]
-        self.up_run, self.up_armed = int(state["up_run"]), bool(state["up_armed"])
+        values = _read_own_fields(state)
+        values["loss"] = self.loss.restored_parts(state["loss"])
+        values["grad"] = self.grad.restored_parts(state["grad"])
+        return values
+
+    def set_state(self, values: Mapping[str, Any]) -> None:
+        """Assign what :meth:`read_state` read."""
+        for name, value in values.items():
+            if name in ("loss", "grad"):
+                detector = self.loss if name == "loss" else self.grad
+                detector.level, detector.checks = value
+            else:
+                setattr(self, name, value)
+
+
+def _read_own_fields(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The monitor's own fields of ``state``, checked: their kinds, and the bounds the point count ``n`` sets."""
+
+    def field(name: str) -> str:
+        return f"`InstabilityMonitor.{name}`"
+
+    n = checked_whole(field("n"), state["n"], low=0)
+    values: dict[str, Any] = {"n": n}
+    for name in ("first_step", "last_step"):
+        values[name] = None if state[name] is None else checked_whole(field(name), state[name])
+    first, last = values["first_step"], values["last_step"]
+    if (first is None) != (last is None) or (first is not None and first > last):
+        raise ValueError(f"Expected {field('first_step')} <= {field('last_step')}, both None or neither, but got "
+                         f"{first!r} and {last!r}")  # fmt: skip
+    for name in ("armed", "up_armed"):
+        values[name] = checked_bool(field(name), state[name])
+    for name in ("loss_spike_n", "grad_spike_n"):  # the point count at the latest spike (-10**9: none yet)
+        values[name] = checked_whole(field(name), state[name], high=n)
+    spike_ns = checked_wholes(field("spike_ns"), state["spike_ns"], low=1, high=n)
+    if any(b < a for a, b in zip(spike_ns, spike_ns[1:], strict=False)):
+        raise ValueError(f"Expected {field('spike_ns')} to be in increasing order, but got {spike_ns}")
+    values["spike_ns"] = spike_ns
+    values["grad_low"] = checked_real(field("grad_low"), state["grad_low"], allow=(math.inf,))  # inf: none yet
+    values["lows"] = checked_reals(field("lows"), state["lows"], max_len=_LOWS)
+    values["up_run"] = checked_whole(field("up_run"), state["up_run"], low=0, high=n)
+    return values
+
+
+def _usable(lrs: Sequence[float] | LRSchedule | None) -> LRSchedule | None:
+    """The planned schedule when it says something: None for one that is not a schedule (empty, a negative or
+    non-finite LR) or that stays at 0 (no rise or drop to read)."""
+    if lrs is None:
+        return None
+    try:
+        schedule = lrs if isinstance(lrs, LRSchedule) else LRSchedule(lrs)
+    except (TypeError, ValueError):
+        return None
+    return schedule if schedule.peak_lr > 0 else None
 
 
 def default_grad_detector() -> AnomalyDetector:

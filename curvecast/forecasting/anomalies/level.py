@@ -10,6 +10,7 @@ from curvecast.forecasting.anomalies.progress import Progress
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.state import Stateful
 from curvecast.forecasting.anomalies.stats import median, push, sigma_of_diffs
+from curvecast.state_checks import checked_real, checked_reals, checked_whole
 
 if TYPE_CHECKING:
     from curvecast.forecasting.schedule import LRSchedule
@@ -156,10 +157,16 @@ class SeriesLevel(Stateful):
         return {**super().state_dict(), "progress": self.progress.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`, every field checked first (its kind, then the bounds the
+        fields set each other): a damaged state raises ``KeyError``, ``TypeError`` or ``ValueError`` and changes
+        nothing."""
+        values = self.read_state(state)
         if "progress" not in state:
             raise KeyError("`state` of the SeriesLevel lacks the keys ['progress']")
-        super().load_state_dict(state)
-        self.progress.load_state_dict(state["progress"])
+        progress = self.progress.read_state(state["progress"])
+        _check_bounds(values, self.window_points)
+        self.set_state(values)
+        self.progress.set_state(progress)
 
     # --- what the checks read ----------------------------------------------------------------------------------------
     @property
@@ -217,3 +224,31 @@ class SeriesLevel(Stateful):
         """The value of the series at ``y`` on the scoring scale."""
         y = self.sign * y
         return math.exp(y) if self.log_scale else y
+
+
+def _check_bounds(values: dict[str, Any], window_points: int) -> None:
+    """The bounds the fields of a saved level set each other (``values``: read by ``read_state``; the steps and the
+    last accepted point are made ints and floats here)."""
+
+    def field(name: str) -> str:
+        return f"`SeriesLevel.{name}`"
+
+    n = values["n"]
+    for name in ("first_step", "last_step"):
+        if values[name] is not None:
+            values[name] = checked_whole(field(name), values[name])
+    first, last = values["first_step"], values["last_step"]
+    if (first is None) != (last is None) or (first is not None and first > last):
+        raise ValueError(f"Expected {field('first_step')} <= {field('last_step')}, both None or neither, but got "
+                         f"{first!r} and {last!r}")  # fmt: skip
+    if values["last_accepted"] is not None:
+        values["last_accepted"] = checked_real(field("last_accepted"), values["last_accepted"])
+    values["n_accepted"] = checked_whole(field("n_accepted"), values["n_accepted"], low=0, high=n)
+    values["outlier_run"] = checked_whole(field("outlier_run"), values["outlier_run"], low=0, high=n)
+    values["last_outlier_n"] = checked_whole(field("last_outlier_n"), values["last_outlier_n"], high=n)
+    values["mute_until"] = checked_whole(field("mute_until"), values["mute_until"], low=0, high=n + LR_RISE_MUTE)
+    for name in ("sigma", "sigma_short"):  # NaN: not known yet
+        values[name] = checked_real(field(name), values[name], low=0.0, allow=(math.nan,))
+    values["magnitude"] = checked_real(field("magnitude"), values["magnitude"], low=0.0)
+    values["recent"] = checked_reals(field("recent"), values["recent"], max_len=RECENT)
+    values["diffs"] = checked_reals(field("diffs"), values["diffs"], max_len=window_points)

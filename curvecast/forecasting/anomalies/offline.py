@@ -9,6 +9,7 @@ import numpy as np
 
 from curvecast.forecasting.anomalies.detector import AnomalyDetector
 from curvecast.forecasting.anomalies.event import Anomaly
+from curvecast.forecasting.anomalies.stats import check_value
 
 __all__ = ["detect_anomalies"]
 
@@ -43,6 +44,9 @@ def detect_anomalies(
         raise ValueError(f"`steps` and `values` must be 1-D, but got shapes {s.shape} and {v.shape}")
     if len(s) != len(v):
         raise ValueError(f"`steps` and `values` must have the same length, but got {len(s)} and {len(v)}")
+    if v.dtype == object and v.ndim == 1:
+        # Python ints past the float range (10**400) make an object array: each is +-inf, reported as non-finite.
+        v = np.array([check_value(x, "values") for x in v.tolist()], dtype=np.float64)
     if v.dtype.kind not in "biuf":
         raise TypeError(f"Expected `values` to be real numbers, but got dtype {v.dtype}")
     if s.dtype.kind not in "iuf" or (s.dtype.kind == "f" and not np.all(np.mod(s, 1) == 0)):

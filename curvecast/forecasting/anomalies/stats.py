@@ -84,7 +84,12 @@ def check_step(step: object, last: int | None) -> int:
 
 
 def check_value(value: object, name: str = "value") -> float:
-    """``value`` as a float, after checking it is a real number (NaN and inf are allowed)."""
+    """``value`` as a float, after checking it is a real number (NaN and inf are allowed; an integer past the float
+    range, such as ``10**400``, is +-inf).
+
+    >>> check_value(2), check_value(10**400), check_value(-(10**400))
+    (2.0, inf, -inf)
+    """
     if isinstance(value, bool):
         raise TypeError(f"Expected `{name}` to be a real number, but got {value!r} (bool)")
     if not isinstance(value, numbers.Real):
@@ -92,9 +97,17 @@ def check_value(value: object, name: str = "value") -> float:
         if isinstance(value, (str, bytes)) or value is None or not hasattr(value, "__float__"):
             raise TypeError(f"Expected `{name}` to be a real number, but got {value!r} ({type(value).__name__})")
         try:
-            return float(value)  # type: ignore[arg-type]
+            return _float(value)
         except (TypeError, ValueError):
             raise TypeError(
                 f"Expected `{name}` to be a real number, but got {value!r} ({type(value).__name__})"
             ) from None
-    return float(value)
+    return _float(value)
+
+
+def _float(value: object) -> float:
+    """``float(value)``, with a number too large for a float (a Python int) as +-inf instead of an OverflowError."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
