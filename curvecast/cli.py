@@ -56,6 +56,10 @@ def _demo(args: argparse.Namespace) -> int:
     warnings.filterwarnings("once", category=CurvecastWarning)
     logging.captureWarnings(True)
     logging.getLogger("curvecast").setLevel(logging.INFO)
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning.fabric", "lightning_fabric"):
+        lightning_log = logging.getLogger(name)
+        if lightning_log.handlers:  # Lightning prints its own lines: once, not again through the root logger
+            lightning_log.propagate = False
     config = DemoConfig(max_steps=args.steps, logdir=args.logdir, seed=args.seed)
     print(
         f"Training a tiny character-level transformer on CPU twice, {config.max_steps} steps each, aiming for a "

@@ -80,8 +80,9 @@ class CharTransformer(pl.LightningModule):
         self.register_buffer("causal_mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = x.shape[1]
-        h = self.token(x) + self.position(torch.arange(t, device=x.device))
+        b, t = x.shape
+        # Positions with the batch dimension, as the tokens have it: each example's gradient is then its own.
+        h = self.token(x) + self.position(torch.arange(t, device=x.device).expand(b, t))
         h = self.blocks(h, mask=self.causal_mask[:t, :t], is_causal=True)
         return self.head(self.norm(h))
 

@@ -16,10 +16,27 @@ import logging
 import warnings
 from typing import Any
 
-__all__ = ["CurvecastWarning", "forget_warnings", "guarded", "warn_once"]
+__all__ = ["BarSafeHandler", "CurvecastWarning", "forget_warnings", "guarded", "warn_once"]
 
 log = logging.getLogger("curvecast")
 _warned: set[str] = set()
+
+
+class BarSafeHandler(logging.StreamHandler):
+    """A console handler that writes through tqdm when it is installed (Lightning's progress bar is a tqdm bar): the
+    bar is cleared, the line printed, the bar drawn again below it, instead of a line starting in the bar's last
+    column and a frozen bar left behind."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+        except ImportError:  # no bar can be drawn without tqdm: a plain line is right
+            super().emit(record)
+            return
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging's own contract: a failing handler reports, never raises
+            self.handleError(record)
 
 
 def _console_for_plain_scripts() -> None:
@@ -27,7 +44,7 @@ def _console_for_plain_scripts() -> None:
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
     if not logging.getLogger().hasHandlers() and not log.handlers:
-        log.addHandler(logging.StreamHandler())
+        log.addHandler(BarSafeHandler())
         log.propagate = False
 
 

@@ -1,39 +1,143 @@
 """Which way a metric should go, and its range, from its name: ``Curvecast(monitor="val_acc")`` and ``curvecast
 analyze --tag val_acc`` need no ``mode="max"``, ``bounds=(0, 1)``.
 
-A name whose words include a score (``acc``, ``f1``, ``auc``, ``iou``, ``reward``, ...) is better high; anything else
-(a loss, an error rate, a perplexity) is better low. A fraction-like score (accuracy, F1, AUC, precision, recall, IoU,
-Dice, mAP) is bounded by [0, 1] when every value lies there, and by [0, 100] when some value lies above 1 and none
-above 100 (a percentage). What the user says (``mode``, ``bounds``) always wins.
+A name is read as words, split at any character that is not a letter or digit and at a lower-to-upper case change
+(``val/accw``, ``train_r2_epoch``, ``valAcc`` and ``mAP@50`` all name a score). A word of a loss, an error, a
+distance or a cost (``loss``, ``err``, ``mae``, ``ppl``, ``kl``, ``fid``, ...) makes the metric better low, whatever
+else the name says (``val_acc_loss`` is a loss); a score word (``acc``, ``f1``, ``auc``, ``iou``, ``r2``,
+``pearson``, ``mcc``, ``bleu``, ``psnr``, ``reward``, ...; with a count or ``w`` after it: ``top5``, ``ndcg10``,
+``accw``) makes it better high. A name that says neither is read from its values, when there are some: better high
+when they rise. The range comes from the values seen, for the scores that have one: [0, 1] for a fraction (accuracy,
+F1, AUC, IoU, mAP, BLEU, SSIM, ...) whose values lie there, or [0, 100] for one in percent; [-1, 1] for a
+correlation (Pearson, Spearman, MCC, kappa); at most 1 for R². What the user says (``mode``, ``bounds``) always wins.
+
+>>> metric_direction("val/accw", np.array([0.4, 0.7]))
+('max', (0.0, 1.0))
+>>> read_direction("val_metric", np.array([0.2, 0.5, 0.6, 0.8])).note
+'higher is better (the name `val_metric` names no known metric; its values rise)'
 """
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["metric_direction"]
-
-_WORD = r"(?:^|[/_\-. ])({})(?:\d*|@\d+)?(?=$|[/_\-. ])"
-_FRACTIONS = "acc|accuracy|top\\d*|f1|auc|auroc|roc_auc|precision|recall|iou|miou|dice|map|ap"
-_FRACTION = re.compile(_WORD.format(_FRACTIONS), re.IGNORECASE)
-_SCORE = re.compile(_WORD.format(_FRACTIONS + "|bleu|rouge\\w*|reward|rewards|return|returns|score"), re.IGNORECASE)
-_LOWER_IS_BETTER = re.compile(_WORD.format("loss|error|err|nll|ppl|perplexity|wer|cer|mse|mae|rmse"), re.IGNORECASE)
+__all__ = ["Direction", "metric_direction", "read_direction"]
 
 Bounds = tuple[float | None, float | None]
+
+# Words of a metric that is better low; "loss" counts anywhere in a word (`lossdpo`, `celoss`).
+_LOWER = re.compile(
+    r"^(?:.*loss.*|errors?|err|nll|ppl|perplexity|wer|cer|ter|mse|mae|rmse|msle|rmsle|mape|smape|mad|kl|kld|kldiv|bpd|"
+    r"bpc|bits|fid|kid|lpips|distance|dist|regret|cost|energy|latency|time|seconds|divergence|hamming|eer|fpr|fnr)"
+    r"\d*$"
+)
+_FRACTION_WORDS = (
+    "acc|accu|accuracy|top\\d+|f1|fscore|fbeta|auc|auroc|auprc|roc|rocauc|aupr|precision|prec|recall|sensitivity|"
+    "specificity|tpr|tnr|iou|miou|jaccard|dice|map|ap|mar|ar|mrr|ndcg|hit|hits|hitrate|bleu|sacrebleu|rouge\\w*|meteor|"
+    "chrf|cider|ssim|msssim|winrate|success|em|exact|pck"
+)
+_CORRELATION_WORDS = "pearson|pearsonr|spearman|spearmanr|mcc|kappa|corr|correlation|cosine"
+_R2_WORDS = "r2|rsquared|r2score"
+_OTHER_SCORES = "psnr|reward|rewards|return|returns|score|auprg|elo|win|wins"
+_SUFFIX = r"(?:w|\d+)?"  # `accw` (weighted), `acc1`, `ndcg10`, `map50`
+_FRACTION = re.compile(rf"^(?:{_FRACTION_WORDS}){_SUFFIX}$")
+_CORRELATION = re.compile(rf"^(?:{_CORRELATION_WORDS}){_SUFFIX}$")
+_R2 = re.compile(rf"^(?:{_R2_WORDS}){_SUFFIX}$")
+_SCORE = re.compile(rf"^(?:{_FRACTION_WORDS}|{_CORRELATION_WORDS}|{_R2_WORDS}|{_OTHER_SCORES}){_SUFFIX}$")
+_CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_SPLIT = re.compile(r"[^a-z0-9]+")
+_MIN_TREND_POINTS = 4  # fewer values tell no direction
+
+
+@dataclass(frozen=True)
+class Direction:
+    """The direction (``mode``) and range (``bounds``) of a metric, with ``note``: one line on what was assumed."""
+
+    mode: str
+    bounds: Bounds | None
+    note: str
+
+
+def _words(name: str) -> set[str]:
+    """The name's words, split at non-alphanumerics; its case changes split it again (``valAcc``, but ``mIoU`` too)."""
+    plain = _SPLIT.split(name.lower())
+    camel = _SPLIT.split(_CASE_CHANGE.sub("_", name).lower())
+    return {word for word in (*plain, *camel) if word}
+
+
+def _first(words: set[str], pattern: re.Pattern[str]) -> str | None:
+    return min((word for word in words if pattern.match(word)), default=None)
+
+
+def _trend(values: np.ndarray | None) -> float:
+    """The median of the last third of the finite values less that of the first third (nan: too few to tell)."""
+    if values is None:
+        return math.nan
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size < _MIN_TREND_POINTS:
+        return math.nan
+    third = max(finite.size // 3, 1)
+    return float(np.median(finite[-third:]) - np.median(finite[:third]))
+
+
+def _range(words: set[str], values: np.ndarray | None) -> tuple[Bounds | None, str]:
+    """The range a score's values imply, and how it is described, or ``(None, "")``."""
+    if values is None:
+        return None, ""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return None, ""
+    low, top = float(finite.min()), float(finite.max())
+    if _first(words, _FRACTION) and low >= 0.0:
+        if top <= 1.0:
+            return (0.0, 1.0), "range 0..1"
+        if top <= 100.0:
+            return (0.0, 100.0), "range 0..100 (a percentage)"
+    if _first(words, _CORRELATION) and low >= -1.0 and top <= 1.0:
+        return (-1.0, 1.0), "range -1..1"
+    if _first(words, _R2) and top <= 1.0:
+        return (None, 1.0), "at most 1"
+    return None, ""
+
+
+def read_direction(
+    name: str, values: np.ndarray | None = None, mode: str | None = None, bounds: Bounds | None = None
+) -> Direction:
+    """The direction and range of the series ``name`` with ``values``: the ones given, else read from the name, else
+    (for the direction) from the values; the range only from values seen (None without them)."""
+    words = _words(name)
+    lower, score = _first(words, _LOWER), _first(words, _SCORE)
+    if mode is not None:
+        how = "as given"
+    elif lower is not None:
+        mode, how = "min", f"the name says `{lower}`"
+    elif score is not None:
+        mode, how = "max", f"the name says `{score}`"
+    else:
+        trend = _trend(values)
+        mode = "max" if trend > 0 else "min"
+        seen = "too few values to tell" if math.isnan(trend) else "its values rise" if trend > 0 else "they do not rise"
+        how = f"the name `{name}` names no known metric; {seen}"
+    span = ""
+    if bounds is None and mode == "max" and score is not None and lower is None:
+        bounds, span = _range(words, values)
+    elif bounds is not None:
+        span = "range " + "..".join("none" if b is None else f"{b:g}" for b in bounds)
+        how += "" if how == "as given" else "; the range as given"
+    better = "lower" if mode == "min" else "higher"
+    return Direction(mode, bounds, f"{better} is better" + (f", {span}" if span else "") + f" ({how})")
 
 
 def metric_direction(
     name: str, values: np.ndarray | None = None, mode: str | None = None, bounds: Bounds | None = None
 ) -> tuple[str, Bounds | None]:
-    """``(mode, bounds)`` for the series ``name`` with ``values``: the ones given, else read from the name (the
-    bounds only from values seen: None without them)."""
-    if mode is None:
-        mode = "max" if _SCORE.search(name) and not _LOWER_IS_BETTER.search(name) else "min"
-    if bounds is None and values is not None and mode == "max" and _FRACTION.search(name):
-        finite = values[np.isfinite(values)]
-        if finite.size and finite.min() >= 0.0:
-            top = float(finite.max())
-            bounds = (0.0, 1.0) if top <= 1.0 else (0.0, 100.0) if top <= 100.0 else None
-    return mode, bounds
+    """``(mode, bounds)`` for the series ``name`` with ``values``: the ones given, else read from the name (then, for
+    the direction, from the values); the bounds only from values seen: None without them."""
+    direction = read_direction(name, values, mode, bounds)
+    return direction.mode, direction.bounds

@@ -79,7 +79,7 @@ def test_runs_of_a_score_are_ranked_highest_first_with_the_chance_to_beat_the_be
 def test_the_command_line_takes_mode_and_bounds(tmp_path, capsys):
     run = _accuracy_log(tmp_path / "run", ceiling=0.95)
     assert main(["analyze", str(run), "--tag", "val_acc", "--bounds", "0", "none", "--target", "0.9", "--json",
-                 "--no-plot"]) == 0  # fmt: skip
+                 "--no-plot", "--horizon", "2000"]) == 0  # fmt: skip
     report = json.loads(capsys.readouterr().out)
     assert (report["mode"], report["bounds"]) == ("max", [0.0, None])
     assert report["forecast"]["prob_better"] == pytest.approx(1.0 - report["forecast"]["prob_below"])

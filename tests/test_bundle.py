@@ -10,11 +10,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
-from run_helpers import read_events, tiny_trainer
 
 from curvecast import Actuator, Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import RunContext, StopReason
+from run_helpers import read_events, tiny_trainer
 from tiny_models import CurveModule, TinyRegression, TinyRegressionL, loader
 
 

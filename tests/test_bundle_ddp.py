@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
+from run_helpers import tiny_trainer
 from tiny_models import LeaveTogether, TinyRegression, loader
 
 

@@ -50,3 +50,14 @@ def test_the_report_says_when_the_target_was_reached_and_what_was_observed():
     assert f"target 2.5: reached at step {reached}; chance to end below it {report.target_chance:.2f}" in text
     assert "model" not in text
     assert "theta" not in text
+
+
+def test_the_demo_prints_each_line_once_and_no_warning_about_its_own_model(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "curvecast", "demo", "--steps", "30", "--logdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    printed = result.stdout + result.stderr
+    assert printed.count("GPU available") == 2  # once for each of the two runs, not again through the root logger
+    assert "Embedding layer sees inputs without the batch dimension" not in printed
+    assert "Traceback" not in printed

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting.anomalies import AnomalyDetector, InstabilityMonitor
 from curvecast.integrations import StopReason
 from curvecast.state_checks import checked_real, checked_whole
+from run_helpers import tiny_trainer
 from tiny_models import CurveModule
 
 INF = math.inf

@@ -3,6 +3,7 @@ markdown in what a run names (its metric names and messages) reaching TensorBoar
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -11,12 +12,11 @@ from types import SimpleNamespace
 import lightning.pytorch as L
 import pytest
 import pytorch_lightning as pl
-from run_helpers import read_events, texts
 
 from curvecast import Curvecast
-from curvecast._lightning import tensorboard_writer
 from curvecast.cli import main
 from curvecast.integrations import Alert, publish_alert
+from run_helpers import read_events, texts, tiny_trainer
 from tiny_models import FLAVOURS, loader
 
 # --- `curvecast demo` arguments ----------------------------------------------------------------------------------
@@ -78,14 +78,11 @@ SUBCLASSES = {"pytorch_lightning": PlLogger, "lightning.pytorch": LLogger}
 
 @pytest.mark.parametrize("flavour", list(FLAVOURS))
 def test_curvecast_scalars_land_in_the_event_file_of_a_tensorboard_logger_subclass(flavour, tmp_path, recwarn):
-    trainer_cls, model_cls = FLAVOURS[flavour]
+    _, model_cls = FLAVOURS[flavour]
     logger = SUBCLASSES[flavour](str(tmp_path), name="sub")
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None)
-    trainer = trainer_cls(
-        max_steps=40, logger=logger, callbacks=[bundle], log_every_n_steps=1, accelerator="cpu", devices=1,
-        default_root_dir=tmp_path, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0,
-    )  # fmt: skip
+    trainer = tiny_trainer(tmp_path, [bundle], 40, logger=logger, flavour=importlib.import_module(flavour),
+                           log_every_n_steps=1)  # fmt: skip
     trainer.fit(model_cls(), loader(n=320))
     assert not [w for w in recwarn if "no TensorBoardLogger" in str(w.message)]
     scalars = read_events(logger.log_dir).Tags()["scalars"]
@@ -101,14 +98,17 @@ def test_curvecast_scalars_land_in_the_event_file_of_a_tensorboard_logger_subcla
 def test_a_subclass_is_found_with_one_flavour_only(logger_cls, hidden, tmp_path, monkeypatch):
     logger = logger_cls(str(tmp_path), name="sub")
     monkeypatch.setitem(sys.modules, hidden, None)  # as if that flavour were not installed
-    assert tensorboard_writer(SimpleNamespace(loggers=[logger])) is logger.experiment
+    publish_alert(SimpleNamespace(loggers=[logger]), Alert("spike", 3, "warning", "loss spiked at step 3."))
+    assert ["loss spiked at step 3." in text for text in texts(read_events(logger.log_dir))] == [True]
 
 
 def test_other_loggers_are_not_taken_for_tensorboard(tmp_path):
     csv = pl.loggers.CSVLogger(str(tmp_path))
-    assert tensorboard_writer(SimpleNamespace(loggers=[csv])) is None
+    publish_alert(SimpleNamespace(loggers=[csv]), Alert("spike", 3, "warning", "loss spiked at step 3."))
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))  # no TensorBoard logger: no event file
     tb = PlLogger(str(tmp_path), name="tb")
-    assert tensorboard_writer(SimpleNamespace(loggers=[csv, tb])) is tb.experiment
+    publish_alert(SimpleNamespace(loggers=[csv, tb]), Alert("spike", 4, "warning", "loss spiked at step 4."))
+    assert ["loss spiked at step 4." in text for text in texts(read_events(tb.log_dir))] == [True]
 
 
 # --- markdown from the run in the alerts ---------------------------------------------------------------------

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_helpers import read_events
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from curvecast.logreaders import LogReadError, choose_loss, choose_lr, csv_table, json_records, read_log
 from curvecast.logreaders import events as events_module
+from run_helpers import read_events
 
 MNG_RUN = "mng__2024-11-06_ShortcutsTweaks__042f9e87-07e"  # 3200 steps, train and val loss, LR, a few spikes
 

@@ -8,11 +8,11 @@ from collections import namedtuple
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations.tensorboard import MIN_FREE_BYTES
+from run_helpers import read_events, tiny_trainer
 from tiny_models import TinyRegression, loader
 
 Usage = namedtuple("Usage", "total used free")
@@ -25,28 +25,26 @@ class LogsItsLoss(TinyRegression):
         return loss
 
 
-def _fit(tmp_path, quiet_trainer_kwargs, bundle: Curvecast) -> tuple[pl.Trainer, dict]:
+def _fit(tmp_path, bundle: Curvecast) -> tuple[pl.Trainer, dict]:
     logger = TensorBoardLogger(tmp_path, name="run", version="v")
-    kwargs = {**quiet_trainer_kwargs, "logger": logger, "log_every_n_steps": 5}
-    trainer = pl.Trainer(max_steps=60, callbacks=[bundle], **kwargs)
+    trainer = tiny_trainer(tmp_path, [bundle], 60, logger=logger, log_every_n_steps=5)
     trainer.fit(LogsItsLoss(), loader(n=480))
-    tags = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0, "tensors": 0}).Reload().Tags()
-    return trainer, tags
+    return trainer, read_events(logger.log_dir).Tags()
 
 
-def test_a_nearly_full_disk_gets_nothing_from_curvecast(tmp_path, quiet_trainer_kwargs, monkeypatch):
+def test_a_nearly_full_disk_gets_nothing_from_curvecast(tmp_path, monkeypatch):
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(*real(path)[:2], MIN_FREE_BYTES - 1))
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None, target=0.01)
     with pytest.warns(CurvecastWarning, match=r"curvecast writes nothing to TensorBoard while it has less than"):
-        trainer, tags = _fit(tmp_path, quiet_trainer_kwargs, bundle)
+        trainer, tags = _fit(tmp_path, bundle)
     assert trainer.global_step == 60
     assert "train_loss" in tags["scalars"]  # the run's own logs are there
     assert not [t for t in tags["scalars"] + tags["tensors"] if t.startswith("curvecast")]
     assert bundle.last_report is not None  # forecasts went on; only their writing was held
 
 
-def test_curvecast_writes_again_once_the_disk_has_room(tmp_path, quiet_trainer_kwargs, monkeypatch):
+def test_curvecast_writes_again_once_the_disk_has_room(tmp_path, monkeypatch):
     real, calls = shutil.disk_usage, [0]
 
     def usage(path):
@@ -56,6 +54,6 @@ def test_curvecast_writes_again_once_the_disk_has_room(tmp_path, quiet_trainer_k
     monkeypatch.setattr(shutil, "disk_usage", usage)
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None)
     with pytest.warns(CurvecastWarning, match="curvecast writes nothing to TensorBoard"):
-        _, tags = _fit(tmp_path, quiet_trainer_kwargs, bundle)
+        _, tags = _fit(tmp_path, bundle)
     assert "curvecast/forecast/final" in tags["scalars"]
     assert "curvecast/loss" in tags["scalars"]

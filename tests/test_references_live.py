@@ -8,13 +8,13 @@ import optuna
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting import Reference
 from curvecast.live.reference_source import study_references
 from curvecast.logreaders.reference_runs import MIN_FINISHED, references_from_logs
+from run_helpers import tiny_trainer
 from tiny_models import TinyRegression, loader
 
 STEPS = 64  # 8 epochs of 8 batches

@@ -227,7 +227,8 @@ def logdir(tmp_path_factory) -> Path:
 
 # -- a tensorboard process ------------------------------------------------------------------------------------------
 
-# TensorBoard's two loaders, each keeping every scalar (so that LONG's spike reaches the plugin, which thins it).
+# TensorBoard's two loaders, each keeping up to 100,000 scalars a tag (so that LONG's spike reaches the plugin, which
+# thins it; 0, "all", would leave the scalars plugin none to serve).
 LOADERS = {
     "python": ["--load_fast", "false", "--reload_task", "blocking", "--reload_interval", "0"],
     "rust": ["--load_fast", "true"],
@@ -239,7 +240,7 @@ def server(request, logdir):
     if request.param == "rust" and _rust_server_binary() is None:
         pytest.skip("no binary of tensorboard-data-server for this platform: TensorBoard uses its Python loader")
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0",
-               "--samples_per_plugin", "scalars=0", *LOADERS[request.param]]  # fmt: skip
+               "--samples_per_plugin", "scalars=100000", *LOADERS[request.param]]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     url, seen = None, []
     for line in iter(process.stderr.readline, ""):
@@ -271,17 +272,19 @@ def _rust_server_binary() -> str | None:
 
 
 def _wait_until_loaded(url: str) -> None:
-    """Poll (bounded) until every run's last observed step is served: the whole file is loaded then."""
+    """Poll (60 s at most) until TensorBoard's scalars plugin serves every run's last observed step: the whole file
+    is loaded then (the Rust loader reads in the background)."""
     served: dict = {}
-    for _ in range(1200):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         served = {}
         for run in RUNS:
-            status, body = _get(_run_url(url, run))
-            data = json.loads(body) if status == 200 else {}
-            served[run] = (data.get("observed") or [[None]])[-1][0]
+            query = urllib.parse.urlencode({"run": run, "tag": "curvecast/loss"})
+            status, body = _get(f"{url}/data/plugin/scalars/scalars?{query}")
+            served[run] = json.loads(body)[-1][1] if status == 200 and json.loads(body) else None
         if served == RUNS:
             return
-        time.sleep(0.05)  # the Rust loader reads in the background
+        time.sleep(0.05)
     pytest.fail(f"tensorboard did not load the runs in 60 s: expected {RUNS}, served {served}")
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
-from run_helpers import read_events, tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.integrations import ForecastEarlyStopping, ForecastStopRule
 from curvecast.tensorboard_plugin.summary import FORECAST_TAG, decode, json_summary, rounded
+from run_helpers import read_events, tiny_trainer
 from tiny_models import CurveModule
 
 STOPPED = "stopped/version_0"  # target 1.5 under a loss floor of 2.0: stopped early; an LR drop planned at 300

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from run_helpers import read_events, tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.callbacks import GradientNoiseScale, Throughput
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import AlertLogger
+from run_helpers import read_events, tiny_trainer
 from tiny_models import CurveModule, TinyRegression, loader
 
 STEPS = 60

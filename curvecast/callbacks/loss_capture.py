@@ -15,7 +15,7 @@ from curvecast.history import RunHistory
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
 from curvecast.state_checks import checked_mapping
 
-__all__ = ["LossCapture"]
+__all__ = ["LossCapture", "is_validation_metric"]
 
 
 def _loss_tensor(outputs: Any) -> torch.Tensor | None:
@@ -31,7 +31,8 @@ def _loss_tensor(outputs: Any) -> torch.Tensor | None:
 _VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, loss_val, eval_loss; not "interval"
 
 
-def _is_validation_metric(name: str) -> bool:
+def is_validation_metric(name: str) -> bool:
+    """Whether ``name`` reads as a validation metric (``val_loss``, ``val/acc``, ``eval_loss``; not ``interval``)."""
     return not name.startswith(METRIC_PREFIX) and _VALIDATION_NAME.search(name.lower()) is not None
 
 
@@ -71,7 +72,7 @@ class LossCapture(Sensor):
         super().__init__(history)
         self.flush_every = flush_every
         if metrics is None:
-            self._is_metric = _is_validation_metric
+            self._is_metric = is_validation_metric
         elif callable(metrics):
             self._is_metric = metrics
         else:

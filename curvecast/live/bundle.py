@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 
 from curvecast._lightning import Callback, is_global_zero
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
-from curvecast.callbacks.loss_capture import LossCapture
+from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
@@ -28,7 +28,9 @@ from curvecast.integrations.tensorboard import TensorBoardReporter
 from curvecast.live.bundle_state import bundle_state, restore_bundle_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.monitor_checks import (
+    expected_validations,
     monitor_missing,
+    say_if_too_few_points,
     say_monitor_awaited,
     warn_if_no_loss,
     warn_monitor_never_logged,
@@ -262,6 +264,12 @@ class Curvecast(Callback):
         self._follow_schedule()
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
+        self._say_if_too_few_points(trainer)
+
+    @guarded
+    def _say_if_too_few_points(self, trainer: Any) -> None:
+        if is_global_zero(trainer) and self.monitor != TRAIN_LOSS and is_validation_metric(self.monitor):
+            say_if_too_few_points(self.monitor, expected_validations(trainer), self.cadence.min_points)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         for sensor in self.sensors:

@@ -80,6 +80,7 @@ class ForecastCadence:
         self.bounds = bounds
         self.references: tuple[Reference, ...] = ()  # finished runs of the recipe, set at the start of each fit
         self.end_wait = END_WAIT_S  # seconds the end of training waits for forecasts in the worker
+        self.min_points = Forecaster().min_points  # fewest points of the monitor a forecast is made from
         self._submitted_at: float | None = None  # clock() when the last forecast started
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_step: int | None = None  # the last observed step a forecast was started from

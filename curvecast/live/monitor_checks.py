@@ -4,6 +4,7 @@ for (and said so once), and one never logged by the end is a warning naming the 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,14 @@ from curvecast.failsafe import warn_once
 from curvecast.history import RunHistory
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
 
-__all__ = ["monitor_missing", "say_monitor_awaited", "warn_if_no_loss", "warn_monitor_never_logged"]
+__all__ = [
+    "expected_validations",
+    "monitor_missing",
+    "say_monitor_awaited",
+    "say_if_too_few_points",
+    "warn_if_no_loss",
+    "warn_monitor_never_logged",
+]
 
 log = logging.getLogger("curvecast")
 
@@ -48,3 +56,35 @@ def warn_if_no_loss(monitor: str, history: RunHistory, steps_without_loss: int) 
             "training loss to forecast; return the loss, or log a metric and pass `Curvecast(monitor=...)`.",
             key="no-loss",
         )
+
+
+def expected_validations(trainer: Any) -> int | None:
+    """How many validations the fit will run, from the Trainer's settings once its loops are set up; None when it
+    cannot tell (an iterable without a length, a time limit, no limit at all)."""
+    try:
+        batches = float(trainer.num_training_batches)  # per epoch
+        every = trainer.val_check_batch  # training batches between validations within an epoch
+        epochs_between = trainer.check_val_every_n_epoch  # None: validation counts batches across epochs
+        total = float(trainer.estimated_stepping_batches) * int(trainer.accumulate_grad_batches)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not (math.isfinite(batches) and math.isfinite(total) and batches > 0 and every):
+        return None
+    if not math.isfinite(float(every)):
+        return 0
+    if epochs_between is None:
+        return int(total // every)
+    epochs = total / batches
+    return int(epochs // epochs_between) * int(batches // every)
+
+
+def say_if_too_few_points(monitor: str, expected: int | None, needed: int) -> None:
+    """Told once, at the start: a validation metric that this run will log fewer times than a forecast needs."""
+    if expected is None or expected >= needed:
+        return
+    log.warning(
+        "curvecast: `%s` is logged at each validation, and this run validates about %d times: a forecast needs %d "
+        "points, so none will be made. Validate more often (e.g. `Trainer(val_check_interval=0.25)`), or forecast "
+        "the training loss (`Curvecast(monitor=None)`).",
+        monitor, expected, needed,
+    )  # fmt: skip

@@ -16,14 +16,16 @@ import numpy as np
 from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.logreaders.base import printable
 from curvecast.logreaders.select import lr_at_every_step
-from curvecast.metric_direction import metric_direction
+from curvecast.metric_direction import read_direction
+from curvecast.offline.planned_end import PlannedEnd, planned_end
 
 if TYPE_CHECKING:
     from curvecast.forecasting import Anomaly, Forecast
 
-__all__ = ["MAX_DETECTOR_POINTS", "MIN_POINTS", "Analysis", "AnalyzeError", "analyze", "bucket_maxima"]
+__all__ = ["MAX_DETECTOR_POINTS", "MIN_POINTS", "Analysis", "AnalyzeError", "analyze", "bucket_maxima", "run_name"]
 
 MIN_POINTS = 5  # the Forecaster's default `min_points`: fewer finite points cannot be forecast
+_SCATTER_POINTS = 200  # at most, of the latest logged values whose scatter about the fit is told at the log's end
 # The streaming anomaly detector costs tens of microseconds a point; a longer curve is searched on bucket maxima.
 MAX_DETECTOR_POINTS = 50_000
 
@@ -48,6 +50,9 @@ class Analysis:
         anomaly_bucket: how many logged points each point given to the anomaly detector stands for (1: all of them).
         mode: ``"min"`` when the series is better low, ``"max"`` when better high (given, or read from its name).
         bounds: the series' range given to the forecaster, or None.
+        direction: one line on the direction and range assumed, and why (``metric_direction.read_direction``).
+        planned: the run's planned last step from its own records (``planned_end``), or None when they hold none.
+        horizon_given: whether ``horizon`` was asked for, rather than read from the records or the log's end.
     """
 
     log: RunLog
@@ -61,6 +66,37 @@ class Analysis:
     anomaly_bucket: int = 1
     mode: str = "min"
     bounds: tuple[float | None, float | None] | None = None
+    direction: str = ""
+    planned: PlannedEnd | None = None
+    horizon_given: bool = False
+
+    @property
+    def last_step(self) -> int:
+        return int(self.curve.steps[-1])
+
+    @property
+    def beyond_log(self) -> bool:
+        """Whether the horizon lies past the last logged step: at that step the log itself says the value."""
+        return self.horizon > self.last_step
+
+    def scatter(self, level: float = 0.8) -> tuple[float, float, int]:
+        """How far the latest logged values (the last quarter, at most ``_SCATTER_POINTS``) lie from the fit: the
+        central ``level`` range of their differences ``(lo, hi)`` and how many there are (nan, nan, 0 without a fit)."""
+        latest = min(max(len(self.curve) // 4, MIN_POINTS), _SCATTER_POINTS)  # the fit skips the early transient
+        residuals = self.curve.values[-latest:] - self.forecast.predict(self.curve.steps[-latest:])
+        residuals = residuals[np.isfinite(residuals)]
+        if not self.forecast.ok or residuals.size == 0:
+            return math.nan, math.nan, 0
+        lo, hi = np.quantile(residuals, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+        return float(lo), float(hi), int(residuals.size)
+
+    def reached_at(self) -> int | None:
+        """The first logged step whose value reaches ``target`` (at or below it, or above it for a score), or None."""
+        if self.target is None:
+            return None
+        sign = 1.0 if self.mode == "min" else -1.0
+        hit = np.flatnonzero(sign * self.curve.values <= sign * self.target)
+        return int(self.curve.steps[hit[0]]) if hit.size else None
 
     @property
     def target_chance(self) -> float | None:
@@ -68,6 +104,17 @@ class Analysis:
         from curvecast.forecasting.report import target_chance
 
         return target_chance(self.forecast, self.target)
+
+
+def run_name(source: str | Path) -> str:
+    """The name of the run a log belongs to: its directory's, or the file's stem (a ``metrics.csv`` or an event file
+    is named by the directory holding it)."""
+    path = Path(source).resolve()
+    if path.is_dir():
+        return path.name or "run"
+    if "tfevents" in path.name or path.stem.lower() == "metrics":  # events.out.tfevents.<time>.<host>, metrics.csv
+        return path.parent.name or "run"
+    return path.stem or "run"
 
 
 def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,33 +160,40 @@ def analyze(
 
     Args:
         path: a TensorBoard log directory or event file, a CSVLogger ``metrics.csv``, or a CSV/JSONL file.
-        tag: the series to analyse; by default the training loss.
-        horizon: the step to forecast; by default the last logged step.
+        tag: the series to analyse; by default the loss its owner would read (``choose_loss``).
+        horizon: the step to forecast; by default the run's planned end from its own records (``planned_end``:
+            curvecast's forecasts, ``max_steps`` or ``max_epochs`` in ``hparams.yaml``), else the last logged step,
+            where the log itself gives the value and nothing is forecast.
         target: a value of the series to ask about (step reaching it, probability of ending better than it).
-        mode: ``"min"`` or ``"max"``; by default read from the series' name (``metric_direction``: ``val_acc`` is
-            better high, a loss low).
+        mode: ``"min"`` or ``"max"``; by default read from the series' name, or from its values when the name says
+            nothing (``metric_direction``: ``val_acc`` is better high, a loss low).
         bounds: the series' range ``(lo, hi)``, None for an open side; by default (0, 1) or (0, 100) for a
-            fraction-like score (accuracy, F1, AUC, ...) whose values lie there, else none.
+            fraction-like score (accuracy, F1, AUC, ...) whose values lie there, (-1, 1) for a correlation, else none.
+
+    A series whose values are not finite (NaN, inf) is analysed all the same: each such value is an anomaly, and a
+    series with too few finite values has a forecast that says so (``forecast.ok`` False).
 
     Raises:
         LogReadError: the log cannot be read, ``tag`` is not in it, or it has fewer than ``MIN_POINTS`` points.
         AnalyzeError: ``horizon`` lies before the last logged step, or ``target`` is not finite.
     """
-    from curvecast.forecasting import Forecaster
+    from curvecast.forecasting import Forecast, Forecaster
     from curvecast.forecasting.metric_map import check_mode_bounds
 
     log = read_log(path)
     curve = choose_loss(log, tag)
     _check_steps(curve, log)
     finite = int(np.isfinite(curve.values).sum())
-    if finite < MIN_POINTS:
+    if finite < MIN_POINTS and finite == len(curve):
         raise LogReadError(
             f"Expected at least {MIN_POINTS} finite points in `{curve.name}` to forecast, but it has {finite} "
             f"({len(curve)} logged)"
         )
     last = int(curve.steps[-1])
+    planned = planned_end(log, curve)
+    given = horizon is not None
     if horizon is None:
-        horizon = last
+        horizon = planned.step if planned is not None else last
     elif horizon < last:
         raise AnalyzeError(f"Expected `--horizon` to be at or after the last logged step {last}, but got {horizon}")
     if target is not None and not math.isfinite(target):
@@ -150,13 +204,21 @@ def analyze(
         check_mode_bounds(mode or "min", bounds)
     except ValueError as error:
         raise AnalyzeError(str(error)) from None
-    mode, bounds = metric_direction(curve.name, curve.values, mode, bounds)
+    direction = read_direction(curve.name, curve.values, mode, bounds)
+    mode, bounds = direction.mode, direction.bounds
     try:
-        forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs, mode=mode, bounds=bounds)
+        if finite < MIN_POINTS:  # NaN or inf where the values should be: the anomalies tell, no forecast can
+            reason = f"only {finite} of the {len(curve)} logged values are finite; a forecast needs {MIN_POINTS}"
+            forecast = Forecast.failed(reason, horizon, last)
+        else:
+            forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs, mode=mode, bounds=bounds)
         anomalies, bucket = _detect(curve, lr, mode)
     except ValueError as error:  # both validate their inputs with ValueError; anything left here is about the log
         raise LogReadError(f"Cannot analyse `{printable(curve.name)}` of {log.source}: {error}") from None
-    return Analysis(log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket, mode, bounds)
+    return Analysis(
+        log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket, mode, bounds,
+        direction.note, planned, given,
+    )  # fmt: skip
 
 
 def _check_steps(curve: Curve, log: RunLog) -> None:

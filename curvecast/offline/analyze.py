@@ -10,134 +10,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.base import printable
 from curvecast.logreaders.run_dirs import find_runs
-from curvecast.offline.analysis import Analysis, AnalyzeError, analyze
+from curvecast.offline.analysis import Analysis, AnalyzeError, analyze, run_name
+from curvecast.offline.describe import analysis_to_dict, describe_analysis
 from curvecast.offline.plot import plot_analysis
 from curvecast.offline.runs import describe_runs, rank_runs, runs_to_dict
-from curvecast.render.text import anomaly_line, fmt, forecast_lines
-
-if TYPE_CHECKING:
-    from curvecast.forecasting import Anomaly
 
 __all__ = ["Analysis", "AnalyzeError", "add_analyze_arguments", "analysis_to_dict", "analyze", "run_analyze"]
 
-EXIT_INPUT = 1  # the log cannot be analysed: missing, unreadable, truncated, unknown tag, too few points
+# The log cannot be analysed: missing, unreadable, truncated, unknown tag, too few points. A series holding NaN or
+# inf is analysed (exit status 0): each non-finite value is an anomaly, and too few finite ones leave no forecast.
+EXIT_INPUT = 1
 EXIT_USAGE = 2  # the arguments contradict each other or the log (argparse uses 2 as well)
-_MAX_LISTED = 20  # anomalies printed in the text report; the JSON report has them all
 # An error is one line on stderr; one listing every series of a huge log is cut here (the JSON report lists them all).
 _MAX_MESSAGE_CHARS = 4000
-_MAX_NAME_CHARS = 200  # of a series name or path in the text report, escaped: a log must not drive the terminal
-
-
-def _number(value: float | None) -> float | None:
-    """JSON has no NaN or inf: they become null."""
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, Any]:
-    """The machine-readable report (what ``--json`` prints)."""
-    curve, forecast, target = analysis.curve, analysis.forecast, analysis.target
-    finite = curve.values[np.isfinite(curve.values)]
-    report: dict[str, Any] = {
-        "source": str(analysis.log.source),
-        "format": analysis.log.kind,
-        "series": {
-            "name": curve.name,
-            "points": len(curve),
-            "first_step": int(curve.steps[0]),
-            "last_step": int(curve.steps[-1]),
-            "last_value": _number(curve.values[-1]),
-            "min_value": _number(finite.min()) if finite.size else None,
-        },
-        "lr": {"name": analysis.lr.name if analysis.lr else None, "used": analysis.lr_used},
-        "horizon": analysis.horizon,
-        "target": target,
-        "mode": analysis.mode,
-        "bounds": None if analysis.bounds is None else [_number(b) for b in analysis.bounds],
-        "forecast": {"ok": bool(forecast.ok), "reason": forecast.reason, "model": forecast.model},
-        "anomalies": [_anomaly_dict(event) for event in analysis.anomalies],
-        "anomaly_bucket": analysis.anomaly_bucket,
-        "series_available": analysis.log.names,
-        "plot": plot,
-    }
-    if forecast.ok:
-        lo80, hi80 = forecast.interval(0.8)
-        lo95, hi95 = forecast.interval(0.95)
-        report["forecast"].update(
-            final=_number(forecast.final),
-            interval_80=[_number(lo80), _number(hi80)],
-            interval_95=[_number(lo95), _number(hi95)],
-        )
-        if target is not None:
-            report["forecast"].update(
-                step_to_reach=forecast.step_to_reach(target),
-                prob_below=_number(forecast.prob_below(target)),
-                prob_better=_number(analysis.target_chance),  # below for a loss, above for a score
-            )
-    return report
-
-
-def _anomaly_dict(event: Anomaly) -> dict[str, Any]:
-    return {
-        "kind": event.kind,
-        "step": int(event.step),
-        "severity": event.severity,
-        "message": event.message,
-        "score": _number(event.score),
-        "value": _number(event.value),
-    }
-
-
-def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
-    """The text report printed by ``curvecast analyze``."""
-    curve, forecast, target = analysis.curve, analysis.forecast, analysis.target
-    source, name = printable(str(analysis.log.source), _MAX_NAME_CHARS), printable(curve.name, _MAX_NAME_CHARS)
-    lines = [
-        f"{source} ({analysis.log.kind}, {len(analysis.log.curves)} series)",
-        f"  series: {name}, {len(curve):,} points, steps {curve.steps[0]}..{curve.steps[-1]}, "
-        f"last value {fmt(curve.values[-1])}" + ("" if analysis.mode == "min" else " (higher is better)"),
-    ]
-    if analysis.lr is None:
-        lines.append("  learning rate: not logged")
-    else:
-        use = "used" if analysis.lr_used else f"not used: it ends at step {analysis.lr.steps[-1]}, before the horizon"
-        lines.append(f"  learning rate: {printable(analysis.lr.name, _MAX_NAME_CHARS)} ({use})")
-    lines.extend(forecast_lines(forecast, target, analysis.target_chance))
-    events = analysis.anomalies
-    thinned = f" (searched on maxima of {analysis.anomaly_bucket} points)" if analysis.anomaly_bucket > 1 else ""
-    lines.append(f"  anomalies{thinned}: {len(events) or 'none'}")
-    # The first sentence says what happened; the advice that follows is in the JSON report.
-    lines.extend(anomaly_line(e, indent="    ", brief=True) for e in events[:_MAX_LISTED])
-    if len(events) > _MAX_LISTED:
-        lines.append(f"    ... and {len(events) - _MAX_LISTED} more (all are in the --json report)")
-    if plot:
-        lines.append(f"  plot: {plot}")
-    return "\n".join(lines)
 
 
 def default_plot_path(source: str | Path) -> Path:
-    """``<name>.curvecast.png`` in the current directory, named after the log (its directory, or the file's stem)."""
-    path = Path(source).resolve()
-    if path.is_dir():
-        name = path.name
-    elif "tfevents" in path.name:  # events.out.tfevents.<time>.<host>: the run directory names it better
-        name = path.parent.name
-    else:
-        name = path.stem
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "run"
-    return Path(f"{name}.curvecast.png")
+    """``<run>.curvecast.png`` beside the log: in the run directory given, or beside the file given."""
+    path = Path(source)
+    directory = path if path.is_dir() else path.parent
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name(source)).strip("._") or "run"
+    return directory / f"{name}.curvecast.png"
 
 
 def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,19 +50,28 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
         help="TensorBoard log directory or event file, metrics.csv, or a CSV/JSONL log; a directory of several runs "
         "(a sweep) gives a table ranking them by forecast",
     )
-    parser.add_argument("--tag", help="the series to analyse (default: the training loss)")
-    parser.add_argument("--horizon", type=int, help="the step to forecast (default: the last logged step)")
+    parser.add_argument(
+        "--tag", help="the series to analyse (default: the densest loss series, curvecast's own record first)"
+    )
+    parser.add_argument(
+        "--horizon", type=int,
+        help="the step to forecast (default: the run's planned end from its records: curvecast's forecasts, "
+        "max_steps or max_epochs in hparams.yaml; else the log's last step, where nothing is forecast)",
+    )  # fmt: skip
     parser.add_argument("--target", type=float, help="a value to reach: when, and how likely by the horizon")
     parser.add_argument(
-        "--mode", choices=("min", "max"), help="whether the series is better low or high (default: from its name)"
-    )
+        "--mode", choices=("min", "max"),
+        help="whether the series is better low or high (default: from its name, else from its values)",
+    )  # fmt: skip
     parser.add_argument(
         "--bounds", nargs=2, metavar=("LO", "HI"), type=_bound,
         help="the series' range, 'none' for an open side (default: 0 1 for an accuracy-like score)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report instead of text")
     plot = parser.add_mutually_exclusive_group()
-    plot.add_argument("--plot", metavar="PATH", help="where to write the PNG plot (default: ./<run>.curvecast.png)")
+    plot.add_argument(
+        "--plot", metavar="PATH", help="where to write the PNG plot (default: <run>.curvecast.png beside the log)"
+    )
     plot.add_argument("--no-plot", action="store_true", help="do not write a plot")
 
 
@@ -179,6 +91,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     plot: str | None = None
     if not getattr(args, "no_plot", False):
         target_path = Path(args.plot) if getattr(args, "plot", None) else default_plot_path(args.path)
+        if not getattr(args, "plot", None) and not os.access(target_path.parent, os.W_OK):
+            target_path = Path(target_path.name)  # a log on a read-only mount: the plot goes to the current directory
         if _is_fifo(target_path):
             return _fail(f"Cannot write the plot to {target_path}: it is a FIFO, whose open would wait", EXIT_INPUT)
         try:

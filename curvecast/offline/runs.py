@@ -2,7 +2,8 @@
 
 A run is a directory holding TensorBoard event files or a ``metrics.csv`` of its own; curvecast's sub-runs inside a run
 (``curvecast_forecast/``, ``curvecast_summary/``) belong to it and are no runs. Every run is forecast to one common
-horizon (``--horizon``, or the longest run's last step: a run stopped early is asked where it would have gone), then
+horizon (``--horizon``, or the latest planned end or last step among the runs: a run stopped early is asked where
+it would have gone), then
 ranked by its forecast, with the chance it ends better than the best forecast of the other runs.
 """
 
@@ -49,8 +50,8 @@ def rank_runs(
     first = [_analyse(run, tag, horizon, target, direction) for run in runs]
     common = horizon
     if common is None:
-        lasts = [int(a.curve.steps[-1]) for _, a, _ in first if a is not None]
-        common = max(lasts) if lasts else None
+        ends = [a.horizon for _, a, _ in first if a is not None]  # each run's planned end, else its last step
+        common = max(ends) if ends else None
     if common is not None and horizon is None:  # again, to the common horizon: a run stopped early is extrapolated
         first = [_analyse(run, tag, common, target, direction) if a is not None else (run, a, e) for run, a, e in first]
     modes = [a.mode for _, a, _ in first if a is not None]

@@ -1,7 +1,10 @@
 """forecast_figure: one matplotlib figure of a curve and its forecast (fit, forecast, band, target, anomalies).
 
 The TensorBoard reporter writes it as an image (``figures=True``) and ``curvecast analyze`` saves it as a PNG: both
-draw the same chart, with the band the curvecast tab draws too (:mod:`curvecast.render.band`).
+draw the same chart, with the band the curvecast tab draws too (:mod:`curvecast.render.band`). A curve whose positive
+values span more than ``LOG_SCALE_DECADES`` decades (a loss falling 10,000-fold) is drawn on a log axis, where its
+late steps stay readable. A forecast at the last observed step is drawn as the fit alone: no interval is drawn there,
+where the observed value is known.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import numpy as np
 
 from curvecast.render.band import forecast_band
 
-__all__ = ["as_plain_text", "envelope", "forecast_figure"]
+__all__ = ["LOG_SCALE_DECADES", "as_plain_text", "envelope", "forecast_figure", "wants_log_scale"]
+
+LOG_SCALE_DECADES = 2.0  # positive values spanning more decades than this are drawn on a log axis
 
 _MAX_DRAWN = 2000  # buckets drawn for a long curve: matplotlib takes seconds on a million points
 _MAX_LABEL_CHARS = 100  # of a series name or path in the figure: a longer one would push the axes out of it
@@ -34,6 +39,7 @@ def forecast_figure(
     anomalies: Sequence[Any] = (),
     size: tuple[float, float] = (6.4, 4.0),
     dpi: int = 80,
+    log_scale: bool | None = None,
 ):
     """A figure of the observed curve with the forecast to its horizon.
 
@@ -50,6 +56,7 @@ def forecast_figure(
         label: the series' name, on the y axis and in the legend.
         anomalies: anomalies (``step``, ``severity``, ``value``) drawn as markers at their values.
         size, dpi: the figure's size in inches and its resolution.
+        log_scale: draw the y axis in log scale; None (the default) decides from the values (``wants_log_scale``).
 
     Returns:
         A ``matplotlib.figure.Figure`` built without pyplot (no global state, safe off the main thread).
@@ -61,16 +68,19 @@ def forecast_figure(
     name = as_plain_text(label or "metric")
     fig = Figure(figsize=size, dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
+    log_scale = wants_log_scale(values) if log_scale is None else log_scale
+    if log_scale:
+        ax.set_yscale("log")
     drawn_steps, drawn_values = envelope(steps, values)
     ax.plot(drawn_steps, drawn_values, color="0.55", lw=0.8, label=name)
     if forecast.ok:
         _draw_forecast(ax, steps, forecast, interval)
-    if target is not None and math.isfinite(target):
+    if target is not None and math.isfinite(target) and (target > 0 or not log_scale):
         ax.axhline(target, color="tab:red", lw=1.0, ls=":", label=f"target {target:.4g}")
         reach = forecast.step_to_reach(target)
         if reach is not None:
             ax.axvline(reach, color="tab:red", lw=0.8, alpha=0.6, label=f"forecast to reach it at step {reach}")
-    _set_limits(ax, values, forecast, target, interval)
+    _set_limits(ax, values, forecast, target, interval, log_scale)
     _draw_anomalies(ax, anomalies)
     ax.set_xlabel("step")
     ax.set_ylabel(name)
@@ -82,6 +92,21 @@ def forecast_figure(
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def wants_log_scale(values: np.ndarray) -> bool:
+    """Whether the finite values are all positive and span more than ``LOG_SCALE_DECADES`` decades.
+
+    Example::
+
+        >>> wants_log_scale(np.array([5.0, 0.5, 0.0005])), wants_log_scale(np.array([5.0, 0.5, 0.06]))
+        (True, False)
+    """
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size < 2 or finite.min() <= 0.0:
+        return False
+    return bool(np.log10(finite.max() / finite.min()) > LOG_SCALE_DECADES)
 
 
 def envelope(steps: np.ndarray, values: np.ndarray, buckets: int = _MAX_DRAWN) -> tuple[np.ndarray, np.ndarray]:
@@ -125,9 +150,11 @@ def _draw_forecast(ax: Any, steps: np.ndarray, forecast: Any, interval: float) -
     fit_steps = np.linspace(start, last, 200)
     ahead = np.linspace(last, max(horizon, last), 200)
     ax.plot(fit_steps, forecast.predict(fit_steps), color="tab:blue", lw=1.5, label="fit")
+    if horizon <= last:  # nothing ahead: the observed value is known there, and no interval is drawn
+        return
     ax.plot(ahead, forecast.predict(ahead), color="tab:blue", lw=1.5, ls="--", label=f"forecast to step {horizon:.0f}")
     band = forecast_band(forecast, ahead, interval)
-    if band is not None and horizon > last:
+    if band is not None:
         ax.fill_between(
             ahead, band[1], band[2], color="tab:blue", alpha=0.18, lw=0,
             label=f"{interval:.0%} interval at the horizon (narrowed linearly back to the last step)",
@@ -141,11 +168,11 @@ def _draw_forecast(ax: Any, steps: np.ndarray, forecast: Any, interval: float) -
 def _summary(forecast: Any, interval: float) -> str:
     if not forecast.ok:
         return as_plain_text(f"no forecast: {forecast.reason}")
+    if forecast.horizon <= forecast.last_step:
+        return f"fit {float(forecast.final):.4g} at step {forecast.horizon}, the last observed step"
     lo, hi = forecast.interval(interval)
-    return as_plain_text(
-        f"{float(forecast.final):.4g} [{lo:.4g}, {hi:.4g}] ({interval:.0%}) at step {forecast.horizon}; "
-        f"model: {forecast.model}"
-    )
+    final = float(forecast.final)
+    return f"forecast {final:.4g}, {interval:.0%} interval {lo:.4g} to {hi:.4g}, at step {forecast.horizon}"
 
 
 def _draw_anomalies(ax: Any, anomalies: Sequence[Any]) -> None:
@@ -163,18 +190,24 @@ def _draw_anomalies(ax: Any, anomalies: Sequence[Any]) -> None:
         ax.scatter([event.step], [y], color=colour, marker="x", s=30, zorder=5, label=label)
 
 
-def _set_limits(ax: Any, values: np.ndarray, forecast: Any, target: float | None, interval: float) -> None:
-    """Zoom on the bulk of the curve: a divergence or one huge spike would otherwise flatten everything else."""
+def _set_limits(
+    ax: Any, values: np.ndarray, forecast: Any, target: float | None, interval: float, log_scale: bool = False
+) -> None:
+    """Zoom on the bulk of the curve: a divergence or one huge spike would otherwise flatten everything else (on a
+    log axis, the whole curve: it keeps every decade readable)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return
-    if len(finite) > 20:
+    if len(finite) > 20 and not log_scale:
         finite = finite[len(finite) // 20 :]  # the first steps of a loss curve sit far above the rest
-    low, high = np.percentile(finite, [0.5, 99.5])
+    low, high = np.percentile(finite, [0.5, 99.5]) if not log_scale else (finite.min(), finite.max())
     extra = [target] if target is not None else []
-    if forecast.ok:
+    if forecast.ok and forecast.horizon > forecast.last_step:
         extra.extend(forecast.interval(interval))
-    extra = [x for x in extra if math.isfinite(x)]
+    extra = [x for x in extra if math.isfinite(x) and (x > 0 or not log_scale)]
     low, high = min([low, *extra]), max([high, *extra])
+    if log_scale:
+        ax.set_ylim(low / 1.25, high * 1.25)
+        return
     pad = 0.05 * (high - low or abs(high) or 1.0)
     ax.set_ylim(low - pad, high + pad)

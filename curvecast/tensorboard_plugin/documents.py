@@ -11,6 +11,7 @@ nested is passed through as it was read, so the size of what the tab serves does
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -47,17 +48,30 @@ _CLEAN = {**dict.fromkeys([*range(9), *range(11, 32), 127]), **dict.fromkeys(ran
 
 
 def integer(value: Any) -> int | None:
-    """``value`` as an int, where it is one (an integral float counts) within JavaScript's exact range, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as an int, where it is one (an integral float counts) within JavaScript's exact range, else None.
+
+    Example:
+        >>> integer(3), integer(3.0), integer(3.5), integer(True), integer("3"), integer(2**60)
+        (3, 3, None, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-        return None
-    return int(value) if abs(value) <= _MAX_INTEGER else None
+    if not isinstance(value, numbers.Integral):
+        value = float(value)
+        if not (math.isfinite(value) and value.is_integer()):
+            return None
+    value = int(value)
+    return value if abs(value) <= _MAX_INTEGER else None
 
 
 def number(value: Any) -> float | None:
-    """``value`` as a finite float, else None (booleans and strings are not numbers)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as a finite float, else None (booleans and strings are not numbers).
+
+    Example:
+        >>> number(2), number(0.5), number(float("inf")), number(10**400), number(False), number("1")
+        (2.0, 0.5, None, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     try:
         value = float(value)

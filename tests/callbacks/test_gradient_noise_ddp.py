@@ -6,11 +6,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from gns_helpers import SeqModel, per_example_grads, seq_data, seq_loss
-from run_helpers import tiny_trainer
 from sim_clock import SimClock
 
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.throughput import Throughput
+from run_helpers import tiny_trainer
 from tiny_models import LeaveTogether
 
 SLOW_RANK_TIME = 0.05  # simulated seconds rank 1 spends on each batch

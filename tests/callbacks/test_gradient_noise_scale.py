@@ -16,10 +16,10 @@ from gns_helpers import (
     population_noise_scale,
     seq_loss,
 )
-from run_helpers import tiny_trainer
 
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.history import RunHistory
+from run_helpers import tiny_trainer
 from tiny_models import EitherFlavourCallback
 
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from run_helpers import tiny_trainer
 from torch.optim import lr_scheduler as S
 
 from curvecast import Curvecast
@@ -13,6 +12,7 @@ from curvecast.callbacks import LearningRateCapture
 from curvecast.callbacks.measures.schedule_replay import REPLAY_BUDGET, PlannedSchedule, replay_schedule
 from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting.knots import MAX_SAMPLES, SampledKnots
+from run_helpers import tiny_trainer
 from tiny_models import TinyRegression, loader
 
 MAX_STEPS = 24

@@ -6,12 +6,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from gns_helpers import SEQ, VOCAB, per_example_grads, seq_data, seq_loss
-from run_helpers import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.failsafe import CurvecastWarning
+from run_helpers import tiny_trainer
 
 DIM = 8
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from run_helpers import tiny_trainer
 from sim_clock import SimClock
 from torch import nn
 
 from curvecast.callbacks.measures.flops import precision_dtype
 from curvecast.callbacks.measures.throughput_stats import percentile, straggler
 from curvecast.callbacks.throughput import Throughput
+from run_helpers import tiny_trainer
 
 DATA_TIME, STEP_TIME, VAL_TIME = 0.02, 0.03, 0.2  # simulated seconds
 

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 from pytorch_lightning.loggers import TensorBoardLogger
-from run_helpers import read_events, texts
 
 from curvecast.forecasting import Report
 from curvecast.forecasting.anomalies import Anomaly
 from curvecast.integrations import Alert, AlertLogger, publish_alert
+from run_helpers import read_events, texts
 
 
 def test_alerts_at_one_step_move_forward_instead_of_rewriting(tmp_path, caplog):

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 from pytorch_lightning import Callback
-from run_helpers import read_events, texts, tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.integrations import ForecastEarlyStopping, ForecastStopRule, StopReason
+from run_helpers import read_events, texts, tiny_trainer
 from tiny_models import CurveModule, LeaveTogether
 
 STEPS = 400

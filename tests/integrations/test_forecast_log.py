@@ -6,9 +6,9 @@ import logging
 
 import pytest
 from pytorch_lightning.loggers import CSVLogger
-from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
+from run_helpers import tiny_trainer
 from tiny_models import TinyRegression, loader
 
 

@@ -6,10 +6,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from run_helpers import tiny_trainer
 
 from curvecast import Curvecast
 from curvecast.integrations import StopReason
+from run_helpers import tiny_trainer
 from tiny_models import LeaveTogether, TinyRegression, loader
 
 NAN_STEP = 25

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-from run_helpers import tiny_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from curvecast.integrations.optuna import CURVE_ATTR, FINAL_ATTR, PRUNED_ATTR, ForecastPruningCallback
+from run_helpers import tiny_trainer
 
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -8,7 +8,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from run_helpers import read_events, texts, tiny_trainer
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
@@ -16,6 +15,7 @@ from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import AlertLogger, TensorBoardReporter
 from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, decode
+from run_helpers import read_events, texts, tiny_trainer
 from tiny_models import CurveModule
 
 STEPS = 240

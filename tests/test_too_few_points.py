@@ -1,0 +1,52 @@
+"""A validation monitor that this run will log too few times for a forecast is said so once, at the start."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import pytorch_lightning as pl
+
+from curvecast import Curvecast
+from tiny_models import TinyRegression, loader
+
+
+class LogsValLoss(TinyRegression):
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", (self.layer(x) - y).pow(2).mean())
+
+    def val_dataloader(self):
+        return loader(n=16)
+
+
+def _said(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "a forecast needs" in r.getMessage()]
+
+
+@pytest.mark.parametrize(("trainer_kwargs", "said"), [
+    ({"max_epochs": 4}, True),  # one validation per epoch: 4 points
+    ({"max_epochs": 4, "val_check_interval": 0.25}, False),  # 16 points
+    ({"max_steps": 80, "check_val_every_n_epoch": None, "val_check_interval": 10}, False),  # 8 points
+    ({"max_steps": 80, "check_val_every_n_epoch": None, "val_check_interval": 20}, True),  # 4 points
+])  # fmt: skip
+def test_too_few_validations_are_said_once_at_the_start(quiet_trainer_kwargs, caplog, trainer_kwargs, said):
+    bundle = Curvecast("val_loss", background=False, forecast_budget=None)
+    trainer = pl.Trainer(callbacks=[bundle], **trainer_kwargs, **quiet_trainer_kwargs)
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        trainer.fit(LogsValLoss(), loader(n=160))  # 20 batches an epoch
+    messages = _said(caplog)
+    assert len(messages) == int(said)
+    if said:
+        assert "`val_loss` is logged at each validation, and this run validates about 4 times" in messages[0]
+        assert bundle.last_report is None or not bundle.last_report.forecast.ok
+    else:
+        assert bundle.last_report is not None
+
+
+def test_the_training_loss_is_never_short(quiet_trainer_kwargs, caplog):
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        pl.Trainer(max_steps=3, callbacks=[Curvecast(background=False)], **quiet_trainer_kwargs).fit(
+            LogsValLoss(), loader(n=160)
+        )
+    assert not _said(caplog)
