@@ -257,3 +257,15 @@ def test_a_loss_falling_ten_thousand_fold_is_drawn_on_a_log_axis(wild_dir: Path,
     assert narrow.axes[0].get_yscale() == "linear"
     signed = forecast_figure(steps, np.linspace(-1.0, 1000.0, 100), forecast)  # not all positive: no log axis
     assert signed.axes[0].get_yscale() == "linear"
+
+
+def test_curvecast_record_of_a_validation_monitor_is_not_taken_for_the_training_loss(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path)) as writer:
+        for step in range(60):
+            writer.add_scalar("curvecast/val_loss", 2.0 / (1 + step), step)
+            writer.add_scalar("curvecast/val_acc", 1.0 - 1.0 / (2 + step), step)
+            if step % 5 == 4:
+                writer.add_scalar("train_loss", 1.0 / (1 + step), step)
+    assert analyze(tmp_path).curve.name == "train_loss"

@@ -1,6 +1,6 @@
 """Picking the series to analyse in a log: the loss (or the one asked for) and, when present, the learning rate.
 
-The loss is the series its owner would read. Curvecast's own record of the monitor (``curvecast/loss``, every
+The loss is the series its owner would read. Curvecast's own record of the training loss (``curvecast/loss``, every
 optimizer step) comes first when the run has one. Otherwise names differ between writers (``train_loss``,
 ``train/loss``, ``train_loss_step``, ``Loss/train``, ``loss``), so the loss is chosen by a ranking rather than a fixed
 list, among the series whose name mentions ``loss``: one with enough points to forecast (``MIN_USEFUL_POINTS``) before
@@ -54,11 +54,18 @@ def _is_candidate(curve: Curve) -> bool:
 
 
 def _is_own_monitor(curve: Curve) -> bool:
-    """Whether the series is curvecast's record of the monitor it forecast (``curvecast/loss``, ``curvecast/val_loss``):
-    written at every optimizer step, it is denser than what the module logged of the same value."""
+    """Whether the series is curvecast's record of the training loss it forecast (``curvecast/loss``): written at
+    every optimizer step, it is denser than what the module logged of the same value. A validation monitor's record
+    (``curvecast/val_loss``) is no training loss, and one of another metric (``curvecast/val_acc``) no loss."""
     tag = _tag(curve)
     rest = tag[len(_SKIP_PREFIX) :]
-    return tag.startswith(_SKIP_PREFIX) and rest not in _NOT_MONITOR and not rest.startswith(_NOT_MONITOR_PREFIXES)
+    return (
+        tag.startswith(_SKIP_PREFIX)
+        and rest not in _NOT_MONITOR
+        and not rest.startswith(_NOT_MONITOR_PREFIXES)
+        and "loss" in rest
+        and not _EVAL.search(rest)
+    )
 
 
 def _may_be_lr(name: str) -> bool:
