@@ -39,7 +39,7 @@ def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
     # One forecast every 10 steps, and a final one at the end of training.
     assert steps == [10, 20, 30, 39]
     last = bundle.last_report
-    assert last is recorder.reports[-1]
+    assert last == recorder.reports[-1]  # the same report, kept without its series
     assert last.horizon == 40
     assert last.lr_schedule_known
     assert last.forecast.ok

@@ -113,7 +113,8 @@ class Curvecast(Callback):
     Attributes:
         history: the run's :class:`~curvecast.history.RunHistory` (saved in checkpoints, restored on resume).
         last_report: the latest report with a forecast, or None.
-        reports: the most recent reports (a bounded deque).
+        reports: the most recent reports (a bounded deque; kept without their ``series``, which actuators read as
+            each report arrives).
         stop: the stop decided in this fit (a :class:`~curvecast.forecasting.stop_request.StopRequest`), or None.
 
     Example::
@@ -409,9 +410,10 @@ class Curvecast(Callback):
         # is reported with everything recorded while it ran.
         series = {name: self.history.series(name) for name in self.history.names()}
         report = replace(report, stop=stop, is_last=last, series=series)
-        self.reports.append(report)
+        # Kept without their series: a hundred snapshots of every series would cost memory in proportion to the run.
+        self.reports.append(replace(report, series={}))
         if report.forecast is not None:
-            self.last_report = report
+            self.last_report = self.reports[-1]
         for actuator in self.actuators:
             try:
                 actuator.on_report(trainer, pl_module, report)
