@@ -285,7 +285,8 @@ def main() -> None:
     for name in names:
         try:
             child = subprocess.run(
-                [sys.executable, __file__, "--case", name], capture_output=True, text=True, timeout=args.timeout,
+                [sys.executable, __file__, "--case", name, "--no-record"], capture_output=True, text=True,
+                timeout=args.timeout,
                 env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )  # fmt: skip
             lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
