@@ -14,7 +14,7 @@ Three parts, each printed as a table:
    Every run is healthy by construction, so every critical alert, every stop and every warning-level divergence
    alarm counts as false, and so does every warning-level spike alarm that is no real spike in hindsight (at least 4
    robust noise units and 5% above the median of its 10 neighbours on each side: the median judge of
-   ``benchmarks/anomaly_detection.py``, with the issue's smallest spike that matters).
+   ``benchmarks/anomaly_detection.py``, with the smallest spike that matters).
 2. **Wild logs** (``../shared/data/wild``: 80 real Lightning ``CSVLogger`` logs): each loss-like column (mode "min")
    and accuracy-like column (mode "max", told by its name: acc, f1, auc, reward, iou, ...) replayed as the live watch
    would: a training loss through the watch's loss path (``InstabilityMonitor``), any other column as the watch's
@@ -30,7 +30,7 @@ Three parts, each printed as a table:
 ``--cv`` then fits each new threshold by leaving one group out (a live workload, the wild losses or scores, the
 labelled curves of ``benchmarks/anomaly_detection.py`` by source) and prints the held-out figures (about 12 minutes).
 
-The targets (from the issue): 0 false critical alerts and 0 false stops on healthy runs and wild logs; at most 0.5
+The targets: 0 false critical alerts and 0 false stops on healthy runs and wild logs; at most 0.5
 false spike/divergence alarms per 10,000 steps (dense) and per 10,000 points (sparse); at least 95% of the eligible
 injected spikes caught within 2 points; every injected divergence caught before +20%; every NaN at its step.
 """
@@ -66,7 +66,7 @@ DEFAULT_CURVES = REPO.parent / "shared" / "data" / "curves"
 DEFAULT_CACHE = Path("/tmp/curvecast_live_runs")
 FALSE_KINDS = ("spike", "divergence")  # the alarm kinds whose false rate the targets bound
 LOUD = ("warning", "critical")  # severities a user is alerted by (info is a note in the log)
-EARLY_STEPS = 20  # "a divergence alert in the first 20 steps": the symptom of the issue
+EARLY_STEPS = 20  # "a divergence alert in the first 20 steps": the false alarm this counts
 # Wild logs left out as not healthy (looked at one by one; every other log is taken as a healthy run).
 EXCLUDED = {
     "060": "its train_loss blew up from 0.003 to 500 near step 300, then took the rest of the run to come back down",
@@ -141,7 +141,7 @@ def loud(anomalies: Iterable[Anomaly], kinds: tuple[str, ...] = FALSE_KINDS) -> 
 # --- judging a spike alarm in hindsight ---------------------------------------------------------------------------
 
 REAL_SPIKE_Z = 4.0  # the median judge of benchmarks/anomaly_detection.py: >= 4 robust sd above its +-10 neighbours
-REAL_SPIKE_RISE = 0.05  # ... and >= 5% above their median: the smallest spike the issue asks to catch
+REAL_SPIKE_RISE = 0.05  # ... and >= 5% above their median: the smallest spike worth catching
 
 
 def real_spike_steps(points: list[tuple[int, float]]) -> set[int]:
@@ -521,7 +521,7 @@ NOISE_BANDS = (0.03, 0.10)  # per-point log noise: smooth < 3% <= noisy < 10% <=
 class Climb:
     """One injected divergence: points from its onset to the first divergence alarm (None: never), the curve's noise,
     and whether the curve had converged (a rise of 20% there undoes less than ``CONVERGED_GIVE_BACK`` of its progress:
-    2.0 -> 0.001 territory, where the issue counts a 2.4-fold wobble as no divergence)."""
+    2.0 -> 0.001 territory, where a 2.4-fold wobble is no divergence)."""
 
     delay: int | None
     sigma: float
