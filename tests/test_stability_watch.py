@@ -128,3 +128,52 @@ def test_a_val_loss_that_climbs_with_the_training_loss_is_critical():
         if step % 100 == 99:
             watch.feed("val_loss", step, float(val[step // 100]))
     assert any(a.series == "val_loss" and a.severity == "critical" for a in watch.collect())
+
+
+def test_an_auxiliary_loss_only_notes_its_spikes_and_instability():
+    """Watched by its return, an RL run's loss jumps and climbs as the returns grow: its spikes and instability
+    precursors are notes too (they were warnings: 18 of the healthy RL runs' 34 loud alarms)."""
+    rng = np.random.default_rng(3)
+    loss = np.abs(_surrogate_loss(400)) * np.exp(0.05 * rng.standard_normal(400))
+    loss[[150, 250, 320]] *= 12.0  # batches of rare, large returns
+    watch = StabilityWatch(monitor="val_reward", mode="max", pair_grad_norm=False)
+    for step, value in enumerate(loss):
+        watch.feed("loss", step, float(value))
+    found = [a for a in watch.collect() if a.series == "loss"]
+    assert any(a.kind == "spike" for a in found)  # still said
+    assert [a for a in found if a.severity != "info"] == []
+
+
+def _td_loss(seed: int, n: int = 1200) -> np.ndarray:
+    """A DQN's TD loss: fitted to 0.07 in its first steps, then 300-fold higher as the targets grow with the returns
+    (each target-network sync a jump the next steps fit); single batches swing it e-fold."""
+    t = np.arange(n)
+    fitted = 1.3 * np.exp(-t / 2.5) + 0.07
+    scale = np.minimum(np.exp(np.clip(t - 10, 0, None) / 400 * math.log(300.0)), 300.0)
+    level = np.where(t < 10, fitted, 0.07 * scale * (1.0 + 2.0 * np.exp(-(t % 10) / 3.0)))
+    return level * np.exp(np.random.default_rng(seed).standard_normal(n))
+
+
+def test_a_dqn_loss_watched_alone_is_not_stopped():
+    """Lightning's DQN example logs nothing the watch reads but its TD loss, which climbs as the agent learns: it was
+    stopped as diverged in every run."""
+    for seed in range(3):
+        watch = StabilityWatch(pair_grad_norm=False)
+        for step, value in enumerate(_td_loss(seed)):
+            watch.feed("loss", step, float(value))
+        assert [a for a in watch.collect() if a.severity == "critical"] == []
+
+
+def test_a_lucky_batch_just_after_the_warmup_does_not_stop_a_healthy_run():
+    """Batch size 4, a 3-step warmup, and a batch at 0.0058 at step 3 where the loss falls 0.28 -> 0.09: it was the best
+    the run was judged against, and the run was stopped for divergence."""
+    lrs = [1e-3 * min(1.0, (s + 1) / 4) for s in range(301)]
+    t = np.arange(300)
+    for seed in range(5):
+        loss = (0.09 + 0.19 * np.exp(-t / 80)) * np.exp(0.4 * np.random.default_rng(seed).standard_normal(300))
+        loss[3] = 0.0058
+        watch = StabilityWatch(pair_grad_norm=False)
+        watch.set_schedule(lrs)
+        for step, value in enumerate(loss):
+            watch.feed("loss", step, float(value))
+        assert [a for a in watch.collect() if a.severity == "critical"] == []

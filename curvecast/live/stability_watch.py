@@ -8,8 +8,9 @@ its own. Every update is O(1); nothing here touches the device.
 
 When the run is watched by a score (``mode="max"``: a reward, an accuracy), the training loss is an auxiliary
 objective: an RL agent's policy-gradient surrogate or TD loss grows with its returns, so a loss that climbs while the
-score improves is no divergence of the run. Its divergences are then notes (``info``), never warnings or critical (a
-non-finite loss still is critical); the score's own detector makes those calls: a real blow-up shows in the score.
+score improves is no divergence of the run. Its divergences, spikes and instability warnings are then notes (``info``),
+never warnings or critical (a non-finite loss still is critical); the score's own detector makes those calls: a real
+blow-up shows in the score.
 
 A monitored validation metric that gets worse while the training loss holds its best is overfitting, not an unstable
 run: its climb is then a note (``info``) and its confirmed divergence a warning, both saying so (the forecast-based
@@ -37,6 +38,8 @@ _MAX_WAITING = 2_000  # beyond any sensible logging cadence
 # log) rises while the training loss stays at its best.
 TRAIN_CLIMB = 0.10
 TRAIN_CLIMB_GIVEN_BACK = 0.01
+# What an auxiliary training loss reports only as notes (a non-finite loss is still critical).
+_AUXILIARY_NOTES = ("divergence", "spike", "instability_risk")
 _OVERFITTING = (
     " The training loss is not climbing with it: this looks like overfitting (more data or regularisation, or stop at "
     "the best checkpoint), not an unstable run."
@@ -148,8 +151,9 @@ class StabilityWatch:
 
     @staticmethod
     def _auxiliary(anomaly: Anomaly) -> Anomaly:
-        """A divergence of an auxiliary loss is a note (see the module docstring)."""
-        if anomaly.kind == "divergence" and anomaly.series == TRAIN_LOSS:
+        """A divergence, a spike or an instability warning of an auxiliary loss is a note (see the module docstring):
+        an RL objective jumps and climbs as the returns grow."""
+        if anomaly.kind in _AUXILIARY_NOTES and anomaly.series == TRAIN_LOSS:
             return replace(anomaly, severity="info")
         return anomaly
 

@@ -4,10 +4,12 @@ confirmed blow-up (critical)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import MIN_DIFFS, SeriesLevel
-from curvecast.forecasting.anomalies.progress import Progress, short_level
+from curvecast.forecasting.anomalies.progress import Progress, best_candidate, short_level
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.state import Stateful
 from curvecast.forecasting.anomalies.stats import ratio, times
@@ -42,13 +44,18 @@ class BlowUpRule(Stateful):
     - **confirmed** (critical): ``confirm_points`` consecutive such values spanning at least ``confirm_steps`` steps
       (single spikes never confirm), each giving back ``CONFIRM_GIVEN_BACK`` of the progress made (half of it while
       the loss still falls fast), the median of the last 3 ``CONFIRM_Z`` noise units above the best (the first
-      differences' spread before the noise is known; from 3 of them). Not within the points muted after a scheduled
-      LR rise.
+      differences' spread before the noise is known; from 3 of them), against a best the series **held**: its
+      median of 3 stayed within the ratio of it for ``confirm_steps`` steps as well (a point holds until the next one
+      comes, so one evaluation of a sparse curve can hold it). A low the series only touched (a few lucky batches; a
+      DQN's TD loss in its first steps, before its targets grow with the returns it learns) is no level it diverged
+      from: the climb away from it is left to the warnings. Not within the points muted after a scheduled LR rise.
 
     Each re-arms once the level is back within half the ratio of its best.
     """
 
-    STATE = ("best", "elevated_run", "elevated_since", "critical_armed", "jump_armed")
+    STATE = (
+        "best", "elevated_run", "elevated_since", "critical_armed", "jump_armed", "near_since", "held",
+    )  # fmt: skip
 
     def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
         self.level = level
@@ -57,17 +64,39 @@ class BlowUpRule(Stateful):
         )  # fmt: skip
         self.best, self.elevated_run, self.elevated_since = math.inf, 0, 0
         self.critical_armed, self.jump_armed = True, True
+        self.near_since: int | None = None  # first step of the current stretch of levels within the ratio of the best
+        self.held = 0  # steps the longest such stretch lasted since the best was set (to the first point out of it)
 
     def on_lr_rise(self) -> None:
         self.best, self.elevated_run = math.inf, 0
+        self.near_since, self.held = None, 0
+
+    def read_state(self, state: Any) -> dict[str, Any]:
+        if isinstance(state, Mapping) and "near_since" not in state and "held" not in state:
+            # Saved before the held best: the series holds no best yet (a climb warns; a stop waits for a held best).
+            state = {**state, "near_since": None, "held": 0}
+        return super().read_state(state)
+
+    def carry_over(self, old: BlowUpRule) -> None:
+        """The series switched to the raw scale: its best (on the new scale) and how long it held it stay true."""
+        if math.isfinite(old.best):
+            self.best = self.level.sign * old.level.value_of(old.best)
+        self.near_since, self.held = old.near_since, old.held
 
     def update(self, step: int, value: float, progress: Progress) -> list[Anomaly]:
         level, y = self.level, self.level.y
         short = short_level(level)
         best_before = self.best
-        self.best = min(self.best, short)
+        candidate = best_candidate(level)
+        if candidate is not None and candidate < self.best:
+            self.best = candidate
+        self._hold(step, short, new_best=self.best < best_before)
         best_value = level.value_of(best_before)
-        elevated = math.isfinite(best_before) and y - best_before >= level.rise(self.ratio, best_before)
+        # On the raw scale (a loss that reached 0 or went below it) a ratio to the best means nothing: a rise is
+        # measured against the progress the series made, and one that made none (a policy-gradient loss climbing from
+        # -0.75 to -0.36 as its returns grow) has no yardstick for a divergence.
+        measurable = level.log_scale or progress.made
+        elevated = measurable and math.isfinite(best_before) and y - best_before >= level.rise(self.ratio, best_before)
         counts = elevated and progress.given_back(y) >= progress.needed(CONFIRM_GIVEN_BACK[level.mode])
         self.elevated_run = self.elevated_run + 1 if counts else 0
         if self.elevated_run == 1:
@@ -75,15 +104,23 @@ class BlowUpRule(Stateful):
         if not elevated and short - self.best < level.rise(self.ratio, short) / 2:
             self.critical_armed = self.jump_armed = True
         events: list[Anomaly] = []
-        if self.jump_armed and len(level.diffs) < MIN_DIFFS and self._jumped(step, short, best_before, progress):
+        if (
+            self.jump_armed
+            and measurable
+            and len(level.diffs) < MIN_DIFFS
+            and self._jumped(step, short, best_before, progress)
+        ):
             # Too few points to know the noise (sparse evaluations): a jump this large is news.
             self.jump_armed = False
-            text = jump_message(level.series, step, value, best_value, level.mode)
-            events.append(Anomaly(KIND, step, "warning", text, level.series, ratio(value, best_value), value))
+            # The jump is judged on the median of 3 (one point is no level): that is the rise the message quotes.
+            jumped = level.value_of(short)
+            text = jump_message(level.series, step, jumped, best_value, level.mode)
+            events.append(Anomaly(KIND, step, "warning", text, level.series, ratio(jumped, best_value), value))
         if (
             self.elevated_run >= self.confirm_points
             and step - self.elevated_since >= self.confirm_steps
             and self.critical_armed
+            and self.held >= self.confirm_steps
             and not level.after_lr_rise
             and self._stands_out(short, best_before)
         ):
@@ -91,6 +128,20 @@ class BlowUpRule(Stateful):
             text = confirmed_message(level.series, step, self.elevated_since, value, best_value, self.ratio, level.mode)
             events.append(Anomaly(KIND, step, "critical", text, level.series, ratio(value, best_value), value))
         return events
+
+    def _hold(self, step: int, short: float, *, new_best: bool) -> None:
+        """Follow how long the series held its best: the longest stretch of steps, since the best was set, in which its
+        median of 3 stayed within the ratio of the best, up to the step of the first point out of it (a point stands
+        for the steps until the next one comes)."""
+        near = math.isfinite(self.best) and short - self.best <= self.level.rise(self.ratio, self.best)
+        if near and self.near_since is None:
+            self.near_since = step
+        if new_best:
+            self.held = 0
+        if self.near_since is not None:
+            self.held = max(self.held, step - self.near_since)
+        if not near:
+            self.near_since = None
 
     def _stands_out(self, short: float, best: float) -> bool:
         """``short`` (the median of the last 3 points) stands ``CONFIRM_Z`` noise units (the first points' spread early

@@ -41,3 +41,7 @@ class Check(Stateful):
 
     def on_lr_rise(self) -> None:
         """A scheduled LR rise: the series may climb for a while. The default keeps the state as it is."""
+
+    def carry_over(self, old: Check) -> None:
+        """The series switched to the raw scale (a value <= 0 came) and this check starts afresh on it: take what
+        stays true of the series from ``old``, the same check on the log scale. The default takes nothing."""

@@ -61,7 +61,11 @@ class AnomalyDetector:
       or, on a sparse series before the noise is known, when the median of 3 points jumps to
       ``divergence_ratio`` times the best level; ``critical`` once ``confirm_points`` consecutive values
       spanning at least ``confirm_steps`` steps stay at ``divergence_ratio`` times the best level (the
-      running minimum of the median of 3 points), their median several noise units above it. Every
+      running minimum of the median of 3 points), their median several noise units above it, and only
+      against a best the series held for ``confirm_steps`` steps too (a low it touched, a few lucky
+      batches or a DQN's TD loss in its first steps, is no level it diverged from; after a scheduled LR
+      rise the best waits for 3 points). On the raw scale (a loss at or below 0) a rise is measured
+      against the progress made, and a series that made none has no yardstick for it. Every
       divergence alarm must also give back part of the progress the series made (see
       :class:`~curvecast.forecasting.anomalies.progress.Progress`: a converged loss that wobbles has not
       diverged), and a large part while it still falls fast (the early transient). For ``mode="max"``
@@ -153,9 +157,13 @@ class AnomalyDetector:
         if not math.isfinite(value):
             return [event for check in self.checks.values() for event in check.on_nonfinite(step, value)]
         if level.log_scale and value <= 0.0:
-            # Logs are undefined: restart the statistics on the raw scale.
+            # Logs are undefined: restart the statistics on the raw scale, from the recent points and the best held.
+            old_level, old_checks = level, self.checks
             self.level, self.checks = self._fresh(False, level.schedule)
             level = self.level
+            level.carry_over(old_level)
+            for kind, check in self.checks.items():
+                check.carry_over(old_checks[kind])
             level.enter(step)
         schedule = level.schedule
         # A scheduled LR rise: the loss may climb for a while; the level and the checks start afresh.

@@ -22,7 +22,8 @@ class DivergenceCheck(Check):
     - **jump** (warning, :class:`BlowUpRule`): on a sparse series with too few points to know the noise, the median
       of 3 points ``divergence_ratio`` times the best level, out of the first points' spread;
     - **confirmed** (critical, :class:`BlowUpRule`): ``confirm_points`` consecutive values over ``confirm_steps``
-      steps at ``divergence_ratio`` times the best level, their median several noise units above it;
+      steps at ``divergence_ratio`` times the best level, their median several noise units above it, the best one
+      the series held for ``confirm_steps`` steps (a low it only touched is no yardstick for a stop);
     - **sustained rise** (warning, :class:`SustainedRiseRule`): the median of 7 points stands above its recent best
       by a margin scaled to the level's own noise and the run's past wander;
     - **drift** (warning, :class:`DriftRule`): a one-sided CUSUM of z against the median of the last 32 points.
@@ -50,6 +51,10 @@ class DivergenceCheck(Check):
     def on_lr_rise(self) -> None:
         for rule in self._rules().values():
             rule.on_lr_rise()
+
+    def carry_over(self, old: Check) -> None:
+        if isinstance(old, DivergenceCheck):
+            self.blowup.carry_over(old.blowup)
 
     def update(self, step: int, value: float) -> list[Anomaly]:
         progress = self.level.progress

@@ -11,7 +11,14 @@ from curvecast.forecasting.anomalies.divergence import DivergenceCheck
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import MIN_DIFFS
 from curvecast.forecasting.anomalies.settings import DetectorSettings
-from curvecast.forecasting.anomalies.stats import check_step, check_value, median, push, sigma_of_diffs
+from curvecast.forecasting.anomalies.stats import (
+    MAD_TO_SIGMA,
+    check_step,
+    check_value,
+    median,
+    push,
+    sigma_of_diffs,
+)
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, TRAIN_LOSS
 from curvecast.state_checks import (
@@ -26,9 +33,17 @@ from curvecast.state_checks import (
 __all__ = ["GRAD_SPIKE_MIN_RISE", "GRAD_SPIKE_WARN_RATIO", "InstabilityMonitor", "default_grad_detector"]
 
 _LOWS = 16  # log losses kept for the recent best of the turn-up precursor
-_UP_RUN = 2  # consecutive points a turn-up must hold once the noise is known
+_UP_RUN = 2  # consecutive points a turn-up must hold (one point above a smooth fall is a spike)
 _CREEP_RISE = 0.5  # fraction of the detector's divergence rise that makes the CUSUM a creep
 _UP_AFTER = 100  # steps from the first one before a turn-up counts (the first steps' loss bumps are normal)
+# A turn-up must also stand this much above the largest swing the loss has shown before (a step against the direction
+# of the one before it, as large as the smaller of the two): a loss logged every 50 steps from single batches swings
+# 2-30x from point to point, so that its first points back up are its own noise, while a smooth evaluation curve that
+# falls steadily has shown no swing, and a blow-up that stays up none either.
+_UP_PAST_FACTOR = 1.25
+# Before the loss detector knows the noise (8 differences), a turn-up needs this many points before it, whose second
+# differences stand in for the noise (see _curvature_noise).
+_UP_PROXY_POINTS = 4
 # The gradient norm of a healthy run moves by tens of percent from one batch to the next: the reported false
 # gradient-norm "spikes" were 1.03-1.45x, those of the healthy live runs of benchmarks/false_alarms.py 1.35-1.6x and
 # none a real outlier in hindsight, where the jumps that come with an instability are several-fold. A gradient-norm
@@ -36,6 +51,8 @@ _UP_AFTER = 100  # steps from the first one before a turn-up counts (the first s
 # minimum from 1.02x to 2x: this one removes notes, not warnings).
 GRAD_SPIKE_MIN_RISE = 0.5
 GRAD_SPIKE_WARN_RATIO = 2.0
+# The keys a saved state must hold ("up_peak" and "last_move" may be absent: a state saved before them loads as if no
+# swing had been seen).
 _STATE_KEYS = (
     "loss", "grad", "n", "last_step", "armed", "loss_spike_n", "grad_spike_n", "spike_ns", "grad_low", "first_step",
     "lows", "up_run", "up_armed",
@@ -46,23 +63,31 @@ class InstabilityMonitor:
     """Watches the loss and the pre-clip total gradient norm of each step and warns before a blow-up.
 
     It wraps one :class:`AnomalyDetector` per series (their events are passed through) and adds an
-    ``instability_risk`` warning when at least ``min_precursors`` of these precursors hold at once:
+    ``instability_risk`` warning when precursors weighing at least ``min_precursors`` hold at once, one of them
+    shown by the loss itself (a turn-up, a co-spike or a creep: a gradient norm that grows, a noisier loss or more
+    spikes while the loss goes on falling are what healthy runs do):
 
-    - **loss turned up** (counts twice: the loss-only signal): the loss stands above the lowest of its
-      last 16 values by more than ``turn_up`` (relative) and, once the noise is known (8 accepted
-      differences), by more than ``turn_up_z`` noise units widened by the low bias of a minimum
-      (``1 + sqrt(2 ln n)``) for 2 consecutive points. Not in the first 100
-      steps (early per-step losses bump up as a matter of course). On sparse evaluation curves,
-      where a blow-up comes within a few points of the best, the first point back up is all the
-      warning there is (real divergent runs rise 3-16% a point or more before they pass +10%); on
-      per-step curves the noise margin and the persistence keep noisy points out;
+    - **loss turned up** (counts twice: the loss-only signal): for 2 consecutive points, the loss
+      stands above the lowest of the (at least 4) values before it, up to 16, by more than ``turn_up``
+      (relative) and by more than ``turn_up_z`` times their noise, taken from their second differences
+      (a steep fall slowing down is a trend, not noise), widened by the low bias of a minimum
+      (``1 + sqrt(2 ln n)``) once the detector knows the noise (8 accepted differences). The rise
+      must also stand 1.25 times above the largest swing the loss showed before (a step back against
+      the one before it): a single-batch loss logged every 50 steps swings 2-30x from point to point, a
+      smooth evaluation curve that falls steadily shows none, and a blow-up that stays up none either.
+      With 8 values kept it must clear their noise on the raw scale as well (near zero, as a Gaussian
+      NLL on its way below it, a ratio means nothing: the differences judge). Not in the first 100
+      steps (early per-step losses bump up as a matter of course). One point is never enough: a
+      single batch far above a smooth fall is a spike, which recovers at the next point;
     - **co-spike** (counts twice: the strong signal): a loss spike and a gradient-norm spike within
-      ``co_spike_points`` points of each other (OLMo 2, BLOOM: gradient spikes lead loss spikes);
+      ``co_spike_points`` points of each other (OLMo 2, BLOOM: gradient spikes lead loss spikes), both
+      warnings (a spike the detectors only note, in the early transient or on a series getting
+      noisier, is no precursor);
     - **gradient-norm growth**: the median gradient norm of the last 32 points is at least
       ``grad_growth`` times its lowest such median so far (Wortsman et al. 2023: norms grow before
       instabilities emerge);
-    - **rising spike rate**: at least 3 loss or gradient spikes in the last ``window_points`` points,
-      and more than in the window before;
+    - **rising spike rate**: at least 3 loss or gradient spikes (warnings) in the last
+      ``window_points`` points, and more than in the window before;
     - **loss creeping up**: the loss detector's upward CUSUM is past half its alarm level, and the
       median of the last 5 points is half its divergence rise above where the CUSUM last was zero;
     - **loss noise rising**: the noise of the last 16 loss differences is at least 3 times the
@@ -127,6 +152,8 @@ class InstabilityMonitor:
         self.turn_up, self.turn_up_z = turn_up, turn_up_z
         self.lows: list[float] = []  # the last log losses (before this one)
         self.up_run, self.up_armed = 0, True
+        self.up_peak = 0.0  # the largest swing of the loss so far (log scale): see _turned_up
+        self.last_move = 0.0  # the latest step of the log loss
 
     def update(self, step: int, loss: float | None = None, grad_norm: float | None = None) -> list[Anomaly]:
         """Feed one step's loss and/or gradient norm; return the events of both series plus any warning."""
@@ -143,7 +170,8 @@ class InstabilityMonitor:
         if grad_norm is not None:
             events += self.grad.update(step, grad_norm)
         for e in events:
-            if e.kind == "spike":
+            # A spike the detectors only note (the early transient's jumps, a series getting noisier) is no precursor.
+            if e.kind == "spike" and e.severity != "info":
                 self.spike_ns.append(self.n)
                 if e.series == self.grad.series:
                     self.grad_spike_n = self.n
@@ -155,16 +183,19 @@ class InstabilityMonitor:
         found = self._precursors(step)
         turned = self._turned_up(loss)
         if turned is not None:
-            found.append((turned, 2))
-        reasons = [r for r, _ in found]
-        weight = sum(w for _, w in found)
+            found.append((turned, 2, True))
+        reasons = [r for r, _, _ in found]
+        weight = sum(w for _, w, _ in found)
+        # The loss itself must show it: a gradient norm that grows, a noisier loss or more spikes while the loss goes on
+        # falling are what healthy runs do (a transformer's gradient norm grows threefold as it trains).
+        led = any(leads for _, _, leads in found)
         if not reasons:
             self.armed = True
         level = self.loss.level
         # The turn-up precursor is built for the first points of sparse curves: it is muted only
         # while the LR rises; the others wait for the loss detector's warmup.
         muted = level.after_lr_rise or (turned is None and level.in_warmup)
-        if self.armed and weight >= self.min_precursors and not muted:
+        if self.armed and led and weight >= self.min_precursors and not muted:
             self.armed = False
             value = math.nan if loss is None else float(loss)
             text = message(step, reasons)
@@ -174,56 +205,88 @@ class InstabilityMonitor:
     def _turned_up(self, loss: float | None) -> str | None:
         """The loss-only precursor: the loss has turned back up from its recent best (see the class)."""
         level = self.loss.level
-        if loss is None or not math.isfinite(loss) or loss <= 0.0:
+        if loss is None or not math.isfinite(loss) or loss <= 0.0 or not level.log_scale:
+            # A loss that went to 0 or below (the detector scores it on the raw scale from then on) has no ratio to
+            # turn up by: its rises are the detector's to judge, on differences.
+            self.up_run = 0
             return None
         y = math.log(loss)
         lows = self.lows
-        if len(lows) < 3 or level.after_lr_rise or self.last_step - self.first_step < _UP_AFTER:
-            push(lows, y, _LOWS)
+        watched = self.last_step - self.first_step >= _UP_AFTER and not level.after_lr_rise
+        found = None
+        if watched and len(lows) >= _UP_PROXY_POINTS:
+            found = self._turn_up(loss, y)
+        else:
             self.up_run = 0
-            return None
-        up = y - min(lows)
-        margin = math.log1p(self.turn_up)
-        noise = max(level.sigma, level.sigma_short) if len(level.diffs) >= MIN_DIFFS else math.nan
-        known = noise > 0.0
-        if known:
-            margin = max(margin, self.turn_up_z * noise * (1.0 + math.sqrt(2.0 * math.log(len(lows)))))
+        # The swings of the loss so far (taken after this point is judged, so that a rise under way never raises its
+        # own bar): a step against the direction of the one before, as large as the smaller of the two.
+        move = y - lows[-1] if lows else 0.0
+        if watched and move * self.last_move < 0.0:
+            self.up_peak = max(self.up_peak, min(abs(move), abs(self.last_move)))
+        self.last_move = move
         push(lows, y, _LOWS)
-        self.up_run = self.up_run + 1 if up > margin else 0
+        return found
+
+    def _turn_up(self, loss: float, y: float) -> str | None:
+        level, lows = self.loss.level, self.lows
+        up = y - min(lows)
+        known = len(level.diffs) >= MIN_DIFFS
+        # The noise of the points kept, from their second differences: the trend of a sparse curve's steep fall, which
+        # the detector's first differences take for noise, is left out.
+        noise = _curvature_noise(lows)
+        # Once the detector knows the noise (a per-step loss, or a sparse curve past its first points), the lowest of
+        # the points kept lies below their level by about sqrt(2 ln n) of that noise: the margin widens by it.
+        bias = 1.0 + math.sqrt(2.0 * math.log(len(lows))) if known else 1.0
+        margin = max(math.log1p(self.turn_up), self.turn_up_z * noise * bias)
+        above = up > margin and up > _UP_PAST_FACTOR * self.up_peak and self._clear_on_raw_scale(loss, bias)
+        self.up_run = self.up_run + 1 if above else 0
         if up < margin / 2:
             self.up_armed = True
-        if not self.up_armed or self.up_run < (_UP_RUN if known else 1):
+        if not self.up_armed or self.up_run < _UP_RUN:
             return None
         self.up_armed = False
-        return f"loss turned up {math.expm1(up):.1%} from its recent best"
+        best = math.exp(min(lows))
+        return f"loss turned up to {loss:.4g} from {best:.4g}, its best of the last {len(lows)} points"
 
-    def _precursors(self, step: int) -> list[tuple[str, int]]:
-        """The precursors that hold now, each with its weight."""
-        reasons: list[tuple[str, int]] = []
+    def _clear_on_raw_scale(self, loss: float, bias: float) -> bool:
+        """The rise above the lowest of ``lows`` stands ``turn_up_z`` noise units clear on the raw scale too, the noise
+        taken from the second differences of the values kept (with fewer than 8 of them, no test: True). Far from zero
+        this is the log-scale test again; near zero (a Gaussian NLL on its way below it) a ratio means nothing, and the
+        differences judge."""
+        if len(self.lows) < MIN_DIFFS:
+            return True
+        raw = [math.exp(v) for v in self.lows]
+        return loss - min(raw) > self.turn_up_z * _curvature_noise(raw) * bias
+
+    def _precursors(self, step: int) -> list[tuple[str, int, bool]]:
+        """The precursors that hold now, each with its weight and whether it is one the loss leads with."""
+        reasons: list[tuple[str, int, bool]] = []
         if (
             abs(self.loss_spike_n - self.grad_spike_n) <= self.co_spike_points
             and self.n - max(self.loss_spike_n, self.grad_spike_n) <= self.co_spike_points
         ):
-            reasons.append(("loss and gradient norm spiked together", 2))
+            reasons.append(("loss and gradient norm spiked together", 2, True))
         grad = self.grad.level
         if len(grad.recent) >= 16:
             grad_level = median(grad.recent)
             self.grad_low = min(self.grad_low, grad_level)
             if grad_level - self.grad_low >= math.log(self.grad_growth) and grad.log_scale:
-                reasons.append((f"gradient norm grew {math.exp(grad_level - self.grad_low):.1f}x from its low", 1))
+                reasons.append(
+                    (f"gradient norm grew {math.exp(grad_level - self.grad_low):.1f}x from its low", 1, False)
+                )
         recent = sum(1 for n in self.spike_ns if n > self.n - self.window_points)
         if recent >= 3 and recent > len(self.spike_ns) - recent:
-            reasons.append((f"{recent} spikes in the last {self.window_points} points", 1))
+            reasons.append((f"{recent} spikes in the last {self.window_points} points", 1, False))
         # The CUSUM alone wanders on heavy-tailed per-step noise: creeping also needs the median of
         # 5 points half the divergence rise above where the CUSUM last stood at zero.
         divergence = self.loss.checks.get(DivergenceCheck.kind)
         if isinstance(divergence, DivergenceCheck) and divergence.drift.creeping(_CREEP_RISE):
-            reasons.append(("loss creeping up", 1))
+            reasons.append(("loss creeping up", 1, True))
         loss = self.loss.level
         if len(loss.diffs) >= 64 and loss.sigma > 0:
             short = sigma_of_diffs(loss.diffs[-16:])
             if short >= 3.0 * loss.sigma:
-                reasons.append((f"loss noise {short / loss.sigma:.1f}x its usual level", 1))
+                reasons.append((f"loss noise {short / loss.sigma:.1f}x its usual level", 1, False))
         return reasons
 
     # --- checkpointing -------------------------------------------------------------------------
@@ -243,6 +306,8 @@ class InstabilityMonitor:
             "lows": list(self.lows),
             "up_run": self.up_run,
             "up_armed": self.up_armed,
+            "up_peak": self.up_peak,
+            "last_move": self.last_move,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -272,6 +337,15 @@ class InstabilityMonitor:
                 setattr(self, name, value)
 
 
+def _curvature_noise(ys: list[float]) -> float:
+    """The per-point noise of a few points from their second differences, which leave out the trend: a steady fall has
+    none, a single-batch loss logged every 50 steps much (robust and centred: a fall that slows has second differences
+    of one sign, its curvature, which is no noise)."""
+    second = [a - 2.0 * b + c for a, b, c in zip(ys, ys[1:], ys[2:], strict=False)]
+    centre = median(second)
+    return MAD_TO_SIGMA * median([abs(d - centre) for d in second]) / math.sqrt(6.0)
+
+
 def _read_own_fields(state: Mapping[str, Any]) -> dict[str, Any]:
     """The monitor's own fields of ``state``, checked: their kinds, and the bounds the point count ``n`` sets."""
 
@@ -297,6 +371,8 @@ def _read_own_fields(state: Mapping[str, Any]) -> dict[str, Any]:
     values["grad_low"] = checked_real(field("grad_low"), state["grad_low"], allow=(math.inf,))  # inf: none yet
     values["lows"] = checked_reals(field("lows"), state["lows"], max_len=_LOWS)
     values["up_run"] = checked_whole(field("up_run"), state["up_run"], low=0, high=n)
+    values["up_peak"] = checked_real(field("up_peak"), state.get("up_peak", 0.0), low=0.0)
+    values["last_move"] = checked_real(field("last_move"), state.get("last_move", 0.0))
     return values
 
 

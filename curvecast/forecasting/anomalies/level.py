@@ -168,6 +168,18 @@ class SeriesLevel(Stateful):
         self.set_state(values)
         self.progress.set_state(progress)
 
+    def carry_over(self, old: SeriesLevel) -> None:
+        """Start the raw scale from the recent points of ``old``, this series on the log scale until a value <= 0
+        came: the levels (medians of the last points) and the progress made carry on; the noise is learnt anew on the
+        new scale."""
+
+        def convert(y: float) -> float:
+            return self.sign * old.value_of(y) if math.isfinite(y) else y
+
+        self.recent = [convert(y) for y in old.recent]
+        self.magnitude = max((abs(y) for y in self.recent), default=0.0)
+        self.progress.carry_over(old.progress, convert)
+
     # --- what the checks read ----------------------------------------------------------------------------------------
     @property
     def in_warmup(self) -> bool:

@@ -10,6 +10,7 @@ one :class:`Progress`; the divergence rules and the spike check read it. Progres
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 from curvecast.forecasting.anomalies.state import Stateful
@@ -22,6 +23,7 @@ __all__ = [
     "TRANSIENT_POINTS",
     "Progress",
     "ScoredSeries",
+    "best_candidate",
     "short_level",
 ]
 
@@ -42,6 +44,7 @@ class ScoredSeries(Protocol):
     """What :class:`Progress` reads of its series (a :class:`~curvecast.forecasting.anomalies.level.SeriesLevel`)."""
 
     mode: str  # "min" or "max"
+    n: int  # finite points seen
     sign: float  # 1 for "min", -1 for "max": the scoring scale is sign-flipped so that higher is worse
     recent: list[float]  # the last points on the scoring scale
 
@@ -81,9 +84,20 @@ class Progress(Stateful):
             # The start of the descent is a full median of 3: a sparse curve's first evaluation (the untrained model,
             # 32 where the run then sits near 1) would make any later blow-up look small against the progress made.
             self.worst = max(self.worst, short)
-        if short < self.best:
-            self.best, self.start = short, self.worst  # the descent to this best started at the worst level before it
+        candidate = best_candidate(self.level)
+        if candidate is not None and candidate < self.best:
+            self.best, self.start = candidate, self.worst  # the descent to this best started at the worst level before
         push(self.bests, self.best, TRANSIENT_POINTS + 1)
+
+    def carry_over(self, old: Progress, convert: Callable[[float], float]) -> None:
+        """The series switched scale (``convert`` takes a level of ``old`` to this one's): its progress stays."""
+        self.best, self.worst, self.start = convert(old.best), convert(old.worst), convert(old.start)
+        self.bests = [convert(b) for b in old.bests]
+
+    @property
+    def made(self) -> bool:
+        """Whether the series has made progress: its best is better than where its descent started."""
+        return math.isfinite(self.best) and self._bad(self.start) > self._bad(self.best)
 
     def given_back(self, y: float) -> float:
         """The fraction of the progress made that the level ``y`` (scoring scale) gives back (inf without progress)."""
@@ -120,3 +134,17 @@ def short_level(level: ScoredSeries) -> float:
     """The median of the last 3 points; of the first two, the worse (a single low point cannot set a best level)."""
     recent = level.recent[-SHORT:]
     return max(recent) if len(recent) < SHORT else median(recent)
+
+
+def best_candidate(level: ScoredSeries) -> float | None:
+    """The short level as a candidate best level, or None while it is no level yet.
+
+    The first point of a series may be its best (the untrained model's loss, before a blow-up of the next evaluation).
+    After a scheduled LR rise emptied the recent points, the first points are single batches of a run well under way:
+    one lucky batch (0.0058 where the loss sits near 0.2) would become the best a divergence is measured against. The
+    best waits there for a full median of 3.
+    """
+    recent = level.recent
+    if len(recent) < SHORT and len(recent) < level.n:
+        return None
+    return short_level(level)
