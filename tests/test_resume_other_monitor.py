@@ -10,16 +10,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from run_helpers import tiny_trainer
-from tiny_models import TinyRegression, loader
-
-
-class LogsValLoss(TinyRegression):
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", (self.layer(x) - y).pow(2).mean())
-
-    def val_dataloader(self):
-        return loader(n=16)
+from tiny_models import LogsValLoss, loader
 
 
 def _trainer(tmp_path, callbacks, max_steps) -> pl.Trainer:

@@ -8,16 +8,7 @@ import pytest
 import pytorch_lightning as pl
 
 from curvecast import Curvecast
-from tiny_models import TinyRegression, loader
-
-
-class LogsValLoss(TinyRegression):
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", (self.layer(x) - y).pow(2).mean())
-
-    def val_dataloader(self):
-        return loader(n=16)
+from tiny_models import LogsValLoss, loader
 
 
 def _said(caplog) -> list[str]:

@@ -70,6 +70,17 @@ class TinyRegressionL(_TinyRegression, L.LightningModule):
     pass
 
 
+class LogsValLoss(TinyRegression):
+    """Logs its validation loss as `val_loss` (a validation loader of its own)."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", (self.layer(x) - y).pow(2).mean())
+
+    def val_dataloader(self):
+        return loader(n=16)
+
+
 FLAVOURS = {"pytorch_lightning": (pl.Trainer, TinyRegression), "lightning.pytorch": (L.Trainer, TinyRegressionL)}
 
 
