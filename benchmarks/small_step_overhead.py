@@ -15,7 +15,10 @@ the median over rounds of its time over the unmonitored run's in the same round:
 ``--clock cpu`` (the default) reads this process's CPU time, every thread's (the forecast worker's included): on a
 machine shared with other jobs, wall time mostly measures how often the scheduler takes the cores away.
 
-Goals: <= 1.15x at 2 ms, <= 1.05x at 6 ms (steady state, defaults).
+A third, stabler figure: the CPU time of the training thread inside curvecast's hooks, per step (``thread_time``
+around each of the bundle's Lightning hooks: the forecast worker and Lightning's own hook dispatch left out).
+
+Goals: <= 1.15x at 2 ms, <= 1.05x at 6 ms (steady state, defaults); under 0.1 ms per step inside the hooks.
 """
 
 from __future__ import annotations
@@ -78,6 +81,38 @@ class Stopwatch(pl.Callback):
             self.marks["last"] = self.clock()
 
 
+HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
+         "on_before_zero_grad", "on_train_batch_end", "on_validation_end")  # fmt: skip
+
+
+class HookClock:
+    """The training thread's CPU time inside a callback's per-step hooks (its instance methods wrapped)."""
+
+    def __init__(self, callback: pl.Callback) -> None:
+        self.seconds = 0.0
+        for name in HOOKS:
+            setattr(callback, name, self._timed(getattr(callback, name)))
+
+    def _timed(self, hook):
+        def timed(*args, **kwargs):
+            start = time.thread_time()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                self.seconds += time.thread_time() - start
+
+        return timed
+
+
+HOOK_CLOCKS: list[HookClock] = []  # one per timed Curvecast of the current fit
+
+
+def timed_curvecast(**kwargs) -> list[pl.Callback]:
+    bundle = Curvecast(**kwargs)
+    HOOK_CLOCKS.append(HookClock(bundle))
+    return [bundle]
+
+
 def configurations() -> dict[str, object]:
     return {
         "none": lambda: [],
@@ -85,12 +120,13 @@ def configurations() -> dict[str, object]:
             LearningRateMonitor(logging_interval="step"),
             ThroughputMonitor(batch_size_fn=lambda batch: batch[0].shape[0]),
         ],
-        "Curvecast() (defaults)": lambda: [Curvecast()],
-        "Curvecast(forecast_every=10)": lambda: [Curvecast(forecast_every=10)],
+        "Curvecast() (defaults)": lambda: timed_curvecast(),
+        "Curvecast(forecast_every=10)": lambda: timed_curvecast(forecast_every=10),
     }
 
 
 def fit(width: int, callbacks: list, steps: int, logdir: str) -> tuple[float, float]:
+    """Seconds per step in the steady state, and of the whole fit."""
     watch = Stopwatch()
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=steps, logger=TensorBoardLogger(logdir), enable_progress_bar=False,
@@ -134,21 +170,27 @@ def main() -> None:
             width, ms = calibrate(target, logdir)
             steady = {name: [] for name in configs if name != "none"}
             whole = {name: [] for name in steady}
+            hooks = {name: [] for name in steady}
             base_ms = []
             names = list(steady)
             for round_ in range(args.rounds):
                 base = fit(width, [], args.steps, logdir)
                 base_ms.append(base[0] * 1e3)
                 for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # rotate the order
+                    HOOK_CLOCKS.clear()
                     run = fit(width, configs[name](), args.steps, logdir)
                     steady[name].append(run[0] / base[0])
+                    if HOOK_CLOCKS:
+                        hooks[name].append(HOOK_CLOCKS[0].seconds / args.steps * 1e3)
                     whole[name].append(run[1] / base[1])
             print(f"\nstep ~{target:g} ms (MLP width {width}; unmonitored step {statistics.median(base_ms):.2f} ms, "
                   f"{args.rounds} rounds of {args.steps} steps, {args.clock} clock)")  # fmt: skip
-            print(f"  {'configuration':52s} {'steady state':>14s} {'whole fit':>10s}   (steady min .. max)")
+            print(f"  {'configuration':52s} {'steady state':>14s} {'whole fit':>10s} {'in hooks':>14s}"
+                  "   (steady min .. max)")  # fmt: skip
             for name in names:
                 s, w = steady[name], whole[name]
-                print(f"  {name:52s} {statistics.median(s):13.3f}x {statistics.median(w):9.3f}x   "
+                in_hooks = f"{statistics.median(hooks[name]):.3f} ms/step" if hooks[name] else "-"
+                print(f"  {name:52s} {statistics.median(s):13.3f}x {statistics.median(w):9.3f}x {in_hooks:>14s}   "
                       f"({min(s):.3f} .. {max(s):.3f})")  # fmt: skip
 
 

@@ -12,7 +12,11 @@ Pure Python (no torch, no Lightning), so the forecast worker and the offline too
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
+import os
+import sys
+import threading
 import warnings
 from typing import Any
 
@@ -61,7 +65,36 @@ def warn_once(message: str, key: str | None = None) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    warnings.warn(message, CurvecastWarning, stacklevel=3)
+    warnings.warn(message, CurvecastWarning, stacklevel=_user_stacklevel())
+
+
+# The frames a warning is never attributed to: curvecast's own, the training framework's, and a worker thread's start.
+_FRAMEWORKS = ("curvecast", "pytorch_lightning", "lightning", "lightning_fabric", "torch")
+
+
+@functools.cache
+def _internal_prefixes() -> tuple[str, ...]:
+    """The source folders of ``_FRAMEWORKS`` (found without importing them) and threading's file."""
+    prefixes = [threading.__file__]
+    for name in _FRAMEWORKS:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            prefixes.append(os.path.join(os.path.realpath(folder), ""))
+    return tuple(prefixes)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of ``warn_once``'s ``warnings.warn`` that points at the first frame of the user's code
+    (their ``trainer.fit(...)`` line, say); past the whole stack (a warning from the forecast worker, all of whose
+    frames are internal) the warning points at no line."""
+    prefixes = _internal_prefixes()
+    frame, level = sys._getframe(1), 1  # level 1: warn_once itself
+    while frame is not None and os.path.realpath(frame.f_code.co_filename).startswith(prefixes):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def forget_warnings() -> None:

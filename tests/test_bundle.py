@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from curvecast import Actuator, Curvecast
+from curvecast._lightning import CPU_HOST_STEPS
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import RunContext, StopReason
 from run_helpers import read_events, tiny_trainer
@@ -36,8 +37,10 @@ def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None, actuators=[recorder])
     pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(lr=0.02), loader(n=320))
     steps = [r.step for r in recorder.reports]
-    # One forecast every 10 steps, and a final one at the end of training.
-    assert steps == [10, 20, 30, 39]
+    # One forecast for each multiple of 10 steps passed, from the first point past it (the losses reach the host
+    # every CPU_HOST_STEPS = 8 steps on one CPU: after steps 7, 15, 23, ...), and a final one at the end of training.
+    assert CPU_HOST_STEPS == 8
+    assert steps == [15, 23, 31, 39]
     last = bundle.last_report
     assert last == recorder.reports[-1]  # the same report, kept without its series
     assert last.horizon == 40
@@ -137,7 +140,8 @@ def test_a_failing_actuator_becomes_one_warning_and_the_run_goes_on(quiet_traine
     with pytest.warns(CurvecastWarning) as caught:
         trainer.fit(TinyRegression(), loader(n=80))
     assert trainer.global_step == 10
-    assert [r.step for r in recorder.reports] == [5, 9]  # the other actuators still got every report
+    # the other actuators still got every report: the first past step 5 (losses reach the host after step 7), the last
+    assert [r.step for r in recorder.reports] == [7, 9]
     assert sum("Broken failed on a report" in str(w.message) for w in caught) == 1  # twice failed, told once
 
 
@@ -172,7 +176,9 @@ def test_a_stop_decision_stops_the_run_and_every_actuator_reads_it_on_the_report
     trainer = pl.Trainer(max_steps=100, callbacks=[bundle], **quiet_trainer_kwargs)
     with caplog.at_level(logging.WARNING, logger="curvecast"):
         trainer.fit(TinyRegression(), loader(n=800))
-    assert trainer.global_step == 13
+    # decided on the first report past step 12, that of step 15 (losses reach the host every 8 steps on one CPU), and
+    # the run stops after that step
+    assert trainer.global_step == 16
     assert bundle.stop.reason is StopReason.REQUESTED
     assert bundle.stop.message == "enough"
     stops = [r for r in journal.reports if r.stop is not None]
@@ -380,7 +386,7 @@ def test_a_metric_logged_while_training_is_recorded_every_step_and_forecast(quie
     series = bundle.history.series("train_acc")
     np.testing.assert_array_equal(series.steps, np.arange(40))
     np.testing.assert_allclose(series.values, 1.0 - 0.5 / (1.0 + np.arange(40) / 10.0), rtol=1e-6)
-    assert [r.step for r in recorder.reports] == [10, 20, 30, 39]
+    assert [r.step for r in recorder.reports] == [15, 23, 31, 39]  # as the training loss: see above
     assert all(r.monitor == "train_acc" for r in recorder.reports)
 
 

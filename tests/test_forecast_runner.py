@@ -35,7 +35,7 @@ def test_training_ends_in_bounded_time_with_every_fit_stuck_and_says_so(quiet_tr
         stuck.wait()
 
     monkeypatch.setattr(Forecaster, "fit", fit)
-    bundle = Curvecast(forecast_every=10, background=True)
+    bundle = Curvecast(forecast_every=10, background=True, forecast_budget=None)  # a fit starts at step 10
     bundle.cadence.end_wait = 0.2
     trainer = pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs)
     try:
@@ -95,3 +95,26 @@ def test_forecasts_keep_to_their_share_of_the_run(monkeypatch):
         if cadence.poll() is not None:
             started.append(step)
     assert started == [10, 110]  # 100 steps = 50 s between forecasts, not every 10 steps
+
+
+def test_the_first_forecast_keeps_to_its_share_too():
+    """Before any fit has been timed, the first is budgeted at FIRST_FIT_S from the start of training: with a 1%
+    budget it waits 10 s of training (step 19 at 0.5 s a step), not the first multiple of `forecast_every`."""
+    from curvecast.history import RunHistory
+    from curvecast.live.cadence import FIRST_FIT_S, ForecastCadence
+
+    history = RunHistory()
+    cadence = ForecastCadence(history, lambda: None, lambda: 1000, "loss", None, 10, background=False, budget=0.01)
+    wall = [0.0]
+    cadence.clock = lambda: wall[0]
+    cadence.start()
+    first = None
+    for step in range(60):
+        history.append("loss", step, 1.0 / (step + 1))
+        wall[0] += 0.5
+        cadence.submit_if_due(at_validation=False)
+        if cadence.poll() is not None:
+            first = step
+            break
+    assert pytest.approx(10.0) == FIRST_FIT_S / 0.01
+    assert first == 19

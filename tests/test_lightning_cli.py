@@ -58,7 +58,8 @@ def test_callbacks_from_the_command_line(tmp_path, cli_module, base):
     bundle = next(c for c in cli.trainer.callbacks if isinstance(c, Curvecast))
     assert bundle.forecast_every == 4
     assert cli.trainer.global_step == 12
-    assert [r.step for r in bundle.reports if r.forecast is not None] == [4, 8, 11]
+    # the first point past each multiple of 4 (losses reach the host after steps 7 and 11), the last at the end
+    assert [r.step for r in bundle.reports if r.forecast is not None] == [7, 11]
 
 
 def test_a_bare_callback_is_recognised_by_both_trainers(tmp_path):

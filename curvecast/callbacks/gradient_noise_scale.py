@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import optimizer_step_index
+from curvecast._lightning import host_cadence, optimizer_step_index
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms
-from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows, squared_norms
+from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows, squared_norms, total_norm
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
 from curvecast.history import RunHistory
@@ -104,7 +104,7 @@ class GradientNoiseScale(Sensor):
         self._accumulate = 1
         self._world = 1
         self._every = 1
-        self._norms_every_step = False  # on one CPU a transfer waits for nothing: each step's norm is recorded at once
+        self._norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
         self._reset_step()
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._stepped = False
@@ -136,10 +136,10 @@ class GradientNoiseScale(Sensor):
         automatic = getattr(pl_module, "automatic_optimization", True)
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
-        on_cpu = getattr(trainer.strategy, "root_device", torch.device("cpu")).type == "cpu"
-        # The loss waits for its step's gradient norm before the detectors score the pair: recorded at once (unless a
-        # cadence was asked for), a divergence is stopped at the step it is confirmed, not at the next logging step.
-        self._norms_every_step = on_cpu and self._world == 1 and self.log_every_n_steps is None
+        # The loss waits for its step's gradient norm before the detectors score the pair: recorded on the losses'
+        # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
+        # the next logging step.
+        self._norms_every = host_cadence(trainer) if self.log_every_n_steps is None else None
         source = self.source
         if source == "auto":
             source = "microbatch" if self._accumulate * self._world > 1 else "per_example"
@@ -230,11 +230,14 @@ class GradientNoiseScale(Sensor):
         if not with_grad:
             self._reset_step()
             return
-        sq = squared_norms([p.grad for p in with_grad])
+        grads = [p.grad for p in with_grad]
         self._last_step = optimizer_step_index(trainer)
-        self._pending.append((self._last_step, sq.sum().sqrt()))
         if self._sampling and self._valid and self._small_sum is not None:
+            sq = squared_norms(grads)  # per parameter: the estimate needs the covered layers' share
+            self._pending.append((self._last_step, sq.sum().sqrt()))
             self._update_gns(with_grad, sq)
+        else:
+            self._pending.append((self._last_step, total_norm(grads)))
         self._reset_step()
 
     def _update_gns(self, with_grad: list[torch.nn.Parameter], sq: torch.Tensor) -> None:
@@ -271,7 +274,7 @@ class GradientNoiseScale(Sensor):
         stopping = self._world == 1 and bool(getattr(trainer, "should_stop", False))
         if (step + 1) % every == 0 or last or stopping:
             self.flush(trainer, pl_module, step)
-        elif self._norms_every_step:
+        elif self._norms_every is not None and len(self._pending) >= self._norms_every:
             self._record_norms(trainer)
 
     def _record_norms(self, trainer: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import optimizer_step_index
+from curvecast._lightning import host_cadence, optimizer_step_index
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
@@ -97,12 +97,7 @@ class LossCapture(Sensor):
         self._trainer = trainer
         self._seen_global_step = int(trainer.global_step)
         self._micro.clear()
-        on_cpu = getattr(trainer.strategy, "root_device", torch.device("cpu")).type == "cpu"
-        single = getattr(trainer, "world_size", 1) == 1
-        # Per-step transfers are free on CPU; elsewhere `.tolist()` waits for the device, and under DDP a flush is
-        # a collective, so both wait for the logging cadence.
-        default = 1 if on_cpu and single else max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
-        self._flush_every = self.flush_every or default
+        self._flush_every = self.flush_every or host_cadence(trainer)
 
     @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from curvecast._lightning import optimizer_step_index
+from curvecast.callbacks.measures.fetch_timer import FetchTimer
 from curvecast.callbacks.measures.flops import (
     StepFlopCounter,
     is_compiled,
@@ -35,9 +36,11 @@ _WARMUP_STEPS = 1  # the first step of a fit pays for allocator warm-up, lazy in
 class Throughput(Sensor):
     """Time every optimizer step, split into data wait, forward+backward and the optimizer step, on every rank.
 
-    Host timestamps from the hooks give the split: data wait runs from the end of one batch to the start of the next
-    (validation excluded), forward+backward from batch start to ``on_before_optimizer_step`` (summed over the
-    micro-batches of the step), the optimizer from there to the end of the batch. On a GPU the host may run ahead of
+    Host timestamps from the hooks give the split: data wait is the time the loop spends fetching the next batch
+    (timed around Lightning's own fetch, see :class:`FetchTimer`; the rest of the gap between batches, other
+    callbacks and logging, is neither data wait nor compute; validation is excluded), forward+backward from batch
+    start to ``on_before_optimizer_step`` (summed over the micro-batches of the step), the optimizer from there to the
+    end of the batch. On a GPU the host may run ahead of
     the device; CUDA events around each step give the device time too, read once they have completed (``query``),
     never with a synchronize. Statistics are over the last ``window`` steps: medians, p90, samples/s, items/s (tokens
     through ``items_fn``), FLOP/s and MFU. FLOPs per micro-batch are counted once with ``torch.utils.flop_counter``
@@ -98,6 +101,7 @@ class Throughput(Sensor):
         self._device_times: deque[float] = deque(maxlen=window)
         self._events: deque[tuple[Any, Any]] = deque()
         self._flops = StepFlopCounter()
+        self._fetch = FetchTimer(self.clock)
         self.metrics: dict[str, float] = {}  # the last logged values
         self.rank_metrics: list[list[float]] = []  # under DDP: per rank [step time, data wait, samples/s, busy]
         self.totals = {"steps": 0, "samples": 0, "seconds": 0.0}
@@ -112,7 +116,7 @@ class Throughput(Sensor):
     def _new_step(self) -> None:
         self._open = False
         self._stepped = False
-        self._wait = self._compute = self._forward = 0.0
+        self._wait = self._between = self._compute = self._forward = 0.0
         self._samples = self._batches = 0
         self._step_items: Any = 0.0
         self._t_batch = self._t_opt = 0.0
@@ -122,6 +126,8 @@ class Throughput(Sensor):
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._world = int(getattr(trainer, "world_size", 1))
+        self._fetch = FetchTimer(self.clock)
+        self._fetch.attach(trainer)
         self._t_last_end = None
         self._fit_steps = 0
         self._new_step()
@@ -141,8 +147,12 @@ class Throughput(Sensor):
             if self._cuda:
                 self._start_event = torch.cuda.Event(enable_timing=True)
                 self._start_event.record()
+        fetched = self._fetch.take()
         if self._t_last_end is not None:
-            self._wait += now - self._t_last_end
+            gap = now - self._t_last_end
+            wait = min(fetched, gap)
+            self._wait += wait
+            self._between += gap - wait
         rows = self.batch_size_fn(batch) if self.batch_size_fn is not None else infer_batch_rows(batch)
         self._samples += int(rows or 0)
         self._batches += 1
@@ -183,7 +193,7 @@ class Throughput(Sensor):
             self._compute += now - self._t_batch
             self._t_last_end = self.clock()
             return
-        timing = StepTiming(self._wait, self._compute, now - self._t_opt, self._samples, self._forward)
+        timing = StepTiming(self._wait, self._compute, now - self._t_opt, self._samples, self._forward, self._between)
         step = optimizer_step_index(trainer, after_step=True)
         self._fit_steps += 1
         if not self._skip and self._fit_steps > _WARMUP_STEPS:
@@ -244,6 +254,8 @@ class Throughput(Sensor):
             "compute_time": w.median("compute"),
             "optimizer_time": w.median("optimizer"),
         }
+        if not self._fetch.measured:  # the loop fetched its batches in a way the timer does not see: no evidence
+            metrics["data_wait"] = metrics["data_wait_fraction"] = math.nan
         if self.items_fn is not None:
             metrics["items_per_sec"] = self._items_per_sec()
         if self.flops_per_batch and len(w):
@@ -296,13 +308,15 @@ class Throughput(Sensor):
     def _record_pending(self) -> None:
         for step, timing in self._pending:
             self.history.append(STEP_TIME, step, timing.total)
-            self.history.append(DATA_WAIT, step, timing.data_wait)
+            if self._fetch.measured:
+                self.history.append(DATA_WAIT, step, timing.data_wait)
         self._pending = []
 
     @guarded
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._flops.running:
             self._flops.stop()
+        self._fetch.detach()
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python types only: counters and the FLOPs count (timings of a past process mean little)."""

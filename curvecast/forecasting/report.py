@@ -24,6 +24,9 @@ class Report:
 
     Attributes:
         step: the optimizer step the report describes (the last observed step of ``monitor``).
+        run_step: the last optimizer step the run had taken when the report was handed on, or None (then ``step``): a
+            forecast made in the worker arrives some steps after the point it was made from, and a stop decided on
+            it takes effect at this step.
         monitor: the series forecast, e.g. ``"loss"`` or ``"val_loss"``.
         horizon: the step forecast to (``max_steps``), or None when the run length is unknown.
         forecast: the forecast of ``monitor`` at ``horizon``, or None when none was made this pass.
@@ -70,7 +73,13 @@ class Report:
     schedule: LRSchedule | None = field(default=None, repr=False)
     stop: StopRequest | None = None
     is_last: bool = False
+    run_step: int | None = None
     series: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def stop_step(self) -> int:
+        """The step a stop decided on this report takes effect at: ``run_step``, never before ``step``."""
+        return self.step if self.run_step is None else max(int(self.run_step), int(self.step))
 
 
 def target_chance(forecast: Forecast | None, target: float | None) -> float | None:

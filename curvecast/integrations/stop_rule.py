@@ -168,8 +168,8 @@ class ForecastStopRule:
                 reason = StopReason.DIVERGENCE
             else:
                 continue
-            message = f"Stopped at step {report.step}: {anomaly.message}"
-            return StopRequest(reason, int(report.step), message)
+            message = f"Stopped at step {report.stop_step}: {anomaly.message}"
+            return StopRequest(reason, report.stop_step, message)
         return None
 
     def _schedule_unknown(self, report: Report) -> bool:
@@ -205,14 +205,15 @@ class ForecastStopRule:
             return None
         lo, hi = forecast.interval(0.8)
         message = (
-            f"Stopped at step {report.step} of {report.horizon}: the forecast gives {report.monitor} a {chance:.1%} "
+            f"Stopped at step {report.stop_step} of {report.horizon}: the forecast gives {report.monitor} a "
+            f"{chance:.1%} "
             f"chance of reaching the target {target:.4g} by step {report.horizon} (forecast {forecast.final:.4g}, "
             f"80% interval {lo:.4g} to {hi:.4g}{_WIDENED if widen != 1.0 else ''}), below {self.prob_threshold:.0%} on "
             f"{self.wait} consecutive checks; "
-            f"{report.horizon - report.step} steps saved. To reach it, try another LR or schedule, a bigger model or "
-            "more steps; to let such runs go on, lower `prob_threshold` or raise `patience`."
+            f"{_saved(report)} steps saved. To reach it, try another LR or schedule, a bigger model or more steps; to "
+            "let such runs go on, lower `prob_threshold` or raise `patience`."
         )
-        return StopRequest(StopReason.TARGET_OUT_OF_REACH, int(report.step), message)
+        return StopRequest(StopReason.TARGET_OUT_OF_REACH, report.stop_step, message)
 
     def _improvement_check(self, report: Report) -> StopRequest | None:
         forecast = report.forecast
@@ -228,12 +229,12 @@ class ForecastStopRule:
         if not self._held_long_enough(self.patience):
             return None
         message = (
-            f"Stopped at step {report.step} of {report.horizon}: the forecast expects {report.monitor} to improve by "
-            f"only {gain:.4g} more (from {current:.4g} to {final:.4g} at step {report.horizon}), less than the "
-            f"`min_delta` of {needed:.4g}, on {self.wait} consecutive checks; {report.horizon - report.step} steps "
-            "saved. If the run should go on, decay the LR (a cooldown often brings a few percent) or lower `min_delta`."
+            f"Stopped at step {report.stop_step} of {report.horizon}: the forecast expects {report.monitor} to improve "
+            f"by only {gain:.4g} more (from {current:.4g} to {final:.4g} at step {report.horizon}), less than the "
+            f"`min_delta` of {needed:.4g}, on {self.wait} consecutive checks; {_saved(report)} steps saved. If the run "
+            "should go on, decay the LR (a cooldown often brings a few percent) or lower `min_delta`."
         )
-        return StopRequest(StopReason.NO_IMPROVEMENT_EXPECTED, int(report.step), message)
+        return StopRequest(StopReason.NO_IMPROVEMENT_EXPECTED, report.stop_step, message)
 
     def _reset(self) -> None:
         self.wait = 0
@@ -259,3 +260,8 @@ class ForecastStopRule:
 
 
 _WIDENED = ", widened for the LR decay still to come"
+
+
+def _saved(report: Report) -> int:
+    """The steps a stop at ``report.stop_step`` (0-based: that step is the last taken) leaves of ``horizon``."""
+    return max(int(report.horizon) - report.stop_step - 1, 0)

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
-from curvecast._lightning import Callback, is_global_zero
+from curvecast._lightning import Callback, is_global_zero, optimizer_step_index
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
@@ -24,6 +24,8 @@ from curvecast.integrations.advice import HyperparameterAdvisor
 from curvecast.integrations.alerts import Alert, AlertLogger, publish_alert
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.forecast_log import ForecastLogger
+from curvecast.integrations.loggers import LoggerForwarder
+from curvecast.integrations.loggers.selection import LoggerChoice
 from curvecast.integrations.tensorboard import TensorBoardReporter
 from curvecast.live.bundle_state import bundle_state, restore_bundle_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
@@ -59,6 +61,16 @@ def _part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> 
     if not isinstance(choice, cls):
         raise TypeError(f"Expected `{name}` to be a bool or a {cls.__name__}, but got {type(choice).__name__}")
     return choice
+
+
+def _forwarder(loggers: Any, interval: float) -> LoggerForwarder | None:
+    """The ``loggers`` part: False or None (none), True (``"all"``), a choice of loggers, or a configured forwarder;
+    the forecast interval is TensorBoard's, so every logger shows the same band."""
+    if loggers is False or loggers is None:
+        return None
+    if isinstance(loggers, LoggerForwarder):
+        return loggers
+    return LoggerForwarder("all" if loggers is True else loggers, interval=interval)
 
 
 def _checked_target(target: Any) -> float | None:
@@ -101,6 +113,12 @@ class Curvecast(Callback):
             advice go to Python logging only).
         log_forecasts: each forecast as one line on the ``"curvecast"`` logger and in the progress bar (True, a
             configured :class:`~curvecast.integrations.ForecastLogger`, or False).
+        loggers: send the forecast scalars (final, interval, chance of the target) and the alerts to the Trainer's
+            other loggers through Lightning's logger API, in the form each shows best: a table of alerts and W&B
+            alerts to a ``WandbLogger``, a text artifact and run tags to an ``MLFlowLogger``, the scalars alone to any
+            other. True or ``"all"``: every logger but the TensorBoard logger curvecast writes to; a list of logger
+            classes, names (``"wandb"``, ``"mlflow"``) or logger objects; a configured
+            :class:`~curvecast.integrations.loggers.LoggerForwarder`; or False (the default).
         actuators: more :class:`~curvecast.integrations.actuator.Actuator` objects acting on each report (an actuator
             that is also a Lightning ``Callback`` may instead sit beside the bundle in ``Trainer(callbacks=[...])``).
         bounds: the range of ``monitor``, ``(lo, hi)`` with None for an open side: ``(0, 1)`` for an accuracy keeps its
@@ -143,6 +161,7 @@ class Curvecast(Callback):
         alerts: bool | AlertLogger = True,
         tensorboard: bool | TensorBoardReporter = True,
         log_forecasts: bool | ForecastLogger = True,
+        loggers: bool | LoggerChoice | LoggerForwarder = False,
         actuators: list[Actuator] | None = None,
         bounds: tuple[float | None, float | None] | None = None,
         references: ReferenceSource | None = None,
@@ -183,12 +202,15 @@ class Curvecast(Callback):
         self.advice = _part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
         self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
         self.forecast_logger = _part(log_forecasts, ForecastLogger, "log_forecasts")
+        # Last of the built-in actuators: the alerts the others publish on a report go out with that same report.
+        self.logger_forwarder = _forwarder(loggers, self.tensorboard.interval if self.tensorboard else 0.8)
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
         check_finite = self.early_stopping is not None and self.early_stopping.rule.check_finite
         self.finite_guard = NonFiniteGuard() if check_finite else None
         self.actuators: list[Actuator] = []
         self._checkpointed: list[Actuator] = []  # actuators whose state the bundle keeps in its own
-        builtin = (self.early_stopping, self.alerts, self.advice, self.tensorboard, self.forecast_logger)
+        builtin = (self.early_stopping, self.alerts, self.advice, self.tensorboard, self.forecast_logger,
+                   self.logger_forwarder)  # fmt: skip
         for actuator in (*builtin, *(actuators or [])):
             if actuator is not None:
                 self.attach(actuator)
@@ -200,6 +222,7 @@ class Curvecast(Callback):
             background, forecast_budget, mode, bounds,
         )  # fmt: skip
         self._voted_at: int | None = None
+        self._monitor_moved = False  # the monitor has a point the cadence has not looked at yet
         self._voted_flushes = 0  # the loss capture's flushes when the ranks last voted
         self._monitor_checked = False
         self._watched_schedule: Any = None
@@ -263,6 +286,7 @@ class Curvecast(Callback):
         if self.finite_guard is not None:
             self.finite_guard.on_train_start(trainer)
         self._follow_schedule()
+        self.cadence.start()
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
         self._say_if_too_few_points(trainer)
@@ -346,6 +370,8 @@ class Curvecast(Callback):
     # -- brain: anomalies as points arrive, forecasts on a cadence (see ForecastCadence) --------------------------
 
     def _on_point(self, name: str, step: int, value: float) -> None:
+        if name == self.monitor:
+            self._monitor_moved = True
         try:
             self.watch.feed(name, step, value)
         except Exception as error:  # noqa: BLE001 - a detector failure must not lose the point or stop the sensor
@@ -368,6 +394,9 @@ class Curvecast(Callback):
 
     @guarded
     def _rank_zero_work(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
+        moved, self._monitor_moved = self._monitor_moved, False
+        if not (moved or at_validation or self.watch.has_news or self.cadence.ready):
+            return  # no anomaly, no new point of the monitor, no forecast finished: most steps, between host moves
         anomalies = self.watch.collect()  # every rank detects (it is cheap); rank 0 reports
         if not is_global_zero(trainer):
             return
@@ -399,6 +428,7 @@ class Curvecast(Callback):
 
     def _dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
         """Collect a stop decision on ``report``, announce it, then hand the completed report to every actuator."""
+        report = replace(report, run_step=optimizer_step_index(trainer, after_step=True))
         stop = self._decide(report) if self.stop is None else None
         if stop is not None:
             self.stop = stop
@@ -446,12 +476,15 @@ class Curvecast(Callback):
         Under DDP the ranks vote on the forecast cadence and whenever the losses were just moved to the host (the
         same steps on every rank): a divergence, found as the losses arrive, stops the run at the step it was found.
         """
+        if trainer.world_size == 1:  # no other rank to hear from
+            if self.stop is not None:
+                trainer.should_stop = True
+            return
         step = int(trainer.global_step)
         flushes = self.loss_capture.flushes
-        if trainer.world_size > 1:
-            due = step % self.forecast_every == 0 or flushes != self._voted_flushes
-            if not due or step == self._voted_at:
-                return  # a collective per micro-batch would cost every step a round trip between ranks
+        due = step % self.forecast_every == 0 or flushes != self._voted_flushes
+        if not due or step == self._voted_at:
+            return  # a collective per micro-batch would cost every step a round trip between ranks
         self._voted_at, self._voted_flushes = step, flushes
         if trainer.strategy.reduce_boolean_decision(self.stop is not None, all=False):
             trainer.should_stop = True

@@ -18,7 +18,7 @@ from curvecast.live.runner import ForecastRunner
 from curvecast.metric_direction import metric_direction
 from curvecast.series import LR, TRAIN_LOSS
 
-__all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "ForecastCadence"]
+__all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "FIRST_FIT_S", "ForecastCadence"]
 
 # The longest the end of training waits for the forecasts still to come (the one in flight, then one of the last
 # observed step): past it they are abandoned, never re-run inline (a refit is tens of milliseconds; a fit this late is
@@ -27,6 +27,10 @@ END_WAIT_S = 5.0
 # Forecasting may take a tenth of the run's time, in a worker thread: with a schedule-aware fit at 0.1-0.4 s of CPU,
 # a forecast every 1-4 s, often enough for early stopping's consecutive checks; at 2% a short run got too few of them.
 DEFAULT_BUDGET = 0.1
+# Before a fit of this run has been timed, the first is assumed to cost this much CPU: the first forecast, too, waits
+# until the run has trained FIRST_FIT_S / budget seconds (1 s at the default), so a short run of fast steps never
+# spends more than its budget forecasting. A schedule-aware fit of a few hundred points costs 0.05-0.4 s.
+FIRST_FIT_S = 0.1
 
 
 class ForecastCadence:
@@ -82,12 +86,24 @@ class ForecastCadence:
         self.end_wait = END_WAIT_S  # seconds the end of training waits for forecasts in the worker
         self.min_points = Forecaster().min_points  # fewest points of the monitor a forecast is made from
         self._submitted_at: float | None = None  # clock() when the last forecast started
+        self._started_at: float | None = None  # clock() when training started (see `start`)
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_step: int | None = None  # the last observed step a forecast was started from
 
+    def start(self) -> None:
+        """Training starts (or resumes): the first forecast's budget counts from now."""
+        self._started_at = self.clock()
+
     def submit_if_due(self, at_validation: bool) -> None:
+        if self._runner.busy:
+            return  # the point stays unforecast (`_due` not asked): the next check, or the end of training, takes it
         if self._due(at_validation) and self._runner.submit(self._job()):
             self._submitted_at = self.clock()
+
+    @property
+    def ready(self) -> bool:
+        """A finished forecast's report waits for :meth:`poll`."""
+        return self._runner.ready
 
     def poll(self) -> Report | None:
         """The report of the last finished forecast, once; None while one runs or when there is nothing new."""
@@ -180,7 +196,9 @@ class ForecastCadence:
         if at_validation:
             due = self.monitor != TRAIN_LOSS  # a validation metric has a new point: forecast it now
         else:  # the training loss, or a metric the module logs while training, on the step cadence
-            due = last[0] - (self._last_step or 0) >= self.forecast_every
+            # Once per multiple of `forecast_every` passed: points reach the host in batches (every few steps), and a
+            # forecast made at the first point past each multiple keeps the cadence's average.
+            due = last[0] // self.forecast_every > (self._last_step or 0) // self.forecast_every
         if due and self._over_budget():
             return False  # the last observed step stays unforecast: the next check tries again
         if due:
@@ -188,10 +206,12 @@ class ForecastCadence:
         return due
 
     def _over_budget(self) -> bool:
-        cost = self._runner.last_cost
-        if self.budget is None or cost is None or self._submitted_at is None:
+        if self.budget is None:
             return False
-        return self.clock() - self._submitted_at < cost / self.budget
+        cost, since = self._runner.last_cost, self._submitted_at
+        if cost is None or since is None:  # no fit timed yet: the first is budgeted from the start of training
+            cost, since = FIRST_FIT_S, self._started_at
+        return since is not None and self.clock() - since < cost / self.budget
 
     def _job(self) -> Callable[[], Report]:
         series = self.history.series(self.monitor)  # immutable arrays: safe to read from another thread

@@ -56,6 +56,11 @@ class ForecastRunner(Generic[T]):
     def busy(self) -> bool:
         return self._job is not None and not self._job.done.is_set()
 
+    @property
+    def ready(self) -> bool:
+        """A finished job's result waits for :meth:`poll`."""
+        return self._inline_result is not None or (self._job is not None and self._job.done.is_set())
+
     def submit(self, job: Callable[[], T]) -> bool:
         """Start ``job`` unless one is still running; return whether it started."""
         if self.busy:

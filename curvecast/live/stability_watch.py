@@ -157,6 +157,11 @@ class StabilityWatch:
             return replace(anomaly, severity="info")
         return anomaly
 
+    @property
+    def has_news(self) -> bool:
+        """Anomalies were found since the last :meth:`collect`."""
+        return bool(self._found)
+
     def collect(self) -> list[Anomaly]:
         """The anomalies found since the last call, oldest first."""
         found, self._found = self._found, []

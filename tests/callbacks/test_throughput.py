@@ -170,3 +170,70 @@ def test_invalid_arguments():
         Throughput(log_every_n_steps=0)
     with pytest.raises(ValueError, match="version"):
         Throughput().load_state_dict({"version": 0})
+
+
+def test_other_callbacks_between_batches_are_not_data_wait(tmp_path):
+    """A callback after curvecast's (a progress bar, a checkpoint) taking 0.05 s per batch is neither data wait nor
+    compute: only the fetch of the next batch is waiting for data."""
+    clock = SimClock()
+
+    class SlowBar(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            clock.advance(0.05)
+
+    tp = Throughput(log_every_n_steps=100)
+    tp.clock = clock
+    trainer = tiny_trainer(tmp_path, [tp, SlowBar()], 8, logger=False)
+    trainer.fit(make_mlp(pl, DATA_TIME, STEP_TIME, clock=clock))
+    waits = [s.data_wait for s in tp.timings.steps]
+    assert all(DATA_TIME <= w < DATA_TIME + 0.005 for w in waits), waits
+    assert all(0.05 <= s.between < 0.055 for s in tp.timings.steps)
+    assert tp.metrics["data_wait_fraction"] == pytest.approx(DATA_TIME / (DATA_TIME + STEP_TIME + 0.05), abs=0.03)
+
+
+def test_an_in_memory_dataset_is_never_data_bound(tmp_path):
+    """A TensorDataset in memory behind a slow callback between batches is never data bound (its data-wait fraction
+    stays under the advisor's threshold); the same run with a loader that takes a while per batch is."""
+    from curvecast import Curvecast
+    from curvecast.integrations.advice import HyperparameterAdvisor
+    from curvecast.series import DATA_WAIT_FRACTION
+
+    def data_wait_fractions(load_s: float) -> np.ndarray:
+        clock = SimClock()
+        x = torch.randn(256, 8)
+
+        def collate(rows):
+            clock.advance(load_s)  # 0 for a tensor in memory
+            return torch.stack([r[0] for r in rows])
+
+        class SlowBar(pl.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                clock.advance(0.02)
+
+        class Linear(pl.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = nn.Linear(8, 1)
+
+            def training_step(self, batch, batch_idx):
+                clock.advance(0.01)
+                return self.net(batch).square().mean()
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.01)
+
+            def train_dataloader(self):
+                data = torch.utils.data.TensorDataset(x)
+                return torch.utils.data.DataLoader(data, batch_size=4, collate_fn=collate)
+
+        tp = Throughput(log_every_n_steps=5)
+        tp.clock = clock
+        bundle = Curvecast(gradient_noise=False, throughput=tp, forecast_every=1000)
+        tiny_trainer(tmp_path, [bundle, SlowBar()], 40, logger=False).fit(Linear())
+        return bundle.history.series(DATA_WAIT_FRACTION).values
+
+    threshold = HyperparameterAdvisor().data_wait_threshold
+    in_memory = data_wait_fractions(0.0)
+    assert len(in_memory) >= 5
+    assert in_memory.max() < threshold, in_memory
+    assert np.median(data_wait_fractions(0.03)) > 0.4

@@ -29,7 +29,18 @@ def test_out_of_reach_needs_patience_consecutive_checks():
     request = rule.update(_report(target=1.5))
     assert request.reason is StopReason.TARGET_OUT_OF_REACH
     assert request.step == 600
-    assert "1400 steps saved" in request.message
+    assert "Stopped at step 600 of 2000" in request.message
+    assert "1399 steps saved" in request.message  # steps 0..600 were taken: 601 of 2000
+
+
+def test_a_stop_takes_effect_at_the_runs_step_not_the_forecasts():
+    """A forecast from the worker arrives after the point it was made from: the stop, and the steps it saves, are
+    those of the step the run is at."""
+    rule = ForecastStopRule(patience=1)
+    request = rule.update(_report(target=1.5, run_step=604))
+    assert request.step == 604
+    assert "Stopped at step 604 of 2000" in request.message
+    assert "1395 steps saved" in request.message
 
 
 def test_a_hopeful_check_resets_the_count():

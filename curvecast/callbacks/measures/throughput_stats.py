@@ -36,10 +36,11 @@ class StepTiming:
     optimizer: float  # on_before_optimizer_step to the end of the batch: clipping, the step, the hooks
     samples: int
     forward: float = 0.0  # batch start to on_before_backward, summed over micro-batches (part of `compute`)
+    between: float = 0.0  # the rest of the gap between batches: other callbacks' hooks, logging, the loop itself
 
     @property
     def total(self) -> float:
-        return self.data_wait + self.compute + self.optimizer
+        return self.data_wait + self.between + self.compute + self.optimizer
 
     @property
     def busy(self) -> float:

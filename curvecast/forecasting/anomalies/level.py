@@ -94,6 +94,7 @@ class SeriesLevel(Stateful):
         self.last_accepted: float | None = None
         self.mute_until, self.outlier_run = 0, 0
         self.last_z, self.sigma, self.sigma_short = math.nan, math.nan, math.nan
+        self._noise_at = -1  # `n_accepted` when the noise was last computed (not saved: a restored level recomputes)
         self.magnitude = 0.0  # the largest |value| seen on the raw scale: what "near zero" is measured against
         self.last_outlier_n = -(10**9)  # the point count at the latest outlier
         self.progress = Progress(self)  # how far the series has come (its own state, nested in this one's)
@@ -166,6 +167,7 @@ class SeriesLevel(Stateful):
         progress = self.progress.read_state(state["progress"])
         _check_bounds(values, self.window_points)
         self.set_state(values)
+        self._noise_at = -1
         self.progress.set_state(progress)
 
     def carry_over(self, old: SeriesLevel) -> None:
@@ -205,8 +207,12 @@ class SeriesLevel(Stateful):
 
     def refresh_noise(self) -> None:
         """Recompute ``sigma`` and ``sigma_short`` every 4 accepted points (needs ``MIN_DIFFS`` differences)."""
-        if not self.sigma >= 0.0 or self.n_accepted % 4 == 0:
-            # The MAD of 128 differences is most of the cost of an update; the noise moves slowly.
+        due = self.n_accepted % 4 == 0 and self.n_accepted != self._noise_at
+        if not self.sigma >= 0.0 or due:
+            # The MAD of 128 differences is most of the cost of an update; the noise moves slowly. Once per accepted
+            # point at most: the differences change only when a point is accepted, and an update reads the noise
+            # several times.
+            self._noise_at = self.n_accepted
             self.sigma = sigma_of_diffs(self.diffs)
             self.sigma_short = sigma_of_diffs(self.diffs[-SHORT_DIFFS:])
 
