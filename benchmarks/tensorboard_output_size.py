@@ -9,7 +9,7 @@ bytes Lightning writes: hparams and the module's ``self.log`` of the loss every 
 
 Measured on a shared 2-core CPU (``--steps 300 3000 30000``): 645 / 5,667 / 56,433 bytes from Lightning, and curvecast
 adds 16.5 KB / 128 KB / 435 KB for 3 / 30 / 100 forecasts (the forecast budget spaced the 30,000-step run's), about
-4.3-5.5 KB per forecast, in one run directory and its hparams summary ("runs" counts the directories TensorBoard lists).
+4.3-5.5 KB per forecast, in the run directory itself ("runs" counts the directories TensorBoard lists).
 """
 
 from __future__ import annotations

@@ -60,3 +60,60 @@ def read_events(path: Path | str) -> EventAccumulator:
 def texts(events: EventAccumulator, tag: str = ALERTS_TAG) -> list[str]:
     """The markdown of every text summary of ``tag`` (by default curvecast's alerts), in the order written."""
     return [tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in events.Tensors(tag)]
+
+
+# TensorBoard's two loaders: the Python one (read whole before the server answers) and the Rust data server that
+# `tensorboard --logdir` uses by default where its binary is installed (it loads in the background).
+TENSORBOARD_LOADERS = {
+    "python": ["--load_fast", "false", "--reload_task", "blocking", "--reload_interval", "0"],
+    "rust": ["--load_fast", "true"],
+}
+
+
+def rust_data_server() -> str | None:
+    """The binary of ``tensorboard-data-server`` for this platform, or None (TensorBoard uses its Python loader)."""
+    try:
+        import tensorboard_data_server
+    except ImportError:
+        return None
+    return tensorboard_data_server.server_binary()
+
+
+class TensorBoardServer:
+    """A ``tensorboard`` process over ``logdir`` with one of :data:`TENSORBOARD_LOADERS` (and further ``args``), on a
+    free port, for a ``with`` block: ``url`` is its address and ``log`` the lines it has printed (its stderr, read as
+    it runs so that a full pipe never blocks it). The process ends with the block; no address printed fails the test.
+    """
+
+    def __init__(self, logdir: Path, loader: str, *args: str) -> None:
+        import sys
+
+        self.command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+                        "--port", "0", *TENSORBOARD_LOADERS[loader], *args]  # fmt: skip
+        self.url = ""
+        self.log: list[str] = []
+
+    def __enter__(self) -> TensorBoardServer:
+        import re
+        import subprocess
+        import threading
+
+        import pytest
+
+        self._process = subprocess.Popen(self.command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        for line in iter(self._process.stderr.readline, ""):
+            self.log.append(line)
+            match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+            if match:
+                self.url = match.group(1)
+                break
+        if not self.url:
+            self._process.kill()
+            self._process.wait(timeout=30)
+            pytest.fail("tensorboard printed no address:\n" + "".join(self.log[-20:]))
+        threading.Thread(target=lambda: self.log.extend(self._process.stderr), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=30)

@@ -9,12 +9,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import select
 import shutil
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -26,6 +23,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, PLANNED_LR_TAG, json_summary
+from run_helpers import TENSORBOARD_LOADERS, TensorBoardServer, rust_data_server
 
 # A response's bound: the largest run's answer is ~400 KB at most (see curvecast.tensorboard_plugin.run_data).
 MAX_BODY = 512 * 1024
@@ -227,48 +225,17 @@ def logdir(tmp_path_factory) -> Path:
 
 # -- a tensorboard process ------------------------------------------------------------------------------------------
 
-# TensorBoard's two loaders, each keeping up to 100,000 scalars a tag (so that LONG's spike reaches the plugin, which
+
+# Each of TensorBoard's two loaders keeping up to 100,000 scalars a tag (so that LONG's spike reaches the plugin, which
 # thins it; 0, "all", would leave the scalars plugin none to serve).
-LOADERS = {
-    "python": ["--load_fast", "false", "--reload_task", "blocking", "--reload_interval", "0"],
-    "rust": ["--load_fast", "true"],
-}
-
-
-@pytest.fixture(scope="module", params=sorted(LOADERS))
+@pytest.fixture(scope="module", params=sorted(TENSORBOARD_LOADERS))
 def server(request, logdir):
-    if request.param == "rust" and _rust_server_binary() is None:
+    if request.param == "rust" and rust_data_server() is None:
         pytest.skip("no binary of tensorboard-data-server for this platform: TensorBoard uses its Python loader")
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0",
-               "--samples_per_plugin", "scalars=100000", *LOADERS[request.param]]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    url, seen = None, []
-    for line in iter(process.stderr.readline, ""):
-        seen.append(line)
-        match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-        if match:
-            url = match.group(1)
-            break
-    if url is None:
-        process.kill()
-        pytest.fail("tensorboard printed no address:\n" + "".join(seen[-20:]))
-    log: list[str] = []
-    threading.Thread(target=lambda: log.extend(process.stderr), daemon=True).start()  # a full pipe would block it
-    try:
-        _wait_until_loaded(url)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert not [line for line in log if "Traceback" in line], "".join(log[-40:])
-
-
-def _rust_server_binary() -> str | None:
-    try:
-        import tensorboard_data_server
-    except ImportError:
-        return None
-    return tensorboard_data_server.server_binary()
+    with TensorBoardServer(logdir, request.param, "--samples_per_plugin", "scalars=100000") as tensorboard:
+        _wait_until_loaded(tensorboard.url)
+        yield tensorboard.url
+    assert not [line for line in tensorboard.log if "Traceback" in line], "".join(tensorboard.log[-40:])
 
 
 def _wait_until_loaded(url: str) -> None:
@@ -330,9 +297,9 @@ def test_a_good_run_beside_bad_ones_is_served_whole(server):
     assert data["warnings"] == []
     assert data["monitor"] == "loss"
     assert data["observed"] == [[step, pytest.approx(2.0 + 1.0 / (step + 1))] for step in range(END + 1)]
-    assert data["forecast"] == GOOD_FORECAST
+    assert data["forecast"] == {**GOOD_FORECAST, "observed": None, "best": None, "log_scale": None, "base": None}
     assert data["planned_lr"] == GOOD_PLANNED
-    assert data["anomalies"] == GOOD_ANOMALIES
+    assert data["anomalies"] == [{**a, "value": None} for a in GOOD_ANOMALIES]
     assert data["stops"] == [{"step": END, "message": STOP_MESSAGE}]
     assert [p[0] for p in data["lr"]] == list(range(END + 1))
     assert [p[0] for p in data["final_history"]["final"]] == list(range(0, END + 1, 20))
@@ -350,7 +317,8 @@ def test_nan_and_infinity_become_null_and_the_rest_is_kept(server):
     assert forecast["curve"]["mean"] == [2.3, None, 2.15, 2.1]
     assert forecast["curve"]["hi"][0] is None
     assert data["planned_lr"] == {"horizon": 200, "steps": [0, 100, 200], "lrs": [0.1, None, 0.01]}
-    assert data["anomalies"] == [{"step": 5, "kind": "spike", "series": "", "severity": "", "message": "m"}]
+    assert data["anomalies"] == [{"step": 5, "kind": "spike", "series": "", "severity": "", "message": "m",
+                                  "value": None}]  # fmt: skip
     assert [p[0] for p in data["observed"]][:2] == [5, 6]  # the non-finite scalars are left out
 
 
@@ -379,8 +347,15 @@ def test_a_wrong_type_leaves_out_its_field_only(server):
     assert curve["hi"] is None  # two values for six steps
     assert data["planned_lr"] is None
     assert data["anomalies"] == [
-        {"step": 40, "kind": "", "series": "", "severity": "__proto__", "message": ""},
-        {"step": 50, "kind": "spike", "series": "", "severity": "critical", "message": "ok\u2028 \ufffd end"},
+        {"step": 40, "kind": "", "series": "", "severity": "__proto__", "message": "", "value": None},
+        {
+            "step": 50,
+            "kind": "spike",
+            "series": "",
+            "severity": "critical",
+            "message": "ok\u2028 \ufffd end",
+            "value": None,
+        },
     ]
     stop = data["stops"][0]
     assert stop["step"] == END
@@ -397,7 +372,7 @@ def test_tensors_that_are_no_documents_are_skipped(server):
     assert data["forecast"]["step"] == 70
     assert data["forecast"]["final"] == 2.0
     assert data["anomalies"] == [
-        {"step": 5, "kind": "spike", "series": "", "severity": "", "message": "\ufffd\ufffd bytes"}
+        {"step": 5, "kind": "spike", "series": "", "severity": "", "message": "\ufffd\ufffd bytes", "value": None}
     ]
     assert data["planned_lr"] is None
     assert any("planned LR" in w for w in data["warnings"]), data["warnings"]
@@ -428,6 +403,33 @@ def test_long_arrays_are_thinned_keeping_their_extremes(server):
     history = data["final_history"]
     assert len(history["final"]) <= 500
     assert {p[0] for p in history["final_lo"]} == {p[0] for p in history["final"]}  # the band at the same steps
+
+
+def test_the_runs_are_compared_whatever_their_documents_hold(server):
+    status, body = _get(f"{server}/data/plugin/curvecast/compare")
+    assert status == 200, body[:2000]
+    assert len(body) < 3 * MAX_BODY  # ten runs drawn at most, each thinned
+    data = json.loads(body)
+    rows = {r["run"]: r for r in data["runs"]}
+    assert sorted(rows) == sorted(RUNS)
+    assert rows[GOOD]["final"] == 2.1
+    assert (rows[GOOD]["last_step"], rows[GOOD]["last"]) == (80, None)  # as its forecast says: no value then
+    assert rows[DEEP]["step"] == GOOD_FORECAST["step"]  # the older readable document, as in the run's own view
+    assert rows[NAN]["final"] is None
+    assert rows[NAN]["rank"] is None  # no forecast final: ranked last
+    assert rows[TYPES]["rank"] is None
+    ranked = [r for r in data["runs"] if r["rank"] is not None]
+    assert [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
+    assert [r["final"] for r in ranked] == sorted(r["final"] for r in ranked)  # a loss: the lowest first
+    assert ranked[0]["run"] == RAW  # its readable forecast of step 70: 2.0
+    assert data["runs"][len(ranked) :] == [r for r in data["runs"] if r["rank"] is None]  # no forecast: last
+    # Written before each forecast carried its spread: no chance is made up.
+    assert all(r["chance_best"] is None for r in rows.values())
+    assert any(DEEP in w and "nested" in w for w in data["warnings"]), data["warnings"]
+    long = next(d for d in data["drawn"] if d["run"] == LONG)
+    assert len(long["observed"]) <= 600
+    assert [SPIKE, 1000.0] in long["observed"]  # thinned keeping its extremes
+    assert len(long["curve"]["steps"]) <= 60
 
 
 def test_a_run_of_unreadable_documents_is_served_with_warnings(server):
@@ -498,7 +500,9 @@ globalThis.setInterval = () => 0;
   const {render} = await import(process.argv[3]);
   const report = {};
   for (const [name, body] of Object.entries(payloads)) {
-    globalThis.window = {location: {search: '?run=' + encodeURIComponent(name)}};
+    // A payload named compare:... is the comparison of the runs, the page's view when no run is named.
+    const search = name.startsWith('compare:') ? '?view=compare' : '?run=' + encodeURIComponent(name);
+    globalThis.window = {location: {search}};
     globalThis.document = {head: new El('head'), body: new El('body'), hidden: false,
       createElement: (t) => new El(t), createElementNS: (ns, t) => new El(t)};
     globalThis.fetch = async (url) => ({ok: true, json: async () => url.startsWith('./runs') ? Object.keys(payloads)
@@ -528,6 +532,33 @@ def _node_render(tmp_path: Path, bodies: dict[str, str]) -> dict:
                             timeout=300, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
+
+
+# What a comparison from another server might hold: the page draws each without an error.
+_ROWS = 5_000
+JUNK_COMPARISONS = {
+    "compare:nothing": {},
+    "compare:array": [1, 2],
+    "compare:wrong types": {"mode": 5, "horizons": "x", "runs": {"a": 1}, "drawn": "x", "warnings": 3},
+    "compare:bad rows": {"runs": [None, 1, {"run": 7}, {"run": "r", "rank": "1", "final": {"toString": 1},
+                                                      "chance_best": [0.5], "interval": "x"}],
+                         "drawn": [None, {"run": "r", "observed": "x", "curve": {"steps": 3}, "target": "1"}]},
+    "compare:huge": {"mode": "max", "horizons": _BIG[:1000],
+                     "runs": [{"run": f"run {i}", "rank": i + 1, "final": 1.0 + i, "chance_best": 1 / (i + 1)}
+                              for i in range(_ROWS)],
+                     "drawn": [{"run": f"run {i}", "observed": [[s, 1.0 + s] for s in _BIG], "target": 1.0,
+                                "curve": {"steps": _BIG, "mean": _BIG, "lo": _BIG, "hi": _BIG}} for i in range(3)]},
+}  # fmt: skip
+
+
+@pytest.mark.skipif(NODE is None, reason="Node is not installed: the page is not run outside a browser")
+def test_the_page_draws_malformed_comparisons_without_an_error(tmp_path):
+    report = _node_render(tmp_path, {name: json.dumps(body) for name, body in JUNK_COMPARISONS.items()})
+    for name, outcome in report.items():
+        assert (outcome["failure"], outcome["error"], outcome["sections"]) == (None, None, 1), name
+    huge = report["compare:huge"]
+    assert {"cc-cmp-observed", "cc-cmp-forecast", "cc-cmp-band"} <= set(huge["paths"])
+    assert huge["longest"] <= 2000 * 2 + 1
 
 
 @pytest.mark.skipif(NODE is None, reason="Node is not installed: the page is not run outside a browser")
@@ -657,5 +688,23 @@ def test_the_page_draws_every_hostile_run_in_a_browser_without_a_page_error(serv
             drawn[run] = set(state["paths"])
         assert {"cc-observed", "cc-forecast", "cc-band", "cc-final", "cc-lr", "cc-lr-planned"} <= drawn[GOOD]
         assert {"cc-observed", "cc-forecast"} <= drawn[LONG]
+
+        # The runs compared (the page's view when no run is named), every one of them in the ranking.
+        browser.events.clear()
+        page = f"{server}/data/plugin_entry.html?" + urllib.parse.urlencode({"name": "curvecast"})
+        browser.call("Page.navigate", {"url": page}, session=True)
+        rows = None
+        for _ in range(300):
+            rows = browser.evaluate(
+                "(() => document.getElementById('cc-compare') &&"
+                " [...document.querySelectorAll('tr.cc-rank-row')].map((r) => r.getAttribute('data-run')))()"
+            )
+            if rows:
+                break
+            browser.wait(0.1)
+        browser.wait(0.5)
+        thrown = [e["params"] for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
+        assert thrown == [], thrown
+        assert sorted(rows or []) == sorted(RUNS)
     finally:
         browser.close()

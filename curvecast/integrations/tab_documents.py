@@ -26,7 +26,10 @@ _MESSAGE_CHARS = 300  # an anomaly's message in the tab is cut here: the alert t
 
 def forecast_document(report: Report, scalars: dict[str, float], interval: float, curve_points: int) -> dict[str, Any]:
     """The forecast of ``report``: its curve from the last observed step to the horizon with the band, the final
-    value and interval, the target and the chance of reaching it (``scalars`` as the reporter wrote them)."""
+    value and interval, the target and the chance of reaching it (``scalars`` as the reporter wrote them), the
+    observed and best values at the last observed step, and the
+    spread of the final value (``log_scale`` and ``base``, :class:`~curvecast.forecasting.ranking.FinalDistribution`)
+    from which the tab's comparison gives each run its chance to end best, as ``curvecast analyze DIR`` does."""
     forecast = report.forecast
     start, horizon = int(forecast.last_step), int(forecast.horizon)
     steps = np.unique(np.linspace(start, max(horizon, start), curve_points).round().astype(int))
@@ -42,6 +45,10 @@ def forecast_document(report: Report, scalars: dict[str, float], interval: float
         "final": _number(scalars.get("final")),
         "final_lo": _number(scalars.get("final_lo")),
         "final_hi": _number(scalars.get("final_hi")),
+        "observed": _number(report.observed),
+        "best": _number(report.best),
+        "log_scale": _number(forecast.log_scale),
+        "base": _number(forecast.mapping.base),
         "target": _number(report.target),
         "prob_target": _number(scalars.get("prob_target")),
         "step_to_target": _number(scalars.get("step_to_target")),
@@ -83,6 +90,7 @@ class RecentAnomalies:
                 "step": key[2],
                 "severity": key[3],
                 "message": str(anomaly.message)[:_MESSAGE_CHARS],
+                "value": _number(getattr(anomaly, "value", None)),  # where the tab draws it: the series' own value
             }
         while len(self._anomalies) > _EVENTS_KEPT:
             del self._anomalies[next(iter(self._anomalies))]
@@ -108,11 +116,20 @@ class RecentAnomalies:
             entry: dict[str, Any] = {k: checked_str(f"{where}[{k!r}]", a[k]) for k in ("kind", "series", "severity")}
             entry["message"] = checked_str(f"{where}['message']", a["message"])[:_MESSAGE_CHARS]
             entry["step"] = checked_whole(f"{where}['step']", a["step"])
+            entry["value"] = _saved_value(f"{where}['value']", a.get("value"))  # absent in states saved before it
             anomalies[(entry["kind"], entry["series"], entry["step"], entry["severity"])] = entry
         last_step = checked_whole("`RecentAnomalies.last_events_step`", state["last_events_step"], low=-1,
                                   high=MAX_WHOLE - 1)  # fmt: skip
         self._anomalies = anomalies
         self.last_step = last_step
+
+
+def _saved_value(where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {where} to be a number or None, but got {type(value).__name__}")
+    return _number(value)
 
 
 def _number(value: Any) -> float | None:

@@ -1,4 +1,4 @@
-"""TensorBoardReporter: forecasts as scalars and as data for TensorBoard's curvecast tab, a Margin chart, hparams.
+"""TensorBoardReporter: forecasts as scalars and as data for TensorBoard's curvecast tab, and a Margin chart.
 
 What lands in the Trainer's TensorBoard run (``version_N``), for a monitored series ``loss``:
 
@@ -8,7 +8,8 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
   was made from. Tags only ever move forward in steps: TensorBoard's loaders disagree on a rewritten step.
 - ``curvecast/loss``, ``curvecast/lr`` and the sensors' measures: the observed series, on the same step axis as
   Lightning's own ``self.log`` points, at most ``observed_points`` points of the monitor and ``sensor_points`` of
-  each other series per report.
+  each other series per report. A series thinned keeps the highest and lowest of the points it thins, so a one-step
+  spike is written at its own value.
 - The curvecast tab's data (see :mod:`curvecast.tensorboard_plugin.summary`), in the run itself: the forecast curve
   with its band at most once per ``curve_every`` steps and at the end, the planned LR when it is first known or
   changes, the anomalies when new ones arrive. No sub-run per forecast: the run selector lists the run once.
@@ -18,8 +19,11 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
   interval, target), for viewers without the curvecast tab.
 - A custom-scalars layout (tab "Custom Scalars", category ``curvecast``): a Margin chart of the final forecast with its
   interval, and a Multiline chart of ``curvecast/loss`` across runs.
-- Sub-run ``curvecast_summary``: an hparams session (tab "HParams") whose metrics are updated at every report
-  (:mod:`curvecast.integrations.summary_run`).
+
+Everything lands in the run itself: no sub-run, so TensorBoard's run selector lists each run once, and no Scalars
+chart repeats what the curvecast tab draws. The run's hyperparameters are Lightning's to write (``TensorBoardLogger``
+writes the module's ``save_hyperparameters`` into the run, tab "HParams"); the curvecast tab compares the runs'
+forecasts.
 
 This module alone writes into the run's event file; what the tab's documents hold is built in
 :mod:`curvecast.integrations.tab_documents`. A write that fails (a full disk, a log directory that cannot be written)
@@ -39,8 +43,7 @@ import numpy as np
 from curvecast._lightning import tensorboard_writer
 from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
-from curvecast.integrations.actuator import Actuator, RunContext
-from curvecast.integrations.summary_run import SummaryRun, module_hparams
+from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.tab_documents import RecentAnomalies, forecast_document, planned_lr_document
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.events import is_event_file, read_event_dir
@@ -131,7 +134,6 @@ class TensorBoardReporter(Actuator):
         figures: write a matplotlib figure of the run's last forecast, once, at the end (rendering one costs 0.1-0.2 s
             of CPU on the training thread, and the PNG about 20 KB: off by default, as the curvecast tab draws the
             same chart from the data already written).
-        summary: write the hparams summary sub-run.
     """
 
     def __init__(
@@ -143,7 +145,6 @@ class TensorBoardReporter(Actuator):
         observed_points: int = 25,
         sensor_points: int = 5,
         figures: bool = False,
-        summary: bool = True,
     ) -> None:
         if not 0.0 < interval < 1.0:
             raise ValueError(f"Expected `interval` to lie in (0, 1), but got {interval}")
@@ -161,19 +162,16 @@ class TensorBoardReporter(Actuator):
         self.observed_points = observed_points
         self.sensor_points = sensor_points
         self.figures = figures
-        self.summary = summary
         self._writer: Any = None
         self._last_scalar_step = -1
         self._last_written: dict[str, float] = {}  # per observed series: the last step considered
         self._last_point: dict[str, float] = {}  # per observed series: the last step written
+        self._spare: dict[str, float] = {}  # per observed series: the fraction of a point its gaps left unwritten
         self._first_step_to_write = -math.inf
         self._started_at = 0  # the step the current fit started from (see on_train_start)
         self._last_curve_step: int | None = None
-        self._summary = SummaryRun()
-        self._hparams: dict[str, Any] = {}
         self._anomalies = RecentAnomalies()
         self._planned_lr: list[float | None] | None = None  # the planned LR last written for the tab
-        self._stopped = False  # whether a stop was decided in this fit
 
     state_name = "tensorboard"  # the tab's recent anomalies: a resumed run's tab still lists those before it
 
@@ -185,16 +183,6 @@ class TensorBoardReporter(Actuator):
         state = checked_mapping("the TensorBoardReporter state", state_dict)
         require_keys("the TensorBoardReporter state", state, ("tab",))
         self._anomalies.load_state_dict(state["tab"])
-
-    def bind(self, run: RunContext) -> None:
-        """Take the run's settings (written as hparams in the summary sub-run)."""
-        super().bind(run)
-        self._hparams = {
-            logged_name("monitor"): run.monitor,
-            logged_name("mode"): run.mode,
-            logged_name("target"): run.target,
-            logged_name("forecast_every"): run.forecast_every,
-        }
 
     # -- the actuator ---------------------------------------------------------------------------------------------
 
@@ -214,7 +202,7 @@ class TensorBoardReporter(Actuator):
         if not disk_has_room(writer.log_dir):
             return  # the report's points are written with a later report, once the disk has room again
         try:
-            self._write_report(writer, trainer, pl_module, report)
+            self._write_report(writer, report)
         except OSError as error:  # ENOSPC, EACCES, EROFS...: the run matters more than its charts
             warn_once(
                 f"curvecast: could not write to TensorBoard at {getattr(writer, 'log_dir', '?')} "
@@ -222,7 +210,7 @@ class TensorBoardReporter(Actuator):
                 key="tensorboard-write",
             )
 
-    def _write_report(self, writer: Any, trainer: Any, pl_module: Any, report: Report) -> None:
+    def _write_report(self, writer: Any, report: Report) -> None:
         if writer is not self._writer:  # a new fit (or a new logger): start the bookkeeping over
             self._writer = writer
             # A resumed fit may write into the log directory of the run it resumes: steps before the one it starts
@@ -234,17 +222,15 @@ class TensorBoardReporter(Actuator):
             self._last_scalar_step = max(resumed_from - 1, written)
             self._last_written = {}
             self._last_point = {}
+            self._spare = {}
             self._first_step_to_write = max(resumed_from - 1, written) if resumed_from > 0 else -math.inf
             self._last_curve_step = None
             self._planned_lr = None  # a new fit or a new writer: the planned schedule is written again
-            self._stopped = False
-            self._summary.close()
             writer.add_custom_scalars(self._layout(report.monitor))
         self._write_actual(writer, report)
         if report.anomalies:
             self._write_anomalies(writer, report)
         if report.stop is not None:
-            self._stopped = True
             writer.add_scalar(STOPPED_TAG, 1.0, report.stop.step)
         forecast = report.forecast
         if forecast is None or not forecast.ok or report.step <= self._last_scalar_step:
@@ -259,8 +245,6 @@ class TensorBoardReporter(Actuator):
             _add_document(writer, FORECAST_TAG, document, report.step)
         if self.figures and report.is_last:
             self._write_figure(writer, report)
-        if self.summary:
-            self._write_summary(writer, trainer, pl_module, report)
         writer.flush()
 
     # -- pieces ---------------------------------------------------------------------------------------------------
@@ -290,24 +274,38 @@ class TensorBoardReporter(Actuator):
                 self._write_series(writer, report, name, self.sensor_points, _gap(horizon, _RUN_POINTS // 5))
 
     def _write_series(self, writer: Any, report: Report, name: str, points: int, gap: float) -> None:
-        """The points of ``name`` recorded since the last report, at most ``points`` of them, evenly spaced and at
-        least ``gap`` steps apart: what is written grows with the reports, not with the steps, and a run of known
-        length writes a bounded number of points per series (each costs about 70 bytes of event file)."""
+        """The finite points of ``name`` recorded since the last report, at most ``points`` of them and at most one
+        per ``gap`` steps since the last point written: what is written grows with the reports, not with the steps,
+        and a run of known length writes a bounded number of points per series (each costs about 70 bytes of event
+        file). Thinned, they keep the highest and lowest point (:func:`_kept`): a spike is written at its value."""
         series = report.series.get(name)
         if series is None:
             return
         last = self._last_written.get(name, self._first_step_to_write)
         new = np.flatnonzero(series.steps > last)
+        new = new[np.isfinite(series.values[new])]
         if not new.size:
             return
-        picked = new[np.unique(np.linspace(0, new.size - 1, min(new.size, points)).round().astype(int))]
-        tag = logged_name(name)
         previous = self._last_point.get(name, -math.inf)
+        # Points the steps since the last one written make room for, with what earlier reports left over: the run's
+        # total stays within its length over `gap`, and reports of any spacing add up to it.
+        room = math.inf
+        if gap > 0 and math.isfinite(previous):
+            room = (series.steps[new[-1]] - previous) / gap + self._spare.get(name, 0.0)
+        count = int(min(points, new.size, room))
+        if count < 1:
+            return  # too close to the last point written: these points are weighed again with the next report
+        picked = new[_kept(series.steps[new], series.values[new], count, previous)]
+        tag = logged_name(name)
+        written = 0
         for step, value in zip(series.steps[picked].tolist(), series.values[picked].tolist(), strict=True):
             step = int(round(step))
-            if step > last and step - previous >= gap and math.isfinite(value):
+            if step > last:
                 writer.add_scalar(tag, value, step)
                 last = previous = step
+                written += 1
+        if math.isfinite(room):
+            self._spare[name] = min(room - written, 1.0)
         self._last_point[name] = previous
         self._last_written[name] = max(last, float(series.steps[new[-1]]))
 
@@ -364,18 +362,6 @@ class TensorBoardReporter(Actuator):
         )  # fmt: skip
         writer.add_figure(PREFIX + "figure", fig, report.step, close=True)
 
-    def _write_summary(self, writer: Any, trainer: Any, pl_module: Any, report: Report) -> None:
-        params = {**module_hparams(pl_module), **self._hparams, logged_name("horizon"): report.horizon}
-        values = self._scalars(report)
-        if report.observed is not None:
-            values["best"], values["last"] = float(report.best), float(report.observed)
-        values["stopped_early"] = float(self._stopped or bool(getattr(trainer, "should_stop", False)))
-        self._summary.write(writer.log_dir, params, values, report.step)
-
-    def close(self) -> None:
-        """Close the summary sub-run's file (the bundle may call it at the end of training; safe to call twice)."""
-        self._summary.close()
-
 
 def _last_step_written(log_dir: str) -> int:
     """The last step of any curvecast tag in the event files of ``log_dir`` itself (-1: none, or unreadable)."""
@@ -388,6 +374,31 @@ def _last_step_written(log_dir: str) -> int:
         return -1
     steps = [int(c.steps[-1]) for name, c in log.curves.items() if name.startswith(METRIC_PREFIX) and len(c)]
     return max(steps, default=-1)
+
+
+def _kept(steps: np.ndarray, values: np.ndarray, count: int, after: float) -> np.ndarray:
+    """The indices of ``count`` of the points (``steps``, ``values``) to write, increasing: those nearest to evenly
+    spaced steps from ``after`` (the last step written, or -inf) to the last point, which is always kept (the curve
+    reaches the report's step), with the highest and the lowest point in place of the picks nearest them, so that a
+    spike (or a dip) is written at its own value however the points fall."""
+    n = values.size
+    if count >= n:
+        return np.arange(n)
+    if math.isfinite(after):
+        targets = after + (steps[-1] - after) * np.arange(1, count + 1) / count
+        right = np.clip(np.searchsorted(steps, targets), 1, n - 1)
+        picks = np.where(targets - steps[right - 1] <= steps[right] - targets, right - 1, right)
+    else:
+        picks = np.linspace(0, n - 1, count).round().astype(int)
+    picks = np.unique(np.append(picks[:-1], n - 1))
+    centre = float(np.median(values))
+    for extreme in (int(np.argmax(values)), int(np.argmin(values))):
+        if extreme in picks or values[extreme] == centre:
+            continue
+        movable = np.flatnonzero((picks != n - 1) & ~np.isin(picks, (np.argmax(values), np.argmin(values))))
+        if movable.size:
+            picks[movable[np.argmin(np.abs(picks[movable] - extreme))]] = extreme
+    return np.unique(picks)
 
 
 def _gap(horizon: int | None, run_points: int) -> float:

@@ -117,7 +117,7 @@ class Curvecast(Callback):
             :class:`~curvecast.integrations.HyperparameterAdvisor`, or False).
         alerts: send anomalies to Python logging and TensorBoard's ``curvecast/alerts`` (True, a configured
             :class:`~curvecast.integrations.AlertLogger`, or False).
-        tensorboard: write forecasts, the curvecast tab's data and a summary to the Trainer's TensorBoard logger (True,
+        tensorboard: write forecasts and the curvecast tab's data to the Trainer's TensorBoard logger (True,
             a configured :class:`~curvecast.integrations.TensorBoardReporter`, or False: then the default alerts and
             advice go to Python logging only).
         log_forecasts: each forecast as one line on the ``"curvecast"`` logger and in the progress bar (True, a

@@ -3,8 +3,8 @@
 A run is a directory holding TensorBoard event files or a ``metrics.csv`` of its own; curvecast's sub-runs inside a run
 (``curvecast_forecast/``, ``curvecast_summary/``) belong to it and are no runs. Every run is forecast to one common
 horizon (``--horizon``, or the latest planned end or last step among the runs: a run stopped early is asked where
-it would have gone), then
-ranked by its forecast, with the chance it ends better than the best forecast of the other runs.
+it would have gone), then ranked by its forecast, with the chance it ends better than the best forecast of the other
+runs (:mod:`curvecast.forecasting.ranking`, which the curvecast tab's comparison of runs uses too).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curvecast.forecasting.ranking import FinalDistribution, chances_to_end_best, ranking_order
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.base import printable
 from curvecast.offline.analysis import Analysis, AnalyzeError, analyze
@@ -55,16 +56,13 @@ def rank_runs(
     if common is not None and horizon is None:  # again, to the common horizon: a run stopped early is extrapolated
         first = [_analyse(run, tag, common, target, direction) if a is not None else (run, a, e) for run, a, e in first]
     modes = [a.mode for _, a, _ in first if a is not None]
-    sign = -1.0 if modes and modes[0] == "max" else 1.0  # the first run's direction ranks them all
-    finals = {run: sign * a.forecast.final for run, a, _ in first if a is not None and a.forecast.ok}
-    ranked = []
-    for run, analysis, error in first:
-        others = [value for other, value in finals.items() if other != run]
-        chance = math.nan
-        if run in finals and others:
-            chance = analysis.forecast.prob_beyond(sign * min(others))
-        ranked.append(RankedRun(run, analysis, error, chance))
-    return sorted(ranked, key=lambda r: (r.path not in finals, finals.get(r.path, math.inf), str(r.path)))
+    ranked_by = "max" if modes and modes[0] == "max" else "min"  # the first run's direction ranks them all
+    forecasts = [a.forecast if a is not None else None for _, a, _ in first]
+    endings = [None if f is None else FinalDistribution.of(f) for f in forecasts]
+    chances = chances_to_end_best(endings, ranked_by)
+    finals = [math.nan if e is None else e.final for e in endings]
+    order = ranking_order(finals, ranked_by, [str(run) for run, _, _ in first])
+    return [RankedRun(first[i][0], first[i][1], first[i][2], chances[i]) for i in order]
 
 
 def _analyse(

@@ -40,7 +40,8 @@ _ARRAY_ITEMS = 1_000_000  # longer arrays are refused unread: checking them woul
 _MAX_INTEGER = 2**53  # beyond it JavaScript numbers skip integers
 _PLAIN = {int, float, type(None)}  # what a writer's numeric arrays hold (bool is not int here: type() is exact)
 _INTEGERS = ("step", "horizon", "last_step", "reached_at")
-_NUMBERS = ("interval", "final", "final_lo", "final_hi", "target", "prob_target", "step_to_target")
+_NUMBERS = ("interval", "final", "final_lo", "final_hi", "target", "prob_target", "step_to_target", "observed", "best",
+            "log_scale", "base")  # fmt: skip
 _ANOMALY_TEXTS = ("kind", "series", "severity", "message")
 # C0 controls but tab and newline, and DEL, left out: JSON escapes each to six bytes, and the page shows none of them.
 # A lone surrogate (JSON's "\ud800") is no character UTF-8 can encode: U+FFFD.
@@ -113,7 +114,8 @@ def planned_lr(document: dict[str, Any], dropped: list[str]) -> dict[str, Any] |
 
 def events(document: dict[str, Any], dropped: list[str]) -> list[dict[str, Any]]:
     """The events document's anomalies, the last :data:`ANOMALIES` of those with an integer step, oldest first; each
-    with ``step`` and the strings ``kind``, ``series``, ``severity`` and ``message`` (empty where unreadable)."""
+    with ``step``, the strings ``kind``, ``series``, ``severity`` and ``message`` (empty where unreadable) and the
+    series' ``value`` at that step (None where not a finite number)."""
     listed = _array(document, "anomalies", dropped)
     if listed is None:
         return []
@@ -127,6 +129,7 @@ def events(document: dict[str, Any], dropped: list[str]) -> list[dict[str, Any]]
         anomaly: dict[str, Any] = {"step": step}
         for name in _ANOMALY_TEXTS:
             anomaly[name] = text(entry.get(name), MESSAGE_CHARS if name == "message" else _NAME_CHARS) or ""
+        anomaly["value"] = number(entry.get("value"))
         kept.append(anomaly)
         if len(kept) == ANOMALIES:
             break

@@ -5,7 +5,9 @@ Routes, under ``/data/plugin/curvecast``:
 - ``/index.js``: the tab, a self-contained ES module (TensorBoard loads it in an iframe and calls its ``render()``);
 - ``/runs``: ``["run", ...]``, the runs holding curvecast data;
 - ``/run?run=NAME``: one run's chart data (see :func:`~curvecast.tensorboard_plugin.run_data.read_run`), with the
-  ``warnings`` of what its event files held that could not be read; an unreadable file is never an error of the route.
+  ``warnings`` of what its event files held that could not be read; an unreadable file is never an error of the route;
+- ``/compare`` (``?run=A&run=B...`` to choose the runs drawn): every run ranked by forecast with its chance to end
+  best, and the curves of the chosen runs (see :func:`~curvecast.tensorboard_plugin.comparison.compare_runs`).
 
 The tab is listed as active when some run holds data tagged for the ``curvecast`` plugin; TensorBoard answers that
 from its data provider, so the plugin itself never scans the log directory.
@@ -23,7 +25,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from curvecast.tensorboard_plugin import run_data
+from curvecast.tensorboard_plugin import comparison, run_data
 from curvecast.tensorboard_plugin.summary import PLUGIN_NAME
 
 __all__ = ["CurvecastPlugin"]
@@ -35,8 +37,9 @@ _JSON_UTF8 = "application/json; charset=utf-8"
 
 
 class CurvecastPlugin(base_plugin.TBPlugin):
-    """The ``curvecast`` tab: per run, the observed curve, the latest forecast with its band, the target, anomalies,
-    early stops, the forecast of the final value over time, and the LR so far beside the planned one."""
+    """The ``curvecast`` tab: the runs compared (ranked by forecast, their curves on one chart), and per run the
+    observed curve, the latest forecast with its band, the target, anomalies, early stops, the forecast of the final
+    value over time, and the LR so far beside the planned one."""
 
     plugin_name = PLUGIN_NAME
 
@@ -44,7 +47,8 @@ class CurvecastPlugin(base_plugin.TBPlugin):
         self._data_provider = context.data_provider
 
     def get_plugin_apps(self) -> dict[str, Any]:
-        return {"/index.js": self._serve_js, "/runs": self._serve_runs, "/run": self._serve_run}
+        return {"/index.js": self._serve_js, "/runs": self._serve_runs, "/run": self._serve_run,
+                "/compare": self._serve_compare}  # fmt: skip
 
     def is_active(self) -> bool:
         return False  # active only through data_plugin_names: TensorBoard finds the plugin name in the data
@@ -80,6 +84,23 @@ class CurvecastPlugin(base_plugin.TBPlugin):
             body = json.dumps(run_data.unreadable_run(run, f"The run could not be read: {type(error).__name__}"))
         # UTF-8, not \u escapes: a character costs at most 4 bytes, not 12. The strings are checked: "replace" is a
         # last guard, for a lone surrogate that slipped through.
+        return http_util.Respond(request, body.encode("utf-8", "replace"), _JSON_UTF8)
+
+    @wrappers.Request.application
+    def _serve_compare(self, request: wrappers.Request) -> wrappers.Response:
+        chosen = request.args.getlist("run") if "run" in request.args else None
+        ctx, eid = _context(request)
+        try:
+            data = (
+                {"mode": "min", "horizons": [], "runs": [], "drawn": [], "warnings": []}
+                if self._data_provider is None
+                else comparison.compare_runs(self._data_provider, ctx, eid, chosen)
+            )
+        except Exception as error:  # whatever the runs' files hold, the tab still answers: nothing, and why
+            log.exception("curvecast tab: could not compare the runs")
+            data = {"mode": "min", "horizons": [], "runs": [], "drawn": [],
+                    "warnings": [f"The runs could not be compared: {type(error).__name__}"]}  # fmt: skip
+        body = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
         return http_util.Respond(request, body.encode("utf-8", "replace"), _JSON_UTF8)
 
 

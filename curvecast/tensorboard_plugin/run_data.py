@@ -27,7 +27,7 @@ from curvecast.tensorboard_plugin import documents
 from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, PLANNED_LR_TAG, PLUGIN_NAME, decode, parse
 from curvecast.tensorboard_plugin.thinning import extremes
 
-__all__ = ["list_runs", "read_run", "unreadable_run"]
+__all__ = ["RunReader", "list_runs", "read_run", "unreadable_run", "with_anomalies"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def list_runs(data_provider: Any, ctx: Any, experiment_id: str) -> list[str]:
 
 def read_run(data_provider: Any, ctx: Any, experiment_id: str, run: str) -> dict[str, Any] | None:
     """The chart data of ``run``, or None when it holds no curvecast documents."""
-    reader = _Reader(data_provider, ctx, experiment_id, run)
+    reader = RunReader(data_provider, ctx, experiment_id, run)
     raw = {tag: reader.latest_document(tag) for tag in _DOCUMENTS}
     if not reader.found:
         return None
@@ -76,18 +76,33 @@ def read_run(data_provider: Any, ctx: Any, experiment_id: str, run: str) -> dict
     forecast = checked.get(FORECAST_TAG)
     monitor = (forecast or {}).get("monitor") or "loss"
     history_tags = {name: FORECAST_PREFIX + name for name in ("final", "final_lo", "final_hi")}
+    anomalies = checked.get(EVENTS_TAG) or []
+    observed = _thinned(reader.scalars(logged_name(monitor)), _OBSERVED_POINTS)
     return {
         "run": run,
         "monitor": monitor,
-        "observed": _thinned(reader.scalars(logged_name(monitor)), _OBSERVED_POINTS),
+        "observed": with_anomalies(observed, anomalies, monitor),
         "forecast": forecast,
         "final_history": _history({name: reader.scalars(tag) for name, tag in history_tags.items()}),
         "lr": _thinned(reader.scalars(logged_name(LR)), _OBSERVED_POINTS),
         "planned_lr": checked.get(PLANNED_LR_TAG),
-        "anomalies": checked.get(EVENTS_TAG) or [],
+        "anomalies": anomalies,
         "stops": reader.stops(),
         "warnings": reader.warnings,
     }
+
+
+def with_anomalies(observed: list[list[float]], anomalies: list[dict[str, Any]], monitor: str) -> list[list[float]]:
+    """``observed`` with the monitor's anomalies at their own values, at the steps it lacks: TensorBoard keeps a
+    sample of a long series (1000 points a tag by default) that may step over a one-step spike, while the events
+    document holds each anomaly's value exactly. At most :data:`~curvecast.tensorboard_plugin.documents.ANOMALIES`
+    points are added."""
+    have = {p[0] for p in observed}
+    added = {a["step"]: a["value"] for a in anomalies
+             if a.get("series") == monitor and a.get("value") is not None and a["step"] not in have}  # fmt: skip
+    if not added:
+        return observed
+    return sorted([*observed, *([step, value] for step, value in added.items())], key=lambda p: p[0])
 
 
 def unreadable_run(run: str, reason: str) -> dict[str, Any]:
@@ -97,7 +112,7 @@ def unreadable_run(run: str, reason: str) -> dict[str, Any]:
             "anomalies": [], "stops": [], "warnings": [documents.text(reason, _WARNING_CHARS)]}  # fmt: skip
 
 
-class _Reader:
+class RunReader:
     """The reads of one run, each on its own: a read the loader fails is a warning and reads as no data."""
 
     def __init__(self, data_provider: Any, ctx: Any, experiment_id: str, run: str) -> None:

@@ -72,8 +72,8 @@ def test_layout_figures_forecast_curves_and_summary(run_dir):
     assert margin[0].margin.series[0].lower == "curvecast/forecast/final_lo"
     assert "curvecast/forecast/figure" in ea.Tags()["images"]
 
-    # The forecast curves live in the run itself, as data of the curvecast tab: no sub-run per forecast.
-    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["curvecast_summary"]
+    # Everything lives in the run itself (the forecast curves as data of the curvecast tab): no sub-run at all.
+    assert [p.name for p in run_dir.iterdir() if p.is_dir()] == []
     documents = [(e.step, decode(e.tensor_proto.string_val[0])) for e in ea.Tensors(FORECAST_TAG)]
     assert ea.SummaryMetadata(FORECAST_TAG).plugin_data.plugin_name == "curvecast"
     # One curve per twentieth of the run at most (every 12 steps here, so each forecast, made every 20 steps) and
@@ -88,12 +88,7 @@ def test_layout_figures_forecast_curves_and_summary(run_dir):
     assert middle["hi"][-1] > middle["lo"][-1]
     events = decode(ea.Tensors(EVENTS_TAG)[-1].tensor_proto.string_val[0])
     assert [a["step"] for a in events["anomalies"] if a["kind"] == "spike"] == [SPIKE]
-    summary = read_events(run_dir / "curvecast_summary")
-    assert "_hparams_/experiment" in summary.PluginTagToContent("hparams")
-    assert summary.Scalars("curvecast/summary/stopped_early")[-1].value == 0.0
-    assert summary.Scalars("curvecast/summary/best")[-1].value == pytest.approx(
-        min(e.value for e in ea.Scalars("curvecast/loss"))
-    )
+    assert not [t for t in ea.Tags()["scalars"] if t.startswith("curvecast/summary/")]  # no charts repeating the tab
 
 
 def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
@@ -115,7 +110,7 @@ def test_live_tensorboard_server_serves_curvecast_tags(run_dir):
     tags = get("/data/plugin/scalars/tags")
     run = run_dir.name
     assert set(tags[run]) >= FORECAST_TAGS
-    assert sorted(tags) == [run, f"{run}/curvecast_summary"]  # the run once, and its hparams summary
+    assert sorted(tags) == [run]  # the run once: no sub-run
     points = get(f"/data/plugin/scalars/scalars?run={run}&tag=curvecast/forecast/final")
     written = read_events(run_dir).Scalars("curvecast/forecast/final")
     assert [p[1] for p in points] == [e.step for e in written]  # every forecast served, at its step, in order
@@ -164,7 +159,7 @@ def test_the_lr_and_the_sensors_measures_are_in_tensorboard(run_dir):
 def test_observed_points_written_grow_with_reports_not_steps(tmp_path):
     """A report every 500 steps writes at most `observed_points` points: a long run's event file stays small."""
     bundle = Curvecast(forecast_every=500, background=False, forecast_budget=None,
-                       tensorboard=TensorBoardReporter(observed_points=50, figures=False, summary=False))  # fmt: skip
+                       tensorboard=TensorBoardReporter(observed_points=50, figures=False))  # fmt: skip
     trainer = tiny_trainer(tmp_path, [bundle], 2000, log_every_n_steps=1)
     trainer.fit(CurveModule(2000))
     loss = read_events(Path(trainer.logger.log_dir)).Scalars("curvecast/loss")
