@@ -26,12 +26,14 @@ Each cell is the median |relative error| of the final value; cover is the share 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,12 @@ QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0
 SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
 SCHEDULE_AWARE = ("tissue", "mpl")  # baselines that need the planned LR schedule: n/a where it is unknown
 DEFAULT_CACHE = Path("/tmp/curvecast_calibrate_baselines.json")
+OVERRIDDEN_MODULES = ("calibration", "curves", "forecaster", "hypotheses", "metric_map", "references", "uncertainty")
+# Without a schedule these are not refit here: the forecasts are made with the values calibration.py ships.
+UNKNOWN_SCHEDULE_CONSTANTS = (
+    "MAX_LOG_SCALE", "FLOOR_UNKNOWN_SCHEDULE", "FLOOR_SLOPE_UNKNOWN", "INTERVAL_SCALE_UNKNOWN", "INTERVAL_SCALE_SCORE"
+)  # fmt: skip
+SHIPPED = {name: getattr(cal, name) for name in UNKNOWN_SCHEDULE_CONSTANTS}
 
 
 def override(name: str, value: str) -> None:
@@ -76,7 +84,7 @@ def override(name: str, value: str) -> None:
         raise SystemExit(f"unknown calibration constant {name!r}")
     parsed = json.loads(value.replace("(", "[").replace(")", "]").replace("True", "true").replace("False", "false"))
     parsed = tuple(parsed) if isinstance(parsed, list) else parsed
-    for module in ("calibration", "curves", "forecaster", "hypotheses", "metric_map", "references", "uncertainty"):
+    for module in OVERRIDDEN_MODULES:
         mod = importlib.import_module(f"curvecast.forecasting.{module}")
         if hasattr(mod, name):
             setattr(mod, name, parsed)
@@ -94,21 +102,53 @@ def tasks(runs: list[dict]) -> list[tuple[dict, float, int]]:
     return out
 
 
+@contextlib.contextmanager
+def shipped(names: tuple[str, ...]) -> Iterator[None]:
+    """The constants ``names`` at the values calibration.py ships, wherever the forecasting modules imported them,
+    for the duration (whatever ``override`` set), then back."""
+    import importlib
+
+    modules = [importlib.import_module(f"curvecast.forecasting.{m}") for m in OVERRIDDEN_MODULES]
+    saved = [(m, n, getattr(m, n)) for m in modules for n in names if hasattr(m, n)]
+    for m, n, _ in saved:
+        setattr(m, n, SHIPPED[n])
+    try:
+        yield
+    finally:
+        for m, n, value in saved:
+            setattr(m, n, value)
+
+
 def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
-    """One forecast: its error, whether it was made, and what its interval is made of (to rescale it later)."""
+    """One forecast: its error, whether it was made, and what its interval is made of (to rescale it later).
+
+    Without a schedule the interval's scales, floors and cap are those calibration.py ships (solved per kind of
+    metric by ``benchmarks/wild_forecasts.py``) and the forecast is made as the forecaster makes it (a too-uncertain
+    one falls back to the curve's recent level there, which a lifted cap would never do): the row is ``fixed``."""
     t, y = run["steps"][:n], run["values"][:n]
     fc = Forecaster(**config)
-    f = fc.fit(t, y, horizon=run["horizon"], lrs=run["lrs"], mode=run["mode"], bounds=run["bounds"])
+    fixed = run["lrs"] is None
+    with shipped(UNKNOWN_SCHEDULE_CONSTANTS) if fixed else contextlib.nullcontext():
+        f = fc.fit(t, y, horizon=run["horizon"], lrs=run["lrs"], mode=run["mode"], bounds=run["bounds"])
+    if fixed:
+        lo, hi = f.interval(0.8) if f.ok else (math.nan, math.nan)
+        fixed_covered = bool(lo <= run["truth"] <= hi)
     fallback = last_value(t, y, run["horizon"], run["lrs"])  # nothing made: the last-value baseline stands in
     final = f.final if f.ok else fallback
     row = {"err": abs(final / run["truth"] - 1.0), "ok": f.ok, "known": run["lrs"] is not None}
     row["fallback_err"] = abs(fallback / run["truth"] - 1.0)
-    row.update(dist=math.inf, rest2=0.0, floor=0.0)
+    if fixed:
+        row.update(fixed=True, fixed_covered=fixed_covered)
+    row.update(dist=math.inf, rest2=0.0, floor=0.0, noise=0.0)
     if f.ok:
         y_true, y_hat = float(f.mapping.to_y(run["truth"])), float(f.mapping.to_y(f.final))
         parts = f.diagnostics.scale_parts
         row["floor"] = parts["floor"]
-        row["rest2"] = sum(v * v for k, v in parts.items() if k != "floor")
+        row["noise"] = f.diagnostics.noise_floor
+        # Without a schedule the level's noise is not scaled: the point's scatter adds as it is
+        # (``uncertainty.interval_log_scale``).
+        unscaled = ("floor",) if row["known"] else ("floor", "noise")
+        row["rest2"] = sum(v * v for k, v in parts.items() if k not in unscaled)
         if y_true > 0:
             row["dist"] = abs(math.log(y_true / y_hat))
     return row
@@ -119,9 +159,19 @@ def rescaled(row: dict, scale: float, floor_factor: float, cap: float) -> dict:
     (its log-scale at most ``cap``) and whether its 80 % interval holds the truth. Forecasts are made with the cap
     lifted so that the rows depend on none of the scales and caps in ``calibration.py``; the cap is applied here, as
     the forecaster would (an unmade forecast falls back to the last-value baseline)."""
-    sd = scale * math.sqrt(row["rest2"] + (floor_factor * row["floor"]) ** 2)
+    if row.get("fixed"):  # made and sized as the forecaster ships it
+        return dict(row, covered=row["fixed_covered"])
+    sd = _sd(row, scale, floor_factor)
     ok = row["ok"] and sd <= cap
     return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and row["dist"] <= Z80 * sd)
+
+
+def _sd(row: dict, scale: float, floor_factor: float) -> float:
+    """The row's log-scale at ``scale`` and ``floor_factor``, as ``uncertainty.interval_log_scale`` builds it: the
+    point's scatter a floor with the schedule, added in quadrature without it."""
+    model = scale * math.sqrt(row["rest2"] + (floor_factor * row["floor"]) ** 2)
+    noise = row.get("noise", 0.0)
+    return max(model, noise) if row.get("known", True) else math.hypot(model, noise)
 
 
 def covered(row: dict, scale: float, floor_factor: float) -> bool:
@@ -158,8 +208,15 @@ def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored:
 def _need(row: dict, factor: float) -> float:
     """The scale at which the row's 80 % interval just holds the truth (0 for an exact forecast with no spread, such
     as an accuracy forecast and found at its bound 1.0)."""
+    noise = Z80 * row.get("noise", 0.0)
+    if row["dist"] <= noise:
+        return 0.0
     sd = Z80 * math.sqrt(row["rest2"] + (factor * row["floor"]) ** 2)
-    return row["dist"] / sd if sd > 0 else 0.0 if row["dist"] == 0 else math.inf
+    if not sd > 0:
+        return math.inf
+    if row.get("known", True):
+        return row["dist"] / sd
+    return math.sqrt(row["dist"] ** 2 - noise**2) / sd
 
 
 def scales(rows: list[dict], groups: list[str]) -> dict[bool, tuple[float, float]]:
@@ -167,7 +224,8 @@ def scales(rows: list[dict], groups: list[str]) -> dict[bool, tuple[float, float
     alike, the factor chosen so that the groups' coverages sit closest to 80 %."""
     out = {}
     for known in (True, False):
-        sel = [(r, g) for r, g in zip(rows, groups, strict=True) if r["known"] == known and r["ok"]]
+        pairs = zip(rows, groups, strict=True)
+        sel = [(r, g) for r, g in pairs if r["known"] == known and r["ok"] and not r.get("fixed")]
         if not sel:
             out[known] = (1.0, 1.0)
             continue
@@ -298,6 +356,8 @@ def main() -> None:
         k, factor = in_scales[known]
         floor = factor * getattr(cal, f"FLOOR_{name}_SCHEDULE")  # the floor the rows were made with
         print(f"  INTERVAL_SCALE_{name} = {k:.3g}, FLOOR_{name}_SCHEDULE = {floor:.3g}")
+    print("  (without a schedule the forecasts are made as shipped: the scales, floors and cap of calibration.py,")
+    print("   solved per kind of metric by benchmarks/wild_forecasts.py; the UNKNOWN line above is not used)")
     print(f"grid: {len(configs)} points, {time.perf_counter() - t0:.0f} s in all")
     if args.save:
         rows = [dict(m, **{"in": i, "out": o, **b}) for m, i, o, b in zip(meta, in_rows, out_rows, base, strict=True)]

@@ -29,8 +29,9 @@ def _fit(tmp_path: Path, logger, curvecast: Curvecast, steps: int = STEPS, val: 
 
 
 def _watch(**kwargs) -> Curvecast:
-    """A bundle forecasting inline every 8 steps, nothing but the forecast."""
-    return Curvecast(forecast_every=8, background=False, forecast_budget=None, gradient_noise=False,
+    """A bundle forecasting inline as each batch of losses reaches the host (after steps 7, 15, ...: every 8 steps on
+    one CPU), nothing but the forecast."""
+    return Curvecast(forecast_every=4, background=False, forecast_budget=None, gradient_noise=False,
                      throughput=False, advice=False, log_forecasts=False, **kwargs)  # fmt: skip
 
 
@@ -58,7 +59,7 @@ def test_finished_runs_in_the_log_directory_inform_the_forecast_and_the_live_run
         assert not alone_at[report.step].ok or error < abs(alone_at[report.step].final / truth - 1)
     # By a quarter of the run the references have pinned the final loss; an eighth in, on a handful of points past
     # the transient, the forecast is closer than alone but still says it is unsure.
-    assert early[-1].step == STEPS // 4
+    assert early[-1].step + 1 == STEPS // 4  # steps 0..15: the losses reach the host every 8 steps on one CPU
     assert abs(early[-1].forecast.final / truth - 1) < 0.1
     assert early[0].forecast.log_scale > early[-1].forecast.log_scale
 

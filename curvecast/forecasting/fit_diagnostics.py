@@ -42,6 +42,9 @@ class FitDiagnostics:
         scale_parts: the independent sources of the predictive log-scale by name (``uncertainty.log_scale_parts``),
             before the calibrated interval scale multiplies their sum.
         members: the ensemble as ``(weight, member)`` pairs, weights summing to 1, in the order they were fitted.
+        interval_scale: the calibrated multiplier of the sum of ``scale_parts`` (``calibration.py``).
+        noise_floor: the least log-scale the interval may have: the noise of one logged point of the series, which
+            the value logged at the horizon carries whatever the fit knows.
     """
 
     binned: Binned
@@ -49,3 +52,5 @@ class FitDiagnostics:
     slope: float
     scale_parts: dict[str, float]
     members: tuple[tuple[float, Member], ...]
+    interval_scale: float = 1.0
+    noise_floor: float = 0.0

@@ -5,11 +5,16 @@ a loss as it is, an accuracy as its distance to the bound, a loss that goes nega
 (bounded cost), skip the early transient, then fit each model by robust variable projection (``varpro.py``). With the
 planned LR schedule the model is the Multi-Power Law with a prior on its annealing coefficient (the size of the drop
 the coming LR decay will bring, which the prefix cannot show), joined by prior-free variants once part of the decay is
-seen; without it, Domhan-style families (``hypotheses.py`` picks the candidates); finished runs of the same recipe add
-a member that follows their shape (``references.py``). Members are weighted by how well each forecast a held-back
-tail of the observed curve. The interval combines the parameter uncertainty, the spread of the ensemble, and the
-held-back forecast error grown to the horizon's distance (``uncertainty.py``); the fitted constants live in
-``calibration.py``.
+seen; without it (or at a planned constant LR), Domhan-style families (``hypotheses.py`` picks the candidates) and
+the flat hypothesis, the curve's recent level (``flat.py``): a curve that is not learning is forecast flat; finished
+runs of the same recipe add a member that follows their shape (``references.py``). Members are weighted by how well
+each forecast a held-back tail of the observed curve (a stalled curve's flat member with a prior weight, and no say
+for a law that would speed its fall up past the data); when the laws disagree past what an interval can say, a
+stalled curve, or one whose tail its level forecast best, is forecast at that level alone. The interval combines the
+parameter uncertainty, the spread of the ensemble, and the held-back forecast error grown to the horizon's distance
+(``uncertainty.py``), is never narrower than one logged
+point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without a schedule;
+the fitted constants live in ``calibration.py``.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ from curvecast.forecasting.calibration import (
     ANNEAL_PRIOR_SD,
     ANNEAL_SD_RANGE,
     ANNEAL_SD_SLOPE,
+    FLAT_STALLED_WEIGHT,
     HOLDOUT,
     INTERVAL_SCALE_KNOWN,
+    INTERVAL_SCALE_SCORE,
     INTERVAL_SCALE_UNKNOWN,
     MAX_LOG_SCALE,
     MAX_REACH,
@@ -40,10 +47,16 @@ from curvecast.forecasting.calibration import (
 )
 from curvecast.forecasting.curves import Family
 from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
+from curvecast.forecasting.flat import FlatMember, flat_candidate, stall_window
 from curvecast.forecasting.forecast import Forecast
-from curvecast.forecasting.hypotheses import candidate_families, holdout_weights
+from curvecast.forecasting.hypotheses import (
+    CONSTANT_LR_FAMILIES,
+    candidate_families,
+    holdout_weights,
+    without_cliffs,
+)
 from curvecast.forecasting.metric_map import check_mode_bounds, metric_map
-from curvecast.forecasting.preprocess import Binned, bin_curve, check_horizon, check_inputs
+from curvecast.forecasting.preprocess import Binned, bin_curve, check_horizon, check_inputs, point_scatter
 from curvecast.forecasting.references import (
     Reference,
     ReferenceMember,
@@ -52,7 +65,7 @@ from curvecast.forecasting.references import (
     reference_shape,
 )
 from curvecast.forecasting.schedule import LRSchedule
-from curvecast.forecasting.uncertainty import log_scale, log_scale_parts
+from curvecast.forecasting.uncertainty import interval_log_scale, log_scale_parts
 from curvecast.forecasting.varpro import fit_grid, huber_weights
 
 __all__ = ["Forecaster"]
@@ -91,6 +104,9 @@ class _FitContext:
     level: float  # the recent level of y: the unit of the annealing prior
     slope: float  # the log-log slope of y projected to the coming decay: the size of the annealing prior
     cut: float  # the bins after this step are held back
+    stalled: bool  # the latest half of the window shows no fall clear of the noise (``flat.stall_window``)
+    mode: str = "min"  # the metric's direction: the interval's calibration differs for a loss and a score
+    scatter: float = 0.0  # the scatter of one logged point (``preprocess.point_scatter``): the interval's least width
 
     @property
     def t_last(self) -> float:
@@ -132,7 +148,7 @@ class Forecaster:
         >>> loss = 2.0 + 3.0 / np.sqrt(steps)  # observed up to step 400 of 1000
         >>> forecast = Forecaster().fit(steps, loss, horizon=1000)
         >>> forecast.ok, round(forecast.final, 2), [round(x, 2) for x in forecast.interval(0.8)]
-        (True, 2.11, [2.09, 2.12])
+        (True, 2.11, [1.89, 2.34])
         >>> accuracy = 0.9 - 0.5 / np.sqrt(steps)  # higher is better, at most 1
         >>> forecast = Forecaster().fit(steps, accuracy, horizon=1000, mode="max", bounds=(0.0, 1.0))
         >>> forecast.mode, round(forecast.final, 3), 500 < forecast.step_to_reach(0.88) < 800
@@ -232,7 +248,9 @@ class Forecaster:
         try:
             with np.errstate(all="ignore"):
                 shapes = [reference_shape(r, mapping, self.max_bins) for r in refs]
-                forecast = self._forecast(data, horizon, schedule, float(s[-1]), [x for x in shapes if x])
+                scatter = point_scatter(y, c[finite])
+                shapes = [x for x in shapes if x]
+                forecast = self._forecast(data, horizon, schedule, float(s[-1]), shapes, mode, scatter)
         except (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError) as err:
             return Forecast.failed(f"the fit failed numerically ({err})", horizon, last, mapping)
         if not forecast.ok:
@@ -258,23 +276,59 @@ class Forecaster:
         return Binned(binned.steps[keep], binned.values[keep], binned.counts[keep], binned.noise)
 
     def _forecast(
-        self, data: Binned, horizon: int, schedule: LRSchedule | None, t_obs: float, shapes: list[ReferenceShape]
+        self,
+        data: Binned,
+        horizon: int,
+        schedule: LRSchedule | None,
+        t_obs: float,
+        shapes: list[ReferenceShape],
+        mode: str = "min",
+        scatter: float = 0.0,
     ) -> Forecast:
         """The forecast of the falling quantity y in ``data`` (all values > 0), in y's units: fit the candidates,
         weigh them on the held-back tail, then size the interval."""
         if horizon > MAX_REACH * max(t_obs, 1.0):
             reason = f"the horizon is {horizon / max(t_obs, 1.0):.3g}x the last step, past the {MAX_REACH:g}x forecast"
             return Forecast.failed(reason, horizon, int(t_obs))
-        fit = self._context(data, horizon, schedule, t_obs)
+        fit = self._context(data, horizon, schedule, t_obs, mode, scatter)
         fits, errors, backtests = self._fit_candidates(fit, shapes)
         weights = _ensemble_weights(fit, fits, errors)
         if weights is None:
             return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
+        if not fit.known and fit.stalled:
+            weights = without_cliffs(fits, weights, float(fit.data.steps[0]), fit.t_last, float(fit.horizon))
+            if weights is None:
+                return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
+        flat = [i for i, f in enumerate(fits) if isinstance(f, FlatMember)]
+        if flat and fit.stalled:
+            # A curve whose latest half shows no fall clear of its noise is not learning: the flat hypothesis gets
+            # the weight its prior gives a stalled curve.
+            weights[flat] *= FLAT_STALLED_WEIGHT
+            weights /= weights.sum()
         members = tuple((w, f) for w, f in zip(weights, fits, strict=True) if w > 0)
-        return self._made(fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0])
+        forecast = self._made(fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0])
+        if forecast.ok or not flat or forecast.diagnostics is None:
+            return forecast
+        if not (fit.stalled or weights[flat[0]] >= weights.max()):
+            return forecast  # a curve still falling, the flat hypothesis not the best: too uncertain it stays
+        # The laws disagree past what an interval can say: a curve whose future no law can tell, stalled or whose
+        # held-back tail its level forecast best, is forecast at that level (the flat hypothesis alone), with the
+        # interval that hypothesis' own held-back error gives, at most the widest a forecast may have.
+        i = flat[0]
+        alone = self._made(fit, ((1.0, fits[i]),), np.array([backtests[i]], dtype=np.float64))
+        return alone if alone.ok else forecast
 
-    def _context(self, data: Binned, horizon: int, schedule: LRSchedule | None, t_obs: float) -> _FitContext:
-        """The values of one fit its steps share: the recent level, the slope behind the prior, the hold-back cut."""
+    def _context(
+        self,
+        data: Binned,
+        horizon: int,
+        schedule: LRSchedule | None,
+        t_obs: float,
+        mode: str = "min",
+        scatter: float = 0.0,
+    ) -> _FitContext:
+        """The values of one fit its steps share: the recent level, the slope behind the prior, the hold-back cut,
+        whether the curve has stalled, and the scatter of one logged point (at least the noise the fit weighs by)."""
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
         slope = _log_slope(data)
         if schedule is not None:
@@ -284,22 +338,29 @@ class Forecaster:
             if later.size:
                 slope *= (float(later[0]) / float(data.steps[-1])) ** -MPL_ALPHA
         cut = data.steps[0] + (1.0 - self.holdout) * (float(data.steps[-1]) - data.steps[0])
-        return _FitContext(data, horizon, t_obs, schedule, level, slope, cut)
+        stalled = stall_window(data) is not None
+        return _FitContext(data, horizon, t_obs, schedule, level, slope, cut, stalled, mode, max(scatter, data.noise))
 
     def _fit_candidates(
         self, fit: _FitContext, shapes: list[ReferenceShape]
-    ) -> tuple[list[_Fitted | ReferenceMember], list[float], list[float]]:
+    ) -> tuple[list[Member], list[float], list[float]]:
         """Every candidate (the families, then the references' shapes) fitted: the members, their held-back errors
         and their backtests."""
         data = fit.data
         families, laws = candidate_families(data, fit.schedule, fit.cut, fit.t_obs, fit.horizon, True)
         head = data.steps <= fit.cut
         can_hold_back = head.sum() >= 5 and (~head).sum() >= 2
-        fits: list[_Fitted | ReferenceMember] = []
+        fits: list[Member] = []
         errors, backtests = [], []
         candidates: list[Family | None] = [*families, None] if shapes else list(families)  # None: the references
         for fam in candidates:
             full, err, backtest = self._fit_candidate(fit, fam, shapes, laws, head if can_hold_back else None)
+            fits.append(full)
+            errors.append(err if math.isfinite(err) else math.inf)
+            backtests.append(backtest)
+        if not fit.known or CONSTANT_LR_FAMILIES & {f.name for f in families}:
+            # At a constant (or unknown) LR nothing says the curve must fall: the flat hypothesis competes.
+            full, err, backtest = flat_candidate(data, head if can_hold_back else None)
             fits.append(full)
             errors.append(err if math.isfinite(err) else math.inf)
             backtests.append(backtest)
@@ -350,9 +411,15 @@ class Forecaster:
             reason = f"the fitted curve does not stay positive (forecast {final:g})"
             return Forecast.failed(reason, horizon, int(t_obs))
         parts = self._scale_parts(fit, members, finals, w_m, final, backtests)
-        calibrated = self.interval_scale * (INTERVAL_SCALE_KNOWN if fit.known else INTERVAL_SCALE_UNKNOWN)
-        scale = calibrated * log_scale(parts)
-        diagnostics = FitDiagnostics(fit.data, fit.schedule, fit.slope, parts, members)
+        calibrated, noise = self._interval_scale(fit, parts)
+        scale = interval_log_scale(parts, calibrated, noise, fit.known)
+        diagnostics = FitDiagnostics(fit.data, fit.schedule, fit.slope, parts, members, calibrated, noise)
+        if not noise <= MAX_LOG_SCALE:
+            reason = f"too noisy to forecast: one logged point scatters by a log-scale of {noise:.3g}"
+            return replace(Forecast.failed(reason, horizon, int(t_obs)), diagnostics=diagnostics)
+        if not scale <= MAX_LOG_SCALE and all(isinstance(f, FlatMember) for _, f in members) and math.isfinite(scale):
+            # The recent level of a curve no law can tell: a forecast with the widest interval one may have.
+            scale = MAX_LOG_SCALE
         if not scale <= MAX_LOG_SCALE:
             reason = (
                 f"too uncertain to forecast: the horizon lies too far past the data (log-scale {scale:.3g} > "
@@ -371,6 +438,17 @@ class Forecaster:
             curve=curve,
             diagnostics=diagnostics,
         )
+
+    def _interval_scale(self, fit: _FitContext, parts: dict[str, float]) -> tuple[float, float]:
+        """The calibrated multiplier of the fit's uncertainty and the noise the logged value at the horizon carries
+        (``uncertainty.interval_log_scale`` puts them together)."""
+        if fit.known:
+            return self.interval_scale * INTERVAL_SCALE_KNOWN, self.interval_scale * fit.scatter
+        # Without a planned schedule the multiplier is calibrated per kind of metric (a loss, a score), and it
+        # multiplies only what the extrapolation does not know (the laws' spread, the held-back error): the noise of
+        # the point to be logged adds as it is (the level's own noise, its mean over the latest points, is far less).
+        scale = INTERVAL_SCALE_UNKNOWN if fit.mode == "min" else INTERVAL_SCALE_SCORE
+        return self.interval_scale * scale, self.interval_scale * fit.scatter
 
     def _scale_parts(
         self,
@@ -394,6 +472,7 @@ class Forecaster:
             horizon=float(fit.horizon),
             anneal_sd=anneal_sd / final * float(np.clip(fit.slope / ANNEAL_SD_SLOPE, *ANNEAL_SD_RANGE)),
             schedule_known=fit.known,
+            slope=fit.slope,
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         )
 
@@ -449,9 +528,7 @@ def _usable_schedule(lr: np.ndarray | LRSchedule | None) -> LRSchedule | None:
     return LRSchedule(lr) if lr is not None and lr.max() > 0 else None
 
 
-def _ensemble_weights(
-    fit: _FitContext, fits: list[_Fitted | ReferenceMember], errors: list[float]
-) -> np.ndarray | None:
+def _ensemble_weights(fit: _FitContext, fits: list[Member], errors: list[float]) -> np.ndarray | None:
     """The members' weights from their held-back errors, summing to 1 (0 for a member that does not stay positive
     at the horizon); None when no member has a say."""
     at_h = np.array([float(fit.horizon)])

@@ -11,12 +11,16 @@ law. Each candidate is then weighted by how well it forecasts the held-back tail
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from curvecast.forecasting.calibration import (
+    CLIFF_RATIO,
     COSINE_REACH,
+    FLAT_WEIGHT,
     LOGLOG_FROM,
     LONG_REACH,
     REFERENCE_WEIGHT,
@@ -47,6 +51,7 @@ __all__ = [
     "candidate_families",
     "holdout_weights",
     "prior_weights",
+    "without_cliffs",
 ]
 
 # Prior-free members whose annealing response follows u^p (u = LR / peak) instead of u: the loss of many vision and
@@ -150,4 +155,35 @@ def prior_weights(names: list[str], errors: np.ndarray) -> np.ndarray:
             out[i] = 0.0
         elif n == "reference":
             out[i] = REFERENCE_WEIGHT
+        elif n == "flat":
+            out[i] = FLAT_WEIGHT
     return out
+
+
+def without_cliffs(
+    members: Sequence[Callable[[np.ndarray], np.ndarray]],
+    weights: np.ndarray,
+    first: float,
+    last: float,
+    horizon: float,
+) -> np.ndarray | None:
+    """``weights`` (summing to 1 again) with no say left to a law whose fall speeds up past the data: one that falls
+    faster in log-log between the ``last`` step and the ``horizon`` than ``CLIFF_RATIO`` times it fell from the
+    ``first`` step of its window to the last (a Janoschek curve whose time constant lies past the data). For a
+    curve that has stalled: learning curves slow down in log-log. The flat and reference members and the cosine
+    hypothesis (whose drop is the coming LR decay) keep theirs. None when nothing keeps a say.
+    """
+    if not (first > 0 and last > first and horizon > last):
+        return weights
+    out = np.array(weights, dtype=np.float64)
+    for i, member in enumerate(members):
+        if out[i] == 0 or getattr(member, "name", "") in ("flat", "reference", "mpl-cosine-guess"):
+            continue
+        y0, y1, yh = (float(v) for v in member(np.array([first, last, horizon])))
+        if not (y0 > 0 and y1 > 0 and yh > 0):
+            continue
+        seen = max(math.log(y0 / y1), 0.0) / math.log(last / first)
+        ahead = math.log(y1 / yh) / math.log(horizon / last)
+        if ahead > CLIFF_RATIO * seen + 1e-3:
+            out[i] = 0.0
+    return out / out.sum() if out.sum() > 0 else None

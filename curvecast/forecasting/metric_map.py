@@ -6,8 +6,10 @@ another kind is mapped to such a quantity ``y = sign * value - base`` (``sign`` 
 - a positive loss (``mode="min"``, every value > 0, no bounds given): ``y = value``, the laws' own floor at 0;
 - a metric with a bound on its good side (accuracy in [0, 1] with ``mode="max"``: ``y = 1 - value``, the error rate):
   the bound is the floor, so forecasts never cross it;
-- anything else (a loss that goes negative or reaches 0, a reward): the floor is estimated as the best value seen
-  plus ``FLOOR_MARGIN`` times the observed range, so the forecast may improve on the best value by at most that much.
+- anything else (a loss that goes negative or reaches 0, a reward): the floor is the best value seen, improved by as
+  much as the series improved from the first half of its points to the second (at least ``BOUND_NUDGE`` and at most
+  ``FLOOR_MARGIN`` times the observed range), so the forecast may improve on the best value by what the data
+  supports and no more.
 
 Bounds the caller gives also clip intervals and point forecasts; nothing is inferred from the values but the floor.
 """
@@ -83,5 +85,16 @@ def metric_map(values: np.ndarray, mode: str, lo: float, hi: float) -> MetricMap
         return MetricMap(mode, base, lo, hi)
     if mode == "min" and best > 0:
         return MetricMap(mode, 0.0, lo, hi)
-    margin = FLOOR_MARGIN * span if span > 0 else max(abs(best), 1.0)
-    return MetricMap(mode, best - margin, lo, hi)
+    return MetricMap(mode, best - _floor_margin(z, span, best), lo, hi)
+
+
+def _floor_margin(z: np.ndarray, span: float, best: float) -> float:
+    """How far past the best value ``best`` of ``z`` (the metric signed to fall) the floor sits when nothing bounds
+    it: as far as the series improved from the first half of its points to the second (medians: one lucky point
+    moves neither), at least ``BOUND_NUDGE`` of the range and at most ``FLOOR_MARGIN`` times it. A loss falling
+    through zero keeps falling about as fast as it did; one that stopped improving stays near its best."""
+    if not span > 0:
+        return max(abs(best), 1.0)
+    half = len(z) // 2
+    progress = float(np.median(z[:half]) - np.median(z[half:])) if half >= 2 else span
+    return float(np.clip(progress, BOUND_NUDGE * span, FLOOR_MARGIN * span))

@@ -15,7 +15,7 @@ import numpy as np
 
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["Binned", "bin_curve", "check_horizon", "check_inputs"]
+__all__ = ["Binned", "bin_curve", "check_horizon", "check_inputs", "point_scatter"]
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,16 @@ def _float(x: object) -> float:
         return math.inf if x > 0 else -math.inf  # type: ignore[operator]
 
 
-def _noise(values: np.ndarray, counts: np.ndarray) -> float:
-    """Robust relative std of one raw point: MAD of second differences of logs, scaled for the counts per mean."""
+def point_scatter(values: np.ndarray, counts: np.ndarray) -> float:
+    """The scatter of one logged point of ``values`` (positive, relative): the larger of the noise estimate the fit
+    weighs by and the same taken about the median second difference (a curve bending steadily moves the first).
+    The least an interval for the value logged at some later step may be."""
+    return max(_noise(values, counts), _noise(values, counts, centered=True))
+
+
+def _noise(values: np.ndarray, counts: np.ndarray, centered: bool = False) -> float:
+    """Robust relative std of one raw point: MAD of second differences of logs, scaled for the counts per mean
+    (``centered``: about their median rather than zero)."""
     tail = slice(-20_000, None)  # the recent part is enough and bounds the median's cost
     v, c = values[tail], counts[tail]
     v = np.log(v) if np.all(v > 0) else v / max(float(np.median(np.abs(v))), 1e-12)
@@ -116,8 +124,10 @@ def _noise(values: np.ndarray, counts: np.ndarray) -> float:
         return 0.0
     # Second differences cancel a locally linear trend; var(v0 - 2 v1 + v2) = sigma^2 (1/c0 + 4/c1 + 1/c2).
     d2 = v[:-2] - 2.0 * v[1:-1] + v[2:]
-    scale = np.sqrt(1.0 / c[:-2] + 4.0 / c[1:-1] + 1.0 / c[2:])
-    return float(1.4826 * np.median(np.abs(d2 / scale)))
+    d2 = d2 / np.sqrt(1.0 / c[:-2] + 4.0 / c[1:-1] + 1.0 / c[2:])
+    if centered:
+        d2 = d2 - np.median(d2)
+    return float(1.4826 * np.median(np.abs(d2)))
 
 
 def bin_curve(steps: np.ndarray, values: np.ndarray, counts: np.ndarray, max_bins: int) -> Binned:

@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 
-from curvecast.forecasting.calibration import FLOOR_KNOWN_SCHEDULE, FLOOR_UNKNOWN_SCHEDULE
+from curvecast.forecasting.calibration import FLOOR_KNOWN_SCHEDULE, FLOOR_SLOPE_UNKNOWN, FLOOR_UNKNOWN_SCHEDULE
 
-__all__ = ["log_scale", "log_scale_parts"]
+__all__ = ["interval_log_scale", "log_scale", "log_scale_parts"]
 
 
 def log_scale_parts(
@@ -30,6 +30,7 @@ def log_scale_parts(
     anneal_sd: float,
     noise: float,
     schedule_known: bool,
+    slope: float = 0.0,
 ) -> dict[str, float]:
     """The independent sources of the log-scale, by name (all relative errors); ``log_scale`` adds them up."""
     reach = math.log(max(horizon, 1.0) / max(last, 1.0))
@@ -42,7 +43,12 @@ def log_scale_parts(
     if math.isfinite(backtest) and holdout_span > 0:
         span = math.log(max(last, 1.0) / max(last - holdout_span, 1.0, first))
         held = abs(backtest) * reach / max(span, 1e-3)
-    floor = FLOOR_KNOWN_SCHEDULE * reach**2.5 if schedule_known else FLOOR_UNKNOWN_SCHEDULE * reach**0.6
+    if schedule_known:
+        floor = FLOOR_KNOWN_SCHEDULE * reach**2.5
+    else:
+        # A curve still falling may fall far more than its laws say once an unseen LR decay comes (or far less once
+        # it stalls): the floor grows with the log-drop the current log-log slope would bring over the reach.
+        floor = FLOOR_UNKNOWN_SCHEDULE * reach**0.6 + FLOOR_SLOPE_UNKNOWN * slope * reach
     return {"spread": spread, "held": held, "anneal": anneal_sd, "noise": noise, "floor": floor}
 
 
@@ -50,3 +56,17 @@ def log_scale(parts: dict[str, float]) -> float:
     """Standard deviation of log(metric at horizon): the sources in ``parts`` are independent, so they add in
     quadrature."""
     return float(math.sqrt(sum(v * v for v in parts.values())))
+
+
+def interval_log_scale(parts: dict[str, float], calibrated: float, noise: float, schedule_known: bool) -> float:
+    """The forecast's log-scale: ``calibrated`` times the sources in ``parts``, never under ``noise`` (the scatter of
+    one logged point of the series, which the value logged at the horizon carries).
+
+    With the planned schedule the calibrated scale multiplies every source and ``noise`` is a floor. Without it the
+    scale multiplies what the extrapolation does not know (the laws' spread, the held-back error, the floor) and
+    ``noise`` adds in quadrature (the level's noise, ``parts["noise"]``, is left to the point's).
+    """
+    if schedule_known:
+        return max(calibrated * log_scale(parts), noise)
+    model = log_scale({k: v for k, v in parts.items() if k != "noise"})
+    return float(math.hypot(calibrated * model, noise))
