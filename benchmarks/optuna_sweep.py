@@ -15,7 +15,8 @@ methods differ only in which trials they stop, and when. Every trial is a real L
   ``HyperbandPruner`` with their default settings, fed by a callback that reports ``val_loss`` at each validation and
   prunes on ``trial.should_prune()`` (what optuna-integration's ``PyTorchLightningPruningCallback`` does; reported at
   the optimizer step, so every trial's points line up);
-- ``curvecast``: ``ForecastPruningCallback`` (with ``use_pruner=False``, under a ``NopPruner``).
+- ``curvecast``: the study's pruner is ``ForecastPruner``, fed by ``Curvecast(monitor="val_loss")`` and its
+  ``TrialReporter`` (the bundle's reports sent to the trial, with the run's horizon, schedule and forecast).
 
 Printed per seed and method: steps trained as a share of the unpruned sweep's, the best value found, and its regret
 (how much worse than the unpruned sweep's best, relative); then the mean over seeds and the worst seed's regret.
@@ -42,7 +43,8 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from curvecast.integrations.optuna import ForecastPruningCallback  # noqa: E402
+from curvecast import Curvecast  # noqa: E402
+from curvecast.integrations.optuna import ForecastPruner, TrialReporter  # noqa: E402
 
 METHODS = ("none", "median", "halving", "hyperband", "curvecast")
 FEATURES = 8
@@ -133,6 +135,7 @@ def pruner(method: str) -> optuna.pruners.BasePruner:
         "median": optuna.pruners.MedianPruner,
         "halving": optuna.pruners.SuccessiveHalvingPruner,
         "hyperband": optuna.pruners.HyperbandPruner,
+        "curvecast": ForecastPruner,
     }.get(method, optuna.pruners.NopPruner)()
 
 
@@ -161,18 +164,19 @@ def run_sweep(method: str, seed: int, args: argparse.Namespace) -> Sweep:
         model = MLP(lr, width, depth, weight_decay, args.steps, run_seed)
         train = DataLoader(Batches(x, y, batch_size, args.steps, run_seed), batch_size=None, shuffle=False)
         if method == "curvecast":
-            callback: pl.Callback = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False)
+            # A forecast after every validation (no time budget): the trial is judged at each of them.
+            bundle = Curvecast(monitor="val_loss", forecast_budget=None, gradient_noise=False, throughput=False,
+                               advice=False, tensorboard=False, log_forecasts=False)  # fmt: skip
+            callbacks: list[pl.Callback] = [bundle, TrialReporter(trial)]
         else:
-            callback = ReportAndPrune(trial)
+            callbacks = [ReportAndPrune(trial)]
         trainer = pl.Trainer(
             accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, num_sanity_val_steps=0, max_steps=args.steps,
-            val_check_interval=args.val_every, check_val_every_n_epoch=None, callbacks=[callback],
+            val_check_interval=args.val_every, check_val_every_n_epoch=None, callbacks=callbacks,
         )  # fmt: skip
         try:
-            trainer.fit(model, train, val)
-            if method == "curvecast":
-                callback.check_pruned()
+            trainer.fit(model, train, val)  # raises optuna.TrialPruned when the trial is pruned
         finally:
             result.steps += int(trainer.global_step)
         return float(trainer.callback_metrics["val_loss"])

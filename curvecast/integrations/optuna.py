@@ -1,4 +1,12 @@
-"""ForecastPruningCallback: prune an Optuna trial whose forecast says it will end worse than the study's best trial.
+"""Optuna: a pruner over the whole study, the bundle's reports sent to a trial, and the older one-trial callback.
+
+- :class:`ForecastPruner` (an ``optuna.pruners.BasePruner``) judges a trial against every trial of the study, read
+  from its storage (so any number of worker processes share one RDB storage), and against its own forecast.
+- :class:`TrialReporter` (an actuator beside the ``Curvecast`` bundle) reports the bundle's monitor to the trial with
+  the run's horizon, planned LR schedule and forecast, and stops the run when the study's pruner prunes the trial.
+- :class:`ForecastPruningCallback` (deprecated: use the two above) judges one trial alone, as described below.
+
+ForecastPruningCallback: prune an Optuna trial whose forecast says it will end worse than the study's best trial.
 
 Optuna's pruners compare a trial's intermediate values with other trials' values at the same step, so they say little
 while a study holds few trials, and nothing of where a curve is heading. This callback asks where the trial is going:
@@ -14,6 +22,7 @@ optuna is an optional dependency: ``pip install curvecast[optuna]``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,11 +33,12 @@ from curvecast.callbacks.measures.schedule_replay import run_horizon
 from curvecast.failsafe import warn_once
 from curvecast.forecasting import Forecaster
 from curvecast.forecasting.report import target_chance
+from curvecast.integrations.optuna_pruner import ForecastPruner
 from curvecast.integrations.trial_curves import CURVE_ATTR, TrialCurve, chance_to_beat
+from curvecast.integrations.trial_reporter import PRUNED_ATTR, TrialReporter
 
-__all__ = ["CURVE_ATTR", "FINAL_ATTR", "PRUNED_ATTR", "ForecastPruningCallback"]
+__all__ = ["CURVE_ATTR", "FINAL_ATTR", "PRUNED_ATTR", "ForecastPruner", "ForecastPruningCallback", "TrialReporter"]
 
-PRUNED_ATTR = "curvecast_pruned"  # trial user attribute: why the trial was pruned
 FINAL_ATTR = "curvecast_final"  # trial user attribute: {monitor: last value} of a trial that ran to its end
 
 
@@ -44,6 +54,10 @@ def _optuna() -> Any:
 
 class ForecastPruningCallback(Callback):
     """Report ``monitor`` to an Optuna trial after each validation, and prune the trial on its forecast.
+
+    Deprecated: it judges each trial alone, against completed trials only, and keeps its own copy of the run's
+    curve. Use ``Curvecast(monitor=...)`` with a :class:`TrialReporter` and a study whose pruner is a
+    :class:`ForecastPruner`, which judges a trial against every trial of the study from the first ones on.
 
     The direction comes from the study: ``"minimize"`` for a loss, ``"maximize"`` for an accuracy or a reward. Once a
     trial of the study has run to its end with this callback and the same ``monitor``, a later trial is pruned at a
@@ -99,6 +113,12 @@ class ForecastPruningCallback(Callback):
         references: bool = True,
     ) -> None:
         optuna = _optuna()
+        warnings.warn(
+            "ForecastPruningCallback is deprecated: use Curvecast(monitor=...) with TrialReporter(trial), in a study "
+            "whose pruner is ForecastPruner()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if not 0.5 <= confidence < 1.0:
             raise ValueError(f"Expected `confidence` to lie in [0.5, 1), but got {confidence}")
         if min_points < 3:

@@ -91,7 +91,9 @@ class TrialCurve:
             if "lrs" in attr:
                 lr_steps = np.asarray(attr["lr_steps"], dtype=np.float64)
                 lrs = np.asarray(attr["lrs"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: a horizon of inf, which SQLite keeps
+            return None
+        if horizon <= 0:
             return None
         if steps.ndim != 1 or len(steps) != len(values) or len(steps) < 2 or np.any(np.diff(steps) <= 0):
             return None

@@ -17,6 +17,8 @@ from run_helpers import tiny_trainer
 
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# The callback is deprecated (see test_the_callback_says_it_is_deprecated); its behaviour is still held here.
+pytestmark = pytest.mark.filterwarnings("ignore:ForecastPruningCallback is deprecated:DeprecationWarning")
 
 MAX_STEPS = 120
 
@@ -320,3 +322,32 @@ def test_a_trial_the_finished_trials_record_still_gives_a_chance_is_not_pruned()
             trainer.callback_metrics = {"val_loss": torch.tensor(2.0 + 1 / (1 + index))}
             callback.on_validation_end(trainer, None)
         assert trainer.should_stop is pruned
+
+
+@pytest.mark.filterwarnings("default")
+def test_the_callback_says_it_is_deprecated() -> None:
+    with pytest.warns(DeprecationWarning, match=r"use Curvecast\(monitor=...\) with TrialReporter\(trial\)"):
+        ForecastPruningCallback(optuna.create_study().ask())
+
+
+def test_a_finished_trial_with_an_infinite_horizon_does_not_turn_pruning_off() -> None:
+    # SQLite keeps a horizon of inf; reading it back once raised for every later trial, and no trial was pruned.
+    study = _study_with_a_finished_trial(0.1)
+    steps = list(range(20, 1001, 20))
+    attrs = {FINAL_ATTR: {"val_loss": 0.1}, CURVE_ATTR: {"monitor": "val_loss", "horizon": float("inf")}}
+    attrs[CURVE_ATTR].update(steps=steps, values=[2.0 / (1 + i) for i in range(len(steps))])
+    study.add_trial(optuna.trial.create_trial(value=0.1, user_attrs=attrs))
+    trial = study.ask()
+    callback = ForecastPruningCallback(trial, monitor="val_loss", use_pruner=False)
+    trainer = _trainer(0, 0.0, True, FakeStrategy())
+    trainer.world_size = 1
+    callback.on_fit_start(trainer, None)
+
+    def validate_on_a_plateau() -> None:
+        for index in range(8):  # a plateau near 2.0, far above the best trial's 0.1
+            trainer.global_step, trainer.callback_metrics = (index + 1) * 20, {"val_loss": torch.tensor(2.0)}
+            callback.on_validation_end(trainer, None)
+
+    with pytest.raises(optuna.TrialPruned, match="is forecast to end at"):
+        validate_on_a_plateau()
+    assert callback.completed_curves() == []  # the damaged curve is left out, not the decision

@@ -1,0 +1,353 @@
+"""The population rule: should a trial of a sweep go on, judged against the other trials of the sweep?
+
+A sweep's other trials say two things about a trial at step ``s``: where they stood at ``s`` (the ranking Optuna's
+``MedianPruner`` reads), and, for those that finished, where they went from there. The finished trials' finals,
+regressed on their levels at ``s`` (in log space for a positive loss, so runs of different scales improve by similar
+factors), predict where this trial ends, with a Student-t predictive distribution whose spread is the regression's
+residual spread: heavy-tailed while few trials are in. Where a sweep's curves cross (a high LR trails until its
+decay), the levels at ``s`` predict the finals badly, the spread is wide and nothing is pruned on them; where the
+ranking holds, the spread is narrow and a trial clearly behind the best is pruned early.
+
+Before enough trials have finished, a trial is pruned only when it is behind most of the trials at the same step
+*and* its own forecast (the caller's: a fit of its curve with its planned LR schedule) says it ends worse than the
+best value any trial has already reached. Once the finished trials speak, the trial's own forecast may still keep a
+trial the population gives up on, when it sees a decay ahead that lifts it within reach of the best.
+
+The trial's own forecast enters as a callable ``chance_beyond(target) -> float | None``, asked only when the
+population alone would prune (a fit costs tens to hundreds of milliseconds): so the rule is the same for an Optuna
+pruner reading a study's storage, a Ray Tune scheduler, or a replay of finished curves.
+
+Pure numpy and scipy: nothing here knows Optuna, Ray, torch or Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import t as student_t
+
+from curvecast.forecasting.schedule import LRSchedule
+
+__all__ = ["PopulationRule", "TrialPath", "Verdict"]
+
+
+@dataclass(frozen=True)
+class TrialPath:
+    """One trial's reported curve: finite values at increasing steps, and its final value if it ran to its end.
+
+    Attributes:
+        steps: increasing steps of the reported values.
+        values: the reported metric at ``steps`` (finite).
+        final: the value the trial ended at, when it completed; None while running, or when it was stopped early.
+        schedule: its planned LR of every step, when known.
+    """
+
+    steps: np.ndarray
+    values: np.ndarray
+    final: float | None = None
+    schedule: LRSchedule | None = None
+
+    def log_lr(self, at: np.ndarray) -> float | None:
+        """The mean log LR planned at steps ``at`` (None without a schedule, or where the LR is 0)."""
+        if self.schedule is None:
+            return None
+        lrs = np.array([self.schedule.lr(int(min(max(a, 0), self.schedule.horizon))) for a in at])
+        if not np.all(np.isfinite(lrs)) or np.any(lrs <= 0):
+            return None
+        return float(np.mean(np.log(lrs)))
+
+    @classmethod
+    def of(
+        cls,
+        steps: Sequence[float],
+        values: Sequence[float],
+        final: float | None = None,
+        schedule: LRSchedule | None = None,
+    ) -> TrialPath | None:
+        """The path of the finite points of a curve (sorted by step, a repeated step keeping its last value), or
+        None when none is left. A non-finite ``final`` reads as None."""
+        s = np.asarray(steps, dtype=np.float64).ravel()
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if s.shape != v.shape:
+            return None
+        ok = np.isfinite(s) & np.isfinite(v)
+        s, v = s[ok], v[ok]
+        if not len(s):
+            return None
+        order = np.argsort(s, kind="stable")
+        s, v = s[order], v[order]
+        keep = np.append(np.diff(s) > 0, True)  # a step reported twice keeps its last value
+        if final is not None and not math.isfinite(final):
+            final = None
+        return cls(s[keep], v[keep], None if final is None else float(final), schedule)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The population rule's answer for one trial at one step.
+
+    Attributes:
+        prune: whether to stop the trial now.
+        step: the step judged.
+        reason: why, in a sentence (also when not pruned).
+        chance: the chance the trial ends better than ``best`` (the population's, or its own forecast's when that
+            kept it), or None when none was computed.
+        best: the value to beat: the best final of the finished trials, or the best value any trial reached.
+        peers: the other trials with a value at this step.
+        finished: the finished trials the prediction was made from (0 before enough had finished).
+    """
+
+    prune: bool
+    step: float
+    reason: str
+    chance: float | None = None
+    best: float | None = None
+    peers: int = 0
+    finished: int = 0
+
+
+ChanceBeyond = Callable[[float], "float | None"]
+
+
+@dataclass(frozen=True)
+class PopulationRule:
+    """When to stop a trial, from the other trials' curves and its own forecast.
+
+    Args:
+        mode: ``"min"`` when lower is better, ``"max"`` otherwise.
+        confidence: prune when the chance of ending better than the best is at most ``1 - confidence``.
+        min_finished: finished trials with a value at the step before their finals are regressed on.
+        min_peers: other trials with a value at the step before a trial is judged at all.
+        window: the trial's last ``window`` reports make its level (the same steps read on the other curves), so one
+            noisy validation neither prunes nor saves it.
+        min_spread: the least predictive spread, as a fraction of the finished trials' mean improvement from the
+            step to their ends: trials of similar settings can agree closely and a new setting still differ.
+        warmup_fraction: no trial is judged before this fraction of its run (when its horizon is known).
+    """
+
+    mode: str = "min"
+    confidence: float = 0.9
+    min_finished: int = 3
+    min_peers: int = 1
+    window: int = 3
+    min_spread: float = 0.1
+    warmup_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"Expected `mode` to be one of 'min', 'max', but got {self.mode!r}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"Expected `confidence` to lie in [0.5, 1), but got {self.confidence}")
+        if self.min_finished < 2:
+            raise ValueError(f"Expected `min_finished` to be at least 2, but got {self.min_finished}")
+        if self.min_peers < 1:
+            raise ValueError(f"Expected `min_peers` to be at least 1, but got {self.min_peers}")
+        if self.window < 1:
+            raise ValueError(f"Expected `window` to be at least 1, but got {self.window}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"Expected `warmup_fraction` to lie in [0, 1), but got {self.warmup_fraction}")
+
+    def judge(
+        self,
+        own: TrialPath | None,
+        peers: Sequence[TrialPath],
+        horizon: float | None = None,
+        chance_beyond: ChanceBeyond | None = None,
+        last_value: float | None = None,
+    ) -> Verdict:
+        """Judge a trial at its last reported step.
+
+        Args:
+            own: the trial's finite reported points (None when it has none).
+            peers: the other trials of the sweep (running, stopped and finished), damaged ones already left out.
+            horizon: the step the trial is planned to end at, or None when unknown.
+            chance_beyond: the trial's own forecast: the chance it ends better than a value, or None when it cannot
+                say; None when no forecast can be made.
+            last_value: the trial's latest reported value as reported (a NaN or inf is a diverged trial).
+        """
+        if last_value is not None and not math.isfinite(last_value):
+            step = float(own.steps[-1]) if own is not None else math.nan
+            return Verdict(True, step, f"its latest value is {last_value}: the trial diverged")
+        if own is None:
+            return Verdict(False, math.nan, "no finite value reported yet")
+        step = float(own.steps[-1])
+        if horizon is not None and step < self.warmup_fraction * horizon:
+            return Verdict(False, step, "too early in its run")
+        at = own.steps[-self.window :]
+        log = self._log_space(own, peers)
+        x_own = float(np.mean(self._x(own.values[-self.window :], log)))
+        levels, done = [], []
+        for peer in peers:
+            if peer.steps[0] > at[0] or peer.steps[-1] < at[-1]:
+                continue  # the peer has no value at these steps (it started later or stopped earlier)
+            level = float(np.mean(self._x(np.interp(at, peer.steps, peer.values), log)))
+            levels.append(level)
+            if peer.final is not None:
+                done.append((level, float(self._x(np.array([peer.final]), log)[0]), peer.log_lr(at)))
+        n_peers = len(levels)
+        if horizon is not None and step >= horizon:
+            return Verdict(False, step, "at its end: nothing left to save", peers=n_peers)
+        if n_peers < self.min_peers:
+            return Verdict(False, step, f"{n_peers} other trials reached this step; {self.min_peers} are needed",
+                           peers=n_peers)  # fmt: skip
+        if len(done) >= self.min_finished:
+            verdict = self._by_finals(step, x_own, own.log_lr(at), done, levels, peers, log, chance_beyond)
+            if verdict.prune or verdict.best is None or x_own <= max(d[0] for d in done):
+                return verdict
+            # Behind every finished trial at this step, the trial is outside what their record can speak for (a
+            # slope held at 0 predicts it the finished trials' mean): behind most trials and given up on by its own
+            # forecast, it is pruned as before any had finished.
+            rank = self._by_rank(step, x_own, levels, peers, log, chance_beyond, verdict.best)
+            return rank if rank.prune else verdict
+        return self._by_rank(step, x_own, levels, peers, log, chance_beyond)
+
+    # -- the two regimes ------------------------------------------------------------------------------------------
+
+    def _by_finals(
+        self,
+        step: float,
+        x_own: float,
+        lr_own: float | None,
+        done: list[tuple[float, float, float | None]],
+        levels: list[float],
+        peers: Sequence[TrialPath],
+        log: bool,
+        chance_beyond: ChanceBeyond | None,
+    ) -> Verdict:
+        """Predict the trial's final from the finished trials' finals regressed on their levels at this step (and on
+        their planned LR there, when every one involved has a schedule: a higher LR still to decay has more to gain)."""
+        with_lr = [d for d in done if d[2] is not None]
+        use_lr = lr_own is not None and len(with_lr) >= self.min_finished + 1
+        known = [d[2] for d in with_lr]
+        if lr_own is not None and not use_lr and not (known and min(known) <= lr_own <= max(known)):
+            # Too few finished trials to read the LR's effect, and this trial's LR is outside theirs: a higher LR
+            # trails until its decay, so their record cannot speak for it; only its own forecast can give up on it.
+            best_final = self._value(float(np.min([d[1] for d in done])), log)
+            return self._by_rank(step, x_own, levels, peers, log, chance_beyond, best_final)
+        rows = with_lr if use_lr else done
+        n = len(rows)
+        level = np.array([d[0] for d in rows])
+        final = np.array([d[1] for d in rows])
+        best_x = float(np.min([d[1] for d in done]))
+        best = self._value(best_x, log)
+        own_row = [x_own - level.mean()]
+        columns = [level - level.mean()]
+        if use_lr:
+            lrs = np.array([d[2] for d in rows])
+            columns.append(lrs - lrs.mean())
+            own_row.append(lr_own - lrs.mean())
+        n_peers = len(levels)
+        predicted, scale, df = self._predict(np.array(columns).T, final, np.array(own_row))
+        gain = abs(float(np.mean(level - final)))
+        scale = max(scale, self.min_spread * gain * math.sqrt(1.0 + 1.0 / n), 1e-9 * max(abs(final.mean()), 1.0))
+        chance = float(student_t.cdf((best_x - predicted) / scale, df=df))
+        said = self._value(predicted, log)
+        which = "and LRs " if use_lr else ""
+        if chance > 1.0 - self.confidence:
+            return Verdict(False, step, f"the {n} finished trials give it a {chance:.1%} chance to end better than "
+                           f"{best:.4g}", chance, best, n_peers, n)  # fmt: skip
+        own = chance_beyond(best) if chance_beyond is not None else None
+        if own is not None and math.isfinite(own) and own > 1.0 - self.confidence:
+            return Verdict(False, step, f"the finished trials give up on it ({chance:.1%}), but its own forecast "
+                           f"gives it {own:.1%} to end better than {best:.4g}", own, best, n_peers, n)  # fmt: skip
+        return Verdict(
+            True, step,
+            f"from where the {n} finished trials stood at step {step:g} (their levels {which}there) and where they "
+            f"ended, it is predicted to end at {said:.4g}, with a {chance:.1%} chance to end better than the best "
+            f"trial's {best:.4g}",
+            chance, best, n_peers, n,
+        )  # fmt: skip
+
+    @staticmethod
+    def _predict(columns: np.ndarray, final: np.ndarray, own: np.ndarray) -> tuple[float, float, float]:
+        """Least squares of ``final`` on centred ``columns`` (the first: the level at the step) and an intercept: the
+        prediction at ``own``, its predictive scale and degrees of freedom.
+
+        The level's slope is held in [0, 1.5]: a negative one (curves that cross) says the level tells nothing, not
+        that a worse trial ends better; past 1.5 a handful of trials would extrapolate wildly. Held, it is fixed and
+        the other columns are fitted to what it leaves. The spread is that of the leave-one-out residuals: a fit of a
+        few trials that happen to line up predicts each of them left out badly, and so claims no narrow spread.
+        """
+        n = len(final)
+        design = np.column_stack([np.ones(n), columns])
+        coef = np.linalg.lstsq(design, final, rcond=None)[0]
+        x0 = np.concatenate([[1.0], own])
+        target, offset = final, 0.0
+        if not 0.0 <= coef[1] <= 1.5:
+            fixed = float(np.clip(coef[1], 0.0, 1.5))
+            design = np.delete(design, 1, axis=1)
+            target = final - fixed * columns[:, 0]
+            offset = fixed * own[0]
+            x0 = np.delete(x0, 1)
+            coef = np.linalg.lstsq(design, target, rcond=None)[0]
+        p = design.shape[1]
+        if n <= p:
+            return float(x0 @ coef) + offset, math.inf, 1.0
+        inverse = np.linalg.pinv(design.T @ design)
+        hat = np.einsum("ij,jk,ik->i", design, inverse, design)
+        residuals = (target - design @ coef) / np.maximum(1.0 - hat, 1e-3)
+        sd = math.sqrt(float(np.mean(residuals**2)))
+        leverage = float(x0 @ inverse @ x0)
+        # Far outside the finished trials' range the linear fit is a guess: its leverage counts at most 9 (3 spreads).
+        return float(x0 @ coef) + offset, sd * math.sqrt(1.0 + min(max(leverage, 0.0), 9.0)), float(n - p)
+
+    @property
+    def rank_tail(self) -> float:
+        """The chance below which a trial's own forecast prunes it before enough trials finished: a tenth of
+        ``1 - confidence``, since a forecast of one curve cannot see the crossings the population would show."""
+        return (1.0 - self.confidence) / 10.0
+
+    def _by_rank(
+        self,
+        step: float,
+        x_own: float,
+        levels: list[float],
+        peers: Sequence[TrialPath],
+        log: bool,
+        chance_beyond: ChanceBeyond | None,
+        best: float | None = None,
+    ) -> Verdict:
+        """Behind most trials at this step, and its own forecast ends worse than ``best`` (by default the best value
+        any trial has reached)."""
+        behind = sum(1 for lv in levels if lv < x_own) / len(levels)
+        if behind <= 0.5:
+            return Verdict(False, step, f"ahead of {1 - behind:.0%} of the {len(levels)} trials at this step",
+                           peers=len(levels))  # fmt: skip
+        if best is None:
+            best = self._value(min(float(self._x(p.values, log).min()) for p in peers), log)
+        chance = chance_beyond(best) if chance_beyond is not None else None
+        if chance is None or not math.isfinite(chance):
+            return Verdict(False, step, f"behind {behind:.0%} of the {len(levels)} trials at this step, with no "
+                           "forecast of its own to confirm it", peers=len(levels))  # fmt: skip
+        if chance > self.rank_tail:
+            return Verdict(False, step, f"behind {behind:.0%} of the trials at this step, but its forecast gives it "
+                           f"{chance:.1%} to end better than {best:.4g}", chance, best, len(levels))  # fmt: skip
+        return Verdict(
+            True, step,
+            f"behind {behind:.0%} of the {len(levels)} trials at step {step:g}, and its forecast gives it a "
+            f"{chance:.1%} chance to end better than {best:.4g}",
+            chance, best, len(levels),
+        )  # fmt: skip
+
+    # -- the scale the rule works in: lower is better, a positive loss in logs -----------------------------------
+
+    def _log_space(self, own: TrialPath, peers: Sequence[TrialPath]) -> bool:
+        if self.mode != "min":
+            return False
+        if own.values.min() <= 0:
+            return False
+        return all(p.values.min() > 0 and (p.final is None or p.final > 0) for p in peers)
+
+    def _x(self, values: np.ndarray, log: bool) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if log:
+            return np.log(values)
+        return values if self.mode == "min" else -values
+
+    def _value(self, x: float, log: bool) -> float:
+        if log:
+            return math.exp(x)
+        return x if self.mode == "min" else -x
