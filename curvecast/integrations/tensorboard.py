@@ -44,6 +44,7 @@ from curvecast._lightning import tensorboard_writer
 from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
+from curvecast.integrations.forecast_scalars import forecast_scalars
 from curvecast.integrations.tab_documents import RecentAnomalies, forecast_document, planned_lr_document
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.events import is_event_file, read_event_dir
@@ -310,17 +311,7 @@ class TensorBoardReporter(Actuator):
         self._last_written[name] = max(last, float(series.steps[new[-1]]))
 
     def _scalars(self, report: Report) -> dict[str, float]:
-        forecast = report.forecast
-        lo, hi = forecast.interval(self.interval)
-        scalars = {"final": float(forecast.final), "final_lo": float(lo), "final_hi": float(hi)}
-        if report.target is not None:
-            scalars["prob_target"] = math.nan if report.target_chance is None else report.target_chance
-            # Once the run has reached the target the step it did is history, not a forecast: the scalar stops.
-            ahead = report.reached_at is None and report.mode == "min"
-            reach = forecast.step_to_reach(report.target) if ahead else None
-            if reach is not None:
-                scalars["step_to_target"] = float(reach)
-        return {k: v for k, v in scalars.items() if math.isfinite(v)}
+        return forecast_scalars(report, self.interval)
 
     def _write_scalars(self, writer: Any, report: Report) -> None:
         for name, value in self._scalars(report).items():

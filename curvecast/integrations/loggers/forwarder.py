@@ -25,7 +25,7 @@ from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.alerts import SEVERITIES, Alert
-from curvecast.integrations.loggers.scalars import forecast_scalars
+from curvecast.integrations.forecast_scalars import forecast_scalars
 from curvecast.integrations.loggers.selection import LoggerChoice, check_choice, choose_loggers, describe
 from curvecast.integrations.loggers.sinks import MetricsSink, sink_for
 from curvecast.series import FORECAST_PREFIX, STOPPED_TAG

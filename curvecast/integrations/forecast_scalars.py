@@ -1,4 +1,5 @@
-"""The forecast scalars of a report, by the name they have under ``curvecast/forecast/``: the same set as TensorBoard's.
+"""The forecast scalars of a report, by the name they have under ``curvecast/forecast/``: what TensorBoard and the
+other loggers get alike.
 
 ``final``, ``final_lo`` and ``final_hi`` (the central interval), and with a target ``prob_target`` (the chance the
 target is reached at the horizon, from ``report.target_chance``) and ``step_to_target`` (only while the target is
