@@ -72,6 +72,31 @@ def test_monitoring_a_validation_metric_forecasts_after_each_validation(quiet_tr
     assert all(r.monitor == "val_loss" for r in recorder.reports)
 
 
+def test_every_validation_reaches_the_actuators_when_the_budget_holds_its_forecast_back(quiet_trainer_kwargs):
+    """A budget too small for any forecast during the run: each validation still brings one report (without a
+    forecast), so an actuator judging every validation (an Optuna trial's reporter) hears of each."""
+
+    class Journal(Actuator):
+        def __init__(self):
+            self.reports = []
+
+        def on_report(self, trainer, pl_module, report):
+            self.reports.append(report)
+
+    journal = Journal()
+    bundle = Curvecast(forecast_budget=0.001, monitor="val_loss", background=False, actuators=[journal])
+    trainer = pl.Trainer(max_steps=40, val_check_interval=8, check_val_every_n_epoch=None, callbacks=[bundle],
+                         **quiet_trainer_kwargs)  # fmt: skip
+    trainer.fit(TinyRegression(lr=0.02), loader(n=320), loader(n=32, seed=1))
+    bare = journal.reports[:-1]
+    assert [r.step for r in bare] == [8, 16, 24, 32, 40]
+    assert all(r.forecast is None and r.observed is not None for r in bare)
+    final = journal.reports[-1]  # the end of training forecasts the last point all the same
+    assert final.is_last
+    assert final.step == 40
+    assert final.forecast is not None
+
+
 def test_works_in_a_lightning_pytorch_trainer(quiet_trainer_kwargs):
     bundle = Curvecast(forecast_budget=None, forecast_every=5, background=False)
     L.Trainer(max_steps=12, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegressionL(), loader(n=96))

@@ -48,9 +48,9 @@ def _optuna() -> Any:
 class TrialReporter(Actuator, Callback):
     """Report the bundle's monitor to an Optuna trial and stop the run when the study's pruner prunes it.
 
-    The trial is judged on each report, so give the bundle ``forecast_budget=None`` for a report after every
-    validation: with the default budget a run of fast steps forecasts (and so is judged) only every few seconds, and
-    the values in between reach the trial with the next report.
+    The trial is judged on each report, and every validation brings one: with a forecast when the bundle's
+    ``forecast_budget`` allows one, without otherwise (then ``ForecastPruner`` fits the trial's curve itself, if the
+    population leaves it in doubt).
 
     Args:
         trial: the ``optuna.trial.Trial`` of the objective function.
@@ -66,7 +66,7 @@ class TrialReporter(Actuator, Callback):
 
         def objective(trial):
             model = Model(lr=trial.suggest_float("lr", 1e-4, 1e-1, log=True))
-            bundle = Curvecast(monitor="val_loss", forecast_budget=None)
+            bundle = Curvecast(monitor="val_loss")
             trainer = Trainer(max_steps=2000, callbacks=[bundle, TrialReporter(trial)])
             trainer.fit(model, datamodule=data)   # raises optuna.TrialPruned when pruned
             return trainer.callback_metrics["val_loss"].item()

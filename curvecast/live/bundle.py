@@ -415,8 +415,12 @@ class Curvecast(Callback):
         if anomalies:
             self._dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
         self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
-        self.cadence.submit_if_due(at_validation)
+        started = self.cadence.submit_if_due(at_validation)
         self._collect(trainer, pl_module)  # inline jobs are done already
+        if at_validation and not started:
+            bare = self.cadence.unforecast_validation()
+            if bare is not None:
+                self._dispatch(trainer, pl_module, bare)
 
     @guarded
     def _guard_finite(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:

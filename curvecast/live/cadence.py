@@ -89,16 +89,32 @@ class ForecastCadence:
         self._started_at: float | None = None  # clock() when training started (see `start`)
         self._runner: ForecastRunner[Report] = ForecastRunner(background)
         self._last_step: int | None = None  # the last observed step a forecast was started from
+        self._bare_step: int | None = None  # the last validation step reported without a forecast
 
     def start(self) -> None:
         """Training starts (or resumes): the first forecast's budget counts from now."""
         self._started_at = self.clock()
 
-    def submit_if_due(self, at_validation: bool) -> None:
+    def submit_if_due(self, at_validation: bool) -> bool:
+        """Start a forecast if one is due; return whether one started."""
         if self._runner.busy:
-            return  # the point stays unforecast (`_due` not asked): the next check, or the end of training, takes it
+            return False  # the point stays unforecast (`_due` not asked): the next check, or the end of training
         if self._due(at_validation) and self._runner.submit(self._job()):
             self._submitted_at = self.clock()
+            return True
+        return False
+
+    def unforecast_validation(self) -> Report | None:
+        """A report without a forecast of the monitor's newest validation point, when none was started for it (the
+        worker busy, or the budget spent): the actuators still hear of every validation (an Optuna trial is judged
+        on each), once per point."""
+        if self.monitor == TRAIN_LOSS:
+            return None
+        last = self.history.last(self.monitor)
+        if last is None or last[0] in (self._last_step, self._bare_step):
+            return None
+        self._bare_step = last[0]
+        return self.report(int(last[0]))
 
     @property
     def ready(self) -> bool:

@@ -35,12 +35,12 @@ class CosineRegression(TinyRegression):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
 
-def _objective(tmp_path: Path, reporters: list[TrialReporter]):
+def _objective(tmp_path: Path, reporters: list[TrialReporter], budget: float | None = None):
     train = DataLoader(regression_data(256, seed=0), batch_size=16, shuffle=False)
     val = DataLoader(regression_data(256, seed=1), batch_size=256)
 
     def objective(trial) -> float:
-        bundle = Curvecast(monitor="val_loss", background=False, forecast_budget=None, gradient_noise=False,
+        bundle = Curvecast(monitor="val_loss", background=False, forecast_budget=budget, gradient_noise=False,
                            throughput=False, advice=False, tensorboard=False, log_forecasts=False)  # fmt: skip
         reporter = TrialReporter(trial)
         reporters.append(reporter)
@@ -100,3 +100,18 @@ def test_a_multi_objective_study_is_refused() -> None:
     trial = optuna.create_study(directions=["minimize", "maximize"]).ask()
     with pytest.raises(ValueError, match=r"Expected a single-objective study, but got one with 2 objectives"):
         TrialReporter(trial)
+
+
+@pytest.mark.slow
+def test_with_the_default_budget_every_validation_still_reaches_the_trial(tmp_path: Path) -> None:
+    """These runs are too short for the default forecast budget to allow a forecast before their end: each
+    validation still brings a report, so the trial hears of every one and the hopeless trial is pruned all the same."""
+    study = optuna.create_study(direction="minimize", pruner=ForecastPruner())
+    for lr in (0.02, 0.05, 0.03, 1e-5):
+        study.enqueue_trial({"lr": lr})
+    reporters: list[TrialReporter] = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        study.optimize(_objective(tmp_path, reporters, budget=0.1), n_trials=4)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3 + [optuna.trial.TrialState.PRUNED]
+    assert sorted(study.trials[0].intermediate_values) == list(range(VAL_EVERY, MAX_STEPS + 1, VAL_EVERY))
