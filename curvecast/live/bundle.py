@@ -214,7 +214,7 @@ class Curvecast(Callback):
         self.advice = _part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
         self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
         self.forecast_logger = _part(log_forecasts, ForecastLogger, "log_forecasts")
-        # Last of the built-in actuators: the alerts the others publish on a report go out with that same report.
+        # The band every other logger shows is TensorBoard's.
         self.logger_forwarder = _forwarder(loggers, self.tensorboard.interval if self.tensorboard else 0.8)
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
         check_finite = self.early_stopping is not None and self.early_stopping.rule.check_finite
