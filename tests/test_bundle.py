@@ -32,6 +32,16 @@ class Recorder(Actuator):
             self.reports.append(report)
 
 
+class Journal(Actuator):
+    """Every report, with or without a forecast."""
+
+    def __init__(self):
+        self.reports = []
+
+    def on_report(self, trainer, pl_module, report):
+        self.reports.append(report)
+
+
 def test_forecasts_the_training_loss_on_its_cadence(quiet_trainer_kwargs):
     recorder = Recorder()
     bundle = Curvecast(forecast_every=10, background=False, forecast_budget=None, actuators=[recorder])
@@ -75,13 +85,6 @@ def test_monitoring_a_validation_metric_forecasts_after_each_validation(quiet_tr
 def test_every_validation_reaches_the_actuators_when_the_budget_holds_its_forecast_back(quiet_trainer_kwargs):
     """A budget too small for any forecast during the run: each validation still brings one report (without a
     forecast), so an actuator judging every validation (an Optuna trial's reporter) hears of each."""
-
-    class Journal(Actuator):
-        def __init__(self):
-            self.reports = []
-
-        def on_report(self, trainer, pl_module, report):
-            self.reports.append(report)
 
     journal = Journal()
     bundle = Curvecast(forecast_budget=0.001, monitor="val_loss", background=False, actuators=[journal])
@@ -188,13 +191,6 @@ def test_a_stop_decision_stops_the_run_and_every_actuator_reads_it_on_the_report
     class StopAt12(Actuator):
         def decide(self, report):
             return SimpleNamespace(message="enough") if report.step >= 12 else None
-
-    class Journal(Actuator):
-        def __init__(self):
-            self.reports = []
-
-        def on_report(self, trainer, pl_module, report):
-            self.reports.append(report)
 
     journal = Journal()
     bundle = Curvecast(forecast_every=4, background=False, forecast_budget=None, actuators=[journal, StopAt12()])

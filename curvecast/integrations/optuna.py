@@ -21,6 +21,7 @@ optuna is an optional dependency: ``pip install curvecast[optuna]``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -33,6 +34,7 @@ from curvecast.callbacks.measures.schedule_replay import run_horizon
 from curvecast.failsafe import warn_once
 from curvecast.forecasting import Forecaster
 from curvecast.forecasting.report import target_chance
+from curvecast.integrations.optuna_import import require_optuna
 from curvecast.integrations.optuna_pruner import ForecastPruner
 from curvecast.integrations.trial_curves import CURVE_ATTR, TrialCurve, chance_to_beat
 from curvecast.integrations.trial_reporter import PRUNED_ATTR, TrialReporter
@@ -42,14 +44,7 @@ __all__ = ["CURVE_ATTR", "FINAL_ATTR", "PRUNED_ATTR", "ForecastPruner", "Forecas
 FINAL_ATTR = "curvecast_final"  # trial user attribute: {monitor: last value} of a trial that ran to its end
 
 
-def _optuna() -> Any:
-    try:
-        import optuna
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            "ForecastPruningCallback needs optuna, which is not installed: pip install curvecast[optuna]"
-        ) from error
-    return optuna
+_optuna = functools.partial(require_optuna, "ForecastPruningCallback")
 
 
 class ForecastPruningCallback(Callback):

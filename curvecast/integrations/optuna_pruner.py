@@ -13,6 +13,7 @@ what curvecast wrote) is skipped, that part of that trial alone, with one warnin
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from curvecast.failsafe import warn_once
 from curvecast.forecasting.population import PopulationRule, TrialPath, Verdict
+from curvecast.integrations.optuna_import import require_optuna
 from curvecast.integrations.sweep_judge import (
     FORECAST_ATTR,
     HORIZON_ATTR,
@@ -33,14 +35,7 @@ from curvecast.integrations.sweep_judge import (
 __all__ = ["ForecastPruner"]
 
 
-def _optuna() -> Any:
-    try:
-        import optuna
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            "ForecastPruner needs optuna, which is not installed: pip install curvecast[optuna]"
-        ) from error
-    return optuna
+_optuna = functools.partial(require_optuna, "ForecastPruner")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ latest forecast (one fit per report, made by the bundle;
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -21,6 +22,7 @@ from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.forecasting.stop_request import StopReason, StopRequest
 from curvecast.integrations.actuator import Actuator, RunContext
+from curvecast.integrations.optuna_import import require_optuna
 from curvecast.integrations.sweep_judge import (
     FORECAST_ATTR,
     HORIZON_ATTR,
@@ -35,14 +37,7 @@ __all__ = ["PRUNED_ATTR", "TrialReporter"]
 PRUNED_ATTR = "curvecast_pruned"  # trial user attribute: why the trial was pruned
 
 
-def _optuna() -> Any:
-    try:
-        import optuna
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            "TrialReporter needs optuna, which is not installed: pip install curvecast[optuna]"
-        ) from error
-    return optuna
+_optuna = functools.partial(require_optuna, "TrialReporter")
 
 
 class TrialReporter(Actuator, Callback):
