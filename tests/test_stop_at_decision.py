@@ -40,5 +40,6 @@ def test_a_confirmed_divergence_stops_the_run_at_its_step(quiet_trainer_kwargs):
     assert bundle.stop is not None
     assert bundle.stop.reason is StopReason.DIVERGENCE
     assert DIVERGES_AT < bundle.stop.step < DIVERGES_AT + 100
-    # The update of the step that confirmed it is the last one: not the next logging step, nor the next forecast.
+    # The run stops at the step the divergence was found (as the losses reached the host, at most 8 steps after the
+    # step that confirmed it on one CPU), not at the next logging step, nor at the next forecast.
     assert trainer.global_step == bundle.stop.step + 1
