@@ -28,6 +28,13 @@ def _loss_tensor(outputs: Any) -> torch.Tensor | None:
     return None
 
 
+def _stacked(losses: list[torch.Tensor]) -> torch.Tensor:
+    """Losses of any shape with one element (0-d as a rule) as one float32 vector; one op when all are 0-d."""
+    if all(loss.dim() == 0 for loss in losses):
+        return torch.stack(losses).float()
+    return torch.stack([loss.reshape(()) for loss in losses]).float()
+
+
 _VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, loss_val, eval_loss; not "interval"
 
 
@@ -90,6 +97,7 @@ class LossCapture(Sensor):
         self._pending_losses: list[torch.Tensor] = []
         self._seen_global_step: int | None = None
         self._flush_every = 1
+        self._scale = 1.0
         self._trainer: Any = None
 
     @guarded
@@ -98,13 +106,14 @@ class LossCapture(Sensor):
         self._seen_global_step = int(trainer.global_step)
         self._micro.clear()
         self._flush_every = self.flush_every or host_cadence(trainer)
+        # Lightning hands each micro-batch's loss divided by the accumulation: undone at the flush, in one op.
+        self._scale = float(trainer.accumulate_grad_batches) if pl_module.automatic_optimization else 1.0
 
     @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = _loss_tensor(outputs)
-        if loss is not None:
-            accumulate = trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
-            self._micro.append(loss.detach().float().reshape(()) * accumulate)
+        if loss is not None and loss.numel() == 1:
+            self._micro.append(loss.detach())  # one op per step: the scale and dtype are applied at the flush
         global_step = int(trainer.global_step)
         if self._seen_global_step is None:
             self._seen_global_step = global_step
@@ -113,7 +122,7 @@ class LossCapture(Sensor):
         self._seen_global_step = global_step
         step = optimizer_step_index(trainer, after_step=True)
         if self._micro:
-            step_loss = self._micro[0] if len(self._micro) == 1 else torch.stack(self._micro).mean()
+            step_loss = self._micro[0] if len(self._micro) == 1 else _stacked(self._micro).mean()
             self._pending_steps.append(step)
             self._pending_losses.append(step_loss)
             self._micro = []
@@ -149,7 +158,9 @@ class LossCapture(Sensor):
         if not self._pending_steps:
             return
         self.flushes += 1
-        losses = torch.stack(self._pending_losses)
+        losses = _stacked(self._pending_losses)
+        if self._scale != 1.0:
+            losses = losses * self._scale
         if getattr(trainer, "world_size", 1) > 1:
             losses = trainer.strategy.reduce(losses, reduce_op="mean")
         for step, value in zip(self._pending_steps, losses.tolist(), strict=True):

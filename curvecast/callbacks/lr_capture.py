@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import optimizer_step_index
+from curvecast._lightning import host_cadence, optimizer_step_index
 from curvecast.callbacks.measures.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
@@ -23,7 +23,9 @@ class LearningRateCapture(Sensor):
     """Record the LR each optimizer step used, and replay the schedulers to learn the LR of every future step.
 
     The LR is read in ``on_before_optimizer_step`` (the value the step is about to use) from the first param group of
-    the first optimizer; reading a Python float costs no device sync. Each is compared with the planned LR of its step
+    the first optimizer; reading a Python float costs no device sync. The LRs are recorded in batches, at the losses'
+    cadence (:func:`~curvecast._lightning.host_cadence`), at validation and at the end. Each is compared with the
+    planned LR of its step
     (O(1), or O(log knots) past the replayed steps): an LR changed outside Lightning's scheduler stepping (a scheduler
     stepped by hand in ``training_step`` or ``optimizer_step``, an LR set directly) makes the schedule unknown, with
     one warning.
@@ -37,10 +39,14 @@ class LearningRateCapture(Sensor):
         self.horizon: int | None = None
         self.planned: PlannedSchedule | None = None
         self._schedule: LRSchedule | None = None
+        self._pending: list[tuple[int, float]] = []  # (step, LR) read but not yet recorded
+        self._flush_every = 1
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._schedule = None
+        self._pending = []
+        self._flush_every = host_cadence(trainer)  # recorded and checked in batches, as the losses are
         self.horizon = run_horizon(trainer)
         start = int(trainer.global_step)
         if self.horizon is None:
@@ -54,9 +60,24 @@ class LearningRateCapture(Sensor):
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if trainer.optimizers and optimizer is not trainer.optimizers[0]:
             return  # manual optimization with several optimizers: follow the first one
-        step, lr = optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"])
-        self.history.append(LR, step, lr)
-        self._compare_with_plan(step, lr)
+        self._pending.append((optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"])))
+        if len(self._pending) >= self._flush_every:
+            self.flush_pending()
+
+    def flush_pending(self) -> None:
+        """Record the LRs read since the last call, each compared with the plan."""
+        pending, self._pending = self._pending, []
+        for step, lr in pending:
+            self.history.append(LR, step, lr)
+            self._compare_with_plan(step, lr)
+
+    @guarded
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self.flush_pending()
+
+    @guarded
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.flush_pending()
 
     def _compare_with_plan(self, step: int, lr: float) -> None:
         planned = self.planned
@@ -123,6 +144,7 @@ class LearningRateCapture(Sensor):
         return np.concatenate(steps), np.concatenate(lrs)
 
     def state_dict(self) -> dict[str, Any]:
+        self.flush_pending()
         return self._save_history({})
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -50,6 +50,10 @@ class Sensor(Callback):
         self.history = history
         self._owns_history = False
 
+    def flush_pending(self) -> None:
+        """Record what was measured but is still held back for the next batch of records (no collective: safe on one
+        rank alone, e.g. while Lightning reads callback state to checkpoint). Nothing by default."""
+
     def _save_history(self, state: dict[str, Any]) -> dict[str, Any]:
         """``state`` with the history added when it is the sensor's own."""
         if self._owns_history:

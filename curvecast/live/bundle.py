@@ -355,7 +355,7 @@ class Curvecast(Callback):
     def _check_monitor(self, trainer: Any) -> None:
         if not self._monitor_checked:
             self._monitor_checked = True
-            self.loss_capture.flush_pending()
+            self._flush_sensors()
             available = monitor_missing(self.monitor, self.history, trainer.callback_metrics)
             if available is not None and is_global_zero(trainer):
                 say_monitor_awaited(self.monitor, available)
@@ -517,8 +517,12 @@ class Curvecast(Callback):
             parts[actuator.state_name] = actuator
         return parts
 
+    def _flush_sensors(self) -> None:
+        for sensor in self.sensors:
+            sensor.flush_pending()
+
     def state_dict(self) -> dict[str, Any]:
-        self.loss_capture.flush_pending()
+        self._flush_sensors()
         return bundle_state(self.history, self._stateful_parts())
 
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:

@@ -113,7 +113,7 @@ def test_values_reach_the_host_only_at_the_cadence(tmp_path):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             seen.append(gns.history.num_points("grad_norm") if "grad_norm" in gns.history else 0)
 
-    gns = GradientNoiseScale(log_every_n_steps=3, log_metrics=False)
+    gns = GradientNoiseScale(log_every_n_steps=3, norm_every_n_steps=1, log_metrics=False)
     trainer = tiny_trainer(tmp_path, [gns, Watch()], 7, logger=False)
     trainer.fit(make_module(pl))
     # The norms stay device tensors between flushes: the history gets them three at a time; the last step flushes too.
@@ -126,11 +126,35 @@ def test_per_example_source_samples_one_step_in_ten_by_default(tmp_path):
     trainer.fit(make_module(pl, n=128))
     assert gns.active_source == "per_example"
     assert gns.estimator.read().updates == 2  # steps 0 and 10
-    assert len(gns.history.series("grad_norm")) == 12  # the gradient norm of every step all the same
+    # On a CPU the gradient norm of one step in four, and of every sampled step.
+    assert gns.history.series("grad_norm").steps.tolist() == [0, 4, 8, 10]
+
+
+def test_per_example_hooks_are_on_the_model_only_for_sampled_steps(tmp_path):
+    hooked: list[bool] = []
+
+    class Look(pl.Callback):  # placed after the sensor: sees the step as the forward pass will
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            hooked.append(any(m._forward_hooks for m in pl_module.modules()))
+
+    gns = GradientNoiseScale(sample_every_n_steps=3, log_metrics=False)
+    trainer = tiny_trainer(tmp_path, [gns, Look()], 7, logger=False)
+    module = make_module(pl, n=128)
+    trainer.fit(module)
+    assert hooked == [True, False, False, True, False, False, True]
+    assert gns.estimator.read().updates == 3  # steps 0, 3 and 6 measured through the hooks
+    assert not any(m._forward_hooks for m in module.modules())  # nothing left behind
+
+
+def test_gradient_norm_of_every_step_when_asked(tmp_path):
+    gns = GradientNoiseScale(norm_every_n_steps=1, log_metrics=False)
+    trainer = tiny_trainer(tmp_path, [gns], 6, logger=False)
+    trainer.fit(make_module(pl))
+    assert gns.history.series("grad_norm").steps.tolist() == list(range(6))
 
 
 def test_single_device_microbatch_without_accumulation_warns_and_keeps_grad_norm(tmp_path):
-    gns = GradientNoiseScale(source="microbatch")
+    gns = GradientNoiseScale(source="microbatch", norm_every_n_steps=1)
     trainer = tiny_trainer(tmp_path, [gns], 2, logger=False)
     with pytest.warns(UserWarning, match="needs gradient accumulation"):
         trainer.fit(make_module(pl))

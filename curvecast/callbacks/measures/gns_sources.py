@@ -38,7 +38,9 @@ class MicroBatchNorms:
         self._handles: list[Any] = []
 
     def attach(self) -> None:
-        self._handles = [p.register_hook(self._hook) for p in self.params]
+        """Hook every parameter (once: a second call while attached does nothing)."""
+        if not self._handles:
+            self._handles = [p.register_hook(self._hook) for p in self.params]
 
     def detach(self) -> None:
         for handle in self._handles:
@@ -96,7 +98,9 @@ class PerExampleNorms:
         return [p for ps in self.layers.values() for p in ps]
 
     def attach(self) -> None:
-        self._handles = [m.register_forward_hook(self._forward_hook) for m in self.layers]
+        """Hook every measured layer (once: a second call while attached does nothing)."""
+        if not self._handles:
+            self._handles = [m.register_forward_hook(self._forward_hook) for m in self.layers]
 
     def detach(self) -> None:
         for handle in self._handles:
