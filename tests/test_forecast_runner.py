@@ -28,6 +28,19 @@ def test_a_late_job_is_abandoned_not_waited_for():
     assert runner.drain(timeout=5.0) == "next"
 
 
+def test_jobs_run_in_turn_on_one_worker_thread_that_ends_on_close():
+    runner: ForecastRunner[threading.Thread] = ForecastRunner(background=True)
+    threads = []
+    for _ in range(3):
+        assert runner.submit(threading.current_thread)
+        threads.append(runner.drain(timeout=5.0))
+    assert threads[0] is not threading.main_thread()
+    assert threads[0] is threads[1] is threads[2]  # started once: a thread start waits on the training thread
+    runner.close()
+    threads[0].join(timeout=5.0)
+    assert not threads[0].is_alive()
+
+
 def test_training_ends_in_bounded_time_with_every_fit_stuck_and_says_so(quiet_trainer_kwargs, monkeypatch):
     stuck = threading.Event()  # never set while training: every fit blocks until the test ends, inline ones too
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from curvecast.failsafe import warn_once
 
@@ -15,19 +16,40 @@ T = TypeVar("T")
 
 
 class _Job(Generic[T]):
-    """One job on its own daemon thread: a daemon, so a job still running never holds up the end of the process."""
+    """One job, its result, and whether it has finished."""
 
     def __init__(self, job: Callable[[], T]) -> None:
+        self.job = job
         self.result: T | None = None
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(job,), name="curvecast-forecast", daemon=True)
-        self.thread.start()
 
-    def _run(self, job: Callable[[], T]) -> None:
+    def run(self) -> None:
         try:
-            self.result = _run(job)
+            self.result = _run(self.job)
         finally:
             self.done.set()
+
+
+class _Worker:
+    """One daemon thread running the jobs it is handed in turn: started once rather than per job, since starting a
+    thread waits for it to run (milliseconds on a busy machine, all of it on the training thread). A daemon, so a job
+    still running never holds up the end of the process."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="curvecast-forecast", daemon=True)
+        self._thread.start()
+
+    def hand(self, job: _Job[Any]) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        """End the thread once the job it runs, if any, is done (nothing is waited for here)."""
+        self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job.run()
 
 
 class ForecastRunner(Generic[T]):
@@ -50,6 +72,7 @@ class ForecastRunner(Generic[T]):
         self.abandoned = 0  # jobs given up on at the end of training
         self.last_cost: float | None = None  # CPU seconds the last finished job took
         self._job: _Job[T] | None = None
+        self._worker: _Worker | None = None  # started with the first job in the background
         self._inline_result: T | None = None
 
     @property
@@ -68,7 +91,10 @@ class ForecastRunner(Generic[T]):
         if not self.background:
             self._inline_result = self._timed(job)()
             return True
+        if self._worker is None:
+            self._worker = _Worker()
         self._job = _Job(self._timed(job))
+        self._worker.hand(self._job)
         return True
 
     def _timed(self, job: Callable[[], T]) -> Callable[[], T]:
@@ -97,12 +123,19 @@ class ForecastRunner(Generic[T]):
         if self._job is not None and not self._job.done.wait(timeout):
             self._job = None
             self.abandoned += 1
+            self._stop_worker()  # still busy with the abandoned job: the next job gets a thread of its own
             return None
         return self.poll()
 
     def close(self) -> None:
-        """Forget the job in flight, if any (its daemon thread ends on its own; nothing is waited for)."""
+        """Forget the job in flight, if any, and let the worker thread end once it is done (nothing is waited for)."""
         self._job = None
+        self._stop_worker()
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
 
 def _run(job: Callable[[], T]) -> T | None:
