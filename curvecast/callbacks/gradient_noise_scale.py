@@ -116,6 +116,7 @@ class GradientNoiseScale(Sensor):
         self._world = 1
         self._every = 1
         self._norm_every = 1  # optimizer steps between measured gradient norms (see `norm_every_n_steps`)
+        self._log_every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start
         self._norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
         self._reset_step()
         self._pending: list[tuple[int, torch.Tensor]] = []
@@ -177,6 +178,8 @@ class GradientNoiseScale(Sensor):
         device = getattr(getattr(trainer, "strategy", None), "root_device", None)
         on_cpu = device is None or getattr(device, "type", "cpu") == "cpu"
         self._norm_every = self.norm_every_n_steps or (CPU_NORM_EVERY if on_cpu else 1)
+        self._log_every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
 
     def _detach(self) -> None:
         """Take the sources' hooks off the model (they go back on at the next sampled step)."""
@@ -292,8 +295,7 @@ class GradientNoiseScale(Sensor):
             return
         self._stepped = False
         step = optimizer_step_index(trainer, after_step=True)
-        every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
-        max_steps = int(getattr(trainer, "max_steps", -1) or -1)
+        every, max_steps = self._log_every, self._max_steps
         last = max_steps > 0 and step + 1 >= max_steps
         # `should_stop` may differ between ranks for a moment: under DDP only the step count decides (a collective)
         stopping = self._world == 1 and bool(getattr(trainer, "should_stop", False))

@@ -109,6 +109,7 @@ class Throughput(Sensor):
         self._t_last_end: float | None = None
         self._peak: float | None = None
         self._world = 1
+        self._every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start of a fit
         self._fit_steps = 0
         self._batches_per_step = 1
         self._new_step()
@@ -126,6 +127,8 @@ class Throughput(Sensor):
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._world = int(getattr(trainer, "world_size", 1))
+        self._every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
         self._fetch = FetchTimer(self.clock)
         self._fetch.attach(trainer)
         self._t_last_end = None
@@ -210,9 +213,7 @@ class Throughput(Sensor):
             self._events.append((self._start_event, end))
             self._poll_events()
         self._new_step()
-        every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
-        max_steps = int(getattr(trainer, "max_steps", -1) or -1)
-        if (step + 1) % every == 0 or (max_steps > 0 and step + 1 >= max_steps):
+        if (step + 1) % self._every == 0 or (self._max_steps > 0 and step + 1 >= self._max_steps):
             self.flush(trainer, pl_module, step)
         self._t_last_end = self.clock()  # logging above is ours, not the data loader's
 
