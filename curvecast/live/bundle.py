@@ -40,6 +40,7 @@ from curvecast.live.monitor_checks import (
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.stability_watch import StabilityWatch
+from curvecast.live.watch_scorer import WatchScorer
 from curvecast.metric_direction import metric_direction
 from curvecast.series import TRAIN_LOSS
 
@@ -204,7 +205,7 @@ class Curvecast(Callback):
         # The per-step hooks each sensor defines, bound once: a call to a hook a sensor leaves to Lightning's no-op
         # base costs a microsecond, a few per step for nothing.
         self._hooks = {name: [getattr(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS}
-        self.watch = self._new_watch()
+        self._scorer = WatchScorer(self._new_watch(), background)
         self.history.add_listener(self._on_point)
         self.run_context = RunContext(self.monitor, mode, target, forecast_every)
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
@@ -235,7 +236,8 @@ class Curvecast(Callback):
         )  # fmt: skip
         self._voted_at: int | None = None
         self._monitor_moved = False  # the monitor has a point the cadence has not looked at yet
-        self._voted_flushes = 0  # the loss capture's flushes when the ranks last voted
+        self._voted_flushes = 0  # the loss capture's flushes scored when the ranks last voted
+        self._flushes_before = 0  # the loss capture's flushes at the previous vote check
         self._monitor_checked = False
         self._watched_schedule: Any = None
         self._state_key: str | None = None
@@ -257,6 +259,15 @@ class Curvecast(Callback):
         if save_state and actuator.state_name is not None:
             self._checkpointed.append(actuator)
         actuator.bind(self.run_context)
+
+    @property
+    def watch(self) -> StabilityWatch:
+        """The anomaly detectors, every point recorded so far handed to them and scored."""
+        return self._scorer.watch
+
+    @watch.setter
+    def watch(self, watch: StabilityWatch) -> None:
+        self._scorer.watch = watch
 
     def _new_watch(self) -> StabilityWatch:
         return StabilityWatch(self.monitor, self.mode, pair_grad_norm=self.gradient_noise is not None)
@@ -336,6 +347,7 @@ class Curvecast(Callback):
         for hook in self._hooks["on_train_batch_end"]:
             hook(trainer, pl_module, outputs, batch, batch_idx)
         self._think(trainer, pl_module, at_validation=False)
+        self._scorer.hand_over()  # this batch's points are scored while the next one trains
         if self.throughput is not None:
             self.throughput.own_work_done()
 
@@ -376,6 +388,7 @@ class Curvecast(Callback):
         for sensor in self.sensors:
             sensor.teardown(trainer, pl_module, stage)
         self.cadence.close()
+        self._scorer.close()
         for actuator in self.actuators:
             actuator.close()
 
@@ -384,10 +397,7 @@ class Curvecast(Callback):
     def _on_point(self, name: str, step: int, value: float) -> None:
         if name == self.monitor:
             self._monitor_moved = True
-        try:
-            self.watch.feed(name, step, value)
-        except Exception as error:  # noqa: BLE001 - a detector failure must not lose the point or stop the sensor
-            warn_once(f"curvecast: anomaly detection failed and was skipped ({type(error).__name__}: {error})")
+        self._scorer.feed(name, step, value)  # scored at the end of the batch, on the scorer's thread
 
     def _follow_schedule(self) -> None:
         """Give the detectors the planned schedule, again whenever the capture changed it (an LR found changed by
@@ -407,9 +417,12 @@ class Curvecast(Callback):
     @guarded
     def _rank_zero_work(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
         moved, self._monitor_moved = self._monitor_moved, False
-        if not (moved or at_validation or self.watch.has_news or self.cadence.ready):
+        if at_validation:
+            self._scorer.score_now()  # the validation's report carries every anomaly up to it
+        watch = self._scorer.watch  # the points handed over a step ago, scored
+        if not (moved or at_validation or watch.has_news or self.cadence.ready):
             return  # no anomaly, no new point of the monitor, no forecast finished: most steps, between host moves
-        anomalies = self.watch.collect()  # every rank detects (it is cheap); rank 0 reports
+        anomalies = watch.collect()  # every rank detects; rank 0 reports
         if not is_global_zero(trainer):
             return
         if anomalies:
@@ -436,7 +449,11 @@ class Curvecast(Callback):
 
     @guarded
     def _final_report(self, trainer: Any, pl_module: Any) -> None:
+        self._scorer.score_now()
         if is_global_zero(trainer):
+            anomalies = self.watch.collect()  # those of the last steps, scored just now
+            if anomalies:
+                self._dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
             for report in self.cadence.finish():
                 self._dispatch(trainer, pl_module, report, last=True)
 
@@ -489,8 +506,8 @@ class Curvecast(Callback):
     def _vote_stop(self, trainer: Any) -> None:
         """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them.
 
-        Under DDP the ranks vote on the forecast cadence and whenever the losses were just moved to the host (the
-        same steps on every rank): a divergence, found as the losses arrive, stops the run at the step it was found.
+        Under DDP the ranks vote on the forecast cadence and once the losses last moved to the host are scored (the
+        same steps on every rank): a divergence stops the run at the step it was found.
         """
         if trainer.world_size == 1:  # no other rank to hear from
             if self.stop is not None:
@@ -498,10 +515,13 @@ class Curvecast(Callback):
             return
         step = int(trainer.global_step)
         flushes = self.loss_capture.flushes
-        due = step % self.forecast_every == 0 or flushes != self._voted_flushes
+        # The points of a flush are scored by the end of the next batch on the scorer's thread (at once inline).
+        scored = self._flushes_before if self._scorer.background else flushes
+        self._flushes_before = flushes
+        due = step % self.forecast_every == 0 or scored != self._voted_flushes
         if not due or step == self._voted_at:
             return  # a collective per micro-batch would cost every step a round trip between ranks
-        self._voted_at, self._voted_flushes = step, flushes
+        self._voted_at, self._voted_flushes = step, scored
         if trainer.strategy.reduce_boolean_decision(self.stop is not None, all=False):
             trainer.should_stop = True
 
@@ -523,6 +543,7 @@ class Curvecast(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         self._flush_sensors()
+        self._scorer.score_now()  # the saved detectors have seen every point of the saved history
         return bundle_state(self.history, self._stateful_parts())
 
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""ForecastRunner: runs forecasting jobs off the training thread, one at a time, and hands back their results."""
+"""ForecastRunner: runs forecasting jobs off the training thread, one at a time, and hands back their results; the
+worker thread and job it runs them with."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Any, Generic, TypeVar
 
 from curvecast.failsafe import warn_once
 
-__all__ = ["ForecastRunner"]
+__all__ = ["ForecastRunner", "Job", "WorkerThread"]
 
 T = TypeVar("T")
 
 
-class _Job(Generic[T]):
+class Job(Generic[T]):
     """One job, its result, and whether it has finished."""
 
     def __init__(self, job: Callable[[], T]) -> None:
@@ -30,17 +31,17 @@ class _Job(Generic[T]):
             self.done.set()
 
 
-class _Worker:
+class WorkerThread:
     """One daemon thread running the jobs it is handed in turn: started once rather than per job, since starting a
     thread waits for it to run (milliseconds on a busy machine, all of it on the training thread). A daemon, so a job
     still running never holds up the end of the process."""
 
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="curvecast-forecast", daemon=True)
+    def __init__(self, name: str = "curvecast-forecast") -> None:
+        self._jobs: queue.SimpleQueue[Job[Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def hand(self, job: _Job[Any]) -> None:
+    def hand(self, job: Job[Any]) -> None:
         self._jobs.put(job)
 
     def stop(self) -> None:
@@ -71,8 +72,8 @@ class ForecastRunner(Generic[T]):
         self.background = background
         self.abandoned = 0  # jobs given up on at the end of training
         self.last_cost: float | None = None  # CPU seconds the last finished job took
-        self._job: _Job[T] | None = None
-        self._worker: _Worker | None = None  # started with the first job in the background
+        self._job: Job[T] | None = None
+        self._worker: WorkerThread | None = None  # started with the first job in the background
         self._inline_result: T | None = None
 
     @property
@@ -92,8 +93,8 @@ class ForecastRunner(Generic[T]):
             self._inline_result = self._timed(job)()
             return True
         if self._worker is None:
-            self._worker = _Worker()
-        self._job = _Job(self._timed(job))
+            self._worker = WorkerThread()
+        self._job = Job(self._timed(job))
         self._worker.hand(self._job)
         return True
 

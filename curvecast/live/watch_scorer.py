@@ -1,0 +1,92 @@
+"""WatchScorer: the anomaly detectors score each batch of points on a worker thread while the next step trains."""
+
+from __future__ import annotations
+
+from curvecast.failsafe import warn_once
+from curvecast.live.runner import Job, WorkerThread
+from curvecast.live.stability_watch import StabilityWatch
+
+__all__ = ["WatchScorer"]
+
+
+class WatchScorer:
+    """Feed a :class:`StabilityWatch` off the training thread, one batch of points at a time.
+
+    Points come from the history's listener, a flush at a time (the losses and gradient norms of up to
+    :func:`~curvecast._lightning.host_cadence` steps), and wait in a list. :meth:`hand_over`, at the end of a training
+    batch, gives them to the worker thread; the next read of the watch (:meth:`settle`, at the end of the next batch as
+    a rule) first waits for that batch, which is scored by then: scoring, 0.03-0.05 ms a point in pure Python,
+    overlaps the next step's forward and backward, whose tensor ops release the GIL. Whatever the threads' timing, the
+    results are those of scoring inline, one step later: every read settles first. A spike or a NaN keeps its own
+    step; a stop on a divergence comes one step later than inline scoring would give it.
+
+    Args:
+        watch: the detectors.
+        background: score on a worker thread; False scores each point as it arrives (deterministic to the step).
+    """
+
+    def __init__(self, watch: StabilityWatch, background: bool = True) -> None:
+        self._watch = watch
+        self.background = background
+        self._points: list[tuple[str, int, float]] = []
+        self._job: Job[None] | None = None
+        self._worker: WorkerThread | None = None
+
+    @property
+    def watch(self) -> StabilityWatch:
+        """The detectors, with every point handed over scored."""
+        self.settle()
+        return self._watch
+
+    @watch.setter
+    def watch(self, watch: StabilityWatch) -> None:
+        """Score with ``watch`` from now on (a restored one); points not yet handed over go to it."""
+        self.settle()
+        self._watch = watch
+
+    def feed(self, name: str, step: int, value: float) -> None:
+        """Take one recorded point (a listener of :class:`~curvecast.history.RunHistory`)."""
+        if self.background:
+            self._points.append((name, step, value))
+        else:
+            _score(self._watch, [(name, step, value)])
+
+    def hand_over(self) -> None:
+        """Start scoring the points taken since the last hand-over on the worker thread."""
+        if not self._points:
+            return
+        self.settle()
+        points, self._points = self._points, []
+        if self._worker is None:
+            self._worker = WorkerThread("curvecast-watch")
+        watch = self._watch
+        self._job = Job(lambda: _score(watch, points))
+        self._worker.hand(self._job)
+
+    def settle(self) -> None:
+        """Wait for the batch being scored, if any (it is done already as a rule: it had a whole step)."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.done.wait()
+
+    def score_now(self) -> None:
+        """Score every point taken so far, the ones not yet handed over inline (at validation, at the end, before a
+        checkpoint: the reports and the saved state see all of them)."""
+        self.settle()
+        points, self._points = self._points, []
+        _score(self._watch, points)
+
+    def close(self) -> None:
+        """Score what is left and let the worker thread end."""
+        self.score_now()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+
+def _score(watch: StabilityWatch, points: list[tuple[str, int, float]]) -> None:
+    for name, step, value in points:
+        try:
+            watch.feed(name, step, value)
+        except Exception as error:  # noqa: BLE001 - a detector failure must not lose the other points, nor the run
+            warn_once(f"curvecast: anomaly detection failed and was skipped ({type(error).__name__}: {error})")
