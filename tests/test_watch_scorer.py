@@ -6,12 +6,12 @@ import threading
 
 import numpy as np
 import pytorch_lightning as pl
+from test_stop_at_decision import Diverging
 
 from curvecast import Actuator, Curvecast
 from curvecast.integrations import StopReason
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.live.watch_scorer import WatchScorer
-from test_stop_at_decision import Diverging
 from tiny_models import CurveModule
 
 
@@ -56,7 +56,8 @@ def test_a_divergence_stops_one_step_after_inline_scoring_would(quiet_trainer_kw
         bundle = Curvecast(forecast_every=100, background=background, forecast_budget=None, early_stopping=True)
         trainer = pl.Trainer(max_steps=600, log_every_n_steps=50, callbacks=[bundle], **quiet_trainer_kwargs)
         trainer.fit(Diverging())
-        assert bundle.stop is not None and bundle.stop.reason is StopReason.DIVERGENCE
+        assert bundle.stop is not None
+        assert bundle.stop.reason is StopReason.DIVERGENCE
         assert trainer.global_step == bundle.stop.step + 1  # the stop takes effect at the step it was decided
         stops[background] = bundle.stop.step
     assert stops[True] == stops[False] + 1

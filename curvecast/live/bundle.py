@@ -15,7 +15,7 @@ from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
 from curvecast.failsafe import guarded, warn_once
-from curvecast.forecasting import Report
+from curvecast.forecasting import Anomaly, Report
 from curvecast.forecasting.metric_map import check_mode_bounds
 from curvecast.forecasting.stop_request import StopReason, StopRequest
 from curvecast.history import RunHistory
@@ -81,6 +81,10 @@ _PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backw
 def _defines(sensor: Sensor, hook: str) -> bool:
     """Whether ``sensor`` does something in ``hook`` (its class overrides Lightning's no-op)."""
     return getattr(type(sensor), hook) is not getattr(Callback, hook)
+
+
+def _same_event(anomaly: Anomaly, other: Anomaly | None) -> bool:
+    return other is not None and (anomaly.kind, anomaly.step, anomaly.series) == (other.kind, other.step, other.series)
 
 
 def _checked_target(target: Any) -> float | None:
@@ -451,7 +455,9 @@ class Curvecast(Callback):
     def _final_report(self, trainer: Any, pl_module: Any) -> None:
         self._scorer.score_now()
         if is_global_zero(trainer):
-            anomalies = self.watch.collect()  # those of the last steps, scored just now
+            # Those of the last steps, scored just now; the non-finite loss that stopped the run was reported then.
+            tripped = self.finite_guard.tripped if self.finite_guard is not None else None
+            anomalies = [a for a in self.watch.collect() if not _same_event(a, tripped)]
             if anomalies:
                 self._dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
             for report in self.cadence.finish():
