@@ -51,9 +51,9 @@ def optimizer_step_index(trainer: Any, *, after_step: bool = False) -> int:
         after_step: the batch's optimizer step has been taken already (``on_train_batch_end`` of a stepping batch),
             so ``global_step`` counts it.
     """
-    optimizers = max(len(getattr(trainer, "optimizers", None) or ()), 1)
-    index = int(trainer.global_step) // optimizers
-    return max(index - 1, 0) if after_step else index
+    optimizers = getattr(trainer, "optimizers", None)  # read several times a step: kept to the cheapest reads
+    index = int(trainer.global_step) // (len(optimizers) if optimizers else 1)
+    return (index - 1 if index > 0 else 0) if after_step else index
 
 
 def host_cadence(trainer: Any) -> int:
