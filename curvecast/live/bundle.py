@@ -112,7 +112,7 @@ class Curvecast(Callback):
         background: forecast in a worker thread so the training step never waits for a fit.
         forecast_budget: the largest share of the run's time spent forecasting (forecasts are spaced further apart than
             ``forecast_every`` when a fit is slow next to the steps); None forecasts every ``forecast_every`` steps.
-        gradient_noise: measure the gradient noise scale and the gradient norm of every step (True for the
+        gradient_noise: measure the gradient noise scale and the gradient norm (True for the
             defaults, or a configured :class:`~curvecast.callbacks.GradientNoiseScale`; False to skip).
         throughput: time every step (True, a configured :class:`~curvecast.callbacks.Throughput`, or False).
         early_stopping: stop the run when the forecast says ``target`` is out of reach (or, without a target, that
