@@ -24,8 +24,9 @@ _STATE_VERSION = 1
 _SOURCES = ("auto", "microbatch", "per_example")
 PER_EXAMPLE_EVERY = 10  # default sampling of the per-example source: keeps its average cost near 2-3 % of a step
 # On a CPU the training thread itself computes the gradient norm: a pass over every gradient, 0.1-0.15 ms for a
-# 300k-parameter MLP whose step takes 2 ms. One step in this many is measured there, one per move of the losses to the
-# host (CPU_HOST_STEPS); on an accelerator the norm costs the host three kernel launches and is measured every step.
+# 300k-parameter MLP whose step takes 2 ms. One step in this many is measured there, the last before each move of the
+# losses to the host (CPU_HOST_STEPS), so the norm and the losses it is paired with reach the detectors together; on an
+# accelerator the norm costs the host three kernel launches and is measured every step.
 CPU_NORM_EVERY = CPU_HOST_STEPS
 
 
@@ -251,7 +252,7 @@ class GradientNoiseScale(Sensor):
         measured = self._sampling and self._valid and self._small_sum is not None
         if self._every > 1:
             self._detach()  # until the next sampled step: hooks cost every forward and backward they are on
-        if not measured and step % self._norm_every:
+        if not measured and (step + 1) % self._norm_every:
             self._reset_step()
             return  # neither a sampled step of the noise scale nor one whose gradient norm is measured
         with_grad = [p for p in self._params if p.grad is not None]
@@ -301,7 +302,8 @@ class GradientNoiseScale(Sensor):
         stopping = self._world == 1 and bool(getattr(trainer, "should_stop", False))
         if (step + 1) % every == 0 or last or stopping:
             self.flush(trainer, pl_module, step)
-        elif self._norms_every is not None and len(self._pending) >= self._norms_every:
+        elif self._norms_every is not None and (step + 1) % self._norms_every == 0:
+            # On the steps the losses reach the host too: the detectors pair each loss with its step's norm.
             self._record_norms(trainer)
 
     def _record_norms(self, trainer: Any) -> None:

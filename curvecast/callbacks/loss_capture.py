@@ -130,7 +130,9 @@ class LossCapture(Sensor):
             self.steps_without_loss += 1
         if self.train_metric is not None:
             self._take_train_metric(trainer, step)
-        if len(self._pending_steps) >= self._flush_every:
+        # On the steps whose index + 1 is a multiple of the cadence (the gradient norms are recorded on the same
+        # steps, resumed runs included), or once that many are pending; the same steps on every rank.
+        if (step + 1) % self._flush_every == 0 or len(self._pending_steps) >= self._flush_every:
             self.flush(trainer)
 
     def _take_train_metric(self, trainer: Any, step: int) -> None:
