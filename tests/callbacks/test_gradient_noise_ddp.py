@@ -77,7 +77,7 @@ class WorkerChecks(pl.Callback):
 @pytest.mark.ddp
 @pytest.mark.timeout(180)
 def test_gns_and_throughput_under_two_process_ddp(tmp_path):
-    gns = GradientNoiseScale(min_updates=2)
+    gns = GradientNoiseScale(min_updates=2, norm_every_n_steps=1)  # the norm of every step, checked below
     tp = Throughput(straggler_ratio=1.2)
     tp.clock = SimClock()  # each worker gets its own copy
     callbacks = [gns, tp, WorkerChecks(gns, tp), LeaveTogether()]
