@@ -12,7 +12,8 @@ ROOT = Path(curvecast.__file__).parent
 LAYERS = (
     ("curvecast.forecasting", "curvecast.series", "curvecast.metric_direction", "curvecast.failsafe",
      "curvecast.state_checks", "curvecast.series_store", "curvecast.history_state", "curvecast.history"),
-    ("curvecast.logreaders", "curvecast.render", "curvecast._lightning", "curvecast.tensorboard_plugin"),
+    ("curvecast.logreaders", "curvecast.render", "curvecast._lightning", "curvecast.tensorboard_plugin",
+     "curvecast.worker_thread"),
     ("curvecast.callbacks", "curvecast.integrations", "curvecast.offline"),
     ("curvecast.live",),
     ("curvecast.demo", "curvecast.cli", "curvecast.__main__"),

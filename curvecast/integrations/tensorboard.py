@@ -65,8 +65,9 @@ from curvecast.series import (
 from curvecast.series import FORECAST_PREFIX as PREFIX
 from curvecast.state_checks import checked_mapping, require_keys
 from curvecast.tensorboard_plugin.summary import EVENTS_TAG, FORECAST_TAG, PLANNED_LR_TAG, json_summary
+from curvecast.worker_thread import SerialJobs
 
-__all__ = ["MIN_FREE_BYTES", "TensorBoardReporter", "disk_has_room", "write_alert_text"]
+__all__ = ["END_WRITE_S", "MIN_FREE_BYTES", "TensorBoardReporter", "disk_has_room", "write_alert_text"]
 
 # What the sensors measure, written beside the forecasts (when recorded): the bundle's sensors log nothing themselves.
 SENSOR_SERIES = (LR, GRAD_NORM, GNS_B_SIMPLE, SAMPLES_PER_SEC, DATA_WAIT_FRACTION, STEP_TIME, throughput("mfu"))
@@ -79,6 +80,9 @@ _RUN_POINTS = 2000
 # text still names the step it is about.
 _last_text_step: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
+
+# The longest the end of training waits for the reports still being written to TensorBoard.
+END_WRITE_S = 10.0
 
 # curvecast writes nothing while the log's disk has less free than this: the run's own logs and checkpoints keep the
 # room, and curvecast (a few KB a report) is never the writer that fills a disk. Its events share the Lightning
@@ -133,8 +137,11 @@ class TensorBoardReporter(Actuator):
             the previous report.
         sensor_points: the same for each of the other series (the LR, the gradient norm, the throughput measures).
         figures: write a matplotlib figure of the run's last forecast, once, at the end (rendering one costs 0.1-0.2 s
-            of CPU on the training thread, and the PNG about 20 KB: off by default, as the curvecast tab draws the
-            same chart from the data already written).
+            of CPU, on the reporter's writing thread, and the PNG about 20 KB: off by default, as the curvecast tab
+            draws the same chart from the data already written).
+
+    The writing is done on a thread of its own ("curvecast-tensorboard"), report after report; the end of training
+    waits for it (at most ``END_WRITE_S``) before Lightning closes its logger.
     """
 
     def __init__(
@@ -174,22 +181,26 @@ class TensorBoardReporter(Actuator):
         self._anomalies = RecentAnomalies()
         self._planned_lr: list[float | None] | None = None  # the planned LR last written for the tab
         self._planned_schedule: Any = None  # the schedule object it was sampled from
+        self._writes = SerialJobs("curvecast-tensorboard", "a TensorBoard write")
 
     state_name = "tensorboard"  # the tab's recent anomalies: a resumed run's tab still lists those before it
 
     def state_dict(self) -> dict[str, Any]:
+        self.settle()  # the recent anomalies as the writes in flight leave them
         return {"tab": self._anomalies.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the tab's recent anomalies (a damaged state raises and changes nothing)."""
         state = checked_mapping("the TensorBoardReporter state", state_dict)
         require_keys("the TensorBoardReporter state", state, ("tab",))
+        self.settle()
         self._anomalies.load_state_dict(state["tab"])
 
     # -- the actuator ---------------------------------------------------------------------------------------------
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Called by the bundle once the loops are restored: the step this fit starts from (0 unless resumed)."""
+        self.settle()
         self._started_at = int(getattr(trainer, "global_step", 0) or 0)
 
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
@@ -201,6 +212,24 @@ class TensorBoardReporter(Actuator):
                 key="no-tensorboard",
             )
             return
+        # The writing (event protobufs, the tab's JSON documents, each series thinned: 1-3 ms a report) is done on a
+        # thread of its own, report after report in order: a report and its series never change once made.
+        self._writes.hand(lambda: self._write_if_room(writer, report))
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until every report handed so far is written (at most ``timeout`` seconds); return whether it is."""
+        return self._writes.settle(timeout)
+
+    def close(self) -> None:
+        """Finish the writes handed so far (at most ``END_WRITE_S``), before Lightning closes its logger."""
+        if not self._writes.close(END_WRITE_S):
+            warn_once(
+                f"curvecast: TensorBoard writes still running {END_WRITE_S:g} s after the end of training were left "
+                "behind (the disk is slow, or the machine busy); the event file may lack the last forecast.",
+                key="tensorboard-late",
+            )
+
+    def _write_if_room(self, writer: Any, report: Report) -> None:
         if not disk_has_room(writer.log_dir):
             return  # the report's points are written with a later report, once the disk has room again
         try:

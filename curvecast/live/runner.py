@@ -1,56 +1,16 @@
-"""ForecastRunner: runs forecasting jobs off the training thread, one at a time, and hands back their results; the
-worker thread and job it runs them with."""
+"""ForecastRunner: runs forecasting jobs off the training thread, one at a time, and hands back their results."""
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from curvecast.failsafe import warn_once
+from curvecast.worker_thread import Job, WorkerThread
 
-__all__ = ["ForecastRunner", "Job", "WorkerThread"]
+__all__ = ["ForecastRunner"]
 
 T = TypeVar("T")
-
-
-class Job(Generic[T]):
-    """One job, its result, and whether it has finished."""
-
-    def __init__(self, job: Callable[[], T]) -> None:
-        self.job = job
-        self.result: T | None = None
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self.result = _run(self.job)
-        finally:
-            self.done.set()
-
-
-class WorkerThread:
-    """One daemon thread running the jobs it is handed in turn: started once rather than per job, since starting a
-    thread waits for it to run (milliseconds on a busy machine, all of it on the training thread). A daemon, so a job
-    still running never holds up the end of the process."""
-
-    def __init__(self, name: str = "curvecast-forecast") -> None:
-        self._jobs: queue.SimpleQueue[Job[Any] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def hand(self, job: Job[Any]) -> None:
-        self._jobs.put(job)
-
-    def stop(self) -> None:
-        """End the thread once the job it runs, if any, is done (nothing is waited for here)."""
-        self._jobs.put(None)
-
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job.run()
 
 
 class ForecastRunner(Generic[T]):
@@ -93,8 +53,8 @@ class ForecastRunner(Generic[T]):
             self._inline_result = self._timed(job)()
             return True
         if self._worker is None:
-            self._worker = WorkerThread()
-        self._job = Job(self._timed(job))
+            self._worker = WorkerThread("curvecast-forecast")
+        self._job = Job(self._timed(job), "a forecast")
         self._worker.hand(self._job)
         return True
 
@@ -138,10 +98,3 @@ class ForecastRunner(Generic[T]):
             self._worker.stop()
             self._worker = None
 
-
-def _run(job: Callable[[], T]) -> T | None:
-    try:
-        return job()
-    except Exception as error:  # noqa: BLE001 - a failed forecast is a warning, never a crash of the run
-        warn_once(f"curvecast: a forecast failed and was skipped ({type(error).__name__}: {error})", key="forecast")
-        return None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from curvecast.failsafe import warn_once
-from curvecast.live.runner import Job, WorkerThread
 from curvecast.live.stability_watch import StabilityWatch
+from curvecast.worker_thread import SerialJobs
 
 __all__ = ["WatchScorer"]
 
@@ -29,8 +29,7 @@ class WatchScorer:
         self._watch = watch
         self.background = background
         self._points: list[tuple[str, int, float]] = []
-        self._job: Job[None] | None = None
-        self._worker: WorkerThread | None = None
+        self._jobs = SerialJobs("curvecast-watch", "anomaly detection")
 
     @property
     def watch(self) -> StabilityWatch:
@@ -55,19 +54,14 @@ class WatchScorer:
         """Start scoring the points taken since the last hand-over on the worker thread."""
         if not self._points:
             return
-        self.settle()
+        self.settle()  # one batch at a time: the points of a series reach its detector in order
         points, self._points = self._points, []
-        if self._worker is None:
-            self._worker = WorkerThread("curvecast-watch")
         watch = self._watch
-        self._job = Job(lambda: _score(watch, points))
-        self._worker.hand(self._job)
+        self._jobs.hand(lambda: _score(watch, points))
 
     def settle(self) -> None:
         """Wait for the batch being scored, if any (it is done already as a rule: it had a whole step)."""
-        job, self._job = self._job, None
-        if job is not None:
-            job.done.wait()
+        self._jobs.settle()
 
     def score_now(self) -> None:
         """Score every point taken so far, the ones not yet handed over inline (at validation, at the end, before a
@@ -79,9 +73,7 @@ class WatchScorer:
     def close(self) -> None:
         """Score what is left and let the worker thread end."""
         self.score_now()
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
+        self._jobs.close()
 
 
 def _score(watch: StabilityWatch, points: list[tuple[str, int, float]]) -> None:

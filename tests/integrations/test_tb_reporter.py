@@ -167,3 +167,29 @@ def test_observed_points_written_grow_with_reports_not_steps(tmp_path):
     assert reports < 20
     assert 150 <= len(loss) <= 50 * reports < 2000
     assert [e.step for e in loss] == sorted({e.step for e in loss})
+
+
+def test_reports_are_written_off_the_training_thread_and_all_of_them_before_fit_returns(tmp_path, monkeypatch):
+    import threading
+
+    written, handed = [], []
+    write, hand = TensorBoardReporter._write_report, TensorBoardReporter.on_report
+
+    def recorded_write(self, writer, report):
+        written.append((threading.current_thread().name, report.step))
+        write(self, writer, report)
+
+    def recorded_hand(self, trainer, pl_module, report):
+        handed.append(report.step)
+        hand(self, trainer, pl_module, report)
+
+    monkeypatch.setattr(TensorBoardReporter, "_write_report", recorded_write)
+    monkeypatch.setattr(TensorBoardReporter, "on_report", recorded_hand)
+    bundle = Curvecast(forecast_every=20, background=False, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], 120, log_every_n_steps=1)
+    trainer.fit(CurveModule(120))
+    assert len(handed) >= 5
+    assert [step for _, step in written] == handed  # every report, in order, written by the time fit returned
+    assert {name for name, _ in written} == {"curvecast-tensorboard"}
+    final = read_events(Path(trainer.logger.log_dir)).Scalars("curvecast/forecast/final")
+    assert final[-1].step == bundle.last_report.step
