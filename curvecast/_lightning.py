@@ -20,7 +20,10 @@ try:
 except ImportError:  # the `lightning` distribution is optional; importing it beside pytorch_lightning costs ~0.1 s
     _UnifiedCallback = None
 
-__all__ = ["CPU_HOST_STEPS", "Callback", "host_cadence", "is_global_zero", "optimizer_step_index", "tensorboard_writer"]
+__all__ = [
+    "CPU_HOST_STEPS", "Callback", "host_cadence", "is_global_zero", "optimizer_step_index", "steps_taken",
+    "tensorboard_writer",
+]  # fmt: skip
 
 # On one CPU, per-step values reach the host every this many steps. A move is free there (no device to wait for),
 # but the Python around it (stacking, recording, scoring each point) costs about 0.1 ms: batching it keeps the
@@ -52,8 +55,23 @@ def optimizer_step_index(trainer: Any, *, after_step: bool = False) -> int:
             so ``global_step`` counts it.
     """
     optimizers = getattr(trainer, "optimizers", None)  # read several times a step: kept to the cheapest reads
-    index = int(trainer.global_step) // (len(optimizers) if optimizers else 1)
+    index = steps_taken(trainer) // (len(optimizers) if optimizers else 1)
     return (index - 1 if index > 0 else 0) if after_step else index
+
+
+def steps_taken(trainer: Any) -> int:
+    """``trainer.global_step``, read from the training loop's two step counters: the property walks five others to
+    pick the one of the module's optimization mode (3 us, and the sensors read it six times a step), while only that
+    one ever moves. Both moved (a module whose mode changed between fits), or another loop: the property decides."""
+    try:
+        loop = trainer.fit_loop.epoch_loop
+        automatic = loop.automatic_optimization.optim_progress.optimizer.step.total.completed
+        manual = loop.manual_optimization.optim_step_progress.total.completed
+    except AttributeError:
+        return int(trainer.global_step)
+    if automatic and manual:
+        return int(trainer.global_step)
+    return int(automatic + manual)
 
 
 def host_cadence(trainer: Any) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import host_cadence, optimizer_step_index
+from curvecast._lightning import host_cadence, optimizer_step_index, steps_taken
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
@@ -114,7 +114,7 @@ class LossCapture(Sensor):
         loss = _loss_tensor(outputs)
         if loss is not None and loss.numel() == 1:
             self._micro.append(loss.detach())  # one op per step: the scale and dtype are applied at the flush
-        global_step = int(trainer.global_step)
+        global_step = steps_taken(trainer)
         if self._seen_global_step is None:
             self._seen_global_step = global_step
         if global_step == self._seen_global_step:
