@@ -252,7 +252,10 @@ class Forecaster:
                 shapes = [reference_shape(r, mapping, self.max_bins) for r in refs]
                 scatter = point_scatter(y, c[finite])
                 shapes = [x for x in shapes if x]
-                start = float(s[finite][0])
+                # The span the prefix covers starts at its first positive step: a point at step 0 stands about one
+                # logging interval before the next, not e^(log of the last step) of them.
+                logged = s[finite][s[finite] > 0]
+                start = float(logged[0]) if logged.size else 1.0
                 forecast = self._forecast(data, horizon, schedule, float(s[-1]), shapes, mode, scatter, start)
         except (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError) as err:
             return Forecast.failed(f"the fit failed numerically ({err})", horizon, last, mapping)

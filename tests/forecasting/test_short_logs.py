@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import Forecaster
+from curvecast.forecasting.calibration import HELD_PRIOR_UNKNOWN
 from curvecast.forecasting.flat import FlatMember, recent_level, stall_window
 from curvecast.forecasting.preprocess import Binned, point_scatter
 
@@ -127,6 +128,11 @@ def test_a_prefix_too_short_to_hold_back_gets_the_prior_in_place_of_the_held_bac
     schedule = np.full(horizon + 1, 1e-3)
     known = Forecaster().fit(steps[:n], values[:n], horizon=horizon, lrs=schedule)
     assert known.diagnostics.scale_parts["held_prior"] == 0.0  # with a planned schedule the calibration is its own
+    # Logged from step 0, the span starts at the first positive step: the same 6 epochs 50 steps apart, 10 % of
+    # the run, get the same prior (log 10 over log 5), not one over log 250.
+    at_zero = Forecaster().fit(np.arange(6) * 50.0, values[:6], horizon=2500)
+    expected = HELD_PRIOR_UNKNOWN * math.log(10) / math.log(5)
+    assert at_zero.diagnostics.scale_parts["held_prior"] == pytest.approx(expected, rel=0.01)
 
 
 def _wild_series(name: str, column: str) -> tuple[np.ndarray, np.ndarray] | None:
