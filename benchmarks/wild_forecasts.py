@@ -191,7 +191,8 @@ def _prior_unit(parts: dict[str, float], t: np.ndarray, horizon: int) -> float:
         return 0.0
     last = max(float(t[-1]), 1.0)
     reach = math.log(max(float(horizon), 1.0) / last)
-    return reach / max(math.log(last / max(float(t[0]), 1.0)), cal.MIN_SPAN)
+    start = float(t[t > 0][0]) if np.any(t > 0) else 1.0
+    return reach / max(math.log(last / max(start, 1.0)), cal.MIN_SPAN)
 
 
 def _rel(a: float, truth: float) -> float:
@@ -327,11 +328,86 @@ def report(rows: list[dict], fractions: tuple[float, ...]) -> None:
     print(f"held-back prior solved on all repositories: {prior:.3g}")
 
 
+# The constants tagged [wild] in calibration.py, each with the values it was chosen from (by hand, on every
+# repository), and the modules that import it.
+WILD_CHOICES = {
+    "FLAT_CLEAN_RATIO": (1.0, 2.0, 4.0, math.inf),  # inf: never the last point, always the median
+    "FLAT_WEIGHT": (1.0, 3.0, 10.0),
+    "FLAT_STALL_Z": (1.0, 2.0),
+    "FLAT_STALLED_WEIGHT": (3.0, 10.0, 30.0, 100.0),
+    "CLIFF_RATIO": (1.0, 2.0, 3.0, 10.0),
+}
+_CONSTANT_MODULES = ("calibration", "flat", "forecaster", "hypotheses")
+
+
+def _set_constant(name: str, value: float) -> None:
+    """``name`` set to ``value`` wherever the forecasting modules imported it."""
+    import importlib
+
+    for module in _CONSTANT_MODULES:
+        mod = importlib.import_module(f"curvecast.forecasting.{module}")
+        if hasattr(mod, name):
+            setattr(mod, name, value)
+
+
+def _objective(rows: list[dict]) -> float:
+    """What a [wild] constant was chosen by: the mean over the (kind, prefix) cells of the log median |relative
+    error| of curvecast (a declined forecast counted as the last value)."""
+    cells: dict[tuple, list[float]] = {}
+    for r in rows:
+        cells.setdefault((r["kind"], r["frac"]), []).append(_rel(r["curvecast"], r["truth"]))
+    return float(np.mean([math.log(max(float(np.median(e)), 1e-6)) for e in cells.values()]))
+
+
+def check_wild_choices(series: list[dict], fractions: tuple[float, ...]) -> None:
+    """Each [wild] constant chosen again leaving one repository out: for each repository, the value of
+    ``WILD_CHOICES`` with the least ``_objective`` on the other repositories' forecasts (the other constants as
+    shipped), its forecasts scored on the held-out one. Prints, per constant, the value chosen on every repository,
+    how many folds chose each value, and the median errors per (kind, prefix) as shipped and leaving one out."""
+    keys = [(kind, frac) for kind in KINDS for frac in fractions]
+    shipped_rows = [r for s in series for frac in fractions if (r := forecast_row(s, frac)) is not None]
+
+    def cells(rows: list[dict]) -> str:
+        errors: dict[tuple, list[float]] = {k: [] for k in keys}
+        for r in rows:
+            errors[(r["kind"], r["frac"])].append(_rel(r["curvecast"], r["truth"]))
+        return " ".join(f"{100 * float(np.median(errors[k])):5.1f}" for k in keys)
+
+    print(f"{'':<28}" + " ".join(f"{k[0].split()[0][:5]:>5}" for k in keys))
+    print(f"{'':<28}" + " ".join(f"{k[1]:>5.0%}" for k in keys))
+    print(f"{'as shipped':<28}{cells(shipped_rows)}")
+    repos = sorted({s["repo"] for s in series})
+    for name, values in WILD_CHOICES.items():
+        shipped = getattr(cal, name)
+        by_value = {}
+        try:
+            for value in values:
+                _set_constant(name, value)
+                by_value[value] = [r for s in series for f in fractions if (r := forecast_row(s, f)) is not None]
+        finally:
+            _set_constant(name, shipped)
+        best = min(values, key=lambda v: _objective(by_value[v]))
+        folds: dict[float, int] = {}
+        loro = []
+        for repo in repos:
+            pick = min(values, key=lambda v: _objective([r for r in by_value[v] if r["repo"] != repo]))
+            folds[pick] = folds.get(pick, 0) + 1
+            loro += [r for r in by_value[pick] if r["repo"] == repo]
+        chosen = ", ".join(f"{v:g}: {folds.get(v, 0)}" for v in values)
+        print(f"{name} = {shipped:g} (on every repository: {best:g}; folds choosing {chosen})")
+        print(f"{'  leaving one repository out':<28}{cells(loro)}")
+    print("(median |relative error| of curvecast per kind and prefix, a declined forecast counted as the last value;")
+    print(" each constant chosen alone, the others as shipped, by the mean log median error over the cells)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wild", type=Path, default=DEFAULT_WILD)
     ap.add_argument("--save", type=Path, default=None, help="write one row per forecast as JSON")
     ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
+    ap.add_argument(
+        "--check-wild", action="store_true", help="choose each [wild] constant again leaving one repository out"
+    )
     args = ap.parse_args()
     fractions = tuple(float(x) for x in args.fractions.split(","))
     t0 = time.perf_counter()
@@ -343,6 +419,10 @@ def main() -> None:
         f"interval scales as shipped (calibration.py): loss {cal.INTERVAL_SCALE_UNKNOWN:g}, "
         f"score {cal.INTERVAL_SCALE_SCORE:g}; held-back prior {cal.HELD_PRIOR_UNKNOWN:g}"
     )
+    if args.check_wild:
+        check_wild_choices(series, fractions)
+        print(f"in {time.perf_counter() - t0:.0f} s")
+        return
     rows = [r for s in series for frac in fractions if (r := forecast_row(s, frac)) is not None]
     report(rows, fractions)
     print(f"{len(rows)} forecasts in {time.perf_counter() - t0:.0f} s")
@@ -353,5 +433,5 @@ def main() -> None:
 if __name__ == "__main__":
     from results import recorded
 
-    with recorded("wild_forecasts"):
+    with recorded("wild_forecasts.choices" if "--check-wild" in sys.argv else "wild_forecasts"):
         main()
