@@ -13,9 +13,8 @@ for a law that would speed its fall up past the data); when the laws disagree pa
 stalled curve, or one whose tail its level forecast best, is forecast at that level alone. The interval combines the
 parameter uncertainty, the spread of the ensemble, and the held-back forecast error grown to the horizon's distance
 (a prior in its place where the prefix is too short to hold anything back; ``uncertainty.py``), is never narrower than
-one logged
-point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without a schedule;
-the fitted constants live in ``calibration.py``.
+one logged point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without
+a schedule; the fitted constants live in ``calibration.py``.
 """
 
 from __future__ import annotations

@@ -3,10 +3,9 @@
 The spread of an ensemble is not an interval (the digest's MPL-27 check: family ranges covered the truth in 37-59 % of
 runs), so the scale adds up independent sources: how far the fit on the older part of the curve missed the latest
 point (the held-back error, grown with the distance to the horizon in log-steps; a prior in its place where the
-prefix is too short to hold anything back), the posterior uncertainty of the
-annealing drop still to come, the spread of the ensemble members, the noise of the current level, and a floor that
-grows with the log-step extrapolation for what a short held-back window cannot show (much wider when the LR
-schedule is unknown).
+prefix is too short to hold anything back), the posterior uncertainty of the annealing drop still to come, the spread
+of the ensemble members, the noise of the current level, and a floor that grows with the log-step extrapolation for
+what a short held-back window cannot show (much wider when the LR schedule is unknown).
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ def log_scale_parts(
 ) -> dict[str, float]:
     """The independent sources of the log-scale, by name (all relative errors); ``log_scale`` adds them up.
 
-    ``start`` is the first logged step (before the window skips the early transient): without a schedule, a prefix
-    too short to hold anything back gets ``held_prior`` in place of the held-back error it cannot measure,
+    ``start`` is the first positive logged step (before the window skips the early transient): without a schedule, a
+    prefix too short to hold anything back gets ``held_prior`` in place of the held-back error it cannot measure,
     ``HELD_PRIOR_UNKNOWN`` times the reach over the logged span in log-steps (0 wherever ``held`` is measured).
     """
     reach = math.log(max(horizon, 1.0) / max(last, 1.0))
