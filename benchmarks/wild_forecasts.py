@@ -14,9 +14,10 @@ counted as the last value ("where made": over the forecasts made alone); how oft
 80 % intervals that hold the logged value (declined forecasts count as not covered), as shipped and
 leave-one-repository-out ("LORO": the interval scale without a schedule, ``calibration.INTERVAL_SCALE_UNKNOWN`` for a
 loss and ``INTERVAL_SCALE_SCORE`` for a score, solved on the other repositories' forecasts of the same kind by
-``solve_scale``, then applied to the held-out one); and how many made intervals are narrower than the series' own
-noise (the robust scatter of one point about a local line, ``noise_of``). The last lines give the scales solved on
-every repository: the values ``calibration.py`` ships.
+``solve_scale``, then the held-back prior ``HELD_PRIOR_UNKNOWN`` given those scales by ``solve_prior``, applied to the
+held-out one); and how many made intervals are narrower than the series' own noise (the robust scatter of one point
+about a local line, ``noise_of``). The last lines give the scales and the prior solved on every repository: the values
+``calibration.py`` ships.
 
     python benchmarks/wild_forecasts.py [--wild DIR] [--save rows.json] [--fractions 0.1,0.25,0.5]
 
@@ -160,7 +161,7 @@ def forecast_row(s: dict, frac: float) -> dict | None:
         "last": last, "powerlaw": pl, "curvecast": final, "made": made, "reason": f.reason,
     }  # fmt: skip
     row["covered"] = False
-    row.update(dist=math.inf, sd=math.nan, base_sd=math.nan, floor=0.0, narrow=False, short=False)
+    row.update(dist=math.inf, sd=math.nan, base_sd=math.nan, unit=0.0, floor=0.0, narrow=False, short=False)
     if made:
         lo, hi = f.interval(0.8)
         row["covered"] = bool(lo <= truth <= hi)
@@ -168,7 +169,8 @@ def forecast_row(s: dict, frac: float) -> dict | None:
         row["dist"] = abs(math.log(y_true / y_hat)) if y_true > 0 and y_hat > 0 else math.inf
         row["sd"] = f.log_scale
         d = f.diagnostics
-        row["base_sd"] = log_scale({k: v for k, v in d.scale_parts.items() if k != "noise"})
+        row["base_sd"] = log_scale({k: v for k, v in d.scale_parts.items() if k not in ("noise", "held_prior")})
+        row["unit"] = _prior_unit(d.scale_parts, t, horizon)
         row["scale"] = d.interval_scale
         row["floor"] = d.noise_floor
         row["parts"] = d.scale_parts
@@ -176,6 +178,21 @@ def forecast_row(s: dict, frac: float) -> dict | None:
         row["narrow"] = bool(f.log_scale < noise_of(v, mode, bounds))
         row["short"] = d.schedule is None
     return row
+
+
+def _prior_unit(parts: dict[str, float], t: np.ndarray, horizon: int) -> float:
+    """The held-back prior per unit of ``HELD_PRIOR_UNKNOWN`` the forecast carries: the reach over the logged span
+    (``uncertainty.log_scale_parts``) where the prefix held nothing back, else 0. Read off the part itself while the
+    shipped prior is > 0; at 0, a forecast whose measured held-back error is 0 is taken for one that held nothing
+    back."""
+    if cal.HELD_PRIOR_UNKNOWN > 0:
+        return parts["held_prior"] / cal.HELD_PRIOR_UNKNOWN
+    if parts["held"] > 0:
+        return 0.0
+    last = max(float(t[-1]), 1.0)
+    reach = math.log(max(float(horizon), 1.0) / last)
+    start = float(t[t > 0][0]) if np.any(t > 0) else 1.0
+    return reach / max(math.log(last / max(start, 1.0)), cal.MIN_SPAN)
 
 
 def _rel(a: float, truth: float) -> float:
@@ -189,57 +206,90 @@ def _class(row: dict) -> str:
     return "score" if row["kind"] == "score" else "loss"
 
 
+def solve(rows: list[dict]) -> tuple[dict[str, float], float]:
+    """The interval scale of each class, solved as before there was a held-back prior (``solve_scale`` without it, on
+    the forecasts made: the scales the forecaster ships for every run without a schedule, long ones included), then
+    the held-back prior that, with those scales, brings the coverage the table reports (a declined forecast holds
+    nothing) closest to 80 % in every kind and prefix (``solve_prior``). Returns ({class: scale}, prior)."""
+    classes = ("loss", "score")
+    made = {cls: [r for r in rows if _class(r) == cls and r["made"] and r["short"]] for cls in classes}
+    scales = {cls: solve_scale(sel, 0.0) for cls, sel in made.items()}
+    every = {cls: [r for r in rows if _class(r) == cls and (r["short"] or not r["made"])] for cls in classes}
+    return scales, solve_prior(every, scales)
+
+
 def loro_coverage(rows: list[dict]) -> dict[int, bool]:
-    """Leave one repository out: for each repository, the interval scale of its class (loss or score, as the
-    forecaster tells them apart) solved for 80 % coverage on the other repositories' forecasts made without a
-    schedule (each repository weighing alike), applied to its own. Returns whether each row's interval (index in
+    """Leave one repository out: for each repository, the interval scale of each class (loss or score, as the
+    forecaster tells them apart) and the held-back prior solved for 80 % coverage on the other repositories'
+    forecasts made without a schedule (``solve``), applied to its own. Returns whether each row's interval (index in
     ``rows``) holds the truth. A forecast not made is not covered."""
     out: dict[int, bool] = {i: False for i, r in enumerate(rows) if not r["made"]}
-    for cls in ("loss", "score"):
-        sel = [i for i, r in enumerate(rows) if _class(r) == cls and i not in out]
-        for repo in {rows[i]["repo"] for i in sel}:
-            k = solve_scale([rows[i] for i in sel if rows[i]["repo"] != repo])
-            for i in sel:
-                if rows[i]["repo"] == repo:
-                    out[i] = _need(rows[i]) <= k
+    for repo in {r["repo"] for r in rows}:
+        scales, prior = solve([r for r in rows if r["repo"] != repo])
+        for i, r in enumerate(rows):
+            if r["repo"] == repo and i not in out:
+                out[i] = _need(r, prior) <= scales[_class(r)]
     return out
 
 
-def _need(row: dict) -> float:
-    """The interval scale at which the row's 80 % interval just holds the truth: the log-scale is
-    ``hypot(scale * base_sd, noise)`` (``uncertainty.interval_log_scale`` without a schedule), capped as made."""
+def _need(row: dict, prior: float) -> float:
+    """The interval scale at which the row's 80 % interval just holds the truth with the held-back ``prior``: the
+    log-scale is ``hypot(scale * hypot(base_sd, prior * unit), noise)`` (``uncertainty.interval_log_scale`` without a
+    schedule), capped as made."""
+    base = math.hypot(row["base_sd"], prior * row["unit"])
     if row["dist"] <= Z80 * row["floor"]:
         return 0.0
-    if row["dist"] > Z80 * cal.MAX_LOG_SCALE or not row["base_sd"] > 0:
+    if row["dist"] > Z80 * cal.MAX_LOG_SCALE or not base > 0:
         return math.inf
-    return math.sqrt((row["dist"] / Z80) ** 2 - row["floor"] ** 2) / row["base_sd"]
+    return math.sqrt((row["dist"] / Z80) ** 2 - row["floor"] ** 2) / base
 
 
 SCALES = np.round(np.geomspace(0.5, 8.0, 25), 3)  # the candidate interval scales
+PRIORS = np.concatenate([[0.0], np.round(np.geomspace(0.05, 2.0, 17), 3)])  # the candidate held-back priors
 
 
-def solve_scale(rows: list[dict]) -> float:
-    """The interval scale whose coverage sits closest to 80 % in every kind and prefix of ``rows``: the one of
-    ``SCALES`` with the least sum of squared coverage gaps over the (kind, prefix) cells, each repository weighing
-    alike within a cell (one scale serves kinds the forecaster cannot tell apart, so no cell may be given up)."""
-    if not rows:
-        return 1.0
-    need = np.array([_need(r) for r in rows])
+def _cell_weights(rows: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The rows of each (kind, prefix) cell with weights summing to 1, each repository weighing alike in a cell."""
     cells: dict[tuple, list[int]] = {}
     for i, r in enumerate(rows):
         cells.setdefault((r["kind"], r["frac"]), []).append(i)
-    weights = {}
-    for key, idx in cells.items():
+    out = []
+    for idx in cells.values():
         size: dict[str, int] = {}
         for i in idx:
             size[rows[i]["repo"]] = size.get(rows[i]["repo"], 0) + 1
         w = np.array([1.0 / size[rows[i]["repo"]] for i in idx])
-        weights[key] = (np.array(idx), w / w.sum())
+        out.append((np.array(idx), w / w.sum()))
+    return out
 
-    def loss(k: float) -> float:
-        return sum((float(np.dot(w, need[idx] <= k)) - 0.8) ** 2 for idx, w in weights.values())
 
-    return float(min(SCALES, key=loss))
+def _gap(need: np.ndarray, cells: list[tuple[np.ndarray, np.ndarray]], scale: float) -> float:
+    """The sum over the cells of the squared gap between the coverage at ``scale`` and 80 %."""
+    return sum((float(np.dot(w, need[idx] <= scale)) - 0.8) ** 2 for idx, w in cells)
+
+
+def solve_scale(rows: list[dict], prior: float = 0.0) -> float:
+    """The interval scale whose coverage sits closest to 80 % in every kind and prefix of ``rows`` with the held-back
+    ``prior``: the one of ``SCALES`` with the least sum of squared coverage gaps over the (kind, prefix) cells, each
+    repository weighing alike within a cell (one scale serves kinds the forecaster cannot tell apart, so no cell may
+    be given up)."""
+    if not rows:
+        return 1.0
+    need, cells = np.array([_need(r, prior) for r in rows]), _cell_weights(rows)
+    return float(min(SCALES, key=lambda k: _gap(need, cells, k)))
+
+
+def solve_prior(by_class: dict[str, list[dict]], scales: dict[str, float]) -> float:
+    """The held-back prior of ``PRIORS`` (one for both classes: it is a relative error, the scales tell the classes
+    apart) with the least sum of squared coverage gaps over every class's (kind, prefix) cells at its ``scales``."""
+    cells = {cls: _cell_weights(sel) for cls, sel in by_class.items()}
+
+    def gaps(prior: float) -> float:
+        return sum(
+            _gap(np.array([_need(r, prior) for r in sel]), cells[cls], scales[cls]) for cls, sel in by_class.items()
+        )
+
+    return float(min(PRIORS, key=gaps))
 
 
 def report(rows: list[dict], fractions: tuple[float, ...]) -> None:
@@ -271,9 +321,83 @@ def report(rows: list[dict], fractions: tuple[float, ...]) -> None:
     print("(median |relative error| of the value at the last logged step; curvecast counts a declined forecast as the")
     print(" last value; cover80: share of 80 % intervals holding the value logged there, declined = not covered, as")
     print(" shipped and leave-one-repository-out; narrow: intervals narrower than the series' own noise)")
+    scales, prior = solve(rows)
     for cls in ("loss", "score"):
-        sel = [r for r in rows if _class(r) == cls and r["made"] and r["short"]]
-        print(f"interval scale solved on all repositories, {cls}: {solve_scale(sel):.3g} ({len(sel)} forecasts)")
+        count = sum(_class(r) == cls and r["made"] and r["short"] for r in rows)
+        print(f"interval scale solved on all repositories, {cls}: {scales[cls]:.3g} ({count} forecasts)")
+    print(f"held-back prior solved on all repositories: {prior:.3g}")
+
+
+# The constants tagged [wild] in calibration.py, each with the values it was chosen from (by hand, on every
+# repository), and the modules that import it.
+WILD_CHOICES = {
+    "FLAT_CLEAN_RATIO": (1.0, 2.0, 4.0, math.inf),  # inf: never the last point, always the median
+    "FLAT_WEIGHT": (1.0, 3.0, 10.0),
+    "FLAT_STALL_Z": (1.0, 2.0),
+    "FLAT_STALLED_WEIGHT": (3.0, 10.0, 30.0, 100.0),
+    "CLIFF_RATIO": (1.0, 2.0, 3.0, 10.0),
+}
+_CONSTANT_MODULES = ("calibration", "flat", "forecaster", "hypotheses")
+
+
+def _set_constant(name: str, value: float) -> None:
+    """``name`` set to ``value`` wherever the forecasting modules imported it."""
+    import importlib
+
+    for module in _CONSTANT_MODULES:
+        mod = importlib.import_module(f"curvecast.forecasting.{module}")
+        if hasattr(mod, name):
+            setattr(mod, name, value)
+
+
+def _objective(rows: list[dict]) -> float:
+    """What a [wild] constant was chosen by: the mean over the (kind, prefix) cells of the log median |relative
+    error| of curvecast (a declined forecast counted as the last value)."""
+    cells: dict[tuple, list[float]] = {}
+    for r in rows:
+        cells.setdefault((r["kind"], r["frac"]), []).append(_rel(r["curvecast"], r["truth"]))
+    return float(np.mean([math.log(max(float(np.median(e)), 1e-6)) for e in cells.values()]))
+
+
+def check_wild_choices(series: list[dict], fractions: tuple[float, ...]) -> None:
+    """Each [wild] constant chosen again leaving one repository out: for each repository, the value of
+    ``WILD_CHOICES`` with the least ``_objective`` on the other repositories' forecasts (the other constants as
+    shipped), its forecasts scored on the held-out one. Prints, per constant, the value chosen on every repository,
+    how many folds chose each value, and the median errors per (kind, prefix) as shipped and leaving one out."""
+    keys = [(kind, frac) for kind in KINDS for frac in fractions]
+    shipped_rows = [r for s in series for frac in fractions if (r := forecast_row(s, frac)) is not None]
+
+    def cells(rows: list[dict]) -> str:
+        errors: dict[tuple, list[float]] = {k: [] for k in keys}
+        for r in rows:
+            errors[(r["kind"], r["frac"])].append(_rel(r["curvecast"], r["truth"]))
+        return " ".join(f"{100 * float(np.median(errors[k])):5.1f}" for k in keys)
+
+    print(f"{'':<28}" + " ".join(f"{k[0].split()[0][:5]:>5}" for k in keys))
+    print(f"{'':<28}" + " ".join(f"{k[1]:>5.0%}" for k in keys))
+    print(f"{'as shipped':<28}{cells(shipped_rows)}")
+    repos = sorted({s["repo"] for s in series})
+    for name, values in WILD_CHOICES.items():
+        shipped = getattr(cal, name)
+        by_value = {}
+        try:
+            for value in values:
+                _set_constant(name, value)
+                by_value[value] = [r for s in series for f in fractions if (r := forecast_row(s, f)) is not None]
+        finally:
+            _set_constant(name, shipped)
+        best = min(values, key=lambda v: _objective(by_value[v]))
+        folds: dict[float, int] = {}
+        loro = []
+        for repo in repos:
+            pick = min(values, key=lambda v: _objective([r for r in by_value[v] if r["repo"] != repo]))
+            folds[pick] = folds.get(pick, 0) + 1
+            loro += [r for r in by_value[pick] if r["repo"] == repo]
+        chosen = ", ".join(f"{v:g}: {folds.get(v, 0)}" for v in values)
+        print(f"{name} = {shipped:g} (on every repository: {best:g}; folds choosing {chosen})")
+        print(f"{'  leaving one repository out':<28}{cells(loro)}")
+    print("(median |relative error| of curvecast per kind and prefix, a declined forecast counted as the last value;")
+    print(" each constant chosen alone, the others as shipped, by the mean log median error over the cells)")
 
 
 def main() -> None:
@@ -281,6 +405,9 @@ def main() -> None:
     ap.add_argument("--wild", type=Path, default=DEFAULT_WILD)
     ap.add_argument("--save", type=Path, default=None, help="write one row per forecast as JSON")
     ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
+    ap.add_argument(
+        "--check-wild", action="store_true", help="choose each [wild] constant again leaving one repository out"
+    )
     args = ap.parse_args()
     fractions = tuple(float(x) for x in args.fractions.split(","))
     t0 = time.perf_counter()
@@ -290,8 +417,12 @@ def main() -> None:
     print(f"{len(series)} series of {repos} repositories in {args.wild.resolve().name}/ ({counts})")
     print(
         f"interval scales as shipped (calibration.py): loss {cal.INTERVAL_SCALE_UNKNOWN:g}, "
-        f"score {cal.INTERVAL_SCALE_SCORE:g}"
+        f"score {cal.INTERVAL_SCALE_SCORE:g}; held-back prior {cal.HELD_PRIOR_UNKNOWN:g}"
     )
+    if args.check_wild:
+        check_wild_choices(series, fractions)
+        print(f"in {time.perf_counter() - t0:.0f} s")
+        return
     rows = [r for s in series for frac in fractions if (r := forecast_row(s, frac)) is not None]
     report(rows, fractions)
     print(f"{len(rows)} forecasts in {time.perf_counter() - t0:.0f} s")
@@ -302,5 +433,5 @@ def main() -> None:
 if __name__ == "__main__":
     from results import recorded
 
-    with recorded("wild_forecasts"):
+    with recorded("wild_forecasts.choices" if "--check-wild" in sys.argv else "wild_forecasts"):
         main()

@@ -95,6 +95,18 @@ FLOOR_KNOWN_SCHEDULE = 0.003
 # schedule (``benchmarks/forecast_accuracy.py``: 58-71 % with 0, 76-81 % with 1) and of the wild logs. [prior]
 FLOOR_UNKNOWN_SCHEDULE = 0.04
 FLOOR_SLOPE_UNKNOWN = 1.0
+# Without a schedule, a prefix too short to hold anything back (under about 7 bins past the transient: a validation
+# loss from its first 5-10 epochs) has no held-back error to grow to the horizon: HELD_PRIOR_UNKNOWN times the reach
+# over the logged span, r / max(log(last step / first positive step), MIN_SPAN), stands in for it (a held-back miss
+# of HELD_PRIOR_UNKNOWN per logged span, grown with the reach as the measured one is). Solved by ``python
+# benchmarks/wild_forecasts.py`` (2026-12-06) on the 173 series of ../shared/data/wild after the interval scales
+# above (which it leaves as they were: solved without it on the forecasts made, as before): of the benchmark's
+# PRIORS, the one whose 80 % coverage (a declined forecast not covered) sits closest to 80 % over the (kind, prefix)
+# cells, each repository weighing alike; solved again from this value it returns it. The LORO column solves the
+# scales and the prior without each repository in turn: 76-88 % for validation losses from 10/25/50 % (54-85 %
+# without the prior). [wild]
+HELD_PRIOR_UNKNOWN = 0.501
+MIN_SPAN = 0.1
 # A forecast whose log-scale exceeds MAX_LOG_SCALE says "too uncertain" (ok=False) and the last value stands. Chosen
 # from 1.5-4 [refit]: 14 of 16 folds chose the top (4: an 80 % interval of a factor 170 each way; wider says nothing
 # a user can act on); at 2, half of the small live runs' forecasts at 10 % were not made, though their point
@@ -105,8 +117,9 @@ MAX_REACH = 1000.0
 
 # --- Short logs without a planned schedule (flat.py, hypotheses.py, forecaster.py) --------------------------------
 # Constants marked [wild] were chosen by hand from the few values named, on the 10/25/50 % forecasts of
-# ``benchmarks/wild_forecasts.py`` (in-sample: not cross-validated; only the interval scales are solved per kind and
-# checked leaving one repository out), with ``benchmarks/forecast_accuracy.py`` run beside them.
+# ``benchmarks/wild_forecasts.py``, with ``benchmarks/forecast_accuracy.py`` run beside them. ``python
+# benchmarks/wild_forecasts.py --check-wild`` chooses each again leaving one repository out (2026-12-06): 73-76 of
+# the 76 folds choose the value below, and the held-out figures stay below both baselines at 25 and 50 %.
 # The flat member's level is the median of this many latest bins: enough to stand still under a per-batch loss's
 # noise, few enough to follow a curve that still moves. [prior]
 FLAT_LEVEL_POINTS = 3

@@ -12,9 +12,9 @@ each forecast a held-back tail of the observed curve (a stalled curve's flat mem
 for a law that would speed its fall up past the data); when the laws disagree past what an interval can say, a
 stalled curve, or one whose tail its level forecast best, is forecast at that level alone. The interval combines the
 parameter uncertainty, the spread of the ensemble, and the held-back forecast error grown to the horizon's distance
-(``uncertainty.py``), is never narrower than one logged
-point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without a schedule;
-the fitted constants live in ``calibration.py``.
+(a prior in its place where the prefix is too short to hold anything back; ``uncertainty.py``), is never narrower than
+one logged point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without
+a schedule; the fitted constants live in ``calibration.py``.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class _FitContext:
     stalled: bool  # the latest half of the window shows no fall clear of the noise (``flat.stall_window``)
     mode: str = "min"  # the metric's direction: the interval's calibration differs for a loss and a score
     scatter: float = 0.0  # the scatter of one logged point (``preprocess.point_scatter``): the interval's least width
+    start: float = 0.0  # the first logged step (before the transient is skipped): the span the prefix covers
 
     @property
     def t_last(self) -> float:
@@ -250,7 +251,11 @@ class Forecaster:
                 shapes = [reference_shape(r, mapping, self.max_bins) for r in refs]
                 scatter = point_scatter(y, c[finite])
                 shapes = [x for x in shapes if x]
-                forecast = self._forecast(data, horizon, schedule, float(s[-1]), shapes, mode, scatter)
+                # The span the prefix covers starts at its first positive step: a point at step 0 stands about one
+                # logging interval before the next, not e^(log of the last step) of them.
+                logged = s[finite][s[finite] > 0]
+                start = float(logged[0]) if logged.size else 1.0
+                forecast = self._forecast(data, horizon, schedule, float(s[-1]), shapes, mode, scatter, start)
         except (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError) as err:
             return Forecast.failed(f"the fit failed numerically ({err})", horizon, last, mapping)
         if not forecast.ok:
@@ -284,13 +289,14 @@ class Forecaster:
         shapes: list[ReferenceShape],
         mode: str = "min",
         scatter: float = 0.0,
+        start: float = 0.0,
     ) -> Forecast:
         """The forecast of the falling quantity y in ``data`` (all values > 0), in y's units: fit the candidates,
-        weigh them on the held-back tail, then size the interval."""
+        weigh them on the held-back tail, then size the interval (``start``: the first logged step)."""
         if horizon > MAX_REACH * max(t_obs, 1.0):
             reason = f"the horizon is {horizon / max(t_obs, 1.0):.3g}x the last step, past the {MAX_REACH:g}x forecast"
             return Forecast.failed(reason, horizon, int(t_obs))
-        fit = self._context(data, horizon, schedule, t_obs, mode, scatter)
+        fit = self._context(data, horizon, schedule, t_obs, mode, scatter, start)
         fits, errors, backtests = self._fit_candidates(fit, shapes)
         weights = _ensemble_weights(fit, fits, errors)
         if weights is None:
@@ -326,6 +332,7 @@ class Forecaster:
         t_obs: float,
         mode: str = "min",
         scatter: float = 0.0,
+        start: float = 0.0,
     ) -> _FitContext:
         """The values of one fit its steps share: the recent level, the slope behind the prior, the hold-back cut,
         whether the curve has stalled, and the scatter of one logged point (at least the noise the fit weighs by)."""
@@ -339,7 +346,8 @@ class Forecaster:
                 slope *= (float(later[0]) / float(data.steps[-1])) ** -MPL_ALPHA
         cut = data.steps[0] + (1.0 - self.holdout) * (float(data.steps[-1]) - data.steps[0])
         stalled = stall_window(data) is not None
-        return _FitContext(data, horizon, t_obs, schedule, level, slope, cut, stalled, mode, max(scatter, data.noise))
+        noise = max(scatter, data.noise)
+        return _FitContext(data, horizon, t_obs, schedule, level, slope, cut, stalled, mode, noise, start)
 
     def _fit_candidates(
         self, fit: _FitContext, shapes: list[ReferenceShape]
@@ -474,6 +482,7 @@ class Forecaster:
             schedule_known=fit.known,
             slope=fit.slope,
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
+            start=fit.start,
         )
 
     def _fit_family(

@@ -4,6 +4,7 @@ then the real Lightning logs of ../shared/data/wild (through ``benchmarks/wild_f
 
 from __future__ import annotations
 
+import csv
 import math
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import Forecaster
+from curvecast.forecasting.calibration import HELD_PRIOR_UNKNOWN
 from curvecast.forecasting.flat import FlatMember, recent_level, stall_window
 from curvecast.forecasting.preprocess import Binned, point_scatter
 
@@ -101,6 +103,49 @@ def test_the_interval_is_never_narrower_than_the_series_noise():
     assert f.diagnostics.noise_floor >= scatter
 
 
+def test_a_prefix_too_short_to_hold_back_gets_the_prior_in_place_of_the_held_back_error():
+    """A real validation loss from its first 6 epochs (../shared/data/wild/217.csv: about 0.34 throughout, then it
+    overfits to 0.80 by the last epoch): nothing can be held back, so the prior stands in for the held-back error,
+    widening the interval with the distance to the horizon; from 25 % it holds back, and the prior is 0."""
+    wild = _wild_series("217.csv", "val_loss")
+    if wild is None:
+        pytest.skip(f"the real Lightning logs are not at {WILD}")
+    steps, values = wild
+    horizon = int(steps[-1])
+    parts = {}
+    for frac in (0.1, 0.25):
+        n = int(np.sum(steps <= frac * horizon))
+        f = Forecaster().fit(steps[:n], values[:n], horizon=horizon)
+        assert f.ok, f.reason
+        parts[frac] = f.diagnostics.scale_parts
+    assert parts[0.1]["held"] == 0.0
+    assert parts[0.1]["held_prior"] > 0.3  # 0.5 times the reach (log 10) over the logged span (log 5.6): 0.68
+    assert parts[0.25]["held"] > 0.0
+    assert parts[0.25]["held_prior"] == 0.0
+    n = int(np.sum(steps <= 0.1 * horizon))
+    lo, hi = Forecaster().fit(steps[:n], values[:n], horizon=horizon).interval(0.8)
+    assert lo < values[-1] < hi  # 0.80 after 0.34: without the prior the interval ended at 0.37
+    schedule = np.full(horizon + 1, 1e-3)
+    known = Forecaster().fit(steps[:n], values[:n], horizon=horizon, lrs=schedule)
+    assert known.diagnostics.scale_parts["held_prior"] == 0.0  # with a planned schedule the calibration is its own
+    # Logged from step 0, the span starts at the first positive step: the same 6 epochs 50 steps apart, 10 % of
+    # the run, get the same prior (log 10 over log 5), not one over log 250.
+    at_zero = Forecaster().fit(np.arange(6) * 50.0, values[:6], horizon=2500)
+    expected = HELD_PRIOR_UNKNOWN * math.log(10) / math.log(5)
+    assert at_zero.diagnostics.scale_parts["held_prior"] == pytest.approx(expected, rel=0.01)
+
+
+def _wild_series(name: str, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """One column of a wild log, as the benchmark reads it: the finite values by step."""
+    path = WILD / name
+    if not path.is_file():
+        return None
+    with path.open(newline="") as fh:
+        rows = [(float(r["step"]), float(r[column])) for r in csv.DictReader(fh) if r[column] not in ("", None)]
+    steps, values = (np.array(x) for x in zip(*rows, strict=True))
+    return steps, values
+
+
 def test_a_series_noisier_than_any_interval_is_declined():
     rng = np.random.default_rng(2)
     steps = np.arange(1, 31) * 10.0
@@ -144,7 +189,7 @@ def wild_rows():
     sys.path.insert(0, str(BENCHMARKS))
     wf = pytest.importorskip("wild_forecasts")
     series = wf.load(WILD)
-    return wf, [r for s in series for frac in (0.25, 0.5) if (r := wf.forecast_row(s, frac)) is not None]
+    return wf, [r for s in series for frac in wf.FRACTIONS if (r := wf.forecast_row(s, frac)) is not None]
 
 
 @pytest.mark.parametrize("kind", ["validation loss", "training loss", "score"])
@@ -168,3 +213,22 @@ def test_wild_logs_intervals_cover_about_80_percent_and_never_undercut_the_noise
             slack = 1.0 / len(covered)
             assert 0.7 - slack <= np.mean(covered) <= 0.9 + slack, (kind, frac, np.mean(covered))
     assert not any(r["narrow"] for r in rows)
+
+
+def test_wild_logs_intervals_cover_70_to_90_percent_leaving_each_repository_out(wild_rows):
+    wf, rows = wild_rows
+    loro = wf.loro_coverage(rows)
+    for kind in wf.KINDS:
+        for frac in wf.FRACTIONS:
+            idx = [i for i, r in enumerate(rows) if r["kind"] == kind and r["frac"] == frac]
+            covered = np.mean([loro[i] for i in idx])
+            # Give or take one forecast of the 7-82 in a cell. Without the held-back prior the validation losses
+            # from 10 % and 25 % were covered 54 % and 68 % of the time: nothing held back, nothing widened them.
+            slack = 1.0 / len(idx)
+            assert 0.7 - slack <= covered <= 0.9 + slack, (kind, frac, covered)
+    scales, prior = wf.solve(rows)
+    assert prior > 0  # the held-back prior is solved on every repository, not given up
+    # calibration.py ships what the benchmark solves (the scales rounded to 3 figures)
+    shipped = (wf.cal.INTERVAL_SCALE_UNKNOWN, wf.cal.INTERVAL_SCALE_SCORE)
+    assert (scales["loss"], scales["score"]) == pytest.approx(shipped, abs=0.005)
+    assert prior == wf.cal.HELD_PRIOR_UNKNOWN
