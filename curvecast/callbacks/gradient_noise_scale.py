@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import CPU_HOST_STEPS, host_cadence, optimizer_step_index
+from curvecast._lightning import host_cadence, optimizer_step_index
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms
 from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows, squared_norms, total_norm
@@ -23,11 +23,6 @@ __all__ = ["GradientNoiseScale"]
 _STATE_VERSION = 1
 _SOURCES = ("auto", "microbatch", "per_example")
 PER_EXAMPLE_EVERY = 10  # default sampling of the per-example source: keeps its average cost near 2-3 % of a step
-# On a CPU the training thread itself computes the gradient norm: a pass over every gradient, 0.1-0.15 ms for a
-# 300k-parameter MLP whose step takes 2 ms. One step in this many is measured there, the last before each move of the
-# losses to the host (CPU_HOST_STEPS), so the norm and the losses it is paired with reach the detectors together; on an
-# accelerator the norm costs the host three kernel launches and is measured every step.
-CPU_NORM_EVERY = CPU_HOST_STEPS
 
 
 class GradientNoiseScale(Sensor):
@@ -47,7 +42,8 @@ class GradientNoiseScale(Sensor):
 
     B_simple is counted in the units the loss averages over (sequences for a token-mean language-model loss).
     The total gradient norm of the optimizer steps (before clipping) is recorded as well (``grad_norm``): every step
-    on an accelerator, one step in ``CPU_NORM_EVERY`` (8) on a CPU, every sampled step of the noise scale too. Values
+    on an accelerator, one per move of the values to the host on a CPU (every 8 steps at most), every sampled step
+    of the noise scale too. Values
     stay on the device and reach the host only at the logging cadence. The per-example source's module hooks are
     attached only for the steps it samples (a hooked module takes the slow path of every call).
 
@@ -60,7 +56,7 @@ class GradientNoiseScale(Sensor):
             kernel per parameter and micro-batch), every ``PER_EXAMPLE_EVERY`` (10) steps for ``"per_example"``,
             whose exact sequence-layer norms cost up to a few tens of percent of a step on small layers.
         norm_every_n_steps: record the gradient norm of one optimizer step in this many; None: every step on an
-            accelerator, every ``CPU_NORM_EVERY`` (8) steps on a CPU.
+            accelerator, the last step before each move to the host on a CPU (8 steps apart at most).
         log_every_n_steps: optimizer steps between host transfers and logged values; None: the Trainer's (and on a
             single CPU process, where a transfer waits for nothing, each step's gradient norm is recorded at once).
         batch_size_fn: rows of a micro-batch, ``batch -> int``; default: the first dimension of its first tensor.
@@ -176,9 +172,13 @@ class GradientNoiseScale(Sensor):
         self.active_source = source
         default_every = PER_EXAMPLE_EVERY if source == "per_example" else 1
         self._every = self.sample_every_n_steps or default_every
+        # On a CPU the training thread itself computes the gradient norm: a pass over every gradient, 0.05-0.15 ms
+        # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before each move of
+        # the losses to the host (8 steps apart at most), so the norm and the losses it is paired with reach the
+        # detectors together; on an accelerator it costs the host three kernel launches and is measured every step.
         device = getattr(getattr(trainer, "strategy", None), "root_device", None)
         on_cpu = device is None or getattr(device, "type", "cpu") == "cpu"
-        self._norm_every = self.norm_every_n_steps or (CPU_NORM_EVERY if on_cpu else 1)
+        self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if on_cpu else 1)
         self._log_every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
 
