@@ -44,8 +44,8 @@ class GradientNoiseScale(Sensor):
     The total gradient norm of the optimizer steps (before clipping) is recorded as well (``grad_norm``): every step
     on an accelerator, one per move of the values to the host on a CPU (every 8 steps at most), every sampled step
     of the noise scale too. Values stay on the device and reach the host only at the logging cadence. The
-    per-example source's module hooks are
-    attached only for the steps it samples (a hooked module takes the slow path of every call).
+    per-example source's module hooks are attached only for the steps it samples (a hooked module takes the slow path
+    of every call).
 
     Args:
         source: ``"auto"``, ``"microbatch"`` or ``"per_example"``.
