@@ -209,7 +209,9 @@ class Curvecast(Callback):
         # The per-step hooks each sensor defines, bound once: a call to a hook a sensor leaves to Lightning's no-op
         # base costs a microsecond, a few per step for nothing.
         self._hooks = {name: [getattr(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS}
-        self._scorer = WatchScorer(self._new_watch(), background)
+        watch = self._new_watch()
+        self._watched = watch.watches  # the same series whatever watch a checkpoint restores
+        self._scorer = WatchScorer(watch, background)
         self.history.add_listener(self._on_point)
         self.run_context = RunContext(self.monitor, mode, target, forecast_every)
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
@@ -401,7 +403,8 @@ class Curvecast(Callback):
     def _on_point(self, name: str, step: int, value: float) -> None:
         if name == self.monitor:
             self._monitor_moved = True
-        self._scorer.feed(name, step, value)  # scored at the end of the batch, on the scorer's thread
+        if self._watched(name):  # the step times, the LR and the like go to no detector
+            self._scorer.feed(name, step, value)  # scored at the end of the batch, on the scorer's thread
 
     def _follow_schedule(self) -> None:
         """Give the detectors the planned schedule, again whenever the capture changed it (an LR found changed by

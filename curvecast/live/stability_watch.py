@@ -68,6 +68,7 @@ class StabilityWatch:
             )
             self.monitored = AnomalyDetector(monitor, mode=mode, kinds=kinds)
         self.pair_grad_norm = pair_grad_norm
+        self._watched = frozenset({TRAIN_LOSS, GRAD_NORM, SAMPLES_PER_SEC, monitor})
         self.loss_is_auxiliary = monitor != TRAIN_LOSS and mode == "max"  # see the module docstring
         # Each series reaches the history in increasing steps, so both queues stay sorted: pairing is a merge.
         self._loss: deque[tuple[int, float]] = deque()
@@ -75,6 +76,10 @@ class StabilityWatch:
         self._last_paired: int | None = None
         self._alone = False  # one series stopped coming: the other is no longer held back for it
         self._found: list[Anomaly] = []
+
+    def watches(self, name: str) -> bool:
+        """Whether points of ``name`` go to a detector (the other series need not be handed over at all)."""
+        return name in self._watched
 
     def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         """The planned LR of every step: LR rises are not spikes, and no plateau is called before an LR drop."""
