@@ -16,7 +16,9 @@ the median over rounds of its time over the unmonitored run's in the same round:
 machine shared with other jobs, wall time mostly measures how often the scheduler takes the cores away.
 
 A third, stabler figure: the CPU time of the training thread inside curvecast's hooks, per step (``thread_time``
-around each of the bundle's Lightning hooks: the forecast worker and Lightning's own hook dispatch left out).
+around each of the bundle's Lightning hooks, less the clock's own cost measured on an empty hook: curvecast's worker
+threads, for forecasts, detectors and TensorBoard writes, and Lightning's own hook dispatch left out; the steady-state
+figure counts all of them).
 
 Goals: <= 1.15x at 2 ms, <= 1.05x at 6 ms (steady state, defaults); under 0.1 ms per step inside the hooks.
 """
@@ -86,10 +88,16 @@ HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_
 
 
 class HookClock:
-    """The training thread's CPU time inside a callback's per-step hooks (its instance methods wrapped)."""
+    """The training thread's CPU time inside a callback's per-step hooks (its instance methods wrapped).
+
+    ``thread_time`` is a system call (1-2 us here, in a VM, more on a loaded machine), and part of its own cost lands
+    inside every interval it times: :meth:`net_seconds` takes off that much per call, as measured on an empty hook
+    right after the fit (an empty hook's figure is then 0).
+    """
 
     def __init__(self, callback: pl.Callback) -> None:
         self.seconds = 0.0
+        self.calls = 0
         for name in HOOKS:
             setattr(callback, name, self._timed(getattr(callback, name)))
 
@@ -100,8 +108,18 @@ class HookClock:
                 return hook(*args, **kwargs)
             finally:
                 self.seconds += time.thread_time() - start
+                self.calls += 1
 
         return timed
+
+    def net_seconds(self) -> float:
+        """The seconds inside the hooks, less what the clock itself added to them."""
+        empty = HookClock.__new__(HookClock)
+        empty.seconds, empty.calls = 0.0, 0
+        timed = empty._timed(lambda: None)
+        for _ in range(20_000):
+            timed()
+        return self.seconds - self.calls * empty.seconds / empty.calls
 
 
 HOOK_CLOCKS: list[HookClock] = []  # one per timed Curvecast of the current fit
@@ -181,7 +199,7 @@ def main() -> None:
                     run = fit(width, configs[name](), args.steps, logdir)
                     steady[name].append(run[0] / base[0])
                     if HOOK_CLOCKS:
-                        hooks[name].append(HOOK_CLOCKS[0].seconds / args.steps * 1e3)
+                        hooks[name].append(HOOK_CLOCKS[0].net_seconds() / args.steps * 1e3)
                     whole[name].append(run[1] / base[1])
             print(f"\nstep ~{target:g} ms (MLP width {width}; unmonitored step {statistics.median(base_ms):.2f} ms, "
                   f"{args.rounds} rounds of {args.steps} steps, {args.clock} clock)")  # fmt: skip

@@ -54,24 +54,35 @@ def optimizer_step_index(trainer: Any, *, after_step: bool = False) -> int:
         after_step: the batch's optimizer step has been taken already (``on_train_batch_end`` of a stepping batch),
             so ``global_step`` counts it.
     """
-    optimizers = getattr(trainer, "optimizers", None)  # read several times a step: kept to the cheapest reads
-    index = steps_taken(trainer) // (len(optimizers) if optimizers else 1)
+    index, per_optimizer = _global_step(trainer)
+    if per_optimizer:  # manual optimization: ``global_step`` counts the steps of every optimizer
+        optimizers = getattr(trainer, "optimizers", None)
+        index //= len(optimizers) if optimizers else 1
     return (index - 1 if index > 0 else 0) if after_step else index
 
 
 def steps_taken(trainer: Any) -> int:
-    """``trainer.global_step``, read from the training loop's two step counters: the property walks five others to
-    pick the one of the module's optimization mode (3 us, and the sensors read it six times a step), while only that
-    one ever moves. Both moved (a module whose mode changed between fits), or another loop: the property decides."""
+    """``trainer.global_step``, read cheaply (see :func:`_global_step`)."""
+    return _global_step(trainer)[0]
+
+
+def _global_step(trainer: Any) -> tuple[int, bool]:
+    """``trainer.global_step``, and whether it may count several optimizers' steps (manual optimization).
+
+    Read from the training loop's two step counters: the property walks five others to pick the one of the module's
+    optimization mode (3 us, and the sensors read it six times a step), while only that one ever moves. Automatic
+    optimization steps one optimizer. Both moved (a module whose mode changed between fits), or another loop: the
+    property decides, and the optimizers are counted.
+    """
     try:
         loop = trainer.fit_loop.epoch_loop
         automatic = loop.automatic_optimization.optim_progress.optimizer.step.total.completed
         manual = loop.manual_optimization.optim_step_progress.total.completed
     except AttributeError:
-        return int(trainer.global_step)
+        return int(trainer.global_step), True
     if automatic and manual:
-        return int(trainer.global_step)
-    return int(automatic + manual)
+        return int(trainer.global_step), True
+    return int(automatic + manual), bool(manual)
 
 
 def host_cadence(trainer: Any) -> int:
