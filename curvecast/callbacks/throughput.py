@@ -212,7 +212,7 @@ class Throughput(Sensor):
             end.record()
             self._events.append((self._start_event, end))
             self._poll_events()
-        self._new_step()
+        self._open = False  # the next batch starts a new step (its start resets the counters, once)
         if (step + 1) % self._every == 0 or (self._max_steps > 0 and step + 1 >= self._max_steps):
             self.flush(trainer, pl_module, step)
         self._t_last_end = self.clock()  # logging above is ours, not the data loader's
