@@ -250,10 +250,10 @@ class GradientNoiseScale(Sensor):
         self._stepped = True
         step = optimizer_step_index(trainer)
         measured = self._sampling and self._valid and self._small_sum is not None
-        if self._every > 1:
+        if self._sampling and self._every > 1:
             self._detach()  # until the next sampled step: hooks cost every forward and backward they are on
         if not measured and (step + 1) % self._norm_every:
-            self._reset_step()
+            self._open = False  # the next batch's start resets the step
             return  # neither a sampled step of the noise scale nor one whose gradient norm is measured
         with_grad = [p for p in self._params if p.grad is not None]
         if not with_grad:

@@ -41,12 +41,15 @@ class LearningRateCapture(Sensor):
         self._schedule: LRSchedule | None = None
         self._pending: list[tuple[int, float]] = []  # (step, LR) read but not yet recorded
         self._flush_every = 1
+        self._first: Any = None  # the optimizer whose LR is followed
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._schedule = None
         self._pending = []
         self._flush_every = host_cadence(trainer)  # recorded and checked in batches, as the losses are
+        optimizers = getattr(trainer, "optimizers", None)
+        self._first = optimizers[0] if optimizers else None  # read once: a property walk, and fixed during a fit
         self.horizon = run_horizon(trainer)
         start = int(trainer.global_step)
         if self.horizon is None:
@@ -58,7 +61,7 @@ class LearningRateCapture(Sensor):
 
     @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if trainer.optimizers and optimizer is not trainer.optimizers[0]:
+        if self._first is not None and optimizer is not self._first:
             return  # manual optimization with several optimizers: follow the first one
         self._pending.append((optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"])))
         if len(self._pending) >= self._flush_every:
