@@ -246,21 +246,14 @@ class Throughput(Sensor):
         """
         self._record_pending()
         w = self.timings
-        metrics = {
-            "samples_per_sec": w.samples_per_sec(),
-            "step_time": w.median("total"),
-            "step_time_p90": w.p90("total"),
-            "data_wait": w.median("data_wait"),
-            "data_wait_fraction": w.data_wait_fraction(),
-            "compute_time": w.median("compute"),
-            "optimizer_time": w.median("optimizer"),
-        }
+        metrics = w.summary()
+        seconds = metrics.pop("seconds")
         if not self._fetch.measured:  # the loop fetched its batches in a way the timer does not see: no evidence
             metrics["data_wait"] = metrics["data_wait_fraction"] = math.nan
         if self.items_fn is not None:
             metrics["items_per_sec"] = self._items_per_sec()
         if self.flops_per_batch and len(w):
-            metrics["flops_per_sec"] = self.flops_per_batch * self._batches_per_step * len(w) / w.seconds()
+            metrics["flops_per_sec"] = self.flops_per_batch * self._batches_per_step * len(w) / seconds
             if self._peak:
                 metrics["mfu"] = metrics["flops_per_sec"] / self._peak
         if self._cuda:
