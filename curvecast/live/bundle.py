@@ -393,6 +393,16 @@ class Curvecast(Callback):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for sensor in self.sensors:
             sensor.teardown(trainer, pl_module, stage)
+        self._close_workers()
+
+    @guarded
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """The run failed: Lightning finalizes the loggers next, and calls no teardown hook. What the worker threads
+        and the actuators hold (reports being written, alerts not yet sent) is finished first, within bounds."""
+        self._close_workers()
+
+    def _close_workers(self) -> None:
+        """Safe to call twice."""
         self.cadence.close()
         self._scorer.close()
         for actuator in self.actuators:

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
@@ -193,3 +194,35 @@ def test_reports_are_written_off_the_training_thread_and_all_of_them_before_fit_
     assert {name for name, _ in written} == {"curvecast-tensorboard"}
     final = read_events(Path(trainer.logger.log_dir)).Scalars("curvecast/forecast/final")
     assert final[-1].step == bundle.last_report.step
+
+
+class FailsAt(CurveModule):
+    def training_step(self, batch, batch_idx):
+        if self.global_step == 70:
+            raise RuntimeError("the run fails here")
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_failing_run_still_has_every_report_written_before_its_logger_closes(tmp_path, monkeypatch):
+    import threading
+
+    release = threading.Event()
+    write = TensorBoardReporter._write_report
+
+    def slow_write(self, writer, report):  # held back until the run has failed: the end must wait for it
+        release.wait(timeout=30)
+        write(self, writer, report)
+
+    monkeypatch.setattr(TensorBoardReporter, "_write_report", slow_write)
+    bundle = Curvecast(forecast_every=20, background=False, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], 120, log_every_n_steps=1)
+
+    class Release(pl.Callback):  # runs before the bundle's on_exception: the writes may go on from here
+        def on_exception(self, trainer, pl_module, exception):
+            release.set()
+
+    trainer.callbacks.insert(0, Release())
+    with pytest.raises(RuntimeError, match="fails here"):
+        trainer.fit(FailsAt(120))
+    final = read_events(Path(trainer.logger.log_dir)).Scalars("curvecast/forecast/final")
+    assert [e.step for e in final][-1] == bundle.last_report.step
