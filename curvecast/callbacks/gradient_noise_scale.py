@@ -355,6 +355,11 @@ class GradientNoiseScale(Sensor):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._drop_sources()
 
+    @guarded
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """A failed run gets no teardown hook: no hook of a sampled step is left on the model."""
+        self._drop_sources()
+
     # -- checkpoint state -------------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:

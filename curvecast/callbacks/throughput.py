@@ -312,6 +312,11 @@ class Throughput(Sensor):
             self._flops.stop()
         self._fetch.detach()
 
+    @guarded
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """A failed run gets no teardown hook: the loop's fetch methods are given back here."""
+        self.teardown(trainer, pl_module, "fit")
+
     def state_dict(self) -> dict[str, Any]:
         """Plain Python types only: counters and the FLOPs count (timings of a past process mean little)."""
         state: dict[str, Any] = {"version": _STATE_VERSION, "totals": dict(self.totals),

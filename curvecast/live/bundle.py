@@ -398,7 +398,10 @@ class Curvecast(Callback):
     @guarded
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """The run failed: Lightning finalizes the loggers next, and calls no teardown hook. What the worker threads
-        and the actuators hold (reports being written, alerts not yet sent) is finished first, within bounds."""
+        and the actuators hold (reports being written, alerts not yet sent) is finished first, within bounds, and the
+        sensors take their hooks off the model and the loop."""
+        for sensor in self.sensors:
+            sensor.on_exception(trainer, pl_module, exception)
         self._close_workers()
 
     def _close_workers(self) -> None:

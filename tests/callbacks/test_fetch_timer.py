@@ -53,3 +53,21 @@ def test_without_the_loops_brackets_it_times_the_profilers_fetch_action_alone():
     timer.detach()
     profiler.start("after")
     assert calls[-1] == ("start", "after")  # its own methods given back
+
+
+def test_a_failed_run_leaves_no_hook_on_the_model_nor_on_the_loop(quiet_trainer_kwargs):
+    from curvecast import Curvecast
+
+    class FailsOnASampledStep(TinyRegression):
+        def training_step(self, batch, batch_idx):
+            if self.global_step == 20:  # the noise scale samples steps 0, 10, 20: its hooks are on the model now
+                assert any(m._forward_hooks for m in self.modules())
+                raise RuntimeError("the run fails here")
+            return super().training_step(batch, batch_idx)
+
+    module = FailsOnASampledStep()
+    trainer = pl.Trainer(max_steps=40, callbacks=[Curvecast()], **quiet_trainer_kwargs)
+    with pytest.raises(RuntimeError, match="fails here"):
+        trainer.fit(module, loader(n=400))
+    assert not any(m._forward_hooks for m in module.modules())
+    assert not [n for n in vars(trainer.fit_loop.epoch_loop) if n.endswith("_fetch")]
