@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 import numbers
 from collections import deque
-from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
-from curvecast._lightning import Callback, is_global_zero, optimizer_step_index
+from curvecast._lightning import Callback, is_global_zero
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
@@ -17,11 +16,11 @@ from curvecast.callbacks.throughput import Throughput
 from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting import Anomaly, Report
 from curvecast.forecasting.metric_map import check_mode_bounds
-from curvecast.forecasting.stop_request import StopReason, StopRequest
+from curvecast.forecasting.stop_request import StopRequest
 from curvecast.history import RunHistory
 from curvecast.integrations.actuator import Actuator, RunContext
 from curvecast.integrations.advice import HyperparameterAdvisor
-from curvecast.integrations.alerts import Alert, AlertLogger, publish_alert
+from curvecast.integrations.alerts import AlertLogger
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.forecast_log import ForecastLogger
 from curvecast.integrations.loggers import LoggerForwarder
@@ -39,6 +38,7 @@ from curvecast.live.monitor_checks import (
 )
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
+from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.live.watch_scorer import WatchScorer
 from curvecast.metric_direction import metric_direction
@@ -215,7 +215,6 @@ class Curvecast(Callback):
         self.history.add_listener(self._on_point)
         self.run_context = RunContext(self.monitor, mode, target, forecast_every)
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
-        self._to_tensorboard = to_tensorboard
         self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping", tensorboard=to_tensorboard)
         self.alerts = _part(alerts, AlertLogger, "alerts", tensorboard=to_tensorboard)
         self.advice = _part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
@@ -226,16 +225,12 @@ class Curvecast(Callback):
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
         check_finite = self.early_stopping is not None and self.early_stopping.rule.check_finite
         self.finite_guard = NonFiniteGuard() if check_finite else None
-        self.actuators: list[Actuator] = []
-        self._checkpointed: list[Actuator] = []  # actuators whose state the bundle keeps in its own
+        self._reports = ReportDispatch(self.history, self.run_context, to_tensorboard)
         builtin = (self.early_stopping, self.alerts, self.advice, self.tensorboard, self.forecast_logger,
                    self.logger_forwarder)  # fmt: skip
         for actuator in (*builtin, *(actuators or [])):
             if actuator is not None:
                 self.attach(actuator)
-        self.last_report: Report | None = None
-        self.reports: deque[Report] = deque(maxlen=100)
-        self.stop: StopRequest | None = None
         self.cadence = ForecastCadence(
             self.history, self.lr_capture.schedule, self.lr_capture.run_length, self.monitor, target, forecast_every,
             background, forecast_budget, mode, bounds,
@@ -255,16 +250,23 @@ class Curvecast(Callback):
             save_state: keep the actuator's state (when it has a ``state_name``) in the bundle's checkpoint state;
                 False for an actuator that is also a callback of the Trainer, which checkpoints it already.
         """
-        if not isinstance(actuator, Actuator):
-            raise TypeError(
-                f"Expected an actuator to subclass curvecast.Actuator, but got {type(actuator).__name__}"
-            )
-        if any(a is actuator for a in self.actuators):
-            return
-        self.actuators.append(actuator)
-        if save_state and actuator.state_name is not None:
-            self._checkpointed.append(actuator)
-        actuator.bind(self.run_context)
+        self._reports.attach(actuator, save_state=save_state)
+
+    @property
+    def actuators(self) -> list[Actuator]:
+        return self._reports.actuators
+
+    @property
+    def reports(self) -> deque[Report]:
+        return self._reports.reports
+
+    @property
+    def last_report(self) -> Report | None:
+        return self._reports.last_report
+
+    @property
+    def stop(self) -> StopRequest | None:
+        return self._reports.stop
 
     @property
     def watch(self) -> StabilityWatch:
@@ -295,7 +297,7 @@ class Curvecast(Callback):
                 self.attach(callback, save_state=False)  # the Trainer checkpoints a callback itself
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self.stop = None
+        self._reports.stop = None
         self._voted_at = None
         self._monitor_checked = False
         for sensor in self.sensors:
@@ -479,51 +481,10 @@ class Curvecast(Callback):
             for report in self.cadence.finish():
                 self._dispatch(trainer, pl_module, report, last=True)
 
-    # -- actuators --------------------------------------------------------------------------------------------------
+    # -- actuators: see ReportDispatch -----------------------------------------------------------------------------
 
     def _dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
-        """Collect a stop decision on ``report``, announce it, then hand the completed report to every actuator."""
-        report = replace(report, run_step=optimizer_step_index(trainer, after_step=True))
-        stop = self._decide(report) if self.stop is None else None
-        if stop is not None:
-            self.stop = stop
-            alert = Alert("early_stop", stop.step, "warning", stop.message, source="early_stopping")
-            publish_alert(trainer, alert, tensorboard=self._to_tensorboard)
-        at_horizon = report.horizon is not None and report.step >= report.horizon - 1
-        last = last or at_horizon or self.stop is not None or bool(getattr(trainer, "should_stop", False))
-        # The series as of now (read-only views, rebuilt only where new points came): a forecast made in the worker
-        # is reported with everything recorded while it ran.
-        series = {name: self.history.series(name) for name in self.history.names()}
-        report = replace(report, stop=stop, is_last=last, series=series)
-        # Kept without their series: a hundred snapshots of every series would cost memory in proportion to the run.
-        self.reports.append(replace(report, series={}))
-        if report.forecast is not None:
-            self.last_report = self.reports[-1]
-        for actuator in self.actuators:
-            try:
-                actuator.on_report(trainer, pl_module, report)
-            except Exception as error:  # noqa: BLE001 - one failing actuator must not silence the others
-                self._actuator_failed(actuator, error)
-
-    def _decide(self, report: Report) -> StopRequest | None:
-        """The first stop an actuator decides on ``report``, or None."""
-        for actuator in self.actuators:
-            try:
-                stop = actuator.decide(report)
-            except Exception as error:  # noqa: BLE001 - a failing rule must not stop the run, nor its reports
-                self._actuator_failed(actuator, error)
-                continue
-            if stop is not None:
-                if not isinstance(stop, StopRequest):
-                    stop = StopRequest(StopReason.REQUESTED, int(report.step), str(getattr(stop, "message", stop)))
-                return stop
-        return None
-
-    @staticmethod
-    def _actuator_failed(actuator: Actuator, error: Exception) -> None:
-        name = type(actuator).__name__
-        warn_once(f"curvecast: {name} failed on a report and was skipped ({type(error).__name__}: {error})",
-                  key=f"actuator-{name}")  # fmt: skip
+        self._reports.dispatch(trainer, pl_module, report, last)
 
     def _vote_stop(self, trainer: Any) -> None:
         """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them.
@@ -555,7 +516,7 @@ class Curvecast(Callback):
         for sensor in self.sensors:
             if sensor.state_name is not None:
                 parts[sensor.state_name] = sensor
-        for actuator in self._checkpointed:
+        for actuator in self._reports.checkpointed:
             parts[actuator.state_name] = actuator
         return parts
 
