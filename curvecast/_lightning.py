@@ -21,8 +21,8 @@ except ImportError:  # the `lightning` distribution is optional; importing it be
     _UnifiedCallback = None
 
 __all__ = [
-    "CPU_HOST_STEPS", "Callback", "host_cadence", "is_global_zero", "optimizer_step_index", "steps_taken",
-    "tensorboard_writer",
+    "CPU_HOST_STEPS", "Callback", "host_cadence", "is_global_zero", "logging_cadence", "optimizer_step_index",
+    "steps_taken", "tensorboard_writer", "trains_on_cpu",
 ]  # fmt: skip
 
 # On one CPU, per-step values reach the host every this many steps. A move is free there (no device to wait for),
@@ -91,11 +91,20 @@ def host_cadence(trainer: Any) -> int:
     The Trainer's ``log_every_n_steps`` on an accelerator or under DDP, where a move waits for the device or is a
     collective; on one CPU at most ``CPU_HOST_STEPS``, so that anomalies are scored soon after their step.
     """
-    every = max(int(getattr(trainer, "log_every_n_steps", 50) or 1), 1)
-    device = getattr(getattr(trainer, "strategy", None), "root_device", None)
-    on_cpu = device is None or getattr(device, "type", "cpu") == "cpu"
+    every = logging_cadence(trainer)
     single = int(getattr(trainer, "world_size", 1) or 1) == 1
-    return min(every, CPU_HOST_STEPS) if on_cpu and single else every
+    return min(every, CPU_HOST_STEPS) if trains_on_cpu(trainer) and single else every
+
+
+def logging_cadence(trainer: Any) -> int:
+    """The Trainer's ``log_every_n_steps``, at least 1."""
+    return max(int(getattr(trainer, "log_every_n_steps", 50) or 1), 1)
+
+
+def trains_on_cpu(trainer: Any) -> bool:
+    """Whether the Trainer's root device is a CPU (also when it cannot be told)."""
+    device = getattr(getattr(trainer, "strategy", None), "root_device", None)
+    return device is None or getattr(device, "type", "cpu") == "cpu"
 
 
 def tensorboard_writer(trainer: Any):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import host_cadence, optimizer_step_index
+from curvecast._lightning import host_cadence, logging_cadence, optimizer_step_index, trains_on_cpu
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms
 from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows, squared_norms, total_norm
@@ -176,10 +176,8 @@ class GradientNoiseScale(Sensor):
         # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before each move of
         # the losses to the host (8 steps apart at most), so the norm and the losses it is paired with reach the
         # detectors together; on an accelerator it costs the host three kernel launches and is measured every step.
-        device = getattr(getattr(trainer, "strategy", None), "root_device", None)
-        on_cpu = device is None or getattr(device, "type", "cpu") == "cpu"
-        self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if on_cpu else 1)
-        self._log_every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if trains_on_cpu(trainer) else 1)
+        self._log_every = self.log_every_n_steps or logging_cadence(trainer)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
 
     def _detach(self) -> None:

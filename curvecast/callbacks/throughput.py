@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import optimizer_step_index
+from curvecast._lightning import logging_cadence, optimizer_step_index
 from curvecast.callbacks.measures.fetch_timer import FetchTimer
 from curvecast.callbacks.measures.flops import (
     StepFlopCounter,
@@ -127,7 +127,7 @@ class Throughput(Sensor):
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._world = int(getattr(trainer, "world_size", 1))
-        self._every = self.log_every_n_steps or max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        self._every = self.log_every_n_steps or logging_cadence(trainer)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
         self._fetch = FetchTimer(self.clock)
         self._fetch.attach(trainer)
