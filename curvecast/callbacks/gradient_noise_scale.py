@@ -114,7 +114,7 @@ class GradientNoiseScale(Sensor):
         self._every = 1
         self._norm_every = 1  # optimizer steps between measured gradient norms (see `norm_every_n_steps`)
         self._log_every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start
-        self._norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
+        self._record_norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
         self._reset_step()
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._stepped = False
@@ -149,7 +149,7 @@ class GradientNoiseScale(Sensor):
         # The loss waits for its step's gradient norm before the detectors score the pair: recorded on the losses'
         # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
         # the next logging step.
-        self._norms_every = host_cadence(trainer) if self.log_every_n_steps is None else None
+        self._record_norms_every = host_cadence(trainer) if self.log_every_n_steps is None else None
         source = self.source
         if source == "auto":
             source = "microbatch" if self._accumulate * self._world > 1 else "per_example"
@@ -300,7 +300,7 @@ class GradientNoiseScale(Sensor):
         stopping = self._world == 1 and bool(getattr(trainer, "should_stop", False))
         if (step + 1) % every == 0 or last or stopping:
             self.flush(trainer, pl_module, step)
-        elif self._norms_every is not None and (step + 1) % self._norms_every == 0:
+        elif self._record_norms_every is not None and (step + 1) % self._record_norms_every == 0:
             # On the steps the losses reach the host too: the detectors pair each loss with its step's norm.
             self._record_norms(trainer)
 
