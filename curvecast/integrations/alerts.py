@@ -16,7 +16,7 @@ from typing import Any
 
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
-from curvecast.integrations.tensorboard import write_alert_text
+from curvecast.integrations.tensorboard_disk import write_alert_text
 from curvecast.series import ALERTS_TAG
 
 __all__ = ["ALERTS_TAG", "SEVERITIES", "Alert", "AlertLogger", "publish_alert"]

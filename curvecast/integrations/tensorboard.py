@@ -33,8 +33,6 @@ is one :class:`~curvecast.failsafe.CurvecastWarning`; the run goes on, and the n
 from __future__ import annotations
 
 import math
-import shutil
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +44,11 @@ from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.forecast_scalars import forecast_scalars
 from curvecast.integrations.tab_documents import RecentAnomalies, forecast_document, planned_lr_document
+from curvecast.integrations.tensorboard_disk import MIN_FREE_BYTES, disk_has_room, write_alert_text
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.events import is_event_file, read_event_dir
 from curvecast.render.figure import forecast_figure
 from curvecast.series import (
-    ALERTS_TAG,
     DATA_WAIT_FRACTION,
     GNS_B_SIMPLE,
     GRAD_NORM,
@@ -75,52 +73,8 @@ SENSOR_SERIES = (LR, GRAD_NORM, GNS_B_SIMPLE, SAMPLES_PER_SEC, DATA_WAIT_FRACTIO
 # for each other series.
 _RUN_POINTS = 2000
 
-# The last step written under the alerts tag, per SummaryWriter. A TensorBoard tag must never get two events at one
-# step (the Rust data server keeps only the latest), so a second alert at the same step goes one step later; its
-# text still names the step it is about.
-_last_text_step: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-
-
 # The longest the end of training waits for the reports still being written to TensorBoard.
 END_WRITE_S = 10.0
-
-# curvecast writes nothing while the log's disk has less free than this: the run's own logs and checkpoints keep the
-# room, and curvecast (a few KB a report) is never the writer that fills a disk. Its events share the Lightning
-# logger's buffer, so a write that fits now could still make Lightning's own flush fail later.
-MIN_FREE_BYTES = 16 << 20
-
-
-def disk_has_room(log_dir: str) -> bool:
-    """Whether the disk of ``log_dir`` has at least :data:`MIN_FREE_BYTES` free (warned once when not; a statvfs
-    call, microseconds); True when it cannot be told."""
-    try:
-        free = shutil.disk_usage(log_dir).free
-    except (OSError, ValueError, TypeError):
-        return True
-    if free >= MIN_FREE_BYTES:
-        return True
-    warn_once(
-        f"curvecast: the disk of {log_dir} has {free / 2**20:.1f} MiB free; curvecast writes nothing to TensorBoard "
-        f"while it has less than {MIN_FREE_BYTES / 2**20:.0f} MiB, leaving the room to the run's own logs and "
-        "checkpoints (forecasts and alerts still go to the 'curvecast' logger).",
-        key="disk-low",
-    )
-    return False
-
-
-def write_alert_text(trainer: Any, markdown: str, step: int) -> None:
-    """Write an alert's ``markdown`` under the text tag ``curvecast/alerts`` of the Trainer's TensorBoard logger, if
-    it has one and its disk has room. Failures to write become one warning."""
-    try:
-        writer = tensorboard_writer(trainer)
-        if writer is None or not disk_has_room(writer.log_dir):
-            return
-        step = max(int(step), _last_text_step.get(writer, -1) + 1)
-        _last_text_step[writer] = step
-        writer.add_text(ALERTS_TAG, markdown, step)
-        writer.flush()  # alerts are rare and the default flush interval is two minutes
-    except Exception as error:  # noqa: BLE001 - an alert that cannot be written must not stop the run
-        warn_once(f"curvecast: could not write an alert to TensorBoard ({type(error).__name__}: {error})", key="alert")
 
 
 class TensorBoardReporter(Actuator):
