@@ -48,6 +48,7 @@ def test_training_ends_in_bounded_time_with_every_fit_stuck_and_says_so(quiet_tr
         stuck.wait()
 
     monkeypatch.setattr(Forecaster, "fit", fit)
+    monkeypatch.setattr(ForecastRunner, "out_of_process", False)  # the patched fit lives in this process only
     bundle = Curvecast(forecast_every=10, background=True, forecast_budget=None)  # a fit starts at step 10
     bundle.cadence.end_wait = 0.2
     trainer = pl.Trainer(max_steps=40, callbacks=[bundle], **quiet_trainer_kwargs)
@@ -73,6 +74,7 @@ def test_the_last_step_is_forecast_in_the_worker_after_a_late_one(quiet_trainer_
         return real_fit(self, steps, *args, **kwargs)
 
     monkeypatch.setattr(Forecaster, "fit", fit)
+    monkeypatch.setattr(ForecastRunner, "out_of_process", False)  # the patched fit lives in this process only
     bundle = Curvecast(forecast_every=30, background=True, forecast_budget=None)
     bundle.cadence.end_wait = 2.0
     try:

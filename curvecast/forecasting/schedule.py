@@ -230,8 +230,11 @@ class LRSchedule:
         s_k = np.where(t[:, None] >= drop_step[None, :], np.maximum(s_k, 0.0), 0.0)
         lr = np.maximum(self.drop_lr[:k], 1e-6)[None, :]
         out = np.empty((len(shapes), *t.shape))
+        scaled: dict[float, np.ndarray] = {}  # lr^-gamma * S_k, once per gamma (the shape grids share a few)
         for i, (c, beta, gamma) in enumerate(shapes):
-            g = 1.0 - (c * (lr**-gamma * s_k) + 1.0) ** -beta
+            if gamma not in scaled:
+                scaled[gamma] = lr**-gamma * s_k
+            g = 1.0 - (c * scaled[gamma] + 1.0) ** -beta
             out[i] = g @ drop
         return out
 

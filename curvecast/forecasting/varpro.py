@@ -57,21 +57,30 @@ def fit_grid(
         rhs[:, j] += m / sd**2
         prior_c += m * m / sd**2
     # A tiny ridge keeps near-collinear columns (e.g. alpha -> 0) solvable; it is far below the data's weight.
-    scale = np.maximum(np.einsum("gii->gi", gram), 1e-300)
-    best_obj = np.full(g, np.inf)
-    best_coef = np.zeros((g, p))
-    for fixed in _subsets(nonneg):
-        free = [i for i in range(p) if i not in fixed]
-        a = gram[:, free][:, :, free] + 1e-10 * np.einsum("gi,ij->gij", scale[:, free], np.eye(len(free)))
-        c_free = np.linalg.solve(a, rhs[:, free][:, :, None])[:, :, 0]
-        coef = np.zeros((g, p))
-        coef[:, free] = c_free
-        feasible = np.all(coef[:, list(nonneg)] >= -1e-12, axis=1) if nonneg else np.ones(g, bool)
-        # Objective of a least-squares solution: y'Wy + prior - c'rhs (normal equations hold on the free set).
-        obj = yy + prior_c - np.einsum("gi,gi->g", c_free, rhs[:, free])
-        better = feasible & (obj < best_obj)
-        best_obj = np.where(better, obj, best_obj)
-        best_coef[better] = coef[better]
+    ridge = 1e-10 * np.einsum("gi,ij->gij", np.maximum(np.einsum("gii->gi", gram), 1e-300), np.eye(p))
+    best_coef = np.linalg.solve(gram + ridge, rhs[:, :, None])[:, :, 0]
+    # Objective of a least-squares solution: y'Wy + prior - c'rhs (normal equations hold on the free set).
+    best_obj = yy + prior_c - np.einsum("gi,gi->g", best_coef, rhs)
+    # The problem is convex: where the unconstrained solution keeps its signs it is the optimum. Only the other grid
+    # points try every active set (most of a grid, typically, is spared the 2^k solves).
+    kept = np.isfinite(best_obj)  # a singular system solved to NaN is no solution
+    if nonneg:
+        kept &= np.all(best_coef[:, list(nonneg)] >= -1e-12, axis=1)
+    bad = np.flatnonzero(~kept)
+    best_obj[bad], best_coef[bad] = np.inf, 0.0
+    if bad.size and nonneg:
+        gram_b, rhs_b, ridge_b = gram[bad], rhs[bad], ridge[bad]
+        for fixed in _subsets(nonneg)[1:]:
+            free = [i for i in range(p) if i not in fixed]
+            a = gram_b[:, free][:, :, free] + ridge_b[:, free][:, :, free]
+            c_free = np.linalg.solve(a, rhs_b[:, free][:, :, None])[:, :, 0]
+            coef = np.zeros((bad.size, p))
+            coef[:, free] = c_free
+            feasible = np.all(coef[:, list(nonneg)] >= -1e-12, axis=1)
+            obj = yy + prior_c - np.einsum("gi,gi->g", c_free, rhs_b[:, free])
+            better = feasible & (obj < best_obj[bad])
+            best_obj[bad[better]] = obj[better]
+            best_coef[bad[better]] = coef[better]
     return GridFit(coef=best_coef, objective=np.maximum(best_obj, 0.0))
 
 

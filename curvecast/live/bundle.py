@@ -109,7 +109,8 @@ class Curvecast(Callback):
             ``val_f1``, ``reward`` are better high; a loss and anything else low).
         target: a value of ``monitor`` the run should reach; forecasts then give the step and probability to reach it.
         forecast_every: optimizer steps between forecasts of the training loss.
-        background: forecast in a worker thread so the training step never waits for a fit.
+        background: forecast off the training thread (in the forecast process, ``curvecast/fit_process.py``), so the
+            training step never waits for a fit; False fits inline (deterministic, for tests).
         forecast_budget: the largest share of the run's time spent forecasting (forecasts are spaced further apart than
             ``forecast_every`` when a fit is slow next to the steps); None forecasts every ``forecast_every`` steps.
         gradient_noise: measure the gradient noise scale and the gradient norm (True for the

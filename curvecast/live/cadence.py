@@ -240,10 +240,12 @@ class ForecastCadence:
         def job() -> Report:
             if horizon is None or horizon < blank.step:
                 return blank
-            forecast = Forecaster().fit(
-                series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts,
+            forecast = self._runner.compute(
+                Forecaster().fit, series.steps, series.values, horizon=horizon, lrs=schedule, counts=series.counts,
                 mode=self.mode, bounds=bounds, references=references,
             )  # fmt: skip
+            if forecast is None:  # abandoned at the end of training
+                return blank
             return replace(blank, forecast=forecast, target_chance=target_chance(forecast, blank.target))
 
         return job

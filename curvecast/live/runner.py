@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from curvecast.failsafe import warn_once
+from curvecast.fit_process import ChildGone, shared_fit_process
 from curvecast.worker_thread import Job, WorkerThread
 
 __all__ = ["ForecastRunner"]
@@ -18,15 +20,18 @@ class ForecastRunner(Generic[T]):
 
     The training thread only snapshots its arrays and calls :meth:`submit` and :meth:`poll`, which never wait; at the
     end of training :meth:`drain` waits for the job in flight, but only so long: a late job is abandoned (its result
-    is dropped), never waited for without limit. numpy and scipy release the GIL in their heavy loops, so a fit costs
-    the training step little.
+    is dropped), never waited for without limit. A job's heavy call goes through :meth:`compute`, which in the
+    background runs it in the forecast process (``curvecast.fit_process``): a fit in a thread of the training process
+    holds its GIL and slowed small steps 2.5-fold.
 
     Args:
         background: run jobs in a worker thread; False runs them inline (deterministic, for tests and tiny runs).
     """
 
-    # This thread's CPU time, read around each job: the fit's cost whatever else runs (replaceable in tests).
+    # This thread's CPU time, read around a call run in this process: its cost whatever else runs (replaceable).
     cpu_clock: Callable[[], float] = staticmethod(time.thread_time)
+    # Background calls go to the forecast process; False keeps them in the worker thread (tests that patch a fit).
+    out_of_process: bool = True
 
     def __init__(self, background: bool = True) -> None:
         self.background = background
@@ -50,23 +55,32 @@ class ForecastRunner(Generic[T]):
         if self.busy:
             return False
         if not self.background:
-            self._inline_result = self._timed(job)()
+            self._inline_result = job()
             return True
         if self._worker is None:
             self._worker = WorkerThread("curvecast-forecast")
-        self._job = Job(self._timed(job), "a forecast")
+        self._job = Job(job, "a forecast")
         self._worker.hand(self._job)
         return True
 
-    def _timed(self, job: Callable[[], T]) -> Callable[[], T]:
-        def timed() -> T:
-            start = self.cpu_clock()
+    def compute(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any | None:
+        """``fn(*args, **kwargs)``, from inside a job: in the forecast process in the background (in this thread when
+        that process cannot serve, with a warning, once); its CPU seconds become :attr:`last_cost`. None when the
+        job was abandoned while its call ran (its result would be dropped anyway)."""
+        if self.background and self.out_of_process:
             try:
-                return job()
-            finally:
-                self.last_cost = self.cpu_clock() - start
-
-        return timed
+                result, self.last_cost = shared_fit_process().call(fn, *args, **kwargs)
+                return result
+            except ChildGone as gone:
+                if gone.abandoned:
+                    return None
+                warn_once(f"curvecast: {gone}; this forecast runs in a thread of the training process instead.",
+                          key=f"fit-process-{type(gone).__name__}-{gone.abandoned}")  # fmt: skip
+        start = self.cpu_clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.last_cost = self.cpu_clock() - start
 
     def poll(self) -> T | None:
         """The result of the last finished job, once; None while it runs or when there is nothing new."""
@@ -84,6 +98,8 @@ class ForecastRunner(Generic[T]):
         if self._job is not None and not self._job.done.wait(timeout):
             self._job = None
             self.abandoned += 1
+            if self.out_of_process:
+                shared_fit_process().abandon()  # a stuck or starved fit must not hold the child for later calls
             self._stop_worker()  # still busy with the abandoned job: the next job gets a thread of its own
             return None
         return self.poll()
