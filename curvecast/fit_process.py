@@ -110,6 +110,9 @@ class FitProcess:
         if self.deaths >= MAX_DEATHS:
             raise ChildGone(f"the forecast process died {self.deaths} times; forecasts run in a thread from now on")
         self._sent, self._killed = {}, False
+        if getattr(sys, "frozen", False) or not sys.executable:  # a frozen app's executable would run the app again
+            self.deaths = MAX_DEATHS
+            raise ChildGone("no Python interpreter to start the forecast process with")
         env = {**os.environ, **_CHILD_ENV}
         # The parent's import path, so the child finds curvecast (and ``fn``) wherever the parent found them.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
