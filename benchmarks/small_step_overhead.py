@@ -2,7 +2,8 @@
 
 Each step size (about 2, 6 and 20 ms: an MLP whose width is calibrated at start) trains with no monitoring callback,
 with Lightning's ``LearningRateMonitor`` + ``ThroughputMonitor``, with ``Curvecast()`` (defaults) and with
-``Curvecast(forecast_every=10)``, every configuration with the same ``TensorBoardLogger``. Configurations run in turn,
+``Curvecast(forecast_every=10)`` and the same with its fits in a thread of the training process (as they ran before
+the forecast process), every configuration with the same ``TensorBoardLogger``. Configurations run in turn,
 round after round (interleaved, so drifts in machine load hit all of them alike). Two figures per configuration, as
 the median over rounds of its time over the unmonitored run's in the same round:
 
@@ -42,6 +43,7 @@ from torch import nn
 
 from curvecast import Curvecast
 from curvecast.fit_process import shared_fit_process
+from curvecast.live.runner import ForecastRunner
 
 FEATURES, BATCH, WARM = 64, 64, 50
 
@@ -140,6 +142,17 @@ class HookClock:
 HOOK_CLOCKS: list[HookClock] = []  # one per timed Curvecast of the current fit
 
 
+class FitsInThread(pl.Callback):
+    """For the duration of one fit, curvecast's forecasts are fitted in its worker thread, as before the forecast
+    process (``ForecastRunner.out_of_process``): what a fit costs the training process when it shares its GIL."""
+
+    def on_fit_start(self, trainer, pl_module):
+        ForecastRunner.out_of_process = False
+
+    def on_fit_end(self, trainer, pl_module):
+        ForecastRunner.out_of_process = True
+
+
 def timed_curvecast(**kwargs) -> list[pl.Callback]:
     bundle = Curvecast(**kwargs)
     HOOK_CLOCKS.append(HookClock(bundle))
@@ -155,6 +168,7 @@ def configurations() -> dict[str, object]:
         ],
         "Curvecast() (defaults)": lambda: timed_curvecast(),
         "Curvecast(forecast_every=10)": lambda: timed_curvecast(forecast_every=10),
+        "Curvecast(forecast_every=10), fits in a thread": lambda: [*timed_curvecast(forecast_every=10), FitsInThread()],
     }
 
 
