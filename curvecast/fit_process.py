@@ -56,8 +56,10 @@ class FitProcess:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sent: dict[str, Any] = {}  # the keyword arguments the child holds from the last call
-        self._killed = False  # the running child was killed on purpose (an abandoned call), not lost
-        self.deaths = 0
+        self._caller: object | None = None  # whose call is in flight (see `abandon`)
+        self._killed: subprocess.Popen[bytes] | None = None  # the child killed on purpose, for an abandoned call
+        self._closing = False  # the interpreter is exiting: no call goes to a child any more
+        self.deaths = 0  # deaths in calls since the last call served
 
     @property
     def pid(self) -> int | None:
@@ -66,50 +68,79 @@ class FitProcess:
         return proc.pid if proc is not None and proc.poll() is None else None
 
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+        return self.call_for(None, fn, args, kwargs)
+
+    def call_for(
+        self, caller: object | None, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[Any, float]:
+        """:meth:`call` on behalf of ``caller``, whose call alone ``abandon(caller)`` may kill."""
         with self._lock:
             proc = self._running()
             held = self._sent
             request = (fn, args, {k: _Same() if k in held and held[k] is v else v for k, v in kwargs.items()})
+            self._caller = caller
             try:
                 _send(proc.stdin, request)
+                self._sent = dict(kwargs)  # what the child holds now, whatever the reply
                 ok, value, cpu, caught = _receive(proc.stdout)
-            except (OSError, EOFError, pickle.UnpicklingError, struct.error) as error:
-                self._sent = {}
-                if self._killed:
+            except (OSError, EOFError, struct.error) as error:
+                abandoned = self._killed is proc or self._closing
+                self._drop(proc)  # dead or dying either way: a pipe that failed once is not trusted again
+                if abandoned:
                     raise ChildGone("the call was abandoned", abandoned=True) from None
                 self.deaths += 1
                 raise ChildGone(f"the forecast process died ({type(error).__name__}: {error})") from None
             finally:
-                if self._proc is not proc or proc.poll() is not None:
-                    self._proc = None
-            self._sent = dict(kwargs)
-        for message, category in caught:
-            warnings.warn(message, category, stacklevel=2)
+                self._caller = None
+            self.deaths = 0
+        for message, category in caught:  # pointing at no line: the child's lines are not the user's
+            warnings.warn_explicit(message, category, "<curvecast forecast process>", 0)
         if not ok:
             raise value
         return value, cpu
 
-    def abandon(self) -> None:
-        """Kill the child mid-call (without waiting for the call's turn): the call raises ``ChildGone`` (abandoned),
-        and the next call starts a fresh child."""
+    def abandon(self, caller: object | None = None) -> None:
+        """Kill the child if ``caller``'s call is in flight (without waiting for the call's turn): that call raises
+        ``ChildGone`` (abandoned), and the next call starts a fresh child. Another caller's call is left alone."""
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            self._killed = True
+        if proc is not None and self._caller is caller and self._lock.locked() and proc.poll() is None:
+            self._killed = proc
             proc.kill()
 
     def close(self) -> None:
-        proc, self._proc = self._proc, None
+        """Kill the child (a call in flight raises ``ChildGone``, abandoned); the next call starts another."""
+        proc = self._proc
         if proc is not None:
+            self._killed = proc
             proc.kill()
             proc.wait()
 
+    def shutdown(self) -> None:
+        """At exit: :meth:`close`, and no later call starts a child (a daemon thread's call in flight ends quietly)."""
+        self._closing = True
+        self.close()
+
+    def _drop(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.kill()
+        proc.wait()  # dead or dying: returns at once, and leaves no zombie
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        self._proc, self._sent = None, {}
+
     def _running(self) -> subprocess.Popen[bytes]:
         """The child, started if none runs (under the lock)."""
-        if self._proc is not None and self._proc.poll() is None:
+        if self._closing:
+            raise ChildGone("the forecast process is closed", abandoned=True)
+        if self._proc is not None and self._proc.poll() is None and self._killed is not self._proc:
             return self._proc
+        if self._proc is not None:
+            self._drop(self._proc)
         if self.deaths >= MAX_DEATHS:
-            raise ChildGone(f"the forecast process died {self.deaths} times; forecasts run in a thread from now on")
-        self._sent, self._killed = {}, False
+            raise ChildGone(
+                f"the forecast process died {self.deaths} times in a row; forecasts run in a thread from now on"
+            )
+        self._sent = {}
         if getattr(sys, "frozen", False) or not sys.executable:  # a frozen app's executable would run the app again
             self.deaths = MAX_DEATHS
             raise ChildGone("no Python interpreter to start the forecast process with")
@@ -143,7 +174,10 @@ def _receive(stream: IO[bytes] | None) -> Any:
     data = stream.read(size)
     if len(data) < size:
         raise EOFError("the pipe closed mid-message")
-    return pickle.loads(data)
+    try:
+        return pickle.loads(data)
+    except Exception as error:  # noqa: BLE001 - the whole message was read: the stream stays in step
+        return False, RuntimeError(f"a reply that would not unpickle ({type(error).__name__}: {error})"), 0.0, []
 
 
 _shared: FitProcess | None = None
@@ -156,14 +190,14 @@ def shared_fit_process() -> FitProcess:
     with _shared_lock:
         if _shared is None:
             _shared = FitProcess()
-            atexit.register(_shared.close)
+            atexit.register(_shared.shutdown)
         return _shared
 
 
 def _forget_after_fork() -> None:
     """A forked process (a DataLoader worker) never uses nor kills its parent's child: it would start its own."""
-    global _shared
-    _shared = None
+    global _shared, _shared_lock
+    _shared, _shared_lock = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import threading
 from pathlib import Path
 
@@ -25,6 +26,28 @@ def _signal_then_block(ready: str, release: str) -> str:
     """Run in the child: say it is inside the call (opening a FIFO waits for its reader), then wait for ``release``."""
     Path(ready).write_text("in")
     return Path(release).read_text()
+
+
+class _TwoPartError(Exception):
+    """Pickles, but does not unpickle (its ``__init__`` wants two arguments, its ``args`` hold one)."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(a + b)
+
+
+def _raise_two_part(**kwargs: object) -> None:
+    raise _TwoPartError("a", "b")
+
+
+def _read_fifo(path: Path, timeout: float = 60.0) -> str:
+    """What the child writes into the FIFO at ``path``; fails after ``timeout`` s rather than hang the test."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        assert readable, "the child never entered the call"
+        return os.read(fd, 16).decode()
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
@@ -74,8 +97,10 @@ def test_an_abandoned_call_returns_at_once_and_the_next_gets_a_fresh_child(child
 
     caller = threading.Thread(target=stuck_call)
     caller.start()
-    assert ready.read_text() == "in"  # the child is inside the call, blocked
-    child.abandon()
+    assert _read_fifo(ready) == "in"  # the child is inside the call, blocked
+    child.abandon("someone else")  # another caller's abandon leaves this call alone...
+    assert child.pid is not None
+    child.abandon()  # ...its own caller's kills it
     caller.join(timeout=30)
     assert not caller.is_alive()
     assert len(outcome) == 1
@@ -84,13 +109,37 @@ def test_an_abandoned_call_returns_at_once_and_the_next_gets_a_fresh_child(child
     assert child.deaths == 0
 
 
+def test_an_abandon_with_no_call_in_flight_leaves_the_next_call_alone(child):
+    child.call(os.getpid)
+    child.abandon()  # nothing in flight: nothing to kill
+    pid, _ = child.call(os.getpid)
+    assert pid == child.pid
+
+
+def test_a_death_is_counted_once_the_child_replaced_and_the_count_reset_by_a_call_served(child):
+    with pytest.raises(ChildGone, match="died"):
+        child.call(os._exit, 3)
+    assert child.deaths == 1
+    pid, _ = child.call(os.getpid)  # a fresh child, not the dead one's pipes
+    assert pid == child.pid
+    assert child.deaths == 0
+
+
+def test_a_reply_that_will_not_unpickle_fails_its_call_and_keeps_the_child_in_step(child):
+    a, b = np.ones(3), np.full(3, 2.0)
+    assert child.call(dict, lrs=a)[0]["lrs"].sum() == 3.0
+    with pytest.raises(RuntimeError, match="would not unpickle"):
+        child.call(_raise_two_part, lrs=b)
+    assert child.call(dict, lrs=a)[0]["lrs"].sum() == 3.0  # a, not the b the child holds since the failed call
+
+
 def test_a_child_that_dies_in_calls_is_given_up_after_a_few_deaths(child):
     for death in range(1, MAX_DEATHS + 1):
         with pytest.raises(ChildGone, match="died") as gone:
             child.call(os._exit, 3)  # the child dies while the call is in flight
         assert not gone.value.abandoned
         assert child.deaths == death
-    with pytest.raises(ChildGone, match=f"died {MAX_DEATHS} times"):
+    with pytest.raises(ChildGone, match=f"died {MAX_DEATHS} times in a row"):
         child.call(os.getpid)  # no child is started any more
 
 
@@ -116,6 +165,7 @@ def test_a_live_run_forecasts_in_the_child_the_same_as_inline(quiet_trainer_kwar
     for background in (True, False):
         pl.seed_everything(0)
         bundle = Curvecast(forecast_every=25, background=background, forecast_budget=None)
+        bundle.cadence.end_wait = 60.0  # a low-priority child on a loaded machine: the last fit must not be abandoned
         pl.Trainer(max_steps=120, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader(n=960))
         reports[background] = bundle.last_report
     assert shared_fit_process().pid not in (None, os.getpid())  # the live run started the child and left it serving

@@ -60,7 +60,8 @@ def fit_grid(
     ridge = 1e-10 * np.einsum("gi,ij->gij", np.maximum(np.einsum("gii->gi", gram), 1e-300), np.eye(p))
     best_coef = np.linalg.solve(gram + ridge, rhs[:, :, None])[:, :, 0]
     # Objective of a least-squares solution: y'Wy + prior - c'rhs (normal equations hold on the free set).
-    best_obj = yy + prior_c - np.einsum("gi,gi->g", best_coef, rhs)
+    # (rhs indexed as the active-set solves index it: the copy's memory order fixes einsum's order of summation)
+    best_obj = yy + prior_c - np.einsum("gi,gi->g", best_coef, rhs[:, list(range(p))])
     # The problem is convex: where the unconstrained solution keeps its signs it is the optimum. Only the other grid
     # points try every active set (most of a grid, typically, is spared the 2^k solves).
     kept = np.isfinite(best_obj)  # a singular system solved to NaN is no solution

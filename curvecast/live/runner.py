@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from curvecast.failsafe import warn_once
-from curvecast.fit_process import ChildGone, shared_fit_process
+from curvecast.fit_process import MAX_DEATHS, ChildGone, shared_fit_process
 from curvecast.worker_thread import Job, WorkerThread
 
 __all__ = ["ForecastRunner"]
@@ -67,15 +68,19 @@ class ForecastRunner(Generic[T]):
         """``fn(*args, **kwargs)``, from inside a job: in the forecast process in the background (in this thread when
         that process cannot serve, with a warning, once); its CPU seconds become :attr:`last_cost`. None when the
         job was abandoned while its call ran (its result would be dropped anyway)."""
+        if self.background and not self._current(threading.current_thread()):
+            return None  # abandoned before its call began: the result would be dropped
         if self.background and self.out_of_process:
+            child = shared_fit_process()
             try:
-                result, self.last_cost = shared_fit_process().call(fn, *args, **kwargs)
+                result, self.last_cost = child.call_for(self, fn, args, kwargs)
                 return result
             except ChildGone as gone:
                 if gone.abandoned:
                     return None
+                for_good = child.deaths >= MAX_DEATHS
                 warn_once(f"curvecast: {gone}; this forecast runs in a thread of the training process instead.",
-                          key=f"fit-process-{type(gone).__name__}-{gone.abandoned}")  # fmt: skip
+                          key=f"fit-process-{'gone' if for_good else 'died'}")  # fmt: skip
         start = self.cpu_clock()
         try:
             return fn(*args, **kwargs)
@@ -99,7 +104,7 @@ class ForecastRunner(Generic[T]):
             self._job = None
             self.abandoned += 1
             if self.out_of_process:
-                shared_fit_process().abandon()  # a stuck or starved fit must not hold the child for later calls
+                shared_fit_process().abandon(self)  # a stuck or starved fit must not hold the child for later calls
             self._stop_worker()  # still busy with the abandoned job: the next job gets a thread of its own
             return None
         return self.poll()
@@ -109,8 +114,11 @@ class ForecastRunner(Generic[T]):
         self._job = None
         self._stop_worker()
 
+    def _current(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is this runner's worker (an abandoned job's thread no longer is)."""
+        return self._worker is not None and self._worker.thread is thread
+
     def _stop_worker(self) -> None:
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
-
