@@ -26,13 +26,9 @@ shows the comparison 0.45 / 0.39 / 0.51 s after navigation; drawing all 300 runs
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
-import os
 import re
-import select
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +46,9 @@ from curvecast.forecasting import Forecaster
 from curvecast.forecasting.anomalies import Anomaly
 from curvecast.forecasting.report import Report, target_chance
 from curvecast.integrations import TensorBoardReporter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the Chromium driver the page's tests use
+from devtools_pipe import CHROMIUM, DevTools  # noqa: E402
 
 HORIZON = 1000
 FORECAST_AT = (100, 200, 300)
@@ -133,72 +132,10 @@ def wait_loaded(url: str, count: int, timeout: float = 600) -> float:
     raise RuntimeError(f"tensorboard did not load {count} runs in {timeout} s")
 
 
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol on a pipe (file descriptors 3 and 4)."""
-
-    def __init__(self, profile: Path) -> None:
-        to_chromium, self._write = os.pipe()
-        self._read, from_chromium = os.pipe()
-        child_in, child_out = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_chromium, from_chromium))
-        command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                   "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1600,1200",
-                   "--remote-debugging-pipe", "about:blank"]  # fmt: skip
-
-        def place_pipes() -> None:
-            os.dup2(child_in, 3)
-            os.dup2(child_out, 4)
-
-        self._process = subprocess.Popen(command, pass_fds=(3, 4), preexec_fn=place_pipes,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        for fd in (to_chromium, from_chromium, child_in, child_out):
-            os.close(fd)
-        self._buffer, self._id = b"", 0
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self._session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-
-    def call(self, method: str, params: dict | None = None, session: bool = False) -> dict:
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = self._session
-        os.write(self._write, json.dumps(message).encode() + b"\0")
-        while True:
-            while b"\0" not in self._buffer:
-                ready, _, _ = select.select([self._read], [], [], 300)
-                if not ready:
-                    raise TimeoutError("Chromium sent nothing in 300 s")
-                self._buffer += os.read(self._read, 1 << 20)
-            raw, self._buffer = self._buffer.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self._id:
-                return reply.get("result", {})
-
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=True)
-        return result.get("result", {}).get("value")
-
-    def until(self, expression: str, timeout: float = 300):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(0.02)
-        raise TimeoutError(f"the page never satisfied {expression}")
-
-    def close(self) -> None:
-        os.close(self._write)
-        os.close(self._read)
-        self._process.terminate()
-        self._process.wait(timeout=60)
-
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 _MARK = "(performance.getEntriesByName('cc-drawn').at(-1) || {startTime: 0}).startTime"
 
 
-def page_times(browser: Chromium, url: str, count: int) -> tuple[float, float]:
+def page_times(browser: DevTools, url: str, count: int) -> tuple[float, float]:
     """Seconds from navigation to the comparison drawn (median of 3 loads), and from "draw all" to every run drawn.
     The page marks each drawing (``cc-drawn``); a mark's time counts from the navigation."""
     loads = []
@@ -236,7 +173,7 @@ def main() -> None:
                 assert len(json.loads(drawn[0][1])["drawn"]) == count
                 page, draw_all = (float("nan"), float("nan"))
                 if CHROMIUM:
-                    browser = Chromium(Path(tmp) / "profile")
+                    browser = DevTools(Path(tmp) / "profile", window="1600,1200")
                     try:
                         page, draw_all = page_times(browser, tensorboard.url, count)
                     finally:
