@@ -80,6 +80,7 @@ def write_runs(root: Path, count: int, seed: int = 0) -> float:
                 series={"loss": SimpleNamespace(steps=steps[seen], values=values[seen])}, is_last=at == FORECAST_AT[-1],
             )  # fmt: skip
             reporter.on_report(trainer, None, report)
+        reporter.close()  # its writes, made on a thread of its own, are done before the file is closed
         logger.experiment.close()
     return time.perf_counter() - start
 
