@@ -179,6 +179,11 @@ class PopulationRule:
         at = own.steps[-self.window :]
         log = self._log_space(own, peers)
         x_own = float(np.mean(self._x(own.values[-self.window :], log)))
+        # Where the trial is heading: its level over the ``window`` reports before ``at``, as far back again.
+        before = own.steps[-2 * self.window : -self.window] if len(own.steps) >= 2 * self.window else None
+        trend_own = None
+        if before is not None:
+            trend_own = x_own - float(np.mean(self._x(own.values[-2 * self.window : -self.window], log)))
         levels, done = [], []
         for peer in peers:
             if peer.steps[0] > at[0] or peer.steps[-1] < at[-1]:
@@ -186,7 +191,10 @@ class PopulationRule:
             level = float(np.mean(self._x(np.interp(at, peer.steps, peer.values), log)))
             levels.append(level)
             if peer.final is not None:
-                done.append((level, float(self._x(np.array([peer.final]), log)[0]), peer.log_lr(at)))
+                trend = None
+                if trend_own is not None and peer.steps[0] <= before[0]:
+                    trend = level - float(np.mean(self._x(np.interp(before, peer.steps, peer.values), log)))
+                done.append((level, float(self._x(np.array([peer.final]), log)[0]), peer.log_lr(at), trend))
         n_peers = len(levels)
         if horizon is not None and step >= horizon:
             return Verdict(False, step, "at its end: nothing left to save", peers=n_peers)
@@ -194,7 +202,7 @@ class PopulationRule:
             return Verdict(False, step, f"{n_peers} other trials reached this step; {self.min_peers} are needed",
                            peers=n_peers)  # fmt: skip
         if len(done) >= self.min_finished:
-            verdict = self._by_finals(step, x_own, own.log_lr(at), done, levels, peers, log, chance_beyond)
+            verdict = self._by_finals(step, x_own, own.log_lr(at), done, levels, peers, log, chance_beyond, trend_own)
             if verdict.prune or verdict.best is None or x_own <= max(d[0] for d in done):
                 return verdict
             # Behind every finished trial at this step, the trial is outside what their record can speak for (a
@@ -211,14 +219,17 @@ class PopulationRule:
         step: float,
         x_own: float,
         lr_own: float | None,
-        done: list[tuple[float, float, float | None]],
+        done: list[tuple[float, float, float | None, float | None]],
         levels: list[float],
         peers: Sequence[TrialPath],
         log: bool,
         chance_beyond: ChanceBeyond | None,
+        trend_own: float | None = None,
     ) -> Verdict:
         """Predict the trial's final from the finished trials' finals regressed on their levels at this step (and on
-        their planned LR there, when every one involved has a schedule: a higher LR still to decay has more to gain)."""
+        their planned LR there, when every one involved has a schedule: a higher LR still to decay has more to gain;
+        and on their trend into it, the level's change over the ``window`` reports before, when enough finished trials
+        reach that far back: at one level, a curve still climbing and one already turning back end apart)."""
         with_lr = [d for d in done if d[2] is not None]
         use_lr = lr_own is not None and len(with_lr) >= self.min_finished + 1
         known = [d[2] for d in with_lr]
@@ -239,13 +250,20 @@ class PopulationRule:
             lrs = np.array([d[2] for d in rows])
             columns.append(lrs - lrs.mean())
             own_row.append(lr_own - lrs.mean())
+        trends = [d[3] for d in rows]
+        use_trend = trend_own is not None and n >= self.min_finished + len(columns) and None not in trends
+        if use_trend:
+            trend = np.array(trends, dtype=np.float64)
+            columns.append(trend - trend.mean())
+            own_row.append(trend_own - trend.mean())
         n_peers = len(levels)
         predicted, scale, df = self._predict(np.array(columns).T, final, np.array(own_row))
         gain = abs(float(np.mean(level - final)))
         scale = max(scale, self.min_spread * gain * math.sqrt(1.0 + 1.0 / n), 1e-9 * max(abs(final.mean()), 1.0))
         chance = float(student_t.cdf((best_x - predicted) / scale, df=df))
         said = self._value(predicted, log)
-        which = "and LRs " if use_lr else ""
+        names = ["levels", *["LRs"] * use_lr, *["trends"] * use_trend]
+        which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         if chance > 1.0 - self.confidence:
             return Verdict(False, step, f"the {n} finished trials give it a {chance:.1%} chance to end better than "
                            f"{best:.4g}", chance, best, n_peers, n)  # fmt: skip
@@ -255,7 +273,7 @@ class PopulationRule:
                            f"gives it {own:.1%} to end better than {best:.4g}", own, best, n_peers, n)  # fmt: skip
         return Verdict(
             True, step,
-            f"from where the {n} finished trials stood at step {step:g} (their levels {which}there) and where they "
+            f"from where the {n} finished trials stood at step {step:g} (their {which} there) and where they "
             f"ended, it is predicted to end at {said:.4g}, with a {chance:.1%} chance to end better than the best "
             f"trial's {best:.4g}",
             chance, best, n_peers, n,

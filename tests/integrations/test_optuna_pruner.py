@@ -220,3 +220,34 @@ def test_curves_that_cross_a_high_lr_trailing_until_its_decay_is_kept() -> None:
     assert study.best_trial.number == high.number
     _, stopped = run_trial(study, *crossing_curve(0.003))  # a far too low LR is given up on early
     assert stopped <= HORIZON // 2
+
+
+def test_at_one_level_a_trial_turning_back_is_pruned_before_one_still_climbing(storage: str | None) -> None:
+    """Finished trials of a maximized study: three still climbing at their end, three that rose fast and turned back
+    (overfitting). Mid-run their levels cross, so the level alone says little; where each was heading (its trend over
+    the reports before) tells them apart. A new trial turning back is pruned by step 130 (without the trend: 160), a
+    new one climbing to the best final runs to its end."""
+    t = np.asarray(STEPS, dtype=np.float64)
+
+    def climbing(end: float, seed: int) -> list[float]:
+        noise = 0.003 * np.random.default_rng(seed).standard_normal(len(t))
+        return list(end - 0.5 * np.exp(-t / 70) + noise)
+
+    def turning(peak: float, seed: int) -> list[float]:
+        noise = 0.003 * np.random.default_rng(seed).standard_normal(len(t))
+        return list(peak - 0.6 * np.exp(-t / 15) - 0.25 * (t / HORIZON) ** 2 + noise)
+
+    pruner = ForecastPruner()
+    study = optuna.create_study(storage=storage, direction="maximize", pruner=pruner)
+    for seed, (kind, level) in enumerate(
+        [(climbing, 0.9), (turning, 0.93), (climbing, 0.89), (turning, 0.94), (climbing, 0.91), (turning, 0.92)]
+    ):
+        values = kind(level, seed)
+        reports = dict(zip(STEPS, values, strict=True))
+        study.add_trial(optuna.trial.create_trial(value=values[-1], intermediate_values=reports,
+                                                  user_attrs={HORIZON_ATTR: HORIZON}))  # fmt: skip
+    turner, stopped = run_trial(study, turning(0.93, 10))
+    assert stopped <= 130
+    assert "trends" in pruner.verdicts[turner.number].reason
+    _, last = run_trial(study, climbing(0.905, 11))
+    assert last == HORIZON
