@@ -175,3 +175,16 @@ def test_a_live_run_forecasts_in_the_child_the_same_as_inline(quiet_trainer_kwar
     assert inline.ok
     assert forked.final == inline.final
     assert forked.model == inline.model
+
+
+def test_training_start_starts_the_child_ahead_of_the_first_forecast(child, monkeypatch):
+    monkeypatch.setattr(runner_module, "shared_fit_process", lambda: child)
+    runner: ForecastRunner[int | None] = ForecastRunner(background=True)
+    runner.prepare()  # at training start
+    assert runner.submit(lambda: child.pid)  # runs after the start, on the same worker thread
+    pid = runner.drain(timeout=60)
+    assert pid is not None
+    assert pid != os.getpid()
+    child.prestart()  # running already: kept
+    assert child.pid == pid
+    runner.close()

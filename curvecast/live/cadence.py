@@ -92,8 +92,10 @@ class ForecastCadence:
         self._bare_step: int | None = None  # the last validation step reported without a forecast
 
     def start(self) -> None:
-        """Training starts (or resumes): the first forecast's budget counts from now."""
+        """Training starts (or resumes): the first forecast's budget counts from now, and the forecast process starts
+        in the background."""
         self._started_at = self.clock()
+        self._runner.prepare()
 
     def submit_if_due(self, at_validation: bool) -> bool:
         """Start a forecast if one is due; return whether one started."""

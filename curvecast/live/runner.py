@@ -58,11 +58,20 @@ class ForecastRunner(Generic[T]):
         if not self.background:
             self._inline_result = job()
             return True
+        self._job = Job(job, "a forecast")
+        self._worker_thread().hand(self._job)
+        return True
+
+    def prepare(self) -> None:
+        """Training starts: in the background, the worker thread starts the forecast process now (a job of its own,
+        ahead of the first forecast's), so the first forecast does not wait for its imports."""
+        if self.background and self.out_of_process:
+            self._worker_thread().hand(Job(shared_fit_process().prestart, "starting the forecast process"))
+
+    def _worker_thread(self) -> WorkerThread:
         if self._worker is None:
             self._worker = WorkerThread("curvecast-forecast")
-        self._job = Job(job, "a forecast")
-        self._worker.hand(self._job)
-        return True
+        return self._worker
 
     def compute(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any | None:
         """``fn(*args, **kwargs)``, from inside a job: in the forecast process in the background (in this thread when
