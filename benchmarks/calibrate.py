@@ -68,7 +68,8 @@ QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0
 SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
 SCHEDULE_AWARE = ("tissue", "mpl")  # baselines that need the planned LR schedule: n/a where it is unknown
 DEFAULT_CACHE = Path("/tmp/curvecast_calibrate_baselines.json")
-OVERRIDDEN_MODULES = ("calibration", "curves", "forecaster", "hypotheses", "metric_map", "references", "uncertainty")
+OVERRIDDEN_MODULES = ("calibration", "curves", "family_fit", "flat", "forecaster", "hypotheses", "metric_map",
+                      "references", "uncertainty")  # fmt: skip
 # Without a schedule these are not refit here: the forecasts are made with the values calibration.py ships.
 UNKNOWN_SCHEDULE_CONSTANTS = (
     "MAX_LOG_SCALE", "FLOOR_UNKNOWN_SCHEDULE", "FLOOR_SLOPE_UNKNOWN", "INTERVAL_SCALE_UNKNOWN", "INTERVAL_SCALE_SCORE"

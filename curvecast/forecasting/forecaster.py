@@ -27,9 +27,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from curvecast.forecasting.calibration import (
-    ANNEAL_CAP,
-    ANNEAL_FLOOR,
-    ANNEAL_KAPPA,
     ANNEAL_PRIOR,
     ANNEAL_PRIOR_SD,
     ANNEAL_SD_RANGE,
@@ -42,10 +39,10 @@ from curvecast.forecasting.calibration import (
     MAX_LOG_SCALE,
     MAX_REACH,
     MPL_ALPHA,
-    RECENCY,
     TRANSIENT,
 )
 from curvecast.forecasting.curves import Family
+from curvecast.forecasting.family_fit import AnnealPrior, FittedFamily, fit_family
 from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
 from curvecast.forecasting.flat import FlatMember, flat_candidate, stall_window
 from curvecast.forecasting.forecast import Forecast
@@ -66,31 +63,8 @@ from curvecast.forecasting.references import (
 )
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.forecasting.uncertainty import interval_log_scale, log_scale_parts
-from curvecast.forecasting.varpro import fit_grid, huber_weights
 
 __all__ = ["Forecaster"]
-
-
-class _Fitted:
-    """One family fitted on a set of bins: best grid point, coefficients, and the coefficient's posterior sd."""
-
-    def __init__(self, family: Family, theta: np.ndarray, coef: np.ndarray, anneal_sd: float) -> None:
-        self.family = family
-        self.theta = theta
-        self.coef = coef
-        self.anneal_sd = anneal_sd
-
-    @property
-    def name(self) -> str:
-        return self.family.name
-
-    def __call__(self, t: np.ndarray) -> np.ndarray:
-        return self.family.predict(np.asarray(t, dtype=np.float64), self.theta, self.coef)
-
-    def describe(self) -> str:
-        theta = ",".join(f"{x:.3g}" for x in self.theta)
-        coef = ",".join(f"{x:.4g}" for x in self.coef)
-        return f"{self.family.name}(theta={theta}; coef={coef})"
 
 
 @dataclass(frozen=True)
@@ -381,30 +355,34 @@ class Forecaster:
         shapes: list[ReferenceShape],
         laws: LRSchedule | None,
         head: np.ndarray | None,
-    ) -> tuple[_Fitted | ReferenceMember, float, float]:
+    ) -> tuple[FittedFamily | ReferenceMember, float, float]:
         """One family (or, for ``fam=None``, the references' ``shapes``) fitted on all the bins and on the ``head``
         alone: the member, the head's fit's error on the held-back tail, and how far the head's fit missed the full
         fit at the last bin (the backtest). Without a ``head`` (too short to hold anything back): error 1, no
         backtest. ``laws``: the schedule the families assume; the references line up by the planned one only."""
         data = fit.data
         if fam is None:
-            full: _Fitted | ReferenceMember = ReferenceMember(shapes, fit.horizon, data, fit.schedule)
+            full: FittedFamily | ReferenceMember = ReferenceMember(shapes, fit.horizon, data, fit.schedule)
         else:
             # The columns are a function of each step alone: the held-back fit takes the head's rows of the full
             # design instead of building its own (building it is most of a schedule-aware fit's cost).
             design = fam.columns(data.steps, fam.grid)
-            full = self._fit_family(fam, data, design, fit, laws)
+            full = fit_family(fam, data, design, self._anneal_prior(fit), laws)
         if head is None:
             return full, 1.0, math.nan
         sub = _subset(data, head)
         if fam is None:
-            part: _Fitted | ReferenceMember = ReferenceMember(shapes, fit.horizon, sub, fit.schedule)
+            part: FittedFamily | ReferenceMember = ReferenceMember(shapes, fit.horizon, sub, fit.schedule)
         else:
-            part = self._fit_family(fam, sub, design[:, head], fit, laws)
+            part = fit_family(fam, sub, design[:, head], self._anneal_prior(fit), laws)
         rel = part(data.steps[~head]) / data.values[~head] - 1.0
         err = float(np.sqrt(np.average(rel**2, weights=data.counts[~head])))
         t_last = np.array([fit.t_last])
         return full, err, float(part(t_last)[0] / full(t_last)[0] - 1.0)
+
+    def _anneal_prior(self, fit: _FitContext) -> AnnealPrior:
+        """The prior on the annealing coefficient: it scales with the fit's level and slope."""
+        return AnnealPrior(self.anneal_prior, self.anneal_prior_sd, fit.level, fit.slope)
 
     def _made(self, fit: _FitContext, members: tuple[tuple[float, Member], ...], backtests: np.ndarray) -> Forecast:
         """The forecast of the weighted ``members``, its interval sized (or the reason it could not be)."""
@@ -484,50 +462,6 @@ class Forecaster:
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
             start=fit.start,
         )
-
-    def _fit_family(
-        self, fam: Family, data: Binned, design: np.ndarray, fit: _FitContext, laws: LRSchedule | None
-    ) -> _Fitted:
-        """Robust variable-projection fit of one family on its ``design`` at ``data``'s steps: two Huber reweightings
-        on top of the noise weights. ``laws``: the schedule the family's columns assume (the planned one or a guess);
-        the prior on the annealing coefficient scales with the fit's level and slope."""
-        t, y, c = data.steps, data.values, data.counts
-        level = fit.level
-        prior: tuple[tuple[int, float, float], ...] = ()
-        if fam.anneal_index is not None:
-            mean = max(self.anneal_prior * ANNEAL_FLOOR, min(ANNEAL_KAPPA * fit.slope, ANNEAL_CAP)) * level
-            prior = ((fam.anneal_index, mean, max(self.anneal_prior_sd * mean, 1e-9 * level)),)
-        # Errors are relative (a log-space fit): point noise plus a misfit floor, both relative, the floor starting
-        # at 0.2 % and refined from the residuals.
-        scale = np.maximum(np.abs(y), 1e-12 * abs(level))
-        noise2 = data.noise**2 / c
-        mis = 2e-3
-        robust = np.ones_like(y)
-        planned = fam.name.startswith("mpl") and fam.name not in ("mpl-cosine-guess", "mpl-shaped")
-        recency = (t / t[-1]) ** RECENCY if planned else 1.0
-        for _ in range(3):
-            var = scale**2 * (noise2 + mis**2)
-            res = fit_grid(design, y, robust * recency / var, fam.nonneg, prior)
-            g = int(np.nanargmin(res.objective + fam.penalty))
-            r = (y - design[g] @ res.coef[g]) / scale
-            mis = max(float(np.sqrt(max(np.median(r**2) * 2.2 - np.median(noise2), 0.0))), 1e-5)
-            robust = huber_weights(r, np.sqrt(noise2 + mis**2))
-        anneal_sd = 0.0
-        if fam.anneal_index is not None:
-            var = scale**2 * (noise2 + mis**2)
-            x = design[g]
-            gram = (x * (robust / var)[:, None]).T @ x
-            j, _, sd = prior[0]
-            gram[j, j] += 1.0 / sd**2
-            try:
-                anneal_sd = float(np.sqrt(max(np.linalg.inv(gram)[j, j], 0.0)))
-            except np.linalg.LinAlgError:
-                anneal_sd = sd
-            # The remaining annealing effect, not the coefficient, is what the horizon forecast is unsure of.
-            if laws is not None:
-                ld = laws.anneal(np.array([t[-1], laws.horizon]))
-                anneal_sd *= max(ld[1] - ld[0], 0.0)
-        return _Fitted(fam, fam.grid[g], res.coef[g], anneal_sd)
 
 
 def _usable_schedule(lr: np.ndarray | LRSchedule | None) -> LRSchedule | None:

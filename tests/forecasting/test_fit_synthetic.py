@@ -245,7 +245,7 @@ def test_drop_uncertainty_grows_with_the_slope_of_a_steep_loss():
 
 
 def test_recency_weights_keep_an_early_transient_from_pulling_a_short_prefix():
-    import curvecast.forecasting.forecaster as forecaster_module
+    import curvecast.forecasting.family_fit as family_fit_module
 
     horizon = 4000
     lrs = _wsd(horizon)
@@ -255,15 +255,15 @@ def test_recency_weights_keep_an_early_transient_from_pulling_a_short_prefix():
     y = clean * (1 + 0.15 * np.exp(-t / 150)) * np.exp(rng.normal(0, 0.005, t.size))  # a transient above the law
     seen = t <= 0.1 * horizon
     errors = {}
-    for recency in (forecaster_module.RECENCY, 0.0):
-        old = forecaster_module.RECENCY
+    for recency in (family_fit_module.RECENCY, 0.0):
+        old = family_fit_module.RECENCY
         try:
-            forecaster_module.RECENCY = recency
+            family_fit_module.RECENCY = recency
             errors[recency] = abs(Forecaster().fit(t[seen], y[seen], horizon=horizon, lrs=lrs).final / clean[-1] - 1)
         finally:
-            forecaster_module.RECENCY = old
-    assert forecaster_module.RECENCY > 0
-    assert errors[forecaster_module.RECENCY] < errors[0.0]
+            family_fit_module.RECENCY = old
+    assert family_fit_module.RECENCY > 0
+    assert errors[family_fit_module.RECENCY] < errors[0.0]
 
 
 def test_mpl_with_fitted_shape_joins_once_a_quarter_of_the_drop_is_observed():
