@@ -188,3 +188,18 @@ def test_training_start_starts_the_child_ahead_of_the_first_forecast(child, monk
     child.prestart()  # running already: kept
     assert child.pid == pid
     runner.close()
+
+
+def test_a_rank_that_does_not_forecast_starts_no_child(child, monkeypatch):
+    from curvecast.history import RunHistory
+    from curvecast.live.cadence import ForecastCadence
+
+    monkeypatch.setattr(runner_module, "shared_fit_process", lambda: child)
+    for rank_zero in (False, True):
+        cadence = ForecastCadence(RunHistory(), lambda: None, lambda: 100, "loss", None, 10, background=True)
+        cadence.start(forecasts=rank_zero)
+        runner = cadence._runner
+        assert runner.submit(lambda: child.pid)  # after the start, if any, on the same worker thread
+        started = runner.drain(timeout=60) is not None
+        assert started == rank_zero
+        cadence.close()

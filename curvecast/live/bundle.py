@@ -318,7 +318,7 @@ class Curvecast(Callback):
         if self.finite_guard is not None:
             self.finite_guard.on_train_start(trainer)
         self._follow_schedule()
-        self.cadence.start()
+        self.cadence.start(forecasts=is_global_zero(trainer))  # only rank 0 forecasts
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
         self._say_if_too_few_points(trainer)

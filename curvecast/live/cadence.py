@@ -91,11 +91,12 @@ class ForecastCadence:
         self._last_step: int | None = None  # the last observed step a forecast was started from
         self._bare_step: int | None = None  # the last validation step reported without a forecast
 
-    def start(self) -> None:
-        """Training starts (or resumes): the first forecast's budget counts from now, and the forecast process starts
-        in the background."""
+    def start(self, forecasts: bool = True) -> None:
+        """Training starts (or resumes): the first forecast's budget counts from now, and, where this process
+        ``forecasts`` (rank 0), the forecast process starts in the background."""
         self._started_at = self.clock()
-        self._runner.prepare()
+        if forecasts:
+            self._runner.prepare()
 
     def submit_if_due(self, at_validation: bool) -> bool:
         """Start a forecast if one is due; return whether one started."""
