@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -237,6 +238,9 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 def _main() -> None:
+    # The parent decides when the child ends (EOF on its stdin, or a kill): a Ctrl-C at the terminal, which reaches
+    # the whole process group, must not print a traceback from here while the training shuts down gracefully.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):
         os.nice(_CHILD_NICE)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import select
+import signal
 import threading
 from pathlib import Path
 
@@ -203,3 +204,11 @@ def test_a_rank_that_does_not_forecast_starts_no_child(child, monkeypatch):
         started = runner.drain(timeout=60) is not None
         assert started == rank_zero
         cadence.close()
+
+
+def test_a_ctrl_c_at_the_terminal_leaves_the_child_serving(child):
+    """SIGINT reaches the whole process group: the training shuts down gracefully, the child must not die of it."""
+    pid, _ = child.call(os.getpid)
+    os.kill(pid, signal.SIGINT)
+    assert child.call(os.getpid)[0] == pid
+    assert child.deaths == 0
