@@ -8,9 +8,9 @@ per training process, shared by the runs in it: it imports numpy, scipy and ``cu
 0.4 s of its own CPU, once), runs with one BLAS thread at a lower priority (the training keeps its cores), and serves
 one call at a time over its stdin and stdout (length-prefixed pickles).
 
-The child is started on the first call, killed when a call is abandoned and at exit, and started again after it
-dies; after ``MAX_DEATHS`` unexpected deaths the calls raise :class:`ChildGone` for good, and the caller runs them in
-its own thread instead (a forecast is never lost to the transport).
+The child is started when training starts (or by the first call), killed when a call is abandoned and at exit, and
+started again after it dies; after ``MAX_DEATHS`` unexpected deaths in a row the calls raise :class:`ChildGone` for
+good, and the caller runs them in its own thread instead (a forecast is never lost to the transport).
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class FitProcess:
             finally:
                 self._caller = None
             self.deaths = 0
+            if not ok:
+                self._sent = {}  # the child may hold nothing from a failed call (a request it could not read)
         for message, category in caught:  # pointing at no line: the child's lines are not the user's
             warnings.warn_explicit(message, category, "<curvecast forecast process>", 0)
         if not ok:
@@ -173,7 +175,8 @@ def _send(stream: IO[bytes] | None, obj: object) -> None:
     stream.flush()
 
 
-def _receive(stream: IO[bytes] | None) -> Any:
+def _read(stream: IO[bytes] | None) -> bytes:
+    """One whole message's bytes (EOFError when the pipe closes before it is complete)."""
     assert stream is not None
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
@@ -182,9 +185,15 @@ def _receive(stream: IO[bytes] | None) -> Any:
     data = stream.read(size)
     if len(data) < size:
         raise EOFError("the pipe closed mid-message")
+    return data
+
+
+def _receive(stream: IO[bytes] | None) -> Any:
+    """A reply; one that will not unpickle here is a failed call (the whole message was read: the stream is in step)."""
+    data = _read(stream)
     try:
         return pickle.loads(data)
-    except Exception as error:  # noqa: BLE001 - the whole message was read: the stream stays in step
+    except Exception as error:  # noqa: BLE001 - any unpickling failure is the call's, not the transport's
         return False, RuntimeError(f"a reply that would not unpickle ({type(error).__name__}: {error})"), 0.0, []
 
 
@@ -218,10 +227,17 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     held: dict[str, Any] = {}
     while True:
         try:
-            fn, args, kwargs = _receive(requests)
+            data = _read(requests)
         except EOFError:
             return
-        kwargs = {k: held[k] if isinstance(v, _Same) else v for k, v in kwargs.items()}
+        try:
+            fn, args, kwargs = pickle.loads(data)
+            kwargs = {k: held[k] if isinstance(v, _Same) else v for k, v in kwargs.items()}
+        except Exception as error:  # noqa: BLE001 - e.g. ``fn`` not importable here: that call fails, not the child
+            held = {}  # the parent, told the call failed, sends every argument whole next time
+            message = f"a request that would not unpickle in the forecast process ({type(error).__name__}: {error})"
+            _send(replies, (False, RuntimeError(message), 0.0, []))
+            continue
         held = kwargs
         start = time.process_time()
         with warnings.catch_warnings(record=True) as caught:

@@ -8,7 +8,9 @@ import math
 import os
 import select
 import signal
+import sys
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -211,4 +213,17 @@ def test_a_ctrl_c_at_the_terminal_leaves_the_child_serving(child):
     pid, _ = child.call(os.getpid)
     os.kill(pid, signal.SIGINT)
     assert child.call(os.getpid)[0] == pid
+    assert child.deaths == 0
+
+
+def test_a_request_the_child_cannot_read_fails_that_call_and_the_child_serves_on(child, monkeypatch):
+    """``fn`` must be importable in the child: one that is not fails its call, and the next call is served whole."""
+    only_here = types.ModuleType("curvecast_test_only_in_this_process")  # in sys.modules here, on no path
+    exec("def answer(**kwargs):\n    return 1", only_here.__dict__)
+    monkeypatch.setitem(sys.modules, only_here.__name__, only_here)
+    schedule = np.ones(4)
+    child.call(dict, lrs=schedule)
+    with pytest.raises(RuntimeError, match="would not unpickle in the forecast process"):
+        child.call(only_here.answer, lrs=schedule)
+    assert child.call(dict, lrs=schedule)[0]["lrs"].sum() == 4.0  # sent whole again: the child held nothing
     assert child.deaths == 0
