@@ -20,7 +20,8 @@ from curvecast.forecasting.varpro import fit_grid, huber_weights
 
 __all__ = ["AnnealPrior", "FittedFamily", "fit_family"]
 
-# Laws whose columns follow the planned schedule exactly (the guessed cosine and the shape-free MPL do not).
+# The MPL laws without recency weights: the guessed cosine (no schedule was given) and the one whose response shape
+# is on the grid too.
 _UNPLANNED_MPL = ("mpl-cosine-guess", "mpl-shaped")
 
 

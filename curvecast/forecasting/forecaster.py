@@ -1,20 +1,20 @@
 """Forecaster: fit curve laws to a run's prefix and forecast the metric at the horizon, with a calibrated interval.
 
-One fit: check the input, drop non-finite points, map the metric to a positive falling quantity (``metric_map.py``:
-a loss as it is, an accuracy as its distance to the bound, a loss that goes negative past an estimated floor), bin
-(bounded cost), skip the early transient, then fit each model by robust variable projection (``varpro.py``). With the
-planned LR schedule the model is the Multi-Power Law with a prior on its annealing coefficient (the size of the drop
+One fit: check the input, drop non-finite points, map the metric to a positive falling quantity (``metric_map.py``: a
+loss as it is, an accuracy as its distance to the bound, a loss that goes negative past an estimated floor), bin
+(bounded cost), skip the early transient, then fit each model by robust variable projection (``family_fit.py``). With
+the planned LR schedule the model is the Multi-Power Law with a prior on its annealing coefficient (the size of the drop
 the coming LR decay will bring, which the prefix cannot show), joined by prior-free variants once part of the decay is
-seen; without it (or at a planned constant LR), Domhan-style families (``hypotheses.py`` picks the candidates) and
-the flat hypothesis, the curve's recent level (``flat.py``): a curve that is not learning is forecast flat; finished
-runs of the same recipe add a member that follows their shape (``references.py``). Members are weighted by how well
-each forecast a held-back tail of the observed curve (a stalled curve's flat member with a prior weight, and no say
-for a law that would speed its fall up past the data); when the laws disagree past what an interval can say, a
-stalled curve, or one whose tail its level forecast best, is forecast at that level alone. The interval combines the
-parameter uncertainty, the spread of the ensemble, and the held-back forecast error grown to the horizon's distance
-(a prior in its place where the prefix is too short to hold anything back; ``uncertainty.py``), is never narrower than
-one logged point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without
-a schedule; the fitted constants live in ``calibration.py``.
+seen; without it (or at a planned constant LR), Domhan-style families (``hypotheses.py`` picks the candidates) and the
+flat hypothesis, the curve's recent level (``flat.py``): a curve that is not learning is forecast flat; finished runs of
+the same recipe add a member that follows their shape (``references.py``). Members are weighted by how well each
+forecast a held-back tail of the observed curve (a stalled curve's flat member with a prior weight, and no say for a law
+that would speed its fall up past the data); when the laws disagree past what an interval can say, a stalled curve, or
+one whose tail its level forecast best, is forecast at that level alone. The interval combines the parameter
+uncertainty, the spread of the ensemble, and the held-back forecast error grown to the horizon's distance (a prior in
+its place where the prefix is too short to hold anything back; ``uncertainty.py``), is never narrower than one logged
+point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without a schedule;
+the fitted constants live in ``calibration.py``.
 """
 
 from __future__ import annotations
