@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
@@ -29,12 +28,12 @@ import warnings
 from collections.abc import Callable
 from typing import IO, Any
 
-__all__ = ["MAX_DEATHS", "ChildGone", "FitProcess", "shared_fit_process"]
+__all__ = ["MAX_DEATHS", "ChildGone", "FitProcess", "serve", "shared_fit_process"]
 
 MAX_DEATHS = 3  # unexpected deaths of the child before calls stop trying one
 _HEADER = struct.Struct("<Q")  # the byte length of the pickle that follows
 _CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # small arrays: no pools
-_CHILD_NICE = 10
+CHILD_NICE = 10  # the child's priority below the training's (it yields the cores)
 
 
 class ChildGone(RuntimeError):
@@ -159,7 +158,7 @@ class FitProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "curvecast.fit_process"],
+                [sys.executable, "-m", "curvecast.fit_server"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
             )  # fmt: skip
         except (OSError, ValueError) as error:
@@ -251,22 +250,3 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             _send(replies, reply)
         except (pickle.PicklingError, TypeError, AttributeError) as error:  # an unpicklable result or exception
             _send(replies, (False, RuntimeError(f"{type(error).__name__}: {error}"), reply[2], notes))
-
-
-def _main() -> None:
-    # The parent decides when the child ends (EOF on its stdin, or a kill): a Ctrl-C at the terminal, which reaches
-    # the whole process group, must not print a traceback from here while the training shuts down gracefully.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(os, "nice"):
-        os.nice(_CHILD_NICE)
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print goes to stderr, never into the reply pipe
-    serve(sys.stdin.buffer, replies)
-
-
-if __name__ == "__main__":
-    # Run as ``-m``, this file is ``__main__``: the loop must be the one of ``curvecast.fit_process``, whose classes
-    # (``_Same``) are the ones the parent's pickles name.
-    from curvecast.fit_process import _main as main
-
-    main()

@@ -13,7 +13,7 @@ LAYERS = (
     ("curvecast.forecasting", "curvecast.series", "curvecast.metric_direction", "curvecast.failsafe",
      "curvecast.state_checks", "curvecast.series_store", "curvecast.history_state", "curvecast.history"),
     ("curvecast.logreaders", "curvecast.render", "curvecast._lightning", "curvecast.tensorboard_plugin",
-     "curvecast.worker_thread", "curvecast.fit_process"),
+     "curvecast.worker_thread", "curvecast.fit_process", "curvecast.fit_server"),
     ("curvecast.callbacks", "curvecast.integrations", "curvecast.offline"),
     ("curvecast.live",),
     ("curvecast.demo", "curvecast.cli", "curvecast.__main__"),
