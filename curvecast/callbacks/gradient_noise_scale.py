@@ -11,7 +11,13 @@ import torch
 from curvecast._lightning import host_cadence, logging_cadence, optimizer_step_index, trains_on_cpu
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms
-from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows, squared_norms, total_norm
+from curvecast.callbacks.measures.gradient_tensors import (
+    grad_scale,
+    host_squared_norms,
+    infer_batch_rows,
+    squared_norms,
+    total_norm,
+)
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
 from curvecast.history import RunHistory
@@ -104,19 +110,23 @@ class GradientNoiseScale(Sensor):
         self.estimate = GNSEstimate(None, None, None, 0)
         self.active_source: str | None = None  # the resolved source; None while not measuring
         self.last_grad_norm: float | None = None
-        self.last_small_sq: torch.Tensor | None = None  # the last measured step's norms (device tensors)
-        self.last_big_sq: torch.Tensor | None = None
+        # The last measured step's squared norms: 0-d device tensors on an accelerator, floats on a CPU.
+        self.last_small_sq: torch.Tensor | float | None = None
+        self.last_big_sq: torch.Tensor | float | None = None
         self._micro: MicroBatchNorms | None = None
         self._per_example: PerExampleNorms | None = None
         self._params: list[torch.nn.Parameter] = []
         self._accumulate = 1
         self._world = 1
+        # On a CPU the step's arithmetic runs on Python floats (reading a scalar waits for nothing there), on an
+        # accelerator on device tensors (no host sync).
+        self._on_host = True
         self._every = 1
         self._norm_every = 1  # optimizer steps between measured gradient norms (see `norm_every_n_steps`)
         self._log_every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start
         self._record_norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
         self._reset_step()
-        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._pending: list[tuple[int, torch.Tensor | float]] = []
         self._stepped = False
         self._last_step: int | None = None
         self._recorded_updates = 0  # estimator updates already recorded into the history
@@ -130,7 +140,7 @@ class GradientNoiseScale(Sensor):
         self._open = False
         self._sampling = False
         self._valid = True
-        self._small_sum: torch.Tensor | None = None
+        self._small_sum: torch.Tensor | float | None = None
         self._small_count = 0
         self._rows: list[int] = []
 
@@ -146,6 +156,7 @@ class GradientNoiseScale(Sensor):
         automatic = getattr(pl_module, "automatic_optimization", True)
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
+        self._on_host = trains_on_cpu(trainer)
         # The loss waits for its step's gradient norm before the detectors score the pair: recorded on the losses'
         # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
         # the next logging step.
@@ -219,25 +230,25 @@ class GradientNoiseScale(Sensor):
         if not self._sampling:
             return
         k2 = float(self._accumulate) ** 2  # Lightning divides the loss by K: hooks see gradients / K
-        value: torch.Tensor | None = None
+        total: torch.Tensor | None = None
         if self._micro is not None:
             self._micro.enabled = False
-            value = self._micro.take()
-            if value is not None:
-                value, count = value * k2, 1
+            total, factor, count = self._micro.take(), k2, 1
         elif self._per_example is not None:
             self._per_example.enabled = False
             norms = self._per_example.take(self._rows[-1] if self._rows else None)
             if norms is not None:
                 rows = norms.shape[0]
                 # the loss averages over the batch: a per-example loss gradient is B x its share of the batch's
-                value, count = norms.to(torch.float64).sum() * (k2 * rows * rows), rows
-        if value is None:
+                total, factor, count = norms.sum(dtype=torch.float64), k2 * rows * rows, rows
+        if total is None:
             self._valid = False
             return
+        value = float(total) * factor if self._on_host else total * factor
         scale = grad_scale(trainer)
-        if scale is not None:
-            value = value / scale.to(value.device, torch.float64).square()  # fp16 AMP: undo the loss scale
+        if scale is not None:  # fp16 AMP: undo the loss scale
+            scale_sq = scale.to(torch.float64).square()
+            value = value / float(scale_sq) if self._on_host else value / scale_sq.to(value.device)
         self._small_sum = value if self._small_sum is None else self._small_sum + value
         self._small_count += count
 
@@ -259,15 +270,21 @@ class GradientNoiseScale(Sensor):
             return
         grads = [p.grad for p in with_grad]
         self._last_step = step
-        if measured:
-            sq = squared_norms(grads)  # per parameter: the estimate needs the covered layers' share
+        if measured and self._on_host:
+            host_sq = host_squared_norms(grads)  # per parameter: the estimate needs the covered layers' share
+            self._pending.append((step, math.sqrt(sum(host_sq))))
+            self._update_gns(with_grad, host_sq)
+        elif measured:
+            sq = squared_norms(grads)
             self._pending.append((step, sq.sum().sqrt()))
             self._update_gns(with_grad, sq)
+        elif self._on_host:
+            self._pending.append((step, math.sqrt(sum(host_squared_norms(grads)))))
         else:
             self._pending.append((step, total_norm(grads)))
         self._reset_step()
 
-    def _update_gns(self, with_grad: list[torch.nn.Parameter], sq: torch.Tensor) -> None:
+    def _update_gns(self, with_grad: list[torch.nn.Parameter], sq: torch.Tensor | list[float]) -> None:
         rows = self._rows
         if not rows or len(set(rows)) > 1:
             return  # unequal micro-batches (a short last batch): the two-batch identity needs equal ones
@@ -276,10 +293,10 @@ class GradientNoiseScale(Sensor):
             picked = [i for i, p in enumerate(with_grad) if id(p) in covered]
             if not picked:
                 return
-            big_sq = sq[picked].sum()
+            big_sq = sum(sq[i] for i in picked) if self._on_host else sq[picked].sum()
             b_small = 1
         else:
-            big_sq = sq.sum()
+            big_sq = sum(sq)
             b_small = rows[0]
         b_big = rows[0] * len(rows) * self._world
         if b_big <= b_small:
@@ -310,7 +327,9 @@ class GradientNoiseScale(Sensor):
             return
         scaled = grad_scale(trainer) is not None
         steps = [s for s, _ in self._pending]
-        values = torch.stack([v for _, v in self._pending]).tolist()  # the one host sync of the cadence
+        values = [v for _, v in self._pending]
+        if not self._on_host:
+            values = torch.stack(values).tolist()  # the one host sync of the cadence
         self._pending = []
         for s, v in zip(steps, values, strict=True):
             if scaled and not math.isfinite(v):

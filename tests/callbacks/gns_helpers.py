@@ -24,6 +24,13 @@ class SeqModel(nn.Module):
         return self.head(torch.tanh(h).mean(dim=1))
 
 
+def assert_squared_norm(measured: torch.Tensor | float, exact: torch.Tensor) -> None:
+    """A squared norm the sensor measured (a float on a CPU, where its arithmetic runs on the host; a 0-d tensor on an
+    accelerator) equals the exact one to float64 rounding."""
+    measured = torch.as_tensor(measured, dtype=torch.float64)
+    torch.testing.assert_close(measured, exact.to(torch.float64), rtol=1e-9, atol=0)
+
+
 def seq_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(out, y)
 

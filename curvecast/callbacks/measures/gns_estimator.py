@@ -87,9 +87,11 @@ class GNSEstimator:
             self._state = torch.tensor(self._host, dtype=torch.float64, device=device)
         return self._state
 
-    def update(self, small_sq: torch.Tensor, big_sq: torch.Tensor, b_small: float, b_big: float) -> None:
-        """Fold in one step's squared norms (0-d tensors); no host synchronisation on an accelerator."""
-        if big_sq.device.type == "cpu":
+    def update(
+        self, small_sq: torch.Tensor | float, big_sq: torch.Tensor | float, b_small: float, b_big: float
+    ) -> None:
+        """Fold in one step's squared norms (0-d tensors, or floats); no host synchronisation on an accelerator."""
+        if not isinstance(big_sq, torch.Tensor) or big_sq.device.type == "cpu":
             self._update_on_host(float(small_sq), float(big_sq), b_small, b_big)
             return
         state = self.state_on(big_sq.device)
