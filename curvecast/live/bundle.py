@@ -241,6 +241,7 @@ class Curvecast(Callback):
         self._voted_flushes = 0  # the loss capture's flushes scored when the ranks last voted
         self._flushes_before = 0  # the loss capture's flushes at the previous vote check
         self._monitor_checked = False
+        self._single_process = True  # read at the start of training: `trainer.world_size` walks the strategy
         self._watched_schedule: Any = None
         self._state_key: str | None = None
 
@@ -313,6 +314,7 @@ class Curvecast(Callback):
             self.cadence.references = references_for_fit(self.references, trainer, self.monitor, self.mode)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._single_process = int(getattr(trainer, "world_size", 1) or 1) == 1
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
         if self.finite_guard is not None:
@@ -432,9 +434,12 @@ class Curvecast(Callback):
 
     def _think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
         self._follow_schedule()
-        # Rank 0's work is guarded on its own: a failure there must not make rank 0 skip the vote, a collective
-        # the other ranks are already waiting in.
-        self._rank_zero_work(trainer, pl_module, at_validation)
+        # Most steps nothing new can be there: no point of the monitor, no points scored since the last look, no
+        # forecast finished (a check of three flags, where a look at the detectors first waits for their thread).
+        if at_validation or self._monitor_moved or self._scorer.unread or self.cadence.ready:
+            # Rank 0's work is guarded on its own: a failure there must not make rank 0 skip the vote, a collective
+            # the other ranks are already waiting in.
+            self._rank_zero_work(trainer, pl_module, at_validation)
         self._vote_stop(trainer)
 
     @guarded
@@ -442,7 +447,7 @@ class Curvecast(Callback):
         moved, self._monitor_moved = self._monitor_moved, False
         if at_validation:
             self._scorer.score_now()  # the validation's report carries every anomaly up to it
-        watch = self._scorer.watch  # the points handed over a step ago, scored
+        watch = self._scorer.read()  # the points handed over a step ago, scored
         if not (moved or at_validation or watch.has_news or self.cadence.ready):
             return  # no anomaly, no new point of the monitor, no forecast finished: most steps, between host moves
         anomalies = watch.collect()  # every rank detects; rank 0 reports
@@ -493,7 +498,7 @@ class Curvecast(Callback):
         Under DDP the ranks vote on the forecast cadence and once the losses last moved to the host are scored (the
         same steps on every rank): a divergence stops the run at the step it was found.
         """
-        if trainer.world_size == 1:  # no other rank to hear from
+        if self._single_process:  # no other rank to hear from
             if self.stop is not None:
                 trainer.should_stop = True
             return

@@ -30,6 +30,7 @@ class WatchScorer:
         self.background = background
         self._points: list[tuple[str, int, float]] = []
         self._jobs = SerialJobs("curvecast-watch", "anomaly detection")
+        self.unread = False  # points were scored (or handed over to be) since the last `read`
 
     @property
     def watch(self) -> StabilityWatch:
@@ -43,12 +44,18 @@ class WatchScorer:
         self.settle()
         self._watch = watch
 
+    def read(self) -> StabilityWatch:
+        """The detectors, with every point handed over scored, for a look at what they found (see :attr:`unread`)."""
+        self.unread = False
+        return self.watch
+
     def feed(self, name: str, step: int, value: float) -> None:
         """Take one recorded point (a listener of :class:`~curvecast.history.RunHistory`)."""
         if self.background:
             self._points.append((name, step, value))
         else:
             _score(self._watch, [(name, step, value)])
+            self.unread = True
 
     def hand_over(self) -> None:
         """Start scoring the points taken since the last hand-over on the worker thread."""
@@ -58,6 +65,7 @@ class WatchScorer:
         points, self._points = self._points, []
         watch = self._watch
         self._jobs.hand(lambda: _score(watch, points))
+        self.unread = True
 
     def settle(self) -> None:
         """Wait for the batch being scored, if any (it is done already as a rule: it had a whole step)."""
@@ -69,6 +77,7 @@ class WatchScorer:
         self.settle()
         points, self._points = self._points, []
         _score(self._watch, points)
+        self.unread = self.unread or bool(points)
 
     def close(self) -> None:
         """Score what is left and let the worker thread end."""
