@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from curvecast import Actuator, Curvecast
 from curvecast._lightning import CPU_HOST_STEPS
+from curvecast.callbacks import Throughput
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import RunContext, StopReason
 from run_helpers import read_events, tiny_trainer
@@ -186,6 +187,22 @@ def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
         trainer.fit(TinyRegression(), loader())
     assert trainer.global_step == 6
     assert bundle.history.num_points("loss") == 6
+
+
+def test_a_configured_sensor_acting_before_zero_grad_is_forwarded_that_hook(quiet_trainer_kwargs):
+    """The bundle leaves `on_before_zero_grad` to Lightning unless one of its sensors acts there."""
+
+    class ZeroGradCounter(Throughput):
+        calls = 0
+
+        def on_before_zero_grad(self, trainer, pl_module, optimizer):
+            self.calls += 1
+
+    counter = ZeroGradCounter(log_metrics=False)
+    bundle = Curvecast(throughput=counter, forecast_budget=None, background=False)
+    pl.Trainer(max_steps=5, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader())
+    assert counter.calls == 5
+    assert "on_before_zero_grad" not in vars(Curvecast())  # the default bundle has no forwarding to pay for
 
 
 def test_a_stop_decision_stops_the_run_and_every_actuator_reads_it_on_the_report(quiet_trainer_kwargs, caplog):

@@ -74,8 +74,10 @@ def _forwarder(loggers: Any, interval: float) -> LoggerForwarder | None:
     return LoggerForwarder("all" if loggers is True else loggers, interval=interval)
 
 
+# The built-in sensors do nothing in `on_before_zero_grad`: the bundle leaves that hook to Lightning's no-op unless a
+# configured sensor acts there (a forwarding loop would cost each step a few microseconds for nothing).
 _PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
-                   "on_before_zero_grad", "on_train_batch_end")  # fmt: skip
+                   "on_train_batch_end")  # fmt: skip
 
 
 def _defines(sensor: Sensor, hook: str) -> bool:
@@ -210,6 +212,14 @@ class Curvecast(Callback):
         # The per-step hooks each sensor defines, bound once: a call to a hook a sensor leaves to Lightning's no-op
         # base costs a microsecond, a few per step for nothing.
         self._hooks = {name: [getattr(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS}
+        zero_grad = [s.on_before_zero_grad for s in self.sensors if _defines(s, "on_before_zero_grad")]
+        if zero_grad:  # a configured sensor of a subclass that acts there: forwarded, on this instance alone
+
+            def forward_zero_grad(trainer: Any, pl_module: Any, optimizer: Any) -> None:
+                for hook in zero_grad:
+                    hook(trainer, pl_module, optimizer)
+
+            self.on_before_zero_grad = forward_zero_grad
         watch = self._new_watch()
         self._watched = watch.watches  # the same series whatever watch a checkpoint restores
         self._scorer = WatchScorer(watch, background)
@@ -349,10 +359,6 @@ class Curvecast(Callback):
             hook(trainer, pl_module, optimizer)
         if self.finite_guard is not None:
             self._guard_finite(trainer, pl_module, optimizer)
-
-    def on_before_zero_grad(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        for hook in self._hooks["on_before_zero_grad"]:
-            hook(trainer, pl_module, optimizer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         for hook in self._hooks["on_train_batch_end"]:
