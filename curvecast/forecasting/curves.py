@@ -20,6 +20,7 @@ import numpy as np
 
 from curvecast.forecasting.calibration import MPL_ALPHA, MPL_ALPHA_SD
 from curvecast.forecasting.schedule import LRSchedule
+from curvecast.forecasting.varpro import CrossedDesign
 
 __all__ = [
     "MPL_ALPHA",
@@ -42,11 +43,12 @@ _OFFSETS = np.array([0.0, 0.03, 0.1, 0.3, 1.0])  # pow4 time offsets t0, in unit
 
 @dataclass(frozen=True)
 class Family:
-    """A curve family: ``columns(t, grid)`` gives the (G, n, p) design for steps ``t`` at every grid point."""
+    """A curve family: ``columns(t, grid)`` gives the (G, n, p) design for steps ``t`` at every grid point (dense, or
+    a :class:`~curvecast.forecasting.varpro.CrossedDesign` where the grid crosses axes that own separate columns)."""
 
     name: str
     grid: np.ndarray
-    columns: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    columns: Callable[[np.ndarray, np.ndarray], np.ndarray | CrossedDesign]
     nonneg: tuple[int, ...]
     anneal_index: int | None = None  # the coefficient of the annealing column, when there is one
     penalty: np.ndarray | float = 0.0  # a log-prior over the grid, in the objective's (chi-square) units
@@ -160,9 +162,12 @@ def _mpl_columns(
     return np.stack([np.ones_like(f), f, np.broadcast_to(-ld[None, :], f.shape)], axis=-1)
 
 
-def _mpl_shaped_columns(t: np.ndarray, g: np.ndarray, schedule: LRSchedule, s1_ref: float) -> np.ndarray:
+def _mpl_shaped_columns(t: np.ndarray, g: np.ndarray, schedule: LRSchedule, s1_ref: float) -> CrossedDesign:
+    """The grid crosses exponents with response shapes: each column is one of a few distinct ones (a CrossedDesign:
+    for the 720 grid points, 24 power columns and 30 annealing columns)."""
     x = schedule.s1(t) / s1_ref
-    f = x[None, :] ** -g[:, :1]
-    shapes, which = np.unique(g[:, 1:], axis=0, return_inverse=True)
-    ld = schedule.anneal_shapes(t, [tuple(s) for s in shapes])[which.ravel()]
-    return np.stack([np.ones_like(f), f, -ld], axis=-1)
+    alphas, which_alpha = np.unique(g[:, 0], return_inverse=True)
+    shapes, which_shape = np.unique(g[:, 1:], axis=0, return_inverse=True)
+    ld = schedule.anneal_shapes(t, [tuple(s) for s in shapes])
+    tables = [np.ones((1, len(x))), x[None, :] ** -alphas[:, None], -ld]
+    return CrossedDesign(tables, [np.zeros(len(g), dtype=np.intp), which_alpha.ravel(), which_shape.ravel()])

@@ -13,7 +13,56 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GridFit", "fit_grid", "huber_weights"]
+__all__ = ["CrossedDesign", "GridFit", "fit_grid", "huber_weights"]
+
+
+class CrossedDesign:
+    """A (G, n, p) design whose every column is drawn from a small table of distinct columns: column ``j`` of grid
+    point ``g`` is ``tables[j][index[j][g]]``. A grid crossing two axes (24 exponents by 30 response shapes: 720 grid
+    points, 54 distinct columns) then forms its normal equations from products of the tables, ``k_i x k_j`` per pair
+    of columns, instead of G products of n-by-p matrices, and is never built whole.
+
+    Indexing as a dense design: ``design[g]`` is the (n, p) matrix of grid point ``g``, ``design[:, rows]`` the design
+    at a subset of the steps.
+    """
+
+    def __init__(self, tables: list[np.ndarray], index: list[np.ndarray]) -> None:
+        if len(tables) != len(index) or len({len(i) for i in index}) != 1:
+            raise ValueError("Expected one index of the grid per column table, all of the same length")
+        self.tables = tables
+        self.index = index
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.index[0]), self.tables[0].shape[1], len(self.tables)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None):
+            return CrossedDesign([table[:, key[1]] for table in self.tables], self.index)
+        return np.stack([table[i[key]] for table, i in zip(self.tables, self.index, strict=True)], axis=-1)
+
+    def normal_equations(self, w: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``X' W X`` (G, p, p) and ``X' W y`` (G, p) of every grid point."""
+        g, _, p = self.shape
+        gram = np.empty((g, p, p))
+        for i, (left, li) in enumerate(zip(self.tables, self.index, strict=True)):
+            weighted = left * w
+            for j in range(i, p):
+                block = weighted @ self.tables[j].T  # (k_i, k_j): every pair of distinct columns once
+                gram[:, i, j] = gram[:, j, i] = block[li, self.index[j]]
+        wy = w * y
+        rhs = np.stack([(table @ wy)[i] for table, i in zip(self.tables, self.index, strict=True)], axis=1)
+        return gram, rhs
+
+
+def _normal_equations(
+    design: np.ndarray | CrossedDesign, w: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(design, CrossedDesign):
+        return design.normal_equations(w, y)
+    xw_t = (design * w[None, :, None]).transpose(0, 2, 1)
+    # Batched matmul runs on BLAS: 4-15x faster than the same contraction through einsum at these sizes.
+    return np.matmul(xw_t, design), np.matmul(xw_t, y)
 
 
 @dataclass(frozen=True)
@@ -30,7 +79,7 @@ class GridFit:
 
 
 def fit_grid(
-    design: np.ndarray,
+    design: np.ndarray | CrossedDesign,
     y: np.ndarray,
     w: np.ndarray,
     nonneg: tuple[int, ...] = (),
@@ -39,17 +88,14 @@ def fit_grid(
     """Weighted least squares ``min sum w (y - X c)^2 + sum ((c_j - m_j) / sd_j)^2`` over a batch of designs.
 
     Args:
-        design: (G, n, p) design matrices, one per grid point.
+        design: (G, n, p) design matrices, one per grid point (dense, or a :class:`CrossedDesign`).
         y: (n,) targets.
         w: (n,) non-negative weights (inverse variances).
         nonneg: indices of coefficients constrained to be >= 0.
         prior: Gaussian priors as (index, mean, sd) on single coefficients.
     """
     g, _, p = design.shape
-    xw_t = (design * w[None, :, None]).transpose(0, 2, 1)
-    # Batched matmul runs on BLAS: 4-15x faster than the same contraction through einsum at these sizes.
-    gram = np.matmul(xw_t, design)
-    rhs = np.matmul(xw_t, y)
+    gram, rhs = _normal_equations(design, w, y)
     yy = float(np.sum(w * y * y))
     prior_c = 0.0
     for j, m, sd in prior:

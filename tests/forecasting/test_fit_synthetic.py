@@ -5,10 +5,10 @@ import pytest
 from scipy.optimize import curve_fit
 
 from curvecast.forecasting import Forecaster
-from curvecast.forecasting.curves import ALPHAS, pow3
+from curvecast.forecasting.curves import ALPHAS, mpl_shaped_family, pow3
 from curvecast.forecasting.preprocess import bin_curve
 from curvecast.forecasting.schedule import MPL_BETA, MPL_C, MPL_GAMMA, LRSchedule
-from curvecast.forecasting.varpro import fit_grid, huber_weights
+from curvecast.forecasting.varpro import CrossedDesign, fit_grid, huber_weights
 
 
 def _wsd(horizon, decay_frac=0.3, warmup=0):
@@ -47,6 +47,32 @@ def test_prior_row_pulls_an_unidentified_coefficient_to_its_mean():
     design = np.stack([np.ones_like(t), 1 / t, np.zeros_like(t)], axis=-1)[None]  # third column never observed
     res = fit_grid(design, 2 + 1 / t, np.ones_like(t), nonneg=(2,), prior=((2, 0.3, 0.1),))
     assert res.coef[0] == pytest.approx([2.0, 1.0, 0.3], abs=1e-6)
+
+
+def test_a_crossed_design_fits_as_its_dense_design():
+    """The MPL family with its shape on the grid (720 grid points from 54 distinct columns) forms its normal equations
+    from its column tables: the same fit as the dense (G, n, p) design, to rounding, the sign constraints included."""
+    schedule = LRSchedule(_wsd(2000, decay_frac=0.3))
+    t = np.linspace(20.0, 1700.0, 120)
+    rng = np.random.default_rng(3)
+    y = _mpl_curve(schedule, t, 2.0, 1.5, 0.4, 0.3) * np.exp(rng.normal(0.0, 0.01, t.size))
+    family = mpl_shaped_family(schedule, float(schedule.s1(np.array([t[-1]]))[0]), positive=True)
+    crossed = family.columns(t, family.grid)
+    assert isinstance(crossed, CrossedDesign)
+    assert crossed.shape == (len(family.grid), t.size, 3)
+    dense = np.stack([crossed[g] for g in range(len(family.grid))])
+    head = t < 1000.0
+    np.testing.assert_array_equal(crossed[:, head][5], dense[:, head][5])
+    w = 1.0 / (0.01 * y) ** 2
+    fits = []
+    for design, rows in ((crossed, slice(None)), (crossed[:, head], head)):
+        fast = fit_grid(design, y[rows], w[rows], family.nonneg)
+        slow = fit_grid(dense[:, rows], y[rows], w[rows], family.nonneg)
+        assert fast.best == slow.best
+        np.testing.assert_allclose(fast.objective, slow.objective, rtol=1e-9, atol=1e-9 * slow.objective.max())
+        np.testing.assert_allclose(fast.coef, slow.coef, rtol=1e-7, atol=1e-9)
+        fits.append(fast)
+    assert fits[0].objective[fits[0].best] / t.size < 2.0  # the law fits its own curve to the 1 % noise
 
 
 def test_huber_weights_down_weight_only_outliers():
