@@ -3,7 +3,8 @@ annealing coefficient of a schedule-aware law and that coefficient's posterior s
 
 The weights are relative (a log-space fit): each bin's noise plus a misfit floor, refined from the residuals, and two
 Huber reweightings on top so that a spike counts linearly; a law that follows a planned schedule weighs the later
-bins more (``calibration.RECENCY``: the early transient bends away from the law the forecast extends).
+bins more (``calibration.RECENCY``, ``RECENCY_NOISY`` on a noisy curve: the early transient bends away from the law
+the forecast extends).
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curvecast.forecasting.calibration import ANNEAL_CAP, ANNEAL_FLOOR, ANNEAL_KAPPA, RECENCY
+from curvecast.forecasting.calibration import (
+    ANNEAL_CAP,
+    ANNEAL_FLOOR,
+    ANNEAL_KAPPA,
+    NOISY_FROM,
+    RECENCY,
+    RECENCY_NOISY,
+)
 from curvecast.forecasting.curves import Family
 from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
@@ -77,7 +85,7 @@ def fit_family(
     mis = 2e-3
     robust = np.ones_like(y)
     planned = fam.name.startswith("mpl") and fam.name not in _UNPLANNED_MPL
-    recency = (t / t[-1]) ** RECENCY if planned else 1.0
+    recency = (t / t[-1]) ** (RECENCY_NOISY if data.noise > NOISY_FROM else RECENCY) if planned else 1.0
     for _ in range(3):
         var = scale**2 * (noise2 + mis**2)
         res = fit_grid(design, y, robust * recency / var, fam.nonneg, priors)
