@@ -231,10 +231,16 @@ class LRSchedule:
         lr = np.maximum(self.drop_lr[:k], 1e-6)[None, :]
         out = np.empty((len(shapes), *t.shape))
         scaled: dict[float, np.ndarray] = {}  # lr^-gamma * S_k, once per gamma (the shape grids share a few)
+        # 1 - (c lr^-gamma S_k + 1)^-beta, computed in one buffer: the (steps x drops) temporaries of the expression
+        # written out cost a quarter of the time in allocation (the same operations, the same values).
+        g = np.empty_like(s_k)
         for i, (c, beta, gamma) in enumerate(shapes):
             if gamma not in scaled:
                 scaled[gamma] = lr**-gamma * s_k
-            g = 1.0 - (c * scaled[gamma] + 1.0) ** -beta
+            np.multiply(c, scaled[gamma], out=g)
+            g += 1.0
+            np.power(g, -beta, out=g)
+            np.subtract(1.0, g, out=g)
             out[i] = g @ drop
         return out
 
