@@ -82,3 +82,28 @@ def test_a_read_of_the_watch_waits_for_the_batch_in_flight():
     scorer.feed("loss", 20, 0.04)
     scorer.close()  # what was not handed over is scored too
     assert watch.instability.loss.n == 21
+
+
+def test_unread_says_when_points_were_scored_since_the_last_read():
+    """The bundle looks at the detectors only when `unread`: after a hand-over, an inline point or a `score_now` with
+    points, never between them."""
+    scorer = WatchScorer(StabilityWatch(pair_grad_norm=False), background=True)
+    assert not scorer.unread
+    scorer.feed("loss", 0, 1.0)
+    assert not scorer.unread  # taken, not yet handed over
+    scorer.hand_over()
+    assert scorer.unread
+    assert scorer.read().instability.loss.n == 1
+    assert not scorer.unread
+    scorer.hand_over()  # nothing new to hand over
+    scorer.score_now()
+    assert not scorer.unread
+    scorer.feed("loss", 1, 0.9)
+    scorer.score_now()
+    assert scorer.unread
+    scorer.close()
+    inline = WatchScorer(StabilityWatch(pair_grad_norm=False), background=False)
+    inline.feed("loss", 0, 1.0)
+    assert inline.unread
+    assert inline.read().instability.loss.n == 1
+    assert not inline.unread
