@@ -14,7 +14,7 @@ from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
 from curvecast.failsafe import guarded, warn_once
-from curvecast.forecasting import Anomaly, Report
+from curvecast.forecasting import Report
 from curvecast.forecasting.metric_map import check_mode_bounds
 from curvecast.forecasting.stop_request import StopRequest
 from curvecast.history import RunHistory
@@ -39,8 +39,8 @@ from curvecast.live.monitor_checks import (
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.report_dispatch import ReportDispatch
+from curvecast.live.run_brain import RunBrain
 from curvecast.live.stability_watch import StabilityWatch
-from curvecast.live.watch_scorer import WatchScorer
 from curvecast.metric_direction import metric_direction
 from curvecast.series import TRAIN_LOSS
 
@@ -83,10 +83,6 @@ _PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backw
 def _defines(sensor: Sensor, hook: str) -> bool:
     """Whether ``sensor`` does something in ``hook`` (its class overrides Lightning's no-op)."""
     return getattr(type(sensor), hook) is not getattr(Callback, hook)
-
-
-def _same_event(anomaly: Anomaly, other: Anomaly | None) -> bool:
-    return other is not None and (anomaly.kind, anomaly.step, anomaly.series) == (other.kind, other.step, other.series)
 
 
 def _checked_target(target: Any) -> float | None:
@@ -151,6 +147,8 @@ class Curvecast(Callback):
         reports: the most recent reports (a bounded deque; kept without their ``series``, which actuators read as
             each report arrives).
         stop: the stop decided in this fit (a :class:`~curvecast.forecasting.stop_request.StopRequest`), or None.
+        brain: the :class:`~curvecast.live.run_brain.RunBrain` between the sensors and the actuators: the detectors,
+            the forecast cadence (also ``cadence``) and the ranks' stop vote.
 
     Example::
 
@@ -220,10 +218,6 @@ class Curvecast(Callback):
                     hook(trainer, pl_module, optimizer)
 
             self.on_before_zero_grad = forward_zero_grad
-        watch = self._new_watch()
-        self._watched = watch.watches  # the same series whatever watch a checkpoint restores
-        self._scorer = WatchScorer(watch, background)
-        self.history.add_listener(self._on_point)
         self.run_context = RunContext(self.monitor, mode, target, forecast_every)
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
         self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping", tensorboard=to_tensorboard)
@@ -246,13 +240,9 @@ class Curvecast(Callback):
             self.history, self.lr_capture.schedule, self.lr_capture.run_length, self.monitor, target, forecast_every,
             background, forecast_budget, mode, bounds,
         )  # fmt: skip
-        self._voted_at: int | None = None
-        self._monitor_moved = False  # the monitor has a point the cadence has not looked at yet
-        self._voted_flushes = 0  # the loss capture's flushes scored when the ranks last voted
-        self._flushes_before = 0  # the loss capture's flushes at the previous vote check
+        self.brain = RunBrain(self.history, self._new_watch(), self.cadence, self._reports, self.lr_capture.schedule,
+                              self.loss_capture, self.forecast_every, background, self.finite_guard)  # fmt: skip
         self._monitor_checked = False
-        self._single_process = True  # read at the start of training: `trainer.world_size` walks the strategy
-        self._watched_schedule: Any = None
         self._state_key: str | None = None
 
     def attach(self, actuator: Actuator, *, save_state: bool = True) -> None:
@@ -283,11 +273,7 @@ class Curvecast(Callback):
     @property
     def watch(self) -> StabilityWatch:
         """The anomaly detectors, every point recorded so far handed to them and scored."""
-        return self._scorer.watch
-
-    @watch.setter
-    def watch(self, watch: StabilityWatch) -> None:
-        self._scorer.watch = watch
+        return self.brain.watch
 
     def _new_watch(self) -> StabilityWatch:
         return StabilityWatch(self.monitor, self.mode, pair_grad_norm=self.gradient_noise is not None)
@@ -309,8 +295,7 @@ class Curvecast(Callback):
                 self.attach(callback, save_state=False)  # the Trainer checkpoints a callback itself
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self._reports.stop = None
-        self._voted_at = None
+        self.brain.new_fit()
         self._monitor_checked = False
         for sensor in self.sensors:
             sensor.on_fit_start(trainer, pl_module)
@@ -324,13 +309,9 @@ class Curvecast(Callback):
             self.cadence.references = references_for_fit(self.references, trainer, self.monitor, self.mode)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        self._single_process = int(getattr(trainer, "world_size", 1) or 1) == 1
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
-        if self.finite_guard is not None:
-            self.finite_guard.on_train_start(trainer)
-        self._follow_schedule()
-        self.cadence.start(forecasts=is_global_zero(trainer))  # only rank 0 forecasts
+        self.brain.start(trainer)
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
         self._say_if_too_few_points(trainer)
@@ -358,13 +339,13 @@ class Curvecast(Callback):
         for hook in self._hooks["on_before_optimizer_step"]:
             hook(trainer, pl_module, optimizer)
         if self.finite_guard is not None:
-            self._guard_finite(trainer, pl_module, optimizer)
+            self.brain.guard_finite(trainer, pl_module, optimizer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         for hook in self._hooks["on_train_batch_end"]:
             hook(trainer, pl_module, outputs, batch, batch_idx)
-        self._think(trainer, pl_module, at_validation=False)
-        self._scorer.hand_over()  # this batch's points are scored while the next one trains
+        self.brain.think(trainer, pl_module, at_validation=False)
+        self.brain.batch_done()
         if self.throughput is not None:
             self.throughput.own_work_done()
 
@@ -373,7 +354,7 @@ class Curvecast(Callback):
             sensor.on_validation_end(trainer, pl_module)
         if not trainer.sanity_checking:
             self._check_monitor(trainer)
-            self._think(trainer, pl_module, at_validation=True)
+            self.brain.think(trainer, pl_module, at_validation=True)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not sum(getattr(trainer, "num_val_batches", None) or [0]):  # no validation: this is the first chance
@@ -392,7 +373,7 @@ class Curvecast(Callback):
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_end(trainer, pl_module)
-        self._final_report(trainer, pl_module)
+        self.brain.final_report(trainer, pl_module)
         self._warn_if_monitor_never_logged(trainer)
 
     @guarded
@@ -417,108 +398,11 @@ class Curvecast(Callback):
 
     def _close_workers(self) -> None:
         """Safe to call twice."""
-        self.cadence.close()
-        self._scorer.close()
+        self.brain.close()
         for actuator in self.actuators:
             actuator.close()
 
-    # -- brain: anomalies as points arrive, forecasts on a cadence (see ForecastCadence) --------------------------
-
-    def _on_point(self, name: str, step: int, value: float) -> None:
-        if name == self.monitor:
-            self._monitor_moved = True
-        if self._watched(name):  # the step times, the LR and the like go to no detector
-            self._scorer.feed(name, step, value)  # scored at the end of the batch, on the scorer's thread
-
-    def _follow_schedule(self) -> None:
-        """Give the detectors the planned schedule, again whenever the capture changed it (an LR found changed by
-        hand drops it mid-run): an identity check per step."""
-        schedule = self.lr_capture.schedule()
-        if schedule is not self._watched_schedule:
-            self._watched_schedule = schedule
-            self.watch.set_schedule(schedule)
-
-    def _think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
-        self._follow_schedule()
-        # Most steps nothing new can be there: no point of the monitor, no points scored since the last look, no
-        # forecast finished (a check of three flags, where a look at the detectors first waits for their thread).
-        if at_validation or self._monitor_moved or self._scorer.unread or self.cadence.ready:
-            # Rank 0's work is guarded on its own: a failure there must not make rank 0 skip the vote, a collective
-            # the other ranks are already waiting in.
-            self._rank_zero_work(trainer, pl_module, at_validation)
-        self._vote_stop(trainer)
-
-    @guarded
-    def _rank_zero_work(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
-        moved, self._monitor_moved = self._monitor_moved, False
-        if at_validation:
-            self._scorer.score_now()  # the validation's report carries every anomaly up to it
-        watch = self._scorer.read()  # the points handed over a step ago, scored
-        if not (moved or at_validation or watch.has_news or self.cadence.ready):
-            return  # no anomaly, no new point of the monitor, no forecast finished: most steps, between host moves
-        anomalies = watch.collect()  # every rank detects; rank 0 reports
-        if not is_global_zero(trainer):
-            return
-        if anomalies:
-            self._dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
-        self._collect(trainer, pl_module)  # before submitting: a new job replaces the finished one's result
-        started = self.cadence.submit_if_due(at_validation)
-        self._collect(trainer, pl_module)  # inline jobs are done already
-        if at_validation and not started:
-            bare = self.cadence.unforecast_validation()
-            if bare is not None:
-                self._dispatch(trainer, pl_module, bare)
-
-    @guarded
-    def _guard_finite(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        # Every rank decides alike (see NonFiniteGuard) and stops itself: no vote to wait for.
-        if self.finite_guard.on_before_optimizer_step(trainer, optimizer) and is_global_zero(trainer):
-            anomaly = self.finite_guard.tripped
-            self._dispatch(trainer, pl_module, self.cadence.report(anomaly.step, anomalies=(anomaly,)))
-
-    def _collect(self, trainer: Any, pl_module: Any) -> None:
-        report = self.cadence.poll()
-        if report is not None:
-            self._dispatch(trainer, pl_module, report)
-
-    @guarded
-    def _final_report(self, trainer: Any, pl_module: Any) -> None:
-        self._scorer.score_now()
-        if is_global_zero(trainer):
-            # Those of the last steps, scored just now; the non-finite loss that stopped the run was reported then.
-            tripped = self.finite_guard.tripped if self.finite_guard is not None else None
-            anomalies = [a for a in self.watch.collect() if not _same_event(a, tripped)]
-            if anomalies:
-                self._dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
-            for report in self.cadence.finish():
-                self._dispatch(trainer, pl_module, report, last=True)
-
-    # -- actuators: see ReportDispatch -----------------------------------------------------------------------------
-
-    def _dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
-        self._reports.dispatch(trainer, pl_module, report, last)
-
-    def _vote_stop(self, trainer: Any) -> None:
-        """Every rank votes at the same steps; rank 0 carries the forecast, so any rank asking stops all of them.
-
-        Under DDP the ranks vote on the forecast cadence and once the losses last moved to the host are scored (the
-        same steps on every rank): a divergence stops the run at the step it was found.
-        """
-        if self._single_process:  # no other rank to hear from
-            if self.stop is not None:
-                trainer.should_stop = True
-            return
-        step = int(trainer.global_step)
-        flushes = self.loss_capture.flushes
-        # The points of a flush are scored by the end of the next batch on the scorer's thread (at once inline).
-        scored = self._flushes_before if self._scorer.background else flushes
-        self._flushes_before = flushes
-        due = step % self.forecast_every == 0 or scored != self._voted_flushes
-        if not due or step == self._voted_at:
-            return  # a collective per micro-batch would cost every step a round trip between ranks
-        self._voted_at, self._voted_flushes = step, scored
-        if trainer.strategy.reduce_boolean_decision(self.stop is not None, all=False):
-            trainer.should_stop = True
+    # -- brain: see RunBrain; actuators: see ReportDispatch ----------------------------------------------------------
 
     # -- checkpoint state -------------------------------------------------------------------------------------------
 
@@ -538,7 +422,7 @@ class Curvecast(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         self._flush_sensors()
-        self._scorer.score_now()  # the saved detectors have seen every point of the saved history
+        self.brain.scorer.score_now()  # the saved detectors have seen every point of the saved history
         return bundle_state(self.history, self._stateful_parts())
 
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
@@ -570,5 +454,4 @@ class Curvecast(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a saved state part by part; a part that cannot be read starts afresh, with a warning."""
         if "watch" in restore_bundle_state(self.history, self._stateful_parts(), state_dict):
-            self.watch = self._new_watch()
-            self._watched_schedule = None  # the new watch is told the schedule at the next step
+            self.brain.watch = self._new_watch()  # told the schedule at the next step
