@@ -88,7 +88,7 @@ def fit_family(
     recency = (t / t[-1]) ** (RECENCY_NOISY if data.noise > NOISY_FROM else RECENCY) if planned else 1.0
     for _ in range(3):
         var = scale**2 * (noise2 + mis**2)
-        res = fit_grid(design, y, robust * recency / var, fam.nonneg, priors)
+        res = fit_grid(design, y, robust * recency / var, fam.nonneg, priors, penalty=fam.penalty)
         g = int(np.nanargmin(res.objective + fam.penalty))
         r = (y - design[g] @ res.coef[g]) / scale
         mis = max(float(np.sqrt(max(np.median(r**2) * 2.2 - np.median(noise2), 0.0))), 1e-5)

@@ -84,6 +84,7 @@ def fit_grid(
     w: np.ndarray,
     nonneg: tuple[int, ...] = (),
     prior: tuple[tuple[int, float, float], ...] = (),
+    penalty: np.ndarray | float | None = None,
 ) -> GridFit:
     """Weighted least squares ``min sum w (y - X c)^2 + sum ((c_j - m_j) / sd_j)^2`` over a batch of designs.
 
@@ -93,6 +94,9 @@ def fit_grid(
         w: (n,) non-negative weights (inverse variances).
         nonneg: indices of coefficients constrained to be >= 0.
         prior: Gaussian priors as (index, mean, sd) on single coefficients.
+        penalty: when the caller wants only the best grid point by ``objective + penalty`` (per grid point, or one
+            value), the sign-constrained solves are spared where even the unconstrained fit, which no constrained one
+            beats, is worse than a grid point already solved: their objective is ``inf``. None: every objective.
     """
     g, _, p = design.shape
     gram, rhs = _normal_equations(design, w, y)
@@ -114,9 +118,17 @@ def fit_grid(
     if nonneg:
         kept &= np.all(best_coef[:, list(nonneg)] >= -1e-12, axis=1)
     bad = np.flatnonzero(~kept)
+    solve = bad
+    if penalty is not None and bad.size and kept.any():
+        # A constrained fit's objective is at least the unconstrained one's (up to rounding, a tiny fraction of y'Wy
+        # here: the objective is a difference of it), and the objectives are clipped at 0 below.
+        total = np.maximum(best_obj, 0.0) + penalty
+        worse = total > total[kept].min() + 1e-9 * abs(yy + prior_c)
+        solve = bad[~worse[bad]]  # NaN (a singular system) is not proven worse: solved
     best_obj[bad], best_coef[bad] = np.inf, 0.0
-    if bad.size and nonneg:
-        best_obj[bad], best_coef[bad] = _best_active_set(gram[bad] + ridge[bad], rhs[bad], yy + prior_c, nonneg)
+    if solve.size and nonneg:
+        best_obj[solve], best_coef[solve] = _best_active_set(gram[solve] + ridge[solve], rhs[solve], yy + prior_c,
+                                                             nonneg)  # fmt: skip
     return GridFit(coef=best_coef, objective=np.maximum(best_obj, 0.0))
 
 

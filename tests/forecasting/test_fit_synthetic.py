@@ -75,6 +75,28 @@ def test_a_crossed_design_fits_as_its_dense_design():
     assert fits[0].objective[fits[0].best] / t.size < 2.0  # the law fits its own curve to the 1 % noise
 
 
+@pytest.mark.parametrize("shape", ["rising tail", "noisy power law"])
+def test_asked_for_the_best_point_only_fit_grid_skips_solves_that_cannot_win_and_finds_the_same_best(shape):
+    """With the penalty given, grid points whose unconstrained fit already loses skip their sign-constrained solves
+    (objective inf); the best point and its coefficients are those of the full search."""
+    t = np.arange(10, 400, dtype=float)
+    rng = np.random.default_rng(0)
+    if shape == "rising tail":  # the large exponents want a negative amplitude
+        y = 1.0 + 2.0 * (t / 400) ** -0.3 + 0.002 * t
+    else:
+        y = 1.0 + (t / 400) ** -0.5 + rng.normal(0.0, 0.05, t.size)
+    design, w = pow3(t, ALPHAS[:, None], 400.0), np.ones_like(y)
+    penalty = np.linspace(0.0, 0.5, len(ALPHAS))
+    full = fit_grid(design, y, w, nonneg=(0, 1))
+    pruned = fit_grid(design, y, w, nonneg=(0, 1), penalty=penalty)
+    assert not np.isinf(full.objective).any()
+    assert np.isinf(pruned.objective).sum() >= 5  # solves skipped
+    best = int(np.nanargmin(full.objective + penalty))
+    assert int(np.nanargmin(pruned.objective + penalty)) == best
+    np.testing.assert_array_equal(pruned.coef[best], full.coef[best])
+    assert pruned.objective[best] == full.objective[best]
+
+
 def test_huber_weights_down_weight_only_outliers():
     w = huber_weights(np.array([0.0, 1.0, 4.0, -8.0]), np.ones(4), k=2.0)
     assert w == pytest.approx([1.0, 1.0, 0.5, 0.25])
