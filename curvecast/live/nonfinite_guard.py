@@ -52,9 +52,10 @@ class NonFiniteGuard:
 
     def on_before_backward(self, loss: Any) -> None:
         # Read at once: one scalar read, where keeping the tensor for later costs a detach and two more ops (each
-        # tensor op in a hook runs cold after the backward pass: 10-40 us on a small CPU step).
+        # tensor op in a hook runs cold after the backward pass: 10-40 us on a small CPU step). `item`, not `float`:
+        # torch warns when a tensor that requires grad is turned into a number by `float`.
         if self._active and self._bad is None and isinstance(loss, torch.Tensor):
-            value = float(loss) if loss.numel() == 1 else float(loss.detach().float().sum())
+            value = loss.item() if loss.numel() == 1 else float(loss.detach().float().sum())
             if not math.isfinite(value):
                 self._bad = value
 
