@@ -9,16 +9,14 @@ from typing import Any
 from curvecast.forecasting.anomalies.detector import AnomalyDetector
 from curvecast.forecasting.anomalies.divergence import DivergenceCheck
 from curvecast.forecasting.anomalies.event import Anomaly
-from curvecast.forecasting.anomalies.level import MIN_DIFFS
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.stats import (
-    MAD_TO_SIGMA,
     check_step,
     check_value,
     median,
-    push,
     sigma_of_diffs,
 )
+from curvecast.forecasting.anomalies.turn_up import LOWS, TurnUp
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, TRAIN_LOSS
 from curvecast.state_checks import (
@@ -32,18 +30,7 @@ from curvecast.state_checks import (
 
 __all__ = ["GRAD_SPIKE_MIN_RISE", "GRAD_SPIKE_WARN_RATIO", "InstabilityMonitor", "default_grad_detector"]
 
-_LOWS = 16  # log losses kept for the recent best of the turn-up precursor
-_UP_RUN = 2  # consecutive points a turn-up must hold (one point above a smooth fall is a spike)
 _CREEP_RISE = 0.5  # fraction of the detector's divergence rise that makes the CUSUM a creep
-_UP_AFTER = 100  # steps from the first one before a turn-up counts (the first steps' loss bumps are normal)
-# A turn-up must also stand this much above the largest swing the loss has shown before (a step against the direction
-# of the one before it, as large as the smaller of the two): a loss logged every 50 steps from single batches swings
-# 2-30x from point to point, so that its first points back up are its own noise, while a smooth evaluation curve that
-# falls steadily has shown no swing, and a blow-up that stays up none either.
-_UP_PAST_FACTOR = 1.25
-# Before the loss detector knows the noise (8 differences), a turn-up needs this many points before it, whose second
-# differences stand in for the noise (see _curvature_noise).
-_UP_PROXY_POINTS = 4
 # The gradient norm of a healthy run moves by tens of percent from one batch to the next: the reported false
 # gradient-norm "spikes" were 1.03-1.45x, those of the healthy live runs of benchmarks/false_alarms.py 1.35-1.6x and
 # none a real outlier in hindsight, where the jumps that come with an instability are several-fold. A gradient-norm
@@ -149,11 +136,7 @@ class InstabilityMonitor:
         self.loss_spike_n, self.grad_spike_n = -(10**9), -(10**9)
         self.spike_ns: list[int] = []  # point indices of recent spikes, at most two windows back
         self.grad_low = math.inf
-        self.turn_up, self.turn_up_z = turn_up, turn_up_z
-        self.lows: list[float] = []  # the last log losses (before this one)
-        self.up_run, self.up_armed = 0, True
-        self.up_peak = 0.0  # the largest swing of the loss so far (log scale): see _turned_up
-        self.last_move = 0.0  # the latest step of the log loss
+        self.turn = TurnUp(turn_up, turn_up_z)  # the loss-only precursor
 
     def update(self, step: int, loss: float | None = None, grad_norm: float | None = None) -> list[Anomaly]:
         """Feed one step's loss and/or gradient norm; return the events of both series plus any warning."""
@@ -181,7 +164,7 @@ class InstabilityMonitor:
         while self.spike_ns and self.spike_ns[0] <= cut:
             self.spike_ns.pop(0)
         found = self._precursors(step)
-        turned = self._turned_up(loss)
+        turned = self.turn.update(loss, self.loss.level, self.last_step - self.first_step)
         if turned is not None:
             found.append((turned, 2, True))
         reasons = [r for r, _, _ in found]
@@ -201,62 +184,6 @@ class InstabilityMonitor:
             text = message(step, reasons)
             events.append(Anomaly("instability_risk", step, "warning", text, self.loss.series, float(weight), value))
         return events
-
-    def _turned_up(self, loss: float | None) -> str | None:
-        """The loss-only precursor: the loss has turned back up from its recent best (see the class)."""
-        level = self.loss.level
-        if loss is None or not math.isfinite(loss) or loss <= 0.0 or not level.log_scale:
-            # A loss that went to 0 or below (the detector scores it on the raw scale from then on) has no ratio to
-            # turn up by: its rises are the detector's to judge, on differences.
-            self.up_run = 0
-            return None
-        y = math.log(loss)
-        lows = self.lows
-        watched = self.last_step - self.first_step >= _UP_AFTER and not level.after_lr_rise
-        found = None
-        if watched and len(lows) >= _UP_PROXY_POINTS:
-            found = self._turn_up(loss, y)
-        else:
-            self.up_run = 0
-        # The swings of the loss so far (taken after this point is judged, so that a rise under way never raises its
-        # own bar): a step against the direction of the one before, as large as the smaller of the two.
-        move = y - lows[-1] if lows else 0.0
-        if watched and move * self.last_move < 0.0:
-            self.up_peak = max(self.up_peak, min(abs(move), abs(self.last_move)))
-        self.last_move = move
-        push(lows, y, _LOWS)
-        return found
-
-    def _turn_up(self, loss: float, y: float) -> str | None:
-        level, lows = self.loss.level, self.lows
-        up = y - min(lows)
-        known = len(level.diffs) >= MIN_DIFFS
-        # The noise of the points kept, from their second differences: the trend of a sparse curve's steep fall, which
-        # the detector's first differences take for noise, is left out.
-        noise = _curvature_noise(lows)
-        # Once the detector knows the noise (a per-step loss, or a sparse curve past its first points), the lowest of
-        # the points kept lies below their level by about sqrt(2 ln n) of that noise: the margin widens by it.
-        bias = 1.0 + math.sqrt(2.0 * math.log(len(lows))) if known else 1.0
-        margin = max(math.log1p(self.turn_up), self.turn_up_z * noise * bias)
-        above = up > margin and up > _UP_PAST_FACTOR * self.up_peak and self._clear_on_raw_scale(loss, bias)
-        self.up_run = self.up_run + 1 if above else 0
-        if up < margin / 2:
-            self.up_armed = True
-        if not self.up_armed or self.up_run < _UP_RUN:
-            return None
-        self.up_armed = False
-        best = math.exp(min(lows))
-        return f"loss turned up to {loss:.4g} from {best:.4g}, its best of the last {len(lows)} points"
-
-    def _clear_on_raw_scale(self, loss: float, bias: float) -> bool:
-        """The rise above the lowest of ``lows`` stands ``turn_up_z`` noise units clear on the raw scale too, the noise
-        taken from the second differences of the values kept (with fewer than 8 of them, no test: True). Far from zero
-        this is the log-scale test again; near zero (a Gaussian NLL on its way below it) a ratio means nothing, and the
-        differences judge."""
-        if len(self.lows) < MIN_DIFFS:
-            return True
-        raw = [math.exp(v) for v in self.lows]
-        return loss - min(raw) > self.turn_up_z * _curvature_noise(raw) * bias
 
     def _precursors(self, step: int) -> list[tuple[str, int, bool]]:
         """The precursors that hold now, each with its weight and whether it is one the loss leads with."""
@@ -303,11 +230,7 @@ class InstabilityMonitor:
             "spike_ns": list(self.spike_ns),
             "grad_low": self.grad_low,
             "first_step": self.first_step,
-            "lows": list(self.lows),
-            "up_run": self.up_run,
-            "up_armed": self.up_armed,
-            "up_peak": self.up_peak,
-            "last_move": self.last_move,
+            **self.turn.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -334,16 +257,7 @@ class InstabilityMonitor:
                 detector = self.loss if name == "loss" else self.grad
                 detector.level, detector.checks = value
             else:
-                setattr(self, name, value)
-
-
-def _curvature_noise(ys: list[float]) -> float:
-    """The per-point noise of a few points from their second differences, which leave out the trend: a steady fall has
-    none, a single-batch loss logged every 50 steps much (robust and centred: a fall that slows has second differences
-    of one sign, its curvature, which is no noise)."""
-    second = [a - 2.0 * b + c for a, b, c in zip(ys, ys[1:], ys[2:], strict=False)]
-    centre = median(second)
-    return MAD_TO_SIGMA * median([abs(d - centre) for d in second]) / math.sqrt(6.0)
+                setattr(self.turn if name in TurnUp.STATE else self, name, value)
 
 
 def _read_own_fields(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -369,7 +283,7 @@ def _read_own_fields(state: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"Expected {field('spike_ns')} to be in increasing order, but got {spike_ns}")
     values["spike_ns"] = spike_ns
     values["grad_low"] = checked_real(field("grad_low"), state["grad_low"], allow=(math.inf,))  # inf: none yet
-    values["lows"] = checked_reals(field("lows"), state["lows"], max_len=_LOWS)
+    values["lows"] = checked_reals(field("lows"), state["lows"], max_len=LOWS)
     values["up_run"] = checked_whole(field("up_run"), state["up_run"], low=0, high=n)
     values["up_peak"] = checked_real(field("up_peak"), state.get("up_peak", 0.0), low=0.0)
     values["last_move"] = checked_real(field("last_move"), state.get("last_move", 0.0))
