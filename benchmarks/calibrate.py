@@ -7,9 +7,10 @@ of the RL runs, as source "live"; their val_loss, val_acc and val_reward as sour
 the planned LR schedule known). The live runs are read from their cache (/tmp/curvecast_live_runs), trained there first
 when it lacks some (5-8 minutes; ``--no-train`` never trains, ``--no-live`` leaves them out). Every curve is forecast
 from prefixes of 10/25/50/75 % of its steps (at least 5 points) to its last step, for every point of a coarse grid over
-(transient, holdout, anneal_prior); the interval scales (with and without a planned LR schedule) are solved in closed
-form for 80 % coverage, then the cap on the log-scale of a forecast that is made (MAX_LOG_SCALE: above it the forecaster
-says "too uncertain" and the last-value baseline stands in) is chosen from a few values. For each held-out group the
+(transient, holdout, anneal_prior); the interval scales (with a planned LR schedule, apart for smooth and noisy
+curves: ``calibration.NOISY_FROM``; and without one) are solved in closed form for 80 % coverage, then the cap on the
+log-scale of a forecast that is made (MAX_LOG_SCALE: above it the forecaster says "too uncertain" and the last-value
+baseline stands in) is chosen from a few values. For each held-out group the
 grid point, scales and cap are chosen on the other groups only, then scored on it: those are the out-of-group figures.
 In-sample figures (chosen on everything) sit beside them, with the baselines of ``benchmarks/forecast_baselines.py``
 fitted to the same falling quantity curvecast fits: last value, power law, the LR-annealing law (tissue), the Domhan et
@@ -45,6 +46,7 @@ from live_corpus import DEFAULT_LIVE, load_live  # noqa: E402
 
 from curvecast.forecasting import Forecaster  # noqa: E402
 from curvecast.forecasting import calibration as cal  # noqa: E402
+from curvecast.forecasting import forecaster as forecaster_module  # noqa: E402
 from curvecast.forecasting.metric_map import metric_map  # noqa: E402
 
 Z80 = 1.2815515655446004  # the normal quantile of 0.9: an 80 % central interval is +-Z80 sd
@@ -64,6 +66,12 @@ CAPS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 # read from calibration.py, so that a refit can bring back a floor that the last one set to 0.
 REFERENCE_FLOORS = {"FLOOR_KNOWN_SCHEDULE": 0.003, "FLOOR_UNKNOWN_SCHEDULE": 0.075}
 FLOOR_MARGIN = 0.01
+# A noisy curve's interval (schedule known, points scattering by more than calibration.NOISY_FROM) is at least this
+# many times one point's scatter wide (NOISE_FLOOR_NOISY): candidates, 1 kept unless another beats it by FLOOR_MARGIN.
+NOISE_FACTORS = (1.0, 1.5, 2.0)
+# The interval classes scales() solves apart: a planned schedule and a smooth curve, a planned schedule and a noisy one,
+# no schedule (whose rows are made as shipped: see forecast_row).
+KINDS = ("smooth", "noisy", "unknown")
 QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0.035,)}
 SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
 SCHEDULE_AWARE = ("tissue", "mpl")  # baselines that need the planned LR schedule: n/a where it is unknown
@@ -137,6 +145,9 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
     fallback = last_value(t, y, run["horizon"], run["lrs"])  # nothing made: the last-value baseline stands in
     final = f.final if f.ok else fallback
     row = {"err": abs(final / run["truth"] - 1.0), "ok": f.ok, "known": run["lrs"] is not None}
+    # Noisy as the forecaster tells it (the bins' noise past NOISY_FROM, with a planned schedule): sized apart.
+    d = f.diagnostics
+    row["noisy"] = bool(row["known"] and d is not None and d.binned.noise > cal.NOISY_FROM)
     row["fallback_err"] = abs(fallback / run["truth"] - 1.0)
     if fixed:
         row.update(fixed=True, fixed_covered=fixed_covered)
@@ -145,7 +156,9 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
         y_true, y_hat = float(f.mapping.to_y(run["truth"])), float(f.mapping.to_y(f.final))
         parts = f.diagnostics.scale_parts
         row["floor"] = parts["floor"]
-        row["noise"] = f.diagnostics.noise_floor
+        # The scatter of one point (the forecaster widens a noisy curve's least width NOISE_FLOOR_NOISY times: undone
+        # here, so that ``rescaled`` may rebuild it with another factor).
+        row["noise"] = f.diagnostics.noise_floor / (forecaster_module.NOISE_FLOOR_NOISY if row["noisy"] else 1.0)
         # Without a schedule the level's noise is not scaled: the point's scatter adds as it is
         # (``uncertainty.interval_log_scale``).
         unscaled = ("floor",) if row["known"] else ("floor", "noise")
@@ -155,29 +168,37 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
     return row
 
 
-def rescaled(row: dict, scale: float, floor_factor: float, cap: float) -> dict:
-    """The row with its log-scale rebuilt from ``scale`` and ``floor_factor``: whether the forecast is still made
+def kind(row: dict) -> str:
+    """The row's interval class (``KINDS``): no schedule, or a planned one on a noisy or a smooth curve."""
+    if not row.get("known", True):
+        return "unknown"
+    return "noisy" if row.get("noisy") else "smooth"
+
+
+def rescaled(row: dict, scale: float, floor_factor: float, cap: float, noise_factor: float = 1.0) -> dict:
+    """The row with its log-scale rebuilt from ``scale``, ``floor_factor`` and ``noise_factor`` (the least width in
+    points' scatter): whether the forecast is still made
     (its log-scale at most ``cap``) and whether its 80 % interval holds the truth. Forecasts are made with the cap
     lifted so that the rows depend on none of the scales and caps in ``calibration.py``; the cap is applied here, as
     the forecaster would (an unmade forecast falls back to the last-value baseline)."""
     if row.get("fixed"):  # made and sized as the forecaster ships it
         return dict(row, covered=row["fixed_covered"])
-    sd = _sd(row, scale, floor_factor)
+    sd = _sd(row, scale, floor_factor, noise_factor)
     ok = row["ok"] and sd <= cap
     return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and row["dist"] <= Z80 * sd)
 
 
-def _sd(row: dict, scale: float, floor_factor: float) -> float:
+def _sd(row: dict, scale: float, floor_factor: float, noise_factor: float = 1.0) -> float:
     """The row's log-scale at ``scale`` and ``floor_factor``, as ``uncertainty.interval_log_scale`` builds it: the
     point's scatter a floor with the schedule, added in quadrature without it."""
     model = scale * math.sqrt(row["rest2"] + (floor_factor * row["floor"]) ** 2)
-    noise = row.get("noise", 0.0)
+    noise = noise_factor * row.get("noise", 0.0) if row.get("known", True) else row.get("noise", 0.0)
     return max(model, noise) if row.get("known", True) else math.hypot(model, noise)
 
 
-def covered(row: dict, scale: float, floor_factor: float) -> bool:
+def covered(row: dict, scale: float, floor_factor: float, noise_factor: float = 1.0) -> bool:
     """Whether the row's 80 % interval holds the truth, with no cap: the scales are solved first, the cap then."""
-    return rescaled(row, scale, floor_factor, math.inf)["covered"]
+    return rescaled(row, scale, floor_factor, math.inf, noise_factor)["covered"]
 
 
 def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored: dict) -> dict:
@@ -206,10 +227,10 @@ def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored:
     return out
 
 
-def _need(row: dict, factor: float) -> float:
+def _need(row: dict, factor: float, noise_factor: float = 1.0) -> float:
     """The scale at which the row's 80 % interval just holds the truth (0 for an exact forecast with no spread, such
     as an accuracy forecast and found at its bound 1.0)."""
-    noise = Z80 * row.get("noise", 0.0)
+    noise = Z80 * row.get("noise", 0.0) * (noise_factor if row.get("known", True) else 1.0)
     if row["dist"] <= noise:
         return 0.0
     sd = Z80 * math.sqrt(row["rest2"] + (factor * row["floor"]) ** 2)
@@ -220,31 +241,42 @@ def _need(row: dict, factor: float) -> float:
     return math.sqrt(row["dist"] ** 2 - noise**2) / sd
 
 
-def scales(rows: list[dict], groups: list[str]) -> dict[bool, tuple[float, float]]:
-    """Per kind (schedule known or not): the floor factor and the scale that cover 80 % with every group counted
-    alike, the factor chosen so that the groups' coverages sit closest to 80 %."""
-    out = {}
-    for known in (True, False):
+def scales(rows: list[dict], groups: list[str]) -> dict[str, tuple[float, float, float]]:
+    """Per interval class (``KINDS``): the scale, the floor factor and the noise factor (a noisy curve's least width,
+    in points' scatter) that cover 80 % with every group counted alike, the factors chosen so that the groups'
+    coverages sit closest to 80 %. The smooth and the noisy curves with a schedule share one floor
+    (FLOOR_KNOWN_SCHEDULE): the smooth ones choose its factor, the noisy ones then their noise factor."""
+    out: dict[str, tuple[float, float, float]] = {}
+    for name in KINDS:
         pairs = zip(rows, groups, strict=True)
-        sel = [(r, g) for r, g in pairs if r["known"] == known and r["ok"] and not r.get("fixed")]
+        sel = [(r, g) for r, g in pairs if kind(r) == name and r["ok"] and not r.get("fixed")]
+        floors = (out["smooth"][1],) if name == "noisy" else FLOOR_FACTORS
+        noises = NOISE_FACTORS if name == "noisy" else (1.0,)
         if not sel:
-            out[known] = (1.0, 1.0)
+            out[name] = (1.0, floors[0], 1.0)
             continue
         size = {g: sum(gg == g for _, gg in sel) for _, g in sel}
         w = np.array([1.0 / size[g] for _, g in sel])
-        best = (math.inf, 1.0, 1.0)
-        for factor in FLOOR_FACTORS:
-            need = np.array([_need(r, factor) for r, _ in sel])
+        best = (math.inf, 1.0, floors[0], 1.0)
+        for factor, noise in itertools.product(floors, noises):
+            need = np.array([_need(r, factor, noise) for r, _ in sel])
             order = np.argsort(need)
             cum = np.cumsum(w[order]) / w.sum()
             k = float(need[order][min(int(np.searchsorted(cum, 0.8)), len(order) - 1)])
             k = k if math.isfinite(k) else 10.0
-            cover = {g: np.mean([covered(r, k, factor) for r, gg in sel if gg == g]) for g in size}
+            cover = {g: np.mean([covered(r, k, factor, noise) for r, gg in sel if gg == g]) for g in size}
             loss = sum((c - 0.8) ** 2 for c in cover.values())
-            if loss < best[0] - (FLOOR_MARGIN if factor != 1.0 else 0.0):
-                best = (loss, k, factor)
-        out[known] = (best[1], best[2])
+            current = (factor, noise) == (floors[0], 1.0) if name == "noisy" else factor == 1.0
+            if loss < best[0] - (0.0 if current else FLOOR_MARGIN):
+                best = (loss, k, factor, noise)
+        out[name] = best[1:]
     return out
+
+
+def _rescale(row: dict, sc: dict[str, tuple[float, float, float]], cap: float) -> dict:
+    """``rescaled`` with the scale, floor factor and noise factor of the row's class."""
+    scale, floor_factor, noise_factor = sc[kind(row)]
+    return rescaled(row, scale, floor_factor, cap, noise_factor)
 
 
 def objective(cells: dict, groups: set[str]) -> float:
@@ -327,14 +359,14 @@ def main() -> None:
 
     all_cells = [cells(rows) for rows in results]
 
-    def choose(train: set[str]) -> tuple[int, dict[bool, tuple[float, float]], float]:
+    def choose(train: set[str]) -> tuple[int, dict[str, tuple[float, float, float]], float]:
         """The grid point, the interval scales, then the cap on the log-scale, each chosen on ``train`` alone."""
         best = min(range(len(configs)), key=lambda c: objective(all_cells[c], train))
         keep = [i for i, m in enumerate(meta) if m["group"] in train]
         sc = scales([results[best][i] for i in keep], [meta[i]["group"] for i in keep])
 
         def capped(cap: float) -> float:
-            rows = [rescaled(r, *sc[r["known"]], cap) for r in results[best]]
+            rows = [_rescale(r, sc, cap) for r in results[best]]
             return objective(cells(rows), train)
 
         return best, sc, min(CAPS, key=capped)  # ties go to the lowest cap: fewer, surer forecasts
@@ -342,6 +374,11 @@ def main() -> None:
     for k, config in enumerate(configs):
         print(f"  objective of {config} on all groups: {objective(all_cells[k], set(groups)):.4f}", file=sys.stderr)
     in_best, in_scales, in_cap = choose(set(groups))
+    for cap in CAPS:  # how far apart the caps are on all groups (a near tie goes to the lowest)
+        rows = [_rescale(r, in_scales, cap) for r in results[in_best]]
+        score = objective(cells(rows), set(groups))
+        unmade = sum(not r["ok"] for r in rows)
+        print(f"  cap {cap:g} on all groups: objective {score:.4f}, {unmade} not made", file=sys.stderr)
     out_rows: list[dict] = [{}] * len(meta)
     for g in groups:
         best, sc, cap = choose(set(groups) - {g})
@@ -349,14 +386,17 @@ def main() -> None:
         for i, m in enumerate(meta):
             if m["group"] == g:
                 r = results[best][i]
-                out_rows[i] = rescaled(r, *sc[r["known"]], cap)
-    in_rows = [rescaled(r, *in_scales[r["known"]], in_cap) for r in results[in_best]]
+                out_rows[i] = _rescale(r, sc, cap)
+    in_rows = [_rescale(r, in_scales, in_cap) for r in results[in_best]]
     report(meta, in_rows, out_rows, base, names)
     print(f"\nchosen on all groups: {configs[in_best]}, MAX_LOG_SCALE = {in_cap:g}")
-    for known, name in ((True, "KNOWN"), (False, "UNKNOWN")):
-        k, factor = in_scales[known]
+    for key, name in (("smooth", "KNOWN"), ("unknown", "UNKNOWN")):
+        k, factor, _ = in_scales[key]
         floor = factor * getattr(cal, f"FLOOR_{name}_SCHEDULE")  # the floor the rows were made with
         print(f"  INTERVAL_SCALE_{name} = {k:.3g}, FLOOR_{name}_SCHEDULE = {floor:.3g}")
+        if key == "smooth":
+            k, _, noise = in_scales["noisy"]
+            print(f"  INTERVAL_SCALE_KNOWN_NOISY = {k:.3g}, NOISE_FLOOR_NOISY = {noise:g} (the same floor)")
     print("  (without a schedule the forecasts are made as shipped: the scales, floors and cap of calibration.py,")
     print("   solved per kind of metric by benchmarks/wild_forecasts.py; the UNKNOWN line above is not used)")
     print(f"grid: {len(configs)} points, {time.perf_counter() - t0:.0f} s in all")

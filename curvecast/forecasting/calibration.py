@@ -29,7 +29,12 @@ ANNEAL_PRIOR = 0.06
 # Prior standard deviation of that drop, relative to its mean. [prior]
 ANNEAL_PRIOR_SD = 1.0
 # Multiplier of the predictive log-scale with a planned LR schedule: it sets the 80 % interval's coverage on the
-# training corpus to about 80 % (with the floors below). [refit]
+# training corpus to about 80 % (with the floors below). Since 2026-12-07 it applies to the smooth curves alone (a
+# noisy one, its points scattering by more than NOISY_FROM, has INTERVAL_SCALE_KNOWN_NOISY below), and solved over
+# them alone it comes out at 1.33 (1.51 over both): not shipped, as an interval that much narrower makes the Optuna
+# pruner give up on a high-LR trial that trails until its decay (tests/integrations/test_optuna_pruner.py passes from
+# 1.40 on). The smooth curves' out-of-group figures of ``benchmarks/calibrate.py`` are made with the scale each fold
+# solves (1.16-1.52), not with this one. [refit]
 INTERVAL_SCALE_KNOWN = 1.55
 # Without a planned schedule, a conformal correction per kind of metric: the multiplier of what the extrapolation does
 # not know (the laws' spread, the held-back error and the floors below; the point noise adds to it as it is), for a
@@ -71,6 +76,26 @@ RECENCY = 1.0
 # figures above are not wholly out of sample. [prior]
 RECENCY_NOISY = 2.0
 NOISY_FROM = 0.08
+# The interval of a noisy curve with a planned schedule (its logged points scattering by more than NOISY_FROM) is sized
+# apart from a smooth one's (``forecaster._interval_scale``, ``uncertainty.log_scale_parts``):
+# - its held-back miss is grown to the horizon by (reach / held-back span)^HELD_GROWTH_NOISY instead of linearly: on a
+#   noisy curve that miss is mostly how the fit on the older part scatters, not a drift that goes on growing. At 10 %
+#   of a live run a linear growth made the log-scale 4-40 (so the forecast was declined) where the forecast was off by a
+#   log of 0.03-2. 0 (the miss as it is) was chosen by hand from {0, 0.5, 1} on the live runs (a per-fold choice from
+#   these lost the live training curves' lead over the power law at 25 %): the live figures are not wholly out of
+#   sample. [prior]
+# - its calibrated multiplier INTERVAL_SCALE_KNOWN_NOISY, and a least width of NOISE_FLOOR_NOISY times the scatter of
+#   one logged point (a smooth curve's is the scatter itself), solved by ``benchmarks/calibrate.py`` (2026-12-07) for
+#   80 % coverage over the noisy forecasts as INTERVAL_SCALE_KNOWN is over the smooth ones, the noise factor from
+#   {1, 1.5, 2} (1 kept unless another covers the groups closer to 80 % by FLOOR_MARGIN there; the floor shared with
+#   the smooth curves). Out of group, live training curves from 10/25/50/75 %: covered 30/65/88/82 % -> 45/68/86/86 %,
+#   forecasts made 64/89/92/100 % -> 89/95/92/100 %, median error 98.7/44.8/23.6/15.0 % -> 80.1/44.0/23.9/15.0 %
+#   (power law 84.7/46.8/39.5/19.7 %); live validation curves covered 33/56/83/84 % -> 25/56/81/83 %, made
+#   83/88/100/100 % -> 75/90/100/100 %, 77.3/20.2/9.7/3.1 % -> 78.1/22.8/9.7/3.1 % (power law 78.0/23.5/16.0/7.2 %);
+#   the speedrun as it was (no curve of it is noisy). [refit]
+HELD_GROWTH_NOISY = 0.0
+INTERVAL_SCALE_KNOWN_NOISY = 1.57
+NOISE_FLOOR_NOISY = 1.5
 
 # --- Hypotheses (hypotheses.py) ----------------------------------------------------------------------------------
 # Fraction of the planned LR drop the fitted-on part must show before prior-free MPLs compete, and the observed
@@ -122,10 +147,13 @@ FLOOR_SLOPE_UNKNOWN = 1.0
 HELD_PRIOR_UNKNOWN = 0.501
 MIN_SPAN = 0.1
 # A forecast whose log-scale exceeds MAX_LOG_SCALE says "too uncertain" (ok=False) and the last value stands. Chosen
-# from 1.5-4 [refit]: 14 of 16 folds chose the top (4: an 80 % interval of a factor 170 each way; wider says nothing
-# a user can act on); at 2, half of the small live runs' forecasts at 10 % were not made, though their point
-# forecasts were far closer than the last value. Nor is a forecast made to a horizon more than MAX_REACH times the
-# last observed step: no law in the ensemble was checked that far (the corpus reaches 10x). [prior]
+# from 1.5-4 [refit]: 14 of 16 folds chose the top (4: an 80 % interval of a factor 170 each way; wider says nothing a
+# user can act on). Since the noisy curves' intervals are sized apart (2026-12-07) the refit on all groups prefers 3 by
+# a hair (its objective, the mean log median error, lower by under 0.001; 4 more forecasts of 936 declined) and 7 of 16
+# folds choose 3-3.5: 4 is kept, as the cap without a schedule too (the wild logs' figures are solved with it); at 2,
+# half of the small live runs' forecasts at 10 % were not made, though their point forecasts were far closer than the
+# last value. Nor is a forecast made to a horizon more than MAX_REACH times the last observed step: no law in the
+# ensemble was checked that far (the corpus reaches 10x). [prior]
 MAX_LOG_SCALE = 4.0
 MAX_REACH = 1000.0
 

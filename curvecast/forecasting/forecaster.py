@@ -32,13 +32,17 @@ from curvecast.forecasting.calibration import (
     ANNEAL_SD_RANGE,
     ANNEAL_SD_SLOPE,
     FLAT_STALLED_WEIGHT,
+    HELD_GROWTH_NOISY,
     HOLDOUT,
     INTERVAL_SCALE_KNOWN,
+    INTERVAL_SCALE_KNOWN_NOISY,
     INTERVAL_SCALE_SCORE,
     INTERVAL_SCALE_UNKNOWN,
     MAX_LOG_SCALE,
     MAX_REACH,
     MPL_ALPHA,
+    NOISE_FLOOR_NOISY,
+    NOISY_FROM,
     TRANSIENT,
 )
 from curvecast.forecasting.curves import Family
@@ -91,6 +95,12 @@ class _FitContext:
     def known(self) -> bool:
         """Whether the LR schedule was planned (the interval's calibration differs)."""
         return self.schedule is not None
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the schedule is planned and the logged points scatter by more than ``NOISY_FROM``: the interval
+        of such a curve is sized apart (``calibration.HELD_GROWTH_NOISY``)."""
+        return self.known and self.data.noise > NOISY_FROM
 
 
 class _Ensemble:
@@ -428,6 +438,9 @@ class Forecaster:
     def _interval_scale(self, fit: _FitContext, parts: dict[str, float]) -> tuple[float, float]:
         """The calibrated multiplier of the fit's uncertainty and the noise the logged value at the horizon carries
         (``uncertainty.interval_log_scale`` puts them together)."""
+        if fit.noisy:  # a noisy curve's interval is sized apart, at least NOISE_FLOOR_NOISY points' scatter wide
+            least = NOISE_FLOOR_NOISY * fit.scatter
+            return self.interval_scale * INTERVAL_SCALE_KNOWN_NOISY, self.interval_scale * least
         if fit.known:
             return self.interval_scale * INTERVAL_SCALE_KNOWN, self.interval_scale * fit.scatter
         # Without a planned schedule the multiplier is calibrated per kind of metric (a loss, a score), and it
@@ -461,6 +474,7 @@ class Forecaster:
             slope=fit.slope,
             noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
             start=fit.start,
+            held_growth=HELD_GROWTH_NOISY if fit.noisy else 1.0,
         )
 
 

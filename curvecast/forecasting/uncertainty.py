@@ -38,12 +38,15 @@ def log_scale_parts(
     schedule_known: bool,
     slope: float = 0.0,
     start: float = 0.0,
+    held_growth: float = 1.0,
 ) -> dict[str, float]:
     """The independent sources of the log-scale, by name (all relative errors); ``log_scale`` adds them up.
 
     ``start`` is the first positive logged step (before the window skips the early transient): without a schedule, a
     prefix too short to hold anything back gets ``held_prior`` in place of the held-back error it cannot measure,
     ``HELD_PRIOR_UNKNOWN`` times the reach over the logged span in log-steps (0 wherever ``held`` is measured).
+    ``held_growth``: the held-back error grows to the horizon as (reach / held-back span)^held_growth (linearly by
+    default; a noisy curve's miss, mostly scatter, is grown less: ``calibration.HELD_GROWTH_NOISY``).
     """
     reach = math.log(max(horizon, 1.0) / max(last, 1.0))
     spread = 0.0
@@ -54,7 +57,7 @@ def log_scale_parts(
     held = 0.0
     if math.isfinite(backtest) and holdout_span > 0:
         span = math.log(max(last, 1.0) / max(last - holdout_span, 1.0, first))
-        held = abs(backtest) * reach / max(span, 1e-3)
+        held = abs(backtest) * abs(reach / max(span, 1e-3)) ** held_growth
     held_prior = 0.0
     if not schedule_known and not math.isfinite(backtest):
         # Nothing held back (too few points): the error the held-back tail would have shown is a prior, grown as the

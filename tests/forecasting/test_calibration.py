@@ -43,3 +43,35 @@ def test_an_absurdly_wide_interval_is_no_forecast():
     assert not f.ok
     assert f.reason.startswith("too uncertain to forecast")
     assert np.isnan(f.interval(0.8)).all()
+
+
+def test_a_noisy_curve_with_a_schedule_has_its_interval_sized_apart():
+    # Points scattering by more than NOISY_FROM (relative) with a planned schedule: the noisy scale, a least width of
+    # NOISE_FLOOR_NOISY points' scatter; the same curve without the noise keeps the smooth curves' scale.
+    horizon = 2000
+    t = np.arange(1, 501, dtype=float)
+    lrs = 0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon))
+    clean = 0.5 + 3.0 * t**-0.5
+    noisy = clean * np.exp(np.random.default_rng(1).normal(0.0, 0.3, t.size))
+    f = Forecaster().fit(t, noisy, horizon=horizon, lrs=lrs)
+    assert f.diagnostics.binned.noise > calibration.NOISY_FROM
+    assert f.diagnostics.interval_scale == calibration.INTERVAL_SCALE_KNOWN_NOISY
+    assert f.diagnostics.noise_floor >= calibration.NOISE_FLOOR_NOISY * f.diagnostics.binned.noise
+    assert f.log_scale >= f.diagnostics.noise_floor
+    smooth = Forecaster().fit(t, clean, horizon=horizon, lrs=lrs)
+    assert smooth.diagnostics.binned.noise <= calibration.NOISY_FROM
+    assert smooth.diagnostics.interval_scale == calibration.INTERVAL_SCALE_KNOWN
+
+
+def test_a_held_back_miss_grows_with_the_reach_unless_told_not_to():
+    from curvecast.forecasting.uncertainty import log_scale_parts
+
+    def held(horizon: float, growth: float = 1.0) -> float:
+        parts = log_scale_parts(
+            finals=np.array([1.0]), weights=np.array([1.0]), backtest=0.1, holdout_span=300.0, first=100.0,
+            last=1000.0, horizon=horizon, anneal_sd=0.0, noise=0.0, schedule_known=True, held_growth=growth,
+        )  # fmt: skip
+        return parts["held"]
+
+    assert held(8000.0) == pytest.approx(2.0 * held(2828.4271247), rel=1e-6)  # linear in the reach (log-steps)
+    assert held(8000.0, growth=0.0) == held(2000.0, growth=0.0) == pytest.approx(0.1)  # the miss as it is
