@@ -11,7 +11,9 @@ ranking holds, the spread is narrow and a trial clearly behind the best is prune
 Before enough trials have finished, a trial is pruned only when it is behind most of the trials at the same step
 *and* its own forecast (the caller's: a fit of its curve with its planned LR schedule) says it ends worse than the
 best value any trial has already reached. Once the finished trials speak, the trial's own forecast may still keep a
-trial the population gives up on, when it sees a decay ahead that lifts it within reach of the best.
+trial the population gives up on, when it sees a decay ahead that lifts it within reach of the best; and while their
+prediction has a single degree of freedom (three of them), that early rule still prunes a trial they keep where their
+record agrees with the ranking and no planned decay is ahead of it.
 
 The trial's own forecast enters as a callable ``chance_beyond(target) -> float | None``, asked only when the
 population alone would prune (a fit costs tens to hundreds of milliseconds): so the rule is the same for an Optuna
