@@ -11,7 +11,9 @@ ranking holds, the spread is narrow and a trial clearly behind the best is prune
 Before enough trials have finished, a trial is pruned only when it is behind most of the trials at the same step
 *and* its own forecast (the caller's: a fit of its curve with its planned LR schedule) says it ends worse than the
 best value any trial has already reached. Once the finished trials speak, the trial's own forecast may still keep a
-trial the population gives up on, when it sees a decay ahead that lifts it within reach of the best.
+trial the population gives up on, when it sees a decay ahead that lifts it within reach of the best; and while their
+prediction has a single degree of freedom (three of them), that early rule still prunes a trial they keep where their
+record agrees with the ranking and no planned decay is ahead of it.
 
 The trial's own forecast enters as a callable ``chance_beyond(target) -> float | None``, asked only when the
 population alone would prune (a fit costs tens to hundreds of milliseconds): so the rule is the same for an Optuna
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import t as student_t
 
-from curvecast.forecasting.schedule import LRSchedule
+from curvecast.forecasting.schedule import DROP_FACTOR, LRSchedule
 
 __all__ = ["PopulationRule", "TrialPath", "Verdict"]
 
@@ -202,15 +204,41 @@ class PopulationRule:
             return Verdict(False, step, f"{n_peers} other trials reached this step; {self.min_peers} are needed",
                            peers=n_peers)  # fmt: skip
         if len(done) >= self.min_finished:
-            verdict = self._by_finals(step, x_own, own.log_lr(at), done, levels, peers, log, chance_beyond, trend_own)
-            if verdict.prune or verdict.best is None or x_own <= max(d[0] for d in done):
+            verdict, df = self._by_finals(
+                step, x_own, own.log_lr(at), done, levels, peers, log, chance_beyond, trend_own
+            )  # fmt: skip
+            if verdict.prune or verdict.best is None:
+                return verdict
+            if x_own <= max(d[0] for d in done) and not self._rank_still_speaks(own, step, x_own, done, df):
                 return verdict
             # Behind every finished trial at this step, the trial is outside what their record can speak for (a
-            # slope held at 0 predicts it the finished trials' mean): behind most trials and given up on by its own
-            # forecast, it is pruned as before any had finished.
+            # slope held at 0 predicts it the finished trials' mean); or their record is one degree of freedom (see
+            # `_rank_still_speaks`): behind most trials and given up on by its own forecast, it is pruned as before
+            # any had finished.
             rank = self._by_rank(step, x_own, levels, peers, log, chance_beyond, verdict.best)
             return rank if rank.prune else verdict
         return self._by_rank(step, x_own, levels, peers, log, chance_beyond)
+
+    @staticmethod
+    def _rank_still_speaks(
+        own: TrialPath, step: float, x_own: float, done: list[tuple[float, float, float | None, float | None]],
+        df: float | None,
+    ) -> bool:  # fmt: skip
+        """Whether the rule of the early branch (behind most trials, and its own forecast gives it under
+        ``rank_tail``) still judges a trial the finished trials keep: while their prediction has one degree of freedom
+        (a Cauchy, which gives under 10% only 3.1 scales from the best: three finished trials, or four with two
+        columns, rarely give up on anything), where the finished trial that ended best was ahead of it at this step
+        (so their record does not say that trials behind here end best: in a sweep of overfitting runs a slow climber
+        level with the best one is kept), and where no planned decay is still ahead of it (the one-curve forecast
+        was seen overconfident before a decay it under-reads: crossing's high LRs)."""
+        if df is None or df > 1:
+            return False
+        if min(done, key=lambda d: d[1])[0] >= x_own:
+            return False
+        if own.schedule is None:
+            return True  # no decay known ahead
+        at = int(min(max(step, 0), own.schedule.horizon))
+        return not (own.schedule.drop_ahead(at) and own.schedule.fraction_of_peak(at) > DROP_FACTOR)
 
     # -- the two regimes ------------------------------------------------------------------------------------------
 
@@ -225,11 +253,12 @@ class PopulationRule:
         log: bool,
         chance_beyond: ChanceBeyond | None,
         trend_own: float | None = None,
-    ) -> Verdict:
+    ) -> tuple[Verdict, float | None]:
         """Predict the trial's final from the finished trials' finals regressed on their levels at this step (and on
         their planned LR there, when every one involved has a schedule: a higher LR still to decay has more to gain;
         and on their trend into it, the level's change over the ``window`` reports before, when enough finished trials
-        reach that far back: at one level, a curve still climbing and one already turning back end apart)."""
+        reach that far back: at one level, a curve still climbing and one already turning back end apart). With the
+        verdict, the prediction's degrees of freedom (None where the finished trials could not speak for the trial)."""
         with_lr = [d for d in done if d[2] is not None]
         use_lr = lr_own is not None and len(with_lr) >= self.min_finished + 1
         known = [d[2] for d in with_lr]
@@ -237,7 +266,7 @@ class PopulationRule:
             # Too few finished trials to read the LR's effect, and this trial's LR is outside theirs: a higher LR
             # trails until its decay, so their record cannot speak for it; only its own forecast can give up on it.
             best_final = self._value(float(np.min([d[1] for d in done])), log)
-            return self._by_rank(step, x_own, levels, peers, log, chance_beyond, best_final)
+            return self._by_rank(step, x_own, levels, peers, log, chance_beyond, best_final), None
         rows = with_lr if use_lr else done
         n = len(rows)
         level = np.array([d[0] for d in rows])
@@ -266,18 +295,18 @@ class PopulationRule:
         which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         if chance > 1.0 - self.confidence:
             return Verdict(False, step, f"the {n} finished trials give it a {chance:.1%} chance to end better than "
-                           f"{best:.4g}", chance, best, n_peers, n)  # fmt: skip
+                           f"{best:.4g}", chance, best, n_peers, n), df  # fmt: skip
         own = chance_beyond(best) if chance_beyond is not None else None
         if own is not None and math.isfinite(own) and own > 1.0 - self.confidence:
             return Verdict(False, step, f"the finished trials give up on it ({chance:.1%}), but its own forecast "
-                           f"gives it {own:.1%} to end better than {best:.4g}", own, best, n_peers, n)  # fmt: skip
+                           f"gives it {own:.1%} to end better than {best:.4g}", own, best, n_peers, n), df  # fmt: skip
         return Verdict(
             True, step,
             f"from where the {n} finished trials stood at step {step:g} (their {which} there) and where they "
             f"ended, it is predicted to end at {said:.4g}, with a {chance:.1%} chance to end better than the best "
             f"trial's {best:.4g}",
             chance, best, n_peers, n,
-        )  # fmt: skip
+        ), df  # fmt: skip
 
     @staticmethod
     def _predict(columns: np.ndarray, final: np.ndarray, own: np.ndarray) -> tuple[float, float, float]:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from curvecast.forecasting.population import PopulationRule
+from curvecast.forecasting.population import PopulationRule, TrialPath
+from curvecast.forecasting.schedule import LRSchedule
 
 
 @pytest.mark.parametrize(("n", "k"), [(4, 1), (5, 2), (8, 2)])
@@ -41,3 +42,51 @@ def test_the_prediction_is_the_least_squares_one() -> None:
 def test_too_few_finished_trials_for_the_columns_say_nothing() -> None:
     _, scale, _ = PopulationRule._predict(np.array([[-0.5], [0.5]]), np.array([1.0, 2.0]), np.array([0.0]))
     assert scale == np.inf
+
+
+def _decaying(final: float, start: float, steps: np.ndarray) -> np.ndarray:
+    return final + (start - final) * np.exp(-steps / 120)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "own", "pruned"),
+    [
+        (None, (1.2, 3.0), True),
+        ("cosine", (1.2, 3.0), False),
+        ("cosine over half", (1.2, 3.0), True),
+        ("constant", (1.2, 3.0), True),
+        (None, (1.05, 2.4), False),
+    ],
+)
+def test_a_trial_the_three_finished_trials_keep_is_pruned_by_rank_where_their_record_agrees(
+    schedule: str | None, own: tuple[float, float], pruned: bool
+) -> None:
+    """Three finished trials (one column, one degree of freedom) give a trial in the middle of their levels 12% at
+    step 120; it is behind 6 of the 7 trials there and its own forecast gives it 0.1%. Without a schedule, with a
+    constant LR, or once its planned LR has fallen under half its peak (a cosine over the first 200 steps), the rank
+    rule prunes it as before any trial had finished. With most of a planned decay still ahead (a cosine over the 400),
+    or ahead of the finished trial that ended best (their record says a trial behind most here can end best), only
+    the finished trials judge it, and keep it."""
+    steps = np.arange(20, 401, 20.0)
+    t = np.arange(401, dtype=np.float64)
+    lrs = {
+        "cosine": 0.1 * 0.5 * (1 + np.cos(np.pi * t / 400)) + 1e-6,
+        "cosine over half": 0.1 * 0.5 * (1 + np.cos(np.pi * np.minimum(t / 200, 1.0))) + 1e-6,
+        "constant": np.full(401, 0.1),
+    }
+    plan = None if schedule is None else LRSchedule(lrs[schedule])  # every trial's, as a sweep of one schedule
+    finished = [
+        TrialPath.of(steps, v, final=float(v[-1]), schedule=plan)
+        for v in (_decaying(f, s, steps) for f, s in [(1.0, 2.6), (1.1, 3.0), (1.3, 3.0)])
+    ]
+    stopped = [TrialPath.of(steps[:12], _decaying(f, s, steps)[:12], schedule=plan) for f, s in
+               [(1.05, 2.0), (1.1, 2.1), (1.08, 2.05), (1.02, 1.95)]]  # fmt: skip
+    path = TrialPath.of(steps[:6], _decaying(*own, steps)[:6], schedule=plan)  # at step 120
+    verdict = PopulationRule().judge(path, finished + stopped, horizon=400, chance_beyond=lambda target: 0.001)
+    assert verdict.prune is pruned
+    if pruned:
+        assert verdict.reason.startswith("behind 86% of the 7 trials")
+    else:
+        assert verdict.reason.startswith("the 3 finished trials give it")
+        assert verdict.chance is not None
+        assert verdict.chance > 0.1
