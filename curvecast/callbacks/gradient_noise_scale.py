@@ -296,7 +296,7 @@ class GradientNoiseScale(Sensor):
             big_sq = sum(sq[i] for i in picked) if self._on_host else sq[picked].sum()
             b_small = 1
         else:
-            big_sq = sum(sq)
+            big_sq = sum(sq) if self._on_host else sq.sum()
             b_small = rows[0]
         b_big = rows[0] * len(rows) * self._world
         if b_big <= b_small:

@@ -33,6 +33,7 @@ class ExactProbe(EitherFlavourCallback):
         self.batches: list = []
         self.checked = 0
         self.grad_norms: list[float] = []
+        self.kinds: set[type] = set()  # of the squared norms measured: floats on the host, tensors on the device
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batches.append(batch)
@@ -51,6 +52,7 @@ class ExactProbe(EitherFlavourCallback):
         assert_squared_norm(self.gns.last_small_sq, small)
         assert_squared_norm(self.gns.last_big_sq, big)
         self.grad_norms.append(big.sqrt().item())
+        self.kinds.add(type(self.gns.last_big_sq))
         self.gns.last_small_sq = self.gns.last_big_sq = None
         self.batches = []
         self.checked += 1
@@ -65,7 +67,12 @@ class ExactProbe(EitherFlavourCallback):
     ],
     ids=["pytorch_lightning-per_example", "lightning-accumulate4", "per_example-accumulate2"],
 )
-def test_norms_in_a_trainer_equal_exact(tmp_path, flavour, accumulate, source, expected):
+@pytest.mark.parametrize("arithmetic", ["host", "device"])
+def test_norms_in_a_trainer_equal_exact(tmp_path, monkeypatch, flavour, accumulate, source, expected, arithmetic):
+    """On a CPU the step's arithmetic runs on Python floats; on an accelerator on device tensors (no host sync). The
+    device path is taken here on the CPU too, as if it were an accelerator: both give the exact norms."""
+    if arithmetic == "device":
+        monkeypatch.setattr("curvecast.callbacks.gradient_noise_scale.trains_on_cpu", lambda trainer: False)
     gns = GradientNoiseScale(source=source, sample_every_n_steps=1)
     probe = ExactProbe(gns)
     trainer = tiny_trainer(tmp_path, [gns, probe], 3, logger=False, flavour=flavour, precision="64-true",
@@ -74,6 +81,7 @@ def test_norms_in_a_trainer_equal_exact(tmp_path, flavour, accumulate, source, e
     assert gns.active_source == expected
     assert probe.checked == 3
     assert gns.estimator.read().updates == 3
+    assert probe.kinds == ({float} if arithmetic == "host" else {torch.Tensor})
     grad_norm = gns.history.series("grad_norm")
     assert grad_norm.steps.tolist() == [0, 1, 2]
     torch.testing.assert_close(grad_norm.values.tolist(), probe.grad_norms, rtol=1e-9, atol=0)
