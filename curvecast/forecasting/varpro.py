@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class CrossedDesign:
     def shape(self) -> tuple[int, int, int]:
         return len(self.index[0]), self.tables[0].shape[1], len(self.tables)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> np.ndarray | CrossedDesign:
         if isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None):
             return CrossedDesign([table[:, key[1]] for table in self.tables], self.index)
         return np.stack([table[i[key]] for table, i in zip(self.tables, self.index, strict=True)], axis=-1)
@@ -67,7 +68,8 @@ def _normal_equations(
 
 @dataclass(frozen=True)
 class GridFit:
-    """Solutions over a grid: ``coef[g]`` and ``objective[g]`` (weighted SSE plus prior) for every grid point g."""
+    """Solutions over a grid: ``coef[g]`` and ``objective[g]`` (weighted SSE plus prior) for every grid point g (inf
+    where ``fit_grid``, asked for the best point only, skipped one that cannot be it)."""
 
     coef: np.ndarray
     objective: np.ndarray
