@@ -10,7 +10,7 @@ import torch
 
 from curvecast._lightning import host_cadence, logging_cadence, optimizer_step_index, trains_on_cpu
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
-from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms
+from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, measuring_source
 from curvecast.callbacks.measures.gradient_tensors import (
     grad_scale,
     host_squared_norms,
@@ -19,7 +19,7 @@ from curvecast.callbacks.measures.gradient_tensors import (
     total_norm,
 )
 from curvecast.callbacks.sensor import Sensor
-from curvecast.failsafe import guarded, warn_once
+from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.series import GNS_B_SIMPLE, GNS_GRAD_SQ_NORM, GNS_TRACE_COV, GRAD_NORM, logged_name
 from curvecast.state_checks import checked_mapping, checked_real, require_keys
@@ -161,27 +161,10 @@ class GradientNoiseScale(Sensor):
         # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
         # the next logging step.
         self._record_norms_every = host_cadence(trainer) if self.log_every_n_steps is None else None
-        source = self.source
-        if source == "auto":
-            source = "microbatch" if self._accumulate * self._world > 1 else "per_example"
-        if len(getattr(trainer, "optimizers", []) or []) > 1:
-            warn_once("curvecast: GradientNoiseScale measures only runs with one optimizer; B_simple is off")
-            source = None
-        elif source == "microbatch" and self._accumulate * self._world == 1:
-            warn_once(
-                "curvecast: the micro-batch gradient noise scale needs gradient accumulation or several devices; "
-                "B_simple is off (source='per_example' measures it on one device)"
-            )
-            source = None
-        if source == "microbatch":
-            self._micro = MicroBatchNorms(self._params)
-        elif source == "per_example":
-            self._per_example = PerExampleNorms(pl_module)
-            if not self._per_example.layers:
-                warn_once("curvecast: no Linear, Embedding or LayerNorm layer to measure per-example norms on")
-                self._per_example, source = None, None
-        self.active_source = source
-        default_every = PER_EXAMPLE_EVERY if source == "per_example" else 1
+        self.active_source, self._micro, self._per_example = measuring_source(
+            self.source, trainer, pl_module, self._params, self._accumulate * self._world
+        )
+        default_every = PER_EXAMPLE_EVERY if self.active_source == "per_example" else 1
         self._every = self.sample_every_n_steps or default_every
         # On a CPU the training thread itself computes the gradient norm: a pass over every gradient, 0.05-0.15 ms
         # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before each move of

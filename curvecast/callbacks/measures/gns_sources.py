@@ -16,7 +16,7 @@ from torch import nn
 from curvecast.callbacks.measures.per_example_norms import module_sq_norms, supported_params
 from curvecast.failsafe import warn_once
 
-__all__ = ["MicroBatchNorms", "PerExampleNorms"]
+__all__ = ["MicroBatchNorms", "PerExampleNorms", "measuring_source"]
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -166,3 +166,29 @@ class PerExampleNorms:
         # or a layer skipped this step) are no part of this micro-batch's norms, so none of the big batch's either.
         self.covered = {id(p) for module in kept for p in self.layers[module]}
         return torch.stack([per_layer[module] for module in kept]).sum(dim=0) if kept else None
+
+
+def measuring_source(
+    source: str, trainer: Any, pl_module: nn.Module, params: list[nn.Parameter], batches: int
+) -> tuple[str | None, MicroBatchNorms | None, PerExampleNorms | None]:
+    """The source a run measures the noise scale with and its hooks: ``source`` (``"auto"``: the micro-batches where
+    ``batches``, accumulation x devices, gives a second batch size, the examples otherwise); ``(None, None, None)``,
+    with a warning, where the run cannot be measured that way."""
+    if source == "auto":
+        source = "microbatch" if batches > 1 else "per_example"
+    if len(getattr(trainer, "optimizers", []) or []) > 1:
+        warn_once("curvecast: GradientNoiseScale measures only runs with one optimizer; B_simple is off")
+        return None, None, None
+    if source == "microbatch":
+        if batches == 1:
+            warn_once(
+                "curvecast: the micro-batch gradient noise scale needs gradient accumulation or several devices; "
+                "B_simple is off (source='per_example' measures it on one device)"
+            )
+            return None, None, None
+        return source, MicroBatchNorms(params), None
+    per_example = PerExampleNorms(pl_module)
+    if not per_example.layers:
+        warn_once("curvecast: no Linear, Embedding or LayerNorm layer to measure per-example norms on")
+        return None, None, None
+    return source, None, per_example
