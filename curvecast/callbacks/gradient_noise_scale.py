@@ -170,7 +170,7 @@ class GradientNoiseScale(Sensor):
         # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before each move of
         # the losses to the host (8 steps apart at most), so the norm and the losses it is paired with reach the
         # detectors together; on an accelerator it costs the host three kernel launches and is measured every step.
-        self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if trains_on_cpu(trainer) else 1)
+        self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if self._on_host else 1)
         self._log_every = self.log_every_n_steps or logging_cadence(trainer)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
 
