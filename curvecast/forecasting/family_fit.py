@@ -26,7 +26,7 @@ from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.forecasting.varpro import fit_grid, huber_weights
 
-__all__ = ["AnnealPrior", "FittedFamily", "fit_family"]
+__all__ = ["AnnealPrior", "FittedFamily", "fit_family", "is_noisy"]
 
 # The MPL laws without recency weights: the guessed cosine (no schedule was given) and the one whose response shape
 # is on the grid too.
@@ -53,6 +53,12 @@ class FittedFamily:
         theta = ",".join(f"{x:.3g}" for x in self.theta)
         coef = ",".join(f"{x:.4g}" for x in self.coef)
         return f"{self.family.name}(theta={theta}; coef={coef})"
+
+
+def is_noisy(data: Binned) -> bool:
+    """Whether the curve's logged points scatter by more than ``NOISY_FROM`` (relative): a per-batch loss. With a
+    planned schedule such a curve weighs its later points more (``RECENCY_NOISY``) and has its interval sized apart."""
+    return data.noise > NOISY_FROM
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ def fit_family(
     mis = 2e-3
     robust = np.ones_like(y)
     planned = fam.name.startswith("mpl") and fam.name not in _UNPLANNED_MPL
-    recency = (t / t[-1]) ** (RECENCY_NOISY if data.noise > NOISY_FROM else RECENCY) if planned else 1.0
+    recency = (t / t[-1]) ** (RECENCY_NOISY if is_noisy(data) else RECENCY) if planned else 1.0
     for _ in range(3):
         var = scale**2 * (noise2 + mis**2)
         res = fit_grid(design, y, robust * recency / var, fam.nonneg, priors, penalty=fam.penalty)

@@ -42,11 +42,10 @@ from curvecast.forecasting.calibration import (
     MAX_REACH,
     MPL_ALPHA,
     NOISE_FLOOR_NOISY,
-    NOISY_FROM,
     TRANSIENT,
 )
 from curvecast.forecasting.curves import Family
-from curvecast.forecasting.family_fit import AnnealPrior, FittedFamily, fit_family
+from curvecast.forecasting.family_fit import AnnealPrior, FittedFamily, fit_family, is_noisy
 from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
 from curvecast.forecasting.flat import FlatMember, flat_candidate, stall_window
 from curvecast.forecasting.forecast import Forecast
@@ -100,7 +99,7 @@ class _FitContext:
     def noisy(self) -> bool:
         """Whether the schedule is planned and the logged points scatter by more than ``NOISY_FROM``: the interval
         of such a curve is sized apart (``calibration.HELD_GROWTH_NOISY``)."""
-        return self.known and self.data.noise > NOISY_FROM
+        return self.known and is_noisy(self.data)
 
 
 class _Ensemble:
