@@ -44,9 +44,8 @@ from forecast_accuracy import DEFAULT_CURVES, DEFAULT_WILD, FRACTIONS, load_runs
 from forecast_baselines import BASELINES, last_value  # noqa: E402
 from live_corpus import DEFAULT_LIVE, load_live  # noqa: E402
 
-from curvecast.forecasting import Forecaster  # noqa: E402
+from curvecast.forecasting import Forecaster, sized_forecast  # noqa: E402
 from curvecast.forecasting import calibration as cal  # noqa: E402
-from curvecast.forecasting import forecaster as forecaster_module  # noqa: E402
 from curvecast.forecasting.metric_map import metric_map  # noqa: E402
 
 Z80 = 1.2815515655446004  # the normal quantile of 0.9: an 80 % central interval is +-Z80 sd
@@ -77,7 +76,7 @@ SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
 SCHEDULE_AWARE = ("tissue", "mpl")  # baselines that need the planned LR schedule: n/a where it is unknown
 DEFAULT_CACHE = Path("/tmp/curvecast_calibrate_baselines.json")
 OVERRIDDEN_MODULES = ("calibration", "curves", "family_fit", "flat", "forecaster", "hypotheses", "metric_map",
-                      "references", "uncertainty")  # fmt: skip
+                      "references", "sized_forecast", "uncertainty")  # fmt: skip
 # Without a schedule these are not refit here: the forecasts are made with the values calibration.py ships.
 UNKNOWN_SCHEDULE_CONSTANTS = (
     "MAX_LOG_SCALE", "FLOOR_UNKNOWN_SCHEDULE", "FLOOR_SLOPE_UNKNOWN", "INTERVAL_SCALE_UNKNOWN", "INTERVAL_SCALE_SCORE"
@@ -158,7 +157,7 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
         row["floor"] = parts["floor"]
         # The scatter of one point (the forecaster widens a noisy curve's least width NOISE_FLOOR_NOISY times: undone
         # here, so that ``rescaled`` may rebuild it with another factor).
-        row["noise"] = f.diagnostics.noise_floor / (forecaster_module.NOISE_FLOOR_NOISY if row["noisy"] else 1.0)
+        row["noise"] = f.diagnostics.noise_floor / (sized_forecast.NOISE_FLOOR_NOISY if row["noisy"] else 1.0)
         # Without a schedule the level's noise is not scaled: the point's scatter adds as it is
         # (``uncertainty.interval_log_scale``).
         unscaled = ("floor",) if row["known"] else ("floor", "noise")

@@ -77,7 +77,7 @@ RECENCY = 1.0
 RECENCY_NOISY = 2.0
 NOISY_FROM = 0.08
 # The interval of a noisy curve with a planned schedule (its logged points scattering by more than NOISY_FROM) is sized
-# apart from a smooth one's (``forecaster._interval_scale``, ``uncertainty.log_scale_parts``):
+# apart from a smooth one's (``sized_forecast._interval_scale``, ``uncertainty.log_scale_parts``):
 # - its held-back miss is grown to the horizon by (reach / held-back span)^HELD_GROWTH_NOISY instead of linearly: on a
 #   noisy curve that miss is mostly how the fit on the older part scatters, not a drift that goes on growing. At 10 %
 #   of a live run a linear growth made the log-scale 4-40 (so the forecast was declined) where the forecast was off by a

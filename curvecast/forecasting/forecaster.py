@@ -13,8 +13,8 @@ that would speed its fall up past the data); when the laws disagree past what an
 one whose tail its level forecast best, is forecast at that level alone. The interval combines the parameter
 uncertainty, the spread of the ensemble, and the held-back forecast error grown to the horizon's distance (a prior in
 its place where the prefix is too short to hold anything back; ``uncertainty.py``), is never narrower than one logged
-point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without a schedule;
-the fitted constants live in ``calibration.py``.
+point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without a schedule
+(``sized_forecast.py``); the fitted constants live in ``calibration.py``.
 """
 
 from __future__ import annotations
@@ -22,31 +22,23 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from curvecast.forecasting.calibration import (
     ANNEAL_PRIOR,
     ANNEAL_PRIOR_SD,
-    ANNEAL_SD_RANGE,
-    ANNEAL_SD_SLOPE,
     FLAT_STALLED_WEIGHT,
-    HELD_GROWTH_NOISY,
     HOLDOUT,
-    INTERVAL_SCALE_KNOWN,
-    INTERVAL_SCALE_KNOWN_NOISY,
-    INTERVAL_SCALE_SCORE,
-    INTERVAL_SCALE_UNKNOWN,
-    MAX_LOG_SCALE,
     MAX_REACH,
     MPL_ALPHA,
-    NOISE_FLOOR_NOISY,
     TRANSIENT,
 )
 from curvecast.forecasting.curves import Family
-from curvecast.forecasting.family_fit import AnnealPrior, FittedFamily, fit_family, is_noisy
-from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
+from curvecast.forecasting.family_fit import AnnealPrior, FittedFamily, fit_family
+from curvecast.forecasting.fit_context import FitContext
+from curvecast.forecasting.fit_diagnostics import Member
 from curvecast.forecasting.flat import FlatMember, flat_candidate, stall_window
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.hypotheses import (
@@ -65,52 +57,9 @@ from curvecast.forecasting.references import (
     reference_shape,
 )
 from curvecast.forecasting.schedule import LRSchedule
-from curvecast.forecasting.uncertainty import interval_log_scale, log_scale_parts
+from curvecast.forecasting.sized_forecast import sized_forecast
 
 __all__ = ["Forecaster"]
-
-
-@dataclass(frozen=True)
-class _FitContext:
-    """What the steps of one fit share, passed to each of them explicitly (the forecaster keeps nothing of a fit)."""
-
-    data: Binned  # the bins fitted (past the early transient), y > 0
-    horizon: int
-    t_obs: float  # the last observed step
-    schedule: LRSchedule | None  # the planned schedule, or None (never a guessed one)
-    level: float  # the recent level of y: the unit of the annealing prior
-    slope: float  # the log-log slope of y projected to the coming decay: the size of the annealing prior
-    cut: float  # the bins after this step are held back
-    stalled: bool  # the latest half of the window shows no fall clear of the noise (``flat.stall_window``)
-    mode: str = "min"  # the metric's direction: the interval's calibration differs for a loss and a score
-    scatter: float = 0.0  # the scatter of one logged point (``preprocess.point_scatter``): the interval's least width
-    start: float = 0.0  # the first logged step (before the transient is skipped): the span the prefix covers
-
-    @property
-    def t_last(self) -> float:
-        return float(self.data.steps[-1])
-
-    @property
-    def known(self) -> bool:
-        """Whether the LR schedule was planned (the interval's calibration differs)."""
-        return self.schedule is not None
-
-    @property
-    def noisy(self) -> bool:
-        """Whether the schedule is planned and the logged points scatter by more than ``NOISY_FROM``: the interval
-        of such a curve is sized apart (``calibration.HELD_GROWTH_NOISY``)."""
-        return self.known and is_noisy(self.data)
-
-
-class _Ensemble:
-    """The weighted sum of fitted members: the forecast's point curve (a class, so a Forecast pickles)."""
-
-    def __init__(self, members: list[tuple[float, Member]]) -> None:
-        self.members = members
-
-    def __call__(self, t: np.ndarray) -> np.ndarray:
-        t = np.asarray(t, dtype=np.float64)
-        return sum(w * f(t) for w, f in self.members)
 
 
 class Forecaster:
@@ -295,7 +244,9 @@ class Forecaster:
             weights[flat] *= FLAT_STALLED_WEIGHT
             weights /= weights.sum()
         members = tuple((w, f) for w, f in zip(weights, fits, strict=True) if w > 0)
-        forecast = self._made(fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0])
+        forecast = sized_forecast(
+            fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0], self.interval_scale
+        )
         if forecast.ok or not flat or forecast.diagnostics is None:
             return forecast
         if not (fit.stalled or weights[flat[0]] >= weights.max()):
@@ -304,7 +255,7 @@ class Forecaster:
         # held-back tail its level forecast best, is forecast at that level (the flat hypothesis alone), with the
         # interval that hypothesis' own held-back error gives, at most the widest a forecast may have.
         i = flat[0]
-        alone = self._made(fit, ((1.0, fits[i]),), np.array([backtests[i]], dtype=np.float64))
+        alone = sized_forecast(fit, ((1.0, fits[i]),), np.array([backtests[i]], dtype=np.float64), self.interval_scale)
         return alone if alone.ok else forecast
 
     def _context(
@@ -316,7 +267,7 @@ class Forecaster:
         mode: str = "min",
         scatter: float = 0.0,
         start: float = 0.0,
-    ) -> _FitContext:
+    ) -> FitContext:
         """The values of one fit its steps share: the recent level, the slope behind the prior, the hold-back cut,
         whether the curve has stalled, and the scatter of one logged point (at least the noise the fit weighs by)."""
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
@@ -330,10 +281,10 @@ class Forecaster:
         cut = data.steps[0] + (1.0 - self.holdout) * (float(data.steps[-1]) - data.steps[0])
         stalled = stall_window(data) is not None
         noise = max(scatter, data.noise)
-        return _FitContext(data, horizon, t_obs, schedule, level, slope, cut, stalled, mode, noise, start)
+        return FitContext(data, horizon, t_obs, schedule, level, slope, cut, stalled, mode, noise, start)
 
     def _fit_candidates(
-        self, fit: _FitContext, shapes: list[ReferenceShape]
+        self, fit: FitContext, shapes: list[ReferenceShape]
     ) -> tuple[list[Member], list[float], list[float]]:
         """Every candidate (the families, then the references' shapes) fitted: the members, their held-back errors
         and their backtests."""
@@ -359,7 +310,7 @@ class Forecaster:
 
     def _fit_candidate(
         self,
-        fit: _FitContext,
+        fit: FitContext,
         fam: Family | None,
         shapes: list[ReferenceShape],
         laws: LRSchedule | None,
@@ -389,92 +340,9 @@ class Forecaster:
         t_last = np.array([fit.t_last])
         return full, err, float(part(t_last)[0] / full(t_last)[0] - 1.0)
 
-    def _anneal_prior(self, fit: _FitContext) -> AnnealPrior:
+    def _anneal_prior(self, fit: FitContext) -> AnnealPrior:
         """The prior on the annealing coefficient: it scales with the fit's level and slope."""
         return AnnealPrior(self.anneal_prior, self.anneal_prior_sd, fit.level, fit.slope)
-
-    def _made(self, fit: _FitContext, members: tuple[tuple[float, Member], ...], backtests: np.ndarray) -> Forecast:
-        """The forecast of the weighted ``members``, its interval sized (or the reason it could not be)."""
-        horizon, t_obs = fit.horizon, fit.t_obs
-        curve = _Ensemble(list(members))
-        at_h = np.array([float(horizon)])
-        finals = np.array([f(at_h)[0] for _, f in members])
-        w_m = np.array([w for w, _ in members])
-        final = float(np.dot(w_m, finals))
-        current = float(curve(np.array([t_obs]))[0])
-        if not (math.isfinite(final) and final > 0):
-            reason = f"the fitted curve does not stay positive (forecast {final:g})"
-            return Forecast.failed(reason, horizon, int(t_obs))
-        parts = self._scale_parts(fit, members, finals, w_m, final, backtests)
-        calibrated, noise = self._interval_scale(fit, parts)
-        scale = interval_log_scale(parts, calibrated, noise, fit.known)
-        diagnostics = FitDiagnostics(fit.data, fit.schedule, fit.slope, parts, members, calibrated, noise)
-        if not noise <= MAX_LOG_SCALE:
-            reason = f"too noisy to forecast: one logged point scatters by a log-scale of {noise:.3g}"
-            return replace(Forecast.failed(reason, horizon, int(t_obs)), diagnostics=diagnostics)
-        if not scale <= MAX_LOG_SCALE and all(isinstance(f, FlatMember) for _, f in members) and math.isfinite(scale):
-            # The recent level of a curve no law can tell: a forecast with the widest interval one may have.
-            scale = MAX_LOG_SCALE
-        if not scale <= MAX_LOG_SCALE:
-            reason = (
-                f"too uncertain to forecast: the horizon lies too far past the data (log-scale {scale:.3g} > "
-                f"{MAX_LOG_SCALE:g})"
-            )
-            return replace(Forecast.failed(reason, horizon, int(t_obs)), diagnostics=diagnostics)
-        return Forecast(
-            ok=True,
-            reason=None,
-            horizon=horizon,
-            last_step=int(math.floor(t_obs)),
-            final=final,
-            log_scale=scale,
-            model=_describe(members),
-            current=current,
-            curve=curve,
-            diagnostics=diagnostics,
-        )
-
-    def _interval_scale(self, fit: _FitContext, parts: dict[str, float]) -> tuple[float, float]:
-        """The calibrated multiplier of the fit's uncertainty and the noise the logged value at the horizon carries
-        (``uncertainty.interval_log_scale`` puts them together)."""
-        if fit.noisy:  # a noisy curve's interval is sized apart, at least NOISE_FLOOR_NOISY points' scatter wide
-            least = NOISE_FLOOR_NOISY * fit.scatter
-            return self.interval_scale * INTERVAL_SCALE_KNOWN_NOISY, self.interval_scale * least
-        if fit.known:
-            return self.interval_scale * INTERVAL_SCALE_KNOWN, self.interval_scale * fit.scatter
-        # Without a planned schedule the multiplier is calibrated per kind of metric (a loss, a score), and it
-        # multiplies only what the extrapolation does not know (the laws' spread, the held-back error): the noise of
-        # the point to be logged adds as it is (the level's own noise, its mean over the latest points, is far less).
-        scale = INTERVAL_SCALE_UNKNOWN if fit.mode == "min" else INTERVAL_SCALE_SCORE
-        return self.interval_scale * scale, self.interval_scale * fit.scatter
-
-    def _scale_parts(
-        self,
-        fit: _FitContext,
-        members: tuple[tuple[float, Member], ...],
-        finals: np.ndarray,
-        weights: np.ndarray,
-        final: float,
-        backtests: np.ndarray,
-    ) -> dict[str, float]:
-        """The independent sources of the forecast's log-scale (``uncertainty.log_scale_parts``)."""
-        data = fit.data
-        anneal_sd = float(np.dot(weights, [f.anneal_sd for _, f in members]))
-        return log_scale_parts(
-            finals=finals,
-            weights=weights,
-            backtest=float(np.nanmean(np.abs(backtests))) if np.isfinite(backtests).any() else math.nan,
-            holdout_span=fit.t_last - fit.cut,
-            first=float(data.steps[0]),
-            last=fit.t_last,
-            horizon=float(fit.horizon),
-            anneal_sd=anneal_sd / final * float(np.clip(fit.slope / ANNEAL_SD_SLOPE, *ANNEAL_SD_RANGE)),
-            schedule_known=fit.known,
-            slope=fit.slope,
-            noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
-            start=fit.start,
-            held_growth=HELD_GROWTH_NOISY if fit.noisy else 1.0,
-        )
 
 
 def _usable_schedule(lr: np.ndarray | LRSchedule | None) -> LRSchedule | None:
@@ -484,7 +352,7 @@ def _usable_schedule(lr: np.ndarray | LRSchedule | None) -> LRSchedule | None:
     return LRSchedule(lr) if lr is not None and lr.max() > 0 else None
 
 
-def _ensemble_weights(fit: _FitContext, fits: list[Member], errors: list[float]) -> np.ndarray | None:
+def _ensemble_weights(fit: FitContext, fits: list[Member], errors: list[float]) -> np.ndarray | None:
     """The members' weights from their held-back errors, summing to 1 (0 for a member that does not stay positive
     at the horizon); None when no member has a say."""
     at_h = np.array([float(fit.horizon)])
@@ -500,13 +368,6 @@ def _ensemble_weights(fit: _FitContext, fits: list[Member], errors: list[float])
         return None
     weights /= weights.sum()
     return weights
-
-
-def _describe(members: tuple[tuple[float, Member], ...]) -> str:
-    """The model in a line: the member, or the weighted sum of the members."""
-    if len(members) == 1:
-        return members[0][1].describe()
-    return " + ".join(f"{w:.2f} {f.describe()}" for w, f in members)
 
 
 def _log_slope(data: Binned) -> float:

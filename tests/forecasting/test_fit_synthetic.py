@@ -268,7 +268,7 @@ def test_bent_response_gets_no_say_when_the_linear_response_forecasts_the_tail_b
 def test_drop_uncertainty_grows_with_the_slope_of_a_steep_loss():
     # A loss still falling steeply (log-log slope ~0.3, like vision runs) gets a wider interval for the coming drop than
     # the LM-calibrated prior alone would give; a shallow LM-like loss gets a narrower one.
-    import curvecast.forecasting.forecaster as forecaster_module
+    import curvecast.forecasting.sized_forecast as sizing_module
 
     horizon = 6000
     lrs = _wsd(horizon)
@@ -279,14 +279,14 @@ def test_drop_uncertainty_grows_with_the_slope_of_a_steep_loss():
     for name, (l0, a) in {"steep": (0.05, 3.0), "shallow": (2.5, 1.0)}.items():
         y = _mpl_curve(LRSchedule(lrs), t, l0, a, 0.4, 0.0) * np.exp(rng.normal(0, 0.003, t.size))
         for scaled in (True, False):
-            old = forecaster_module.ANNEAL_SD_RANGE
+            old = sizing_module.ANNEAL_SD_RANGE
             try:
                 if not scaled:
-                    forecaster_module.ANNEAL_SD_RANGE = (1.0, 1.0)
+                    sizing_module.ANNEAL_SD_RANGE = (1.0, 1.0)
                 fc = Forecaster()
                 lo, hi = fc.fit(t[seen], y[seen], horizon=horizon, lrs=lrs).interval(0.8)
             finally:
-                forecaster_module.ANNEAL_SD_RANGE = old
+                sizing_module.ANNEAL_SD_RANGE = old
             widths[name, scaled] = hi / lo
     assert widths["steep", True] > widths["steep", False]
     assert widths["shallow", True] < widths["shallow", False]

@@ -1,0 +1,135 @@
+"""The forecast of a fit's weighted members, its interval sized: the sources of uncertainty (``uncertainty.py``)
+times the calibrated multiplier of the curve's interval class (a planned schedule on a smooth or a noisy curve, no
+schedule for a loss or a score: ``calibration.py``), never narrower than one logged point's scatter, and the reason it
+could not be made where it is too noisy or too uncertain (``MAX_LOG_SCALE``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from curvecast.forecasting.calibration import (
+    ANNEAL_SD_RANGE,
+    ANNEAL_SD_SLOPE,
+    HELD_GROWTH_NOISY,
+    INTERVAL_SCALE_KNOWN,
+    INTERVAL_SCALE_KNOWN_NOISY,
+    INTERVAL_SCALE_SCORE,
+    INTERVAL_SCALE_UNKNOWN,
+    MAX_LOG_SCALE,
+    NOISE_FLOOR_NOISY,
+)
+from curvecast.forecasting.fit_context import FitContext
+from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
+from curvecast.forecasting.flat import FlatMember
+from curvecast.forecasting.forecast import Forecast
+from curvecast.forecasting.uncertainty import interval_log_scale, log_scale_parts
+
+__all__ = ["sized_forecast"]
+
+
+class Ensemble:
+    """The weighted sum of fitted members: the forecast's point curve (a class, so a Forecast pickles)."""
+
+    def __init__(self, members: list[tuple[float, Member]]) -> None:
+        self.members = members
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        return sum(w * f(t) for w, f in self.members)
+
+
+def sized_forecast(
+    fit: FitContext, members: tuple[tuple[float, Member], ...], backtests: np.ndarray, interval_scale: float = 1.0
+) -> Forecast:
+    """The forecast of the weighted ``members``, its interval sized (or the reason it could not be)."""
+    horizon, t_obs = fit.horizon, fit.t_obs
+    curve = Ensemble(list(members))
+    at_h = np.array([float(horizon)])
+    finals = np.array([f(at_h)[0] for _, f in members])
+    w_m = np.array([w for w, _ in members])
+    final = float(np.dot(w_m, finals))
+    current = float(curve(np.array([t_obs]))[0])
+    if not (math.isfinite(final) and final > 0):
+        reason = f"the fitted curve does not stay positive (forecast {final:g})"
+        return Forecast.failed(reason, horizon, int(t_obs))
+    parts = _scale_parts(fit, members, finals, w_m, final, backtests)
+    calibrated, noise = _interval_scale(fit, parts, interval_scale)
+    scale = interval_log_scale(parts, calibrated, noise, fit.known)
+    diagnostics = FitDiagnostics(fit.data, fit.schedule, fit.slope, parts, members, calibrated, noise)
+    if not noise <= MAX_LOG_SCALE:
+        reason = f"too noisy to forecast: one logged point scatters by a log-scale of {noise:.3g}"
+        return replace(Forecast.failed(reason, horizon, int(t_obs)), diagnostics=diagnostics)
+    if not scale <= MAX_LOG_SCALE and all(isinstance(f, FlatMember) for _, f in members) and math.isfinite(scale):
+        # The recent level of a curve no law can tell: a forecast with the widest interval one may have.
+        scale = MAX_LOG_SCALE
+    if not scale <= MAX_LOG_SCALE:
+        reason = (
+            f"too uncertain to forecast: the horizon lies too far past the data (log-scale {scale:.3g} > "
+            f"{MAX_LOG_SCALE:g})"
+        )
+        return replace(Forecast.failed(reason, horizon, int(t_obs)), diagnostics=diagnostics)
+    return Forecast(
+        ok=True,
+        reason=None,
+        horizon=horizon,
+        last_step=int(math.floor(t_obs)),
+        final=final,
+        log_scale=scale,
+        model=_describe(members),
+        current=current,
+        curve=curve,
+        diagnostics=diagnostics,
+    )
+
+
+def _interval_scale(fit: FitContext, parts: dict[str, float], interval_scale: float) -> tuple[float, float]:
+    """The calibrated multiplier of the fit's uncertainty and the noise the logged value at the horizon carries
+    (``uncertainty.interval_log_scale`` puts them together)."""
+    if fit.noisy:  # a noisy curve's interval is sized apart, at least NOISE_FLOOR_NOISY points' scatter wide
+        least = NOISE_FLOOR_NOISY * fit.scatter
+        return interval_scale * INTERVAL_SCALE_KNOWN_NOISY, interval_scale * least
+    if fit.known:
+        return interval_scale * INTERVAL_SCALE_KNOWN, interval_scale * fit.scatter
+    # Without a planned schedule the multiplier is calibrated per kind of metric (a loss, a score), and it
+    # multiplies only what the extrapolation does not know (the laws' spread, the held-back error): the noise of
+    # the point to be logged adds as it is (the level's own noise, its mean over the latest points, is far less).
+    scale = INTERVAL_SCALE_UNKNOWN if fit.mode == "min" else INTERVAL_SCALE_SCORE
+    return interval_scale * scale, interval_scale * fit.scatter
+
+
+def _scale_parts(
+    fit: FitContext,
+    members: tuple[tuple[float, Member], ...],
+    finals: np.ndarray,
+    weights: np.ndarray,
+    final: float,
+    backtests: np.ndarray,
+) -> dict[str, float]:
+    """The independent sources of the forecast's log-scale (``uncertainty.log_scale_parts``)."""
+    data = fit.data
+    anneal_sd = float(np.dot(weights, [f.anneal_sd for _, f in members]))
+    return log_scale_parts(
+        finals=finals,
+        weights=weights,
+        backtest=float(np.nanmean(np.abs(backtests))) if np.isfinite(backtests).any() else math.nan,
+        holdout_span=fit.t_last - fit.cut,
+        first=float(data.steps[0]),
+        last=fit.t_last,
+        horizon=float(fit.horizon),
+        anneal_sd=anneal_sd / final * float(np.clip(fit.slope / ANNEAL_SD_SLOPE, *ANNEAL_SD_RANGE)),
+        schedule_known=fit.known,
+        slope=fit.slope,
+        noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
+        start=fit.start,
+        held_growth=HELD_GROWTH_NOISY if fit.noisy else 1.0,
+    )
+
+
+def _describe(members: tuple[tuple[float, Member], ...]) -> str:
+    """The model in a line: the member, or the weighted sum of the members."""
+    if len(members) == 1:
+        return members[0][1].describe()
+    return " + ".join(f"{w:.2f} {f.describe()}" for w, f in members)
