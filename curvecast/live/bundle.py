@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections import deque
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from curvecast._lightning import Callback, is_global_zero
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
@@ -26,6 +24,7 @@ from curvecast.integrations.forecast_log import ForecastLogger
 from curvecast.integrations.loggers import LoggerForwarder
 from curvecast.integrations.loggers.selection import LoggerChoice
 from curvecast.integrations.tensorboard import TensorBoardReporter
+from curvecast.live.bundle_parts import checked_every, checked_monitor, checked_target, forwarder, part
 from curvecast.live.bundle_state import bundle_state, restore_bundle_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.monitor_checks import (
@@ -40,6 +39,7 @@ from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.run_brain import RunBrain
+from curvecast.live.sensor_hooks import per_step_hooks, zero_grad_forwarder
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.metric_direction import metric_direction
 from curvecast.series import TRAIN_LOSS
@@ -48,51 +48,6 @@ __all__ = ["Curvecast"]
 
 # The parts of the bundle's state that belong to its monitor: a resume with another monitor starts them afresh.
 _MONITOR_PARTS = frozenset({"watch", "early_stopping"})
-
-
-P = TypeVar("P")
-
-
-def _part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> P | None:
-    """A part of the bundle, configured the one way every part is: True (the defaults), an instance, or False."""
-    if choice is False or choice is None:
-        return None
-    if choice is True:
-        return cls(**defaults)
-    if not isinstance(choice, cls):
-        raise TypeError(f"Expected `{name}` to be a bool or a {cls.__name__}, but got {type(choice).__name__}")
-    return choice
-
-
-def _forwarder(loggers: Any, interval: float) -> LoggerForwarder | None:
-    """The ``loggers`` part: False or None (none), True (``"all"``), a choice of loggers, or a configured forwarder;
-    the forecast interval is TensorBoard's, so every logger shows the same band."""
-    if loggers is False or loggers is None:
-        return None
-    if isinstance(loggers, LoggerForwarder):
-        return loggers
-    return LoggerForwarder("all" if loggers is True else loggers, interval=interval)
-
-
-# The built-in sensors do nothing in `on_before_zero_grad`: the bundle leaves that hook to Lightning's no-op unless a
-# configured sensor acts there (a forwarding loop would cost each step a few microseconds for nothing).
-_PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
-                   "on_train_batch_end")  # fmt: skip
-
-
-def _defines(sensor: Sensor, hook: str) -> bool:
-    """Whether ``sensor`` does something in ``hook`` (its class overrides Lightning's no-op)."""
-    return getattr(type(sensor), hook) is not getattr(Callback, hook)
-
-
-def _checked_target(target: Any) -> float | None:
-    """``target`` as a float, or None; anything else (a string, a bool, nan, inf) is a clear error now, not a run
-    with no target check later."""
-    if target is None:
-        return None
-    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target):
-        raise ValueError(f"Expected `target` to be a finite number or None, but got {target!r}")
-    return float(target)
 
 
 class Curvecast(Callback):
@@ -181,25 +136,21 @@ class Curvecast(Callback):
         bounds: tuple[float | None, float | None] | None = None,
         references: ReferenceSource | None = None,
     ) -> None:
-        if monitor is not None and (not isinstance(monitor, str) or not monitor):
-            raise TypeError(f"Expected `monitor` to be a metric's name or None, but got {monitor!r}")
-        self.monitor = monitor or TRAIN_LOSS
+        self.monitor = checked_monitor(monitor) or TRAIN_LOSS
         mode = mode or metric_direction(self.monitor)[0]
         check_mode_bounds(mode, bounds)
         self.references = check_reference_source(references)
-        if isinstance(forecast_every, bool) or not isinstance(forecast_every, numbers.Integral) or forecast_every < 1:
-            raise ValueError(f"Expected `forecast_every` to be a positive int, but got {forecast_every!r}")
         self.mode = mode
-        self.target = _checked_target(target)
-        self.forecast_every = int(forecast_every)
+        self.target = checked_target(target)
+        self.forecast_every = checked_every(forecast_every)
         self.background = background
         self.history = RunHistory()
         self.loss_capture = LossCapture(self.history, train_metric=None if self.monitor == TRAIN_LOSS else self.monitor)
         self.lr_capture = LearningRateCapture(self.history)
         # In the bundle the sensors' series reach TensorBoard through the reporter, a bounded number per report, and
         # nothing is added to the user's other loggers (a CSVLogger's metrics.csv); a configured sensor decides itself.
-        self.gradient_noise = _part(gradient_noise, GradientNoiseScale, "gradient_noise", log_metrics=False)
-        self.throughput = _part(throughput, Throughput, "throughput", log_metrics=False)
+        self.gradient_noise = part(gradient_noise, GradientNoiseScale, "gradient_noise", log_metrics=False)
+        self.throughput = part(throughput, Throughput, "throughput", log_metrics=False)
         # Throughput first: its clock stops at the end of a batch before the other parts' work, which
         # `own_work_done` then keeps out of the data wait.
         self.sensors: list[Sensor] = [
@@ -207,26 +158,19 @@ class Curvecast(Callback):
         ]
         for sensor in self.sensors:
             sensor.record_into(self.history)
-        # The per-step hooks each sensor defines, bound once: a call to a hook a sensor leaves to Lightning's no-op
-        # base costs a microsecond, a few per step for nothing.
-        self._hooks = {name: [getattr(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS}
-        zero_grad = [s.on_before_zero_grad for s in self.sensors if _defines(s, "on_before_zero_grad")]
-        if zero_grad:  # a configured sensor of a subclass that acts there: forwarded, on this instance alone
-
-            def forward_zero_grad(trainer: Any, pl_module: Any, optimizer: Any) -> None:
-                for hook in zero_grad:
-                    hook(trainer, pl_module, optimizer)
-
+        self._hooks = per_step_hooks(self.sensors)
+        forward_zero_grad = zero_grad_forwarder(self.sensors)
+        if forward_zero_grad is not None:  # a configured sensor of a subclass that acts there: on this instance alone
             self.on_before_zero_grad = forward_zero_grad
         self.run_context = RunContext(self.monitor, mode, target, forecast_every)
         to_tensorboard = tensorboard is not False and tensorboard is not None  # False: no alert in TensorBoard either
-        self.early_stopping = _part(early_stopping, ForecastEarlyStopping, "early_stopping", tensorboard=to_tensorboard)
-        self.alerts = _part(alerts, AlertLogger, "alerts", tensorboard=to_tensorboard)
-        self.advice = _part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
-        self.tensorboard = _part(tensorboard, TensorBoardReporter, "tensorboard")
-        self.forecast_logger = _part(log_forecasts, ForecastLogger, "log_forecasts")
+        self.early_stopping = part(early_stopping, ForecastEarlyStopping, "early_stopping", tensorboard=to_tensorboard)
+        self.alerts = part(alerts, AlertLogger, "alerts", tensorboard=to_tensorboard)
+        self.advice = part(advice, HyperparameterAdvisor, "advice", tensorboard=to_tensorboard)
+        self.tensorboard = part(tensorboard, TensorBoardReporter, "tensorboard")
+        self.forecast_logger = part(log_forecasts, ForecastLogger, "log_forecasts")
         # The band every other logger shows is TensorBoard's.
-        self.logger_forwarder = _forwarder(loggers, self.tensorboard.interval if self.tensorboard else 0.8)
+        self.logger_forwarder = forwarder(loggers, self.tensorboard.interval if self.tensorboard else 0.8)
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
         check_finite = self.early_stopping is not None and self.early_stopping.rule.check_finite
         self.finite_guard = NonFiniteGuard() if check_finite else None
@@ -402,9 +346,7 @@ class Curvecast(Callback):
         for actuator in self.actuators:
             actuator.close()
 
-    # -- brain: see RunBrain; actuators: see ReportDispatch ----------------------------------------------------------
-
-    # -- checkpoint state -------------------------------------------------------------------------------------------
+    # -- checkpoint state (the brain is RunBrain's, the actuators' dispatch ReportDispatch's) ------------------------
 
     def _stateful_parts(self) -> dict[str, Any]:
         """The parts whose state the bundle checkpoints, by name (the history is saved once, for all of them)."""

@@ -1,0 +1,60 @@
+"""How the bundle's arguments become its parts: each part is configured the one way (True for the defaults, an instance,
+or False), the loggers part takes a choice of loggers too, and the monitor, the cadence and the target are checked
+before any run starts."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, TypeVar
+
+from curvecast.integrations.loggers import LoggerForwarder
+
+__all__ = ["checked_every", "checked_monitor", "checked_target", "forwarder", "part"]
+
+P = TypeVar("P")
+
+
+def part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> P | None:
+    """A part of the bundle, configured the one way every part is: True (the defaults), an instance, or False."""
+    if choice is False or choice is None:
+        return None
+    if choice is True:
+        return cls(**defaults)
+    if not isinstance(choice, cls):
+        raise TypeError(f"Expected `{name}` to be a bool or a {cls.__name__}, but got {type(choice).__name__}")
+    return choice
+
+
+def forwarder(loggers: Any, interval: float) -> LoggerForwarder | None:
+    """The ``loggers`` part: False or None (none), True (``"all"``), a choice of loggers, or a configured forwarder;
+    the forecast interval is TensorBoard's, so every logger shows the same band."""
+    if loggers is False or loggers is None:
+        return None
+    if isinstance(loggers, LoggerForwarder):
+        return loggers
+    return LoggerForwarder("all" if loggers is True else loggers, interval=interval)
+
+
+def checked_target(target: Any) -> float | None:
+    """``target`` as a float, or None; anything else (a string, a bool, nan, inf) is a clear error now, not a run
+    with no target check later."""
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target):
+        raise ValueError(f"Expected `target` to be a finite number or None, but got {target!r}")
+    return float(target)
+
+
+def checked_monitor(monitor: Any) -> str | None:
+    """``monitor``: a metric's name, or None (the training loss)."""
+    if monitor is not None and (not isinstance(monitor, str) or not monitor):
+        raise TypeError(f"Expected `monitor` to be a metric's name or None, but got {monitor!r}")
+    return monitor
+
+
+def checked_every(forecast_every: Any) -> int:
+    """``forecast_every``: a positive number of optimizer steps."""
+    if isinstance(forecast_every, bool) or not isinstance(forecast_every, numbers.Integral) or forecast_every < 1:
+        raise ValueError(f"Expected `forecast_every` to be a positive int, but got {forecast_every!r}")
+    return int(forecast_every)
