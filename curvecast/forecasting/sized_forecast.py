@@ -44,7 +44,11 @@ class Ensemble:
 def sized_forecast(
     fit: FitContext, members: tuple[tuple[float, Member], ...], backtests: np.ndarray, interval_scale: float = 1.0
 ) -> Forecast:
-    """The forecast of the weighted ``members``, its interval sized (or the reason it could not be)."""
+    """The forecast of the weighted ``members``, its interval sized (or the reason it could not be).
+
+    ``backtests`` are the members' held-back misses at the last bin (nan where nothing was held back);
+    ``interval_scale`` is the user's multiplier of the calibrated interval (``Forecaster(interval_scale=...)``).
+    """
     horizon, t_obs = fit.horizon, fit.t_obs
     curve = Ensemble(list(members))
     at_h = np.array([float(horizon)])
