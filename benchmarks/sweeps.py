@@ -2,6 +2,7 @@
 
     nice python benchmarks/sweeps.py [--tasks crossing lm noisy_cls algoperf] [--seeds 0 1] [--trials 24]
         [--methods none median halving hyperband wilcoxon asha ray_median curvecast curvecast_ray] [--workers 4]
+        [--explain]
 
 Each sweep is a list of trial curves replayed in trial order, one report per validation, through each method's real
 code: Optuna's ``MedianPruner``, ``SuccessiveHalvingPruner``, ``HyperbandPruner`` and ``WilcoxonPruner`` (default
@@ -34,6 +35,11 @@ task (the AlgoPerf studies together), gives each method's mean steps, worst regr
 the sweeps at most 40% at a regret of at most 0.5%; its floor row counts the sweeps where that is possible at all. With
 ``--workers 4`` the crossing task also runs on one SQLite storage with 4 worker threads under ``ForecastPruner``,
 checking that no report is lost.
+
+``--explain`` prints, under each sweep, every trial of curvecast's Optuna run: its final, how far from the sweep's
+best, the step it was stopped at or that it ran to its end, and the rule's reason (``Verdict.reason``) at its last
+report; then, per task, where the steps of the trials that do not end within 0.5% of the best went, by the reason
+the rule kept them at each report (the numbers in it left out): what a change of the rule can still save.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import csv
 import json
 import logging
 import math
+import re
 import sys
 import tempfile
 import threading
@@ -201,6 +208,20 @@ class Outcome:
     seconds: float = 0.0
     lost: int = 0  # reports missing from the storage (the parallel run)
     notes: list[str] = field(default_factory=list)
+    verdicts: dict[int, list[Any]] = field(default_factory=dict)  # curvecast's, by trial number, one per report
+
+
+class _ExplainedPruner(ForecastPruner):
+    """ForecastPruner keeping every verdict (``--explain``), not only each trial's latest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[int, list[Any]] = defaultdict(list)
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        pruned = super().prune(study, trial)
+        self.history[trial.number].append(self.verdicts.get(trial.number))
+        return pruned
 
 
 def _pruner(method: str, horizon: int) -> optuna.pruners.BasePruner:
@@ -221,9 +242,9 @@ def _better(a: float, b: float, mode: str) -> bool:
     return math.isnan(b) or (a < b if mode == "min" else a > b)
 
 
-def run_optuna(sweep: Sweep, method: str) -> Outcome:
+def run_optuna(sweep: Sweep, method: str, explain: bool = False) -> Outcome:
     out = Outcome()
-    pruner = _pruner(method, sweep.trials[0].horizon)
+    pruner = _ExplainedPruner() if explain and method == "curvecast" else _pruner(method, sweep.trials[0].horizon)
     direction = "minimize" if sweep.mode == "min" else "maximize"
     study = optuna.create_study(study_name=f"{sweep.task}-{sweep.seed}", direction=direction, pruner=pruner)
     started = time.perf_counter()
@@ -248,6 +269,8 @@ def run_optuna(sweep: Sweep, method: str) -> Outcome:
                 out.best = float(curve.values[-1])
     out.steps = sum(max(t.intermediate_values) for t in study.trials)
     out.seconds = time.perf_counter() - started
+    if isinstance(pruner, _ExplainedPruner):
+        out.verdicts = dict(pruner.history)
     return out
 
 
@@ -386,6 +409,34 @@ def floor_share(sweep: Sweep, tolerance: float = 0.005) -> float:
     return cheapest / sum(last)
 
 
+_NUMBER = re.compile(r"[-+]?\d[\d.e+-]*%?")
+
+
+def explain(sweep: Sweep, outcome: Outcome, total: int, kept: dict[str, float], tolerance: float = 0.005) -> None:
+    """Print each trial of curvecast's run (where it stopped, or that it ran on, and why), and add to ``kept`` the
+    steps of the trials not ending within ``tolerance`` of the best, as shares of the unpruned sweep's ``total``, by
+    the rule's reason at the report that kept them going (its numbers left out)."""
+    sign = 1.0 if sweep.mode == "min" else -1.0
+    finals = [sign * float(t.values[-1]) for t in sweep.trials]
+    best = min(finals)
+    for number, trial in enumerate(sweep.trials):
+        history = outcome.verdicts.get(number, [])
+        last = history[-1] if history else None
+        gap = (finals[number] - best) / abs(best)
+        stopped = last is not None and last.prune and len(history) < len(trial.steps)
+        where = f"stopped at {int(trial.steps[len(history) - 1])}" if stopped else "ran to its end"
+        print(f"    trial {number:>2}: final {trial.values[-1]:.4g} ({gap:+.2%} from the best), {where}: "
+              f"{last.reason if last is not None else '-'}")  # fmt: skip
+        if gap <= tolerance:
+            continue
+        kept["before its first report"] += float(trial.steps[0]) / total
+        for k, verdict in enumerate(history[: len(trial.steps) - 1]):
+            if verdict is None or verdict.prune:
+                break
+            why = _NUMBER.sub("#", verdict.reason)
+            kept[why] += float(trial.steps[k + 1] - trial.steps[k]) / total
+
+
 def regret(best: float, reference: float, mode: str) -> float:
     if math.isnan(best):
         return math.inf
@@ -400,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--workers", type=int, default=4, help="threads of the SQLite run (0: skip it)")
+    parser.add_argument("--explain", action="store_true", help="why curvecast stopped or kept each trial")
     args = parser.parse_args(argv)
     methods = ["none", *[m for m in args.methods if m != "none"]]
     try:
@@ -421,11 +473,14 @@ def main(argv: list[str] | None = None) -> None:
     misses = []
     summary: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     floors: dict[str, list[float]] = defaultdict(list)
+    kept: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for sweep in sweeps:
         outcomes = {}
         for method in methods:
-            run = run_ray if method in RAY_METHODS else run_optuna
-            outcomes[method] = run(sweep, method)
+            if method in RAY_METHODS:
+                outcomes[method] = run_ray(sweep, method)
+            else:
+                outcomes[method] = run_optuna(sweep, method, explain=args.explain)
         reference = outcomes["none"]
         cells, scores = [], {}
         for method in methods[1:]:
@@ -437,6 +492,8 @@ def main(argv: list[str] | None = None) -> None:
         floor = floor_share(sweep)
         floors[_group(sweep)].append(floor)
         print(f"{sweep.task[:40]:<40} {sweep.seed:>4} {floor:>6.1%} " + " ".join(f"{c:>15}" for c in cells), flush=True)
+        if args.explain and "curvecast" in outcomes:
+            explain(sweep, outcomes["curvecast"], reference.steps, kept[_group(sweep)])
         mine = "curvecast" if "curvecast" in scores else "curvecast_ray" if "curvecast_ray" in scores else None
         if mine is not None:
             share, r = scores[mine]
@@ -464,6 +521,14 @@ def main(argv: list[str] | None = None) -> None:
             met = sum(s <= 0.4 and r <= 0.005 for s, r in rows)
             print(f"{group + ' ' + method:<28} {mean:>10.1%} {worst:>10.2%} {over:>10} of {len(rows):<3} "
                   f"{met:>5} of {len(rows):<3}")  # fmt: skip
+    if args.explain:
+        print("\nwhere curvecast's steps on trials not ending within 0.5% of the best went (mean share of the unpruned "
+              "sweep), by the rule's reason for keeping them:")  # fmt: skip
+        for group, shares in kept.items():
+            count = len(floors[group])
+            print(f"  {group}:")
+            for why, share in sorted(shares.items(), key=lambda item: -item[1]):
+                print(f"    {share / count:>6.1%}  {why}")
     print("\nwhere the goal is missed (at most 40% of the steps at a regret <= 0.5%, and less than every incumbent "
           "at no more regret):")  # fmt: skip
     print("\n".join(f"  {m}" for m in misses) or "  nowhere")

@@ -176,11 +176,11 @@ class PopulationRule:
     ) -> bool:  # fmt: skip
         """Whether the rule of the early branch (behind most trials, and its own forecast gives it under
         ``rank_tail``) still judges a trial the finished trials keep: while their prediction has one degree of freedom
-        (a Cauchy, which gives under 10% only 3.1 scales from the best: three finished trials, or four with two
-        columns, rarely give up on anything), where the finished trial that ended best was ahead of it at this step
-        (so their record does not say that trials behind here end best: in a sweep of overfitting runs a slow climber
-        level with the best one is kept), and where no planned decay is still ahead of it (the one-curve forecast
-        was seen overconfident before a decay it under-reads: crossing's high LRs)."""
+        (a Cauchy, which gives under 10% only 3.1 scales from the best: three finished trials, with or without their
+        LRs, or four with two fitted columns, rarely give up on anything), where the finished trial that ended best
+        was ahead of it at this step (so their record does not say that trials behind here end best: in a sweep of
+        overfitting runs a slow climber level with the best one is kept), and where no planned decay is still ahead
+        of it (the one-curve forecast was seen overconfident before a decay it under-reads: crossing's high LRs)."""
         if df is None or df > 1:
             return False
         if min(done, key=lambda d: d[1])[0] >= x_own:
@@ -210,7 +210,10 @@ class PopulationRule:
         reach that far back: at one level, a curve still climbing and one already turning back end apart). With the
         verdict, the prediction's degrees of freedom (None where the finished trials could not speak for the trial)."""
         with_lr = [d for d in done if d[2] is not None]
-        use_lr = lr_own is not None and len(with_lr) >= self.min_finished + 1
+        # From ``min_finished`` trials on: with as many trials as coefficients, `_predict` holds the level's slope at 1
+        # (a gain linear in the LR), which in a sweep whose curves cross says more than the levels alone (crossing's
+        # high LRs trail until their decay) and, unlike waiting for one trial more, reaches outside their LRs.
+        use_lr = lr_own is not None and len(with_lr) >= self.min_finished
         known = [d[2] for d in with_lr]
         if lr_own is not None and not use_lr and not (known and min(known) <= lr_own <= max(known)):
             # Too few finished trials to read the LR's effect, and this trial's LR is outside theirs: a higher LR
@@ -265,21 +268,28 @@ class PopulationRule:
 
         The level's slope is held in [0, 1.5]: a negative one (curves that cross) says the level tells nothing, not
         that a worse trial ends better; past 1.5 a handful of trials would extrapolate wildly. Held, it is fixed and
-        the other columns are fitted to what it leaves. The residual variance is read from the leave-one-out
-        residuals, each scaled back by its own prediction variance (``e_i / (1 - h_i)`` has variance
-        ``sigma^2 / (1 - h_i)``, so ``e_i^2 / (1 - h_i)`` estimates ``sigma^2`` whatever the trial's leverage): a fit
-        of a few trials that happen to line up predicts each of them left out badly, and so claims no narrow spread.
-        The prediction's own uncertainty then enters once, as ``1 + h_0`` and the Student-t's degrees of freedom; the
-        leave-one-out residuals squared as they are would count it a second time (about ``1 / (1 - p / n)``: 4x the
-        variance with 4 trials and 3 columns), and their 80% intervals covered 88-92% (tests/forecasting).
+        the other columns are fitted to what it leaves. With no more trials than coefficients the fit leaves no
+        residual to size its spread, and the slope is held at 1: each trial ends where it stands plus a gain the
+        other columns explain (in log space for a loss, runs improve by like factors), one degree of freedom (a
+        Cauchy) where a free slope would say nothing. With a residual to spare the slope is fitted: held at 1 there
+        too, it pruned an eventual winner of ``benchmarks/sweeps.py`` (crossing seed 18, a 10.9% regret).
+
+        The residual variance is read from the leave-one-out residuals, each scaled back by its own prediction
+        variance (``e_i / (1 - h_i)`` has variance ``sigma^2 / (1 - h_i)``, so ``e_i^2 / (1 - h_i)`` estimates
+        ``sigma^2`` whatever the trial's leverage): a fit of a few trials that happen to line up predicts each of them
+        left out badly, and so claims no narrow spread. The prediction's own uncertainty then enters once, as
+        ``1 + h_0`` and the Student-t's degrees of freedom; the leave-one-out residuals squared as they are would count
+        it a second time (about ``1 / (1 - p / n)``: 4x the variance with 4 trials and 3 columns), and their 80%
+        intervals covered 88-92% (tests/forecasting).
         """
         n = len(final)
         design = np.column_stack([np.ones(n), columns])
         coef = np.linalg.lstsq(design, final, rcond=None)[0]
         x0 = np.concatenate([[1.0], own])
         target, offset = final, 0.0
-        if not 0.0 <= coef[1] <= 1.5:
-            fixed = float(np.clip(coef[1], 0.0, 1.5))
+        held = n <= design.shape[1]  # no residual left to size a free slope's spread
+        if held or not 0.0 <= coef[1] <= 1.5:
+            fixed = 1.0 if held else float(np.clip(coef[1], 0.0, 1.5))
             design = np.delete(design, 1, axis=1)
             target = final - fixed * columns[:, 0]
             offset = fixed * own[0]

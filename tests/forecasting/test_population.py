@@ -40,8 +40,31 @@ def test_the_prediction_is_the_least_squares_one() -> None:
 
 
 def test_too_few_finished_trials_for_the_columns_say_nothing() -> None:
-    _, scale, _ = PopulationRule._predict(np.array([[-0.5], [0.5]]), np.array([1.0, 2.0]), np.array([0.0]))
+    """Two trials, a level and an LR column: even with the level's slope held at 1, no residual is left."""
+    columns = np.array([[-0.5, 0.2], [0.5, -0.2]])
+    _, scale, _ = PopulationRule._predict(columns, np.array([1.0, 2.0]), np.array([0.0, 0.0]))
     assert scale == np.inf
+
+
+def test_as_many_trials_as_coefficients_hold_the_level_slope_at_one_and_cover_as_they_say() -> None:
+    """Three finished trials, a level and an LR column: a free fit has no residual left, so the level's slope is held
+    at 1 and the LR's effect on the gain is fitted, with one degree of freedom. Where finals are the level plus a gain
+    linear in the LR, the 80% interval holds a new trial's final in 80% of draws."""
+    rng = np.random.default_rng(7)
+    columns = rng.normal(size=(3, 2))
+    columns -= columns.mean(axis=0)
+    own = 0.5 * rng.normal(size=2)
+    draws, hits = 4000, 0
+    for _ in range(draws):
+        finals = columns[:, 0] + 0.5 * columns[:, 1] + 0.1 * rng.standard_normal(3)
+        new = own[0] + 0.5 * own[1] + 0.1 * rng.standard_normal()
+        predicted, scale, df = PopulationRule._predict(columns, finals, own)
+        assert df == 1
+        gains = finals - columns[:, 0]
+        slope, intercept = np.polyfit(columns[:, 1], gains, 1)
+        assert predicted == pytest.approx(own[0] + intercept + slope * own[1])
+        hits += abs(new - predicted) / scale < student_t.ppf(0.9, df)
+    assert 0.76 <= hits / draws <= 0.84
 
 
 def _decaying(final: float, start: float, steps: np.ndarray) -> np.ndarray:

@@ -222,6 +222,24 @@ def test_curves_that_cross_a_high_lr_trailing_until_its_decay_is_kept() -> None:
     assert stopped <= HORIZON // 2
 
 
+def test_three_finished_trials_read_the_lr_and_give_up_on_a_far_too_low_one_at_once() -> None:
+    """Three finished trials of the crossing family, with their planned LRs: their finals are their levels plus a
+    gain that grows with the LR (their slope on the level held at 1: three trials leave no residual for a fitted one).
+    A far too low LR, under all of theirs, is stopped at its first report on that prediction (before, the LR column
+    waited for a fourth finished trial and the trial for its own forecast, until step 40); a high LR above all of
+    theirs, trailing until its decay, is predicted a larger gain and runs to its end, the best trial."""
+    pruner = ForecastPruner()
+    study = optuna.create_study(pruner=pruner)
+    for lr in (0.05, 0.1, 0.2):
+        run_trial(study, *crossing_curve(lr))
+    low, stopped = run_trial(study, *crossing_curve(0.003))
+    assert stopped == STEPS[0]
+    assert "levels and LRs" in pruner.verdicts[low.number].reason
+    high, last = run_trial(study, *crossing_curve(0.8))
+    assert last == HORIZON
+    assert study.best_trial.number == high.number
+
+
 def test_at_one_level_a_trial_turning_back_is_pruned_before_one_still_climbing(storage: str | None) -> None:
     """Finished trials of a maximized study: three still climbing at their end, three that rose fast and turned back
     (overfitting). Mid-run their levels cross, so the level alone says little; where each was heading (its trend over
