@@ -63,8 +63,8 @@ class GradientNoiseScale(Sensor):
         sample_every_n_steps: measure the noise scale on one optimizer step in this many (the gradient norm is
             recorded on every step); the cost falls in proportion. None: every step for ``"microbatch"`` (one norm
             kernel per parameter and micro-batch), every ``PER_EXAMPLE_EVERY`` (10) steps for ``"per_example"``,
-            whose exact sequence-layer norms cost up to a few tens of percent of a step on small layers; and on a
-            single CPU process, once ``min_updates`` samples are in, spaced further apart where that is needed for
+            whose exact sequence-layer norms cost up to a few tens of percent of a step on small layers; these, on a
+            single CPU process and once ``min_updates`` samples are in, spaced further apart where that is needed for
             the samples' measured cost to stay under ``SAMPLE_SHARE`` (0.3 %) of the run's time
             (:class:`~curvecast.callbacks.measures.gns_cadence.SampleCadence`; :attr:`sample_spacing` says how far).
         norm_every_n_steps: record the gradient norm of one optimizer step in this many; None: every step on an
@@ -184,12 +184,14 @@ class GradientNoiseScale(Sensor):
         # the losses to the host (8 steps apart at most), so the norm and the losses it is paired with reach the
         # detectors together; on an accelerator it costs the host three kernel launches and is measured every step.
         self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if self._on_host else 1)
-        # Unless a spacing was asked for, samples on one CPU are spaced so that they cost a bounded share of the run
-        # (see SampleCadence). An accelerator's cost is device time the host clock does not see, and the ranks of a
-        # DDP run time their steps apart: the default spacing there.
+        # Unless a spacing was asked for, per-example samples on one CPU are spaced so that they cost a bounded share of
+        # the run (see SampleCadence). An accelerator's cost is device time the host clock does not see, and the ranks
+        # of a DDP run time their steps apart: the default spacing there, as for the micro-batch source (every step,
+        # each with its gradient norm).
+        adaptive = self.sample_every_n_steps is None and self.active_source == "per_example"
         self._cadence = SampleCadence(
             self.sample_every_n_steps or default_every, self._norm_every,
-            adaptive=self.sample_every_n_steps is None and self._on_host and self._world == 1,
+            adaptive=adaptive and self._on_host and self._world == 1,
             warmup=max(self.estimator.min_updates - self._recorded_updates, 0), share=gns_cadence.SAMPLE_SHARE,
         )  # fmt: skip
         self._log_every = self.log_every_n_steps or logging_cadence(trainer)
