@@ -22,7 +22,7 @@ except ImportError:  # the `lightning` distribution is optional; importing it be
 
 __all__ = [
     "CPU_HOST_STEPS", "Callback", "host_cadence", "is_global_zero", "logging_cadence", "optimizer_step_index",
-    "steps_taken", "tensorboard_writer", "trains_on_cpu",
+    "steps_and_index", "steps_taken", "tensorboard_writer", "trains_on_cpu",
 ]  # fmt: skip
 
 # On one CPU, per-step values reach the host every this many steps. A move is free there (no device to wait for),
@@ -54,7 +54,17 @@ def optimizer_step_index(trainer: Any, *, after_step: bool = False) -> int:
         after_step: the batch's optimizer step has been taken already (``on_train_batch_end`` of a stepping batch),
             so ``global_step`` counts it.
     """
-    index, per_optimizer = _global_step(trainer)
+    return _step_index(trainer, *_global_step(trainer), after_step)
+
+
+def steps_and_index(trainer: Any) -> tuple[int, int]:
+    """:func:`steps_taken` and ``optimizer_step_index(trainer, after_step=True)`` from one read of the counters (the
+    loss capture wants both at the end of every batch)."""
+    taken, per_optimizer = _global_step(trainer)
+    return taken, _step_index(trainer, taken, per_optimizer, True)
+
+
+def _step_index(trainer: Any, index: int, per_optimizer: bool, after_step: bool) -> int:
     if per_optimizer:  # manual optimization: ``global_step`` counts the steps of every optimizer
         optimizers = getattr(trainer, "optimizers", None)
         index //= len(optimizers) if optimizers else 1
