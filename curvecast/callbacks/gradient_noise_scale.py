@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import host_cadence, logging_cadence, optimizer_step_index, trains_on_cpu
+from curvecast._lightning import StepReader, host_cadence, logging_cadence, trains_on_cpu
 from curvecast.callbacks.measures import gns_cadence
 from curvecast.callbacks.measures.gns_cadence import SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
@@ -135,6 +135,7 @@ class GradientNoiseScale(Sensor):
         self._pending: list[tuple[int, torch.Tensor | float]] = []
         self._stepped = False
         self._step = self._stepped_at = 0
+        self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
         self._last_step: int | None = None
         self._recorded_updates = 0  # estimator updates already recorded into the history
 
@@ -170,6 +171,7 @@ class GradientNoiseScale(Sensor):
         automatic = getattr(pl_module, "automatic_optimization", True)
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
+        self._steps = StepReader(trainer)
         self._on_host = trains_on_cpu(trainer)
         # The loss waits for its step's gradient norm before the detectors score the pair: recorded on the losses'
         # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
@@ -214,7 +216,7 @@ class GradientNoiseScale(Sensor):
         if not self._open:
             self._reset_step()
             self._open = True
-            self._step = step = optimizer_step_index(trainer)  # the step's, read once: the optimizer hook reuses it
+            self._step = step = self._steps.index()  # the step's, read once: the optimizer hook reuses it
             self._sampling = self.active_source is not None and self._cadence.due(step)
             if self._sampling:
                 self._started = time.perf_counter()
@@ -276,7 +278,7 @@ class GradientNoiseScale(Sensor):
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         self._stepped = True
         # The step read when it opened; a second optimizer step in the same batch finds it closed and reads anew.
-        step = self._step if self._open else optimizer_step_index(trainer)
+        step = self._step if self._open else self._steps.index()
         self._stepped_at = step  # the batch's end records at the step of its last optimizer step
         if not self._sampling:
             self._step_done(step)

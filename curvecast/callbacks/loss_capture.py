@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import host_cadence, steps_and_index
+from curvecast._lightning import StepReader, host_cadence
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
@@ -104,10 +104,12 @@ class LossCapture(Sensor):
         self._flush_every = 1
         self._scale = 1.0
         self._trainer: Any = None
+        self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._trainer = trainer
+        self._steps = StepReader(trainer)
         self._seen_global_step = int(trainer.global_step)
         self._micro.clear()
         self._flush_every = self.flush_every or host_cadence(trainer)
@@ -121,7 +123,7 @@ class LossCapture(Sensor):
             # Under automatic optimization Lightning hands a detached copy of the step's loss: kept as it is (a
             # detach is a tensor op, 5-10 us run cold after the step); the scale and dtype are applied at the flush.
             self._micro.append(loss.detach() if loss.requires_grad else loss)
-        global_step, step = steps_and_index(trainer)
+        global_step, step = self._steps.taken_and_index()
         if self._seen_global_step is None:
             self._seen_global_step = global_step
         if global_step == self._seen_global_step:

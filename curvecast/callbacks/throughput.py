@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import logging_cadence, optimizer_step_index
+from curvecast._lightning import StepReader, logging_cadence
 from curvecast.callbacks.measures.fetch_timer import FetchTimer
 from curvecast.callbacks.measures.flops import (
     StepFlopCounter,
@@ -111,6 +111,7 @@ class Throughput(Sensor):
         self._world = 1
         self._every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start of a fit
         self._fit_steps = 0
+        self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
         self._batches_per_step = 1
         self._counting_flops = False  # a plain flag, where `_flops.running` is a property read every step
         self._new_step()
@@ -130,6 +131,7 @@ class Throughput(Sensor):
         self._world = int(getattr(trainer, "world_size", 1))
         self._every = self.log_every_n_steps or logging_cadence(trainer)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
+        self._steps = StepReader(trainer)
         self._fetch = FetchTimer(self.clock)
         self._fetch.attach(trainer)
         self._t_last_end = None
@@ -199,7 +201,7 @@ class Throughput(Sensor):
             self._compute += now - self._t_batch
             self._t_last_end = self.clock()
             return
-        step = optimizer_step_index(trainer, after_step=True)
+        step = self._steps.index(after_step=True)
         self._fit_steps += 1
         if not self._skip and self._fit_steps > _WARMUP_STEPS:
             # Kept raw, one tuple a step: the window, the totals and the history take them at the logging cadence
