@@ -189,6 +189,36 @@ def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
     assert bundle.history.num_points("loss") == 6
 
 
+def test_a_sensor_failing_at_every_step_is_one_warning_naming_its_hook(quiet_trainer_kwargs, monkeypatch):
+    """The bundle calls a guarded hook in its own `try`: the warning `guarded` gives, once, and the run goes on."""
+
+    def broken(batch):
+        raise ValueError("rows broke")
+
+    monkeypatch.setattr("curvecast.callbacks.throughput.infer_batch_rows", broken)
+    bundle = Curvecast(forecast_budget=None, background=False)
+    trainer = pl.Trainer(max_steps=12, callbacks=[bundle], **quiet_trainer_kwargs)
+    with pytest.warns(CurvecastWarning, match="rows broke") as caught:
+        trainer.fit(TinyRegression(), loader())
+    broke = [str(w.message) for w in caught if "rows broke" in str(w.message)]
+    assert broke == ["curvecast: Throughput.on_train_batch_start failed and was skipped (ValueError: rows broke)"]
+    assert trainer.global_step == 12
+    assert bundle.history.num_points("loss") == 12
+    assert bundle.history.num_points("lr") == 12  # the hooks after it in the same step ran
+
+
+def test_an_unguarded_hook_of_a_configured_sensor_raises_as_it_would_alone(quiet_trainer_kwargs):
+    """Only a hook under `guarded` is guarded by the bundle: a subclass's own hook keeps its exceptions."""
+
+    class Strict(Throughput):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            raise RuntimeError("strict sensor")
+
+    bundle = Curvecast(throughput=Strict(log_metrics=False), forecast_budget=None, background=False)
+    with pytest.raises(RuntimeError, match="strict sensor"):
+        pl.Trainer(max_steps=3, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader())
+
+
 def test_a_configured_sensor_acting_before_zero_grad_is_forwarded_that_hook(quiet_trainer_kwargs):
     """The bundle leaves `on_before_zero_grad` to Lightning unless one of its sensors acts there."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from curvecast._lightning import Callback, is_global_zero
@@ -13,7 +14,7 @@ from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
-from curvecast.failsafe import guarded, warn_once
+from curvecast.failsafe import guarded, hook_failed, warn_once
 from curvecast.forecasting import Report
 from curvecast.forecasting.metric_map import check_mode_bounds
 from curvecast.forecasting.stop_request import StopRequest
@@ -83,6 +84,19 @@ _PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backw
 def _defines(sensor: Sensor, hook: str) -> bool:
     """Whether ``sensor`` does something in ``hook`` (its class overrides Lightning's no-op)."""
     return getattr(type(sensor), hook) is not getattr(Callback, hook)
+
+
+def _step_hook(sensor: Sensor, hook: str) -> tuple[Callable[..., Any], Sensor, bool]:
+    """``sensor``'s ``hook`` as the bundle calls it every step, ``function(sensor, *args)``, and whether the bundle
+    guards it: a method under :func:`~curvecast.failsafe.guarded` is called bare in the bundle's own ``try`` (one
+    Python frame less per hook and step, a microsecond or so run cold after the backward pass); any other is called as
+    it is, its exceptions its own."""
+    if hook in vars(sensor):  # set on the instance (a wrapper): called as set
+        bound = getattr(sensor, hook)
+        return (lambda _sensor, *args: bound(*args)), sensor, False
+    function = getattr(type(sensor), hook)
+    inner = getattr(function, "__guarded__", None)
+    return (inner, sensor, True) if inner is not None else (function, sensor, False)
 
 
 def _checked_target(target: Any) -> float | None:
@@ -207,9 +221,11 @@ class Curvecast(Callback):
         ]
         for sensor in self.sensors:
             sensor.record_into(self.history)
-        # The per-step hooks each sensor defines, bound once: a call to a hook a sensor leaves to Lightning's no-op
+        # The per-step hooks each sensor defines, looked up once: a call to a hook a sensor leaves to Lightning's no-op
         # base costs a microsecond, a few per step for nothing.
-        self._hooks = {name: [getattr(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS}
+        self._hooks = {
+            name: [_step_hook(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS
+        }
         zero_grad = [s.on_before_zero_grad for s in self.sensors if _defines(s, "on_before_zero_grad")]
         if zero_grad:  # a configured sensor of a subclass that acts there: forwarded, on this instance alone
 
@@ -322,28 +338,53 @@ class Curvecast(Callback):
             say_if_too_few_points(self.monitor, expected_validations(trainer), self.cadence.min_points)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        for hook in self._hooks["on_train_batch_start"]:
-            hook(trainer, pl_module, batch, batch_idx)
+        for hook, sensor, ours in self._hooks["on_train_batch_start"]:
+            try:
+                hook(sensor, trainer, pl_module, batch, batch_idx)
+            except Exception as error:  # noqa: BLE001 - what `guarded` would do, in this frame
+                if not ours:
+                    raise
+                hook_failed(sensor, hook, error)
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
-        for hook in self._hooks["on_before_backward"]:
-            hook(trainer, pl_module, loss)
+        for hook, sensor, ours in self._hooks["on_before_backward"]:
+            try:
+                hook(sensor, trainer, pl_module, loss)
+            except Exception as error:  # noqa: BLE001 - what `guarded` would do, in this frame
+                if not ours:
+                    raise
+                hook_failed(sensor, hook, error)
         if self.finite_guard is not None:
             self.finite_guard.on_before_backward(loss)
 
     def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
-        for hook in self._hooks["on_after_backward"]:
-            hook(trainer, pl_module)
+        for hook, sensor, ours in self._hooks["on_after_backward"]:
+            try:
+                hook(sensor, trainer, pl_module)
+            except Exception as error:  # noqa: BLE001 - what `guarded` would do, in this frame
+                if not ours:
+                    raise
+                hook_failed(sensor, hook, error)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        for hook in self._hooks["on_before_optimizer_step"]:
-            hook(trainer, pl_module, optimizer)
+        for hook, sensor, ours in self._hooks["on_before_optimizer_step"]:
+            try:
+                hook(sensor, trainer, pl_module, optimizer)
+            except Exception as error:  # noqa: BLE001 - what `guarded` would do, in this frame
+                if not ours:
+                    raise
+                hook_failed(sensor, hook, error)
         if self.finite_guard is not None:
             self.brain.guard_finite(trainer, pl_module, optimizer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        for hook in self._hooks["on_train_batch_end"]:
-            hook(trainer, pl_module, outputs, batch, batch_idx)
+        for hook, sensor, ours in self._hooks["on_train_batch_end"]:
+            try:
+                hook(sensor, trainer, pl_module, outputs, batch, batch_idx)
+            except Exception as error:  # noqa: BLE001 - what `guarded` would do, in this frame
+                if not ours:
+                    raise
+                hook_failed(sensor, hook, error)
         self.brain.think(trainer, pl_module, at_validation=False)
         self.brain.batch_done()
         if self.throughput is not None:
