@@ -34,10 +34,13 @@ def _loss_tensor(outputs: Any) -> torch.Tensor | None:
 
 def _stacked(losses: list[torch.Tensor]) -> torch.Tensor:
     """Losses of any shape with one element (0-d as a rule) as one float32 vector; one op when all are 0-d."""
+    stacked = None
     if losses[0].dim() == 0:  # as a rule all are: stacked without a look at each one's shape first
         with contextlib.suppress(RuntimeError):  # shapes differ, e.g. () and (1,)
-            return torch.stack(losses).float()
-    return torch.stack([loss.reshape(()) for loss in losses]).float()
+            stacked = torch.stack(losses)
+    if stacked is None:
+        stacked = torch.stack([loss.reshape(()) for loss in losses])
+    return stacked if stacked.dtype == torch.float32 else stacked.float()  # a cast is one more op, run cold
 
 
 _VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, loss_val, eval_loss; not "interval"

@@ -303,18 +303,22 @@ class Throughput(Sensor):
     def _record_pending(self) -> None:
         """Move the steps timed since the last call into the window and the totals, and record them."""
         pending, self._pending = self._pending, []
-        measured = self._fetch.measured
-        for step, timing, items, batches in pending:
-            self.timings.add(timing)
-            self._items.append(items)
-            total = timing.total
-            self.totals["steps"] += 1
-            self.totals["samples"] += timing.samples
-            self.totals["seconds"] += total
-            self._batches_per_step = batches
-            self.history.append(STEP_TIME, step, total)
-            if measured:
-                self.history.append(DATA_WAIT, step, timing.data_wait)
+        if not pending:
+            return
+        steps, timings, items, batches = zip(*pending, strict=True)
+        totals = [timing.total for timing in timings]
+        self.timings.extend(timings)
+        self._items.extend(items)
+        self.totals["steps"] += len(timings)
+        self.totals["samples"] += sum(timing.samples for timing in timings)
+        self.totals["seconds"] += sum(totals)
+        self._batches_per_step = batches[-1]
+        append = self.history.append
+        for step, total in zip(steps, totals, strict=True):
+            append(STEP_TIME, step, total)
+        if self._fetch.measured:
+            for step, timing in zip(steps, timings, strict=True):
+                append(DATA_WAIT, step, timing.data_wait)
 
     def flush_pending(self) -> None:
         """Record the steps timed since the last flush (the bundle asks before a checkpoint is saved)."""
