@@ -512,3 +512,17 @@ def test_a_resume_from_an_earlier_checkpoint_never_writes_a_step_twice(tmp_path)
         steps = _steps_in_write_order(tmp_path / "run" / "fixed", tag)
         assert steps == sorted(set(steps)), f"{tag} has a step written twice or out of order"
     assert _steps_in_write_order(tmp_path / "run" / "fixed", "curvecast/loss") == list(range(60))
+
+
+def test_a_pickled_bundle_trains_as_the_original(quiet_trainer_kwargs):
+    """A spawned DDP worker gets the bundle pickled: its per-step hooks are looked up again there."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(Curvecast(forecast_budget=None, background=False)))
+    assert {name: len(hooks) for name, hooks in copy._hooks.items()} == {
+        name: len(hooks) for name, hooks in Curvecast()._hooks.items()
+    }
+    trainer = pl.Trainer(max_steps=9, callbacks=[copy], **quiet_trainer_kwargs)
+    trainer.fit(TinyRegression(), loader())
+    assert copy.history.num_points("loss") == 9
+    assert copy.history.num_points("lr") == 9

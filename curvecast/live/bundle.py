@@ -221,11 +221,7 @@ class Curvecast(Callback):
         ]
         for sensor in self.sensors:
             sensor.record_into(self.history)
-        # The per-step hooks each sensor defines, looked up once: a call to a hook a sensor leaves to Lightning's no-op
-        # base costs a microsecond, a few per step for nothing.
-        self._hooks = {
-            name: [_step_hook(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS
-        }
+        self._hooks = self._step_hooks()
         zero_grad = [s.on_before_zero_grad for s in self.sensors if _defines(s, "on_before_zero_grad")]
         if zero_grad:  # a configured sensor of a subclass that acts there: forwarded, on this instance alone
 
@@ -260,6 +256,22 @@ class Curvecast(Callback):
                               self.loss_capture, self.forecast_every, background, self.finite_guard)  # fmt: skip
         self._monitor_checked = False
         self._state_key: str | None = None
+
+    def _step_hooks(self) -> dict[str, list[tuple[Callable[..., Any], Sensor, bool]]]:
+        """The per-step hooks each sensor defines, looked up once: a call to a hook a sensor leaves to Lightning's
+        no-op base costs a microsecond, a few per step for nothing."""
+        return {name: [_step_hook(s, name) for s in self.sensors if _defines(s, name)] for name in _PER_STEP_HOOKS}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A spawned DDP worker gets the bundle pickled: the hooks' bare functions are no module attributes (their
+        # guarded wrappers are), so they are looked up again on the other side.
+        state = self.__dict__.copy()
+        del state["_hooks"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._hooks = self._step_hooks()
 
     def attach(self, actuator: Actuator, *, save_state: bool = True) -> None:
         """Have ``actuator`` act on this run's reports (once), bound to the run's context.
