@@ -1,11 +1,12 @@
 """SampleCadence: which optimizer steps the gradient noise scale measures, its cost kept to a share of the run's time.
 
 A sampled step costs the training thread the per-example (or per-micro-batch) norms in the backward pass, the hooks
-that take them, and a pass over every gradient for the big batch's norm: 0.1-0.5 ms on a small CPU model, whatever
-its step takes. On a 2 ms step the default spacing (one step in ten) makes that 1-2 % of the run; on a 50 ms step,
-a small fraction of a percent. On a CPU, where the host clock sees the whole cost, the spacing after the first
-``warmup`` samples follows the measured cost: the smallest spacing whose samples take at most ``share`` of the
-run's time (the wall time between two samples, which includes everything the run does between them).
+that take them, and a pass over every gradient for the big batch's norm: 0.5-0.8 ms of CPU for the 25k- to
+300k-parameter MLPs of ``benchmarks/small_step_overhead.py``, whose steps take 2-6 ms. The default spacing (one step
+in ten) makes that 2-3 % of such a run; on a 50 ms step, a fraction of a percent. On a CPU, where the training
+thread's clock sees the whole cost, the spacing after the first ``warmup`` samples follows the measured cost: the
+smallest spacing whose samples take at most ``share`` of the run's time (the wall time between two samples, which
+includes everything the run does between them).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SampleCadence:
         self._last: tuple[int, float, float] | None = None  # the previous sample: step, start time, cost
 
     def due(self, step: int) -> bool:
+        """Whether ``step`` (an optimizer step index) is one to sample."""
         return (step + self._offset) % self.every == 0
 
     def sampled(self, step: int, started: float, cost: float) -> None:
