@@ -103,15 +103,25 @@ def forget_warnings() -> None:
 
 
 def guarded(method):
-    """Turn an exception inside a hook into a single warning: curvecast must never kill the run it watches."""
+    """Turn an exception inside a hook into a single warning: curvecast must never kill the run it watches.
+
+    The method itself stays reachable as the wrapper's ``__guarded__``, for a caller that guards the call in its own
+    ``try`` (the bundle's per-step forwarding: one Python frame less per hook, see :func:`hook_failed`).
+    """
 
     @functools.wraps(method)
     def wrapper(self, *args: Any, **kwargs: Any):
         try:
             return method(self, *args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any failure of ours must not reach the training loop
-            name = f"{type(self).__name__}.{method.__name__}"
-            warn_once(f"curvecast: {name} failed and was skipped ({type(error).__name__}: {error})", key=name)
+            hook_failed(self, method, error)
             return None
 
+    wrapper.__guarded__ = method
     return wrapper
+
+
+def hook_failed(owner: Any, method: Any, error: Exception) -> None:
+    """What :func:`guarded` does with an exception of ``owner``'s ``method``: one warning for each method."""
+    name = f"{type(owner).__name__}.{method.__name__}"
+    warn_once(f"curvecast: {name} failed and was skipped ({type(error).__name__}: {error})", key=name)

@@ -189,6 +189,36 @@ def test_a_failing_sensor_becomes_one_warning(quiet_trainer_kwargs):
     assert bundle.history.num_points("loss") == 6
 
 
+def test_a_sensor_failing_at_every_step_is_one_warning_naming_its_hook(quiet_trainer_kwargs, monkeypatch):
+    """The bundle calls a guarded hook in its own `try`: the warning `guarded` gives, once, and the run goes on."""
+
+    def broken(batch):
+        raise ValueError("rows broke")
+
+    monkeypatch.setattr("curvecast.callbacks.throughput.infer_batch_rows", broken)
+    bundle = Curvecast(forecast_budget=None, background=False)
+    trainer = pl.Trainer(max_steps=12, callbacks=[bundle], **quiet_trainer_kwargs)
+    with pytest.warns(CurvecastWarning, match="rows broke") as caught:
+        trainer.fit(TinyRegression(), loader())
+    broke = [str(w.message) for w in caught if "rows broke" in str(w.message)]
+    assert broke == ["curvecast: Throughput.on_train_batch_start failed and was skipped (ValueError: rows broke)"]
+    assert trainer.global_step == 12
+    assert bundle.history.num_points("loss") == 12
+    assert bundle.history.num_points("lr") == 12  # the hooks after it in the same step ran
+
+
+def test_an_unguarded_hook_of_a_configured_sensor_raises_as_it_would_alone(quiet_trainer_kwargs):
+    """Only a hook under `guarded` is guarded by the bundle: a subclass's own hook keeps its exceptions."""
+
+    class Strict(Throughput):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            raise RuntimeError("strict sensor")
+
+    bundle = Curvecast(throughput=Strict(log_metrics=False), forecast_budget=None, background=False)
+    with pytest.raises(RuntimeError, match="strict sensor"):
+        pl.Trainer(max_steps=3, callbacks=[bundle], **quiet_trainer_kwargs).fit(TinyRegression(), loader())
+
+
 def test_a_configured_sensor_acting_before_zero_grad_is_forwarded_that_hook(quiet_trainer_kwargs):
     """The bundle leaves `on_before_zero_grad` to Lightning unless one of its sensors acts there."""
 
@@ -482,3 +512,17 @@ def test_a_resume_from_an_earlier_checkpoint_never_writes_a_step_twice(tmp_path)
         steps = _steps_in_write_order(tmp_path / "run" / "fixed", tag)
         assert steps == sorted(set(steps)), f"{tag} has a step written twice or out of order"
     assert _steps_in_write_order(tmp_path / "run" / "fixed", "curvecast/loss") == list(range(60))
+
+
+def test_a_pickled_bundle_trains_as_the_original(quiet_trainer_kwargs):
+    """A spawned DDP worker gets the bundle pickled: its per-step hooks are looked up again there."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(Curvecast(forecast_budget=None, background=False)))
+    assert {name: len(hooks) for name, hooks in copy._hooks.items()} == {
+        name: len(hooks) for name, hooks in Curvecast()._hooks.items()
+    }
+    trainer = pl.Trainer(max_steps=9, callbacks=[copy], **quiet_trainer_kwargs)
+    trainer.fit(TinyRegression(), loader())
+    assert copy.history.num_points("loss") == 9
+    assert copy.history.num_points("lr") == 9

@@ -1,4 +1,5 @@
-"""``steps_taken`` reads the loop's counters directly and must agree with ``trainer.global_step`` at every hook."""
+"""``steps_taken`` and a ``StepReader`` read the loop's counters directly and must agree with ``trainer.global_step``
+at every hook."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from curvecast._lightning import optimizer_step_index, steps_taken
+from curvecast._lightning import StepReader, optimizer_step_index, steps_taken
 from tiny_models import TinyRegression, TinyRegressionL, loader
 
 HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
@@ -22,13 +23,23 @@ def _agreement(base: type) -> type:
         def __init__(self) -> None:
             self.readings: list[tuple[int, int]] = []
             self.indices: list[tuple[int, int]] = []
+            self.reader: StepReader | None = None
+            self.read: list[tuple[int, int, int]] = []  # the reader's, and what the walk from the Trainer gives
             for hook in HOOKS:
                 setattr(self, hook, self._compare)
+
+        def on_train_start(self, trainer, pl_module):
+            self.reader = StepReader(trainer)  # as a sensor makes it, once per fit
 
         def _compare(self, trainer, *args, **kwargs):
             self.readings.append((steps_taken(trainer), int(trainer.global_step)))
             # The step a measured value belongs to: the steps per optimizer, as Lightning's loggers count them.
             self.indices.append((optimizer_step_index(trainer), int(trainer.global_step) // len(trainer.optimizers)))
+            if self.reader is not None:
+                taken, after = self.reader.taken_and_index()
+                self.read.append((taken, self.reader.index(), after))
+                assert self.read[-1] == (steps_taken(trainer), optimizer_step_index(trainer),
+                                         optimizer_step_index(trainer, after_step=True))  # fmt: skip
 
     return Agreement
 
@@ -72,6 +83,7 @@ def test_agrees_with_global_step_at_every_hook(module, kwargs, quiet_trainer_kwa
     assert [a for a, _ in check.readings] == [b for _, b in check.readings]
     assert [a for a, _ in check.indices] == [b for _, b in check.indices]
     assert check.readings[-1][1] >= 7  # two optimizers step twice a batch: 8
+    assert len(check.read) > 30
 
 
 def test_agrees_after_a_resume_and_in_the_lightning_flavour(tmp_path, quiet_trainer_kwargs):
@@ -82,4 +94,5 @@ def test_agrees_after_a_resume_and_in_the_lightning_flavour(tmp_path, quiet_trai
     trainer = L.Trainer(max_steps=9, callbacks=[check], **quiet_trainer_kwargs)
     trainer.fit(TinyRegressionL(), loader(n=64), ckpt_path=checkpoint.last_model_path)
     assert check.readings[0] == (5, 5)
+    assert check.read[0][0] == 5  # the reader made at the start of the resumed fit sees the restored count
     assert [a for a, _ in check.readings] == [b for _, b in check.readings]

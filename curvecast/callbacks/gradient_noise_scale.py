@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import host_cadence, logging_cadence, optimizer_step_index, trains_on_cpu
+from curvecast._lightning import StepReader, host_cadence, logging_cadence, trains_on_cpu
+from curvecast.callbacks.measures import gns_cadence
+from curvecast.callbacks.measures.gns_cadence import SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, measuring_source
 from curvecast.callbacks.measures.gradient_tensors import (
@@ -60,7 +63,10 @@ class GradientNoiseScale(Sensor):
         sample_every_n_steps: measure the noise scale on one optimizer step in this many (the gradient norm is
             recorded on every step); the cost falls in proportion. None: every step for ``"microbatch"`` (one norm
             kernel per parameter and micro-batch), every ``PER_EXAMPLE_EVERY`` (10) steps for ``"per_example"``,
-            whose exact sequence-layer norms cost up to a few tens of percent of a step on small layers.
+            whose exact sequence-layer norms cost up to a few tens of percent of a step on small layers; these, on a
+            single CPU process and once ``min_updates`` samples are in, spaced further apart where that is needed for
+            the samples' measured cost to stay under ``SAMPLE_SHARE`` (0.3 %) of the run's time
+            (:class:`~curvecast.callbacks.measures.gns_cadence.SampleCadence`; :attr:`sample_spacing` says how far).
         norm_every_n_steps: record the gradient norm of one optimizer step in this many; None: every step on an
             accelerator, the last step before each move to the host on a CPU (8 steps apart at most).
         log_every_n_steps: optimizer steps between host transfers and logged values; None: the Trainer's (and on a
@@ -121,15 +127,22 @@ class GradientNoiseScale(Sensor):
         # On a CPU the step's arithmetic runs on Python floats (reading a scalar waits for nothing there), on an
         # accelerator on device tensors (no host sync).
         self._on_host = True
-        self._every = 1
+        self._cadence = SampleCadence(1, 1, adaptive=False, warmup=0)
         self._norm_every = 1  # optimizer steps between measured gradient norms (see `norm_every_n_steps`)
         self._log_every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start
         self._record_norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
         self._reset_step()
         self._pending: list[tuple[int, torch.Tensor | float]] = []
         self._stepped = False
+        self._step = self._stepped_at = 0
+        self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
         self._last_step: int | None = None
         self._recorded_updates = 0  # estimator updates already recorded into the history
+
+    @property
+    def sample_spacing(self) -> int:
+        """Optimizer steps between the steps the noise scale is measured on, as of now (``sample_every_n_steps``)."""
+        return self._cadence.every
 
     @property
     def b_simple(self) -> float | None:
@@ -139,6 +152,8 @@ class GradientNoiseScale(Sensor):
     def _reset_step(self) -> None:
         self._open = False
         self._sampling = False
+        self._started = 0.0  # wall seconds: when the sampled step began
+        self._cost = 0.0  # CPU seconds of this sampled step's own work in its hooks so far (see `cost_clock`)
         self._valid = True
         self._small_sum: torch.Tensor | float | None = None
         self._small_count = 0
@@ -156,6 +171,7 @@ class GradientNoiseScale(Sensor):
         automatic = getattr(pl_module, "automatic_optimization", True)
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
+        self._steps = StepReader(trainer)
         self._on_host = trains_on_cpu(trainer)
         # The loss waits for its step's gradient norm before the detectors score the pair: recorded on the losses'
         # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
@@ -165,12 +181,21 @@ class GradientNoiseScale(Sensor):
             self.source, trainer, pl_module, self._params, self._accumulate * self._world
         )
         default_every = PER_EXAMPLE_EVERY if self.active_source == "per_example" else 1
-        self._every = self.sample_every_n_steps or default_every
         # On a CPU the training thread itself computes the gradient norm: a pass over every gradient, 0.05-0.15 ms
         # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before each move of
         # the losses to the host (8 steps apart at most), so the norm and the losses it is paired with reach the
         # detectors together; on an accelerator it costs the host three kernel launches and is measured every step.
         self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if self._on_host else 1)
+        # Unless a spacing was asked for, per-example samples on one CPU are spaced so that they cost a bounded share of
+        # the run (see SampleCadence). An accelerator's cost is device time the host clock does not see, and the ranks
+        # of a DDP run time their steps apart: the default spacing there, as for the micro-batch source (every step,
+        # each with its gradient norm).
+        adaptive = self.sample_every_n_steps is None and self.active_source == "per_example"
+        self._cadence = SampleCadence(
+            self.sample_every_n_steps or default_every, self._norm_every,
+            adaptive=adaptive and self._on_host and self._world == 1,
+            warmup=max(self.estimator.min_updates - self._recorded_updates, 0), share=gns_cadence.SAMPLE_SHARE,
+        )  # fmt: skip
         self._log_every = self.log_every_n_steps or logging_cadence(trainer)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
 
@@ -191,10 +216,13 @@ class GradientNoiseScale(Sensor):
         if not self._open:
             self._reset_step()
             self._open = True
-            step = optimizer_step_index(trainer)
-            self._sampling = self.active_source is not None and step % self._every == 0
+            self._step = step = self._steps.index()  # the step's, read once: the optimizer hook reuses it
+            self._sampling = self.active_source is not None and self._cadence.due(step)
+            if self._sampling:
+                self._started = time.perf_counter()
         if not self._sampling:
             return
+        begun = cost_clock()
         rows = self.batch_size_fn(batch) if self.batch_size_fn is not None else infer_batch_rows(batch)
         if rows is None:
             self._valid = False
@@ -207,11 +235,20 @@ class GradientNoiseScale(Sensor):
             self._per_example.attach()
             self._per_example.start_micro_batch()
             self._per_example.enabled = True
+        self._cost += cost_clock() - begun
 
     @guarded
     def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
         if not self._sampling:
             return
+        begun = cost_clock()
+        try:
+            self._take_small_batch(trainer)
+        finally:
+            self._cost += cost_clock() - begun
+
+    def _take_small_batch(self, trainer: Any) -> None:
+        """Add this micro-batch's small-batch squared norm, from the source's hooks, to the step's."""
         k2 = float(self._accumulate) ** 2  # Lightning divides the loss by K: hooks see gradients / K
         total: torch.Tensor | None = None
         if self._micro is not None:
@@ -240,10 +277,32 @@ class GradientNoiseScale(Sensor):
     @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         self._stepped = True
-        step = optimizer_step_index(trainer)
+        # The step read when it opened; a second optimizer step in the same batch finds it closed and reads anew.
+        step = self._step if self._open else self._steps.index()
+        self._stepped_at = step  # the batch's end records at the step of its last optimizer step
+        if not self._sampling:
+            self._step_done(step)
+            return
+        started, cost, begun = self._started, self._cost, cost_clock()
+        try:
+            self._step_done(step)
+        finally:
+            self._cadence.sampled(step, started, cost + cost_clock() - begun + self._hook_seconds())
+            if self._cadence.every > 1:
+                self._detach()  # until the next sampled step: hooks cost every forward and backward they are on
+            self._reset_step()
+
+    def _hook_seconds(self) -> float:
+        """CPU seconds the sources' hooks took in this step's forward and backward passes (reset by the read)."""
+        seconds = 0.0
+        for hooks in (self._micro, self._per_example):
+            if hooks is not None:
+                seconds, hooks.seconds = seconds + hooks.seconds, 0.0
+        return seconds
+
+    def _step_done(self, step: int) -> None:
+        """The step's gradient norm (and its noise-scale update when sampled), on the cadences."""
         measured = self._sampling and self._valid and self._small_sum is not None
-        if self._sampling and self._every > 1:
-            self._detach()  # until the next sampled step: hooks cost every forward and backward they are on
         if not measured and (step + 1) % self._norm_every:
             self._open = False  # the next batch's start resets the step
             return  # neither a sampled step of the noise scale nor one whose gradient norm is measured
@@ -293,7 +352,7 @@ class GradientNoiseScale(Sensor):
         if not self._stepped:
             return
         self._stepped = False
-        step = optimizer_step_index(trainer, after_step=True)
+        step = self._stepped_at  # what `optimizer_step_index(trainer, after_step=True)` gives now, read already
         every, max_steps = self._log_every, self._max_steps
         last = max_steps > 0 and step + 1 >= max_steps
         # `should_stop` may differ between ranks for a moment: under DDP only the step count decides (a collective)

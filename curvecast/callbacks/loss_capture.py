@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-from curvecast._lightning import host_cadence, optimizer_step_index, steps_taken
+from curvecast._lightning import StepReader, host_cadence
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
@@ -20,6 +21,9 @@ __all__ = ["LossCapture", "is_validation_metric"]
 
 def _loss_tensor(outputs: Any) -> torch.Tensor | None:
     """The loss a ``training_step`` returned: a tensor, or ``{"loss": tensor}``; None when it returned nothing."""
+    if type(outputs) is dict:  # what Lightning hands under automatic optimization: tested first, in one check
+        loss = outputs.get("loss")
+        return loss if isinstance(loss, torch.Tensor) else None
     if isinstance(outputs, torch.Tensor):
         return outputs
     if isinstance(outputs, dict):
@@ -30,9 +34,13 @@ def _loss_tensor(outputs: Any) -> torch.Tensor | None:
 
 def _stacked(losses: list[torch.Tensor]) -> torch.Tensor:
     """Losses of any shape with one element (0-d as a rule) as one float32 vector; one op when all are 0-d."""
-    if all(loss.dim() == 0 for loss in losses):
-        return torch.stack(losses).float()
-    return torch.stack([loss.reshape(()) for loss in losses]).float()
+    stacked = None
+    if losses[0].dim() == 0:  # as a rule all are: stacked without a look at each one's shape first
+        with contextlib.suppress(RuntimeError):  # shapes differ, e.g. () and (1,)
+            stacked = torch.stack(losses)
+    if stacked is None:
+        stacked = torch.stack([loss.reshape(()) for loss in losses])
+    return stacked if stacked.dtype == torch.float32 else stacked.float()  # a cast is one more op, run cold
 
 
 _VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, loss_val, eval_loss; not "interval"
@@ -99,10 +107,12 @@ class LossCapture(Sensor):
         self._flush_every = 1
         self._scale = 1.0
         self._trainer: Any = None
+        self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._trainer = trainer
+        self._steps = StepReader(trainer)
         self._seen_global_step = int(trainer.global_step)
         self._micro.clear()
         self._flush_every = self.flush_every or host_cadence(trainer)
@@ -116,13 +126,12 @@ class LossCapture(Sensor):
             # Under automatic optimization Lightning hands a detached copy of the step's loss: kept as it is (a
             # detach is a tensor op, 5-10 us run cold after the step); the scale and dtype are applied at the flush.
             self._micro.append(loss.detach() if loss.requires_grad else loss)
-        global_step = steps_taken(trainer)
+        global_step, step = self._steps.taken_and_index()
         if self._seen_global_step is None:
             self._seen_global_step = global_step
         if global_step == self._seen_global_step:
             return  # still accumulating micro-batches of this optimizer step
         self._seen_global_step = global_step
-        step = optimizer_step_index(trainer, after_step=True)
         if self._micro:
             step_loss = self._micro[0] if len(self._micro) == 1 else _stacked(self._micro).mean()
             self._pending_steps.append(step)

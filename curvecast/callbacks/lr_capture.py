@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import host_cadence, optimizer_step_index
+from curvecast._lightning import StepReader, host_cadence
 from curvecast.callbacks.measures.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
@@ -42,12 +42,14 @@ class LearningRateCapture(Sensor):
         self._pending: list[tuple[int, float]] = []  # (step, LR) read but not yet recorded
         self._flush_every = 1
         self._first: Any = None  # the optimizer whose LR is followed
+        self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._schedule = None
         self._pending = []
         self._flush_every = host_cadence(trainer)  # recorded and checked in batches, as the losses are
+        self._steps = StepReader(trainer)
         optimizers = getattr(trainer, "optimizers", None)
         self._first = optimizers[0] if optimizers else None  # read once: a property walk, and fixed during a fit
         self.horizon = run_horizon(trainer)
@@ -63,7 +65,7 @@ class LearningRateCapture(Sensor):
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self._first is not None and optimizer is not self._first:
             return  # manual optimization with several optimizers: follow the first one
-        self._pending.append((optimizer_step_index(trainer), float(optimizer.param_groups[0]["lr"])))
+        self._pending.append((self._steps.index(), float(optimizer.param_groups[0]["lr"])))
         if len(self._pending) >= self._flush_every:
             self.flush_pending()
 

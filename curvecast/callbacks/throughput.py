@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import logging_cadence, optimizer_step_index
+from curvecast._lightning import StepReader, logging_cadence
 from curvecast.callbacks.measures.fetch_timer import FetchTimer
 from curvecast.callbacks.measures.flops import (
     StepFlopCounter,
@@ -105,13 +105,15 @@ class Throughput(Sensor):
         self.metrics: dict[str, float] = {}  # the last logged values
         self.rank_metrics: list[list[float]] = []  # under DDP: per rank [step time, data wait, samples/s, busy]
         self.totals = {"steps": 0, "samples": 0, "seconds": 0.0}
-        self._pending: list[tuple[int, StepTiming]] = []
+        self._pending: list[tuple[int, StepTiming, Any, int]] = []  # (step, timing, items, micro-batches)
         self._t_last_end: float | None = None
         self._peak: float | None = None
         self._world = 1
         self._every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start of a fit
         self._fit_steps = 0
+        self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
         self._batches_per_step = 1
+        self._counting_flops = False  # a plain flag, where `_flops.running` is a property read every step
         self._new_step()
 
     def _new_step(self) -> None:
@@ -129,6 +131,7 @@ class Throughput(Sensor):
         self._world = int(getattr(trainer, "world_size", 1))
         self._every = self.log_every_n_steps or logging_cadence(trainer)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
+        self._steps = StepReader(trainer)
         self._fetch = FetchTimer(self.clock)
         self._fetch.attach(trainer)
         self._t_last_end = None
@@ -165,6 +168,7 @@ class Throughput(Sensor):
             self.measure_flops = False  # once per run, even if the count fails
             self._skip = True  # the counting mode slows this step down
             self._flops.start()
+            self._counting_flops = self._flops.running
         self._t_batch = self.clock()  # our own work above is not the model's
 
     def own_work_done(self) -> None:
@@ -189,24 +193,21 @@ class Throughput(Sensor):
     @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = self.clock()
-        if self._flops.running:
+        if self._counting_flops:
+            self._counting_flops = False
             flops = self._flops.stop()
             self.flops_per_batch = float(flops) if flops else None
         if not self._stepped:
             self._compute += now - self._t_batch
             self._t_last_end = self.clock()
             return
-        timing = StepTiming(self._wait, self._compute, now - self._t_opt, self._samples, self._forward, self._between)
-        step = optimizer_step_index(trainer, after_step=True)
+        step = self._steps.index(after_step=True)
         self._fit_steps += 1
         if not self._skip and self._fit_steps > _WARMUP_STEPS:
-            self.timings.add(timing)
-            self._items.append(self._step_items)
-            self._pending.append((step, timing))
-            self.totals["steps"] += 1
-            self.totals["samples"] += timing.samples
-            self.totals["seconds"] += timing.total
-            self._batches_per_step = self._batches
+            # Kept raw, one tuple a step: the window, the totals and the history take them at the logging cadence
+            # (each tensor or Python op in a hook runs cold after the backward pass, a few us apiece on a CPU).
+            self._pending.append((step, StepTiming(self._wait, self._compute, now - self._t_opt, self._samples,
+                                                   self._forward, self._between), self._step_items, self._batches))
         if self._cuda and self._start_event is not None:
             end = torch.cuda.Event(enable_timing=True)
             end.record()
@@ -300,11 +301,28 @@ class Throughput(Sensor):
         self._record_pending()
 
     def _record_pending(self) -> None:
-        for step, timing in self._pending:
-            self.history.append(STEP_TIME, step, timing.total)
-            if self._fetch.measured:
-                self.history.append(DATA_WAIT, step, timing.data_wait)
-        self._pending = []
+        """Move the steps timed since the last call into the window and the totals, and record them."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        steps, timings, items, batches = zip(*pending, strict=True)
+        totals = [timing.total for timing in timings]
+        self.timings.extend(timings)
+        self._items.extend(items)
+        self.totals["steps"] += len(timings)
+        self.totals["samples"] += sum(timing.samples for timing in timings)
+        self.totals["seconds"] += sum(totals)
+        self._batches_per_step = batches[-1]
+        append = self.history.append
+        for step, total in zip(steps, totals, strict=True):
+            append(STEP_TIME, step, total)
+        if self._fetch.measured:
+            for step, timing in zip(steps, timings, strict=True):
+                append(DATA_WAIT, step, timing.data_wait)
+
+    def flush_pending(self) -> None:
+        """Record the steps timed since the last flush (the bundle asks before a checkpoint is saved)."""
+        self._record_pending()
 
     @guarded
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -319,6 +337,7 @@ class Throughput(Sensor):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python types only: counters and the FLOPs count (timings of a past process mean little)."""
+        self._record_pending()  # the totals count every step timed so far
         state: dict[str, Any] = {"version": _STATE_VERSION, "totals": dict(self.totals),
                                  "flops_per_batch": self.flops_per_batch}
         return self._save_history(state)

@@ -46,7 +46,9 @@ class ForecastLogger(Actuator):
         line = self.describe(report)
         self.lines = [*self.lines[-99:], line]
         log.info(line)
-        if self.progress_bar and pl_module is not None:
+        # Without a progress bar there is nothing to show it in, and a `log` call costs the training thread about a
+        # millisecond (a tensor made of the float, Lightning's result collection updated).
+        if self.progress_bar and pl_module is not None and getattr(trainer, "progress_bar_callback", True) is not None:
             # A hook where Lightning forbids logging (after validation) raises: the bar then keeps its last value.
             with contextlib.suppress(Exception):
                 pl_module.log(PROGRESS_BAR_NAME, float(forecast.final), prog_bar=True, logger=False)

@@ -39,7 +39,7 @@ from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.run_brain import RunBrain
-from curvecast.live.sensor_hooks import per_step_hooks, zero_grad_forwarder
+from curvecast.live.sensor_hooks import SensorHooks, forward, zero_grad_forwarder
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.metric_direction import metric_direction
 from curvecast.series import TRAIN_LOSS
@@ -158,7 +158,7 @@ class Curvecast(Callback):
         ]
         for sensor in self.sensors:
             sensor.record_into(self.history)
-        self._hooks = per_step_hooks(self.sensors)
+        self._hooks = SensorHooks(self.sensors)  # the per-step hooks each sensor defines, looked up once
         forward_zero_grad = zero_grad_forwarder(self.sensors)
         if forward_zero_grad is not None:  # a configured sensor of a subclass that acts there: on this instance alone
             self.on_before_zero_grad = forward_zero_grad
@@ -266,28 +266,23 @@ class Curvecast(Callback):
             say_if_too_few_points(self.monitor, expected_validations(trainer), self.cadence.min_points)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        for hook in self._hooks["on_train_batch_start"]:
-            hook(trainer, pl_module, batch, batch_idx)
+        forward(self._hooks["on_train_batch_start"], trainer, pl_module, batch, batch_idx)
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
-        for hook in self._hooks["on_before_backward"]:
-            hook(trainer, pl_module, loss)
+        forward(self._hooks["on_before_backward"], trainer, pl_module, loss)
         if self.finite_guard is not None:
             self.finite_guard.on_before_backward(loss)
 
     def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
-        for hook in self._hooks["on_after_backward"]:
-            hook(trainer, pl_module)
+        forward(self._hooks["on_after_backward"], trainer, pl_module)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        for hook in self._hooks["on_before_optimizer_step"]:
-            hook(trainer, pl_module, optimizer)
+        forward(self._hooks["on_before_optimizer_step"], trainer, pl_module, optimizer)
         if self.finite_guard is not None:
             self.brain.guard_finite(trainer, pl_module, optimizer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        for hook in self._hooks["on_train_batch_end"]:
-            hook(trainer, pl_module, outputs, batch, batch_idx)
+        forward(self._hooks["on_train_batch_end"], trainer, pl_module, outputs, batch, batch_idx)
         self.brain.think(trainer, pl_module, at_validation=False)
         self.brain.batch_done()
         if self.throughput is not None:

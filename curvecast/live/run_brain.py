@@ -21,6 +21,7 @@ from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.live.watch_scorer import WatchScorer
+from curvecast.series import LR
 
 __all__ = ["RunBrain"]
 
@@ -66,6 +67,9 @@ class RunBrain:
         self.finite_guard = finite_guard
         self._monitor_moved = False  # the monitor has a point the cadence has not looked at yet
         self._watched_schedule: LRSchedule | None = None
+        # The capture's schedule changes only where it records LRs (a changed LR drops it) and at the start of a fit:
+        # looked at again only then, not at every step.
+        self._lr_moved = True
         self._voted_at: int | None = None
         self._voted_flushes = 0  # the loss capture's flushes scored when the ranks last voted
         self._flushes_before = 0  # the loss capture's flushes at the previous vote check
@@ -90,6 +94,7 @@ class RunBrain:
         """Score with ``watch`` from now on (a restored or a new one); it is told the schedule at the next step."""
         self.scorer.watch = watch
         self._watched_schedule = None
+        self._lr_moved = True
 
     # -- the run's events -------------------------------------------------------------------------------------------
 
@@ -109,12 +114,15 @@ class RunBrain:
     def _on_point(self, name: str, step: int, value: float) -> None:
         if name == self.monitor:
             self._monitor_moved = True
+        elif name == LR:
+            self._lr_moved = True
         if self._watched(name):  # the step times, the LR and the like go to no detector
             self.scorer.feed(name, step, value)  # scored at the end of the batch, on the scorer's thread
 
     def _follow_schedule(self) -> None:
         """Give the detectors the planned schedule, again whenever the capture changed it (an LR found changed by
-        hand drops it mid-run): an identity check per step."""
+        hand drops it mid-run): an identity check after each batch of recorded LRs."""
+        self._lr_moved = False
         schedule = self._schedule()
         if schedule is not self._watched_schedule:
             self._watched_schedule = schedule
@@ -122,7 +130,8 @@ class RunBrain:
 
     def think(self, trainer: Any, pl_module: Any, at_validation: bool) -> None:
         """After a training batch or a validation: report what is new, start a forecast if one is due, and vote."""
-        self._follow_schedule()
+        if self._lr_moved:
+            self._follow_schedule()
         # Most steps nothing new can be there: no point of the monitor, no points scored since the last look, no
         # forecast finished (a check of three flags, where a look at the detectors first waits for their thread).
         if at_validation or self._monitor_moved or self.scorer.unread or self.cadence.ready:

@@ -39,3 +39,15 @@ def test_each_forecast_is_one_log_line_and_the_progress_bar_shows_it(tmp_path, c
     assert "forecast" not in columns  # the progress bar only, never the user's logs
     assert "train_loss" in columns
     assert not [c for c in columns if c.startswith("curvecast/")]  # nor the sensors' measures
+
+
+def test_without_a_progress_bar_the_forecast_is_a_log_line_alone(tmp_path, caplog):
+    """No bar to show it in: the forecast is not handed to ``LightningModule.log`` (a millisecond of the training
+    thread per forecast), and its line is logged as with a bar."""
+    bundle = Curvecast(forecast_every=20, background=False, forecast_budget=None, target=0.5)
+    trainer = tiny_trainer(tmp_path, [bundle], 120, logger=False, log_every_n_steps=5, enable_progress_bar=False)
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        trainer.fit(LogsItsLoss(), loader(n=960))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("curvecast step")]
+    assert len(lines) == len([r for r in bundle.reports if r.forecast is not None and r.forecast.ok]) >= 3
+    assert "forecast" not in trainer.progress_bar_metrics

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from curvecast.callbacks.measures.gns_cadence import cost_clock
 from curvecast.callbacks.measures.per_example_norms import module_sq_norms, supported_params
 from curvecast.failsafe import warn_once
 
@@ -34,6 +35,7 @@ class MicroBatchNorms:
         self.params = params
         self.enabled = False
         self.failed = False
+        self.seconds = 0.0  # host seconds spent in the hooks while enabled (the sampling's cost, see SampleCadence)
         self._norms: list[torch.Tensor] = []
         self._handles: list[Any] = []
 
@@ -50,6 +52,7 @@ class MicroBatchNorms:
     def _hook(self, grad: torch.Tensor) -> None:
         if not self.enabled or self.failed:
             return
+        begun = cost_clock()
         try:
             if grad.is_sparse:
                 grad = grad.coalesce()._values()
@@ -57,6 +60,7 @@ class MicroBatchNorms:
         except Exception as error:  # noqa: BLE001 - never break the user's backward pass
             self.failed = True
             warn_once(f"curvecast: micro-batch gradient norms disabled ({type(error).__name__}: {error})")
+        self.seconds += cost_clock() - begun
 
     def take(self) -> torch.Tensor | None:
         """Sum of squared norms since the last call (a 0-d device tensor), or None if no hook fired."""
@@ -87,6 +91,7 @@ class PerExampleNorms:
         self.enabled = False
         self.failed = False
         self.valid = True
+        self.seconds = 0.0  # host seconds spent in the hooks (the sampling's cost, see SampleCadence)
         self._calls: Counter[nn.Module] = Counter()
         self._per_layer: dict[nn.Module, torch.Tensor] = {}
         self.covered: set[int] = set()  # ids of the parameters the last `take` accounted for
@@ -113,6 +118,13 @@ class PerExampleNorms:
         self.valid = True
 
     def _forward_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        begun = cost_clock()
+        try:
+            self._hook_output(module, inputs, output)
+        finally:
+            self.seconds += cost_clock() - begun
+
+    def _hook_output(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         if not self.enabled or self.failed or not torch.is_grad_enabled():
             return
         if not isinstance(output, torch.Tensor) or not output.requires_grad or module not in self.layers:
@@ -135,6 +147,7 @@ class PerExampleNorms:
     def _grad_hook(self, module: nn.Module, inputs: torch.Tensor, grad: torch.Tensor) -> None:
         if self.failed or module not in self.layers:
             return
+        begun = cost_clock()
         try:
             with torch.no_grad():
                 norms = module_sq_norms(module, inputs, grad)
@@ -143,6 +156,7 @@ class PerExampleNorms:
         except Exception as error:  # noqa: BLE001 - never break the user's backward pass
             self.failed = True
             warn_once(f"curvecast: per-example gradient norms disabled ({type(error).__name__}: {error})")
+        self.seconds += cost_clock() - begun
 
     def take(self, rows: int | None = None) -> torch.Tensor | None:
         """This micro-batch's ``(B,)`` per-example squared norms (summed over layers), or None if unusable.

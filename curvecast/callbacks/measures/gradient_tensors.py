@@ -11,6 +11,8 @@ __all__ = ["grad_scale", "host_squared_norms", "infer_batch_rows", "squared_norm
 
 def infer_batch_rows(batch: Any) -> int | None:
     """Rows of the first tensor found in a batch (tensor, sequence or mapping), or None."""
+    if type(batch) in (tuple, list) and batch and type(batch[0]) is torch.Tensor and batch[0].dim() > 0:
+        return batch[0].shape[0]  # the common `(inputs, targets)`, without the recursion (read every step)
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() > 0 else None
     if isinstance(batch, dict):

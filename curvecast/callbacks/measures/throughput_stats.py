@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 __all__ = ["StepTiming", "TimingWindow", "percentile", "straggler"]
@@ -62,6 +62,10 @@ class TimingWindow:
 
     def add(self, timing: StepTiming) -> None:
         self.steps.append(timing)
+
+    def extend(self, timings: Iterable[StepTiming]) -> None:
+        """Add each of ``timings`` in turn (the steps timed since the last logging step)."""
+        self.steps.extend(timings)
 
     def __len__(self) -> int:
         return len(self.steps)

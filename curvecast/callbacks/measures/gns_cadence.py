@@ -1,0 +1,82 @@
+"""SampleCadence: which optimizer steps the gradient noise scale measures, its cost kept to a share of the run's time.
+
+A sampled step costs the training thread the per-example (or per-micro-batch) norms in the backward pass, the hooks
+that take them, and a pass over every gradient for the big batch's norm: 0.5-0.8 ms of CPU for the 25k- to
+300k-parameter MLPs of ``benchmarks/small_step_overhead.py``, whose steps take 2-6 ms. The default spacing (one step
+in ten) makes that 2-3 % of such a run; on a 50 ms step, a fraction of a percent. On a CPU, where the training
+thread's clock sees the whole cost, the spacing after the first ``warmup`` samples follows the measured cost: the
+smallest spacing whose samples take at most ``share`` of the run's time (the wall time between two samples, which
+includes everything the run does between them).
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["SAMPLE_SHARE", "SampleCadence", "cost_clock"]
+
+# A sample's cost is read on the training thread's CPU clock: a wait for the GIL (the scoring and forecast threads
+# hold it at times) or for a core is none of its cost. A system call, about 1 us: read a few times per sample only.
+cost_clock = time.thread_time
+
+SAMPLE_SHARE = 0.003  # of the run's time, for the noise scale's samples (their gradient norm pass included)
+MAX_SPACING = 1024  # optimizer steps between samples at most: the estimate keeps moving on the slowest spacing
+
+
+class SampleCadence:
+    """The steps to sample: every ``every`` steps from step 0 while fixed or warming up; then, when ``adaptive``,
+    every ``every`` steps with the spacing picked from the samples' measured cost.
+
+    A picked spacing is ``default`` when that fits the share, else ``aligned`` times a power of two, and its samples
+    fall on the steps whose index + 1 is a multiple of it: with ``aligned`` the gradient norm's cadence, each sample is
+    a step whose gradient norm is measured anyway (one pass over the gradients serves both).
+
+    Args:
+        default: the spacing of the warm-up (and of every sample when not adaptive).
+        aligned: the gradient norm's cadence, which a stretched spacing is a multiple of.
+        adaptive: pick the spacing from the cost (False: ``default`` throughout).
+        warmup: samples taken at ``default`` before the spacing follows the cost (the estimate is reported after
+            this many updates, at the step it always was).
+        share: the largest share of the run's time the samples may take.
+    """
+
+    def __init__(self, default: int, aligned: int, adaptive: bool, warmup: int, share: float = SAMPLE_SHARE) -> None:
+        self.default = default
+        self.aligned = max(aligned, 1)
+        self.adaptive = adaptive
+        self.warmup = warmup
+        self.share = share
+        self.every = default
+        self._offset = 0  # a step is sampled when (step + offset) % every == 0
+        self.samples = 0
+        self.cost: float | None = None  # seconds a sample costs the training thread (a running average)
+        self._last: tuple[int, float, float] | None = None  # the previous sample: step, start time, cost
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` (an optimizer step index) is one to sample."""
+        return (step + self._offset) % self.every == 0
+
+    def sampled(self, step: int, started: float, cost: float) -> None:
+        """A sample of ``step``, begun at ``started`` (host seconds), took ``cost`` seconds of the training thread:
+        pick the spacing of the next ones."""
+        self.samples += 1
+        previous, self._last = self._last, (step, started, cost)
+        if not self.adaptive:
+            return
+        # The first sample of a fit pays for first calls (hooks attached, buffers allocated): left out of the average.
+        if previous is None:
+            return
+        self.cost = cost if self.cost is None else 0.7 * self.cost + 0.3 * cost
+        if self.samples <= self.warmup or step <= previous[0]:
+            return
+        # Seconds of one step without a sample: the wall time since the previous sample, less that sample's cost.
+        period = max(started - previous[1] - previous[2], 0.0) / (step - previous[0])
+        if period <= 0.0:
+            return
+        if self.cost <= self.share * self.default * period:
+            self.every, self._offset = self.default, 0
+            return
+        every = self.aligned
+        while every < self.default or (self.cost > self.share * every * period and every * 2 <= MAX_SPACING):
+            every *= 2
+        self.every, self._offset = every, 1
