@@ -14,22 +14,16 @@ from curvecast.callbacks.measures import gns_cadence
 from curvecast.callbacks.measures.gns_cadence import SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, measuring_source
-from curvecast.callbacks.measures.gradient_tensors import (
-    grad_scale,
-    host_squared_norms,
-    infer_batch_rows,
-    squared_norms,
-    total_norm,
-)
+from curvecast.callbacks.measures.gns_state import gns_state, read_gns_state
+from curvecast.callbacks.measures.gns_step import step_norm, two_batch_pair
+from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.series import GNS_B_SIMPLE, GNS_GRAD_SQ_NORM, GNS_TRACE_COV, GRAD_NORM, logged_name
-from curvecast.state_checks import checked_mapping, checked_real, require_keys
 
 __all__ = ["GradientNoiseScale"]
 
-_STATE_VERSION = 1
 _SOURCES = ("auto", "microbatch", "per_example")
 PER_EXAMPLE_EVERY = 10  # default sampling of the per-example source: keeps its average cost near 2-3 % of a step
 
@@ -98,11 +92,9 @@ class GradientNoiseScale(Sensor):
     ) -> None:
         if source not in _SOURCES:
             raise ValueError(f"Expected `source` to be one of {_SOURCES}, but got {source!r}")
-        if sample_every_n_steps is not None and sample_every_n_steps < 1:
-            raise ValueError(
-                f"Expected `sample_every_n_steps` to be a positive int or None, but got {sample_every_n_steps}"
-            )
-        for name, every in (("log_every_n_steps", log_every_n_steps), ("norm_every_n_steps", norm_every_n_steps)):
+        spacings = {"sample_every_n_steps": sample_every_n_steps, "log_every_n_steps": log_every_n_steps,
+                    "norm_every_n_steps": norm_every_n_steps}  # fmt: skip
+        for name, every in spacings.items():
             if every is not None and every < 1:
                 raise ValueError(f"Expected `{name}` to be a positive int or None, but got {every}")
         self.source = source
@@ -124,9 +116,7 @@ class GradientNoiseScale(Sensor):
         self._params: list[torch.nn.Parameter] = []
         self._accumulate = 1
         self._world = 1
-        # On a CPU the step's arithmetic runs on Python floats (reading a scalar waits for nothing there), on an
-        # accelerator on device tensors (no host sync).
-        self._on_host = True
+        self._on_host = True  # a CPU: the step's arithmetic on Python floats; an accelerator: on device tensors
         self._cadence = SampleCadence(1, 1, adaptive=False, warmup=0)
         self._norm_every = 1  # optimizer steps between measured gradient norms (see `norm_every_n_steps`)
         self._log_every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start
@@ -159,8 +149,6 @@ class GradientNoiseScale(Sensor):
         self._small_count = 0
         self._rows: list[int] = []
 
-    # -- setup ------------------------------------------------------------------------------------------------------
-
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._drop_sources()
@@ -191,11 +179,10 @@ class GradientNoiseScale(Sensor):
         # of a DDP run time their steps apart: the default spacing there, as for the micro-batch source (every step,
         # each with its gradient norm).
         adaptive = self.sample_every_n_steps is None and self.active_source == "per_example"
-        self._cadence = SampleCadence(
-            self.sample_every_n_steps or default_every, self._norm_every,
-            adaptive=adaptive and self._on_host and self._world == 1,
-            warmup=max(self.estimator.min_updates - self._recorded_updates, 0), share=gns_cadence.SAMPLE_SHARE,
-        )  # fmt: skip
+        self._cadence = SampleCadence(self.sample_every_n_steps or default_every, self._norm_every,
+                                      adaptive=adaptive and self._on_host and self._world == 1,
+                                      warmup=max(self.estimator.min_updates - self._recorded_updates, 0),
+                                      share=gns_cadence.SAMPLE_SHARE)  # fmt: skip
         self._log_every = self.log_every_n_steps or logging_cadence(trainer)
         self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
 
@@ -310,42 +297,17 @@ class GradientNoiseScale(Sensor):
         if not with_grad:
             self._reset_step()
             return
-        grads = [p.grad for p in with_grad]
         self._last_step = step
-        if measured and self._on_host:
-            host_sq = host_squared_norms(grads)  # per parameter: the estimate needs the covered layers' share
-            self._pending.append((step, math.sqrt(sum(host_sq))))
-            self._update_gns(with_grad, host_sq)
-        elif measured:
-            sq = squared_norms(grads)
-            self._pending.append((step, sq.sum().sqrt()))
-            self._update_gns(with_grad, sq)
-        elif self._on_host:
-            self._pending.append((step, math.sqrt(sum(host_squared_norms(grads)))))
-        else:
-            self._pending.append((step, total_norm(grads)))
+        norm, sq = step_norm([p.grad for p in with_grad], self._on_host, per_parameter=measured)
+        self._pending.append((step, norm))
+        if sq is not None:
+            covered = self._per_example.covered if self._per_example is not None else None
+            small_mean = self._small_sum / self._small_count
+            pair = two_batch_pair(sq, with_grad, self._rows, small_mean, covered, self._world, self._on_host)
+            if pair is not None:
+                self.last_small_sq, self.last_big_sq = pair[0], pair[1]
+                self.estimator.update(*pair)
         self._reset_step()
-
-    def _update_gns(self, with_grad: list[torch.nn.Parameter], sq: torch.Tensor | list[float]) -> None:
-        rows = self._rows
-        if not rows or len(set(rows)) > 1:
-            return  # unequal micro-batches (a short last batch): the two-batch identity needs equal ones
-        if self._per_example is not None:
-            covered = self._per_example.covered
-            picked = [i for i, p in enumerate(with_grad) if id(p) in covered]
-            if not picked:
-                return
-            big_sq = sum(sq[i] for i in picked) if self._on_host else sq[picked].sum()
-            b_small = 1
-        else:
-            big_sq = sum(sq) if self._on_host else sq.sum()
-            b_small = rows[0]
-        b_big = rows[0] * len(rows) * self._world
-        if b_big <= b_small:
-            return
-        small_sq = self._small_sum / self._small_count
-        self.last_small_sq, self.last_big_sq = small_sq, big_sq
-        self.estimator.update(small_sq, big_sq, b_small, b_big)
 
     @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -423,26 +385,12 @@ class GradientNoiseScale(Sensor):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python types only (checkpoints load with ``weights_only=True``)."""
-        state: dict[str, Any] = {
-            "version": _STATE_VERSION,
-            "estimator": self.estimator.state_dict(),
-            "last_grad_norm": self.last_grad_norm,
-        }
-        return self._save_history(state)
+        return self._save_history(gns_state(self.estimator, self.last_grad_norm))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict`; a damaged one raises ``KeyError``, ``TypeError`` or
         ``ValueError`` naming the field, and changes nothing (every field is read before any is assigned)."""
-        state = checked_mapping("the GradientNoiseScale state", state_dict)
-        version = state.get("version")
-        if isinstance(version, bool) or version != _STATE_VERSION:
-            raise ValueError(f"Expected a GradientNoiseScale state of version {_STATE_VERSION}, but got {version!r}")
-        require_keys("the GradientNoiseScale state", state, ("estimator",))
-        host = self.estimator.read_state(state["estimator"])
-        last_grad_norm = state.get("last_grad_norm")
-        if last_grad_norm is not None:  # NaN and inf included: a non-finite gradient norm is what it measured
-            last_grad_norm = checked_real("`GradientNoiseScale.last_grad_norm`", last_grad_norm,
-                                          allow=(math.nan, math.inf, -math.inf))  # fmt: skip
+        state, host, last_grad_norm = read_gns_state(state_dict, self.estimator)
         self._load_history(state)  # all or nothing: the last that can fail
         self.estimator.set_state(host)
         self.estimate = self.estimator.read()
