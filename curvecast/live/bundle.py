@@ -24,7 +24,14 @@ from curvecast.integrations.forecast_log import ForecastLogger
 from curvecast.integrations.loggers import LoggerForwarder
 from curvecast.integrations.loggers.selection import LoggerChoice
 from curvecast.integrations.tensorboard import TensorBoardReporter
-from curvecast.live.bundle_parts import checked_every, checked_monitor, checked_target, forwarder, part
+from curvecast.live.bundle_parts import (
+    checked_every,
+    checked_monitor,
+    checked_target,
+    forwarder,
+    part,
+    stops_on_non_finite,
+)
 from curvecast.live.bundle_state import bundle_state, restore_bundle_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.monitor_checks import (
@@ -171,9 +178,9 @@ class Curvecast(Callback):
         self.forecast_logger = part(log_forecasts, ForecastLogger, "log_forecasts")
         # The band every other logger shows is TensorBoard's.
         self.logger_forwarder = forwarder(loggers, self.tensorboard.interval if self.tensorboard else 0.8)
-        # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update.
-        check_finite = self.early_stopping is not None and self.early_stopping.rule.check_finite
-        self.finite_guard = NonFiniteGuard() if check_finite else None
+        # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update
+        # (decided again at the start of training, when a stopper placed beside the bundle has been attached).
+        self.finite_guard = NonFiniteGuard() if stops_on_non_finite([self.early_stopping, *(actuators or [])]) else None
         self._reports = ReportDispatch(self.history, self.run_context, to_tensorboard)
         builtin = (self.early_stopping, self.alerts, self.advice, self.tensorboard, self.forecast_logger,
                    self.logger_forwarder)  # fmt: skip
@@ -247,6 +254,17 @@ class Curvecast(Callback):
             actuator.on_fit_start(trainer, pl_module)  # e.g. a stop request left from a previous fit is cleared
         self._load_references(trainer)
 
+    def _guard_finite_if_asked(self) -> None:
+        """The non-finite guard on whenever an attached stopper stops on a non-finite loss, however it was given
+        (``early_stopping=``, ``actuators=`` or beside the bundle in the Trainer's callbacks): without it the run
+        stops only when the loss reaches the detectors, up to 8 steps later on a CPU, each of those steps writing NaN
+        into the weights. Checked per hook call as ``is not None``: a run without such a stopper pays nothing."""
+        if not stops_on_non_finite(self.actuators):
+            self.finite_guard = None
+        elif self.finite_guard is None:
+            self.finite_guard = NonFiniteGuard()
+        self.brain.finite_guard = self.finite_guard
+
     @guarded
     def _load_references(self, trainer: Any) -> None:
         if is_global_zero(trainer):  # rank 0 alone forecasts
@@ -255,6 +273,7 @@ class Curvecast(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
+        self._guard_finite_if_asked()
         self.brain.start(trainer)
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
+from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.loggers import LoggerForwarder
 
-__all__ = ["checked_every", "checked_monitor", "checked_target", "forwarder", "part"]
+__all__ = ["checked_every", "checked_monitor", "checked_target", "forwarder", "part", "stops_on_non_finite"]
 
 P = TypeVar("P")
 
@@ -34,6 +36,11 @@ def forwarder(loggers: Any, interval: float) -> LoggerForwarder | None:
     if isinstance(loggers, LoggerForwarder):
         return loggers
     return LoggerForwarder("all" if loggers is True else loggers, interval=interval)
+
+
+def stops_on_non_finite(actuators: Iterable[Any]) -> bool:
+    """Whether one of ``actuators`` (None among them is skipped) is a stopper that stops on a non-finite loss."""
+    return any(isinstance(a, ForecastEarlyStopping) and a.rule.check_finite for a in actuators)
 
 
 def checked_target(target: Any) -> float | None:

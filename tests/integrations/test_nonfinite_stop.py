@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from curvecast import Curvecast
-from curvecast.integrations import StopReason
+from curvecast.integrations import ForecastEarlyStopping, StopReason
 from run_helpers import tiny_trainer
 from tiny_models import LeaveTogether, TinyRegression, loader
 
@@ -35,16 +35,31 @@ def _weights(path) -> torch.Tensor:
     return torch.load(path, weights_only=True)["state_dict"]["layer.weight"]
 
 
-@pytest.mark.parametrize("log_every_n_steps", [1, 50])
-def test_a_nan_loss_stops_at_its_step_and_no_checkpoint_holds_nan_weights(tmp_path, log_every_n_steps):
-    bundle = Curvecast(forecast_budget=None, early_stopping=True, forecast_every=100, background=False)
+def _stopping(asked_as: str) -> tuple[list[pl.Callback], ForecastEarlyStopping]:
+    """The Trainer's callbacks with early stopping asked for ``asked_as`` a user may, and its stopper."""
+    settings = {"forecast_budget": None, "forecast_every": 100, "background": False}
+    if asked_as == "early_stopping=True":
+        bundle = Curvecast(early_stopping=True, **settings)
+        return [bundle], bundle.early_stopping
+    stopper = ForecastEarlyStopping()
+    if asked_as == "actuators":
+        return [Curvecast(actuators=[stopper], **settings)], stopper
+    return [Curvecast(**settings), stopper], stopper  # beside the bundle in the Trainer's callbacks
+
+
+@pytest.mark.parametrize(("log_every_n_steps", "asked_as"), [
+    (1, "early_stopping=True"), (50, "early_stopping=True"), (50, "actuators"), (50, "beside"),
+])  # fmt: skip
+def test_a_nan_loss_stops_at_its_step_and_no_checkpoint_holds_nan_weights(tmp_path, log_every_n_steps, asked_as):
+    callbacks, stopper = _stopping(asked_as)
+    bundle = callbacks[0]
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_last=True, save_top_k=-1)
-    trainer = tiny_trainer(tmp_path, [bundle, checkpoints], 60, logger=False, enable_checkpointing=True,
+    trainer = tiny_trainer(tmp_path, [*callbacks, checkpoints], 60, logger=False, enable_checkpointing=True,
                            log_every_n_steps=log_every_n_steps)  # fmt: skip
     model = NanAtStep()
     trainer.fit(model, loader(n=512))
 
-    request = bundle.early_stopping.stop_request
+    request = stopper.stop_request
     assert request.reason is StopReason.NON_FINITE
     assert request.step == NAN_STEP
     assert trainer.global_step == NAN_STEP + 1  # the NaN step is the last one taken
