@@ -139,6 +139,20 @@ def test_history_survives_a_checkpoint_resume(tmp_path, quiet_trainer_kwargs):
     np.testing.assert_array_equal(loss.values[:10], first.history.series("loss").values)
 
 
+def test_a_checkpoint_between_two_moves_to_the_host_keeps_every_gradient_norm_measured(tmp_path):
+    # On one CPU the norms reach the history every 8 steps; a checkpoint at step 42 comes between two of those moves,
+    # after the noise scale's sample of step 40 measured one.
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=42, save_top_k=-1)
+    bundle = Curvecast(forecast_budget=None, background=False)
+    tiny_trainer(tmp_path, [bundle, checkpoint], 50, logger=False, enable_checkpointing=True).fit(
+        TinyRegression(), loader(n=1024)
+    )
+    saved = torch.load(checkpoint.best_model_path, weights_only=True)["callbacks"][bundle.state_key]
+    measured = [step for step in bundle.history.series("grad_norm").steps.tolist() if step < 42]
+    assert measured[-1] > 39  # one past the last move to the host before the checkpoint (step 39)
+    assert saved["history"]["series"]["grad_norm"]["steps"] == measured
+
+
 def test_state_dict_round_trip_restores_every_part(tmp_path):
     first = Curvecast(forecast_budget=None, target=1.0, early_stopping=True, background=False)
     first.history.extend("loss", range(300), 2.0 + 3.0 * (1 + np.arange(300) / 20) ** -0.5)

@@ -126,6 +126,7 @@ class GradientNoiseScale(Sensor):
         self._stepped = False
         self._step = self._stepped_at = 0
         self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
+        self._trainer: Any = None  # while training
         self._last_step: int | None = None
         self._recorded_updates = 0  # estimator updates already recorded into the history
 
@@ -160,6 +161,7 @@ class GradientNoiseScale(Sensor):
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
         self._steps = StepReader(trainer)
+        self._trainer = trainer  # for `flush_pending`, until training ends
         self._on_host = trains_on_cpu(trainer)
         # The loss waits for its step's gradient norm before the detectors score the pair: recorded on the losses'
         # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
@@ -303,7 +305,8 @@ class GradientNoiseScale(Sensor):
         if sq is not None:
             covered = self._per_example.covered if self._per_example is not None else None
             small_mean = self._small_sum / self._small_count
-            pair = two_batch_pair(sq, with_grad, self._rows, small_mean, covered, self._world, self._on_host)
+            pair = two_batch_pair(sq, with_grad, self._rows, small_mean, covered, self._world, self._on_host,
+                                  self._accumulate)  # fmt: skip
             if pair is not None:
                 self.last_small_sq, self.last_big_sq = pair[0], pair[1]
                 self.estimator.update(*pair)
@@ -324,6 +327,12 @@ class GradientNoiseScale(Sensor):
         elif self._record_norms_every is not None and (step + 1) % self._record_norms_every == 0:
             # On the steps the losses reach the host too: the detectors pair each loss with its step's norm.
             self._record_norms(trainer)
+
+    def flush_pending(self) -> None:
+        """Record the gradient norms measured since the last move to the host, while training is under way (Lightning
+        reads callback state while checkpointing: the saved history then holds them, as it holds the losses)."""
+        if self._trainer is not None:
+            self._record_norms(self._trainer)
 
     def _record_norms(self, trainer: Any) -> None:
         """Move the pending gradient norms to the host and record them."""
@@ -371,10 +380,12 @@ class GradientNoiseScale(Sensor):
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.flush(trainer)
         self._drop_sources()
+        self._trainer = None
 
     @guarded
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._drop_sources()
+        self._trainer = None
 
     @guarded
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
@@ -385,6 +396,7 @@ class GradientNoiseScale(Sensor):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python types only (checkpoints load with ``weights_only=True``)."""
+        self.flush_pending()
         return self._save_history(gns_state(self.estimator, self.last_grad_norm))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

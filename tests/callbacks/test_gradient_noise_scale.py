@@ -28,8 +28,9 @@ class ExactProbe(EitherFlavourCallback):
     """Recompute the step's small and big squared norms with torch.func before the optimizer moves the weights; keep
     the exact gradient norm of each step (``grad_norms``) for the history to be checked against."""
 
-    def __init__(self, gns: GradientNoiseScale) -> None:
+    def __init__(self, gns: GradientNoiseScale, accumulate: int = 1) -> None:
         self.gns = gns
+        self.accumulate = accumulate
         self.batches: list = []
         self.checked = 0
         self.grad_norms: list[float] = []
@@ -51,7 +52,9 @@ class ExactProbe(EitherFlavourCallback):
         # floats on a CPU (the step's arithmetic runs on the host there), 0-d tensors on an accelerator
         assert_squared_norm(self.gns.last_small_sq, small)
         assert_squared_norm(self.gns.last_big_sq, big)
-        self.grad_norms.append(big.sqrt().item())
+        # The gradient the optimizer applies: each micro-batch's loss divided by `accumulate`, also on an epoch's last,
+        # short accumulation (where it is less than the mean gradient, whose norm the noise scale's big batch takes).
+        self.grad_norms.append(big.sqrt().item() * len(self.batches) / self.accumulate)
         self.kinds.add(type(self.gns.last_big_sq))
         self.gns.last_small_sq = self.gns.last_big_sq = None
         self.batches = []
@@ -74,7 +77,7 @@ def test_norms_in_a_trainer_equal_exact(tmp_path, monkeypatch, flavour, accumula
     if arithmetic == "device":
         monkeypatch.setattr("curvecast.callbacks.gradient_noise_scale.trains_on_cpu", lambda trainer: False)
     gns = GradientNoiseScale(source=source, sample_every_n_steps=1)
-    probe = ExactProbe(gns)
+    probe = ExactProbe(gns, accumulate)
     trainer = tiny_trainer(tmp_path, [gns, probe], 3, logger=False, flavour=flavour, precision="64-true",
                            accumulate_grad_batches=accumulate)  # fmt: skip
     trainer.fit(make_module(flavour, batch_size=4))
@@ -85,6 +88,22 @@ def test_norms_in_a_trainer_equal_exact(tmp_path, monkeypatch, flavour, accumula
     grad_norm = gns.history.series("grad_norm")
     assert grad_norm.steps.tolist() == [0, 1, 2]
     torch.testing.assert_close(grad_norm.values.tolist(), probe.grad_norms, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("source", ["microbatch", "per_example"])
+def test_an_epochs_short_last_accumulation_measures_the_mean_gradient(tmp_path, source):
+    """Six batches an epoch at ``accumulate_grad_batches=4``: every other step is of two micro-batches, whose losses
+    Lightning still divides by 4. The big batch's squared norm is still the mean gradient's (it came out a quarter of
+    it, and the estimate of |G|^2 negative), and the recorded gradient norm that of the gradient applied."""
+    gns = GradientNoiseScale(source=source, sample_every_n_steps=1, log_every_n_steps=2, min_updates=2)
+    probe = ExactProbe(gns, accumulate=4)
+    trainer = tiny_trainer(tmp_path, [gns, probe], 4, logger=False, precision="64-true", accumulate_grad_batches=4)
+    trainer.fit(make_module(pl, n=24, batch_size=4))
+    assert probe.checked == 4
+    assert gns.estimator.read().updates == 4
+    torch.testing.assert_close(gns.history.series("grad_norm").values.tolist(), probe.grad_norms, rtol=1e-9, atol=0)
+    assert gns.history.series("gns/b_simple").steps.tolist() == [1, 3]
+    assert (gns.history.series("gns/grad_sq_norm").values > 0).all()
 
 
 def test_frozen_weights_b_simple_within_10_percent_of_exact(tmp_path):

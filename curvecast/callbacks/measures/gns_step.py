@@ -43,6 +43,7 @@ def two_batch_pair(
     covered: Collection[int] | None,
     world: int,
     on_host: bool,
+    accumulate: int = 1,
 ) -> BatchPair | None:
     """The two batch sizes and squared norms of a sampled step, or None where it cannot be used.
 
@@ -54,6 +55,9 @@ def two_batch_pair(
         covered: the ids of the parameters the per-example source covers (B_small = 1, and the big batch's norm
             over those alone); None for the micro-batch source (B_small = the micro-batch's rows).
         world: the data-parallel world size (the big batch spans every rank's micro-batches).
+        accumulate: Lightning's ``accumulate_grad_batches`` under automatic optimization (1 otherwise): each
+            micro-batch's loss is divided by it, so the gradients are the micro-batches' sum over it, and on a step of
+            fewer micro-batches (an epoch's last, short accumulation) that sum is scaled back to their mean.
     """
     if not rows or len(set(rows)) > 1:
         return None
@@ -66,6 +70,8 @@ def two_batch_pair(
     else:
         big_sq = sum(sq) if on_host else sq.sum()
         b_small = rows[0]
+    if accumulate > 1 and len(rows) != accumulate:
+        big_sq = big_sq * (accumulate / len(rows)) ** 2
     b_big = rows[0] * len(rows) * world
     if b_big <= b_small:
         return None
