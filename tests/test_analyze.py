@@ -71,6 +71,21 @@ def test_real_curve_from_event_files(
     assert report["plot"] == str(plot)
 
 
+def test_a_target_the_log_reached_is_reached_there_when_the_forecast_goes_past_the_log(
+    mng_events: Path, curves_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, values = read_curve_csv(curves_dir / f"{MNG_RUN}.csv")["train_loss"]
+    reached = 1 + int(np.flatnonzero(values <= 3.3)[0])
+    args = (mng_events, "--plot", tmp_path / "plot.png", "--target", "3.3", "--horizon", "6000")
+    forecast = run_json(capsys, *args)["forecast"]
+    assert forecast["beyond_log"]
+    assert forecast["reached_at"] == forecast["step_to_reach"] == reached
+    assert run_analyze(cli(*args)) == 0
+    text = capsys.readouterr().out
+    assert f"target 3.3: reached at step {reached};" in text
+    assert "forecast to be reached" not in text
+
+
 def test_same_curve_as_csv_and_jsonl_gives_the_same_forecast(
     curves_dir: Path, mng_events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -215,6 +215,17 @@ def test_an_all_nan_loss_is_reported_as_non_finite(tmp_path: Path, capsys: pytes
     assert [event["kind"] for event in report["anomalies"]] == ["nonfinite"]
 
 
+def test_a_jump_quotes_the_level_it_judged_not_the_point_logged_there(
+    wild_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Log 060's training loss blows up from 0.003 to 590 at step 349; the jump is judged on the median of the last 3
+    # points (37.65), which the message names as such beside the value logged at that step.
+    report = analyze_json(capsys, wild_log(wild_dir, tmp_path, "060"), "--no-plot")
+    (jump,) = [e for e in report["anomalies"] if e["kind"] == "divergence" and "jumped" in e["message"]]
+    assert jump["step"] == 349 and jump["value"] == pytest.approx(589.6, rel=1e-3)
+    assert "jumped to 37.65 (the median of its last 3 points) at step 349" in jump["message"]
+
+
 def test_a_loss_that_turns_nan_early_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "run.csv"
     log.write_text("step,loss\n0,3.0\n1,2.5\n2,2.2\n" + "".join(f"{step},inf\n" for step in range(3, 30)))

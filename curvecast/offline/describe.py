@@ -92,7 +92,7 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
         lines.append(f"  learning rate: {printable(analysis.lr.name, _MAX_NAME_CHARS)} ({use})")
     lines.append(horizon_line(analysis))
     if analysis.beyond_log:
-        lines.extend(forecast_lines(forecast, target, analysis.target_chance, level=_LEVEL))
+        lines.extend(forecast_lines(forecast, target, analysis.target_chance, analysis.reached_at(), level=_LEVEL))
     else:
         lines.extend(_end_of_log_lines(analysis))
     events = analysis.anomalies
@@ -112,7 +112,8 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
 
     ``forecast`` holds ``final``, the fitted curve at the horizon, and past the last logged step (``beyond_log``) its
     intervals and the target's chances; at the last logged step instead ``observed`` (the logged value),
-    ``scatter_80`` (the central 80% of the latest logged values' differences from the fit) and ``reached_at``.
+    ``scatter_80`` (the central 80% of the latest logged values' differences from the fit) and ``reached_at``, which a
+    forecast past the log carries too (with ``step_to_reach`` the step the log reached the target at, when it did).
     """
     curve, forecast, target = analysis.curve, analysis.forecast, analysis.target
     finite = curve.values[np.isfinite(curve.values)]
@@ -163,8 +164,10 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
             interval_95=[_number(lo95), _number(hi95)],
         )
         if target is not None:
+            reached = analysis.reached_at()  # a target the log reached already is not forecast to be reached later
             report["forecast"].update(
-                step_to_reach=forecast.step_to_reach(target),
+                reached_at=reached,
+                step_to_reach=reached if reached is not None else forecast.step_to_reach(target),
                 prob_below=_number(forecast.prob_below(target)),
                 prob_better=_number(analysis.target_chance),  # below for a loss, above for a score
             )

@@ -166,14 +166,17 @@ class BlowUpRule(Stateful):
 
 
 def jump_message(series: str, step: int, value: float, best: float, mode: str = "min") -> str:
+    """The warning of a jump: ``value`` is the median of the last 3 points at ``step`` (the level judged; the point
+    logged at ``step`` may lie far from it), said as such."""
+    where = f"{value:.4g} (the median of its last 3 points) at step {step}, {times(value, best, 'its best')}"
     if mode == "max":  # a score: worse is lower
         return (
-            f"{series} fell to {value:.4g} at step {step}, {times(value, best, 'its best')}. If the next values "
-            "stay this low the run has diverged: lower the LR or add warmup and gradient clipping."
+            f"{series} fell to {where}. If the next values stay this low the run has diverged: lower the LR or add "
+            "warmup and gradient clipping."
         )
     return (
-        f"{series} jumped to {value:.4g} at step {step}, {times(value, best, 'its best')}. If the next "
-        "values stay this high the run has diverged: lower the LR or add warmup and gradient clipping."
+        f"{series} jumped to {where}. If the next values stay this high the run has diverged: lower the LR or add "
+        "warmup and gradient clipping."
     )
 
 
