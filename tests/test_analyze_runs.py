@@ -53,3 +53,30 @@ def test_a_directory_holding_one_run_is_that_run(tmp_path, capsys):
     _write_run(tmp_path / "only" / "version_0", 1.0)
     assert main(["analyze", str(tmp_path), "--no-plot"]) == 0
     assert "series: train_loss, 100 points" in capsys.readouterr().out
+
+
+def test_a_target_is_a_column_of_the_ranking_and_a_plot_asked_for_is_refused(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for name, floor in (("reaches", 1.0), ("short_of_it", 2.0)):
+        _write_run(sweep / name, floor)
+    assert main(["analyze", str(sweep), "--target", "1.2", "--horizon", "400"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("target 1.2")
+    steps = np.arange(0, 200, 2)
+    logged = (1.0 + 2.0 / (1.0 + steps / 20.0)).astype(np.float32).astype(np.float64)  # TensorBoard keeps float32
+    reached = int(steps[logged <= 1.2][0])
+    assert lines[2].split()[1] == "reaches"
+    assert lines[2].endswith(f"reached at step {reached}")
+    assert lines[3].split()[1] == "short_of_it"
+    assert "P(reach by the horizon) 0.00" in lines[3]
+
+    assert main(["analyze", str(sweep), "--target", "1.2", "--horizon", "400", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["target"] == 1.2
+    first, second = report["runs"]
+    assert (first["target_reached_at"], second["target_reached_at"]) == (reached, None)
+    assert second["target_chance"] < 0.01
+
+    assert main(["analyze", str(sweep), "--plot", str(tmp_path / "plot.png")]) == 2
+    assert "`--plot` draws one run" in capsys.readouterr().err
+    assert not (tmp_path / "plot.png").exists()

@@ -222,7 +222,8 @@ def test_a_jump_quotes_the_level_it_judged_not_the_point_logged_there(
     # points (37.65), which the message names as such beside the value logged at that step.
     report = analyze_json(capsys, wild_log(wild_dir, tmp_path, "060"), "--no-plot")
     (jump,) = [e for e in report["anomalies"] if e["kind"] == "divergence" and "jumped" in e["message"]]
-    assert jump["step"] == 349 and jump["value"] == pytest.approx(589.6, rel=1e-3)
+    assert jump["step"] == 349
+    assert jump["value"] == pytest.approx(589.6, rel=1e-3)
     assert "jumped to 37.65 (the median of its last 3 points) at step 349" in jump["message"]
 
 

@@ -118,10 +118,14 @@ def _runs_under(path: Path) -> list[Path] | None:
 
 
 def _analyze_runs(args: argparse.Namespace, runs: list[Path]) -> int:
-    """``curvecast analyze DIR`` over a directory of runs: a table ranking them by forecast (no plots)."""
+    """``curvecast analyze DIR`` over a directory of runs: a table ranking them by forecast, with where each stands
+    with ``--target`` (no plots: ``--plot`` is an error here, not a silent no-op)."""
     if args.horizon is not None and args.horizon < 0:
         return _fail(f"Expected `--horizon` to be a non-negative step, but got {args.horizon}", EXIT_USAGE)
     directory = Path(args.path)
+    if getattr(args, "plot", None):
+        return _fail(f"`--plot` draws one run, and {directory} holds {len(runs)}: pass one run's directory to plot "
+                     "it (the table ranking them has no plot)", EXIT_USAGE)  # fmt: skip
     ranked = rank_runs(runs, tag=args.tag, horizon=args.horizon, target=args.target, **_direction(args))
     if all(run.analysis is None for run in ranked):
         return _fail(f"None of the {len(runs)} runs under {directory} could be analysed: {ranked[0].error}", EXIT_INPUT)

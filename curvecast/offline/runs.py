@@ -79,11 +79,12 @@ def describe_runs(directory: Path, ranked: list[RankedRun]) -> str:
     done = [r for r in ranked if r.analysis is not None]
     horizon = done[0].analysis.horizon if done else None
     names = sorted({r.analysis.curve.name for r in done})
+    target = done[0].analysis.target if done else None
     lines = [
         f"{len(ranked)} runs under {printable(str(directory), 80)}, forecast to step {horizon} "
         f"(series: {', '.join(printable(n, 40) for n in names) or 'none'})",
         f"  {'rank':>4}  {'run':{_NAME_CHARS}s}  {'last step':>9}  {'last':>9}  {'forecast':>9}  "
-        f"{'80% interval':>19}  {'P(beat best other)':>18}",
+        f"{'80% interval':>19}  {'P(beat best other)':>18}" + (f"  target {fmt(target)}" if target is not None else ""),
     ]
     for rank, run in enumerate(ranked, 1):
         name = printable(str(run.path.relative_to(directory)) or ".", _NAME_CHARS)
@@ -96,6 +97,8 @@ def describe_runs(directory: Path, ranked: list[RankedRun]) -> str:
             cells = f"{fmt(forecast.final):>9}  {fmt(lo) + '..' + fmt(hi):>19}  {_chance(run.chance_to_beat):>18}"
         else:
             cells = f"no forecast ({printable(forecast.reason or '', 60)})"
+        if target is not None:
+            cells += f"  {_target_cell(run.analysis)}"
         lines.append(
             f"  {rank:>4}  {name:{_NAME_CHARS}s}  {int(curve.steps[-1]):>9}  {fmt(curve.values[-1]):>9}  {cells}"
         )
@@ -120,8 +123,20 @@ def runs_to_dict(directory: Path, ranked: list[RankedRun]) -> dict[str, Any]:
                 interval_80=[_number(v) for v in forecast.interval(0.8)] if forecast.ok else None,
                 chance_to_beat_best_other=_number(run.chance_to_beat),
             )
+            if run.analysis.target is not None:
+                row.update(target_reached_at=run.analysis.reached_at(), target_chance=run.analysis.target_chance)
         rows.append(row)
-    return {"source": str(directory), "runs": rows}
+    done = [r.analysis for r in ranked if r.analysis is not None]
+    return {"source": str(directory), "target": done[0].target if done else None, "runs": rows}
+
+
+def _target_cell(analysis: Analysis) -> str:
+    """Where the run stands with the target: the step its log reached it at, else the chance it ends beyond it."""
+    reached = analysis.reached_at()
+    if reached is not None:
+        return f"reached at step {reached}"
+    chance = analysis.target_chance
+    return "no forecast" if chance is None else f"P(reach by the horizon) {chance:.2f}"
 
 
 def _chance(value: float | None) -> str:
