@@ -178,6 +178,21 @@ def test_lightning_style_sparse_csv_keeps_logged_nan(tmp_path: Path) -> None:
     assert choose_lr(log, loss).name == "lr-SGD"
 
 
+@pytest.mark.parametrize("none", ["N/A", "NA", "null", "None", "-"])
+def test_a_cell_saying_no_value_is_missing_and_keeps_its_column(tmp_path: Path, none: str) -> None:
+    # In the first rows (which decide the numeric columns) and far past them (read block by block).
+    rows = [f"{i},{1 / (i + 1)},{2 / (i + 1)}" for i in range(400)]
+    rows[3] = f"3,{none},0.5"
+    rows[350] = f"350,0.01,{none}"
+    path = tmp_path / "table.csv"
+    path.write_text("step,train_loss,val_loss\n" + "\n".join(rows) + "\n")
+    log = read_log(path)
+    assert choose_loss(log).name == "train_loss"
+    assert 3 not in log.curves["train_loss"].steps
+    assert len(log.curves["train_loss"]) == len(log.curves["val_loss"]) == 399
+    assert 350 not in log.curves["val_loss"].steps
+
+
 def test_quoted_csv_with_text_column_and_float_steps(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text('"Wall time","Step","Value","run"\n"1.5","0.0","3.0","a"\n"2.5","10.0","2.0","a"\n')

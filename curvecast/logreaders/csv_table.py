@@ -1,8 +1,8 @@
 """CSV tables of a step column and value columns: Lightning's CSVLogger ``metrics.csv``, TensorBoard or W&B exports.
 
-Each numeric column other than the step is a series; a row with an empty cell simply did not log that series (the
-CSVLogger writes one sparse row per ``log_metrics`` call), while a cell reading ``nan`` or ``inf`` is a logged
-non-finite value and is kept.
+Each numeric column other than the step is a series; a row with an empty cell (or ``N/A``, ``null`` and the like)
+simply did not log that series (the CSVLogger writes one sparse row per ``log_metrics`` call), while a cell reading
+``nan`` or ``inf`` is a logged non-finite value and is kept.
 
 The reader streams: the file is read in blocks of whole lines and each block's numbers go straight into arrays, so
 memory follows the points kept (16 bytes each) rather than the file: holding the whole text, its lines and a Python
@@ -31,6 +31,15 @@ _MISSING_TEXT = "-1.2345678901234567e308"
 # 10 MB, and numpy's per-call cost is already invisible (4 MiB blocks read no faster and peak at 3.7x a 10 MB file).
 _CSV_BLOCK_BYTES = 1 << 20
 _SAMPLE_ROWS = 200  # rows of the first block that decide which columns are numeric
+# Cells that say "no value" as exports and hand-edited tables write it (pandas reads them as missing too): the row did
+# not log that series, as an empty cell says. ``nan`` is no such word: it is a logged non-finite value, and is kept.
+_NO_VALUE = frozenset({"n/a", "na", "null", "none", "-", "?", "#n/a"})
+
+
+def _no_value(cell: str) -> bool:
+    """Whether ``cell`` holds no value: empty, or one of the words for none (``_NO_VALUE``)."""
+    cell = cell.strip()
+    return not cell or cell.lower() in _NO_VALUE
 
 
 def _to_float(cell: str) -> float | None:
@@ -55,12 +64,12 @@ def _csv_layout(header: str, sample: list[str], path: Path, named: bool) -> _Csv
     columns = [name.strip() for name in _parse_csv([header], delimiter, 1, path)[0]]
     step_name = step_column(columns, path, named)
     rows = _parse_csv(sample, delimiter, 2, path)
-    # A column is numeric if every non-empty cell among the first rows parses as a float; the step always is.
+    # A column is numeric if every cell with a value among the first rows parses as a float; the step always is.
     numeric = [
         index
         for index, name in enumerate(columns)
         if name == step_name
-        or all(_to_float(row[index]) is not None for row in rows if index < len(row) and row[index].strip())
+        or all(_to_float(row[index]) is not None for row in rows if index < len(row) and not _no_value(row[index]))
     ]
     names = [columns[index] for index in numeric]
     return _CsvLayout(delimiter, numeric, names, names.index(step_name))
@@ -156,7 +165,7 @@ def _slow_table(lines: list[str], layout: _CsvLayout, first_line: int, path: Pat
     for row_index, row in enumerate(_parse_csv(lines, layout.delimiter, first_line, path)):
         for out, column in enumerate(layout.numeric):
             cell = row[column].strip() if column < len(row) else ""
-            if not cell:
+            if _no_value(cell):
                 continue
             number = _to_float(cell)
             if number is None:
