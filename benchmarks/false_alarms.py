@@ -142,12 +142,17 @@ def loud(anomalies: Iterable[Anomaly], kinds: tuple[str, ...] = FALSE_KINDS) -> 
 
 REAL_SPIKE_Z = 4.0  # the median judge of benchmarks/anomaly_detection.py: >= 4 robust sd above its +-10 neighbours
 REAL_SPIKE_RISE = 0.05  # ... and >= 5% above their median: the smallest spike worth catching
+# A positive value a million times its neighbours' median is a spike, whatever the spread of differences says: where
+# spikes are a third of a short series' points (a VAE's NLL at 1e7-1e14 among values near 140) that spread is as
+# large as the spikes themselves.
+REAL_SPIKE_FACTOR = 1e6
 
 
 def real_spike_steps(points: list[tuple[int, float]]) -> set[int]:
     """The steps whose value is, in hindsight, a real one-point spike: ``REAL_SPIKE_Z`` robust noise units (1.4826
     MAD of the differences within 50 points, / sqrt 2) and ``REAL_SPIKE_RISE`` above the median of its 10 neighbours
-    on each side; on the log scale when every value is positive, else on the raw scale."""
+    on each side, or ``REAL_SPIKE_FACTOR`` times that median; on the log scale when every value is positive, else on
+    the raw scale."""
     steps = np.array([s for s, _ in points])
     v = np.array([x for _, x in points], dtype=float)
     ok = np.isfinite(v)
@@ -165,7 +170,9 @@ def real_spike_steps(points: list[tuple[int, float]]) -> set[int]:
         scale = 1.0 if log else max(abs(centre), 1e-12)
         sigma = max(1.4826 * float(np.median(np.abs(dd - np.median(dd)))) / math.sqrt(2), 1e-3 * scale)
         rise = y[i] - centre
-        if rise >= REAL_SPIKE_Z * sigma and rise >= (math.log1p(REAL_SPIKE_RISE) if log else REAL_SPIKE_RISE * scale):
+        least = math.log1p(REAL_SPIKE_RISE) if log else REAL_SPIKE_RISE * scale
+        clear = rise >= REAL_SPIKE_Z * sigma and rise >= least
+        if clear or (log and rise >= math.log(REAL_SPIKE_FACTOR)):
             out.add(int(steps[i]))
     return out
 

@@ -227,6 +227,16 @@ def test_a_jump_quotes_the_level_it_judged_not_the_point_logged_there(
     assert "jumped to 37.65 (the median of its last 3 points) at step 349" in jump["message"]
 
 
+def test_spikes_a_million_fold_among_few_points_are_reported(
+    wild_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Log 017: a VAE's per-batch NLL near 140, at 5e9-1.2e14 on 5 of its 14 logged batches (two within the alarms'
+    # warm-up). The spikes made the noise estimates as large as themselves: none was reported.
+    report = analyze_json(capsys, wild_log(wild_dir, tmp_path, "017"), "--no-plot")
+    spikes = [(e["step"], e["severity"]) for e in report["anomalies"] if e["kind"] == "spike"]
+    assert spikes == [(299, "warning"), (449, "warning")]
+
+
 def test_a_loss_that_turns_nan_early_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "run.csv"
     log.write_text("step,loss\n0,3.0\n1,2.5\n2,2.2\n" + "".join(f"{step},inf\n" for step in range(3, 30)))

@@ -11,7 +11,15 @@ from curvecast.forecasting.anomalies.level import PROJECT, SeriesLevel
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.stats import median, times
 
-__all__ = ["SpikeCheck"]
+__all__ = ["ABSURD_RATIO", "SpikeCheck"]
+
+# A loss a thousand times its baseline is a spike whatever the noise says: a few such points among the first of a
+# series make every noise estimate huge (a VAE's NLL at 1e7-1e14 on 6 of its 14 logged batches, where it sits near
+# 140, made none of them stand out). Unless it gives back little of the progress made (ABSURD_GIVEN_BACK): a loss
+# that fell to 1e-5 swings 1000x from batch to batch in healthy runs (the live runs' converge_zero and
+# mlp_classification: 13 such warnings without this condition).
+ABSURD_RATIO = 1e6
+ABSURD_GIVEN_BACK = 0.01
 
 
 class SpikeCheck(Check):
@@ -55,12 +63,24 @@ class SpikeCheck(Check):
             recent = level.recent  # [..., the point before the jump, the jump, this point]
             if back and len(recent) > 2 and p_y - recent[-3] >= self.recover_z * score.noise and not level.muted:
                 events.append(self._spike(int(p_step), p_value, p_y, p_z, p_expected))
-        if score.outlier and not self.in_spike and not level.muted:
-            events.append(self._spike(step, value, y, score.z, score.expected))
+        absurd = self._absurd(y, score.expected)
+        if (score.outlier or absurd) and not self.in_spike and not level.muted:
+            events.append(self._spike(step, value, y, score.z, score.expected, absurd=absurd))
         elif not score.outlier and score.z > self.recover_z and score.stands_out and not self.in_spike:
             self.pending = [float(step), value, y, score.z, score.expected]
-        self.in_spike = score.outlier
+        self.in_spike = score.outlier or absurd
         return events
+
+    def _absurd(self, y: float, base: float) -> bool:
+        """A loss (positive, better low) ``ABSURD_RATIO`` times ``base`` or more, giving back ``ABSURD_GIVEN_BACK`` of
+        the progress made (see Progress)."""
+        level = self.level
+        return (
+            level.log_scale
+            and level.mode == "min"
+            and y - base >= math.log(ABSURD_RATIO)
+            and level.progress.given_back(y) >= ABSURD_GIVEN_BACK
+        )
 
     def _early(self, step: int, value: float) -> list[Anomaly]:
         """Before the noise is known (a sparse evaluation curve's first points): a point ``spike_recover_z`` times the
@@ -71,20 +91,28 @@ class SpikeCheck(Check):
             return []
         y, before = level.y, median(level.recent[-PROJECT - 1 : -1])
         noise = early_noise(level, before)
+        absurd = self._absurd(y, before)
+        was_absurd, self.in_spike = self.in_spike, absurd  # once per run of such points
+        if absurd and not was_absurd:
+            z = (y - before) / noise if math.isfinite(noise) and noise > 0 else math.inf
+            text = message(level.series, step, value, level.value_of(before), z, loss_like=True)
+            return [Anomaly(self.kind, step, "warning", text, level.series, z, value)]
         needed = max(self.recover_z * noise, level.rise(1.0 + self.min_rise, before))
-        if not math.isfinite(noise) or y - before < needed:
+        if absurd or not math.isfinite(noise) or y - before < needed:
             return []
         z = (y - before) / noise
         text = message(level.series, step, value, level.value_of(before), z, loss_like=level.mode == "min")
         return [Anomaly(self.kind, step, "info", text, level.series, z, value)]
 
-    def _spike(self, step: int, value: float, y: float, z: float, expected: float) -> Anomaly:
+    def _spike(self, step: int, value: float, y: float, z: float, expected: float, absurd: bool = False) -> Anomaly:
         level = self.level
         # In the early transient (the loss still falls fast) a jump is often the first point of a noisier floor the
         # steep fall lands on (the noise was learnt on the smooth fall): said, but as a note.
-        # So is an outlier close after another (``CROWDED_POINTS``): the series is getting noisier.
+        # So is an outlier close after another (``CROWDED_POINTS``): the series is getting noisier. Not so a
+        # thousand-fold jump.
         large = y - expected >= level.rise(self.warn_ratio, expected)
-        severity = "warning" if large and not level.progress.falling_fast and not level.crowded else "info"
+        quiet = level.progress.falling_fast or level.crowded
+        severity = "warning" if absurd or (large and not quiet) else "info"
         text = message(level.series, step, value, level.value_of(expected), z, loss_like=level.mode == "min")
         return Anomaly(self.kind, step, severity, text, level.series, z, value)
 
