@@ -84,6 +84,14 @@ class DenseSchedule:
         now = float(self.lrs[i])
         return now > 0.0 and float(self._min_ahead[i]) <= factor * now
 
+    def step_drop_ahead(self, step: int, factor: float, least: float) -> bool:
+        if step >= self.horizon:
+            return False
+        i = self._clip(step)
+        now = float(self.lrs[i])
+        before, after = self.lrs[i:-1], self.lrs[i + 1 :]
+        return now > 0.0 and bool(np.any((after <= factor * before) & (before >= least * now) & (before > 0.0)))
+
     def fraction_of_peak(self, step: int) -> float:
         i = self._clip(step)
         peak = float(self._peak[i])

@@ -154,6 +154,29 @@ class KnotSchedule:
         ahead = min(now, float(self._min_from[later])) if later < len(self.knot_steps) else now
         return now > 0.0 and ahead <= factor * now
 
+    def step_drop_ahead(self, step: int, factor: float, least: float) -> bool:
+        if step >= self.horizon:
+            return False
+        i = self._clip(step)
+        now = self.lr(i)
+        if not now > 0.0:
+            return False
+        # The segments from the one holding step i on. Within a falling segment (a to b over n steps, d a step) the
+        # ratio of one step's LR to the step before's falls as the LR does: its best step at or above `least * now`
+        # is the last such one, m* = floor((a - least * now) / d), within the segment and not before step i.
+        first = max(int(np.searchsorted(self.knot_steps, i, side="right")) - 1, 0)
+        steps, lrs = self.knot_steps[first:].astype(np.float64), self.knot_lrs[first:]
+        a, b, n = lrs[:-1], lrs[1:], np.diff(steps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(a > b, (a - b) / n, 0.0)
+            top = np.floor(np.where(d > 0, (a - least * now) / d, -1.0))
+        m = np.minimum(top, n - 1)
+        lowest = np.maximum(i - steps[:-1], 0.0)
+        before = a - d * m
+        after = np.where(m + 1 >= n, b, a - d * (m + 1))
+        falls = (d > 0) & (m >= lowest) & (after <= factor * before) & (before >= least * now) & (before > 0.0)
+        return bool(np.any(falls))
+
     def fraction_of_peak(self, step: int) -> float:
         i = self._clip(step)
         now = self.lr(i)

@@ -42,6 +42,7 @@ MPL_C = 0.117
 MPL_BETA = 0.6
 MPL_GAMMA = 0.65
 DROP_FACTOR = 0.5  # "a drop lies ahead": the LR later falls to at most half its value now
+STEP_DROP_FROM = 0.1  # a one-step drop counts from an LR at least this fraction of the LR now (step_drop_ahead)
 # The decay part of the schedule is summarised in at most this many chunks: LD costs O(points * chunks).
 MAX_CHUNKS = 512
 # Longest schedule built dense from a function (LRSchedule.from_function): a dense schedule holds about 50 bytes per
@@ -149,6 +150,12 @@ class LRSchedule:
     def drop_ahead(self, step: int, factor: float = DROP_FACTOR) -> bool:
         """Whether the LR later falls to at most ``factor`` times its (positive) value at ``step``."""
         return self._form.drop_ahead(step, factor)
+
+    def step_drop_ahead(self, step: int, factor: float = DROP_FACTOR, least: float = STEP_DROP_FROM) -> bool:
+        """Whether a step schedule's drop lies ahead of ``step``: the LR falls within one step to at most ``factor``
+        times its value, from an LR at least ``least`` times the LR at ``step`` (the last steps of a cosine to zero
+        fall by that factor too, from LRs far too small to count)."""
+        return self._form.step_drop_ahead(step, factor, least)
 
     def fraction_of_peak(self, step: int) -> float:
         """The LR at ``step`` as a fraction of the highest LR up to ``step`` (1.0 before any LR is set)."""

@@ -11,6 +11,7 @@ from curvecast.forecasting.knots import MAX_SAMPLES, SAMPLE_GRID, SAMPLE_RTOL, s
 from curvecast.forecasting.preprocess import check_inputs
 from curvecast.forecasting.schedule import (
     MAX_DENSE_STEPS,
+    STEP_DROP_FROM,
     LRSchedule,
 )
 
@@ -43,6 +44,10 @@ def _assert_same_answers(dense: LRSchedule, knots: LRSchedule) -> None:
             [getattr(knots, question)(t) for t in steps], [getattr(dense, question)(t) for t in steps], rtol=1e-12
         )
     assert [knots.drop_ahead(t) for t in steps] == [dense.drop_ahead(t) for t in steps]
+    # A step drop ahead: the same wherever the answer does not sit on a threshold (where rounding decides it).
+    loose, tight = ({"factor": 0.5 * (1 + e), "least": STEP_DROP_FROM * (1 - e)} for e in (1e-9, -1e-9))
+    clear = [t for t in steps if dense.step_drop_ahead(t, **loose) == dense.step_drop_ahead(t, **tight)]
+    assert [knots.step_drop_ahead(t) for t in clear] == [dense.step_drop_ahead(t) for t in clear]
     for after in range(-1, horizon + 2, max(1, horizon // 6)):
         assert [knots.rose_between(after, t) for t in steps] == [dense.rose_between(after, t) for t in steps]
     # Off the integers: the drops act at integer steps, where rounding could put a 1e-15 difference either side.
@@ -223,3 +228,18 @@ def test_knot_schedules_are_checked():
     single = LRSchedule.from_knots([0], [0.3])
     assert (len(single), single.lr(7), single.drop_ahead(0), single.fraction_of_peak(0)) == (1, 0.3, False, 1.0)
     assert MAX_SAMPLES >= 4 * SAMPLE_GRID  # room to bisect a few dozen jumps after the first grid
+
+
+def test_a_step_schedules_drops_lie_ahead_until_its_last_and_a_cosines_end_is_none():
+    step_lr = np.full(1501, 0.1)
+    for step in (400, 800, 1200):
+        step_lr[step:] *= 0.3
+    t = np.arange(1501)
+    cosine = 0.5 * 0.1 * (1.0 + np.cos(np.pi * t / 1500))  # to zero: its last steps fall by far more than half
+    for lrs in (step_lr, cosine):
+        dense = LRSchedule(lrs)
+        knots = LRSchedule.from_knots(t, lrs)
+        for schedule in (dense, knots):
+            ahead = [schedule.step_drop_ahead(step) for step in (0, 399, 400, 700, 1199, 1200, 1500)]
+            expected = [True, True, True, True, True, False, False] if lrs is step_lr else [False] * 7
+            assert ahead == expected

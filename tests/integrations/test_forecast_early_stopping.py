@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from pytorch_lightning import Callback
@@ -159,3 +160,34 @@ def test_a_monitor_other_than_the_bundles_is_an_error():
     Curvecast(forecast_budget=None, monitor="val_loss", early_stopping=stopper)
     assert stopper.monitor == "val_loss"
     assert "val_loss" in stopper.state_key
+
+
+class StepDecayCurve(CurveModule):
+    """A loss that falls by 0.05 at each of three LR drops (StepLR-like, at steps 400, 800 and 1200)."""
+
+    def __init__(self, noise: float = 0.02) -> None:
+        t = np.arange(1500)
+        drops = (t >= 400).astype(float) + (t >= 800) + (t >= 1200)
+        scatter = np.exp(np.random.default_rng(0).normal(0, noise, 1500))
+        curve = (0.45 + 0.5 / np.sqrt(1 + t / 20) - 0.05 * drops) * scatter
+        super().__init__(curve=curve.tolist())
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        drops = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[400, 800, 1200], gamma=0.3)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": drops, "interval": "step"}}
+
+
+@pytest.mark.parametrize(("target", "stopped_at"), [(0.365, None), (0.2, 807)])
+def test_a_step_schedule_is_not_stopped_before_its_drops_to_come_show(tmp_path, target, stopped_at):
+    """After the first of three drops the LR is at 0.3 of its peak, a cosine's decay well under way: the plain check
+    put 0.365 out of reach at step 807 (0.1%), which the loss reaches after the drop at 1200. A target far out of
+    reach is still stopped there."""
+    module = StepDecayCurve()
+    assert min(module.curve) <= 0.365 < min(module.curve[:1200])
+    bundle = Curvecast(target=target, early_stopping=True, background=False, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], 1500, logger=False)
+    trainer.fit(module)
+    request = bundle.early_stopping.stop_request
+    assert (request.step if request else None) == stopped_at
+    assert trainer.global_step == (1500 if stopped_at is None else stopped_at + 1)

@@ -7,6 +7,7 @@ import pytest
 
 from curvecast.forecasting import Forecaster, Report
 from curvecast.forecasting.anomalies import Anomaly
+from curvecast.forecasting.schedule import LRSchedule
 from curvecast.integrations import ForecastStopRule, StopReason
 
 HORIZON = 2000
@@ -93,6 +94,27 @@ def test_before_a_decay_the_target_check_reads_a_widened_interval(sigmas, stops)
     assert no_target.held_by_lr_drop
 
 
+def _step_lr(drops: tuple[int, ...], gamma: float = 0.3) -> LRSchedule:
+    """StepLR over the run: the LR times ``gamma`` at each of ``drops``."""
+    lrs = np.full(HORIZON + 1, 0.1)
+    for step in drops:
+        lrs[step:] *= gamma
+    return LRSchedule(lrs)
+
+
+@pytest.mark.parametrize(("drops", "held"), [((400, 800, 1200), True), ((400,), False)])
+def test_a_step_schedule_with_a_drop_to_come_reads_the_widened_interval_after_its_first(drops, held):
+    # At step 600 the LR is at 0.3 of its peak: a decay under way for a cosine. A step schedule's drops at 800 and
+    # 1200 are still to come, and what they bring the one behind shows in part only: the widened interval then.
+    target = FORECAST.final * np.exp(-2.5 * FORECAST.log_scale)  # out of reach, but not four intervals away
+    kwargs = {"lr_drop_ahead": True, "lr": 0.03, "peak_lr": 0.1, "schedule": _step_lr(drops)}
+    request = ForecastStopRule(patience=1, pre_decay_scale=4.0).update(_report(target=target, **kwargs))
+    assert (request is None) is held
+    no_target = ForecastStopRule(patience=1, min_delta=1.0)
+    no_target.update(_report(**kwargs))
+    assert no_target.held_by_lr_drop is held
+
+
 def test_an_unknown_schedule_needs_extra_checks_to_stop_on_a_target():
     report = _report(target=1.5, lr_schedule_known=False)
     rule = ForecastStopRule(patience=2)  # two extra checks by default: four in all
@@ -106,6 +128,21 @@ def test_an_unknown_schedule_needs_extra_checks_to_stop_on_a_target():
     assert ForecastStopRule(patience=2, unknown_lr_extra_patience=0).update(report) is None
     assert ForecastStopRule(patience=1, unknown_lr_extra_patience=0).update(report) is not None
     assert ForecastStopRule(patience=1, assume_constant_lr=True).update(report) is not None
+
+
+@pytest.mark.parametrize(("sigmas", "stops"), [(5.0, True), (2.0, False)])
+def test_an_unknown_schedule_reads_the_interval_widened(sigmas, stops):
+    # A target `sigmas` predictive sds below the forecast: out of reach as the forecaster sizes it either way; twice
+    # as wide (a cyclic LR's next fall, a decay the prefix does not show), only the target 5 sds away stays so.
+    target = FORECAST.final * np.exp(-sigmas * FORECAST.log_scale)
+    report = _report(target=target, lr_schedule_known=False)
+    as_sized = ForecastStopRule(patience=1, unknown_lr_extra_patience=0, unknown_lr_scale=1.0)
+    assert as_sized.update(report) is not None
+    rule = ForecastStopRule(patience=1, unknown_lr_extra_patience=0)
+    request = rule.update(report)
+    assert (request is not None) is stops
+    if stops:
+        assert "widened: the LR schedule is unknown" in request.message
 
 
 def test_an_unknown_schedule_holds_when_asked_or_without_a_target():
@@ -175,6 +212,7 @@ def test_state_round_trip():
         ({"pre_decay_scale": 0.5}, r"Expected `pre_decay_scale` to be >= 1 or None, but got 0.5"),
         ({"target": float("nan")}, "Expected `target` to be a finite float or None"),
         ({"unknown_lr_extra_patience": -1}, "Expected `unknown_lr_extra_patience` to be >= 0 or None"),
+        ({"unknown_lr_scale": 0.5}, r"Expected `unknown_lr_scale` to be >= 1, but got 0.5"),
     ],
 )
 def test_rule_validates_arguments(kwargs, match):
