@@ -42,8 +42,12 @@ def forecast_line(report: Report, interval: float = 0.8) -> str:
     )
     if report.target is not None:
         chance = math.nan if report.target_chance is None else report.target_chance
-        reach = forecast.step_to_reach(report.target)
-        text += f"; target {fmt(report.target)}: P={chance:.2f}" + (f", near step {reach}" if reach else "")
+        if report.reached_at is not None:  # reached already: no step to forecast
+            when = f", reached at step {report.reached_at}"
+        else:
+            reach = forecast.step_to_reach(report.target)
+            when = f", near step {reach}" if reach else ""
+        text += f"; target {fmt(report.target)}: P={chance:.2f}{when}"
     return text
 
 

@@ -191,3 +191,14 @@ def test_a_step_schedule_is_not_stopped_before_its_drops_to_come_show(tmp_path, 
     request = bundle.early_stopping.stop_request
     assert (request.step if request else None) == stopped_at
     assert trainer.global_step == (1500 if stopped_at is None else stopped_at + 1)
+
+
+def test_a_target_reached_is_said_so_in_the_lines_that_follow(tmp_path):
+    module = CurveModule(STEPS)  # 2 + 3 (t+1)^-0.5: below 2.3 from about step 100 on
+    reached = next(t for t in range(STEPS) if module.value(t) <= 2.3)
+    bundle = Curvecast(target=2.3, forecast_every=20, background=False, forecast_budget=None)
+    tiny_trainer(tmp_path, [bundle], STEPS, logger=False).fit(module)
+    lines = [line for line in bundle.forecast_logger.lines if "target 2.3" in line]
+    after = [line for line in lines if int(line.split("step ")[1].split("/")[0]) >= reached]
+    assert after
+    assert all(f"reached at step {reached}" in line and "near step" not in line for line in after)
