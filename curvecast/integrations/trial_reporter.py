@@ -14,7 +14,6 @@ latest forecast (one fit per report, made by the bundle;
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 from curvecast._lightning import Callback
@@ -35,6 +34,7 @@ from curvecast.integrations.sweep_judge import (
 __all__ = ["PRUNED_ATTR", "TrialReporter"]
 
 PRUNED_ATTR = "curvecast_pruned"  # trial user attribute: why the trial was pruned
+_DIVERGED = (StopReason.NON_FINITE, StopReason.DIVERGENCE)  # stops that end a trial pruned, whoever decided them
 
 
 _optuna = functools.partial(require_optuna, "TrialReporter")
@@ -113,22 +113,35 @@ class TrialReporter(Actuator, Callback):
 
     def decide(self, report: Report) -> StopRequest | None:
         """Report the report's observed value and the run's plan, then prune when the study's pruner says so."""
-        if not self._send_observed(report) or not self.prune or self.pruned_reason is not None:
+        new = self._send_observed(report)
+        if report.anomalies and report.monitor == self.monitor:
+            # A non-finite value's report carries its anomaly: the value reaches the trial now, and is judged now.
+            new = self._send_series(report) or new
+        if not new or not self.prune or self.pruned_reason is not None:
             return None
         if not self.trial.should_prune():
             return None
         reason = self._reason(report.step)
-        self.pruned_reason = reason
-        try:
-            self.trial.set_user_attr(PRUNED_ATTR, reason)  # reaches the storage: check_pruned reads it in any process
-        except Exception as error:  # noqa: BLE001 - the stop stands without its reason in the storage
-            warn_once(f"TrialReporter: the reason of the prune was not stored ({error})", key="trial-reporter-reason")
+        self._pruned(reason)
         # The stop takes effect at the step the run has reached (``stop_step``), where the report says it.
         return StopRequest(StopReason.REQUESTED, int(getattr(report, "stop_step", report.step)), reason)
 
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
         # Points a skipped forecast left unreported, and those after a stop, still reach the trial: none is lost.
         self._send_series(report)
+        stop = report.stop
+        if stop is not None and stop.reason in _DIVERGED and self.pruned_reason is None:
+            # Stopped by another actuator (early stopping) on a NaN or a divergence: the trial ends pruned, not
+            # complete with the NaN or inf its objective would return.
+            self._pruned(f"Trial was stopped at step {stop.step}: {stop.message}")
+
+    def _pruned(self, reason: str) -> None:
+        """The trial ends pruned, for ``reason``, which the storage keeps (``check_pruned`` reads it anywhere)."""
+        self.pruned_reason = reason
+        try:
+            self.trial.set_user_attr(PRUNED_ATTR, reason)
+        except Exception as error:  # noqa: BLE001 - the stop stands without its reason in the storage
+            warn_once(f"TrialReporter: the reason of the prune was not stored ({error})", key="trial-reporter-reason")
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self.pruned_reason is not None and self._world_size == 1:
@@ -152,27 +165,37 @@ class TrialReporter(Actuator, Callback):
         not at the monitor's); whether it was new."""
         if report.anomalies or report.observed is None or report.monitor != self.monitor:
             return False
-        if not self._report(int(report.step), report.observed):
+        if not self._report(int(report.step), self._value_at_step(report)):
             return False
         self._store_plan(report)
         return True
 
-    def _send_series(self, report: Report) -> None:
+    def _value_at_step(self, report: Report) -> float:
+        """The monitor's value recorded at the report's step, NaN or inf included (``observed`` is the last finite
+        one: at a NaN's step it would report a value the run never logged there)."""
+        series = report.series.get(self.monitor) if report.series else None
+        if series is not None and len(series.steps) and int(round(float(series.steps[-1]))) == int(report.step):
+            return float(series.values[-1])
+        return float(report.observed)
+
+    def _send_series(self, report: Report) -> bool:
         """Report every value of the monitor recorded and not yet reported (binned history rows are left out: a bin's
-        step is the mean of several)."""
-        series = report.series.get(self.monitor)
+        step is the mean of several); whether any was new."""
+        series = report.series.get(self.monitor) if report.series else None
         if series is None:
-            return
+            return False
         counts = getattr(series, "counts", None)
+        new = False
         for index, (step, value) in enumerate(zip(series.steps, series.values, strict=True)):
             if counts is not None and counts[index] != 1:
                 continue
-            self._report(int(round(float(step))), float(value))
+            new = self._report(int(round(float(step))), float(value)) or new
+        return new
 
     def _report(self, step: int, value: float) -> bool:
-        """Report ``value`` at ``step`` once; Optuna's storages refuse NaN and inf in some versions, so a non-finite
-        value is left out (the pruner reads a diverged trial from the values before it)."""
-        if step in self._sent or not math.isfinite(value):
+        """Report ``value`` at ``step`` once, NaN and inf as they are: Optuna's storages keep them (from 3.0 on), and
+        a pruner prunes a trial whose latest value is one (``ForecastPruner`` as ``MedianPruner`` does)."""
+        if step in self._sent:
             return False
         self._sent.add(step)
         self.trial.report(float(value), step)

@@ -60,7 +60,10 @@ class ReportDispatch:
 
     def dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
         """Collect a stop decision on ``report``, announce it, then hand the completed report to every actuator."""
-        report = replace(report, run_step=optimizer_step_index(trainer, after_step=True))
+        # The series as of now (read-only views, rebuilt only where new points came): a forecast made in the worker
+        # is reported with everything recorded while it ran, and a decision reads the values the report stands on.
+        series = {name: self.history.series(name) for name in self.history.names()}
+        report = replace(report, run_step=optimizer_step_index(trainer, after_step=True), series=series)
         stop = self._decide(report) if self.stop is None else None
         if stop is not None:
             self.stop = stop
@@ -68,10 +71,7 @@ class ReportDispatch:
             publish_alert(trainer, alert, tensorboard=self.to_tensorboard)
         at_horizon = report.horizon is not None and report.step >= report.horizon - 1
         last = last or at_horizon or self.stop is not None or bool(getattr(trainer, "should_stop", False))
-        # The series as of now (read-only views, rebuilt only where new points came): a forecast made in the worker
-        # is reported with everything recorded while it ran.
-        series = {name: self.history.series(name) for name in self.history.names()}
-        report = replace(report, stop=stop, is_last=last, series=series)
+        report = replace(report, stop=stop, is_last=last)
         # Kept without their series: a hundred snapshots of every series would cost memory in proportion to the run.
         self.reports.append(replace(report, series={}))
         if report.forecast is not None:

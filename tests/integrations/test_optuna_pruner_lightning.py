@@ -115,3 +115,45 @@ def test_with_the_default_budget_every_validation_still_reaches_the_trial(tmp_pa
         study.optimize(_objective(tmp_path, reporters, budget=0.1), n_trials=4)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3 + [optuna.trial.TrialState.PRUNED]
     assert sorted(study.trials[0].intermediate_values) == list(range(VAL_EVERY, MAX_STEPS + 1, VAL_EVERY))
+
+
+class NanValidation(CosineRegression):
+    """Its validation loss turns NaN from step ``NAN_FROM`` on (the training goes on as before)."""
+
+    NAN_FROM = 45
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y)
+        self.log("val_loss", loss * float("nan") if self.global_step >= self.NAN_FROM else loss)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_trial_turning_nan_reports_the_nan_and_ends_pruned(tmp_path: Path, early_stopping: bool) -> None:
+    """The trial sees NaN at the steps that logged it (not the last finite value again), and ends pruned: by the
+    study's pruner at the first NaN, or by early stopping's stop on it, rather than complete with a NaN or inf."""
+    train = DataLoader(regression_data(256, seed=0), batch_size=16, shuffle=False)
+    val = DataLoader(regression_data(256, seed=1), batch_size=256)
+    reporters: list[TrialReporter] = []
+
+    def objective(trial) -> float:
+        bundle = Curvecast(monitor="val_loss", background=False, forecast_budget=None, gradient_noise=False,
+                           throughput=False, advice=False, tensorboard=False, log_forecasts=False,
+                           early_stopping=early_stopping)  # fmt: skip
+        reporters.append(TrialReporter(trial))
+        trainer = tiny_trainer(tmp_path, [bundle, reporters[-1]], MAX_STEPS, logger=False,
+                               val_check_interval=VAL_EVERY, check_val_every_n_epoch=None)  # fmt: skip
+        trainer.fit(NanValidation(0.02), train, val)
+        return float(trainer.callback_metrics["val_loss"])
+
+    study = optuna.create_study(direction="minimize", pruner=ForecastPruner())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        study.optimize(objective, n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    values = trial.intermediate_values
+    assert max(values) == 50  # the first validation at or past NAN_FROM: pruned, or stopped, there
+    assert all(v == v for step, v in values.items() if step < NanValidation.NAN_FROM)
+    assert values[50] != values[50]  # NaN, as logged: not the last finite value reported again
+    assert "nan" in trial.user_attrs[PRUNED_ATTR].lower() or "diverged" in trial.user_attrs[PRUNED_ATTR]
