@@ -113,6 +113,7 @@ class ForecastPruner(_base()):  # type: ignore[misc]
         self.verdicts: dict[int, Verdict] = {}
         self.fits = 0
         self._records: dict[int, tuple[Any, _Record]] = {}  # by trial id: (what it was read from, the record)
+        self._study: tuple[int, int] | None = None  # the study the records are of (its storage and id)
 
     def prune(self, study: Any, trial: Any) -> bool:
         """Whether to prune ``trial`` now; a failure to decide is a warning and no prune, never an error."""
@@ -127,6 +128,12 @@ class ForecastPruner(_base()):  # type: ignore[misc]
         optuna = _optuna()
         if len(study.directions) > 1:
             raise ValueError(f"Expected a single-objective study, but got one with {len(study.directions)} objectives")
+        # Trial ids restart in each in-memory storage: records of another study's trials (one pruner reused for
+        # several studies, as Optuna's own allow) are no records of this one's.
+        study_key = (id(getattr(study, "_storage", study)), int(getattr(study, "_study_id", 0)))
+        if study_key != self._study:
+            self._study, self._records = study_key, {}
+            self.verdicts = {}
         step = trial.last_step
         if step is None or step < self.n_warmup_steps:
             return False

@@ -62,6 +62,20 @@ def test_a_clearly_worse_trial_is_pruned_early_and_a_clearly_better_one_never(st
     assert [t.state for t in study.trials].count(optuna.trial.TrialState.PRUNED) == 1
 
 
+def test_one_pruner_reused_for_a_second_study_judges_its_trials_alone() -> None:
+    """Trial ids restart in each in-memory storage: the first study's records (losses near 0.1) must not stand for the
+    second study's trials (near 2), which are as good as one another."""
+    pruner = ForecastPruner()
+    first = optuna.create_study(pruner=pruner)
+    for seed in range(4):
+        run_trial(first, curve(0.1, seed))
+    second = optuna.create_study(pruner=pruner)
+    for seed, floor in enumerate((2.0, 2.01, 1.99, 2.0)):
+        _, last = run_trial(second, curve(floor, 20 + seed))
+        assert last == HORIZON
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in second.trials)
+
+
 def test_pruning_starts_from_the_first_trials(storage: str | None) -> None:
     # One trial finished: a second one far behind it, whose own forecast cannot reach it, is pruned.
     pruner = ForecastPruner()
