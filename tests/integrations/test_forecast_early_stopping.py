@@ -202,3 +202,30 @@ def test_a_target_reached_is_said_so_in_the_lines_that_follow(tmp_path):
     after = [line for line in lines if int(line.split("step ")[1].split("/")[0]) >= reached]
     assert after
     assert all(f"reached at step {reached}" in line and "near step" not in line for line in after)
+
+
+class BlowsUpInWarmup(CurveModule):
+    """A loss that falls, then blows up tenfold every 10 steps from step 80, while the LR still warms up (to 300)."""
+
+    def __init__(self) -> None:
+        t = np.arange(400)
+        curve = np.where(t < 80, 0.3 + 0.7 / (1 + t / 10), 0.3 * 10.0 ** ((t - 80) / 10))
+        super().__init__(curve=curve.tolist())
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min((step + 1) / 300, 1.0))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+
+
+def test_a_loss_blowing_up_in_the_lr_warmup_is_stopped_as_a_divergence(tmp_path):
+    """Every step's LR rise starts the best level afresh, so the held-best rule cannot confirm a climb in a warmup: a
+    loss a million times the lowest it reached, three points running, is a blow-up all the same."""
+    bundle = Curvecast(early_stopping=True, background=False, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], 400, logger=False)
+    trainer.fit(BlowsUpInWarmup())
+    request = bundle.early_stopping.stop_request
+    assert request is not None
+    assert request.reason is StopReason.DIVERGENCE
+    assert 140 <= request.step <= 160  # 1e6 times its lowest (0.3) from step 140; scored every 8 steps on a CPU
+    assert "blew up" in request.message

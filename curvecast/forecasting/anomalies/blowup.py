@@ -33,6 +33,10 @@ CONFIRM_GIVEN_BACK = {"min": 0.01, "max": 1.0}
 # the optimizer settles (Adam's first steps; batch size 1), and a per-step series knows its noise by step 9.
 JUMP_AFTER_STEPS = 100
 MIN_PROXY_DIFFS = 3  # differences before the first points' spread stands in for the noise (early_noise)
+# A loss whose median of 3 stays a million times above the lowest it reached, for `confirm_points` points in a row, has
+# blown up whatever else holds: within an LR warm-up (where every step's LR rise starts the best afresh) such a loss
+# otherwise ran on from 0.175 to 2e29, until it overflowed to inf 100 steps later.
+BLOWN_UP_RATIO = 1e6
 
 
 class BlowUpRule(Stateful):
@@ -54,7 +58,8 @@ class BlowUpRule(Stateful):
     """
 
     STATE = (
-        "best", "elevated_run", "elevated_since", "critical_armed", "jump_armed", "near_since", "held",
+        "best", "elevated_run", "elevated_since", "critical_armed", "jump_armed", "near_since", "held", "lowest",
+        "blown_run",
     )  # fmt: skip
 
     def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
@@ -66,6 +71,8 @@ class BlowUpRule(Stateful):
         self.critical_armed, self.jump_armed = True, True
         self.near_since: int | None = None  # first step of the current stretch of levels within the ratio of the best
         self.held = 0  # steps the longest such stretch lasted since the best was set (to the first point out of it)
+        self.lowest = math.inf  # the lowest short level of the run, an LR rise or not (see BLOWN_UP_RATIO)
+        self.blown_run = 0  # consecutive short levels BLOWN_UP_RATIO times above it
 
     def on_lr_rise(self) -> None:
         self.best, self.elevated_run = math.inf, 0
@@ -75,6 +82,8 @@ class BlowUpRule(Stateful):
         if isinstance(state, Mapping) and "near_since" not in state and "held" not in state:
             # Saved before the held best: the series holds no best yet (a climb warns; a stop waits for a held best).
             state = {**state, "near_since": None, "held": 0}
+        if isinstance(state, Mapping) and "lowest" not in state and "blown_run" not in state:
+            state = {**state, "lowest": math.inf, "blown_run": 0}  # saved before the blow-up check: none seen yet
         return super().read_state(state)
 
     def carry_over(self, old: BlowUpRule) -> None:
@@ -127,7 +136,26 @@ class BlowUpRule(Stateful):
             self.critical_armed = False
             text = confirmed_message(level.series, step, self.elevated_since, value, best_value, self.ratio, level.mode)
             events.append(Anomaly(KIND, step, "critical", text, level.series, ratio(value, best_value), value))
+        elif self._blown_up(short) and self.critical_armed:
+            self.critical_armed = False
+            lowest = level.value_of(self.lowest)
+            text = blown_up_message(level.series, step, self.blown_run, value, lowest)
+            events.append(Anomaly(KIND, step, "critical", text, level.series, ratio(value, lowest), value))
+        self.lowest = min(self.lowest, short) if math.isfinite(short) else self.lowest
         return events
+
+    def _blown_up(self, short: float) -> bool:
+        """A loss whose median of 3 has stood ``BLOWN_UP_RATIO`` times above the lowest it reached for
+        ``confirm_points`` points in a row (counted here, every point)."""
+        level = self.level
+        far = (
+            level.log_scale
+            and level.mode == "min"
+            and math.isfinite(self.lowest)
+            and short - self.lowest >= math.log(BLOWN_UP_RATIO)
+        )
+        self.blown_run = self.blown_run + 1 if far else 0
+        return self.blown_run >= self.confirm_points
 
     def _hold(self, step: int, short: float, *, new_best: bool) -> None:
         """Follow how long the series held its best: the longest stretch of steps, since the best was set, in which its
@@ -191,6 +219,14 @@ def confirmed_message(
         f"{series} diverged: since step {since} it has stayed {where} ({best:.4g}); it is "
         f"{value:.4g} at step {step}. Stop, resume from a checkpoint before step {since} (about 100 steps "
         "earlier), skip the batches in between, and lower the LR by a third or more."
+    )
+
+
+def blown_up_message(series: str, step: int, points: int, value: float, lowest: float) -> str:
+    return (
+        f"{series} blew up: its last {points} levels stand over {BLOWN_UP_RATIO:.0e} times the lowest it reached "
+        f"({lowest:.4g}); it is {value:.4g} at step {step}. Stop, lower the LR (a tenth is a common first try) or add "
+        "gradient clipping and a longer warmup, and restart from a checkpoint before the climb."
     )
 
 
