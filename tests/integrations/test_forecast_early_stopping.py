@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning import Callback
+from torch.utils.data import DataLoader, TensorDataset
 
 from curvecast import Curvecast
 from curvecast.integrations import ForecastEarlyStopping, ForecastStopRule, StopReason
@@ -229,3 +231,38 @@ def test_a_loss_blowing_up_in_the_lr_warmup_is_stopped_as_a_divergence(tmp_path)
     assert request.reason is StopReason.DIVERGENCE
     assert 140 <= request.step <= 160  # 1e6 times its lowest (0.3) from step 140; scored every 8 steps on a CPU
     assert "blew up" in request.message
+
+
+class SlowStartRegression(pl.LightningModule):
+    """An MLP on a smooth regression task under AdamW at a constant LR: its loss falls slowly, then speeds up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.GELU(), torch.nn.Linear(64, 64),
+                                       torch.nn.GELU(), torch.nn.Linear(64, 1))  # fmt: skip
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.net(x).squeeze(-1), y)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=5e-4)
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(4096, 16, generator=g)
+        y = torch.sin(x[:, :4].sum(-1)) + 0.5 * x[:, 4] * x[:, 5] + 0.1 * torch.randn(4096, generator=g)
+        return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, generator=g)
+
+
+def test_a_slow_start_at_a_constant_lr_is_not_stopped_before_it_speeds_up(tmp_path):
+    """Its loss falls slowly, then speeds up to end under 0.1: read as sized, the early forecasts put the target 0.1
+    out of reach and stopped the run at step 407 of 960; in the first half of a run they are read twice as wide."""
+    pl.seed_everything(0)
+    bundle = Curvecast(target=0.1, early_stopping=True, background=False, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], 960, logger=False)
+    trainer.fit(SlowStartRegression())
+    assert bundle.early_stopping.stop_request is None
+    assert trainer.global_step == 960
+    assert bundle.history.series("loss").values[-40:].mean() < 0.1  # the target, reached

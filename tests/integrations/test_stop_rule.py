@@ -82,7 +82,7 @@ def test_before_a_decay_the_target_check_reads_a_widened_interval(sigmas, stops)
     # A target `sigmas` predictive sds below the forecast: out of reach at 2.5 sds, and at 16; four times as wide, only
     # the target 16 sds away stays out of reach.
     target = FORECAST.final * np.exp(-sigmas * FORECAST.log_scale)
-    assert ForecastStopRule(patience=1).update(_report(target=target)) is not None
+    assert ForecastStopRule(patience=1, early_scale=1.0).update(_report(target=target)) is not None
     rule = ForecastStopRule(patience=1, pre_decay_scale=4.0)
     request = rule.update(_report(target=target, lr_drop_ahead=True, lr=0.1, peak_lr=0.1))
     assert (request is not None) is stops
@@ -108,7 +108,8 @@ def test_a_step_schedule_with_a_drop_to_come_reads_the_widened_interval_after_it
     # 1200 are still to come, and what they bring the one behind shows in part only: the widened interval then.
     target = FORECAST.final * np.exp(-2.5 * FORECAST.log_scale)  # out of reach, but not four intervals away
     kwargs = {"lr_drop_ahead": True, "lr": 0.03, "peak_lr": 0.1, "schedule": _step_lr(drops)}
-    request = ForecastStopRule(patience=1, pre_decay_scale=4.0).update(_report(target=target, **kwargs))
+    rule = ForecastStopRule(patience=1, pre_decay_scale=4.0, early_scale=1.0)  # the early widening: its own test
+    request = rule.update(_report(target=target, **kwargs))
     assert (request is None) is held
     no_target = ForecastStopRule(patience=1, min_delta=1.0)
     no_target.update(_report(**kwargs))
@@ -136,13 +137,24 @@ def test_an_unknown_schedule_reads_the_interval_widened(sigmas, stops):
     # as wide (a cyclic LR's next fall, a decay the prefix does not show), only the target 5 sds away stays so.
     target = FORECAST.final * np.exp(-sigmas * FORECAST.log_scale)
     report = _report(target=target, lr_schedule_known=False)
-    as_sized = ForecastStopRule(patience=1, unknown_lr_extra_patience=0, unknown_lr_scale=1.0)
+    as_sized = ForecastStopRule(patience=1, unknown_lr_extra_patience=0, unknown_lr_scale=1.0, early_scale=1.0)
     assert as_sized.update(report) is not None
     rule = ForecastStopRule(patience=1, unknown_lr_extra_patience=0)
     request = rule.update(report)
     assert (request is not None) is stops
     if stops:
         assert "widened: the LR schedule is unknown" in request.message
+
+
+@pytest.mark.parametrize(("step", "stops"), [(600, False), (1000, True)])
+def test_in_the_first_half_of_a_run_the_target_check_reads_the_interval_widened(step, stops):
+    # A target 2.5 predictive sds below the forecast, with no LR drop ahead: out of reach as the forecaster sizes it,
+    # and so read from half the run on; before, twice as wide (a slow start that speeds up lies far outside the
+    # early intervals), it is not.
+    target = FORECAST.final * np.exp(-2.5 * FORECAST.log_scale)
+    request = ForecastStopRule(patience=1).update(_report(target=target, step=step))
+    assert (request is not None) is stops
+    assert ForecastStopRule(patience=1, early_scale=1.0).update(_report(target=target, step=step)) is not None
 
 
 def test_an_unknown_schedule_holds_when_asked_or_without_a_target():
@@ -213,6 +225,8 @@ def test_state_round_trip():
         ({"target": float("nan")}, "Expected `target` to be a finite float or None"),
         ({"unknown_lr_extra_patience": -1}, "Expected `unknown_lr_extra_patience` to be >= 0 or None"),
         ({"unknown_lr_scale": 0.5}, r"Expected `unknown_lr_scale` to be >= 1, but got 0.5"),
+        ({"early_scale": 0.5}, r"Expected `early_scale` to be >= 1, but got 0.5"),
+        ({"early_until": 1.5}, r"Expected `early_until` to lie in \[0, 1\], but got 1.5"),
     ],
 )
 def test_rule_validates_arguments(kwargs, match):
