@@ -200,7 +200,8 @@ class HyperparameterAdvisor(Actuator):
 
     def _plateau_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
         plateau = [a for a in report.anomalies if a.kind == "plateau" and a.series == report.monitor]
-        if not plateau or report.lr_drop_ahead:
+        # Without a known schedule nobody can say no decay lies ahead (a ReduceLROnPlateau is about to decay it).
+        if not plateau or report.lr_drop_ahead or not report.lr_schedule_known:
             return None
         return "info", (
             f"{report.monitor} has plateaued (step {plateau[0].step}) and the LR schedule has no decay ahead. Decaying "

@@ -36,6 +36,11 @@ SCHEDULERS = {
     "cosine": (lambda o: S.CosineAnnealingLR(o, T_max=MAX_STEPS, eta_min=0.001), "step"),
     "cosine_restarts": (lambda o: S.CosineAnnealingWarmRestarts(o, T_0=8), "step"),
     "one_cycle": (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=MAX_STEPS), "step"),
+    # Lands below 0 after its last step (the LR of the horizon step, which no step trains with).
+    "one_cycle_linear": (
+        lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=MAX_STEPS, pct_start=0.05, anneal_strategy="linear"),
+        "step",
+    ),
     "step": (lambda o: S.StepLR(o, step_size=5, gamma=0.5), "step"),
     "multistep": (lambda o: S.MultiStepLR(o, milestones=[6, 15], gamma=0.3), "step"),
     "exponential": (lambda o: S.ExponentialLR(o, gamma=0.9), "step"),

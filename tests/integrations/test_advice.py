@@ -22,7 +22,9 @@ def _history(**series) -> RunHistory:
     return history
 
 
-def _report(step=500, anomalies=(), horizon=1000, lr_drop_ahead=False, recorded: RunHistory | None = None) -> Report:
+def _report(
+    step=500, anomalies=(), horizon=1000, lr_drop_ahead=False, recorded: RunHistory | None = None, known: bool = True
+) -> Report:
     """A report as the bundle makes it: the recorded series, and the LR so far read from them."""
     recorded = recorded if recorded is not None else RunHistory()
     series = {name: recorded.series(name) for name in recorded.names()}
@@ -30,6 +32,7 @@ def _report(step=500, anomalies=(), horizon=1000, lr_drop_ahead=False, recorded:
     return Report(
         step=step, monitor="loss", horizon=horizon, anomalies=tuple(anomalies), lr_drop_ahead=lr_drop_ahead,
         lr=None if lrs is None else float(lrs[-1]), peak_lr=None if lrs is None else float(lrs.max()), series=series,
+        lr_schedule_known=known,
     )  # fmt: skip
 
 
@@ -137,11 +140,14 @@ def test_a_fast_step_waiting_a_fraction_of_a_millisecond_is_not_data_bound():
     assert _topics(advisor) == []
 
 
-@pytest.mark.parametrize(("drop_ahead", "advised"), [(False, True), (True, False)])
-def test_plateau_advice_only_without_a_decay_ahead(drop_ahead, advised):
+@pytest.mark.parametrize(
+    ("drop_ahead", "known", "advised"), [(False, True, True), (True, True, False), (False, False, False)]
+)
+def test_plateau_advice_only_without_a_decay_ahead(drop_ahead, known, advised):
+    # An unknown schedule (ReduceLROnPlateau) may decay the LR at any time: it was told to add a ReduceLROnPlateau.
     advisor = HyperparameterAdvisor()
     plateau = Anomaly("plateau", 700, "info", "flat")
-    advisor.on_report(None, None, _report(step=700, anomalies=[plateau], lr_drop_ahead=drop_ahead))
+    advisor.on_report(None, None, _report(step=700, anomalies=[plateau], lr_drop_ahead=drop_ahead, known=known))
     assert _topics(advisor) == (["advice/plateau"] if advised else [])
 
 

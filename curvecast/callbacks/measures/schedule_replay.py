@@ -20,7 +20,7 @@ import copy
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,7 @@ def replay_schedule(trainer: Any, start: int, horizon: int, budget: int = REPLAY
             tail, reason = SampledKnots(np.array([end, horizon]), np.array([lrs[-1], lrs[-1]]), 0.0, 0), None
         else:
             tail, reason = jump.tail(lrs, end, horizon)
+    lrs, tail = _untrained_end(lrs, tail)
     reason = reason or _unusable(lrs, tail, start)
     if reason is not None:
         return PlannedSchedule(start, None, reason, replayed_steps=replayed, jump_evaluations=jump.evaluations)
@@ -209,6 +210,22 @@ def _replay(
                 return lrs, stepped, True
             stepped += 1
     return lrs, stepped, False
+
+
+def _untrained_end(lrs: np.ndarray, tail: SampledKnots | None) -> tuple[np.ndarray, SampledKnots | None]:
+    """The planned LRs with that of the horizon step, which no step trains with (steps ``0..horizon - 1`` run), the
+    last trained step's where the scheduler leaves no learning rate there: a ``OneCycleLR`` with linear annealing
+    lands at -1e-5 after its last step, and that one value made the whole schedule unknown."""
+    def usable(value: float) -> bool:
+        return bool(np.isfinite(value) and value >= 0)
+
+    if tail is None:
+        if len(lrs) > 1 and not usable(lrs[-1]):
+            lrs = np.concatenate([lrs[:-1], lrs[-2:-1]])
+        return lrs, tail
+    if len(tail.lrs) > 1 and not usable(tail.lrs[-1]) and tail.steps[-1] - tail.steps[-2] == 1:
+        tail = replace(tail, lrs=np.concatenate([tail.lrs[:-1], tail.lrs[-2:-1]]))
+    return lrs, tail
 
 
 def _unusable(lrs: np.ndarray, tail: SampledKnots | None, start: int) -> str | None:
