@@ -21,7 +21,7 @@ except ImportError:  # the `lightning` distribution is optional; importing it be
     _UnifiedCallback = None
 
 __all__ = [
-    "CPU_HOST_STEPS", "Callback", "StepReader", "host_cadence", "is_global_zero", "logging_cadence",
+    "CPU_HOST_STEPS", "Callback", "StepReader", "fitting", "host_cadence", "is_global_zero", "logging_cadence",
     "optimizer_step_index", "steps_taken", "tensorboard_writer", "trains_on_cpu",
 ]  # fmt: skip
 
@@ -140,6 +140,13 @@ def host_cadence(trainer: Any) -> int:
 def logging_cadence(trainer: Any) -> int:
     """The Trainer's ``log_every_n_steps``, at least 1."""
     return max(int(getattr(trainer, "log_every_n_steps", 50) or 1), 1)
+
+
+def fitting(trainer: Any) -> bool:
+    """Whether the Trainer is fitting, not validating, testing or predicting on its own (True when it cannot tell):
+    ``validate``/``test`` after a fit, with a ``ckpt_path`` or not, leave the run's curves and state as they were."""
+    fn = getattr(getattr(trainer, "state", None), "fn", None)
+    return fn is None or fn == "fit"
 
 
 def trains_on_cpu(trainer: Any) -> bool:

@@ -17,7 +17,7 @@ from curvecast.callbacks import Throughput
 from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import RunContext, StopReason
 from run_helpers import read_events, tiny_trainer
-from tiny_models import CurveModule, TinyRegression, TinyRegressionL, loader
+from tiny_models import CurveModule, LogsValLoss, TinyRegression, TinyRegressionL, loader
 
 
 class Recorder(Actuator):
@@ -151,6 +151,25 @@ def test_a_checkpoint_between_two_moves_to_the_host_keeps_every_gradient_norm_me
     measured = [step for step in bundle.history.series("grad_norm").steps.tolist() if step < 42]
     assert measured[-1] > 39  # one past the last move to the host before the checkpoint (step 39)
     assert saved["history"]["series"]["grad_norm"]["steps"] == measured
+
+
+def test_validate_and_test_after_fit_leave_the_runs_history_as_it_was(tmp_path):
+    # `validate`/`test(ckpt_path="best")` restore callback state from an earlier checkpoint, and run validation
+    # again: the finished run's curves are no such restore's nor such validation's to rewrite.
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss", save_top_k=1)
+    bundle = Curvecast(monitor="val_loss", forecast_budget=None, background=False)
+    trainer = tiny_trainer(tmp_path, [bundle, checkpoint], 80, logger=False, enable_checkpointing=True,
+                           val_check_interval=10, check_val_every_n_epoch=None)  # fmt: skip
+    module = LogsValLoss()
+    trainer.fit(module, loader(n=1024))
+    before = {name: (s.steps.tolist(), s.values.tolist()) for name in bundle.history.names()
+              for s in [bundle.history.series(name)]}  # fmt: skip
+    trainer.validate(module, ckpt_path=checkpoint.best_model_path, verbose=False)
+    trainer.validate(module, dataloaders=loader(n=64, seed=7), verbose=False)
+    after = {name: (s.steps.tolist(), s.values.tolist()) for name in bundle.history.names()
+             for s in [bundle.history.series(name)]}  # fmt: skip
+    assert after == before
+    assert before["val_loss"][0] == list(range(10, 81, 10))
 
 
 def test_state_dict_round_trip_restores_every_part(tmp_path):

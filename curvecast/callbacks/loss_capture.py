@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import StepReader, host_cadence
+from curvecast._lightning import StepReader, fitting, host_cadence
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
@@ -182,8 +182,8 @@ class LossCapture(Sensor):
 
     @guarded
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking:
-            return
+        if trainer.sanity_checking or not fitting(trainer):
+            return  # `trainer.validate()` after (or before) fitting: no point of the run's own curve
         self.flush(trainer)
         step = int(trainer.global_step)  # optimizer steps done: validation at step k sees the weights after k updates
         for name, value in trainer.callback_metrics.items():
@@ -217,4 +217,3 @@ class LossCapture(Sensor):
     def pending_steps(self) -> int:
         """Optimizer steps measured but not yet moved to the host."""
         return len(self._pending_steps)
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
-from curvecast._lightning import Callback, is_global_zero
+from curvecast._lightning import Callback, fitting, is_global_zero
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
@@ -195,6 +195,7 @@ class Curvecast(Callback):
                               self.loss_capture, self.forecast_every, background, self.finite_guard)  # fmt: skip
         self._monitor_checked = False
         self._state_key: str | None = None
+        self._restore_state = True  # False from a checkpoint loaded to validate or test (see on_load_checkpoint)
 
     def attach(self, actuator: Actuator, *, save_state: bool = True) -> None:
         """Have ``actuator`` act on this run's reports (once), bound to the run's context.
@@ -384,8 +385,10 @@ class Curvecast(Callback):
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         """A checkpoint of a run that watched another monitor has no state under this bundle's key: keep what does not
         depend on the monitor, and say what was dropped (Lightning would drop it all, silently)."""
+        # `validate`/`test(ckpt_path=...)` restore callbacks too: a run that has trained keeps its history then.
+        self._restore_state = fitting(trainer)
         states = checkpoint.get("callbacks")
-        if not isinstance(states, dict) or self.state_key in states:
+        if not self._restore_state or not isinstance(states, dict) or self.state_key in states:
             return
         prefix = f"{type(self).__name__}{{"
         foreign = [key for key in states if isinstance(key, str) and key.startswith(prefix)]
@@ -408,6 +411,10 @@ class Curvecast(Callback):
         )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a saved state part by part; a part that cannot be read starts afresh, with a warning."""
+        """Restore a saved state part by part; a part that cannot be read starts afresh, with a warning. Not while the
+        Trainer validates or tests from a checkpoint (the history of the run stays as it was)."""
+        restore, self._restore_state = self._restore_state, True
+        if not restore:
+            return
         if "watch" in restore_bundle_state(self.history, self._stateful_parts(), state_dict):
             self.brain.watch = self._new_watch()  # told the schedule at the next step
