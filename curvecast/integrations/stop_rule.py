@@ -300,5 +300,8 @@ _WIDENED_EARLY = ", widened this early in the run"
 
 
 def _saved(report: Report) -> int:
-    """The steps a stop at ``report.stop_step`` (0-based: that step is the last taken) leaves of ``horizon``."""
-    return max(int(report.horizon) - report.stop_step - 1, 0)
+    """The steps a stop leaves of ``horizon``: after ``run_step`` (0-based, the last step taken) where the report
+    knows it, else after ``stop_step``. A validation point's step counts the steps taken (the weights after k
+    updates) and so lies one past the last index: 70 of 80 saves 10, not 9."""
+    last = report.stop_step if report.run_step is None else int(report.run_step)
+    return max(int(report.horizon) - last - 1, 0)

@@ -44,6 +44,13 @@ def test_a_stop_takes_effect_at_the_runs_step_not_the_forecasts():
     assert "1395 steps saved" in request.message
 
 
+def test_a_validation_monitors_stop_counts_the_steps_saved_from_the_last_step_taken():
+    # A validation point's step is the number of steps taken (600: steps 0..599 were run); the run is at index 599.
+    request = ForecastStopRule(patience=1).update(_report(target=1.5, run_step=599))
+    assert "Stopped at step 600 of 2000" in request.message
+    assert "1400 steps saved" in request.message
+
+
 def test_a_hopeful_check_resets_the_count():
     rule = ForecastStopRule(patience=2)
     assert rule.update(_report(target=1.5)) is None
