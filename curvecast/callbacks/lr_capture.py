@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 
 from curvecast._lightning import StepReader, host_cadence
-from curvecast.callbacks.measures.schedule_replay import PlannedSchedule, replay_schedule, run_horizon
+from curvecast.callbacks.measures.schedule_replay import (
+    PlannedSchedule,
+    replay_schedule,
+    run_horizon,
+    unknown_length_reason,
+)
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, warn_once
 from curvecast.forecasting.schedule import MAX_DENSE_STEPS, LRSchedule
@@ -55,9 +60,13 @@ class LearningRateCapture(Sensor):
         self.horizon = run_horizon(trainer)
         start = int(trainer.global_step)
         if self.horizon is None:
-            self.planned = PlannedSchedule(start, None, "the run length is unknown (no max_steps, unsized loader)")
-        else:
-            self.planned = replay_schedule(trainer, start, self.horizon)
+            reason = unknown_length_reason(trainer)
+            self.planned = PlannedSchedule(start, None, reason)
+            # No horizon, no forecast at all (anomalies are still watched): said as such, with the fix.
+            warn_once(f"curvecast: no forecasts in this run: {reason}. Set `max_steps` (or `max_epochs` with a "
+                      "sized training loader) to have them.", key="run-length")  # fmt: skip
+            return
+        self.planned = replay_schedule(trainer, start, self.horizon)
         if not self.planned.known:
             warn_once(f"curvecast: forecasting without the LR schedule: {self.planned.reason}", key="lr-schedule")
 

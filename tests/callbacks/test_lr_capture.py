@@ -109,6 +109,27 @@ def test_without_a_scheduler_the_lr_is_constant_and_known(quiet_trainer_kwargs):
     assert not capture.schedule().drop_ahead(0)
 
 
+class StopsAfter(pl.Callback):
+    """Ends a run that has no step or epoch limit after ``steps`` steps (as a ``max_time`` would, but on a count)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True
+
+
+def test_a_run_without_a_length_says_it_has_no_forecasts_and_why(quiet_trainer_kwargs):
+    capture = LearningRateCapture()
+    kwargs = {**quiet_trainer_kwargs, "max_steps": -1, "max_epochs": -1}
+    trainer = pl.Trainer(callbacks=[capture, StopsAfter(12)], **kwargs)
+    with pytest.warns(UserWarning, match=r"no forecasts in this run: the run length is unknown \(no `max_steps` nor"):
+        trainer.fit(TinyRegression(), loader())
+    assert capture.horizon is None
+    assert capture.schedule() is None
+
+
 def test_reduce_on_plateau_cannot_be_replayed_and_says_so(quiet_trainer_kwargs):
     capture = LearningRateCapture()
     trainer = pl.Trainer(max_steps=5, callbacks=[capture], limit_val_batches=1, **quiet_trainer_kwargs)

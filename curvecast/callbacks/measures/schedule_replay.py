@@ -29,7 +29,7 @@ import torch
 from curvecast.callbacks.measures.scheduler_jump import epoch_lr_function
 from curvecast.forecasting.knots import SampledKnots, interpolate_knots, sample_knots
 
-__all__ = ["REPLAY_BUDGET", "PlannedSchedule", "replay_schedule", "run_horizon"]
+__all__ = ["REPLAY_BUDGET", "PlannedSchedule", "replay_schedule", "run_horizon", "unknown_length_reason"]
 
 # Steps replayed one by one before jumping ahead: one scheduler.step() and the bookkeeping cost about 10 us on CPU,
 # so about a second here, whatever the run length.
@@ -130,6 +130,15 @@ def run_horizon(trainer: Any) -> int | None:
     if total is None or not math.isfinite(total) or total <= 0:
         return None
     return int(total)
+
+
+def unknown_length_reason(trainer: Any) -> str:
+    """Why ``run_horizon`` knows no last step: no step or epoch limit at all (``max_time``, or an endless run), or
+    epochs of a training loader with no length."""
+    max_epochs = getattr(trainer, "max_epochs", None)
+    if max_epochs is None or max_epochs < 0:
+        return "the run length is unknown (no `max_steps` nor `max_epochs`: a `max_time` or an endless run)"
+    return f"the run length is unknown (`max_epochs={max_epochs}` of a training loader with no length)"
 
 
 def _steps_per_epoch(trainer: Any) -> int | None:
