@@ -248,3 +248,37 @@ def test_the_wild_column_reader_tells_losses_from_scores(tmp_path: Path) -> None
     log.write_text("epoch,step,train_loss,val_acc,lr-Adam\n0,9,2.0,0.1,0.001\n0,19,1.5,0.2,0.001\n0,29,1.2,0.3,0.001\n")
     assert [(n, m) for n, m, _ in _columns(log)] == [("train_loss", "min"), ("val_acc", "max")]
     assert np.allclose([v for _, v in _columns(log)[0][2]], [2.0, 1.5, 1.2])
+
+
+def test_a_healthy_run_on_unshuffled_data_is_warned_of_instability_once_not_every_epoch(tmp_path: Path) -> None:
+    """Unshuffled, the same hard batches come back every epoch: the precursors came and went each epoch, and the
+    warning re-armed at the first point without them (28 warnings in 30 epochs of a converged linear regression)."""
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from curvecast import Curvecast
+    from run_helpers import tiny_trainer
+
+    class Regression(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.layer = torch.nn.Linear(8, 1)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.layer(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    torch.manual_seed(0)
+    x = torch.randn(400, 8)
+    y = x @ torch.randn(8, 1) + 0.1 * torch.randn(400, 1)
+    bundle = Curvecast(background=False, forecast_every=20, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], -1, logger=False, max_epochs=30, log_every_n_steps=5)
+    trainer.fit(Regression(), DataLoader(TensorDataset(x, y), batch_size=10, shuffle=False))
+    risks = [a for r in bundle.reports for a in r.anomalies if a.kind == "instability_risk"]
+    assert len(risks) <= 1
+    assert trainer.global_step == 1200

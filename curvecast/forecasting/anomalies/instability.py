@@ -38,8 +38,12 @@ _CREEP_RISE = 0.5  # fraction of the detector's divergence rise that makes the C
 # minimum from 1.02x to 2x: this one removes notes, not warnings).
 GRAD_SPIKE_MIN_RISE = 0.5
 GRAD_SPIKE_WARN_RATIO = 2.0
-# The keys a saved state must hold ("up_peak" and "last_move" may be absent: a state saved before them loads as if no
-# swing had been seen).
+# After a warning, the precursors must have been absent this many points in a row before another can come: a healthy
+# run on unshuffled data meets the same hard batches every epoch, and re-armed at the first point without them it was
+# warned every epoch (28 warnings in 30 epochs).
+REARM_QUIET_POINTS = 100
+# The keys a saved state must hold ("up_peak", "last_move" and "quiet" may be absent: a state saved before them loads
+# as if no swing had been seen, and as quiet long enough).
 _STATE_KEYS = (
     "loss", "grad", "n", "last_step", "armed", "loss_spike_n", "grad_spike_n", "spike_ns", "grad_low", "first_step",
     "lows", "up_run", "up_armed",
@@ -132,6 +136,7 @@ class InstabilityMonitor:
         self.min_precursors, self.co_spike_points = min_precursors, co_spike_points
         self.grad_growth, self.window_points = grad_growth, window_points
         self.n, self.last_step, self.armed = 0, None, True
+        self.quiet = REARM_QUIET_POINTS  # points in a row without a precursor (quiet long enough at the start)
         self.first_step: int | None = None
         self.loss_spike_n, self.grad_spike_n = -(10**9), -(10**9)
         self.spike_ns: list[int] = []  # point indices of recent spikes, at most two windows back
@@ -172,7 +177,8 @@ class InstabilityMonitor:
         # The loss itself must show it: a gradient norm that grows, a noisier loss or more spikes while the loss goes on
         # falling are what healthy runs do (a transformer's gradient norm grows threefold as it trains).
         led = any(leads for _, _, leads in found)
-        if not reasons:
+        self.quiet = 0 if reasons else self.quiet + 1
+        if self.quiet >= REARM_QUIET_POINTS:
             self.armed = True
         level = self.loss.level
         # The turn-up precursor is built for the first points of sparse curves: it is muted only
@@ -225,6 +231,7 @@ class InstabilityMonitor:
             "n": self.n,
             "last_step": self.last_step,
             "armed": self.armed,
+            "quiet": self.quiet,
             "loss_spike_n": self.loss_spike_n,
             "grad_spike_n": self.grad_spike_n,
             "spike_ns": list(self.spike_ns),
@@ -287,6 +294,7 @@ def _read_own_fields(state: Mapping[str, Any]) -> dict[str, Any]:
     values["up_run"] = checked_whole(field("up_run"), state["up_run"], low=0, high=n)
     values["up_peak"] = checked_real(field("up_peak"), state.get("up_peak", 0.0), low=0.0)
     values["last_move"] = checked_real(field("last_move"), state.get("last_move", 0.0))
+    values["quiet"] = checked_whole(field("quiet"), state.get("quiet", REARM_QUIET_POINTS), low=0)
     return values
 
 
