@@ -50,6 +50,46 @@ def test_a_metric_logged_on_some_steps_is_recorded_at_those_steps_alone(quiet_tr
     assert bundle.last_report.forecast.ok
 
 
+class EpochOnlyLoss(TinyRegression):
+    """Logs its training loss as the epoch's mean alone (``on_step=False, on_epoch=True``), under the name given."""
+
+    def __init__(self, step_too: bool = False) -> None:
+        super().__init__()
+        self.step_too = step_too
+        self.epoch_losses: list[list[float]] = []
+
+    def on_train_epoch_start(self):
+        self.epoch_losses.append([])
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.epoch_losses[-1].append(float(loss))
+        self.log("train_loss", loss, on_step=self.step_too, on_epoch=True)
+        return loss
+
+
+@pytest.mark.parametrize("monitor", ["train_loss", "train_loss_epoch"])
+def test_an_epoch_only_metric_is_recorded_at_each_epochs_last_step_the_last_epoch_too(quiet_trainer_kwargs, monitor):
+    # Read at the next step it lay one step late (10, 20, ...), and the last epoch's was never read: no forecast.
+    module = EpochOnlyLoss(step_too=monitor == "train_loss_epoch")
+    bundle = Curvecast(monitor, forecast_every=5, background=False, forecast_budget=None)
+    trainer = pl.Trainer(max_epochs=5, limit_train_batches=10, callbacks=[bundle], **quiet_trainer_kwargs)
+    trainer.fit(module, loader(n=80))
+    series = bundle.history.series(monitor)
+    np.testing.assert_array_equal(series.steps, [9, 19, 29, 39, 49])
+    np.testing.assert_allclose(series.values, [np.mean(e) for e in module.epoch_losses], rtol=1e-5)
+
+
+def test_a_metric_logged_every_step_and_every_epoch_keeps_its_steps_values(quiet_trainer_kwargs):
+    module = EpochOnlyLoss(step_too=True)
+    bundle = Curvecast("train_loss", forecast_every=5, background=False, forecast_budget=None)
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=10, callbacks=[bundle], **quiet_trainer_kwargs)
+    trainer.fit(module, loader(n=80))
+    series = bundle.history.series("train_loss")
+    np.testing.assert_array_equal(series.steps, np.arange(20))
+    np.testing.assert_allclose(series.values, [v for e in module.epoch_losses for v in e], rtol=1e-5)
+
+
 def test_a_monitor_logged_from_a_later_step_is_waited_for_and_said_once(quiet_trainer_kwargs, caplog):
     with caplog.at_level(logging.INFO, logger="curvecast"):
         bundle = _fit("val_acc", quiet_trainer_kwargs)  # no error at the first validations, which lack it

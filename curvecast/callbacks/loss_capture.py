@@ -146,6 +146,16 @@ class LossCapture(Sensor):
         if (step + 1) % self._flush_every == 0 or len(self._pending_steps) >= self._flush_every:
             self.flush(trainer)
 
+    @guarded
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        # A metric logged with `on_epoch=True` only reaches `callback_metrics` at the epoch's end: taken here, at the
+        # epoch's last step (read at the next step, it lay a step late, and the last epoch's was never read).
+        if self.train_metric is None or self._steps is None:
+            return
+        if f"{self.train_metric}_step" in trainer.callback_metrics:
+            return  # logged every step too: its steps' values are the series, not the epoch's mean
+        self._take_train_metric(trainer, self._steps.index(after_step=True))
+
     def _take_train_metric(self, trainer: Any, step: int) -> None:
         """The monitored training metric of this step, if the module logged it anew (kept on the device till flush)."""
         metrics = trainer.callback_metrics

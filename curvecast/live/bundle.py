@@ -316,6 +316,8 @@ class Curvecast(Callback):
             self.brain.think(trainer, pl_module, at_validation=True)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        for sensor in self.sensors:
+            sensor.on_train_epoch_end(trainer, pl_module)
         if not sum(getattr(trainer, "num_val_batches", None) or [0]):  # no validation: this is the first chance
             self._check_monitor(trainer)
         warn_if_no_loss(self.monitor, self.history, self.loss_capture.steps_without_loss)
