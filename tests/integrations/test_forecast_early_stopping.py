@@ -266,3 +266,32 @@ def test_a_slow_start_at_a_constant_lr_is_not_stopped_before_it_speeds_up(tmp_pa
     assert bundle.early_stopping.stop_request is None
     assert trainer.global_step == 960
     assert bundle.history.series("loss").values[-40:].mean() < 0.1  # the target, reached
+
+
+def test_a_loss_climbing_slowly_as_its_objective_changes_is_warned_of_not_stopped(tmp_path):
+    """A VAE's KL weight warming up from 0 to 1 lifts its loss smoothly, 1.4 -> 2.4 over 400 steps after it held its
+    best: a climb that slow is an objective changing on purpose (a warning says so), not a divergence to stop on."""
+    t = np.arange(900)
+    fall = 1.4 + 7.0 * np.exp(-t / 20)
+    warmup = np.clip((t - 150) / 400, 0.0, 1.0)
+    module = CurveModule(curve=(fall + 1.0 * warmup).tolist(), noise=0.0)
+    bundle = Curvecast(early_stopping=True, background=False, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], 900, logger=False)
+    trainer.fit(module)
+    assert bundle.early_stopping.stop_request is None
+    assert trainer.global_step == 900
+    kinds = {(a.kind, a.severity) for r in bundle.reports for a in r.anomalies}
+    assert ("divergence", "critical") not in kinds
+    assert ("divergence", "warning") in kinds  # the climb is said
+
+
+def test_a_fast_climb_is_still_stopped_as_a_divergence(tmp_path):
+    t = np.arange(900)
+    curve = np.where(t < 300, 1.4 + 7.0 * np.exp(-t / 20), (1.4 + 7.0 * np.exp(-300 / 20)) * 1.08 ** (t - 299))
+    bundle = Curvecast(early_stopping=True, background=False, forecast_budget=None)
+    trainer = tiny_trainer(tmp_path, [bundle], 900, logger=False)
+    trainer.fit(CurveModule(curve=np.minimum(curve, 1e30).tolist(), noise=0.0))
+    request = bundle.early_stopping.stop_request
+    assert request is not None
+    assert request.reason is StopReason.DIVERGENCE
+    assert request.step < 360

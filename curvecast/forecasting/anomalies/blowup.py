@@ -33,6 +33,12 @@ CONFIRM_GIVEN_BACK = {"min": 0.01, "max": 1.0}
 # the optimizer settles (Adam's first steps; batch size 1), and a per-step series knows its noise by step 9.
 JUMP_AFTER_STEPS = 100
 MIN_PROXY_DIFFS = 3  # differences before the first points' spread stands in for the noise (early_noise)
+# A confirmed divergence climbed from half the ratio above its best to the ratio within this many points: a loss whose
+# objective changes on purpose rises slowly and smoothly (a VAE's KL weight warming up from 0 to 1 over 600 steps took
+# 61-96 points there, from 1.41 to 2.35: a "divergence" stopped at step 373 of 1200), where the 18 real divergences of
+# benchmarks/anomaly_detection.py all climbed within 10 points (each still confirmed, as early) and a steady 1% a point
+# within 25. A slower climb is warned of, not stopped: a slow genuine divergence (a linear drift) loses its stop too.
+FAST_CLIMB_POINTS = 30
 # A loss whose median of 3 stays a million times above the lowest it reached, for `confirm_points` points in a row, has
 # blown up whatever else holds: within an LR warm-up (where every step's LR rise starts the best afresh) such a loss
 # otherwise ran on from 0.175 to 2e29, until it overflowed to inf 100 steps later.
@@ -52,14 +58,16 @@ class BlowUpRule(Stateful):
       median of 3 stayed within the ratio of it for ``confirm_steps`` steps as well (a point holds until the next one
       comes, so one evaluation of a sparse curve can hold it). A low the series only touched (a few lucky batches; a
       DQN's TD loss in its first steps, before its targets grow with the returns it learns) is no level it diverged
-      from: the climb away from it is left to the warnings. Not within the points muted after a scheduled LR rise.
+      from: the climb away from it is left to the warnings. Not within the points muted after a scheduled LR rise,
+      nor for a climb that took more than ``FAST_CLIMB_POINTS`` from half the ratio to the ratio (an objective that
+      changes on purpose, a KL weight warming up, rises that slowly; divergences do not).
 
     Each re-arms once the level is back within half the ratio of its best.
     """
 
     STATE = (
         "best", "elevated_run", "elevated_since", "critical_armed", "jump_armed", "near_since", "held", "lowest",
-        "blown_run",
+        "blown_run", "mid_n", "climb",
     )  # fmt: skip
 
     def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
@@ -72,6 +80,8 @@ class BlowUpRule(Stateful):
         self.near_since: int | None = None  # first step of the current stretch of levels within the ratio of the best
         self.held = 0  # steps the longest such stretch lasted since the best was set (to the first point out of it)
         self.lowest = math.inf  # the lowest short level of the run, an LR rise or not (see BLOWN_UP_RATIO)
+        self.mid_n = 0  # the point count when the level was last within half the ratio of the best
+        self.climb = 0  # points the latest climb took from there to the ratio
         self.blown_run = 0  # consecutive short levels BLOWN_UP_RATIO times above it
 
     def on_lr_rise(self) -> None:
@@ -84,6 +94,8 @@ class BlowUpRule(Stateful):
             state = {**state, "near_since": None, "held": 0}
         if isinstance(state, Mapping) and "lowest" not in state and "blown_run" not in state:
             state = {**state, "lowest": math.inf, "blown_run": 0}  # saved before the blow-up check: none seen yet
+        if isinstance(state, Mapping) and "mid_n" not in state and "climb" not in state:
+            state = {**state, "mid_n": 0, "climb": 0}  # saved before the climb's pace was kept: any climb counts
         return super().read_state(state)
 
     def carry_over(self, old: BlowUpRule) -> None:
@@ -110,6 +122,9 @@ class BlowUpRule(Stateful):
         self.elevated_run = self.elevated_run + 1 if counts else 0
         if self.elevated_run == 1:
             self.elevated_since = step
+            self.climb = level.n - self.mid_n  # points the level took from half the ratio to the ratio
+        if math.isfinite(self.best) and short - self.best <= level.rise(self.ratio, self.best) / 2:
+            self.mid_n = level.n
         if not elevated and short - self.best < level.rise(self.ratio, short) / 2:
             self.critical_armed = self.jump_armed = True
         events: list[Anomaly] = []
@@ -132,6 +147,7 @@ class BlowUpRule(Stateful):
             and self.held >= self.confirm_steps
             and not level.after_lr_rise
             and self._stands_out(short, best_before)
+            and self._fast_climb()
         ):
             self.critical_armed = False
             text = confirmed_message(level.series, step, self.elevated_since, value, best_value, self.ratio, level.mode)
@@ -143,6 +159,10 @@ class BlowUpRule(Stateful):
             events.append(Anomaly(KIND, step, "critical", text, level.series, ratio(value, lowest), value))
         self.lowest = min(self.lowest, short) if math.isfinite(short) else self.lowest
         return events
+
+    def _fast_climb(self) -> bool:
+        """The latest climb went from half the ratio above the best to the ratio within ``FAST_CLIMB_POINTS``."""
+        return self.climb <= FAST_CLIMB_POINTS
 
     def _blown_up(self, short: float) -> bool:
         """A loss whose median of 3 has stood ``BLOWN_UP_RATIO`` times above the lowest it reached for
