@@ -15,7 +15,7 @@ from curvecast.callbacks.measures.gns_cadence import SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, measuring_source
 from curvecast.callbacks.measures.gns_state import gns_state, read_gns_state
-from curvecast.callbacks.measures.gns_step import step_norm, two_batch_pair
+from curvecast.callbacks.measures.gns_step import small_batch_sq, step_norm, two_batch_pair
 from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
@@ -238,26 +238,13 @@ class GradientNoiseScale(Sensor):
 
     def _take_small_batch(self, trainer: Any) -> None:
         """Add this micro-batch's small-batch squared norm, from the source's hooks, to the step's."""
-        k2 = float(self._accumulate) ** 2  # Lightning divides the loss by K: hooks see gradients / K
-        total: torch.Tensor | None = None
-        if self._micro is not None:
-            self._micro.enabled = False
-            total, factor, count = self._micro.take(), k2, 1
-        elif self._per_example is not None:
-            self._per_example.enabled = False
-            norms = self._per_example.take(self._rows[-1] if self._rows else None)
-            if norms is not None:
-                rows = norms.shape[0]
-                # the loss averages over the batch: a per-example loss gradient is B x its share of the batch's
-                total, factor, count = norms.sum(dtype=torch.float64), k2 * rows * rows, rows
-        if total is None:
+        rows = self._rows[-1] if self._rows else None
+        taken = small_batch_sq(self._micro, self._per_example, rows, self._accumulate, grad_scale(trainer),
+                               self._on_host)  # fmt: skip
+        if taken is None:
             self._valid = False
             return
-        value = float(total) * factor if self._on_host else total * factor
-        scale = grad_scale(trainer)
-        if scale is not None:  # fp16 AMP: undo the loss scale
-            scale_sq = scale.to(torch.float64).square()
-            value = value / float(scale_sq) if self._on_host else value / scale_sq.to(value.device)
+        value, count = taken
         self._small_sum = value if self._small_sum is None else self._small_sum + value
         self._small_count += count
 

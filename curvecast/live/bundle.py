@@ -11,7 +11,7 @@ from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
-from curvecast.failsafe import guarded, warn_once
+from curvecast.failsafe import guarded
 from curvecast.forecasting import Report
 from curvecast.forecasting.metric_map import check_mode_bounds
 from curvecast.forecasting.stop_request import StopRequest
@@ -28,11 +28,11 @@ from curvecast.live.bundle_parts import (
     checked_every,
     checked_monitor,
     checked_target,
+    finite_guard,
     forwarder,
     part,
-    stops_on_non_finite,
 )
-from curvecast.live.bundle_state import bundle_state, restore_bundle_state
+from curvecast.live.bundle_state import bundle_state, restore_bundle_state, restore_other_monitors_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.monitor_checks import (
     expected_validations,
@@ -42,7 +42,6 @@ from curvecast.live.monitor_checks import (
     warn_if_no_loss,
     warn_monitor_never_logged,
 )
-from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.reference_source import ReferenceSource, check_reference_source, references_for_fit
 from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.run_brain import RunBrain
@@ -54,7 +53,6 @@ from curvecast.series import TRAIN_LOSS
 __all__ = ["Curvecast"]
 
 # The parts of the bundle's state that belong to its monitor: a resume with another monitor starts them afresh.
-_MONITOR_PARTS = frozenset({"watch", "early_stopping"})
 
 
 class Curvecast(Callback):
@@ -180,7 +178,7 @@ class Curvecast(Callback):
         self.logger_forwarder = forwarder(loggers, self.tensorboard.interval if self.tensorboard else 0.8)
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update
         # (decided again at the start of training, when a stopper placed beside the bundle has been attached).
-        self.finite_guard = NonFiniteGuard() if stops_on_non_finite([self.early_stopping, *(actuators or [])]) else None
+        self.finite_guard = finite_guard([self.early_stopping, *(actuators or [])])
         self._reports = ReportDispatch(self.history, self.run_context, to_tensorboard)
         builtin = (self.early_stopping, self.alerts, self.advice, self.tensorboard, self.forecast_logger,
                    self.logger_forwarder)  # fmt: skip
@@ -255,17 +253,6 @@ class Curvecast(Callback):
             actuator.on_fit_start(trainer, pl_module)  # e.g. a stop request left from a previous fit is cleared
         self._load_references(trainer)
 
-    def _guard_finite_if_asked(self) -> None:
-        """The non-finite guard on whenever an attached stopper stops on a non-finite loss, however it was given
-        (``early_stopping=``, ``actuators=`` or beside the bundle in the Trainer's callbacks): without it the run
-        stops only when the loss reaches the detectors, up to 8 steps later on a CPU, each of those steps writing NaN
-        into the weights. Checked per hook call as ``is not None``: a run without such a stopper pays nothing."""
-        if not stops_on_non_finite(self.actuators):
-            self.finite_guard = None
-        elif self.finite_guard is None:
-            self.finite_guard = NonFiniteGuard()
-        self.brain.finite_guard = self.finite_guard
-
     @guarded
     def _load_references(self, trainer: Any) -> None:
         if is_global_zero(trainer):  # rank 0 alone forecasts
@@ -274,7 +261,7 @@ class Curvecast(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
-        self._guard_finite_if_asked()
+        self.finite_guard = self.brain.finite_guard = finite_guard(self.actuators, self.finite_guard)
         self.brain.start(trainer)
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
@@ -389,28 +376,12 @@ class Curvecast(Callback):
         depend on the monitor, and say what was dropped (Lightning would drop it all, silently)."""
         # `validate`/`test(ckpt_path=...)` restore callbacks too: a run that has trained keeps its history then.
         self._restore_state = fitting(trainer)
-        states = checkpoint.get("callbacks")
-        if not self._restore_state or not isinstance(states, dict) or self.state_key in states:
-            return
-        prefix = f"{type(self).__name__}{{"
-        foreign = [key for key in states if isinstance(key, str) and key.startswith(prefix)]
-        if len(foreign) == 1:  # several bundles: no telling which one this was
-            self._load_other_monitors_state(foreign[0], states[foreign[0]])
+        if self._restore_state:
+            self._load_other_monitors_state(checkpoint.get("callbacks"))
 
     @guarded
-    def _load_other_monitors_state(self, key: str, state: Any) -> None:
-        kept = {name: part for name, part in self._stateful_parts().items() if name not in _MONITOR_PARTS}
-        restore_bundle_state(self.history, kept, state)
-        series = self.history.names()
-        points = sum(self.history.num_points(name) for name in series)
-        has_monitor = "with" if self.monitor in series else "without"
-        warn_once(
-            f"curvecast: resumed with monitor={self.monitor!r} from a checkpoint whose curvecast state is under "
-            f"{key}: kept the history ({points} points of {len(series)} series, {has_monitor} {self.monitor!r}) and "
-            "the sensors' state; the anomaly detectors and the early-stopping count of the other monitor were "
-            "dropped and start afresh.",
-            key="other-monitor",
-        )
+    def _load_other_monitors_state(self, states: Any) -> None:
+        restore_other_monitors_state(states, self.state_key, self.history, self._stateful_parts(), self.monitor)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a saved state part by part; a part that cannot be read starts afresh, with a warning. Not while the

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.loggers import LoggerForwarder
+from curvecast.live.nonfinite_guard import NonFiniteGuard
 
-__all__ = ["checked_every", "checked_monitor", "checked_target", "forwarder", "part", "stops_on_non_finite"]
+__all__ = ["checked_every", "checked_monitor", "checked_target", "finite_guard", "forwarder", "part"]
 
 P = TypeVar("P")
 
@@ -38,9 +39,15 @@ def forwarder(loggers: Any, interval: float) -> LoggerForwarder | None:
     return LoggerForwarder("all" if loggers is True else loggers, interval=interval)
 
 
-def stops_on_non_finite(actuators: Iterable[Any]) -> bool:
-    """Whether one of ``actuators`` (None among them is skipped) is a stopper that stops on a non-finite loss."""
-    return any(isinstance(a, ForecastEarlyStopping) and a.rule.check_finite for a in actuators)
+def finite_guard(actuators: Iterable[Any], current: NonFiniteGuard | None = None) -> NonFiniteGuard | None:
+    """The non-finite guard (``current`` kept, else a new one) when one of ``actuators`` (None among them skipped)
+    stops on a non-finite loss, however it was given (``early_stopping=``, ``actuators=`` or beside the bundle in the
+    Trainer's callbacks), else None: without it the run stops only when the loss reaches the detectors, up to 8 steps
+    later on a CPU, each of those steps writing NaN into the weights. The bundle checks it per hook call as
+    ``is not None``: a run without such a stopper pays nothing."""
+    if not any(isinstance(a, ForecastEarlyStopping) and a.rule.check_finite for a in actuators):
+        return None
+    return current if current is not None else NonFiniteGuard()
 
 
 def checked_target(target: Any) -> float | None:

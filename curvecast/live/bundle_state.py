@@ -12,9 +12,10 @@ from typing import Any
 from curvecast.failsafe import warn_once
 from curvecast.history import RunHistory
 
-__all__ = ["STATE_VERSION", "bundle_state", "restore_bundle_state"]
+__all__ = ["MONITOR_PARTS", "STATE_VERSION", "bundle_state", "restore_bundle_state", "restore_other_monitors_state"]
 
 STATE_VERSION = 2
+MONITOR_PARTS = frozenset({"watch", "early_stopping"})  # the parts whose state is of one monitor
 # What a damaged or foreign state raises: besides the KeyError, TypeError and ValueError of the checks, whatever a value
 # of the wrong kind sets off where a part uses it (int(inf): OverflowError; a tensor where a number belongs:
 # RuntimeError). None of it may fail the resume.
@@ -61,6 +62,31 @@ def restore_bundle_state(history: RunHistory, parts: dict[str, Any], state: Any)
                       f"({_text(error)}); that part starts afresh")  # fmt: skip
             fresh.append(name)
     return fresh
+
+
+def restore_other_monitors_state(
+    states: Any, own_key: str, history: RunHistory, parts: dict[str, Any], monitor: str
+) -> None:
+    """From the checkpoint's callback ``states`` that hold none under ``own_key`` but one bundle's state of another
+    monitor: restore what does not depend on the monitor (the history, the sensors), and say what was dropped
+    (Lightning would drop it all, silently). Several bundles' states: no telling which one this was, nothing."""
+    if not isinstance(states, Mapping) or own_key in states:
+        return
+    prefix = own_key.split("{", 1)[0] + "{"
+    foreign = [key for key in states if isinstance(key, str) and key.startswith(prefix)]
+    if len(foreign) != 1:
+        return
+    key = foreign[0]
+    restore_bundle_state(history, {name: p for name, p in parts.items() if name not in MONITOR_PARTS}, states[key])
+    series = history.names()
+    points = sum(history.num_points(name) for name in series)
+    has_monitor = "with" if monitor in series else "without"
+    warn_once(
+        f"curvecast: resumed with monitor={monitor!r} from a checkpoint whose curvecast state is under {key}: kept "
+        f"the history ({points} points of {len(series)} series, {has_monitor} {monitor!r}) and the sensors' state; "
+        "the anomaly detectors and the early-stopping count of the other monitor were dropped and start afresh.",
+        key="other-monitor",
+    )
 
 
 def _text(error: Exception) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import torch
 
 from curvecast.callbacks.measures.gradient_tensors import host_squared_norms, squared_norms, total_norm
 
-__all__ = ["BatchPair", "step_norm", "two_batch_pair"]
+__all__ = ["BatchPair", "small_batch_sq", "step_norm", "two_batch_pair"]
 
 # The small batch's mean squared norm, the big batch's squared norm, and their batch sizes.
 BatchPair = tuple["torch.Tensor | float", "torch.Tensor | float", int, int]
@@ -33,6 +34,38 @@ def step_norm(
         sq_t = squared_norms(grads)
         return sq_t.sum().sqrt(), sq_t
     return total_norm(grads), None
+
+
+def small_batch_sq(
+    micro: Any, per_example: Any, rows: int | None, accumulate: int, scale: torch.Tensor | None, on_host: bool
+) -> tuple[torch.Tensor | float, int] | None:
+    """One micro-batch's small-batch squared norm from the source's hooks (``micro``, else ``per_example``; the
+    source's hooks are switched off), with the number of small batches it sums; None where the source gave none.
+
+    Args:
+        rows: the micro-batch's rows (what the per-example source checks its norms against), or None.
+        accumulate: Lightning divides each micro-batch's loss by it: the hooks see gradients over it.
+        scale: the fp16 AMP loss scale to undo, or None.
+    """
+    k2 = float(accumulate) ** 2
+    total: torch.Tensor | None = None
+    if micro is not None:
+        micro.enabled = False
+        total, factor, count = micro.take(), k2, 1
+    elif per_example is not None:
+        per_example.enabled = False
+        norms = per_example.take(rows)
+        if norms is not None:
+            n = norms.shape[0]
+            # the loss averages over the batch: a per-example loss gradient is B x its share of the batch's
+            total, factor, count = norms.sum(dtype=torch.float64), k2 * n * n, n
+    if total is None:
+        return None
+    value = float(total) * factor if on_host else total * factor
+    if scale is not None:  # fp16 AMP: undo the loss scale
+        scale_sq = scale.to(torch.float64).square()
+        value = value / float(scale_sq) if on_host else value / scale_sq.to(value.device)
+    return value, count
 
 
 def two_batch_pair(
