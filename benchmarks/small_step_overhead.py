@@ -18,9 +18,9 @@ that runs curvecast's fits, read from ``/proc``): on a machine shared with other
 often the scheduler takes the cores away.
 
 A third, stabler figure: the CPU time of the training thread inside curvecast's hooks, per step (``thread_time``
-around each of the bundle's Lightning hooks, less the clock's own cost measured on an empty hook: curvecast's worker
-threads, for forecasts, detectors and TensorBoard writes, and Lightning's own hook dispatch left out; the steady-state
-figure counts all of them).
+around each of the bundle's Lightning hooks, less the clock's own cost, read around a hook the bundle leaves empty in
+the same fit, printed beside it: curvecast's worker threads, for forecasts, detectors and TensorBoard writes, and
+Lightning's own hook dispatch left out; the steady-state figure counts all of them).
 
 Goals: <= 1.15x at 2 ms, <= 1.05x at 6 ms (steady state, defaults); under 0.1 ms per step inside the hooks.
 """
@@ -101,42 +101,51 @@ def cpu_with_fits() -> float:
 
 
 HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
-         "on_before_zero_grad", "on_train_batch_end", "on_validation_end")  # fmt: skip
+         "on_train_batch_end", "on_validation_end")  # fmt: skip
+# A hook the bundle leaves to Lightning's no-op (no sensor of its defaults acts there), timed in the same fit: its
+# figure is the clock's own cost in the run's conditions.
+EMPTY_HOOK = "on_before_zero_grad"
 
 
 class HookClock:
     """The training thread's CPU time inside a callback's per-step hooks (its instance methods wrapped).
 
-    ``thread_time`` is a system call (1-2 us here, in a VM, more on a loaded machine), and part of its own cost lands
-    inside every interval it times: :meth:`net_seconds` takes off that much per call, as measured on an empty hook
-    right after the fit (an empty hook's figure is then 0).
+    ``thread_time`` is a system call, and part of its own cost lands inside every interval it times: 2-3 us a call
+    run cold between a training step's kernels, where a warm loop of empty calls gives 0.3 us. :meth:`net_seconds`
+    takes off, per call, what the same clock reads around ``EMPTY_HOOK``, an empty hook of the same fit.
     """
 
     def __init__(self, callback: pl.Callback) -> None:
-        self.seconds = 0.0
-        self.calls = 0
+        if getattr(type(callback), EMPTY_HOOK) is not getattr(pl.Callback, EMPTY_HOOK) or EMPTY_HOOK in vars(callback):
+            raise ValueError(f"{type(callback).__name__} acts in {EMPTY_HOOK}: it cannot time the clock")
+        self.seconds, self.calls = 0.0, 0
+        self.empty_seconds, self.empty_calls = 0.0, 0
         for name in HOOKS:
             setattr(callback, name, self._timed(getattr(callback, name)))
+        setattr(callback, EMPTY_HOOK, self._timed(getattr(callback, EMPTY_HOOK), empty=True))
 
-    def _timed(self, hook):
+    def _timed(self, hook, empty: bool = False):
         def timed(*args, **kwargs):
             start = time.thread_time()
             try:
                 return hook(*args, **kwargs)
             finally:
-                self.seconds += time.thread_time() - start
-                self.calls += 1
+                if empty:
+                    self.empty_seconds += time.thread_time() - start
+                    self.empty_calls += 1
+                else:
+                    self.seconds += time.thread_time() - start
+                    self.calls += 1
 
         return timed
 
+    def clock_seconds(self) -> float:
+        """The clock's own cost per timed call, as read around the empty hook."""
+        return self.empty_seconds / self.empty_calls if self.empty_calls else 0.0
+
     def net_seconds(self) -> float:
         """The seconds inside the hooks, less what the clock itself added to them."""
-        empty = HookClock.__new__(HookClock)
-        empty.seconds, empty.calls = 0.0, 0
-        timed = empty._timed(lambda: None)
-        for _ in range(20_000):
-            timed()
-        return self.seconds - self.calls * empty.seconds / empty.calls
+        return self.seconds - self.calls * self.clock_seconds()
 
 
 HOOK_CLOCKS: list[HookClock] = []  # one per timed Curvecast of the current fit
@@ -218,7 +227,7 @@ def main() -> None:
             steady = {name: [] for name in configs if name != "none"}
             whole = {name: [] for name in steady}
             hooks = {name: [] for name in steady}
-            base_ms = []
+            base_ms, clock_us = [], []
             names = list(steady)
             for round_ in range(args.rounds):
                 base = fit(width, [], args.steps, logdir)
@@ -229,6 +238,7 @@ def main() -> None:
                     steady[name].append(run[0] / base[0])
                     if HOOK_CLOCKS:
                         hooks[name].append(HOOK_CLOCKS[0].net_seconds() / args.steps * 1e3)
+                        clock_us.append(HOOK_CLOCKS[0].clock_seconds() * 1e6)
                     whole[name].append(run[1] / base[1])
             print(f"\nstep ~{target:g} ms (MLP width {width}; unmonitored step {statistics.median(base_ms):.2f} ms, "
                   f"{args.rounds} rounds of {args.steps} steps, {args.clock} clock)")  # fmt: skip
@@ -239,6 +249,8 @@ def main() -> None:
                 in_hooks = f"{statistics.median(hooks[name]):.3f} ms/step" if hooks[name] else "-"
                 print(f"  {name:52s} {statistics.median(s):13.3f}x {statistics.median(w):9.3f}x {in_hooks:>14s}   "
                       f"({min(s):.3f} .. {max(s):.3f})")  # fmt: skip
+            print(f"  (in hooks: less the clock's own {statistics.median(clock_us):.1f} us per timed call, read around "
+                  f"an empty hook of the same fits)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -87,6 +87,10 @@ class StepReader:
 
     def index(self, *, after_step: bool = False) -> int:
         """``optimizer_step_index(trainer, after_step=after_step)``."""
+        automatic = self._automatic
+        if automatic is not None and not self._manual.completed:  # automatic optimization: read inline (every step)
+            done = automatic.completed
+            return (done - 1 if done > 0 else 0) if after_step else done
         return _step_index(self._trainer, *self._counts(), after_step)
 
     def taken_and_index(self) -> tuple[int, int]:

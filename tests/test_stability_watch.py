@@ -31,10 +31,32 @@ def test_a_series_that_never_comes_does_not_hold_the_other_forever():
     watch = StabilityWatch()
     grad = _curve(3000)
     grad[2500] = math.nan
-    for step in range(3000):  # a module that returns no loss: only gradient norms arrive
+    for step in range(3000):  # a module that returns no loss: only gradient norms arrive, 8 steps a batch
         watch.feed(GRAD_NORM, step, grad[step])
-    assert watch.state_dict()["last_paired"] == 2999  # scored alone as they came: none still waiting for a loss
+        if step % 8 == 7:
+            watch.score_waiting()
+    assert watch.state_dict()["last_paired"] == 2999  # scored alone, batch by batch: none still waiting for a loss
     assert [(a.kind, a.step) for a in watch.collect() if a.kind == "nonfinite"] == [("nonfinite", 2500)]
+
+
+def test_a_loss_without_a_gradient_norm_is_scored_with_its_batch_at_its_own_step():
+    # The gradient norm of one step in 64 (a CPU spaces the pass over the gradients by its cost): the other losses
+    # are not held back for norms their steps will not have.
+    watch = StabilityWatch()
+    loss, grad = _curve(400), _curve(400, seed=1)
+    loss[301] = math.nan
+    found = []
+    for start in range(0, 400, 8):  # a batch: the losses and the norms of 8 steps, then the hand-over
+        for step in range(start, start + 8):
+            watch.feed("loss", step, loss[step])
+        for step in range(start, start + 8):
+            if step % 64 == 63:
+                watch.feed(GRAD_NORM, step, grad[step])
+        watch.score_waiting()
+        found += [(a.kind, a.step, start) for a in watch.collect() if a.kind == "nonfinite"]
+        assert watch.state_dict()["last_paired"] == start + 7
+    assert found == [("nonfinite", 301, 296)]  # found with the batch it came in, at its own step
+    assert watch.instability.grad.level.n == 400 // 64  # the norms that came were paired with their losses
 
 
 def test_without_pairing_the_loss_is_scored_at_once_and_throughput_slowdowns_are_seen():

@@ -9,9 +9,12 @@ import pytorch_lightning as pl
 from test_stop_at_decision import Diverging
 
 from curvecast import Actuator, Curvecast
+from curvecast.callbacks.measures import gns_cadence
+from curvecast.callbacks.measures.gns_cadence import MAX_NORM_SPACING
 from curvecast.integrations import StopReason
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.live.watch_scorer import WatchScorer
+from curvecast.series import GRAD_NORM
 from tiny_models import CurveModule
 
 
@@ -107,3 +110,22 @@ def test_unread_says_when_points_were_scored_since_the_last_read():
     assert inline.unread
     assert inline.read().instability.loss.n == 1
     assert not inline.unread
+
+
+def test_a_loss_is_scored_with_its_batch_when_its_step_has_no_gradient_norm(quiet_trainer_kwargs, monkeypatch):
+    # Every pass over the gradients too costly: the norm is measured 128 steps apart, and the losses between are not
+    # held back for it (they once waited for the next norm, and a NaN was reported tens of steps late).
+    monkeypatch.setattr(gns_cadence, "NORM_SHARE", 1e-12)
+    rng = np.random.default_rng(0)
+    steps = np.arange(300)
+    curve = (2.0 + 3.0 * (1 + steps / 20) ** -0.5) * np.exp(0.01 * rng.standard_normal(300))
+    curve[170] = np.nan
+    for background in (False, True):
+        journal = Anomalies()
+        bundle = Curvecast(forecast_budget=None, forecast_every=50, background=background, actuators=[journal])
+        pl.Trainer(max_steps=300, callbacks=[bundle], **quiet_trainer_kwargs).fit(CurveModule(curve=curve))
+        norm_steps = bundle.history.series(GRAD_NORM).steps
+        assert np.diff(norm_steps)[-1] == MAX_NORM_SPACING  # spaced by their cost
+        nonfinite = [(s, r) for k, s, r in journal.found if k == "nonfinite"]
+        assert nonfinite[0][0] == 170  # at its own step
+        assert nonfinite[0][1] <= 175 + background  # found with the flush of step 175 (background: one step on)

@@ -11,7 +11,7 @@ import torch
 
 from curvecast._lightning import StepReader, host_cadence, logging_cadence, trains_on_cpu
 from curvecast.callbacks.measures import gns_cadence
-from curvecast.callbacks.measures.gns_cadence import SampleCadence, cost_clock
+from curvecast.callbacks.measures.gns_cadence import NormCadence, SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
 from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, measuring_source
 from curvecast.callbacks.measures.gns_state import gns_state, read_gns_state
@@ -45,7 +45,8 @@ class GradientNoiseScale(Sensor):
 
     B_simple is counted in the units the loss averages over (sequences for a token-mean language-model loss).
     The total gradient norm of the optimizer steps (before clipping) is recorded as well (``grad_norm``): every step
-    on an accelerator, one per move of the values to the host on a CPU (every 8 steps at most), every sampled step
+    on an accelerator, one per move of the values to the host on a CPU (every 8 steps at most; further apart on a
+    model whose pass over the gradients would cost more than ``NORM_SHARE``, 0.1 %, of the run), every sampled step
     of the noise scale too. Values stay on the device and reach the host only at the logging cadence. The
     per-example source's module hooks are attached only for the steps it samples (a hooked module takes the slow path
     of every call).
@@ -62,7 +63,9 @@ class GradientNoiseScale(Sensor):
             the samples' measured cost to stay under ``SAMPLE_SHARE`` (0.3 %) of the run's time
             (:class:`~curvecast.callbacks.measures.gns_cadence.SampleCadence`; :attr:`sample_spacing` says how far).
         norm_every_n_steps: record the gradient norm of one optimizer step in this many; None: every step on an
-            accelerator, the last step before each move to the host on a CPU (8 steps apart at most).
+            accelerator, the last step before each move to the host on a CPU (8 steps apart at most), and on a single
+            CPU process that times a power of two where the passes would cost more than ``NORM_SHARE`` (0.1 %) of the
+            run's time (:class:`~curvecast.callbacks.measures.gns_cadence.NormCadence`, up to 128 steps apart).
         log_every_n_steps: optimizer steps between host transfers and logged values; None: the Trainer's (and on a
             single CPU process, where a transfer waits for nothing, each step's gradient norm is recorded at once).
         batch_size_fn: rows of a micro-batch, ``batch -> int``; default: the first dimension of its first tensor.
@@ -117,8 +120,11 @@ class GradientNoiseScale(Sensor):
         self._accumulate = 1
         self._world = 1
         self._on_host = True  # a CPU: the step's arithmetic on Python floats; an accelerator: on device tensors
+        # One backward pass per optimizer step and per-example norms: the sample's small batch is taken at the step
+        # (``on_after_backward`` is then idle; a bundle calls it no more).
+        self._take_at_step = False
         self._cadence = SampleCadence(1, 1, adaptive=False, warmup=0)
-        self._norm_every = 1  # optimizer steps between measured gradient norms (see `norm_every_n_steps`)
+        self._norms = NormCadence(1, adaptive=False)  # the steps whose gradient norm is measured
         self._log_every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start
         self._record_norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
         self._reset_step()
@@ -170,18 +176,22 @@ class GradientNoiseScale(Sensor):
         self.active_source, self._micro, self._per_example = measuring_source(
             self.source, trainer, pl_module, self._params, self._accumulate * self._world
         )
+        self._take_at_step = self.active_source == "per_example" and self._accumulate == 1 and automatic
         default_every = PER_EXAMPLE_EVERY if self.active_source == "per_example" else 1
         # On a CPU the training thread itself computes the gradient norm: a pass over every gradient, 0.05-0.15 ms
-        # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before each move of
-        # the losses to the host (8 steps apart at most), so the norm and the losses it is paired with reach the
-        # detectors together; on an accelerator it costs the host three kernel launches and is measured every step.
-        self._norm_every = self.norm_every_n_steps or (host_cadence(trainer) if self._on_host else 1)
+        # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before a move of
+        # the losses to the host (8 steps apart at most, further on a big model), so the norm and the loss it is
+        # paired with reach the detectors together; on an accelerator it costs the host three kernel launches and is
+        # measured every step.
+        base = self.norm_every_n_steps or (host_cadence(trainer) if self._on_host else 1)
+        self._norms = NormCadence(base, adaptive=self.norm_every_n_steps is None and self._on_host and self._world == 1,
+                                  share=gns_cadence.NORM_SHARE)  # fmt: skip
         # Unless a spacing was asked for, per-example samples on one CPU are spaced so that they cost a bounded share of
         # the run (see SampleCadence). An accelerator's cost is device time the host clock does not see, and the ranks
         # of a DDP run time their steps apart: the default spacing there, as for the micro-batch source (every step,
         # each with its gradient norm).
         adaptive = self.sample_every_n_steps is None and self.active_source == "per_example"
-        self._cadence = SampleCadence(self.sample_every_n_steps or default_every, self._norm_every,
+        self._cadence = SampleCadence(self.sample_every_n_steps or default_every, base,
                                       adaptive=adaptive and self._on_host and self._world == 1,
                                       warmup=max(self.estimator.min_updates - self._recorded_updates, 0),
                                       share=gns_cadence.SAMPLE_SHARE)  # fmt: skip
@@ -226,9 +236,13 @@ class GradientNoiseScale(Sensor):
             self._per_example.enabled = True
         self._cost += cost_clock() - begun
 
+    def idle_hooks(self) -> frozenset[str]:
+        idle = self.active_source is None or self._take_at_step
+        return frozenset({"on_after_backward"}) if idle else frozenset()
+
     @guarded
     def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
-        if not self._sampling:
+        if not self._sampling or self._take_at_step:
             return
         begun = cost_clock()
         try:
@@ -261,6 +275,8 @@ class GradientNoiseScale(Sensor):
             return
         started, cost, begun = self._started, self._cost, cost_clock()
         try:
+            if self._take_at_step:
+                self._take_small_batch(trainer)
             self._step_done(step)
         finally:
             self._cadence.sampled(step, started, cost + cost_clock() - begun + self._hook_seconds())
@@ -279,7 +295,8 @@ class GradientNoiseScale(Sensor):
     def _step_done(self, step: int) -> None:
         """The step's gradient norm (and its noise-scale update when sampled), on the cadences."""
         measured = self._sampling and self._valid and self._small_sum is not None
-        if not measured and (step + 1) % self._norm_every:
+        norms = self._norms
+        if not measured and not norms.due(step):
             self._open = False  # the next batch's start resets the step
             return  # neither a sampled step of the noise scale nor one whose gradient norm is measured
         with_grad = [p for p in self._params if p.grad is not None]
@@ -287,7 +304,11 @@ class GradientNoiseScale(Sensor):
             self._reset_step()
             return
         self._last_step = step
+        timed = norms.adaptive and not measured  # a sample's pass is timed as part of the sample
+        started, begun = (time.perf_counter(), cost_clock()) if timed else (0.0, 0.0)
         norm, sq = step_norm([p.grad for p in with_grad], self._on_host, per_parameter=measured)
+        if timed:
+            norms.measured(step, started, cost_clock() - begun)
         self._pending.append((step, norm))
         if sq is not None:
             covered = self._per_example.covered if self._per_example is not None else None
@@ -362,6 +383,13 @@ class GradientNoiseScale(Sensor):
             for name, value in metrics.items():
                 if value is not None and math.isfinite(value):
                     pl_module.log(logged_name(name), value, on_step=True, on_epoch=False, batch_size=1)
+
+    @guarded
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        # The losses move to the host at a validation: their steps' norms go with them (the detectors pair the two
+        # in the batch they come in); a validation has waited for the device already.
+        if self._trainer is not None and not trainer.sanity_checking:
+            self._record_norms(trainer)
 
     @guarded
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

@@ -50,6 +50,11 @@ class Sensor(Callback):
         self.history = history
         self._owns_history = False
 
+    def idle_hooks(self) -> frozenset[str]:
+        """The per-step hooks this sensor does nothing in during the fit under way (read after its
+        ``on_train_start``): a bundle leaves them uncalled, a microsecond or two a hook and step. None by default."""
+        return frozenset()
+
     def flush_pending(self) -> None:
         """Record what was measured but is still held back for the next batch of records (no collective: safe on one
         rank alone, e.g. while Lightning reads callback state to checkpoint). Nothing by default."""

@@ -171,6 +171,10 @@ class Throughput(Sensor):
             self._counting_flops = self._flops.running
         self._t_batch = self.clock()  # our own work above is not the model's
 
+    def idle_hooks(self) -> frozenset[str]:
+        # The time before backward is compared across ranks alone (a straggler's busy time).
+        return frozenset({"on_before_backward"}) if self._world == 1 else frozenset()
+
     def own_work_done(self) -> None:
         """Curvecast's own work after the last batch (other sensors, detectors, actuators) is done: the wait for the
         next batch starts now, so that work is not counted as data loading."""

@@ -261,6 +261,7 @@ class Curvecast(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_train_start(trainer, pl_module)
+        self._hooks = SensorHooks(self.sensors)  # without the hooks a sensor is idle in for this fit
         self.finite_guard = self.brain.finite_guard = finite_guard(self.actuators, self.finite_guard)
         self.brain.start(trainer)
         for actuator in self.actuators:

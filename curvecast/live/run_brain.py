@@ -138,6 +138,10 @@ class RunBrain:
             # Rank 0's work is guarded on its own: a failure there must not make rank 0 skip the vote, a collective
             # the other ranks are already waiting in.
             self._rank_zero_work(trainer, pl_module, at_validation)
+        if self._single_process:  # no other rank to hear from (a vote's check inline: every step)
+            if self.reports.stop is not None:
+                trainer.should_stop = True
+            return
         self._vote_stop(trainer)
 
     def batch_done(self) -> None:
@@ -200,10 +204,6 @@ class RunBrain:
         Under DDP the ranks vote on the forecast cadence and once the losses last moved to the host are scored (the
         same steps on every rank): a divergence stops the run at the step it was found.
         """
-        if self._single_process:  # no other rank to hear from
-            if self.stop is not None:
-                trainer.should_stop = True
-            return
         step = int(trainer.global_step)
         flushes = self._loss_capture.flushes
         # The points of a flush are scored by the end of the next batch on the scorer's thread (at once inline).

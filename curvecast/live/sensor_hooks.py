@@ -41,8 +41,13 @@ def _step_hook(sensor: Sensor, hook: str) -> StepHook:
 
 
 def per_step_hooks(sensors: Sequence[Sensor]) -> dict[str, list[StepHook]]:
-    """For each of ``PER_STEP_HOOKS``, the hooks of the ``sensors`` that define it, in the sensors' order."""
-    return {name: [_step_hook(s, name) for s in sensors if _defines(s, name)] for name in PER_STEP_HOOKS}
+    """For each of ``PER_STEP_HOOKS``, the hooks of the ``sensors`` that define it and act in it this fit (see
+    :meth:`Sensor.idle_hooks`), in the sensors' order."""
+    idle = {id(s): s.idle_hooks() for s in sensors}
+    return {
+        name: [_step_hook(s, name) for s in sensors if _defines(s, name) and name not in idle[id(s)]]
+        for name in PER_STEP_HOOKS
+    }
 
 
 class SensorHooks(dict):

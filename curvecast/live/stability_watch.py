@@ -1,10 +1,11 @@
 """StabilityWatch: the anomaly detectors of a live run, fed from the run's history as points arrive.
 
 The training loss and the pre-clip gradient norm go to one :class:`InstabilityMonitor` together, one step at a time,
-since a spike in both at once is the strong signal. The two series reach the history at their own cadences (the loss
-when its device buffer is flushed, the gradient norm at the logging cadence), so points wait here until both series
-have passed their step. Throughput goes to a slowdown detector, and a monitored validation metric to a detector of
-its own. Every update is O(1); nothing here touches the device.
+since a spike in both at once is the strong signal. The sensors move both series to the host at the same steps (the
+losses' flush), the gradient norm of only some steps (every step on an accelerator, spaced by its cost on a CPU), so a
+point waits here for its partner only until the batch of points it came with is all in (:meth:`score_waiting`): a
+loss is never held back for a gradient norm its step will not have. Throughput goes to a slowdown detector, and a
+monitored validation metric to a detector of its own. Every update is O(1); nothing here touches the device.
 
 When the run is watched by a score (``mode="max"``: a reward, an accuracy), the training loss is an auxiliary
 objective: an RL agent's policy-gradient surrogate or TD loss grows with its returns, so a loss that climbs while the
@@ -31,7 +32,7 @@ from curvecast.state_checks import checked_mapping, checked_whole, require_keys
 
 __all__ = ["StabilityWatch"]
 
-# Points of one series waiting for the other that never comes are scored alone past this (bounds the buffers).
+# Points waiting for a partner are scored alone past this, even before their batch is all in (bounds the buffers).
 _MAX_WAITING = 2_000  # beyond any sensible logging cadence
 # The training loss climbs with a diverging run: its median of 3 points at least 10% above its best, giving back at
 # least 1% of the progress it made (the confirmed-divergence bar). A val loss that overfits (0.058 -> 0.1 in a wild
@@ -52,7 +53,7 @@ class StabilityWatch:
     Args:
         monitor: the monitored series; when it is not the training loss it gets a detector of its own.
         mode: ``"min"`` when lower is better for ``monitor``.
-        pair_grad_norm: wait for the gradient norm of each step before scoring the loss of that step.
+        pair_grad_norm: score the loss of a step together with that step's gradient norm, when it has one.
     """
 
     def __init__(self, monitor: str = TRAIN_LOSS, mode: str = "min", pair_grad_norm: bool = True) -> None:
@@ -74,7 +75,6 @@ class StabilityWatch:
         self._loss: deque[tuple[int, float]] = deque()
         self._grad: deque[tuple[int, float]] = deque()
         self._last_paired: int | None = None
-        self._alone = False  # one series stopped coming: the other is no longer held back for it
         self._found: list[Anomaly] = []
 
     def watches(self, name: str) -> bool:
@@ -128,7 +128,12 @@ class StabilityWatch:
         severity = "warning" if anomaly.severity == "critical" else "info"
         return replace(anomaly, severity=severity, message=anomaly.message + _OVERFITTING)
 
-    def _pair(self) -> None:
+    def score_waiting(self) -> None:
+        """Every point of the batch handed over is in: the points still waiting for a partner have none (a step
+        without a gradient norm, a norm without a loss) and are scored alone."""
+        self._pair(settle=True)
+
+    def _pair(self, settle: bool = False) -> None:
         loss, grad = self._loss, self._grad
         while loss or grad:
             name_is_loss = bool(loss)
@@ -140,14 +145,13 @@ class StabilityWatch:
                     loss.popleft()[1] if loss_step == step else None,
                     grad.popleft()[1] if grad_step == step else None,
                 )
-            elif not self.pair_grad_norm or self._alone or len(loss) + len(grad) >= _MAX_WAITING:
-                # One series is not coming (its source is off, failing, or the module returns no loss): from now
-                # on the other is scored alone, as it arrives.
-                self._alone = self.pair_grad_norm
+            elif not self.pair_grad_norm or settle or len(loss) + len(grad) >= _MAX_WAITING:
+                # No partner is coming for it (the step has no gradient norm, its source is off, or the module
+                # returns no loss): scored alone.
                 step, value = loss.popleft() if loss else grad.popleft()
                 pair = (value, None) if name_is_loss else (None, value)
             else:
-                return  # wait for the other series to reach this step
+                return  # wait for the rest of the batch: the other series may hold this step
             if self._last_paired is not None and step <= self._last_paired:
                 continue  # a resumed run replaying steps already scored
             self._last_paired = step

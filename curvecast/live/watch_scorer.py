@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from curvecast.failsafe import warn_once
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.worker_thread import SerialJobs
@@ -22,7 +24,8 @@ class WatchScorer:
 
     Args:
         watch: the detectors.
-        background: score on a worker thread; False scores each point as it arrives (deterministic to the step).
+        background: score on a worker thread; False scores each point as it arrives (a loss waits for its step's
+            gradient norm until the watch is read), deterministic to the step.
     """
 
     def __init__(self, watch: StabilityWatch, background: bool = True) -> None:
@@ -54,11 +57,12 @@ class WatchScorer:
         if self.background:
             self._points.append((name, step, value))
         else:
-            _score(self._watch, [(name, step, value)])
+            _score(self._watch, [(name, step, value)], settle=False)  # a loss waits for its step's norm till hand-over
             self.unread = True
 
     def hand_over(self) -> None:
-        """Start scoring the points taken since the last hand-over on the worker thread."""
+        """Start scoring the points taken since the last hand-over on the worker thread (every sensor has recorded
+        its points of the batch by now: a point still waiting for its partner has none)."""
         if not self._points:
             return
         self.settle()  # one batch at a time: the points of a series reach its detector in order
@@ -68,8 +72,12 @@ class WatchScorer:
         self.unread = True
 
     def settle(self) -> None:
-        """Wait for the batch being scored, if any (it is done already as a rule: it had a whole step)."""
-        self._jobs.settle()
+        """Wait for the batch being scored, if any (it is done already as a rule: it had a whole step). Inline, score
+        the points still waiting for a partner: the watch is read once every sensor has recorded its batch."""
+        if self.background:
+            self._jobs.settle()
+        else:
+            _safely(self._watch.score_waiting)
 
     def score_now(self) -> None:
         """Score every point taken so far, the ones not yet handed over inline (at validation, at the end, before a
@@ -85,9 +93,16 @@ class WatchScorer:
         self._jobs.close()
 
 
-def _score(watch: StabilityWatch, points: list[tuple[str, int, float]]) -> None:
-    for name, step, value in points:
-        try:
-            watch.feed(name, step, value)
-        except Exception as error:  # noqa: BLE001 - a detector failure must not lose the other points, nor the run
-            warn_once(f"curvecast: anomaly detection failed and was skipped ({type(error).__name__}: {error})")
+def _score(watch: StabilityWatch, points: list[tuple[str, int, float]], settle: bool = True) -> None:
+    """Feed ``points`` to ``watch``; with ``settle`` (a whole batch of points), score what waits for a partner too."""
+    for point in points:
+        _safely(watch.feed, *point)
+    if settle:
+        _safely(watch.score_waiting)
+
+
+def _safely(call: Callable[..., None], *args: object) -> None:
+    try:
+        call(*args)
+    except Exception as error:  # noqa: BLE001 - a detector failure must not lose the other points, nor the run
+        warn_once(f"curvecast: anomaly detection failed and was skipped ({type(error).__name__}: {error})")

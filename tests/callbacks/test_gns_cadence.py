@@ -59,6 +59,7 @@ def test_the_spacing_is_bounded_and_fixed_spacings_stay():
 ])  # fmt: skip
 def test_samples_in_a_trainer_follow_their_measured_cost(tmp_path, monkeypatch, share, asked, updates, spacing):
     monkeypatch.setattr(gns_cadence, "SAMPLE_SHARE", share)
+    monkeypatch.setattr(gns_cadence, "NORM_SHARE", 1.0)  # the norms' own spacing: see the test below
     gns = GradientNoiseScale(min_updates=2, sample_every_n_steps=asked, log_metrics=False)
     trainer = tiny_trainer(tmp_path, [gns], 40, logger=False)
     module = make_module(pl, n=320)
