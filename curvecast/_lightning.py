@@ -95,6 +95,10 @@ class StepReader:
 
     def taken_and_index(self) -> tuple[int, int]:
         """``steps_taken(trainer)`` and ``optimizer_step_index(trainer, after_step=True)``, from one read."""
+        automatic = self._automatic
+        if automatic is not None and not self._manual.completed:  # automatic optimization: read inline (every step)
+            taken = automatic.completed
+            return taken, (taken - 1 if taken > 0 else 0)
         taken, per_optimizer = self._counts()
         return taken, _step_index(self._trainer, taken, per_optimizer, True)
 

@@ -169,9 +169,9 @@ class GradientNoiseScale(Sensor):
         self._steps = StepReader(trainer)
         self._trainer = trainer  # for `flush_pending`, until training ends
         self._on_host = trains_on_cpu(trainer)
-        # The loss waits for its step's gradient norm before the detectors score the pair: recorded on the losses'
-        # cadence (unless one was asked for), a divergence is stopped soon after the step it is confirmed at, not at
-        # the next logging step.
+        # The norms move to the host with the losses (unless a cadence was asked for): the detectors pair a norm with
+        # its step's loss in the batch they come in, and a divergence is stopped soon after the step it is confirmed
+        # at, not at the next logging step.
         self._record_norms_every = host_cadence(trainer) if self.log_every_n_steps is None else None
         self.active_source, self._micro, self._per_example = measuring_source(
             self.source, trainer, pl_module, self._params, self._accumulate * self._world
@@ -212,8 +212,7 @@ class GradientNoiseScale(Sensor):
 
     @guarded
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if not self._open:
-            self._reset_step()
+        if not self._open:  # a new step: the last one left nothing to reset (a sampled step resets at its end)
             self._open = True
             self._step = step = self._steps.index()  # the step's, read once: the optimizer hook reuses it
             self._sampling = self.active_source is not None and self._cadence.due(step)
