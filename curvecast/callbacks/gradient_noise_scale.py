@@ -13,14 +13,15 @@ from curvecast._lightning import StepReader, host_cadence, logging_cadence, trai
 from curvecast.callbacks.measures import gns_cadence
 from curvecast.callbacks.measures.gns_cadence import NormCadence, SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
-from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, measuring_source
+from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, hook_seconds, measuring_source
 from curvecast.callbacks.measures.gns_state import gns_state, read_gns_state
 from curvecast.callbacks.measures.gns_step import small_batch_sq, step_norm, two_batch_pair
 from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows
+from curvecast.callbacks.measures.pending_norms import PendingNorms
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
-from curvecast.series import GNS_B_SIMPLE, GNS_GRAD_SQ_NORM, GNS_TRACE_COV, GRAD_NORM, logged_name
+from curvecast.series import GRAD_NORM, logged_name
 
 __all__ = ["GradientNoiseScale"]
 
@@ -44,28 +45,25 @@ class GradientNoiseScale(Sensor):
       ``"per_example"``.
 
     B_simple is counted in the units the loss averages over (sequences for a token-mean language-model loss).
-    The total gradient norm of the optimizer steps (before clipping) is recorded as well (``grad_norm``): every step
-    on an accelerator, one per move of the values to the host on a CPU (every 8 steps at most; further apart on a
-    model whose pass over the gradients would cost more than ``NORM_SHARE``, 0.1 %, of the run), every sampled step
-    of the noise scale too. Values stay on the device and reach the host only at the logging cadence. The
-    per-example source's module hooks are attached only for the steps it samples (a hooked module takes the slow path
-    of every call).
+    The total gradient norm of the optimizer steps (before clipping) is recorded as well (``grad_norm``, see
+    ``norm_every_n_steps``; every sampled step too). Values stay on the device and reach the host only at the logging
+    cadence. The per-example source's module hooks are on the model only in the steps it samples (a hooked module
+    takes the slow path of every call).
 
     Args:
         source: ``"auto"``, ``"microbatch"`` or ``"per_example"``.
         beta: EMA decay per measured step.
         min_updates: measured steps before ``b_simple`` is reported.
-        sample_every_n_steps: measure the noise scale on one optimizer step in this many (the gradient norm is
-            recorded on every step); the cost falls in proportion. None: every step for ``"microbatch"`` (one norm
-            kernel per parameter and micro-batch), every ``PER_EXAMPLE_EVERY`` (10) steps for ``"per_example"``,
-            whose exact sequence-layer norms cost up to a few tens of percent of a step on small layers; these, on a
-            single CPU process and once ``min_updates`` samples are in, spaced further apart where that is needed for
-            the samples' measured cost to stay under ``SAMPLE_SHARE`` (0.3 %) of the run's time
+        sample_every_n_steps: measure the noise scale on one optimizer step in this many; the cost falls in
+            proportion. None: every step for ``"microbatch"`` (a norm kernel per parameter and micro-batch), every
+            ``PER_EXAMPLE_EVERY`` (10) steps for ``"per_example"`` (exact sequence-layer norms cost up to tens of
+            percent of a step on small layers), and on a single CPU process, once ``min_updates`` samples are in,
+            further apart where their measured cost would pass ``SAMPLE_SHARE`` (0.3 %) of the run's time
             (:class:`~curvecast.callbacks.measures.gns_cadence.SampleCadence`; :attr:`sample_spacing` says how far).
-        norm_every_n_steps: record the gradient norm of one optimizer step in this many; None: every step on an
-            accelerator, the last step before each move to the host on a CPU (8 steps apart at most), and on a single
-            CPU process that times a power of two where the passes would cost more than ``NORM_SHARE`` (0.1 %) of the
-            run's time (:class:`~curvecast.callbacks.measures.gns_cadence.NormCadence`, up to 128 steps apart).
+        norm_every_n_steps: measure the gradient norm of one optimizer step in this many. None: every step on an
+            accelerator; on a CPU the last step before each move to the host (8 apart at most), and on one process
+            further apart where the passes would cost more than ``NORM_SHARE`` (0.1 %) of the run's time
+            (:class:`~curvecast.callbacks.measures.gns_cadence.NormCadence`, up to 128 steps apart).
         log_every_n_steps: optimizer steps between host transfers and logged values; None: the Trainer's (and on a
             single CPU process, where a transfer waits for nothing, each step's gradient norm is recorded at once).
         batch_size_fn: rows of a micro-batch, ``batch -> int``; default: the first dimension of its first tensor.
@@ -128,7 +126,7 @@ class GradientNoiseScale(Sensor):
         self._log_every, self._max_steps = 50, -1  # the logging cadence and the run length, read at the start
         self._record_norms_every: int | None = None  # on one CPU, norms are recorded sooner than the logging cadence
         self._reset_step()
-        self._pending: list[tuple[int, torch.Tensor | float]] = []
+        self._pending = PendingNorms()
         self._stepped = False
         self._step = self._stepped_at = 0
         self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
@@ -160,7 +158,7 @@ class GradientNoiseScale(Sensor):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._drop_sources()
         self._reset_step()
-        self._pending = []
+        self._pending.clear()
         self._recorded_updates = self.estimator.read().updates  # restored from a checkpoint, or 0
         self._params = [p for p in pl_module.parameters() if p.requires_grad]
         automatic = getattr(pl_module, "automatic_optimization", True)
@@ -178,11 +176,9 @@ class GradientNoiseScale(Sensor):
         )
         self._take_at_step = self.active_source == "per_example" and self._accumulate == 1 and automatic
         default_every = PER_EXAMPLE_EVERY if self.active_source == "per_example" else 1
-        # On a CPU the training thread itself computes the gradient norm: a pass over every gradient, 0.05-0.15 ms
-        # for a 300k-parameter MLP whose step takes 2 ms. There it is measured on the last step before a move of
-        # the losses to the host (8 steps apart at most, further on a big model), so the norm and the loss it is
-        # paired with reach the detectors together; on an accelerator it costs the host three kernel launches and is
-        # measured every step.
+        # On a CPU the training thread itself takes the gradient norm (a pass over every gradient, 0.05-0.25 ms on a
+        # 0.3-0.6M-parameter MLP), on the last step before a move of the losses to the host, with which it reaches the
+        # detectors; on an accelerator it costs the host three kernel launches, every step.
         base = self.norm_every_n_steps or (host_cadence(trainer) if self._on_host else 1)
         self._norms = NormCadence(base, adaptive=self.norm_every_n_steps is None and self._on_host and self._world == 1,
                                   share=gns_cadence.NORM_SHARE)  # fmt: skip
@@ -278,18 +274,12 @@ class GradientNoiseScale(Sensor):
                 self._take_small_batch(trainer)
             self._step_done(step)
         finally:
-            self._cadence.sampled(step, started, cost + cost_clock() - begun + self._hook_seconds())
+            cost += cost_clock() - begun + hook_seconds(self._micro, self._per_example)
+            self._cadence.sampled(step, started, cost)
             if self._cadence.every > 1:
                 self._detach()  # until the next sampled step: hooks cost every forward and backward they are on
             self._reset_step()
 
-    def _hook_seconds(self) -> float:
-        """CPU seconds the sources' hooks took in this step's forward and backward passes (reset by the read)."""
-        seconds = 0.0
-        for hooks in (self._micro, self._per_example):
-            if hooks is not None:
-                seconds, hooks.seconds = seconds + hooks.seconds, 0.0
-        return seconds
 
     def _step_done(self, step: int) -> None:
         """The step's gradient norm (and its noise-scale update when sampled), on the cadences."""
@@ -308,7 +298,7 @@ class GradientNoiseScale(Sensor):
         norm, sq = step_norm([p.grad for p in with_grad], self._on_host, per_parameter=measured)
         if timed:
             norms.measured(step, started, cost_clock() - begun)
-        self._pending.append((step, norm))
+        self._pending.add(step, norm)
         if sq is not None:
             covered = self._per_example.covered if self._per_example is not None else None
             small_mean = self._small_sum / self._small_count
@@ -343,19 +333,9 @@ class GradientNoiseScale(Sensor):
 
     def _record_norms(self, trainer: Any) -> None:
         """Move the pending gradient norms to the host and record them."""
-        if not self._pending:
-            return
-        scaled = grad_scale(trainer) is not None
-        steps = [s for s, _ in self._pending]
-        values = [v for _, v in self._pending]
-        if not self._on_host:
-            values = torch.stack(values).tolist()  # the one host sync of the cadence
-        self._pending = []
-        for s, v in zip(steps, values, strict=True):
-            if scaled and not math.isfinite(v):
-                continue  # fp16 AMP overflow: the scaler skips this step, it is no training anomaly
-            self.history.append(GRAD_NORM, s, v)
-            self.last_grad_norm = v
+        if self._pending:
+            last = self._pending.record(self.history, self._on_host, loss_scaled=grad_scale(trainer) is not None)
+            self.last_grad_norm = last if last is not None else self.last_grad_norm
 
     def flush(self, trainer: Any, pl_module: Any | None = None, step: int | None = None) -> None:
         """Move pending values to the host, record them, and log them when ``pl_module`` is given.
@@ -365,15 +345,12 @@ class GradientNoiseScale(Sensor):
         self._record_norms(trainer)
         if self.active_source is not None:
             if self._world > 1:
-                device = trainer.strategy.root_device
-                state = self.estimator.state_on(device)  # every rank joins the collective, updated or not
-                self.estimator.set_state_tensor(trainer.strategy.reduce(state.clone(), reduce_op="mean"))
+                self.estimator.average_over_ranks(trainer.strategy)
             self.estimate = self.estimator.read()
         step = self._last_step if step is None else step
-        est = self.estimate
-        series = {GNS_GRAD_SQ_NORM: est.grad_sq_norm, GNS_TRACE_COV: est.trace_cov, GNS_B_SIMPLE: est.b_simple}
-        if step is not None and self.active_source is not None and est.updates > self._recorded_updates:
-            self._recorded_updates = est.updates
+        series = self.estimate.series()
+        if step is not None and self.active_source is not None and self.estimate.updates > self._recorded_updates:
+            self._recorded_updates = self.estimate.updates
             for name, value in series.items():
                 if value is not None:
                     self.history.append(name, step, value)
@@ -385,10 +362,8 @@ class GradientNoiseScale(Sensor):
 
     @guarded
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        # The losses move to the host at a validation: their steps' norms go with them (the detectors pair the two
-        # in the batch they come in); a validation has waited for the device already.
-        if self._trainer is not None and not trainer.sanity_checking:
-            self._record_norms(trainer)
+        if not trainer.sanity_checking:  # the losses move to the host here: their steps' norms go with them
+            self.flush_pending()
 
     @guarded
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

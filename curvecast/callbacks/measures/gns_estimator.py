@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from curvecast.series import GNS_B_SIMPLE, GNS_GRAD_SQ_NORM, GNS_TRACE_COV
 from curvecast.state_checks import checked_mapping, checked_real, checked_reals, checked_whole, require_keys
 
 __all__ = ["GNSEstimate", "GNSEstimator", "two_batch_estimates"]
@@ -59,6 +60,10 @@ class GNSEstimate:
     trace_cov: float | None
     b_simple: float | None
     updates: int
+
+    def series(self) -> dict[str, float | None]:
+        """The values by the name of the series they are recorded as."""
+        return {GNS_GRAD_SQ_NORM: self.grad_sq_norm, GNS_TRACE_COV: self.trace_cov, GNS_B_SIMPLE: self.b_simple}
 
 
 class GNSEstimator:
@@ -126,6 +131,11 @@ class GNSEstimator:
 
     def set_state_tensor(self, state: torch.Tensor) -> None:
         self._state = state.detach().to(torch.float64).clone()
+
+    def average_over_ranks(self, strategy: Any) -> None:
+        """Under DDP, the EMAs' mean over ranks (a collective every rank joins, updated or not)."""
+        state = self.state_on(strategy.root_device)
+        self.set_state_tensor(strategy.reduce(state.clone(), reduce_op="mean"))
 
     def read(self) -> GNSEstimate:
         """Move the state to the host (one transfer: call it at the logging cadence only)."""

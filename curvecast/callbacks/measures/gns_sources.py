@@ -17,7 +17,7 @@ from curvecast.callbacks.measures.gns_cadence import cost_clock
 from curvecast.callbacks.measures.per_example_norms import module_sq_norms, supported_params
 from curvecast.failsafe import warn_once
 
-__all__ = ["MicroBatchNorms", "PerExampleNorms", "measuring_source"]
+__all__ = ["MicroBatchNorms", "PerExampleNorms", "hook_seconds", "measuring_source"]
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -180,6 +180,15 @@ class PerExampleNorms:
         # or a layer skipped this step) are no part of this micro-batch's norms, so none of the big batch's either.
         self.covered = {id(p) for module in kept for p in self.layers[module]}
         return torch.stack([per_layer[module] for module in kept]).sum(dim=0) if kept else None
+
+
+def hook_seconds(*sources: MicroBatchNorms | PerExampleNorms | None) -> float:
+    """CPU seconds the sources' hooks took in this step's forward and backward passes (reset by the read)."""
+    seconds = 0.0
+    for hooks in sources:
+        if hooks is not None:
+            seconds, hooks.seconds = seconds + hooks.seconds, 0.0
+    return seconds
 
 
 def measuring_source(
