@@ -31,12 +31,29 @@ def test_a_series_that_never_comes_does_not_hold_the_other_forever():
     watch = StabilityWatch()
     grad = _curve(3000)
     grad[2500] = math.nan
-    for step in range(3000):  # a module that returns no loss: only gradient norms arrive, 8 steps a batch
+    for step in range(3000):  # a module that returns no loss: only gradient norms arrive
         watch.feed(GRAD_NORM, step, grad[step])
         if step % 8 == 7:
-            watch.score_waiting()
-    assert watch.state_dict()["last_paired"] == 2999  # scored alone, batch by batch: none still waiting for a loss
+            watch.score_waiting()  # a norm waits on for its loss at a hand-over: the losses may come less often
+    assert watch.state_dict()["last_paired"] == 2999  # scored alone once 2000 waited: none still waiting for a loss
     assert [(a.kind, a.step) for a in watch.collect() if a.kind == "nonfinite"] == [("nonfinite", 2500)]
+
+
+def test_norms_that_come_before_their_losses_wait_for_them():
+    # The noise scale set to move its norms every 10 steps, the losses moving every 50.
+    watch = StabilityWatch()
+    loss, grad = _curve(100), _curve(100, seed=1)
+    losses_in = 0
+    for start in range(0, 100, 10):
+        for step in range(start, start + 10):
+            watch.feed(GRAD_NORM, step, grad[step])
+        if start % 50 == 40:
+            for step in range(losses_in, start + 10):
+                watch.feed("loss", step, loss[step])
+            losses_in = start + 10
+        watch.score_waiting()
+        assert watch.instability.n == losses_in  # a norm is scored with its loss, not before it
+    assert watch.instability.grad.level.n == watch.instability.loss.level.n == 100  # each loss with its norm
 
 
 def test_a_loss_without_a_gradient_norm_is_scored_with_its_batch_at_its_own_step():

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 from test_stop_at_decision import Diverging
 
 from curvecast import Actuator, Curvecast
+from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.measures import gns_cadence
 from curvecast.callbacks.measures.gns_cadence import MAX_NORM_SPACING
 from curvecast.integrations import StopReason
@@ -129,3 +130,18 @@ def test_a_loss_is_scored_with_its_batch_when_its_step_has_no_gradient_norm(quie
         nonfinite = [(s, r) for k, s, r in journal.found if k == "nonfinite"]
         assert nonfinite[0][0] == 170  # at its own step
         assert nonfinite[0][1] <= 175 + background  # found with the flush of step 175 (background: one step on)
+
+
+def test_the_losses_of_the_last_steps_are_scored_with_their_norms(quiet_trainer_kwargs):
+    # 300 steps, the losses' moves every 8: the last 4 steps' losses and norms reach the host together at the last
+    # step (the norms once came first, were scored alone, and the losses after them were taken for a replay).
+    rng = np.random.default_rng(0)
+    steps = np.arange(300)
+    curve = (2.0 + 3.0 * (1 + steps / 20) ** -0.5) * np.exp(0.01 * rng.standard_normal(300))
+    curve[298] = np.nan
+    journal = Anomalies()
+    gns = GradientNoiseScale(norm_every_n_steps=1, log_metrics=False)
+    bundle = Curvecast(forecast_budget=None, gradient_noise=gns, actuators=[journal])
+    pl.Trainer(max_steps=300, callbacks=[bundle], **quiet_trainer_kwargs).fit(CurveModule(curve=curve))
+    assert [s for k, s, _ in journal.found if k == "nonfinite"] == [298]
+    assert bundle.history.series("loss").steps[-1] == 299

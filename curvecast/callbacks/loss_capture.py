@@ -105,6 +105,7 @@ class LossCapture(Sensor):
         self._pending_losses: list[torch.Tensor] = []
         self._seen_global_step: int | None = None
         self._flush_every = 1
+        self._max_steps, self._single = -1, True  # the run's length, and whether it is one process
         self._scale = 1.0
         self._trainer: Any = None
         self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
@@ -116,6 +117,8 @@ class LossCapture(Sensor):
         self._seen_global_step = int(trainer.global_step)
         self._micro.clear()
         self._flush_every = self.flush_every or host_cadence(trainer)
+        self._max_steps = int(getattr(trainer, "max_steps", -1) or -1)
+        self._single = int(getattr(trainer, "world_size", 1) or 1) == 1
         # Lightning hands each micro-batch's loss divided by the accumulation: undone at the flush, in one op.
         self._scale = float(trainer.accumulate_grad_batches) if pl_module.automatic_optimization else 1.0
 
@@ -141,9 +144,12 @@ class LossCapture(Sensor):
             self.steps_without_loss += 1
         if self.train_metric is not None:
             self._take_train_metric(trainer, step)
-        # On the steps whose index + 1 is a multiple of the cadence (the gradient norms are recorded on the same
-        # steps, resumed runs included), or once that many are pending; the same steps on every rank.
-        if (step + 1) % self._flush_every == 0 or len(self._pending_steps) >= self._flush_every:
+        # On the steps whose index + 1 is a multiple of the cadence, or once that many are pending, and at the last
+        # step or a stop, as the gradient norms are (the detectors pair the two in the batch they come in); the same
+        # steps on every rank (`should_stop` may differ between ranks for a moment: read on one process only).
+        every, pending = self._flush_every, len(self._pending_steps)
+        last = 0 < self._max_steps <= step + 1
+        if (step + 1) % every == 0 or pending >= every or last or (self._single and getattr(trainer, "should_stop", 0)):
             self.flush(trainer)
 
     @guarded

@@ -3,8 +3,8 @@
 The training loss and the pre-clip gradient norm go to one :class:`InstabilityMonitor` together, one step at a time,
 since a spike in both at once is the strong signal. The sensors move both series to the host at the same steps (the
 losses' flush), the gradient norm of only some steps (every step on an accelerator, spaced by its cost on a CPU), so a
-point waits here for its partner only until the batch of points it came with is all in (:meth:`score_waiting`): a
-loss is never held back for a gradient norm its step will not have. Throughput goes to a slowdown detector, and a
+loss waits here for its partner only until the batch of points it came with is all in (:meth:`score_waiting`): it is
+never held back for a gradient norm its step will not have. Throughput goes to a slowdown detector, and a
 monitored validation metric to a detector of its own. Every update is O(1); nothing here touches the device.
 
 When the run is watched by a score (``mode="max"``: a reward, an accuracy), the training loss is an auxiliary
@@ -75,6 +75,7 @@ class StabilityWatch:
         self._loss: deque[tuple[int, float]] = deque()
         self._grad: deque[tuple[int, float]] = deque()
         self._last_paired: int | None = None
+        self._alone = False  # no loss came for 2000 gradient norms: the norms are no longer held back for one
         self._found: list[Anomaly] = []
 
     def watches(self, name: str) -> bool:
@@ -129,8 +130,9 @@ class StabilityWatch:
         return replace(anomaly, severity=severity, message=anomaly.message + _OVERFITTING)
 
     def score_waiting(self) -> None:
-        """Every point of the batch handed over is in: the points still waiting for a partner have none (a step
-        without a gradient norm, a norm without a loss) and are scored alone."""
+        """Every point of the batch handed over is in: a loss still waiting for its step's gradient norm has none
+        and is scored alone. A norm waits on for its loss (the losses may move to the host less often, when the
+        noise scale's cadence was set apart from the Trainer's)."""
         self._pair(settle=True)
 
     def _pair(self, settle: bool = False) -> None:
@@ -145,9 +147,10 @@ class StabilityWatch:
                     loss.popleft()[1] if loss_step == step else None,
                     grad.popleft()[1] if grad_step == step else None,
                 )
-            elif not self.pair_grad_norm or settle or len(loss) + len(grad) >= _MAX_WAITING:
-                # No partner is coming for it (the step has no gradient norm, its source is off, or the module
-                # returns no loss): scored alone.
+            elif not self.pair_grad_norm or self._alone or (settle and loss) or len(loss) + len(grad) >= _MAX_WAITING:
+                # No partner is coming for it (the step has no gradient norm, or the module returns no loss: from
+                # then on the norms are scored alone, as they arrive).
+                self._alone = self.pair_grad_norm and not loss
                 step, value = loss.popleft() if loss else grad.popleft()
                 pair = (value, None) if name_is_loss else (None, value)
             else:
