@@ -203,6 +203,11 @@ class HyperparameterAdvisor(Actuator):
         # Without a known schedule nobody can say no decay lies ahead (a ReduceLROnPlateau is about to decay it).
         if not plateau or report.lr_drop_ahead or not report.lr_schedule_known:
             return None
+        # A monitor flat since its first point has not learned at all: no decay helps it (the plateau's own alert says
+        # what to try: a higher LR, the data). Its score is the plateau's span: it began at the step less the span.
+        watched = report.series.get(report.monitor)
+        if watched is not None and len(watched.steps) and plateau[0].step - plateau[0].score <= watched.steps[0]:
+            return None
         return "info", (
             f"{report.monitor} has plateaued (step {plateau[0].step}) and the LR schedule has no decay ahead. Decaying "
             "the LR now (a linear or cosine cooldown over the last 10-20% of steps, or ReduceLROnPlateau) usually "

@@ -6,13 +6,16 @@ import logging
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
+from curvecast import Curvecast
 from curvecast.forecasting import AnomalyDetector, Report
 from curvecast.forecasting.anomalies import Anomaly
 from curvecast.history import RunHistory
 from curvecast.integrations import HyperparameterAdvisor
 from curvecast.integrations import advice_math as am
+from tiny_models import CurveModule
 
 
 def _history(**series) -> RunHistory:
@@ -149,6 +152,28 @@ def test_plateau_advice_only_without_a_decay_ahead(drop_ahead, known, advised):
     plateau = Anomaly("plateau", 700, "info", "flat")
     advisor.on_report(None, None, _report(step=700, anomalies=[plateau], lr_drop_ahead=drop_ahead, known=known))
     assert _topics(advisor) == (["advice/plateau"] if advised else [])
+
+
+@pytest.mark.parametrize(("since", "advised"), [(0, False), (300, True)])
+def test_no_decay_is_advised_for_a_loss_flat_since_its_first_point(since, advised):
+    recorded = _history(loss=np.full(71, 0.75))  # steps 0..700
+    advisor = HyperparameterAdvisor()
+    plateau = Anomaly("plateau", 700, "info", "flat", score=700.0 - since)  # the score is the plateau's span
+    advisor.on_report(None, None, _report(step=700, anomalies=[plateau], recorded=recorded))
+    assert _topics(advisor) == (["advice/plateau"] if advised else [])
+
+
+def test_a_run_that_never_learns_is_not_told_to_decay_its_lr(quiet_trainer_kwargs):
+    # A loss flat from its first step at a constant LR: the plateau is found (a note: try a higher LR, check the
+    # data), and no advice to decay the LR comes with it (it once did, at step 50 of a healthy live run).
+    flat = 0.75 * np.exp(0.01 * np.random.default_rng(0).standard_normal(300))
+    advisor = HyperparameterAdvisor()
+    bundle = Curvecast(forecast_budget=None, advice=advisor, tensorboard=False)
+    pl.Trainer(max_steps=300, callbacks=[bundle], **quiet_trainer_kwargs).fit(CurveModule(curve=flat))
+    plateaus = [a for r in bundle.reports for a in r.anomalies if a.kind == "plateau"]
+    assert plateaus
+    assert plateaus[0].step - plateaus[0].score == 0  # flat since its first step
+    assert _topics(advisor) == []
 
 
 def test_step_law_compares_lr_and_batch_for_llm_pretraining():
