@@ -113,3 +113,38 @@ def test_a_trial_the_three_finished_trials_keep_is_pruned_by_rank_where_their_re
         assert verdict.reason.startswith("the 3 finished trials give it")
         assert verdict.chance is not None
         assert verdict.chance > 0.1
+
+
+@pytest.mark.parametrize(
+    ("peak", "until", "diverged", "pruned"),
+    [
+        (0.5, 100, False, False),  # above the finished trial's LR, most of its decay ahead: its forecast is blind
+        (0.05, 100, False, True),  # below it: the finished trial has shown what the decay brings
+        (0.5, 240, False, True),  # its LR already under half its peak: the forecast has seen the decay begin
+        (0.5, 100, True, True),  # worse now than before: a divergence, no noise floor a decay removes
+    ],
+)
+def test_the_own_forecast_does_not_prune_a_trial_above_the_finished_trials_lr_before_its_decay(
+    peak: float, until: int, diverged: bool, pruned: bool
+) -> None:
+    """Behind every trial at its step and given 0.1% by its own forecast, a trial is pruned by the rank rule, unless
+    its planned LR is above every finished trial's with most of its decay still ahead (a one-curve forecast sizes a
+    decay's gain from the curve so far; a high LR's noise floor, which the decay removes, it does not see)."""
+    steps = np.arange(20, 401, 20.0)
+    t = np.arange(401, dtype=np.float64)
+
+    def cosine(lr: float) -> LRSchedule:
+        return LRSchedule(lr * 0.5 * (1 + np.cos(np.pi * t / 400)) + 1e-9)
+
+    finished = TrialPath.of(steps, _decaying(1.0, 2.6, steps), final=1.0, schedule=cosine(0.1))
+    stopped = [TrialPath.of(steps[:5], _decaying(f, s, steps)[:5], schedule=cosine(0.1)) for f, s in
+               [(1.05, 2.0), (1.1, 2.1)]]  # fmt: skip
+    n = int(until // 20)
+    values = _decaying(1.6, 3.2, steps)[:n]
+    if diverged:
+        values[-3:] = 4.0
+    path = TrialPath.of(steps[:n], values, schedule=cosine(peak))
+    verdict = PopulationRule().judge(path, [finished, *stopped], horizon=400, chance_beyond=lambda target: 0.001)
+    assert verdict.prune is pruned
+    if not pruned:
+        assert "its own forecast cannot see what the decay brings it" in verdict.reason
