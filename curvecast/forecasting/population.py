@@ -174,17 +174,13 @@ class PopulationRule:
         self, own: TrialPath, step: float, at: np.ndarray, log: bool,
         done: list[tuple[float, float, float | None, float | None]],
     ) -> bool:  # fmt: skip
-        """Whether the trial's own forecast cannot see what its planned decay brings it, so that it may not prune it
-        (the rank rule's 1% is not what such a trial meets): its planned LR here is above every finished trial's, a
-        decay still lies ahead of it (its LR later halves and is still over half its peak so far), and it is not worse
-        now than it was before (a divergence or an overfit is no noise floor that a decay removes).
+        """Whether the trial's own forecast cannot see what its planned decay brings it, and may not prune it: its
+        planned LR here is above every finished trial's, a decay lies ahead (its LR later halves and is still over
+        half its peak so far), and it is not worse now than before (a divergence or an overfit is no noise floor).
 
-        A one-curve forecast sizes the gain of a decay from the curve so far (its annealing prior: a drop of a few
-        percent), where the loss of a high LR sits on a noise floor proportional to its LR, which the decay removes.
-        In ``benchmarks/sweeps.py`` (crossing, seeds 0-79) the rank rule pruned 166 trials in this position on its
-        own forecast's under 1%, and 49 of them then ended better than the value they were given under 1% to beat (13
-        of the 166 ended within 0.5% of their sweep's best); of its 489 other prunes there, 3 did. Once a finished
-        trial has at least its LR, that trial has shown what the decay brings such a run.
+        A one-curve forecast sizes a decay's gain from the curve so far, where a high LR's loss sits on a noise floor
+        the decay removes: in ``benchmarks/sweeps.py`` (crossing, seeds 0-79) 49 of the 166 trials the rank rule
+        pruned in this position then beat the value they were given under 1% to beat; 3 of its 489 other prunes did.
         """
         if own.schedule is None:
             return False
