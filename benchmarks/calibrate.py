@@ -8,10 +8,11 @@ the planned LR schedule known). The live runs are read from their cache (/tmp/cu
 when it lacks some (5-8 minutes; ``--no-train`` never trains, ``--no-live`` leaves them out). Every curve is forecast
 from prefixes of 10/25/50/75 % of its steps (at least 5 points) to its last step, for every point of a coarse grid over
 (transient, holdout, anneal_prior); the interval scales (with a planned LR schedule, apart for smooth and noisy
-curves: ``calibration.NOISY_FROM``; and without one) are solved in closed form for 80 % coverage, then the cap on the
-log-scale of a forecast that is made (MAX_LOG_SCALE: above it the forecaster says "too uncertain" and the last-value
-baseline stands in) is chosen from a few values. For each held-out group the
-grid point, scales and cap are chosen on the other groups only, then scored on it: those are the out-of-group figures.
+curves: ``calibration.NOISY_FROM``, and for the early forecasts: ``calibration.EARLY_FROM``; and without one) are
+solved in closed form for 80 % coverage, then the cap on the log-scale of a forecast that is made (MAX_LOG_SCALE:
+above it the forecaster says "too uncertain" and the last-value baseline stands in) is chosen from a few values. For
+each held-out group the grid point, scales and cap are chosen on the other groups only, then scored on it: those are
+the out-of-group figures.
 In-sample figures (chosen on everything) sit beside them, with the baselines of ``benchmarks/forecast_baselines.py``
 fitted to the same falling quantity curvecast fits: last value, power law, the LR-annealing law (tissue), the Domhan et
 al. ensemble, and the Multi-Power Law fitted per run (mpl); tissue and mpl need the planned schedule and are n/a ("-")
@@ -69,8 +70,13 @@ FLOOR_MARGIN = 0.01
 # many times one point's scatter wide (NOISE_FLOOR_NOISY): candidates, 1 kept unless another beats it by FLOOR_MARGIN.
 NOISE_FACTORS = (1.0, 1.5, 2.0)
 # The interval classes scales() solves apart: a planned schedule and a smooth curve, a planned schedule and a noisy one,
-# no schedule (whose rows are made as shipped: see forecast_row).
-KINDS = ("smooth", "noisy", "unknown")
+# an early forecast with a planned schedule (its reach at least calibration.EARLY_FROM times the span it logged, smooth
+# or noisy: its leverage counted, solved last over the early forecasts alone, with the smooth curves' floor and the
+# noisy ones' least width), no schedule (whose rows are made as shipped: see forecast_row). The smooth and noisy scales
+# are solved over all their forecasts, early ones included as before the early class was sized apart (over the later
+# ones alone the smooth scale fell from 1.33 to 1.19, and AlgoPerf's curves with a schedule, none of them early, were
+# covered 75 % from 50 %, not 78 %): the early class widens its own intervals and moves no other.
+KINDS = ("smooth", "noisy", "early", "unknown")
 QUICK_GRID = {"transient": (0.1, 0.3), "holdout": (0.2, 0.3), "anneal_prior": (0.035,)}
 SOURCES = ("mng", "algoperf", "wild-loss", "wild-acc", "live", "live-val")
 SCHEDULE_AWARE = ("tissue", "mpl")  # baselines that need the planned LR schedule: n/a where it is unknown
@@ -147,6 +153,7 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
     # Noisy as the forecaster tells it (the bins' noise past NOISY_FROM, with a planned schedule): sized apart.
     d = f.diagnostics
     row["noisy"] = bool(row["known"] and d is not None and d.binned.noise > cal.NOISY_FROM)
+    row["leverage"] = d.leverage if d is not None else 0.0
     row["fallback_err"] = abs(fallback / run["truth"] - 1.0)
     if fixed:
         row.update(fixed=True, fixed_covered=fixed_covered)
@@ -160,18 +167,27 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
         row["noise"] = f.diagnostics.noise_floor / (sized_forecast.NOISE_FLOOR_NOISY if row["noisy"] else 1.0)
         # Without a schedule the level's noise is not scaled: the point's scatter adds as it is
         # (``uncertainty.interval_log_scale``).
-        unscaled = ("floor",) if row["known"] else ("floor", "noise")
+        unscaled = ("floor", "early") if row["known"] else ("floor", "noise", "early")
         row["rest2"] = sum(v * v for k, v in parts.items() if k not in unscaled)
+        row["early2"] = parts.get("early", 0.0) ** 2  # an early forecast's leverage: sized with its own scale
         if y_true > 0:
             row["dist"] = abs(math.log(y_true / y_hat))
     return row
 
 
-def kind(row: dict) -> str:
-    """The row's interval class (``KINDS``): no schedule, or a planned one on a noisy or a smooth curve."""
+def kind(row: dict, early: bool = True) -> str:
+    """The row's interval class (``KINDS``): no schedule, or a planned one on an early forecast (unless not ``early``),
+    a noisy or a smooth curve."""
     if not row.get("known", True):
         return "unknown"
+    if early and row.get("leverage", 0.0) >= cal.EARLY_FROM:
+        return "early"
     return "noisy" if row.get("noisy") else "smooth"
+
+
+def _early(row: dict) -> dict:
+    """The row as its early class sizes it: its leverage counted beside the other sources."""
+    return dict(row, rest2=row["rest2"] + row.get("early2", 0.0))
 
 
 def rescaled(row: dict, scale: float, floor_factor: float, cap: float, noise_factor: float = 1.0) -> dict:
@@ -244,13 +260,16 @@ def scales(rows: list[dict], groups: list[str]) -> dict[str, tuple[float, float,
     """Per interval class (``KINDS``): the scale, the floor factor and the noise factor (a noisy curve's least width,
     in points' scatter) that cover 80 % with every group counted alike, the factors chosen so that the groups'
     coverages sit closest to 80 %. The smooth and the noisy curves with a schedule share one floor
-    (FLOOR_KNOWN_SCHEDULE): the smooth ones choose its factor, the noisy ones then their noise factor."""
+    (FLOOR_KNOWN_SCHEDULE): the smooth ones choose its factor, the noisy ones then their noise factor; the early
+    forecasts, their leverage counted, keep both (each its own curve's least width) and get a scale of their own."""
     out: dict[str, tuple[float, float, float]] = {}
     for name in KINDS:
         pairs = zip(rows, groups, strict=True)
-        sel = [(r, g) for r, g in pairs if kind(r) == name and r["ok"] and not r.get("fixed")]
-        floors = (out["smooth"][1],) if name == "noisy" else FLOOR_FACTORS
-        noises = NOISE_FACTORS if name == "noisy" else (1.0,)
+        sel = [(r, g) for r, g in pairs if kind(r, name == "early") == name and r["ok"] and not r.get("fixed")]
+        if name == "early":
+            sel = [(_early(r), g) for r, g in sel]
+        floors = (out["smooth"][1],) if name in ("noisy", "early") else FLOOR_FACTORS
+        noises = NOISE_FACTORS if name == "noisy" else (out["noisy"][2],) if name == "early" else (1.0,)
         if not sel:
             out[name] = (1.0, floors[0], 1.0)
             continue
@@ -258,24 +277,32 @@ def scales(rows: list[dict], groups: list[str]) -> dict[str, tuple[float, float,
         w = np.array([1.0 / size[g] for _, g in sel])
         best = (math.inf, 1.0, floors[0], 1.0)
         for factor, noise in itertools.product(floors, noises):
-            need = np.array([_need(r, factor, noise) for r, _ in sel])
+            need = np.array([_need(r, factor, _noise_factor(r, noise)) for r, _ in sel])
             order = np.argsort(need)
             cum = np.cumsum(w[order]) / w.sum()
             k = float(need[order][min(int(np.searchsorted(cum, 0.8)), len(order) - 1)])
             k = k if math.isfinite(k) else 10.0
-            cover = {g: np.mean([covered(r, k, factor, noise) for r, gg in sel if gg == g]) for g in size}
+            hit = [covered(r, k, factor, _noise_factor(r, noise)) for r, _ in sel]
+            cover = {g: np.mean([h for h, (_, gg) in zip(hit, sel, strict=True) if gg == g]) for g in size}
             loss = sum((c - 0.8) ** 2 for c in cover.values())
-            current = (factor, noise) == (floors[0], 1.0) if name == "noisy" else factor == 1.0
+            current = (factor, noise) == (floors[0], 1.0) if name == "noisy" else factor == floors[0]
             if loss < best[0] - (0.0 if current else FLOOR_MARGIN):
                 best = (loss, k, factor, noise)
         out[name] = best[1:]
     return out
 
 
+def _noise_factor(row: dict, noise_factor: float) -> float:
+    """The least width of the row's interval in points' scatter: an early forecast's is its noisy or smooth curve's
+    (``noise_factor`` is the noisy curves' there), anything else's its class's."""
+    return (noise_factor if row.get("noisy") else 1.0) if kind(row) == "early" else noise_factor
+
+
 def _rescale(row: dict, sc: dict[str, tuple[float, float, float]], cap: float) -> dict:
     """``rescaled`` with the scale, floor factor and noise factor of the row's class."""
-    scale, floor_factor, noise_factor = sc[kind(row)]
-    return rescaled(row, scale, floor_factor, cap, noise_factor)
+    name = kind(row)
+    scale, floor_factor, noise_factor = sc[name]
+    return rescaled(_early(row) if name == "early" else row, scale, floor_factor, cap, _noise_factor(row, noise_factor))
 
 
 def objective(cells: dict, groups: set[str]) -> float:
@@ -396,6 +423,7 @@ def main() -> None:
         if key == "smooth":
             k, _, noise = in_scales["noisy"]
             print(f"  INTERVAL_SCALE_KNOWN_NOISY = {k:.3g}, NOISE_FLOOR_NOISY = {noise:g} (the same floor)")
+            print(f"  INTERVAL_SCALE_KNOWN_EARLY = {in_scales['early'][0]:.3g} (from EARLY_FROM = {cal.EARLY_FROM:g})")
     print("  (without a schedule the forecasts are made as shipped: the scales, floors and cap of calibration.py,")
     print("   solved per kind of metric by benchmarks/wild_forecasts.py; the UNKNOWN line above is not used)")
     print(f"grid: {len(configs)} points, {time.perf_counter() - t0:.0f} s in all")

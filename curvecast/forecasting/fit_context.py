@@ -27,6 +27,7 @@ class FitContext:
     mode: str = "min"  # the metric's direction: the interval's calibration differs for a loss and a score
     scatter: float = 0.0  # the scatter of one logged point (``preprocess.point_scatter``): the interval's least width
     start: float = 0.0  # the first logged step (before the transient is skipped): the span the prefix covers
+    origin: float = 0.0  # the step training is counted from: ``start``, or one logging interval if the log starts later
 
     @property
     def t_last(self) -> float:

@@ -45,6 +45,8 @@ class FitDiagnostics:
         interval_scale: the calibrated multiplier of the sum of ``scale_parts`` (``calibration.py``).
         noise_floor: the least log-scale the interval may have: the noise of one logged point of the series, which
             the value logged at the horizon carries whatever the fit knows.
+        leverage: the reach over the span trained (``uncertainty.leverage`` from ``FitContext.origin``): an early
+            forecast with a planned schedule, from ``calibration.EARLY_FROM`` on, has its own interval sizing.
     """
 
     binned: Binned
@@ -54,3 +56,4 @@ class FitDiagnostics:
     members: tuple[tuple[float, Member], ...]
     interval_scale: float = 1.0
     noise_floor: float = 0.0
+    leverage: float = 0.0

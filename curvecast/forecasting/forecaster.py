@@ -184,10 +184,12 @@ class Forecaster:
                 scatter = point_scatter(y, c[finite])
                 shapes = [x for x in shapes if x]
                 # The span the prefix covers starts at its first positive step: a point at step 0 stands about one
-                # logging interval before the next, not e^(log of the last step) of them.
+                # logging interval before the next, not e^(log of the last step) of them. The run itself started one
+                # logging interval in at the latest (``origin``): a log that starts late is of an older run.
                 logged = s[finite][s[finite] > 0]
                 start = float(logged[0]) if logged.size else 1.0
-                forecast = self._forecast(data, horizon, schedule, float(s[-1]), shapes, mode, scatter, start)
+                origin = min(start, float(logged[1] - logged[0])) if logged.size > 1 else start
+                forecast = self._forecast(data, horizon, schedule, float(s[-1]), shapes, mode, scatter, start, origin)
         except (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError) as err:
             return Forecast.failed(f"the fit failed numerically ({err})", horizon, last, mapping)
         if not forecast.ok:
@@ -222,13 +224,15 @@ class Forecaster:
         mode: str = "min",
         scatter: float = 0.0,
         start: float = 0.0,
+        origin: float = 0.0,
     ) -> Forecast:
         """The forecast of the falling quantity y in ``data`` (all values > 0), in y's units: fit the candidates,
-        weigh them on the held-back tail, then size the interval (``start``: the first logged step)."""
+        weigh them on the held-back tail, then size the interval (``start``: the first logged step; ``origin``: the
+        step the run's training is counted from, at most one logging interval)."""
         if horizon > MAX_REACH * max(t_obs, 1.0):
             reason = f"the horizon is {horizon / max(t_obs, 1.0):.3g}x the last step, past the {MAX_REACH:g}x forecast"
             return Forecast.failed(reason, horizon, int(t_obs))
-        fit = self._context(data, horizon, schedule, t_obs, mode, scatter, start)
+        fit = self._context(data, horizon, schedule, t_obs, mode, scatter, start, origin)
         fits, errors, backtests = self._fit_candidates(fit, shapes)
         weights = _ensemble_weights(fit, fits, errors)
         if weights is None:
@@ -267,6 +271,7 @@ class Forecaster:
         mode: str = "min",
         scatter: float = 0.0,
         start: float = 0.0,
+        origin: float = 0.0,
     ) -> FitContext:
         """The values of one fit its steps share: the recent level, the slope behind the prior, the hold-back cut,
         whether the curve has stalled, and the scatter of one logged point (at least the noise the fit weighs by)."""
@@ -281,7 +286,7 @@ class Forecaster:
         cut = data.steps[0] + (1.0 - self.holdout) * (float(data.steps[-1]) - data.steps[0])
         stalled = stall_window(data) is not None
         noise = max(scatter, data.noise)
-        return FitContext(data, horizon, t_obs, schedule, level, slope, cut, stalled, mode, noise, start)
+        return FitContext(data, horizon, t_obs, schedule, level, slope, cut, stalled, mode, noise, start, origin)
 
     def _fit_candidates(
         self, fit: FitContext, shapes: list[ReferenceShape]

@@ -13,8 +13,10 @@ import numpy as np
 from curvecast.forecasting.calibration import (
     ANNEAL_SD_RANGE,
     ANNEAL_SD_SLOPE,
+    EARLY_FROM,
     HELD_GROWTH_NOISY,
     INTERVAL_SCALE_KNOWN,
+    INTERVAL_SCALE_KNOWN_EARLY,
     INTERVAL_SCALE_KNOWN_NOISY,
     INTERVAL_SCALE_SCORE,
     INTERVAL_SCALE_UNKNOWN,
@@ -25,7 +27,7 @@ from curvecast.forecasting.fit_context import FitContext
 from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
 from curvecast.forecasting.flat import FlatMember
 from curvecast.forecasting.forecast import Forecast
-from curvecast.forecasting.uncertainty import interval_log_scale, log_scale_parts
+from curvecast.forecasting.uncertainty import interval_log_scale, leverage, log_scale_parts
 
 __all__ = ["sized_forecast"]
 
@@ -59,10 +61,12 @@ def sized_forecast(
     if not (math.isfinite(final) and final > 0):
         reason = f"the fitted curve does not stay positive (forecast {final:g})"
         return Forecast.failed(reason, horizon, int(t_obs))
-    parts = _scale_parts(fit, members, finals, w_m, final, backtests)
-    calibrated, noise = _interval_scale(fit, parts, interval_scale)
+    lever = leverage(fit.t_last, float(horizon), fit.origin)
+    early = lever if fit.known and lever >= EARLY_FROM else 0.0  # an early forecast: its leverage counts
+    parts = _scale_parts(fit, members, finals, w_m, final, backtests, early)
+    calibrated, noise = _interval_scale(fit, early, interval_scale)
     scale = interval_log_scale(parts, calibrated, noise, fit.known)
-    diagnostics = FitDiagnostics(fit.data, fit.schedule, fit.slope, parts, members, calibrated, noise)
+    diagnostics = FitDiagnostics(fit.data, fit.schedule, fit.slope, parts, members, calibrated, noise, lever)
     if not noise <= MAX_LOG_SCALE:
         reason = f"too noisy to forecast: one logged point scatters by a log-scale of {noise:.3g}"
         return replace(Forecast.failed(reason, horizon, int(t_obs)), diagnostics=diagnostics)
@@ -89,9 +93,12 @@ def sized_forecast(
     )
 
 
-def _interval_scale(fit: FitContext, parts: dict[str, float], interval_scale: float) -> tuple[float, float]:
+def _interval_scale(fit: FitContext, early: float, interval_scale: float) -> tuple[float, float]:
     """The calibrated multiplier of the fit's uncertainty and the noise the logged value at the horizon carries
-    (``uncertainty.interval_log_scale`` puts them together)."""
+    (``uncertainty.interval_log_scale`` puts them together); ``early`` is an early forecast's leverage, else 0."""
+    if early > 0:  # an early forecast (``calibration.EARLY_FROM``): its own multiplier, a noisy curve's least width
+        least = NOISE_FLOOR_NOISY * fit.scatter if fit.noisy else fit.scatter
+        return interval_scale * INTERVAL_SCALE_KNOWN_EARLY, interval_scale * least
     if fit.noisy:  # a noisy curve's interval is sized apart, at least NOISE_FLOOR_NOISY points' scatter wide
         least = NOISE_FLOOR_NOISY * fit.scatter
         return interval_scale * INTERVAL_SCALE_KNOWN_NOISY, interval_scale * least
@@ -111,6 +118,7 @@ def _scale_parts(
     weights: np.ndarray,
     final: float,
     backtests: np.ndarray,
+    early: float,
 ) -> dict[str, float]:
     """The independent sources of the forecast's log-scale (``uncertainty.log_scale_parts``)."""
     data = fit.data
@@ -129,6 +137,7 @@ def _scale_parts(
         noise=data.noise / math.sqrt(max(float(data.counts[-len(data.counts) // 10 - 1 :].sum()), 1.0)),
         start=fit.start,
         held_growth=HELD_GROWTH_NOISY if fit.noisy else 1.0,
+        early=early,
     )
 
 

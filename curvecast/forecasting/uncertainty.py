@@ -15,6 +15,8 @@ import math
 import numpy as np
 
 from curvecast.forecasting.calibration import (
+    EARLY_KNOWN,
+    EARLY_POWER,
     FLOOR_KNOWN_SCHEDULE,
     FLOOR_SLOPE_UNKNOWN,
     FLOOR_UNKNOWN_SCHEDULE,
@@ -22,7 +24,7 @@ from curvecast.forecasting.calibration import (
     MIN_SPAN,
 )
 
-__all__ = ["interval_log_scale", "log_scale", "log_scale_parts"]
+__all__ = ["interval_log_scale", "leverage", "log_scale", "log_scale_parts"]
 
 
 def log_scale_parts(
@@ -39,6 +41,7 @@ def log_scale_parts(
     slope: float = 0.0,
     start: float = 0.0,
     held_growth: float = 1.0,
+    early: float = 0.0,
 ) -> dict[str, float]:
     """The independent sources of the log-scale, by name (all relative errors); ``log_scale`` adds them up.
 
@@ -47,6 +50,9 @@ def log_scale_parts(
     ``HELD_PRIOR_UNKNOWN`` times the reach over the logged span in log-steps (0 wherever ``held`` is measured).
     ``held_growth``: the held-back error grows to the horizon as (reach / held-back span)^held_growth (linearly by
     default; a noisy curve's miss, mostly scatter, is grown less: ``calibration.HELD_GROWTH_NOISY``).
+    ``early``: the leverage of an early forecast with a planned schedule (``leverage``; 0 for any other), which counts
+    as ``EARLY_KNOWN * reach * early^EARLY_POWER``: a law extrapolated far past the span it was seen over may miss a
+    plateau's end or a late fall that no held-back tail shows.
     """
     reach = math.log(max(horizon, 1.0) / max(last, 1.0))
     spread = 0.0
@@ -66,6 +72,7 @@ def log_scale_parts(
         # validation losses from 10 % were covered 54 % of the time leaving one repository out without it).
         logged = math.log(max(last, 1.0) / max(start, 1.0))
         held_prior = HELD_PRIOR_UNKNOWN * reach / max(logged, MIN_SPAN)
+    lever = EARLY_KNOWN * reach * early**EARLY_POWER if early > 0 else 0.0
     if schedule_known:
         floor = FLOOR_KNOWN_SCHEDULE * reach**2.5
     else:
@@ -79,7 +86,15 @@ def log_scale_parts(
         "anneal": anneal_sd,
         "noise": noise,
         "floor": floor,
+        "early": lever,
     }
+
+
+def leverage(last: float, horizon: float, start: float) -> float:
+    """How far the forecast reaches past the span it was seen over: the reach log(horizon / last step) over the
+    logged span log(last step / first positive step), at least ``MIN_SPAN`` (a fit's leverage)."""
+    reach = math.log(max(horizon, 1.0) / max(last, 1.0))
+    return reach / max(math.log(max(last, 1.0) / max(start, 1.0)), MIN_SPAN)
 
 
 def log_scale(parts: dict[str, float]) -> float:

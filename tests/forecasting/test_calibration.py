@@ -75,3 +75,27 @@ def test_a_held_back_miss_grows_with_the_reach_unless_told_not_to():
 
     assert held(8000.0) == pytest.approx(2.0 * held(2828.4271247), rel=1e-6)  # linear in the reach (log-steps)
     assert held(8000.0, growth=0.0) == held(2000.0, growth=0.0) == pytest.approx(0.1)  # the miss as it is
+
+
+def test_an_early_forecast_with_a_schedule_has_its_own_scale_and_counts_its_leverage():
+    # From 30 of 300 steps the reach, log 10, is 0.68 of the logged span (log 30): past EARLY_FROM, the early scale and
+    # a leverage part EARLY_KNOWN * reach * (reach / span)^EARLY_POWER; from 150 steps (0.14) the smooth curves' own.
+    from curvecast.forecasting.uncertainty import leverage
+
+    horizon = 300
+    lrs = 0.5 * (1.0 + np.cos(np.pi * np.arange(horizon + 1) / horizon))
+    t = np.arange(1, 151, dtype=float)
+    y = 0.5 + 3.0 * t**-0.5
+    early = Forecaster().fit(t[:30], y[:30], horizon=horizon, lrs=lrs)
+    assert leverage(30.0, horizon, 1.0) == pytest.approx(np.log(10.0) / np.log(30.0))
+    assert leverage(30.0, horizon, 1.0) >= calibration.EARLY_FROM > leverage(150.0, horizon, 1.0)
+    d = early.diagnostics
+    assert d.interval_scale == calibration.INTERVAL_SCALE_KNOWN_EARLY
+    reach = np.log(horizon / d.binned.steps[-1])
+    expected = calibration.EARLY_KNOWN * reach * (reach / np.log(d.binned.steps[-1])) ** calibration.EARLY_POWER
+    assert d.scale_parts["early"] == pytest.approx(expected, rel=1e-6)
+    later = Forecaster().fit(t, y, horizon=horizon, lrs=lrs).diagnostics
+    assert later.interval_scale == calibration.INTERVAL_SCALE_KNOWN
+    assert later.scale_parts["early"] == 0.0
+    unplanned = Forecaster().fit(t[:30], y[:30], horizon=horizon).diagnostics  # without a schedule: as before
+    assert unplanned.scale_parts["early"] == 0.0

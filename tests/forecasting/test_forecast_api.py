@@ -185,7 +185,7 @@ def test_fit_keeps_no_state_and_the_forecast_carries_its_diagnostics():
         d = f.diagnostics
         assert d is not None
         assert d.binned.steps[-1] <= f.last_step
-        assert set(d.scale_parts) == {"spread", "held", "held_prior", "anneal", "noise", "floor"}
+        assert set(d.scale_parts) == {"spread", "held", "held_prior", "anneal", "noise", "floor", "early"}
         assert sum(w for w, _ in d.members) == pytest.approx(1.0)
         assert f.model.startswith(d.members[0][1].describe() if len(d.members) == 1 else f"{d.members[0][0]:.2f}")
     assert first.diagnostics.schedule is not None
