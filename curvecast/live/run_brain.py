@@ -156,7 +156,7 @@ class RunBrain:
         watch = self.scorer.read()  # the points handed over a step ago, scored
         if not (moved or at_validation or watch.has_news or self.cadence.ready):
             return  # no anomaly, no new point of the monitor, no forecast finished: most steps, between host moves
-        anomalies = watch.collect()  # every rank detects; rank 0 reports
+        anomalies = self._collect_anomalies(watch)  # every rank detects; rank 0 reports
         if not is_global_zero(trainer):
             return
         if anomalies:
@@ -187,13 +187,17 @@ class RunBrain:
         """At the end of training: the anomalies of the last steps, then the forecasts still to come."""
         self.scorer.score_now()
         if is_global_zero(trainer):
-            # Those of the last steps, scored just now; the non-finite loss that stopped the run was reported then.
-            tripped = self.finite_guard.tripped if self.finite_guard is not None else None
-            anomalies = [a for a in self.scorer.watch.collect() if not _same_event(a, tripped)]
+            anomalies = self._collect_anomalies(self.scorer.watch)  # those of the last steps, scored just now
             if anomalies:
                 self.dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
             for report in self.cadence.finish():
                 self.dispatch(trainer, pl_module, report, last=True)
+
+    def _collect_anomalies(self, watch: StabilityWatch) -> list[Anomaly]:
+        """What the detectors found since the last look, less the non-finite loss the guard stopped the run on (it
+        was reported then; its losses reach the detectors with the stop)."""
+        tripped = self.finite_guard.tripped if self.finite_guard is not None else None
+        return [a for a in watch.collect() if not _same_event(a, tripped)]
 
     def dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
         self.reports.dispatch(trainer, pl_module, report, last)
