@@ -61,7 +61,7 @@ class Forecast:
         >>> [round(float(x), 2) for x in forecast.predict([400, 1000])]
         [2.15, 2.11]
         >>> forecast.diagnostics.schedule is None, sorted(forecast.diagnostics.scale_parts)
-        (True, ['anneal', 'floor', 'held', 'held_prior', 'noise', 'spread'])
+        (True, ['anneal', 'early', 'floor', 'held', 'held_prior', 'noise', 'spread'])
         >>> Forecast.failed("no points", horizon=1000, last_step=0).interval(0.8)
         (nan, nan)
     """
