@@ -24,11 +24,13 @@ __all__ = ["DEFAULT_BUDGET", "END_WAIT_S", "FIRST_FIT_S", "ForecastCadence"]
 # observed step): past it they are abandoned, never re-run inline (a refit is tens of milliseconds; a fit this late is
 # starved or stuck, and one that never returns must not keep `trainer.fit` from returning).
 END_WAIT_S = 5.0
-# Forecasting may take a tenth of the run's time, in a worker thread: with a schedule-aware fit at 0.1-0.4 s of CPU,
-# a forecast every 1-4 s, often enough for early stopping's consecutive checks; at 2% a short run got too few of them.
-DEFAULT_BUDGET = 0.1
+# Forecasting may take a twentieth of the run's time, in the forecast process: with a schedule-aware fit at 0.1-0.4 s
+# of CPU, a forecast every 2-8 s, often enough for early stopping's consecutive checks (at 2% a short run got too few
+# of them). At a tenth, the forecasts alone made a 2 ms CPU step's run 10% dearer in CPU (1.18x against 1.08x without
+# forecasts, `benchmarks/small_step_overhead.py`); a step of 100 ms or more never meets the budget.
+DEFAULT_BUDGET = 0.05
 # Before a fit of this run has been timed, the first is assumed to cost this much CPU: the first forecast, too, waits
-# until the run has trained FIRST_FIT_S / budget seconds (1 s at the default), so a short run of fast steps never
+# until the run has trained FIRST_FIT_S / budget seconds (2 s at the default), so a short run of fast steps never
 # spends more than its budget forecasting. A schedule-aware fit of a few hundred points costs 0.05-0.4 s.
 FIRST_FIT_S = 0.1
 
