@@ -280,7 +280,6 @@ class GradientNoiseScale(Sensor):
                 self._detach()  # until the next sampled step: hooks cost every forward and backward they are on
             self._reset_step()
 
-
     def _step_done(self, step: int) -> None:
         """The step's gradient norm (and its noise-scale update when sampled), on the cadences."""
         measured = self._sampling and self._valid and self._small_sum is not None
