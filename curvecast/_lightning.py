@@ -22,7 +22,7 @@ except ImportError:  # the `lightning` distribution is optional; importing it be
 
 __all__ = [
     "CPU_HOST_STEPS", "Callback", "StepReader", "fitting", "host_cadence", "is_global_zero", "logging_cadence",
-    "optimizer_step_index", "steps_taken", "tensorboard_writer", "trains_on_cpu",
+    "optimizer_step_index", "run_ends_at", "steps_taken", "tensorboard_writer", "trains_on_cpu",
 ]  # fmt: skip
 
 # On one CPU, per-step values reach the host every this many steps. A move is free there (no device to wait for),
@@ -148,6 +148,14 @@ def host_cadence(trainer: Any) -> int:
 def logging_cadence(trainer: Any) -> int:
     """The Trainer's ``log_every_n_steps``, at least 1."""
     return max(int(getattr(trainer, "log_every_n_steps", 50) or 1), 1)
+
+
+def run_ends_at(trainer: Any, step: int, max_steps: int, single: bool) -> bool:
+    """Whether the run ends after ``step`` (an optimizer step index): ``max_steps`` reached, or a stop asked on one
+    process (under DDP ``should_stop`` may differ between ranks for a moment, and a move it brought would be a
+    collective). The sensors move what they hold to the host there, the losses and the gradient norms together: the
+    detectors pair the two in the batch they come in."""
+    return 0 < max_steps <= step + 1 or (single and bool(getattr(trainer, "should_stop", False)))
 
 
 def fitting(trainer: Any) -> bool:

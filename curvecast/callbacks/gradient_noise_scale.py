@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from curvecast._lightning import StepReader, host_cadence, logging_cadence, trains_on_cpu
+from curvecast._lightning import StepReader, host_cadence, logging_cadence, run_ends_at, trains_on_cpu
 from curvecast.callbacks.measures import gns_cadence
 from curvecast.callbacks.measures.gns_cadence import NormCadence, SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
@@ -314,11 +314,7 @@ class GradientNoiseScale(Sensor):
             return
         self._stepped = False
         step = self._stepped_at  # what `optimizer_step_index(trainer, after_step=True)` gives now, read already
-        every, max_steps = self._log_every, self._max_steps
-        last = max_steps > 0 and step + 1 >= max_steps
-        # `should_stop` may differ between ranks for a moment: under DDP only the step count decides (a collective)
-        stopping = self._world == 1 and bool(getattr(trainer, "should_stop", False))
-        if (step + 1) % every == 0 or last or stopping:
+        if (step + 1) % self._log_every == 0 or run_ends_at(trainer, step, self._max_steps, self._world == 1):
             self.flush(trainer, pl_module, step)
         elif self._record_norms_every is not None and (step + 1) % self._record_norms_every == 0:
             # On the steps the losses reach the host too: the detectors pair each loss with its step's norm.

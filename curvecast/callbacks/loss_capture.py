@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from curvecast._lightning import StepReader, fitting, host_cadence
+from curvecast._lightning import StepReader, fitting, host_cadence, run_ends_at
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
@@ -144,12 +144,11 @@ class LossCapture(Sensor):
             self.steps_without_loss += 1
         if self.train_metric is not None:
             self._take_train_metric(trainer, step)
-        # On the steps whose index + 1 is a multiple of the cadence, or once that many are pending, and at the last
-        # step or a stop, as the gradient norms are (the detectors pair the two in the batch they come in); the same
-        # steps on every rank (`should_stop` may differ between ranks for a moment: read on one process only).
-        every, pending = self._flush_every, len(self._pending_steps)
-        last = 0 < self._max_steps <= step + 1
-        if (step + 1) % every == 0 or pending >= every or last or (self._single and getattr(trainer, "should_stop", 0)):
+        # On the steps whose index + 1 is a multiple of the cadence, or once that many are pending, and where the run
+        # ends, as the gradient norms are; the same steps on every rank.
+        every = self._flush_every
+        due = (step + 1) % every == 0 or len(self._pending_steps) >= every
+        if due or run_ends_at(trainer, step, self._max_steps, self._single):
             self.flush(trainer)
 
     @guarded

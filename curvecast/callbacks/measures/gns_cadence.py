@@ -72,7 +72,7 @@ class SampleCadence:
         # The first sample of a fit pays for first calls (hooks attached, buffers allocated): left out of the average.
         if previous is None:
             return
-        self.cost = cost if self.cost is None else 0.7 * self.cost + 0.3 * cost
+        self.cost = _running_mean(self.cost, cost)
         if self.samples <= self.warmup or step <= previous[0]:
             return
         # Seconds of one step without a sample: the wall time since the previous sample, less that sample's cost.
@@ -82,10 +82,8 @@ class SampleCadence:
         if self.cost <= self.share * self.default * period:
             self.every, self._offset = self.default, 0
             return
-        every = self.aligned
-        while every < self.default or (self.cost > self.share * every * period and every * 2 <= MAX_SPACING):
-            every *= 2
-        self.every, self._offset = every, 1
+        self.every = _spacing(self.aligned, self.cost, period, self.share, MAX_SPACING, least=self.default)
+        self._offset = 1
 
 
 class NormCadence:
@@ -117,11 +115,21 @@ class NormCadence:
         # The first pass of a fit pays for first calls: it only marks the time.
         if not self.adaptive or previous is None or step <= previous[0]:
             return
-        self.cost = cost if self.cost is None else 0.7 * self.cost + 0.3 * cost
+        self.cost = _running_mean(self.cost, cost)
         period = (started - previous[1]) / (step - previous[0])  # wall seconds of a step, the pass included
-        if period <= 0.0:
-            return
-        every = self.base
-        while self.cost > self.share * every * period and every * 2 <= MAX_NORM_SPACING:
-            every *= 2
-        self.every = every
+        if period > 0.0:
+            self.every = _spacing(self.base, self.cost, period, self.share, MAX_NORM_SPACING)
+
+
+def _running_mean(mean: float | None, value: float) -> float:
+    """An exponential running mean that follows a cost within a few readings."""
+    return value if mean is None else 0.7 * mean + 0.3 * value
+
+
+def _spacing(unit: int, cost: float, period: float, share: float, most: int, least: int = 1) -> int:
+    """The least of ``unit`` times a power of two, at least ``least``, at which ``cost`` seconds once per so many
+    steps of ``period`` seconds is at most ``share`` of the time; ``most`` where that is not reached before it."""
+    every = unit
+    while every < least or (cost > share * every * period and every * 2 <= most):
+        every *= 2
+    return every
