@@ -282,3 +282,21 @@ def test_a_healthy_run_on_unshuffled_data_is_warned_of_instability_once_not_ever
     risks = [a for r in bundle.reports for a in r.anomalies if a.kind == "instability_risk"]
     assert len(risks) <= 1
     assert trainer.global_step == 1200
+
+
+@wild_only
+def test_an_overfitting_val_loss_is_told_without_the_unstable_runs_advice():
+    """Wild log 112: the val loss overfits 0.059 -> 0.099 while the training loss keeps falling. The warning quotes the
+    rise and calls it overfitting, without the unstable run's advice (stop, resume from a checkpoint, lower the LR)."""
+    columns = {name: points for name, _, points in _columns(WILD / "112.csv")}
+    watch = StabilityWatch("val_loss", "min", pair_grad_norm=False)
+    feeds = [(s, 0, TRAIN_LOSS, v) for s, v in columns["train_loss"]]
+    feeds += [(s, 1, "val_loss", v) for s, v in columns["val_loss"]]
+    for step, _, name, value in sorted(feeds):
+        watch.feed(name, step, value)
+    loud = [a for a in watch.collect() if a.series == "val_loss" and a.severity != "info"]
+    assert [a.kind for a in loud] == ["divergence"]
+    assert loud[0].message.startswith("val_loss diverged: since step")
+    assert "overfitting" in loud[0].message
+    assert "lower the LR" not in loud[0].message
+    assert "resume" not in loud[0].message

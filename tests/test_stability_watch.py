@@ -156,6 +156,10 @@ def test_a_val_loss_that_overfits_is_not_a_confirmed_divergence():
     assert divergence
     assert all(a.severity != "critical" and "overfitting" in a.message for a in divergence)
     assert [a.severity for a in divergence if a.severity == "warning"] == ["warning"]  # the confirmed one, demoted
+    for a in divergence:  # what happened, then the overfitting advice alone: no "lower the LR", no resume
+        assert "val_loss" in a.message.split(".")[0]
+        assert "LR" not in a.message, a.message
+        assert "resume" not in a.message, a.message
 
 
 def test_a_val_loss_that_climbs_with_the_training_loss_is_critical():

@@ -20,6 +20,7 @@ early stop, not the divergence stop, is the tool for it). When no training loss 
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
@@ -42,9 +43,13 @@ TRAIN_CLIMB_GIVEN_BACK = 0.01
 # What an auxiliary training loss reports only as notes (a non-finite loss is still critical).
 _AUXILIARY_NOTES = ("divergence", "spike", "instability_risk")
 _OVERFITTING = (
-    " The training loss is not climbing with it: this looks like overfitting (more data or regularisation, or stop at "
-    "the best checkpoint), not an unstable run."
+    " The training loss is not climbing with it: this looks like overfitting, not an unstable run. More data or "
+    "regularisation may help; keep the best checkpoint, or stop early on the forecast."
 )
+# Where a detector's message turns from what happened to what to try ("... before. If it keeps rising, ...", "...
+# at step 13131. Stop, resume ..."): an unstable run's advice (lower the LR, resume from a checkpoint) is wrong for one
+# that overfits, so it goes.
+_ADVICE_STARTS = re.compile(r"\.\s+(?=[A-Z])")
 
 
 class StabilityWatch:
@@ -127,7 +132,9 @@ class StabilityWatch:
         if anomaly.kind != "divergence" or anomaly.severity == "info":
             return anomaly
         severity = "warning" if anomaly.severity == "critical" else "info"
-        return replace(anomaly, severity=severity, message=anomaly.message + _OVERFITTING)
+        advice = _ADVICE_STARTS.search(anomaly.message)
+        facts = anomaly.message[: advice.start() + 1] if advice else anomaly.message
+        return replace(anomaly, severity=severity, message=facts + _OVERFITTING)
 
     def score_waiting(self) -> None:
         """Every point of the batch handed over is in: a loss still waiting for its step's gradient norm has none
