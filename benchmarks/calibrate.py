@@ -172,6 +172,8 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
         row["early2"] = parts.get("early", 0.0) ** 2  # an early forecast's leverage: sized with its own scale
         if y_true > 0:
             row["dist"] = abs(math.log(y_true / y_hat))
+        # The worse side's bound (``sized_forecast._worse_bound``), on rows whose truth lies on that side.
+        row["worse_bound"] = d.worse_bound if y_true > y_hat else math.inf
     return row
 
 
@@ -200,7 +202,8 @@ def rescaled(row: dict, scale: float, floor_factor: float, cap: float, noise_fac
         return dict(row, covered=row["fixed_covered"])
     sd = _sd(row, scale, floor_factor, noise_factor)
     ok = row["ok"] and sd <= cap
-    return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and row["dist"] <= Z80 * sd)
+    reach = Z80 * min(sd, row.get("worse_bound", math.inf))  # the interval's end on the truth's side
+    return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and row["dist"] <= reach)
 
 
 def _sd(row: dict, scale: float, floor_factor: float, noise_factor: float = 1.0) -> float:
@@ -245,6 +248,8 @@ def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored:
 def _need(row: dict, factor: float, noise_factor: float = 1.0) -> float:
     """The scale at which the row's 80 % interval just holds the truth (0 for an exact forecast with no spread, such
     as an accuracy forecast and found at its bound 1.0)."""
+    if row["dist"] > Z80 * row.get("worse_bound", math.inf):
+        return math.inf  # past the worse side's bound: no scale covers it
     noise = Z80 * row.get("noise", 0.0) * (noise_factor if row.get("known", True) else 1.0)
     if row["dist"] <= noise:
         return 0.0

@@ -47,6 +47,8 @@ class FitDiagnostics:
             the value logged at the horizon carries whatever the fit knows.
         leverage: the reach over the span trained (``uncertainty.leverage`` from ``FitContext.origin``): an early
             forecast with a planned schedule, from ``calibration.EARLY_FROM`` on, has its own interval sizing.
+        worse_bound: the largest log-scale the worse side of the interval may have (its 80 % end at the curve's recent
+            worst level, plus one point's scatter: ``sized_forecast._worse_bound``); inf where none holds.
     """
 
     binned: Binned
@@ -57,3 +59,4 @@ class FitDiagnostics:
     interval_scale: float = 1.0
     noise_floor: float = 0.0
     leverage: float = 0.0
+    worse_bound: float = float("inf")

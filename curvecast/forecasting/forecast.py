@@ -2,10 +2,11 @@
 
 The forecaster fits a positive, falling quantity ``y = sign * metric - base`` (``metric_map.py``: the loss itself, an
 error rate ``1 - accuracy``, a loss shifted past its estimated floor). The distribution at the horizon is a normal in
-log ``y`` centred on the point forecast with scale ``log_scale``; ``interval``, ``prob_below``, ``prob_beyond``,
-``predict`` and ``step_to_reach`` all read it and answer in the metric's own units (clipped to its bounds), so they
-always agree. A forecast that could not be made has ``ok=False``, a ``reason``, and answers every question with nan
-or None.
+log ``y`` centred on the point forecast with scale ``log_scale``, narrower on the worse side where ``worse_scale``
+says so (a metric whose planned LR does not rise again ends no worse than its recent worst level, noise included);
+``interval``, ``prob_below``, ``prob_beyond``, ``predict`` and ``step_to_reach`` all read it and answer in the
+metric's own units (clipped to its bounds), so they always agree. A forecast that could not be made has
+``ok=False``, a ``reason``, and answers every question with nan or None.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Forecast:
         diagnostics: what the fit was made of (:class:`~curvecast.forecasting.fit_diagnostics.FitDiagnostics`: the
             bins, the schedule, the slope, the sources of the interval, the weighted members), or None when the fit
             stopped before it weighed an interval.
+        worse_scale: the log-scale on the worse side of the point forecast (y above ``final``), where it is narrower
+            than ``log_scale``: the distribution is then two half-normals in log y with their median at ``final``.
+            nan: ``log_scale`` on both sides.
 
     Example:
         >>> import numpy as np
@@ -77,6 +81,7 @@ class Forecast:
     curve: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
     mapping: MetricMap = field(default_factory=MetricMap)
     diagnostics: FitDiagnostics | None = field(default=None, repr=False, compare=False)
+    worse_scale: float = math.nan
 
     @property
     def mode(self) -> str:
@@ -100,8 +105,14 @@ class Forecast:
             return (math.nan, math.nan)
         z = float(ndtri(0.5 + p / 2.0))
         y = self._y(self.final)
-        ends = self.mapping.to_metric(np.array([y * math.exp(-z * self.log_scale), y * math.exp(z * self.log_scale)]))
+        ends = self.mapping.to_metric(np.array([y * math.exp(-z * self.log_scale), y * math.exp(z * self.upper_scale)]))
         return (float(ends.min()), float(ends.max()))
+
+    @property
+    def upper_scale(self) -> float:
+        """The log-scale above the point forecast in y (the worse side): ``worse_scale`` where set, else
+        ``log_scale``."""
+        return self.log_scale if math.isnan(self.worse_scale) else self.worse_scale
 
     def prob_below(self, target: float) -> float:
         """Probability that the metric at the horizon ends below ``target`` (in the metric's units, either mode)."""
@@ -117,9 +128,10 @@ class Forecast:
         if ty <= 0.0:  # at or past the floor: no forecast gets there
             return 0.0
         y = self._y(self.final)
-        if self.log_scale <= 0.0:
+        scale = self.log_scale if ty < y else self.upper_scale  # the half on the target's side of the median
+        if scale <= 0.0:
             return float(y < ty)
-        return float(ndtr((math.log(ty) - math.log(y)) / self.log_scale))
+        return float(ndtr((math.log(ty) - math.log(y)) / scale))
 
     def predict(self, at_steps: np.ndarray | list[float] | float) -> np.ndarray:
         """Point forecasts of the smoothed metric at ``at_steps`` (steps past the horizon read the horizon's value)."""

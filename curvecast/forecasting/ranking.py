@@ -2,9 +2,10 @@
 curvecast tab's comparison of runs both call this, so they rank and give chances the same way.
 
 A run's ending is :class:`FinalDistribution`: the forecast's distribution of the metric at the horizon, a normal in
-log ``y`` where ``y = sign * metric - base`` (see :mod:`curvecast.forecasting.forecast` and ``metric_map.py``). It is
-four numbers, so a run's forecast written to an event file (``final``, ``log_scale``, ``mode``, ``base``) gives the
-same chances when read back as the :class:`~curvecast.forecasting.Forecast` it came from. The standard library only:
+log ``y`` where ``y = sign * metric - base`` (see :mod:`curvecast.forecasting.forecast` and ``metric_map.py``),
+narrower above its median where ``worse_scale`` says so. It is five numbers, so a run's forecast written to an event
+file (``final``, ``log_scale``, ``mode``, ``base``, ``worse_scale``) gives the same chances when read back as the
+:class:`~curvecast.forecasting.Forecast` it came from. The standard library only:
 the TensorBoard plugin imports it.
 """
 
@@ -23,7 +24,8 @@ _MODES = ("min", "max")
 @dataclass(frozen=True)
 class FinalDistribution:
     """Where a run ends: the point forecast ``final`` of the metric at the horizon and the spread ``log_scale`` of
-    ``log(sign * metric - base)`` around it (``sign`` is -1 for ``mode="max"``).
+    ``log(sign * metric - base)`` around it (``sign`` is -1 for ``mode="max"``), ``worse_scale`` on the worse side
+    where it is narrower (nan: ``log_scale`` on both).
 
     Example:
         >>> ending = FinalDistribution(final=2.0, log_scale=0.1, mode="min", base=0.0)
@@ -35,6 +37,7 @@ class FinalDistribution:
     log_scale: float
     mode: str = "min"
     base: float = 0.0
+    worse_scale: float = math.nan
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -46,7 +49,11 @@ class FinalDistribution:
         if not forecast.ok:
             return None
         return cls(
-            float(forecast.final), float(forecast.log_scale), forecast.mapping.mode, float(forecast.mapping.base)
+            float(forecast.final),
+            float(forecast.log_scale),
+            forecast.mapping.mode,
+            float(forecast.mapping.base),
+            float(forecast.worse_scale),
         )
 
     def prob_beyond(self, value: float) -> float:
@@ -61,9 +68,10 @@ class FinalDistribution:
         y = sign * self.final - self.base
         if y <= 0.0:
             return 1.0
-        if self.log_scale <= 0.0:
+        scale = self.log_scale if ty < y or math.isnan(self.worse_scale) else self.worse_scale
+        if scale <= 0.0:
             return float(y < ty)
-        return _normal_cdf((math.log(ty) - math.log(y)) / self.log_scale)
+        return _normal_cdf((math.log(ty) - math.log(y)) / scale)
 
 
 def ranking_order(finals: Sequence[float], mode: str, names: Sequence[str]) -> list[int]:

@@ -28,7 +28,8 @@ def forecast_document(report: Report, scalars: dict[str, float], interval: float
     """The forecast of ``report``: its curve from the last observed step to the horizon with the band, the final
     value and interval, the target and the chance of reaching it (``scalars`` as the reporter wrote them), the
     observed and best values at the last observed step, and the
-    spread of the final value (``log_scale`` and ``base``, :class:`~curvecast.forecasting.ranking.FinalDistribution`)
+    spread of the final value (``log_scale``, ``worse_scale`` and ``base``: a
+    :class:`~curvecast.forecasting.ranking.FinalDistribution`)
     from which the tab's comparison gives each run its chance to end best, as ``curvecast analyze DIR`` does."""
     forecast = report.forecast
     start, horizon = int(forecast.last_step), int(forecast.horizon)
@@ -48,6 +49,7 @@ def forecast_document(report: Report, scalars: dict[str, float], interval: float
         "observed": _number(report.observed),
         "best": _number(report.best),
         "log_scale": _number(forecast.log_scale),
+        "worse_scale": _number(forecast.worse_scale),
         "base": _number(forecast.mapping.base),
         "target": _number(report.target),
         "prob_target": _number(scalars.get("prob_target")),

@@ -120,7 +120,8 @@ def _ending(forecast: dict[str, Any] | None, distribution: Any) -> Any:
     values = [forecast.get(name) for name in ("final", "log_scale", "base")]
     if any(v is None for v in values):
         return None
-    return distribution(values[0], values[1], forecast["mode"], values[2])
+    worse = forecast.get("worse_scale")  # absent from documents written before it was recorded: both sides alike
+    return distribution(values[0], values[1], forecast["mode"], values[2], math.nan if worse is None else worse)
 
 
 def _final(forecast: dict[str, Any] | None) -> float:

@@ -41,7 +41,7 @@ _MAX_INTEGER = 2**53  # beyond it JavaScript numbers skip integers
 _PLAIN = {int, float, type(None)}  # what a writer's numeric arrays hold (bool is not int here: type() is exact)
 _INTEGERS = ("step", "horizon", "last_step", "reached_at")
 _NUMBERS = ("interval", "final", "final_lo", "final_hi", "target", "prob_target", "step_to_target", "observed", "best",
-            "log_scale", "base")  # fmt: skip
+            "log_scale", "base", "worse_scale")  # fmt: skip
 _ANOMALY_TEXTS = ("kind", "series", "severity", "message")
 # C0 controls but tab and newline, and DEL, left out: JSON escapes each to six bytes, and the page shows none of them.
 # A lone surrogate (JSON's "\ud800") is no character UTF-8 can encode: U+FFFD.
