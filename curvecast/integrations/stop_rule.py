@@ -227,7 +227,7 @@ class ForecastStopRule:
         what the message says of it)."""
         forecast = report.forecast
         if widen != 1.0:
-            forecast = replace(forecast, log_scale=forecast.log_scale * widen)
+            forecast = replace(forecast, log_scale=forecast.log_scale * widen, worse_scale=forecast.worse_scale * widen)
         chance = forecast.prob_beyond(target)  # the forecast's mode is the rule's (checked in update)
         if not math.isfinite(chance):
             return None
