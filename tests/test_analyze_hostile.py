@@ -304,6 +304,15 @@ def test_csv_without_a_numeric_column(tmp_path: Path, capsys) -> None:
     )
 
 
+def test_csv_columns_named_alike_or_unnamed_stay_apart(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"  # merged by name, the second `loss` column overwrote the first without a word
+    path.write_text("step,loss,loss,\n" + "".join(f"{i},{2 / (1 + i)},7,{i}\n" for i in range(10)))
+    curves = read_log(path).curves
+    assert sorted(curves) == ["column 4", "loss", "loss (column 3)"]
+    np.testing.assert_allclose(curves["loss"].values, 2 / (1 + np.arange(10)))
+    np.testing.assert_array_equal(curves["loss (column 3)"].values, np.full(10, 7.0))
+
+
 # -- steps ---------------------------------------------------------------------------------------------------------
 
 
