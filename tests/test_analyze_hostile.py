@@ -304,6 +304,15 @@ def test_csv_without_a_numeric_column(tmp_path: Path, capsys) -> None:
     )
 
 
+def test_csv_columns_named_alike_or_unnamed_stay_apart(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"  # merged by name, the second `loss` column overwrote the first without a word
+    path.write_text("step,loss,loss,\n" + "".join(f"{i},{2 / (1 + i)},7,{i}\n" for i in range(10)))
+    curves = read_log(path).curves
+    assert sorted(curves) == ["column 4", "loss", "loss (column 3)"]
+    np.testing.assert_allclose(curves["loss"].values, 2 / (1 + np.arange(10)))
+    np.testing.assert_array_equal(curves["loss (column 3)"].values, np.full(10, 7.0))
+
+
 # -- steps ---------------------------------------------------------------------------------------------------------
 
 
@@ -404,6 +413,30 @@ def test_non_utf8_bytes(tmp_path: Path, capsys, suffix: str) -> None:
         )
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_lines_ending_in_a_carriage_return_alone(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"run{suffix}"  # classic Mac OS line ends: the file read as one line was an unparsable row
+    rows = ["step,loss", *(f"{i},{2 / (1 + i)}" for i in range(8))]
+    if suffix == ".jsonl":
+        rows = [json.dumps({"step": i, "loss": 2 / (1 + i)}) for i in range(8)]
+    path.write_bytes("\r".join(rows).encode() + b"\r")
+    loss = read_log(path).curves["loss"]
+    np.testing.assert_array_equal(loss.steps, np.arange(8))
+    np.testing.assert_allclose(loss.values, 2 / (1 + np.arange(8)))
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    path = write_csv(tmp_path / "run.csv", list(range(40)))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `curvecast analyze run.csv | head -1`, once head has exited
+    with open(write_end, "w", buffering=1) as closed_pipe:
+        monkeypatch.setattr("sys.stdout", closed_pipe)
+        status = main(["analyze", str(path), "--no-plot"])
+        print("flushed at exit", file=closed_pipe)  # the descriptor now leads nowhere instead of to the pipe
+    assert status == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_truncated_event_file(tmp_path: Path, capsys) -> None:
     path = write_events(tmp_path / "events.out.tfevents.1.host", [(step, "loss", 1.0) for step in range(1, 30)])
     whole = path.read_bytes()
@@ -430,6 +463,20 @@ def test_event_file_claiming_a_huge_record(tmp_path: Path, capsys) -> None:
         f"Expected a record of {2**62} bytes at byte 0 of {path}, but the file has only 16 bytes left "
         "(0 records read): the event file is truncated or not an event file"
     )
+
+
+@pytest.mark.parametrize("content", [b"\x00\x00\x80", b"\x00" * 5, b"\x00" * 8])
+def test_tensor_scalar_whose_bytes_are_not_one_float_is_skipped(tmp_path: Path, content: bytes) -> None:
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    path = write_events(tmp_path / "events.out.tfevents.1.host", [(step, "loss", 1.0 / step) for step in range(1, 9)])
+    damaged = tensor_pb2.TensorProto(dtype=1, tensor_content=content)  # DT_FLOAT: 4 bytes make one value
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="loss", tensor=damaged)])
+    with path.open("ab") as handle:
+        RecordWriter(handle).write(event_pb2.Event(wall_time=1.0, step=9, summary=summary).SerializeToString())
+    loss = read_log(path).curves["loss"]
+    np.testing.assert_array_equal(loss.steps, np.arange(1, 9))
 
 
 def test_directory_without_logs(tmp_path: Path, capsys) -> None:

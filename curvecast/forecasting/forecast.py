@@ -20,6 +20,7 @@ from scipy.special import ndtr, ndtri
 
 from curvecast.forecasting.fit_diagnostics import FitDiagnostics
 from curvecast.forecasting.metric_map import MetricMap
+from curvecast.forecasting.real_values import check_value, real_array
 
 __all__ = ["Forecast"]
 
@@ -99,6 +100,7 @@ class Forecast:
 
     def interval(self, p: float = 0.8) -> tuple[float, float]:
         """Central interval holding the metric at the horizon with probability ``p``."""
+        p = check_value(p, "p")
         if not 0.0 < p < 1.0:
             raise ValueError(f"`p` must lie in (0, 1), but got {p}")
         if not self.ok:
@@ -122,6 +124,7 @@ class Forecast:
     def prob_beyond(self, target: float) -> float:
         """Probability that the metric at the horizon ends better than ``target``: below it for ``mode="min"``,
         above it for ``mode="max"``."""
+        target = check_value(target, "target")
         if not self.ok or not math.isfinite(target):
             return math.nan
         ty = self._y(target)
@@ -135,10 +138,13 @@ class Forecast:
 
     def predict(self, at_steps: np.ndarray | list[float] | float) -> np.ndarray:
         """Point forecasts of the smoothed metric at ``at_steps`` (steps past the horizon read the horizon's value)."""
-        at = np.atleast_1d(np.asarray(at_steps, dtype=np.float64))
+        at = np.atleast_1d(real_array(at_steps, "at_steps"))
+        out = np.full(at.shape, np.nan)
         if not self.ok or self.curve is None:
-            return np.full(at.shape, np.nan)
-        return self.mapping.to_metric(self.curve(np.minimum(at, self.horizon)))
+            return out
+        known = np.isfinite(at)  # no step, no forecast: a NaN step reads NaN (the curves index by whole steps)
+        out[known] = self.mapping.to_metric(self.curve(np.minimum(at[known], self.horizon)))
+        return out
 
     def step_to_reach(self, target: float) -> int | None:
         """First step at or after ``last_step`` where the point forecast reaches ``target``, else None.
@@ -147,6 +153,7 @@ class Forecast:
         current smoothed value already reaches is reached at ``last_step``; one the curve does not get to by the
         horizon is out of reach (None).
         """
+        target = check_value(target, "target")
         if not self.ok or self.curve is None or not math.isfinite(target):
             return None
         start = self.last_step

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -48,7 +49,8 @@ from curvecast.forecasting.hypotheses import (
     without_cliffs,
 )
 from curvecast.forecasting.metric_map import check_mode_bounds, metric_map
-from curvecast.forecasting.preprocess import Binned, bin_curve, check_horizon, check_inputs, point_scatter
+from curvecast.forecasting.preprocess import Binned, bin_curve, check_horizon, check_inputs, fittable, point_scatter
+from curvecast.forecasting.real_values import check_value
 from curvecast.forecasting.references import (
     Reference,
     ReferenceMember,
@@ -107,15 +109,13 @@ class Forecaster:
             raise ValueError(f"`min_points` must be at least 3, but got {min_points}")
         if max_bins < 16:
             raise ValueError(f"`max_bins` must be at least 16, but got {max_bins}")
-        for name, value in (("transient", transient), ("holdout", holdout)):
-            if not 0.0 <= value < 0.9:
+        fractions = {"transient": transient, "holdout": holdout}
+        priors = {"anneal_prior": anneal_prior, "anneal_prior_sd": anneal_prior_sd, "interval_scale": interval_scale}
+        for name, value in fractions.items():  # check_value: a string or None is a TypeError naming it
+            if not 0.0 <= check_value(value, name) < 0.9:
                 raise ValueError(f"`{name}` must lie in [0, 0.9), but got {value}")
-        for name, value in (
-            ("anneal_prior", anneal_prior),
-            ("anneal_prior_sd", anneal_prior_sd),
-            ("interval_scale", interval_scale),
-        ):
-            if not math.isfinite(value):
+        for name, value in priors.items():
+            if not math.isfinite(check_value(value, name)):
                 raise ValueError(f"Expected `{name}` to be finite, but got {value}")
         if anneal_prior < 0 or anneal_prior_sd <= 0 or interval_scale <= 0:
             raise ValueError(
@@ -163,7 +163,7 @@ class Forecaster:
         refs = check_references(references)
         s, v, c, lr = check_inputs(steps, values, horizon, lrs, counts)
         last = int(math.floor(s[-1])) if len(s) else 0
-        finite = np.isfinite(v)
+        finite = fittable(v, self.min_points)
         if not finite.any():
             return Forecast.failed("no finite values" if len(v) else "no points", horizon, last)
         with np.errstate(all="ignore"):  # values near the float limit overflow here: caught just below
@@ -230,7 +230,9 @@ class Forecaster:
         weigh them on the held-back tail, then size the interval (``start``: the first logged step; ``origin``: the
         step the run's training is counted from, at most one logging interval)."""
         if horizon > MAX_REACH * max(t_obs, 1.0):
-            reason = f"the horizon is {horizon / max(t_obs, 1.0):.3g}x the last step, past the {MAX_REACH:g}x forecast"
+            # An int past the float range (10**400) has no float ratio: int / float would raise OverflowError.
+            times = f"{horizon / max(t_obs, 1.0):.3g}x" if horizon <= sys.float_info.max else "more than 1e308 times"
+            reason = f"the horizon is {times} the last step, past the {MAX_REACH:g}x forecast"
             return Forecast.failed(reason, horizon, int(t_obs))
         fit = self._context(data, horizon, schedule, t_obs, mode, scatter, start, origin)
         fits, errors, backtests = self._fit_candidates(fit, shapes)

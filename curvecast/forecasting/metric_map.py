@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curvecast.forecasting.calibration import FLOOR_MARGIN
+from curvecast.forecasting.real_values import check_value
 
 __all__ = ["MODES", "MetricMap", "metric_map"]
 
@@ -62,8 +63,8 @@ def check_mode_bounds(mode: str, bounds: tuple[float | None, float | None] | Non
     except (TypeError, ValueError):
         msg = f"Expected `bounds` to be a pair (lo, hi), None for an open side, but got {bounds!r}"
         raise ValueError(msg) from None
-    lo = -math.inf if lo is None else float(lo)
-    hi = math.inf if hi is None else float(hi)
+    lo = -math.inf if lo is None else check_value(lo, "bounds")
+    hi = math.inf if hi is None else check_value(hi, "bounds")
     if math.isnan(lo) or math.isnan(hi) or not lo < hi:
         raise ValueError(f"`bounds` must satisfy lo < hi, but got ({lo}, {hi})")
     return lo, hi

@@ -13,9 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curvecast.forecasting.real_values import real_array
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["Binned", "bin_curve", "check_horizon", "check_inputs", "point_scatter"]
+__all__ = ["Binned", "bin_curve", "check_horizon", "check_inputs", "fittable", "point_scatter"]
+
+# The fit squares the values, which overflows float64 past about 1.3e154: beyond this (a margin for the shift to the
+# metric's floor) a value is out of floating-point reach.
+_MAX_FITTED = 1e150
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def check_inputs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | LRSchedule | None]:
     """Validate the arguments of ``Forecaster.fit``; return float64 arrays (an ``LRSchedule`` as it is) or raise
     ValueError naming the problem."""
-    s, v = _floats(steps), _floats(values)
+    s, v = real_array(steps, "steps"), real_array(values, "values")
     if s.ndim != 1 or v.ndim != 1:
         raise ValueError(f"`steps` and `values` must be 1-D, but got shapes {s.shape} and {v.shape}")
     if len(s) != len(v):
@@ -64,12 +69,12 @@ def check_inputs(
         raise ValueError(f"`steps` must increase, but step {s[i + 1]:g} follows {s[i]:g}")
     if len(s) and s[0] < 0:
         raise ValueError(f"`steps` must be non-negative, but got {s[0]:g}")
-    if len(s) and horizon < s[-1]:
+    if len(s) and horizon < float(s[-1]):  # a Python float: numpy would convert an int past 1e308 and overflow
         raise ValueError(f"`horizon` must be at or after the last step, but got {horizon} < {s[-1]:g}")
     if counts is None:
         c = np.ones_like(v)
     else:
-        c = np.asarray(counts, dtype=np.float64)
+        c = real_array(counts, "counts")
         if c.shape != v.shape:
             raise ValueError(f"`counts` must have the same length as `values`, but got {c.shape} and {v.shape}")
         if not np.all(np.isfinite(c) & (c > 0)):
@@ -81,7 +86,7 @@ def check_inputs(
             raise ValueError(f"`lrs` must cover steps 0..horizon ({horizon + 1} steps), but it has {len(lrs)}")
         lr = lrs
     elif lrs is not None:
-        lr = np.asarray(lrs, dtype=np.float64)
+        lr = real_array(lrs, "lrs")
         if lr.ndim != 1 or len(lr) != horizon + 1:
             raise ValueError(f"`lrs` must hold one LR per step 0..horizon ({horizon + 1} values), but got {lr.shape}")
         if not np.all(np.isfinite(lr)):
@@ -92,19 +97,14 @@ def check_inputs(
     return s, v, c, lr
 
 
-def _floats(x: object) -> np.ndarray:
-    """``x`` as a float64 array; an integer past the float range (``10**400``) is +-inf, as float arithmetic has it."""
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except OverflowError:
-        return np.vectorize(_float, otypes=[np.float64])(np.asarray(x, dtype=object))
-
-
-def _float(x: object) -> float:
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except OverflowError:
-        return math.inf if x > 0 else -math.inf  # type: ignore[operator]
+def fittable(values: np.ndarray, min_points: int) -> np.ndarray:
+    """Which ``values`` the fit uses: the finite ones, less those out of floating-point reach when at least
+    ``min_points`` are left (a lone 1e300 among losses near 1 is dropped as an inf is, not fatal to the whole fit);
+    with fewer left, all the finite ones, and the forecast says the values are too large."""
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"):
+        in_reach = finite & (np.abs(values) <= _MAX_FITTED)
+    return in_reach if in_reach.sum() >= min_points else finite
 
 
 def point_scatter(values: np.ndarray, counts: np.ndarray) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 
 from curvecast.forecasting.metric_map import MetricMap
 from curvecast.forecasting.preprocess import Binned, bin_curve
+from curvecast.forecasting.real_values import real_array
 from curvecast.forecasting.schedule import LRSchedule
 
 __all__ = [
@@ -93,8 +94,8 @@ class Reference:
     _prepared: dict[int, _Prepared] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        s = np.asarray(self.steps, dtype=np.float64)
-        v = np.asarray(self.values, dtype=np.float64)
+        s = real_array(self.steps, "steps")
+        v = real_array(self.values, "values")
         if s.ndim != 1 or v.ndim != 1 or len(s) != len(v):
             raise ValueError(f"`Reference` steps and values must be 1-D of one length, but got {s.shape}, {v.shape}")
         if not np.all(np.isfinite(s)) or np.any(np.diff(s) <= 0) or (len(s) and s[0] < 0):
@@ -109,14 +110,14 @@ class Reference:
                     f"`Reference` lrs must cover steps 0..{int(s[-1])}, but the schedule covers 0..{lr.horizon}"
                 )
         elif lr is not None:
-            lr = np.asarray(lr, dtype=np.float64)
+            lr = real_array(lr, "lrs")
             if lr.ndim != 1 or len(lr) != int(s[-1]) + 1 or not np.all(np.isfinite(lr) & (lr >= 0)):
                 raise ValueError(
                     f"`Reference` lrs must hold one finite LR >= 0 per step 0..{int(s[-1])}, but got shape {lr.shape}"
                 )
         c = self.counts
         if c is not None:
-            c = np.asarray(c, dtype=np.float64)
+            c = real_array(c, "counts")
             if c.shape != v.shape or not np.all(np.isfinite(c) & (c > 0)):
                 raise ValueError(f"`Reference` counts must be one positive number per value, but got shape {c.shape}")
         object.__setattr__(self, "steps", s)

@@ -26,6 +26,7 @@ from curvecast.integrations.loggers.selection import LoggerChoice
 from curvecast.integrations.tensorboard import TensorBoardReporter
 from curvecast.live.bundle_parts import (
     checked_every,
+    checked_flag,
     checked_monitor,
     checked_target,
     finite_guard,
@@ -148,7 +149,7 @@ class Curvecast(Callback):
         self.mode = mode
         self.target = checked_target(target)
         self.forecast_every = checked_every(forecast_every)
-        self.background = background
+        self.background = background = checked_flag(background, "background")
         self.history = RunHistory()
         self.loss_capture = LossCapture(self.history, train_metric=None if self.monitor == TRAIN_LOSS else self.monitor)
         self.lr_capture = LearningRateCapture(self.history)

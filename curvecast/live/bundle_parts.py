@@ -9,6 +9,9 @@ import numbers
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
+import numpy as np
+
+from curvecast.forecasting.real_values import check_value
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.loggers import LoggerForwarder
 from curvecast.live.nonfinite_guard import NonFiniteGuard
@@ -55,9 +58,17 @@ def checked_target(target: Any) -> float | None:
     with no target check later."""
     if target is None:
         return None
-    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target):
+    # check_value: an int past the float range (10**400) is inf here, where math.isfinite raised OverflowError.
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(check_value(target)):
         raise ValueError(f"Expected `target` to be a finite number or None, but got {target!r}")
     return float(target)
+
+
+def checked_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool, after checking it is one: ``background="no"`` would have been truthy, and on."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Expected `{name}` to be True or False, but got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def checked_monitor(monitor: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -73,8 +74,9 @@ class ForecastCadence:
         mode: str = "min",
         bounds: tuple[float | None, float | None] | None = None,
     ) -> None:
-        if budget is not None and not 0.0 < budget <= 1.0:
-            raise ValueError(f"Expected `forecast_budget` to lie in (0, 1] or be None, but got {budget}")
+        real = isinstance(budget, numbers.Real) and not isinstance(budget, bool)  # "0.1" is no share of a run's time
+        if budget is not None and (not real or not 0.0 < budget <= 1.0):
+            raise ValueError(f"Expected `forecast_budget` to lie in (0, 1] or be None, but got {budget!r}")
         self.history = history
         self.schedule = schedule
         self.horizon = horizon

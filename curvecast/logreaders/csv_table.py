@@ -61,7 +61,7 @@ class _CsvLayout:
 
 def _csv_layout(header: str, sample: list[str], path: Path, named: bool) -> _CsvLayout:
     delimiter = "\t" if "\t" in header and "," not in header else ","
-    columns = [name.strip() for name in _parse_csv([header], delimiter, 1, path)[0]]
+    columns = _distinct_names([name.strip() for name in _parse_csv([header], delimiter, 1, path)[0]])
     step_name = step_column(columns, path, named)
     rows = _parse_csv(sample, delimiter, 2, path)
     # A column is numeric if every cell with a value among the first rows parses as a float; the step always is.
@@ -73,6 +73,20 @@ def _csv_layout(header: str, sample: list[str], path: Path, named: bool) -> _Csv
     ]
     names = [columns[index] for index in numeric]
     return _CsvLayout(delimiter, numeric, names, names.index(step_name))
+
+
+def _distinct_names(columns: list[str]) -> list[str]:
+    """The header's names, with an empty or repeated one named by its position: series are kept by name, so two
+    columns named alike would merge into one series (the later column's values overwriting the earlier's)."""
+    seen: set[str] = set()
+    names = []
+    for index, name in enumerate(columns):
+        if not name:
+            names.append(f"column {index + 1}")
+        else:
+            names.append(f"{name} (column {index + 1})" if name in seen else name)
+        seen.add(name)
+    return names
 
 
 def _parse_csv(lines: list[str], delimiter: str, first_line: int, path: Path) -> list[list[str]]:

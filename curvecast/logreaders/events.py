@@ -76,6 +76,8 @@ def _tensor_scalar(tensor) -> float | None:
         return None
     content_dtype, field_name = spec
     if tensor.tensor_content:
+        if len(tensor.tensor_content) != np.dtype(content_dtype).itemsize:
+            return None  # not the bytes of one number: a damaged record, or a tensor of another shape
         array = np.frombuffer(tensor.tensor_content, dtype=content_dtype)
     else:
         array = np.asarray(getattr(tensor, field_name))

@@ -138,14 +138,19 @@ def read_chunk(handle: BinaryIO, path: Path, size: int) -> bytes:
 def iter_text_blocks(handle: BinaryIO, path: Path, block_bytes: int) -> Iterator[tuple[int, str]]:
     """The file as UTF-8 text in blocks of whole lines: ``(number of the block's first line, text)``.
 
-    Each block but the last ends with a newline; ``\\r\\n`` becomes ``\\n``, and the byte-order mark of the first line
-    is dropped.
+    Each block but the last ends with a newline; ``\\r\\n`` becomes ``\\n``, as does a lone ``\\r`` in a file whose
+    lines end in it (classic Mac OS, some spreadsheet exports), and the byte-order mark of the first line is dropped.
 
     Raises:
         LogReadError: if a line is longer than ``MAX_LINE_BYTES``, or the text is not UTF-8 or holds a NUL byte.
     """
     first_line, pending = 1, b""
+    cr_lines: bool | None = None  # whether lines end in a lone "\r": decided by the first line end seen
     for block in iter_blocks(handle, path, block_bytes):
+        if cr_lines is None and (b"\n" in block or b"\r" in block):
+            cr_lines = b"\n" not in block
+        if cr_lines:
+            block = block.replace(b"\r", b"\n")
         data = pending + block if pending else block
         cut = data.rfind(b"\n") + 1
         whole, pending = data[:cut], data[cut:]

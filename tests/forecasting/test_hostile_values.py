@@ -5,6 +5,7 @@ crash from deep inside."""
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -133,6 +134,128 @@ def test_the_forecaster_drops_an_integer_past_the_float_range_like_any_non_finit
     assert forecast.final == reference.final
     with pytest.raises(ValueError, match="`steps` must be finite, but got inf"):
         Forecaster().fit([1, 2, 10**400], [3.0, 2.0, 1.0], horizon=200)
+
+
+@pytest.mark.parametrize("big", [1e155, 1e300, np.finfo(np.float64).max, -1e300])
+def test_a_lone_value_too_large_to_square_is_dropped_like_an_inf(big):
+    values = LOSS.copy()
+    values[50] = big  # squared in the fit it overflowed, and the whole forecast was refused
+    forecast = Forecaster().fit(STEPS, values, horizon=200)
+    values[50] = math.inf
+    assert forecast.ok, forecast.reason
+    assert forecast.final == Forecaster().fit(STEPS, values, horizon=200).final
+
+
+def test_values_all_too_large_to_square_are_still_refused_with_the_reason():
+    forecast = Forecaster().fit(STEPS, LOSS * 1e300, horizon=200)
+    assert not forecast.ok
+    assert forecast.reason == "the values are too large to forecast in floating point"
+
+
+def test_a_horizon_past_the_float_range_is_out_of_reach_not_a_numerical_failure():
+    forecast = Forecaster().fit(STEPS, LOSS, horizon=10**400)
+    assert not forecast.ok
+    assert forecast.reason == "the horizon is more than 1e308 times the last step, past the 1000x forecast"
+
+
+def test_a_spike_near_the_float_limit_is_described_in_a_few_digits():
+    values = [float(x) for x in LOSS]
+    values[80] = 1e300
+    (spike,) = detect_anomalies(STEPS, values)
+    assert spike.kind == "spike"
+    # In fixed decimals the ratio printed all 300 of its digits.
+    assert "spiked to 1e+300 at step 81, 4.29e+299x the expected (2.333)" in spike.message
+
+
+# --- arrays and arguments that hold no real numbers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argument", "bad", "error", "match"),
+    [
+        ("values", [*LOSS[:-1].tolist(), "1.5"], TypeError, r"`values` to hold real numbers, but got dtype <U"),
+        ("values", [*LOSS[:-1].tolist(), 10**400, "1.5"], TypeError, r"`values` to be a real number, but got '1.5'"),
+        ("values", LOSS.astype(str), TypeError, r"`values` to hold real numbers, but got dtype <U"),
+        ("values", LOSS + 1j, TypeError, r"`values` to hold real numbers, but got dtype complex128"),
+        ("values", [[1.0], [1.0, 2.0], *LOSS[2:].tolist()], ValueError, r"`values` .* rows differ in length"),
+        ("values", [*LOSS[:-1].tolist(), None], TypeError, r"`values` to be a real number, but got None"),
+        ("steps", [str(s) for s in STEPS], TypeError, r"`steps` to hold real numbers, but got dtype <U"),
+        ("steps", STEPS.astype("datetime64[s]"), TypeError, r"`steps` to hold real numbers, but got dtype datetime"),
+        ("lrs", "cosine", TypeError, r"`lrs` to hold real numbers, but got dtype <U6"),
+        ("counts", [b"1"] * len(STEPS), TypeError, r"`counts` to hold real numbers, but got dtype \|S1"),
+    ],
+)
+def test_an_array_of_things_that_are_no_real_numbers_is_named(argument, bad, error, match):
+    arguments = {"steps": STEPS, "values": LOSS, "horizon": 200, argument: bad}
+    with pytest.raises(error, match=match):
+        Forecaster().fit(**arguments)
+
+
+def test_masked_values_are_missing_values():
+    values = np.ma.masked_array(LOSS * 1e6, mask=STEPS % 7 == 0)  # the masked entries hold garbage
+    forecast = Forecaster().fit(STEPS, values, horizon=200)
+    expected = Forecaster().fit(STEPS, np.where(STEPS % 7 == 0, np.nan, LOSS * 1e6), horizon=200)
+    assert forecast.ok
+    assert forecast.final == expected.final
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda f: f.interval("0.8"), TypeError, r"Expected `p` to be a real number, but got '0.8' \(str\)"),
+        (lambda f: f.interval(None), TypeError, r"Expected `p` to be a real number, but got None"),
+        (lambda f: f.prob_below("2"), TypeError, r"Expected `target` to be a real number, but got '2' \(str\)"),
+        (lambda f: f.step_to_reach(None), TypeError, r"Expected `target` to be a real number, but got None"),
+        (lambda f: f.predict("x"), TypeError, r"Expected `at_steps` to hold real numbers, but got dtype <U1"),
+        (lambda f: f.predict([1, "a"]), TypeError, r"Expected `at_steps` to hold real numbers"),
+    ],
+)
+def test_forecast_questions_that_are_no_numbers_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call(Forecaster().fit(STEPS, LOSS, horizon=200))
+
+
+def test_forecast_questions_past_the_float_range_are_answered():
+    forecast = Forecaster().fit(STEPS, LOSS, horizon=200)
+    assert math.isnan(forecast.prob_below(10**400))  # an OverflowError before: no finite target, no probability
+    assert forecast.step_to_reach(-(10**400)) is None
+
+
+def test_predict_at_a_step_that_is_no_step_is_nan_without_a_warning():
+    lrs = np.r_[np.linspace(0.0, 1e-3, 11), np.linspace(1e-3, 0.0, 190)]  # a schedule-aware model indexes by step
+    forecast = Forecaster().fit(STEPS, LOSS, horizon=200, lrs=lrs)
+    assert forecast.ok
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predicted = forecast.predict([np.nan, 150.0, np.inf])
+    assert math.isnan(predicted[0])
+    assert predicted[1] == forecast.predict(150.0)[0]
+    assert math.isnan(predicted[2])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"transient": "0.1"}, r"Expected `transient` to be a real number, but got '0.1' \(str\)"),
+        ({"holdout": 1 + 2j}, r"Expected `holdout` to be a real number, but got \(1\+2j\) \(complex\)"),
+        ({"interval_scale": None}, r"Expected `interval_scale` to be a real number, but got None"),
+        ({"anneal_prior": b"1"}, r"Expected `anneal_prior` to be a real number"),
+    ],
+)
+def test_forecaster_settings_that_are_no_numbers_are_type_errors(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        Forecaster(**kwargs)
+
+
+def test_a_forecaster_setting_past_the_float_range_is_not_finite():
+    with pytest.raises(ValueError, match=r"Expected `interval_scale` to be finite, but got 1000000"):
+        Forecaster(interval_scale=10**400)
+
+
+@pytest.mark.parametrize("bounds", [("a", "b"), (0, "1"), (0, [1])])
+def test_bounds_that_are_no_numbers_are_named(bounds):
+    with pytest.raises(TypeError, match=r"Expected `bounds` to be a real number, but got "):
+        Forecaster().fit(STEPS, LOSS, horizon=200, bounds=bounds)
 
 
 # --- LR schedules the instability monitor cannot use ----------------------------------------------------------

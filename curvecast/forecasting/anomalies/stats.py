@@ -10,6 +10,8 @@ import math
 import numbers
 from collections.abc import Sequence
 
+from curvecast.forecasting.real_values import check_value
+
 __all__ = ["MAD_TO_SIGMA", "check_step", "check_value", "median", "push", "ratio", "sigma_of_diffs"]
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this is its standard deviation
@@ -38,9 +40,16 @@ def ratio(value: float, base: float) -> float:
 
 
 def times(value: float, base: float, what: str) -> str:
-    """``"2.40x the expected 0.5"``, or ``"up from the expected 0"`` when no ratio exists (``base`` <= 0)."""
+    """``"2.40x the expected (0.5)"``, or ``"up from the expected (0)"`` when no ratio exists (``base`` <= 0).
+
+    >>> times(1.2, 0.5, "the expected"), times(1e300, 0.37, "the expected")
+    ('2.40x the expected (0.5)', '2.7e+300x the expected (0.37)')
+    """
     r = ratio(value, base)
-    return f"{r:.2f}x {what} ({base:.4g})" if math.isfinite(r) else f"up from {what} ({base:.4g})"
+    if not math.isfinite(r):
+        return f"up from {what} ({base:.4g})"
+    # Fixed decimals past a thousand would print every digit of a value near the float limit (300 of them).
+    return f"{r:.2f}x {what} ({base:.4g})" if r < 1000.0 else f"{r:.3g}x {what} ({base:.4g})"
 
 
 def sigma_of_diffs(diffs: Sequence[float]) -> float:
@@ -81,33 +90,3 @@ def check_step(step: object, last: int | None) -> int:
     if last is not None and step <= last:
         raise ValueError(f"`step` must increase, but step {step} follows {last}")
     return step
-
-
-def check_value(value: object, name: str = "value") -> float:
-    """``value`` as a float, after checking it is a real number (NaN and inf are allowed; an integer past the float
-    range, such as ``10**400``, is +-inf).
-
-    >>> check_value(2), check_value(10**400), check_value(-(10**400))
-    (2.0, inf, -inf)
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"Expected `{name}` to be a real number, but got {value!r} (bool)")
-    if not isinstance(value, numbers.Real):
-        # 0-d arrays and tensors moved to the host expose __float__; strings and None do not count.
-        if isinstance(value, (str, bytes)) or value is None or not hasattr(value, "__float__"):
-            raise TypeError(f"Expected `{name}` to be a real number, but got {value!r} ({type(value).__name__})")
-        try:
-            return _float(value)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"Expected `{name}` to be a real number, but got {value!r} ({type(value).__name__})"
-            ) from None
-    return _float(value)
-
-
-def _float(value: object) -> float:
-    """``float(value)``, with a number too large for a float (a Python int) as +-inf instead of an OverflowError."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
