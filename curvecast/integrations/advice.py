@@ -208,6 +208,10 @@ class HyperparameterAdvisor(Actuator):
         watched = report.series.get(report.monitor)
         if watched is not None and len(watched.steps) and plateau[0].step - plateau[0].score <= watched.steps[0]:
             return None
+        # Nor one that never came down past its noise: the plateau's reference was then a lucky dip (an RL surrogate
+        # loss scatters about zero from its first step to its last), and "a few percent more" has nothing to go on.
+        if watched is not None and not am.improved_past_noise(watched.values, report.mode):
+            return None
         return "info", (
             f"{report.monitor} has plateaued (step {plateau[0].step}) and the LR schedule has no decay ahead. Decaying "
             "the LR now (a linear or cosine cooldown over the last 10-20% of steps, or ReduceLROnPlateau) usually "

@@ -9,9 +9,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-__all__ = ["data_factor", "non_embedding_params", "step_law_batch_tokens", "step_law_lr", "steps_factor"]
+import numpy as np
+
+from curvecast.forecasting.anomalies.stats import sigma_of_diffs
+
+__all__ = [
+    "data_factor",
+    "improved_past_noise",
+    "non_embedding_params",
+    "step_law_batch_tokens",
+    "step_law_lr",
+    "steps_factor",
+]
+
+_MEDIAN_SD = 1.2533  # noise of a median of n points, times sqrt(n), in units of the per-point noise
 
 
 def steps_factor(batch: float, b_crit: float) -> float:
@@ -74,6 +88,30 @@ def non_embedding_params(module: Any) -> int:
             seen.add(id(p))
             total += p.numel()
     return total
+
+
+def improved_past_noise(values: Any, mode: str = "min", points: int = 9, z: float = 3.0) -> bool:
+    """Whether the median of the last ``points`` finite ``values`` is better than that of the first ``points`` (lower
+    for ``mode="min"``) by ``z`` noise units of the difference of two such medians, the per-point noise read from the
+    first differences (a trend barely moves it). A policy-gradient surrogate scatters about zero however well the
+    agent learns: it never did.
+
+    Example::
+
+        >>> rng = np.random.default_rng(0)
+        >>> improved_past_noise(0.03 * rng.standard_normal(300))
+        False
+        >>> improved_past_noise(np.linspace(1.0, 0.5, 300) + 0.03 * rng.standard_normal(300))
+        True
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2 * points:
+        return False
+    sign = 1.0 if mode == "min" else -1.0
+    gain = sign * float(np.median(v[:points]) - np.median(v[-points:]))
+    noise = sigma_of_diffs(np.diff(v).tolist())
+    return gain > z * _MEDIAN_SD * noise * math.sqrt(2.0 / points)
 
 
 def _check_positive(**values: float) -> None:

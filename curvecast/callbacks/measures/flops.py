@@ -41,11 +41,29 @@ def peak_flops_per_sec(device: torch.device, dtype: torch.dtype) -> float | None
     return float(flops) if flops else None
 
 
+class _NoModuleTracking:
+    """Stands in for ``FlopCounterMode``'s module tracker: every count goes to ``"Global"``, the one total read here.
+
+    The tracker hooks each module's inputs and outputs into autograd (``register_multi_grad_hook``), and that hook
+    raises inside ``torch.autograd.grad`` of an output with respect to a leaf input (a WGAN-GP or R1 gradient
+    penalty): counting the FLOPs of such a step crashed the user's training step.
+    """
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _NoModuleTracking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class StepFlopCounter:
     """Count the FLOPs between :meth:`start` and :meth:`stop` with ``torch.utils.flop_counter.FlopCounterMode``.
 
     Only matmul-like operators count (as in MFU definitions); the mode costs Python dispatch on every operator, so it
-    is meant to span one micro-batch, once per run. Counts the backward pass too (it runs under the same mode).
+    is meant to span one micro-batch, once per run. Counts the backward pass too (it runs under the same mode). No
+    per-module breakdown is kept (see :class:`_NoModuleTracking`).
     """
 
     def __init__(self) -> None:
@@ -58,8 +76,10 @@ class StepFlopCounter:
     def start(self) -> None:
         from torch.utils.flop_counter import FlopCounterMode
 
-        self._mode = FlopCounterMode(display=False)
-        self._mode.__enter__()
+        mode = FlopCounterMode(display=False)
+        mode.mod_tracker = _NoModuleTracking()  # read by its __enter__, __exit__ and counts alone
+        mode.__enter__()
+        self._mode = mode
 
     def stop(self) -> int | None:
         """Leave the mode; the FLOPs counted, or None if it was not running."""
