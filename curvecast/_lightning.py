@@ -158,6 +158,15 @@ def run_ends_at(trainer: Any, step: int, max_steps: int, single: bool) -> bool:
     return 0 < max_steps <= step + 1 or (single and bool(getattr(trainer, "should_stop", False)))
 
 
+def several_players(trainer: Any, pl_module: Any) -> bool:
+    """Whether the module steps more than one optimizer by hand: a GAN's generator and discriminator, an actor-critic
+    agent's actor and critic. Each minimises its own objective, so no logged loss is the run's: one player's loss
+    rises as the other learns. (Lightning 2 runs several optimizers under manual optimization only.)"""
+    if getattr(pl_module, "automatic_optimization", True):
+        return False
+    return len(getattr(trainer, "optimizers", None) or ()) > 1
+
+
 def fitting(trainer: Any) -> bool:
     """Whether the Trainer is fitting, not validating, testing or predicting on its own (True when it cannot tell):
     ``validate``/``test`` after a fit, with a ``ckpt_path`` or not, leave the run's curves and state as they were."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import curvecast.integrations.advice_math as am
+from curvecast._lightning import several_players
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.alerts import Alert, publish_alert
@@ -202,6 +203,9 @@ class HyperparameterAdvisor(Actuator):
         plateau = [a for a in report.anomalies if a.kind == "plateau" and a.series == report.monitor]
         # Without a known schedule nobody can say no decay lies ahead (a ReduceLROnPlateau is about to decay it).
         if not plateau or report.lr_drop_ahead or not report.lr_schedule_known:
+            return None
+        # Nor a player's loss of several (a GAN's discriminator at log 2 is where it belongs, not stuck).
+        if trainer is not None and several_players(trainer, pl_module):
             return None
         # A monitor flat since its first point has not learned at all: no decay helps it (the plateau's own alert says
         # what to try: a higher LR, the data). Its score is the plateau's span: it began at the step less the span.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
-from curvecast._lightning import Callback, fitting, is_global_zero
+from curvecast._lightning import Callback, fitting, is_global_zero, several_players
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
@@ -265,6 +265,7 @@ class Curvecast(Callback):
         self._hooks = SensorHooks(self.sensors)  # without the hooks a sensor is idle in for this fit
         self.finite_guard = self.brain.finite_guard = finite_guard(self.actuators, self.finite_guard)
         self.brain.start(trainer)
+        self.brain.watch.several_players(several_players(trainer, pl_module))
         for actuator in self.actuators:
             actuator.on_train_start(trainer, pl_module)
         self._say_if_too_few_points(trainer)

@@ -16,6 +16,11 @@ blow-up shows in the score.
 A monitored validation metric that gets worse while the training loss holds its best is overfitting, not an unstable
 run: its climb is then a note (``info``) and its confirmed divergence a warning, both saying so (the forecast-based
 early stop, not the divergence stop, is the tool for it). When no training loss reaches the watch, nothing changes.
+
+A run that steps several optimizers by hand (:meth:`StabilityWatch.several_players`: a GAN, an actor-critic agent) has
+no one loss to minimise: a discriminator's loss climbs back towards log 2 as the generator catches up. The climbs,
+confirmed divergences, spikes and instability warnings of its losses (not of a score it is watched by) are notes
+(``info``) saying why; a non-finite value, and a blow-up to a million times the lowest level, stay critical.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import replace
 from typing import Any
 
 from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, InstabilityMonitor
+from curvecast.forecasting.anomalies.blowup import BLOWN_UP_RATIO
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC, TRAIN_LOSS
 from curvecast.state_checks import checked_mapping, checked_whole, require_keys
@@ -42,6 +48,11 @@ TRAIN_CLIMB = 0.10
 TRAIN_CLIMB_GIVEN_BACK = 0.01
 # What an auxiliary training loss reports only as notes (a non-finite loss is still critical).
 _AUXILIARY_NOTES = ("divergence", "spike", "instability_risk")
+# Said of a warning on one player's loss, in place of an unstable run's advice.
+_PLAYERS_NOTE = (
+    " The run steps several optimizers: one player's loss rises as the others learn (a GAN's discriminator climbs back "
+    "towards log 2), so this alone is no sign of an unstable run."
+)
 _OVERFITTING = (
     " The training loss is not climbing with it: this looks like overfitting, not an unstable run. More data or "
     "regularisation may help; keep the best checkpoint, or stop early on the forecast."
@@ -76,6 +87,7 @@ class StabilityWatch:
         self.pair_grad_norm = pair_grad_norm
         self._watched = frozenset({TRAIN_LOSS, GRAD_NORM, SAMPLES_PER_SEC, monitor})
         self.loss_is_auxiliary = monitor != TRAIN_LOSS and mode == "max"  # see the module docstring
+        self.players = False  # several optimizers stepped by hand (see :meth:`several_players`)
         # Each series reaches the history in increasing steps, so both queues stay sorted: pairing is a merge.
         self._loss: deque[tuple[int, float]] = deque()
         self._grad: deque[tuple[int, float]] = deque()
@@ -86,6 +98,11 @@ class StabilityWatch:
     def watches(self, name: str) -> bool:
         """Whether points of ``name`` go to a detector (the other series need not be handed over at all)."""
         return name in self._watched
+
+    def several_players(self, several: bool = True) -> None:
+        """The run steps several optimizers by hand (a GAN, an actor-critic agent): see the module docstring. Told at
+        each start of training, before its points."""
+        self.players = several
 
     def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         """The planned LR of every step: LR rises are not spikes, and no plateau is called before an LR drop."""
@@ -115,7 +132,9 @@ class StabilityWatch:
         found = detector.update(step, value)
         if detector is self.monitored and found and self._training_loss_holds():
             found = [self._overfitting(a) for a in found]
-        self._found += found
+        # A score the run is watched by (a reward) is its objective, not one player's loss.
+        players = self.players and not (detector is self.monitored and self.loss_is_auxiliary)
+        self._found += [self._one_player(a) for a in found] if players else found
 
     def _training_loss_holds(self) -> bool:
         """The training loss has been seen and is not climbing (see ``TRAIN_CLIMB``)."""
@@ -132,9 +151,7 @@ class StabilityWatch:
         if anomaly.kind != "divergence" or anomaly.severity == "info":
             return anomaly
         severity = "warning" if anomaly.severity == "critical" else "info"
-        advice = _ADVICE_STARTS.search(anomaly.message)
-        facts = anomaly.message[: advice.start() + 1] if advice else anomaly.message
-        return replace(anomaly, severity=severity, message=facts + _OVERFITTING)
+        return replace(anomaly, severity=severity, message=_facts(anomaly.message) + _OVERFITTING)
 
     def score_waiting(self) -> None:
         """Every point of the batch handed over is in: a loss still waiting for its step's gradient norm has none
@@ -166,7 +183,9 @@ class StabilityWatch:
                 continue  # a resumed run replaying steps already scored
             self._last_paired = step
             found = self.instability.update(step, loss=pair[0], grad_norm=pair[1])
-            self._found += [self._auxiliary(a) for a in found] if self.loss_is_auxiliary else found
+            if self.loss_is_auxiliary:
+                found = [self._auxiliary(a) for a in found]
+            self._found += [self._one_player(a) for a in found] if self.players else found
 
     @staticmethod
     def _auxiliary(anomaly: Anomaly) -> Anomaly:
@@ -175,6 +194,16 @@ class StabilityWatch:
         if anomaly.kind in _AUXILIARY_NOTES and anomaly.series == TRAIN_LOSS:
             return replace(anomaly, severity="info")
         return anomaly
+
+    @staticmethod
+    def _one_player(anomaly: Anomaly) -> Anomaly:
+        """One player's loss of several (see the module docstring): a note saying why, but for a non-finite value and
+        a blow-up."""
+        if anomaly.kind not in _AUXILIARY_NOTES or anomaly.severity == "info" or anomaly.series == GRAD_NORM:
+            return anomaly
+        if anomaly.severity == "critical" and not anomaly.score < BLOWN_UP_RATIO:
+            return anomaly
+        return replace(anomaly, severity="info", message=_facts(anomaly.message) + _PLAYERS_NOTE)
 
     @property
     def has_news(self) -> bool:
@@ -218,3 +247,9 @@ class StabilityWatch:
         if self.monitored is not None and monitored is not None:
             self.monitored.level, self.monitored.checks = monitored
         self._last_paired = last_paired
+
+
+def _facts(message: str) -> str:
+    """What a detector's message says happened, without what it says to try (``_ADVICE_STARTS``)."""
+    advice = _ADVICE_STARTS.search(message)
+    return message[: advice.start() + 1] if advice else message
