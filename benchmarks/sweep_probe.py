@@ -44,10 +44,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import optuna  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
+from optuna_sweep import ReportAndPrune  # noqa: E402 - Optuna's report-and-prune callback, as that benchmark has it
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from curvecast import Curvecast  # noqa: E402
@@ -193,22 +195,6 @@ TASKS = {  # the builder, the data, the monitor and its direction
 
 
 # -- methods ---------------------------------------------------------------------------------------------------------
-
-
-class ReportAndPrune(pl.Callback):
-    """Report ``monitor`` at each validation and prune on the study's pruner (optuna-integration's callback)."""
-
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
-        self.trial, self.monitor = trial, monitor
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        value, step = float(trainer.callback_metrics[self.monitor]), int(trainer.global_step)
-        if math.isfinite(value):
-            self.trial.report(value, step)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"Trial was pruned at step {step}")
 
 
 class ExplainedPruner(ForecastPruner):
