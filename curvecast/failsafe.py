@@ -68,15 +68,17 @@ def warn_once(message: str, key: str | None = None) -> None:
     warnings.warn(message, CurvecastWarning, stacklevel=_user_stacklevel())
 
 
-# The frames a warning is never attributed to: curvecast's own, the training framework's, and a worker thread's start.
+# The frames a warning is never attributed to: curvecast's own, the training framework's, and a worker thread's or
+# process's start (a `ddp_spawn` worker runs the fit under multiprocessing's bootstrap, with no line of the user's).
 _FRAMEWORKS = ("curvecast", "pytorch_lightning", "lightning", "lightning_fabric", "torch")
 
 
 @functools.cache
 def _internal_prefixes() -> tuple[str, ...]:
-    """The source folders of ``_FRAMEWORKS`` (found without importing them) and threading's file."""
+    """The source folders of ``_FRAMEWORKS`` (found without importing them), threading's file and multiprocessing's
+    folder."""
     prefixes = [threading.__file__]
-    for name in _FRAMEWORKS:
+    for name in (*_FRAMEWORKS, "multiprocessing"):
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):

@@ -11,6 +11,7 @@ from curvecast import Curvecast
 from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting import Forecaster
 from curvecast.live.runner import ForecastRunner
+from run_helpers import read_events, tiny_trainer
 from tiny_models import TinyRegression, loader
 
 
@@ -60,6 +61,31 @@ def test_training_ends_in_bounded_time_with_every_fit_stuck_and_says_so(quiet_tr
     assert trainer.global_step == 40
     assert bundle.cadence.abandoned == 2  # the one in flight, then the one of the last step
     assert bundle.last_report is None  # no forecast ever finished
+
+
+def test_the_curve_reaches_tensorboard_to_the_last_step_when_the_last_forecasts_are_abandoned(tmp_path, monkeypatch):
+    """Forecasts that come late on a busy machine (DDP workers sharing two cores) are abandoned at the end; the loss
+    recorded since the last report still reaches the event file, with a last report that has no forecast."""
+    stuck = threading.Event()
+
+    def fit(self, *args, **kwargs):
+        stuck.wait()
+
+    monkeypatch.setattr(Forecaster, "fit", fit)
+    monkeypatch.setattr(ForecastRunner, "out_of_process", False)  # the patched fit lives in this process only
+    bundle = Curvecast(forecast_every=10, background=True, forecast_budget=None)
+    bundle.cadence.end_wait = 0.2
+    trainer = tiny_trainer(tmp_path, [bundle], 40)
+    try:
+        with pytest.warns(CurvecastWarning, match="abandoned"):
+            trainer.fit(TinyRegression(), loader(n=320))
+    finally:
+        stuck.set()
+    assert bundle.last_report is None  # no forecast came back
+    last = bundle.reports[-1]
+    assert (last.step, last.is_last, last.forecast) == (39, True, None)
+    loss = read_events(tmp_path / "tb" / "version_0").Scalars("curvecast/loss")
+    assert loss[-1].step == 39
 
 
 def test_the_last_step_is_forecast_in_the_worker_after_a_late_one(quiet_trainer_kwargs, monkeypatch):

@@ -142,7 +142,7 @@ class ForecastCadence:
 
         In the background both run in the worker and together wait at most ``end_wait`` seconds (the one in flight at
         most half of it when a newer point waits); a forecast still running then is abandoned, with a warning, and the
-        run ends with the reports it has.
+        last observed point is reported without one.
         """
         deadline = time.monotonic() + self.end_wait
         abandoned = self._runner.abandoned
@@ -159,9 +159,13 @@ class ForecastCadence:
         if self._runner.abandoned > abandoned:
             warn_once(
                 f"curvecast: a forecast still running {self.end_wait:g} s after the end of training was abandoned "
-                "(the machine is busy, or a fit is stuck); the last report is the one before it.",
+                "(the machine is busy, or a fit is stuck); the last forecast is the one before it.",
                 key="forecast-abandoned",
             )
+            # The last observed point is still reported, without a forecast: the actuators write and judge what was
+            # recorded since the last report (TensorBoard's curve would otherwise end at the last forecast).
+            if last is not None and (not reports or reports[-1].step < last[0]):
+                reports.append(self.report(int(last[0])))
         return reports
 
     def close(self) -> None:

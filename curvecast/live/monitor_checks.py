@@ -74,8 +74,13 @@ def expected_validations(trainer: Any) -> int | None:
         return 0
     if epochs_between is None:
         return int(total // every)
-    epochs = total / batches
-    return int(epochs // epochs_between) * int(batches // every)
+    # Lightning validates every `every` batches of each epoch it validates in (epoch e when (e + 1) % epochs_between
+    # is 0), and in the partial last epoch that `max_steps` cuts short as well, up to where it stops.
+    whole, rest = divmod(total, batches)
+    count = int(whole // epochs_between) * int(batches // every)
+    if (int(whole) + 1) % epochs_between == 0:
+        count += int(rest // every)
+    return count
 
 
 def say_if_too_few_points(monitor: str, expected: int | None, needed: int) -> None:
