@@ -57,6 +57,22 @@ def test_batch_far_below_the_noise_scale_gives_the_steps_trade_off_once(caplog):
     assert sum("advice/batch_size" in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.parametrize(("batches", "advised"), [(32, False), (400, True)])
+def test_no_batch_advice_past_the_whole_data_set(batches, advised):
+    """B_simple of 1400 against a batch of 32: on 32 batches of 32 (1024 examples, a healthy tiny classifier) no batch
+    reaches it and the estimate says little; on 400 batches the trade-off is told."""
+    from types import SimpleNamespace
+
+    recorded = _history(gns__b_simple=[1200.0, 1300.0, 1400.0])
+    trainer = SimpleNamespace(
+        num_training_batches=batches, train_dataloader=SimpleNamespace(batch_size=32), world_size=1,
+        accumulate_grad_batches=1,
+    )  # fmt: skip
+    advisor = HyperparameterAdvisor()
+    advisor.on_report(trainer, None, _report(recorded=recorded))
+    assert _topics(advisor) == (["advice/batch_size"] if advised else [])
+
+
 def test_batch_far_above_the_noise_scale_gives_the_data_trade_off():
     recorded = _history(gns__b_simple=[5.0, 6.0, 8.0])
     advisor = HyperparameterAdvisor(batch_size=1024)
