@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from curvecast.forecasting.anomalies.stats import sigma_of_diffs
+from curvecast.forecasting.anomalies.stats import MEDIAN_NOISE, sigma_of_diffs
 
 __all__ = [
     "data_factor",
@@ -24,8 +24,6 @@ __all__ = [
     "step_law_lr",
     "steps_factor",
 ]
-
-_MEDIAN_SD = 1.2533  # noise of a median of n points, times sqrt(n), in units of the per-point noise
 
 
 def steps_factor(batch: float, b_crit: float) -> float:
@@ -111,7 +109,7 @@ def improved_past_noise(values: Any, mode: str = "min", points: int = 9, z: floa
     sign = 1.0 if mode == "min" else -1.0
     gain = sign * float(np.median(v[:points]) - np.median(v[-points:]))
     noise = sigma_of_diffs(np.diff(v).tolist())
-    return gain > z * _MEDIAN_SD * noise * math.sqrt(2.0 / points)
+    return gain > z * MEDIAN_NOISE * noise * math.sqrt(2.0 / points)
 
 
 def _check_positive(**values: float) -> None:

@@ -12,7 +12,7 @@ from curvecast.forecasting.anomalies.level import MIN_DIFFS, SeriesLevel
 from curvecast.forecasting.anomalies.progress import Progress, best_candidate, short_level
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.state import Stateful
-from curvecast.forecasting.anomalies.stats import ratio, times
+from curvecast.forecasting.anomalies.stats import MEDIAN_NOISE, ratio, times
 
 __all__ = ["CONFIRM_GIVEN_BACK", "CONFIRM_Z", "JUMP_AFTER_STEPS", "MIN_PROXY_DIFFS", "BlowUpRule", "early_noise"]
 
@@ -23,7 +23,7 @@ KIND = "divergence"  # the kind of the events these rules report
 # reaches 1.5x its biased-low best three times running as a matter of course (the 80 wild logs: 60 critical alerts
 # with the ratio alone).
 CONFIRM_Z = 3.0
-SHORT_SPREAD = 1.2533 / math.sqrt(3.0)  # the spread of a median of 3 points, in units of the per-point noise
+SHORT_SPREAD = MEDIAN_NOISE / math.sqrt(3.0)  # the spread of a median of 3 points, in units of the per-point noise
 # ... and gives back this fraction of the progress the series made (see Progress): a loss that fell 2.0 -> 0.001 and
 # wobbles to 0.0024 has given back 0.07%; the real divergences of the labelled curves gave back 2-100% (an ogbg loss
 # 0.76 -> 0.054 -> 0.08: 4%; a CTC loss 32 -> 0.68 -> 6: 17%). A score (accuracy, reward; mode="max") must fall back

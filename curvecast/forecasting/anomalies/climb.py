@@ -9,13 +9,13 @@ from curvecast.forecasting.anomalies.level import MIN_DIFFS, SeriesLevel
 from curvecast.forecasting.anomalies.progress import Progress
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.state import Stateful
-from curvecast.forecasting.anomalies.stats import median, push, sigma_of_diffs
+from curvecast.forecasting.anomalies.stats import MEDIAN_NOISE, median, push, sigma_of_diffs
 
 __all__ = ["CLIMB_GIVEN_BACK", "DriftRule", "SustainedRiseRule", "undoes_progress"]
 
 KIND = "divergence"  # the kind of the events these rules report
 _LEVEL = 7  # points in the short level of the sustained-rise rule
-_LEVEL_SD = 1.2533 / math.sqrt(_LEVEL)  # noise of a median of _LEVEL points, in units of the per-point noise
+_LEVEL_SD = MEDIAN_NOISE / math.sqrt(_LEVEL)  # noise of a median of _LEVEL points, in units of the per-point noise
 # How far (in level noise) the level must stand above the debiased running best. Leave-one-group-out over the healthy
 # live runs, the wild logs and the labelled curves (benchmarks/false_alarms.py --cv) prefers 3 in every fold. At 2.5 a
 # noisy stretch of a healthy fall (six points in a row 1-1.6 noise units high) passed for a climb: 2.75 takes the
@@ -37,7 +37,7 @@ _PAST_LAG = 16  # the largest excess of the run so far, taken this many points b
 _PAST_FACTOR = 1.25  # a rise must stand this much above the largest excess of the run so far
 _DRIFT_CLIP = 3.0  # z of one point in the CUSUM is clipped here: one spike cannot make a drift
 _DRIFT_K = 0.5  # allowance per point of the CUSUM
-_MEDIAN5_SD = 1.2533 / math.sqrt(5.0)  # noise of a median of 5 points, in units of the per-point noise
+_MEDIAN5_SD = MEDIAN_NOISE / math.sqrt(5.0)  # noise of a median of 5 points, in units of the per-point noise
 # The rise of that median above where the CUSUM last stood at zero must stand this many of its noise units clear: the
 # rise a drift warning quotes is then no noise.
 _DRIFT_CLEAR_Z = 3.0

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 from curvecast.forecasting.real_values import check_value
 
-__all__ = ["MAD_TO_SIGMA", "check_step", "check_value", "median", "push", "ratio", "sigma_of_diffs"]
+__all__ = ["MAD_TO_SIGMA", "MEDIAN_NOISE", "check_step", "check_value", "median", "push", "ratio", "sigma_of_diffs"]
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this is its standard deviation
 MEAN_AD_TO_SIGMA = 1.2533  # the mean absolute deviation of a normal sample times this (sqrt(pi / 2)) is its deviation
+# The noise of the median of n points is MEDIAN_NOISE / sqrt(n) times one point's (normal noise; sqrt(pi / 2)).
+MEDIAN_NOISE = 1.2533
 
 
 def median(xs: Sequence[float]) -> float:
