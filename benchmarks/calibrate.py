@@ -47,7 +47,7 @@ from live_corpus import DEFAULT_LIVE, load_live  # noqa: E402
 
 from curvecast.forecasting import Forecaster, sized_forecast  # noqa: E402
 from curvecast.forecasting import calibration as cal  # noqa: E402
-from curvecast.forecasting.metric_map import metric_map  # noqa: E402
+from curvecast.forecasting.metric_map import MetricMap, check_mode_bounds, metric_map  # noqa: E402
 
 Z80 = 1.2815515655446004  # the normal quantile of 0.9: an 80 % central interval is +-Z80 sd
 # With the live runs in the corpus the best transient and holdout sat on the old grid's edge (0.2, 0.3): the grid
@@ -159,7 +159,13 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
         row.update(fixed=True, fixed_covered=fixed_covered)
     row.update(dist=math.inf, rest2=0.0, floor=0.0, noise=0.0)
     if f.ok:
-        y_true, y_hat = float(f.mapping.to_y(run["truth"])), float(f.mapping.to_y(f.final))
+        # Distances on the map the point forecast was fitted on: a metric whose floor the data only estimates has
+        # its better side read past that floor (``open_ceiling.py``), which no scale here moves: a truth past the
+        # floor is covered where the interval as made holds it (``open``).
+        fitted = fitted_map(y, run["mode"], run["bounds"])
+        y_true, y_hat = float(fitted.to_y(run["truth"])), float(fitted.to_y(f.final))
+        lo, hi = f.interval(0.8)
+        row["open"] = bool(y_true <= 0 and lo <= run["truth"] <= hi)
         parts = f.diagnostics.scale_parts
         row["floor"] = parts["floor"]
         # The scatter of one point (the forecaster widens a noisy curve's least width NOISE_FLOOR_NOISY times: undone
@@ -175,6 +181,11 @@ def forecast_row(run: dict, frac: float, n: int, config: dict) -> dict:
         # The worse side's bound (``sized_forecast._worse_bound``), on rows whose truth lies on that side.
         row["worse_bound"] = d.worse_bound if y_true > y_hat else math.inf
     return row
+
+
+def fitted_map(values: np.ndarray, mode: str, bounds: tuple | None) -> MetricMap:
+    """The map the forecaster fits a prefix's point forecast on (its floor as the data supports it)."""
+    return metric_map(values[np.isfinite(values)], mode, *check_mode_bounds(mode, bounds))
 
 
 def kind(row: dict, early: bool = True) -> str:
@@ -203,7 +214,8 @@ def rescaled(row: dict, scale: float, floor_factor: float, cap: float, noise_fac
     sd = _sd(row, scale, floor_factor, noise_factor)
     ok = row["ok"] and sd <= cap
     reach = Z80 * min(sd, row.get("worse_bound", math.inf))  # the interval's end on the truth's side
-    return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and row["dist"] <= reach)
+    inside = row["dist"] <= reach or row.get("open", False)
+    return dict(row, ok=ok, err=row["err"] if ok else row["fallback_err"], covered=ok and inside)
 
 
 def _sd(row: dict, scale: float, floor_factor: float, noise_factor: float = 1.0) -> float:
@@ -247,7 +259,9 @@ def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored:
 
 def _need(row: dict, factor: float, noise_factor: float = 1.0) -> float:
     """The scale at which the row's 80 % interval just holds the truth (0 for an exact forecast with no spread, such
-    as an accuracy forecast and found at its bound 1.0)."""
+    as an accuracy forecast and found at its bound 1.0). A truth past the fitted floor needs an infinite scale even
+    where the interval's open better side holds it: the scales size the interval within that floor, as the pruner
+    reads it, so they are solved counting it a miss (as ``wild_forecasts._need``); ``rescaled`` counts it covered."""
     if row["dist"] > Z80 * row.get("worse_bound", math.inf):
         return math.inf  # past the worse side's bound: no scale covers it
     noise = Z80 * row.get("noise", 0.0) * (noise_factor if row.get("known", True) else 1.0)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from curvecast.forecasting.family_fit import is_noisy
 from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["FitContext"]
+__all__ = ["FitContext", "log_slope"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,19 @@ class FitContext:
         """Whether the schedule is planned and the logged points scatter by more than ``NOISY_FROM``: the interval
         of such a curve is sized apart (``calibration.HELD_GROWTH_NOISY``)."""
         return self.known and is_noisy(self.data)
+
+
+def log_slope(data: Binned) -> float:
+    """How fast the metric falls at the end of the window: -d log(value) / d log(step) over its later half."""
+    t, y, c = data.steps, data.values, data.counts
+    ok = (t > 0) & (y > 0)
+    if ok.sum() < 3:
+        return 0.0
+    lt, ly, w = np.log(t[ok]), np.log(y[ok]), c[ok]
+    late = lt >= 0.5 * (lt[0] + lt[-1])
+    if late.sum() < 3:
+        late = np.ones_like(lt, dtype=bool)
+    lt, ly, w = lt[late], ly[late], w[late]
+    x = lt - np.average(lt, weights=w)
+    den = float(np.sum(w * x * x))
+    return max(-float(np.sum(w * x * ly)) / den, 0.0) if den > 0 else 0.0

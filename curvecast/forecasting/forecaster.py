@@ -38,17 +38,18 @@ from curvecast.forecasting.calibration import (
 )
 from curvecast.forecasting.curves import Family
 from curvecast.forecasting.family_fit import AnnealPrior, FittedFamily, fit_family
-from curvecast.forecasting.fit_context import FitContext
+from curvecast.forecasting.fit_context import FitContext, log_slope
 from curvecast.forecasting.fit_diagnostics import Member
 from curvecast.forecasting.flat import FlatMember, flat_candidate, stall_window
 from curvecast.forecasting.forecast import Forecast
 from curvecast.forecasting.hypotheses import (
     CONSTANT_LR_FAMILIES,
     candidate_families,
-    holdout_weights,
+    ensemble_weights,
     without_cliffs,
 )
-from curvecast.forecasting.metric_map import check_mode_bounds, metric_map
+from curvecast.forecasting.metric_map import MetricMap, check_mode_bounds, metric_map
+from curvecast.forecasting.open_ceiling import with_better_side
 from curvecast.forecasting.preprocess import Binned, bin_curve, check_horizon, check_inputs, fittable, point_scatter
 from curvecast.forecasting.real_values import check_value
 from curvecast.forecasting.references import (
@@ -76,6 +77,9 @@ class Forecaster:
             the prior mean grows with the observed log-log slope of the loss (``calibration.ANNEAL_KAPPA``).
         anneal_prior_sd: prior standard deviation of that drop, relative to its mean.
         interval_scale: multiplies the calibrated predictive log-scale (1 keeps the calibration).
+        open_ceiling: for a metric whose best reachable value the data only estimates (a reward, a loss through
+            zero), let the interval's better side reach where the recent improvement, continued in a straight line,
+            would take it by the horizon (``open_ceiling.py``); the point forecast stays within what the data supports.
 
     Example:
         >>> import numpy as np
@@ -101,6 +105,7 @@ class Forecaster:
         anneal_prior: float = ANNEAL_PRIOR,
         anneal_prior_sd: float = ANNEAL_PRIOR_SD,
         interval_scale: float = 1.0,
+        open_ceiling: bool = True,
     ) -> None:
         for name, count in (("min_points", min_points), ("max_bins", max_bins)):
             if isinstance(count, bool) or not isinstance(count, numbers.Integral):
@@ -129,6 +134,7 @@ class Forecaster:
         self.anneal_prior = anneal_prior
         self.anneal_prior_sd = anneal_prior_sd
         self.interval_scale = interval_scale
+        self.open_ceiling = bool(open_ceiling)
 
     def fit(
         self,
@@ -176,20 +182,48 @@ class Forecaster:
         if too_large:
             return Forecast.failed("the values are too large to forecast in floating point", horizon, last, mapping)
         schedule = _usable_schedule(lr)
-        data = self._window(bin_curve(s[finite], y, c[finite], self.max_bins), schedule)
+        forecast = self._fit_mapped(s[finite], y, c[finite], mapping, horizon, schedule, refs, mode, float(s[-1]))
+        logged = s[finite]
+        # Only for a made forecast: its horizon is a float (at most MAX_REACH out; an int past 1e308 is not).
+        if not (forecast.ok and self.open_ceiling) or logged[-1] <= logged[0]:
+            return forecast
+        roomy = metric_map(v[finite], mode, lo, hi, (horizon - logged[-1]) / (logged[-1] - logged[0]))
+        if roomy.base != mapping.base:  # a floor the data only estimates: the interval's better side reads past it
+            yr = roomy.to_y(v[finite])
+            forecast = with_better_side(
+                forecast, self._fit_mapped(s[finite], yr, c[finite], roomy, horizon, schedule, refs, mode, float(s[-1]))
+            )
+        return forecast
+
+    def _fit_mapped(
+        self,
+        s: np.ndarray,
+        y: np.ndarray,
+        c: np.ndarray,
+        mapping: MetricMap,
+        horizon: int,
+        schedule: LRSchedule | None,
+        refs: list[Reference],
+        mode: str,
+        t_obs: float,
+    ) -> Forecast:
+        """The forecast of the finite points ``s``, ``y`` (the metric on ``mapping``, counts ``c``) of a prefix logged
+        up to step ``t_obs``, in the metric's units."""
+        last = int(math.floor(t_obs))
+        data = self._window(bin_curve(s, y, c, self.max_bins), schedule)
         # Overflow in a far extrapolation or a singular system is a forecast that could not be made, not a crash.
         try:
             with np.errstate(all="ignore"):
                 shapes = [reference_shape(r, mapping, self.max_bins) for r in refs]
-                scatter = point_scatter(y, c[finite])
+                scatter = point_scatter(y, c)
                 shapes = [x for x in shapes if x]
                 # The span the prefix covers starts at its first positive step: a point at step 0 stands about one
                 # logging interval before the next, not e^(log of the last step) of them. The run itself started one
                 # logging interval in at the latest (``origin``): a log that starts late is of an older run.
-                logged = s[finite][s[finite] > 0]
+                logged = s[s > 0]
                 start = float(logged[0]) if logged.size else 1.0
                 origin = min(start, float(logged[1] - logged[0])) if logged.size > 1 else start
-                forecast = self._forecast(data, horizon, schedule, float(s[-1]), shapes, mode, scatter, start, origin)
+                forecast = self._forecast(data, horizon, schedule, t_obs, shapes, mode, scatter, start, origin)
         except (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError) as err:
             return Forecast.failed(f"the fit failed numerically ({err})", horizon, last, mapping)
         if not forecast.ok:
@@ -236,7 +270,7 @@ class Forecaster:
             return Forecast.failed(reason, horizon, int(t_obs))
         fit = self._context(data, horizon, schedule, t_obs, mode, scatter, start, origin)
         fits, errors, backtests = self._fit_candidates(fit, shapes)
-        weights = _ensemble_weights(fit, fits, errors)
+        weights = ensemble_weights(fit, fits, errors)
         if weights is None:
             return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
         if not fit.known and fit.stalled:
@@ -278,7 +312,7 @@ class Forecaster:
         """The values of one fit its steps share: the recent level, the slope behind the prior, the hold-back cut,
         whether the curve has stalled, and the scatter of one logged point (at least the noise the fit weighs by)."""
         level = float(np.median(data.values[-max(3, len(data.values) // 10) :]))
-        slope = _log_slope(data)
+        slope = log_slope(data)
         if schedule is not None:
             # The drop follows how fast the loss still falls when the decay starts, not now: early in a run the
             # slope is steep and shrinks about as the reducible loss does, as t^-alpha (the exponent's prior median).
@@ -357,40 +391,6 @@ def _usable_schedule(lr: np.ndarray | LRSchedule | None) -> LRSchedule | None:
     if isinstance(lr, LRSchedule):
         return lr if lr.peak_lr > 0 else None
     return LRSchedule(lr) if lr is not None and lr.max() > 0 else None
-
-
-def _ensemble_weights(fit: FitContext, fits: list[Member], errors: list[float]) -> np.ndarray | None:
-    """The members' weights from their held-back errors, summing to 1 (0 for a member that does not stay positive
-    at the horizon); None when no member has a say."""
-    at_h = np.array([float(fit.horizon)])
-    finals = np.array([float(f(at_h)[0]) for f in fits])
-    alive = np.isfinite(finals) & (finals > 0)  # a member that ends at or below zero has no say
-    alive &= np.isfinite(errors)
-    if not alive.any():
-        return None
-    weights = np.zeros(len(fits))
-    errs = np.maximum(np.asarray(errors)[alive], 1e-6)
-    weights[alive] = holdout_weights([f.name for f, a in zip(fits, alive, strict=True) if a], errs, fit.known)
-    if not weights.sum() > 0:
-        return None
-    weights /= weights.sum()
-    return weights
-
-
-def _log_slope(data: Binned) -> float:
-    """How fast the metric falls at the end of the window: -d log(value) / d log(step) over its later half."""
-    t, y, c = data.steps, data.values, data.counts
-    ok = (t > 0) & (y > 0)
-    if ok.sum() < 3:
-        return 0.0
-    lt, ly, w = np.log(t[ok]), np.log(y[ok]), c[ok]
-    late = lt >= 0.5 * (lt[0] + lt[-1])
-    if late.sum() < 3:
-        late = np.ones_like(lt, dtype=bool)
-    lt, ly, w = lt[late], ly[late], w[late]
-    x = lt - np.average(lt, weights=w)
-    den = float(np.sum(w * x * x))
-    return max(-float(np.sum(w * x * ly)) / den, 0.0) if den > 0 else 0.0
 
 
 def _subset(data: Binned, mask: np.ndarray) -> Binned:

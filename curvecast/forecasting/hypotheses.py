@@ -6,7 +6,7 @@ constants; with a planned LR that stays constant, Domhan's constant-LR families 
 power law). Without a schedule: the Domhan-style constant-LR families (only the power law for prefixes of at most a
 fifth of the run), for mid-run prefixes a cosine-to-zero MPL hypothesis, and from 40 % of the run on the log-log-linear
 law. Each candidate is then weighted by how well it forecasts the held-back tail of the observed curve
-(``holdout_weights``, called by ``forecaster.py``).
+(``holdout_weights``; ``ensemble_weights`` turns them into the ensemble's weights for ``forecaster.py``).
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ from curvecast.forecasting.curves import (
     mpl_shaped_family,
     schedule_free_families,
 )
+from curvecast.forecasting.fit_context import FitContext
+from curvecast.forecasting.fit_diagnostics import Member
 from curvecast.forecasting.preprocess import Binned
 from curvecast.forecasting.schedule import LRSchedule
 
 __all__ = [
+    "ensemble_weights",
     "COSINE_REACH",
     "LOGLOG_FROM",
     "LONG_REACH",
@@ -187,3 +190,21 @@ def without_cliffs(
         if ahead > CLIFF_RATIO * seen + 1e-3:
             out[i] = 0.0
     return out / out.sum() if out.sum() > 0 else None
+
+
+def ensemble_weights(fit: FitContext, fits: list[Member], errors: list[float]) -> np.ndarray | None:
+    """The members' weights from their held-back errors, summing to 1 (0 for a member that does not stay positive
+    at the horizon); None when no member has a say."""
+    at_h = np.array([float(fit.horizon)])
+    finals = np.array([float(f(at_h)[0]) for f in fits])
+    alive = np.isfinite(finals) & (finals > 0)  # a member that ends at or below zero has no say
+    alive &= np.isfinite(errors)
+    if not alive.any():
+        return None
+    weights = np.zeros(len(fits))
+    errs = np.maximum(np.asarray(errors)[alive], 1e-6)
+    weights[alive] = holdout_weights([f.name for f, a in zip(fits, alive, strict=True) if a], errs, fit.known)
+    if not weights.sum() > 0:
+        return None
+    weights /= weights.sum()
+    return weights

@@ -306,7 +306,8 @@ class ForecastPruningCallback(Callback):
 
     def _forecast(self, schedule: Any, references: list[Any]) -> Any:
         """The forecast of the trial's curve at the horizon (with the LR ``schedule`` if given), or None."""
-        forecast = Forecaster(min_points=self.min_points).fit(
+        # Within the floor the data supports, as the pruner's own forecast (``sweep_judge.OwnForecast``).
+        forecast = Forecaster(min_points=self.min_points, open_ceiling=False).fit(
             np.asarray(self.steps),
             np.asarray(self.values),
             horizon=self._horizon,

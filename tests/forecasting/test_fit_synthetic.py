@@ -227,7 +227,7 @@ def test_annealing_prior_follows_the_slope_projected_to_the_decay_start():
     # Early in a run the loss falls steeply; the cooldown's drop follows how fast it will fall when the decay starts,
     # so the slope behind the prior is scaled down by (decay start / last step)^-alpha.
     from curvecast.forecasting.curves import MPL_ALPHA
-    from curvecast.forecasting.forecaster import _log_slope
+    from curvecast.forecasting.fit_context import log_slope
 
     rng = np.random.default_rng(12)
     horizon = 5000
@@ -239,7 +239,7 @@ def test_annealing_prior_follows_the_slope_projected_to_the_decay_start():
     start = 0.7 * horizon  # the decay's first step
     fitted = f.diagnostics
     assert fitted.slope == pytest.approx(
-        _log_slope(fitted.binned) * (start / fitted.binned.steps[-1]) ** -MPL_ALPHA, rel=0.01
+        log_slope(fitted.binned) * (start / fitted.binned.steps[-1]) ** -MPL_ALPHA, rel=0.01
     )
     truth = _mpl_curve(LRSchedule(lrs), np.array([float(horizon)]), 2.5, 6.0, 0.4, 0.1)[0]
     assert f.final == pytest.approx(truth, rel=0.03)
