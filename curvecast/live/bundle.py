@@ -303,7 +303,8 @@ class Curvecast(Callback):
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_validation_end(trainer, pl_module)
-        if not trainer.sanity_checking:
+        # A standalone `validate()` trains nothing: no monitor to wait for, no point of the run's curve to think on.
+        if not trainer.sanity_checking and fitting(trainer):
             self._check_monitor(trainer)
             self.brain.think(trainer, pl_module, at_validation=True)
 
