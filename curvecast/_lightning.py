@@ -21,8 +21,9 @@ except ImportError:  # the `lightning` distribution is optional; importing it be
     _UnifiedCallback = None
 
 __all__ = [
-    "CPU_HOST_STEPS", "Callback", "StepReader", "fitting", "host_cadence", "is_global_zero", "logging_cadence",
-    "optimizer_step_index", "run_ends_at", "steps_taken", "tensorboard_writer", "trains_on_cpu",
+    "CPU_HOST_STEPS", "Callback", "StepReader", "dev_run", "fitting", "host_cadence", "is_global_zero",
+    "logging_cadence", "logging_suppressed", "optimizer_step_index", "run_ends_at", "steps_taken",
+    "tensorboard_writer", "trains_on_cpu",
 ]  # fmt: skip
 
 # On one CPU, per-step values reach the host every this many steps. A move is free there (no device to wait for),
@@ -172,6 +173,19 @@ def fitting(trainer: Any) -> bool:
     ``validate``/``test`` after a fit, with a ``ckpt_path`` or not, leave the run's curves and state as they were."""
     fn = getattr(getattr(trainer, "state", None), "fn", None)
     return fn is None or fn == "fit"
+
+
+def dev_run(trainer: Any) -> bool:
+    """Whether the Trainer runs ``fast_dev_run``: a few batches to check the code, each loop cut short and the loggers
+    swapped for stand-ins. What the run's length or its loggers would call for is then not the user's real run's."""
+    return bool(getattr(trainer, "fast_dev_run", False))
+
+
+def logging_suppressed(trainer: Any) -> bool:
+    """Whether Lightning has swapped every logger of the Trainer for its ``DummyLogger`` (``fast_dev_run`` does, as
+    the tuner's trial fits do): the user's loggers are there, only silenced for this run."""
+    loggers = getattr(trainer, "loggers", None) or []
+    return bool(loggers) and all(type(logger).__name__ == "DummyLogger" for logger in loggers)
 
 
 def trains_on_cpu(trainer: Any) -> bool:

@@ -172,6 +172,28 @@ def test_validate_and_test_after_fit_leave_the_runs_history_as_it_was(tmp_path):
     assert before["val_loss"][0] == list(range(10, 81, 10))
 
 
+class LogsTrainMse(LogsValLoss):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("train_mse", loss)
+        return loss
+
+
+def test_validate_before_fit_says_nothing_of_a_training_monitor(tmp_path, caplog):
+    # A standalone `validate` trains nothing: a monitor logged in `training_step` cannot be there yet.
+    bundle = Curvecast(monitor="train_mse", forecast_budget=None, background=False)
+    trainer = tiny_trainer(tmp_path, [bundle], 20, logger=False)
+    module = LogsTrainMse()
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        trainer.validate(module, verbose=False)
+        assert not [r for r in caplog.records if "has not been logged yet" in r.getMessage()]  # said before
+        trainer.fit(module, loader(n=160))
+    assert not [r for r in caplog.records if "has not been logged yet" in r.getMessage()]
+    assert bundle.history.num_points("train_mse") == 20
+    assert bundle.last_report is not None
+    assert bundle.last_report.forecast.ok
+
+
 def test_state_dict_round_trip_restores_every_part(tmp_path):
     first = Curvecast(forecast_budget=None, target=1.0, early_stopping=True, background=False)
     first.history.extend("loss", range(300), 2.0 + 3.0 * (1 + np.arange(300) / 20) ** -0.5)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import tensorboard_writer
+from curvecast._lightning import logging_suppressed, tensorboard_writer
 from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
@@ -160,6 +160,8 @@ class TensorBoardReporter(Actuator):
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
         writer = tensorboard_writer(trainer)
         if writer is None:
+            if logging_suppressed(trainer):  # `fast_dev_run`: the user's loggers are there, silenced by Lightning
+                return
             warn_once(
                 "curvecast: the Trainer has no TensorBoardLogger, so forecasts are not written to TensorBoard "
                 "(alerts still go to the 'curvecast' logger); add `logger=TensorBoardLogger(...)` to see them.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
-from curvecast._lightning import Callback, fitting, is_global_zero, several_players
+from curvecast._lightning import Callback, dev_run, fitting, is_global_zero, several_players
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
@@ -272,6 +272,8 @@ class Curvecast(Callback):
 
     @guarded
     def _say_if_too_few_points(self, trainer: Any) -> None:
+        if dev_run(trainer):  # Lightning cut the run to a validation or so: the user's real run may have plenty
+            return
         if is_global_zero(trainer) and self.monitor != TRAIN_LOSS and is_validation_metric(self.monitor):
             say_if_too_few_points(self.monitor, expected_validations(trainer), self.cadence.min_points)
 
@@ -301,7 +303,8 @@ class Curvecast(Callback):
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:
             sensor.on_validation_end(trainer, pl_module)
-        if not trainer.sanity_checking:
+        # A standalone `validate()` trains nothing: no monitor to wait for, no point of the run's curve to think on.
+        if not trainer.sanity_checking and fitting(trainer):
             self._check_monitor(trainer)
             self.brain.think(trainer, pl_module, at_validation=True)
 
