@@ -1,5 +1,5 @@
-"""TailStats and the shared statistics of a SeriesLevel: the values of a fresh computation at every point, whatever
-changed the window (a push, an outlier kept out, an LR rise, the switch to the raw scale, a state loaded)."""
+"""TailStats, and the shared statistics and sorted differences of a SeriesLevel: the values of a fresh computation at
+every point, whatever changed the window (a push, an outlier kept out, an LR rise, the raw scale, a state loaded)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from curvecast.forecasting import AnomalyDetector
+from curvecast.forecasting.anomalies.level import MIN_DIFFS
 from curvecast.forecasting.anomalies.stats import median, sigma_of_diffs
 from curvecast.forecasting.anomalies.tail_stats import TailStats
 
@@ -28,6 +29,9 @@ def hostile_curve(n: int = 400, seed: int = 0) -> np.ndarray:
 
 def assert_fresh(det: AnomalyDetector) -> None:
     level = det.level
+    if len(level.diffs) >= MIN_DIFFS and level.n_accepted % 4 == 0:
+        level.refresh_noise()  # due at this point (the level's sorted differences answer it)
+        assert level.sigma == sigma_of_diffs(level.diffs)
     for k in POINTS:
         if level.recent:
             assert level.recent_median(k) == median(level.recent[-k:])
@@ -61,6 +65,14 @@ def test_loaded_state_replaces_the_shared_statistics() -> None:
     b.level.load_state_dict(a.level.state_dict())  # into the level itself (a detector's load builds a new one)
     assert b.level.recent_median(7) == a.level.recent_median(7) != before
     assert_fresh(b)
+    # From the same state, the same noise at every later point (b's own differences must not linger).
+    for step, value in enumerate(hostile_curve(260, seed=1)[200:].tolist(), start=200):
+        a.level.enter(step)
+        a.level.absorb(value, lr_rose=False)
+        b.level.enter(step)
+        b.level.absorb(value, lr_rose=False)
+        assert b.level.noise(1.0) == a.level.noise(1.0)
+        assert_fresh(b)
 
 
 def test_tail_stats_matches_a_fresh_computation_and_forgets_on_clear() -> None:

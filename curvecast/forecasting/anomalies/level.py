@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from curvecast.forecasting.anomalies.progress import Progress
 from curvecast.forecasting.anomalies.settings import DetectorSettings
+from curvecast.forecasting.anomalies.sorted_window import SortedWindow
 from curvecast.forecasting.anomalies.state import Stateful
 from curvecast.forecasting.anomalies.stats import median, push, sigma_of_diffs
 from curvecast.forecasting.anomalies.tail_stats import TailStats
@@ -101,6 +102,7 @@ class SeriesLevel(Stateful):
         # The medians and noises of the tails of `recent` and `diffs` that several checks read (not saved: cleared
         # whenever the window changes).
         self._recent_stats, self._diff_stats = TailStats(), TailStats()
+        self._sorted_diffs = SortedWindow()  # `diffs` in sorted order, for the noise (not saved: rebuilt on load)
         self.progress = Progress(self)  # how far the series has come (its own state, nested in this one's)
         self.crowded = False  # the latest point is an outlier close after another (recomputed by every update)
         # The latest point and its score: recomputed by every update before any check reads them, so never saved.
@@ -136,7 +138,10 @@ class SeriesLevel(Stateful):
             self.last_outlier_n = self.n
         if not outlier or self.crowded or self.outlier_run >= self.persist_points:
             if self.last_accepted is not None:
-                push(self.diffs, y - self.last_accepted, self.window_points)
+                diff = y - self.last_accepted
+                dropped = self.diffs[0] if len(self.diffs) >= self.window_points else None
+                push(self.diffs, diff, self.window_points)
+                self._sorted_diffs.add(diff, dropped)
                 self._diff_stats.clear()
             self.last_accepted = y
             self.n_accepted += 1
@@ -178,6 +183,7 @@ class SeriesLevel(Stateful):
     def set_state(self, values: Mapping[str, Any]) -> None:
         super().set_state(values)
         self._noise_at = -1
+        self._sorted_diffs = SortedWindow(self.diffs)
         self._recent_stats.clear()
         self._diff_stats.clear()
 
@@ -234,7 +240,8 @@ class SeriesLevel(Stateful):
             # point at most: the differences change only when a point is accepted, and an update reads the noise
             # several times.
             self._noise_at = self.n_accepted
-            self.sigma = sigma_of_diffs(self.diffs)
+            sigma = self._sorted_diffs.sigma()  # a sort-free sigma_of_diffs(self.diffs), where it has one
+            self.sigma = sigma if sigma is not None else sigma_of_diffs(self.diffs)
             self.sigma_short = sigma_of_diffs(self.diffs[-SHORT_DIFFS:])
 
     def noise_floor(self, y: float) -> float:
