@@ -22,6 +22,8 @@ def check_value(value: object, name: str = "value") -> float:
     >>> check_value(2), check_value(10**400), check_value(-(10**400))
     (2.0, inf, -inf)
     """
+    if type(value) is float:
+        return value  # the common case, without the abstract-class checks below (twice per point scored)
     if isinstance(value, bool):
         raise TypeError(f"Expected `{name}` to be a real number, but got {value!r} (bool)")
     if not isinstance(value, numbers.Real):

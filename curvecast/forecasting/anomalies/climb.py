@@ -103,7 +103,7 @@ class SustainedRiseRule(Stateful):
         push(self.levels, current, _LEVELS)
         self.count += 1
         window = self.levels[-_BEST_OF:]
-        low = min(range(len(window)), key=window.__getitem__)
+        low = window.index(min(window))  # the first lowest, as min over the indices gave (in C: a third of its cost)
         if window[low] != self.best or self.best_step is None:
             self.best, self.best_step = window[low], step - (len(window) - 1 - low)
         sd = _LEVEL_SD * level.noise(current)
@@ -118,7 +118,7 @@ class SustainedRiseRule(Stateful):
         z_bar = max(_RISE_Z + bias, _PAST_FACTOR * self.peak)
         margin = max(sd * z_bar, level.rise(1.0 + _RISE_MIN, current))
         if excess > margin:  # about to count: check against the level's own wander and the latest noise too
-            sd = max(sd, self._level_noise(), _LEVEL_SD * sigma_of_diffs(level.diffs[-_LATEST_DIFFS:]))
+            sd = max(sd, self._level_noise(), _LEVEL_SD * level.diffs_noise(_LATEST_DIFFS))
             margin = max(margin, sd * z_bar)
         self.run = self.run + 1 if excess > margin else 0
         if excess < margin / 2:

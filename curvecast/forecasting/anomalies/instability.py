@@ -10,12 +10,7 @@ from curvecast.forecasting.anomalies.detector import AnomalyDetector
 from curvecast.forecasting.anomalies.divergence import DivergenceCheck
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.settings import DetectorSettings
-from curvecast.forecasting.anomalies.stats import (
-    check_step,
-    check_value,
-    median,
-    sigma_of_diffs,
-)
+from curvecast.forecasting.anomalies.stats import check_step, check_value, median
 from curvecast.forecasting.anomalies.turn_up import LOWS, TurnUp
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, TRAIN_LOSS
@@ -217,7 +212,7 @@ class InstabilityMonitor:
             reasons.append(("loss creeping up", 1, True))
         loss = self.loss.level
         if len(loss.diffs) >= 64 and loss.sigma > 0:
-            short = sigma_of_diffs(loss.diffs[-16:])
+            short = loss.diffs_noise(16)  # shared with the sustained-rise rule's latest noise, and the slope's median
             if short >= 3.0 * loss.sigma:
                 reasons.append((f"loss noise {short / loss.sigma:.1f}x its usual level", 1, False))
         return reasons

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from curvecast.forecasting.anomalies.progress import Progress
 from curvecast.forecasting.anomalies.settings import DetectorSettings
+from curvecast.forecasting.anomalies.sorted_window import SortedWindow
 from curvecast.forecasting.anomalies.state import Stateful
 from curvecast.forecasting.anomalies.stats import median, push, sigma_of_diffs
+from curvecast.forecasting.anomalies.tail_stats import TailStats
 from curvecast.state_checks import checked_real, checked_reals, checked_whole
 
 if TYPE_CHECKING:
@@ -97,6 +99,10 @@ class SeriesLevel(Stateful):
         self._noise_at = -1  # `n_accepted` when the noise was last computed (not saved: a restored level recomputes)
         self.magnitude = 0.0  # the largest |value| seen on the raw scale: what "near zero" is measured against
         self.last_outlier_n = -(10**9)  # the point count at the latest outlier
+        # The medians and noises of the tails of `recent` and `diffs` that several checks read (not saved: cleared
+        # whenever the window changes).
+        self._recent_stats, self._diff_stats = TailStats(), TailStats()
+        self._sorted_diffs = SortedWindow()  # `diffs` in sorted order, for the noise (not saved: rebuilt on load)
         self.progress = Progress(self)  # how far the series has come (its own state, nested in this one's)
         self.crowded = False  # the latest point is an outlier close after another (recomputed by every update)
         # The latest point and its score: recomputed by every update before any check reads them, so never saved.
@@ -124,6 +130,7 @@ class SeriesLevel(Stateful):
             self.progress.on_lr_rise()
         self.score = self._score(y)
         push(self.recent, y, RECENT)
+        self._recent_stats.clear()
         self.progress.update()
         outlier = self.score is not None and self.score.outlier
         self.crowded = outlier and self.n - self.last_outlier_n <= CROWDED_POINTS
@@ -131,7 +138,11 @@ class SeriesLevel(Stateful):
             self.last_outlier_n = self.n
         if not outlier or self.crowded or self.outlier_run >= self.persist_points:
             if self.last_accepted is not None:
-                push(self.diffs, y - self.last_accepted, self.window_points)
+                diff = y - self.last_accepted
+                dropped = self.diffs[0] if len(self.diffs) >= self.window_points else None
+                push(self.diffs, diff, self.window_points)
+                self._sorted_diffs.add(diff, dropped)
+                self._diff_stats.clear()
             self.last_accepted = y
             self.n_accepted += 1
 
@@ -139,7 +150,7 @@ class SeriesLevel(Stateful):
         if len(self.diffs) < MIN_DIFFS or not self.recent:
             self.last_z = math.nan
             return None
-        slope = median(self.diffs[-SLOPE_DIFFS:])
+        slope = self.diffs_median(SLOPE_DIFFS)
         tail = self.recent[-PROJECT:]
         projected = median([v + (len(tail) - i) * slope for i, v in enumerate(tail)])
         # Never far below the lowest recent point: while a steep fall slows (the early transient) the slope of the
@@ -167,8 +178,14 @@ class SeriesLevel(Stateful):
         progress = self.progress.read_state(state["progress"])
         _check_bounds(values, self.window_points)
         self.set_state(values)
-        self._noise_at = -1
         self.progress.set_state(progress)
+
+    def set_state(self, values: Mapping[str, Any]) -> None:
+        super().set_state(values)
+        self._noise_at = -1
+        self._sorted_diffs = SortedWindow(self.diffs)
+        self._recent_stats.clear()
+        self._diff_stats.clear()
 
     def carry_over(self, old: SeriesLevel) -> None:
         """Start the raw scale from the recent points of ``old``, this series on the log scale until a value <= 0
@@ -179,6 +196,7 @@ class SeriesLevel(Stateful):
             return self.sign * old.value_of(y) if math.isfinite(y) else y
 
         self.recent = [convert(y) for y in old.recent]
+        self._recent_stats.clear()
         self.magnitude = max((abs(y) for y in self.recent), default=0.0)
         self.progress.carry_over(old.progress, convert)
 
@@ -202,8 +220,17 @@ class SeriesLevel(Stateful):
         return (self.n <= self.warmup_points and spread < WARMUP_SPAN_STEPS) or self.n <= self.mute_until
 
     def recent_median(self, points: int) -> float:
-        """The median of the last ``points`` points (fewer when fewer are kept), on the scoring scale."""
-        return median(self.recent[-points:])
+        """The median of the last ``points`` points (fewer when fewer are kept), on the scoring scale (once per point:
+        the checks share it)."""
+        return self._recent_stats.median(self.recent, points)
+
+    def diffs_median(self, points: int) -> float:
+        """The median of the last ``points`` accepted differences (once per accepted point)."""
+        return self._diff_stats.median(self.diffs, points)
+
+    def diffs_noise(self, points: int) -> float:
+        """The noise of the last ``points`` accepted differences (:func:`sigma_of_diffs`; once per accepted point)."""
+        return self._diff_stats.noise(self.diffs, points)
 
     def refresh_noise(self) -> None:
         """Recompute ``sigma`` and ``sigma_short`` every 4 accepted points (needs ``MIN_DIFFS`` differences)."""
@@ -213,7 +240,8 @@ class SeriesLevel(Stateful):
             # point at most: the differences change only when a point is accepted, and an update reads the noise
             # several times.
             self._noise_at = self.n_accepted
-            self.sigma = sigma_of_diffs(self.diffs)
+            sigma = self._sorted_diffs.sigma()  # a sort-free sigma_of_diffs(self.diffs), where it has one
+            self.sigma = sigma if sigma is not None else sigma_of_diffs(self.diffs)
             self.sigma_short = sigma_of_diffs(self.diffs[-SHORT_DIFFS:])
 
     def noise_floor(self, y: float) -> float:

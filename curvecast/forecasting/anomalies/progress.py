@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from curvecast.forecasting.anomalies.state import Stateful
-from curvecast.forecasting.anomalies.stats import median, push
+from curvecast.forecasting.anomalies.stats import push
 
 __all__ = [
     "SHORT",
@@ -54,6 +54,10 @@ class ScoredSeries(Protocol):
 
     def value_of(self, y: float) -> float:
         """The value of the series at ``y`` on the scoring scale."""
+        ...
+
+    def recent_median(self, points: int) -> float:
+        """The median of the last ``points`` points (fewer when fewer are kept)."""
         ...
 
 
@@ -132,8 +136,8 @@ class Progress(Stateful):
 
 def short_level(level: ScoredSeries) -> float:
     """The median of the last 3 points; of the first two, the worse (a single low point cannot set a best level)."""
-    recent = level.recent[-SHORT:]
-    return max(recent) if len(recent) < SHORT else median(recent)
+    recent = level.recent
+    return max(recent[-SHORT:]) if len(recent) < SHORT else level.recent_median(SHORT)
 
 
 def best_candidate(level: ScoredSeries) -> float | None:

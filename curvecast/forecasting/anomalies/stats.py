@@ -54,17 +54,18 @@ def times(value: float, base: float, what: str) -> str:
     return f"{r:.2f}x {what} ({base:.4g})" if r < 1000.0 else f"{r:.3g}x {what} ({base:.4g})"
 
 
-def sigma_of_diffs(diffs: Sequence[float]) -> float:
+def sigma_of_diffs(diffs: Sequence[float], centre: float | None = None) -> float:
     """Robust per-point noise from first differences: 1.4826 * MAD(diffs) / sqrt(2).
 
     The MAD is taken around the median difference, so a steady trend does not inflate it (the
     MAD of the levels themselves would); dividing by sqrt(2) turns the noise of a difference of two
-    points into the noise of one point.
+    points into the noise of one point. ``centre``: ``median(diffs)`` when the caller has it already.
 
     >>> round(sigma_of_diffs([0.1, -0.1, 0.1, -0.1]), 4)
     0.1048
     """
-    centre = median(diffs)
+    if centre is None:
+        centre = median(diffs)
     deviations = [abs(d - centre) for d in diffs]
     mad = median(deviations)
     if mad == 0.0:
@@ -83,6 +84,8 @@ def push(buf: list[float], x: float, cap: int) -> None:
 
 def check_step(step: object, last: int | None) -> int:
     """``step`` as an int, after checking it is an integer that increases."""
+    if type(step) is int and (last is None or step > last):
+        return step  # the common case, without the abstract-class checks below (twice per point scored)
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         if isinstance(step, numbers.Real) and not isinstance(step, bool) and float(step).is_integer():
             step = int(step)

@@ -83,6 +83,15 @@ class TurnUp:
     def _turn_up(self, loss: float, y: float, level: SeriesLevel) -> str | None:
         lows = self.lows
         up = y - min(lows)
+        floor = math.log1p(self.turn_up)  # the least margin, whatever the noise
+        if (up <= floor or up <= _UP_PAST_FACTOR * self.up_peak) and (self.up_armed or up < floor / 2):
+            # The point cannot stand above the margin (it is below its floor, or within the largest swing seen), and
+            # no re-arm waits on it (half the floor decides one as half the margin would): the noise (two sorts of
+            # the second differences) is not needed.
+            self.up_run = 0
+            if up < floor / 2:
+                self.up_armed = True
+            return None
         known = len(level.diffs) >= MIN_DIFFS
         # The noise of the points kept, from their second differences: the trend of a sparse curve's steep fall, which
         # the detector's first differences take for noise, is left out.
@@ -90,7 +99,7 @@ class TurnUp:
         # Once the detector knows the noise (a per-step loss, or a sparse curve past its first points), the lowest of
         # the points kept lies below their level by about sqrt(2 ln n) of that noise: the margin widens by it.
         bias = 1.0 + math.sqrt(2.0 * math.log(len(lows))) if known else 1.0
-        margin = max(math.log1p(self.turn_up), self.turn_up_z * noise * bias)
+        margin = max(floor, self.turn_up_z * noise * bias)
         above = up > margin and up > _UP_PAST_FACTOR * self.up_peak and self._clear_on_raw_scale(loss, bias)
         self.up_run = self.up_run + 1 if above else 0
         if up < margin / 2:
