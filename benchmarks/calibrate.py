@@ -227,8 +227,10 @@ def _sd(row: dict, scale: float, floor_factor: float, noise_factor: float = 1.0)
 
 
 def covered(row: dict, scale: float, floor_factor: float, noise_factor: float = 1.0) -> bool:
-    """Whether the row's 80 % interval holds the truth, with no cap: the scales are solved first, the cap then."""
-    return rescaled(row, scale, floor_factor, math.inf, noise_factor)["covered"]
+    """Whether the row's 80 % interval, within the fitted floor, holds the truth, with no cap: the scales are solved
+    first, the cap then. A truth past the fitted floor is a miss here, as in ``_need``: the scales size the interval
+    within that floor."""
+    return rescaled(dict(row, open=False), scale, floor_factor, math.inf, noise_factor)["covered"]
 
 
 def baseline_row(run: dict, frac: float, n: int, names: tuple[str, ...], stored: dict) -> dict:

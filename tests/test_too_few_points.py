@@ -23,6 +23,7 @@ def _said(caplog) -> list[str]:
     # `max_steps` ends the run inside an epoch that validates too: 4 points in the first, 2 in the second.
     ({"max_steps": 30, "val_check_interval": 5}, None),
     ({"max_steps": 35, "val_check_interval": 10}, 3),  # 2 points, then 1 in the 15 steps of the second epoch
+    ({"max_steps": 20, "check_val_every_n_epoch": None, "val_check_interval": 20}, 1),  # once: not "about 1 times"
     ({"max_steps": 70, "val_check_interval": 10, "check_val_every_n_epoch": 2}, 3),  # epoch 1: 2; epoch 3: 1 in 10
 ])  # fmt: skip
 def test_too_few_validations_are_said_once_at_the_start(quiet_trainer_kwargs, caplog, trainer_kwargs, said):
@@ -33,7 +34,8 @@ def test_too_few_validations_are_said_once_at_the_start(quiet_trainer_kwargs, ca
     messages = _said(caplog)
     assert len(messages) == int(said is not None)
     if said is not None:
-        assert f"`val_loss` is logged at each validation, and this run validates about {said} times" in messages[0]
+        times = "once" if said == 1 else f"about {said} times"
+        assert f"`val_loss` is logged at each validation, and this run validates {times}:" in messages[0]
         assert bundle.history.num_points("val_loss") == said
         assert bundle.last_report is None or not bundle.last_report.forecast.ok
     else:

@@ -87,9 +87,10 @@ def say_if_too_few_points(monitor: str, expected: int | None, needed: int) -> No
     """Told once, at the start: a validation metric that this run will log fewer times than a forecast needs."""
     if expected is None or expected >= needed:
         return
+    times = "once" if expected == 1 else f"about {expected} times"
     log.warning(
-        "curvecast: `%s` is logged at each validation, and this run validates about %d times: a forecast needs %d "
-        "points, so none will be made. Validate more often (e.g. `Trainer(val_check_interval=0.25)`), or forecast "
-        "the training loss (`Curvecast(monitor=None)`).",
-        monitor, expected, needed,
+        "curvecast: `%s` is logged at each validation, and this run validates %s: a forecast needs %d points, so "
+        "none will be made. Validate more often (e.g. `Trainer(val_check_interval=0.25)`), or forecast the training "
+        "loss (`Curvecast(monitor=None)`).",
+        monitor, times, needed,
     )  # fmt: skip
