@@ -23,7 +23,9 @@ of the runs can reach it. Workloads with a single run are skipped.
 Printed per method: runs stopped, compute saved (steps not run over all steps), regret (stopped runs that would have
 reached the target later), and, of the runs that could never reach their target, how many were stopped and the share
 of their steps saved. Then three synthetic runs under a cosine schedule (two that cannot reach their target, one that
-reaches it only through the decay): where curvecast stops each, with and without the hold before a decay.
+reaches it only through the decay): where curvecast stops each, with and without the hold before a decay. Last,
+two synthetic episode returns (higher is better, no bound) watched with a target, one still climbing to it and one
+levelling off below it: where curvecast stops each, with and without the open ceiling (``open_ceiling.py``).
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ class Run:
     values: np.ndarray
     lrs: np.ndarray | None  # LR at every step 0..horizon, or None
     target: float = math.nan
-    reached_at: int | None = None  # first step at or below the target, or None
+    reached_at: int | None = None  # first step at or below the target (at or above it for mode "max"), or None
     stops: dict[str, int | None] = field(default_factory=dict)
+    mode: str = "min"  # "max": higher is better (a return)
 
     @property
     def horizon(self) -> int:
@@ -124,20 +127,22 @@ class Check:
     peak_lr: float | None
 
 
-def run_checks(run: Run, max_checks: int) -> list[Check]:
+def run_checks(run: Run, max_checks: int, forecaster: Forecaster | None = None) -> list[Check]:
     """Every check curvecast makes on the run, forecast once: the reports do not depend on the rule reading them."""
-    detector = AnomalyDetector(series="loss")
+    detector = AnomalyDetector(series="loss") if run.mode == "min" else None  # a return's detectors: not replayed
     checks = set(np.unique(np.linspace(0, len(run.steps) - 1, max_checks + 1).round().astype(int)[1:]).tolist())
-    forecaster = Forecaster()
+    forecaster = forecaster or Forecaster()
     out = []
     for i, (step, value) in enumerate(zip(run.steps.tolist(), run.values.tolist(), strict=True)):
-        anomalies = tuple(detector.update(step, value))
+        anomalies = tuple(detector.update(step, value)) if detector is not None else ()
         if i not in checks and not any(a.severity == "critical" for a in anomalies):
             continue
         if step >= run.horizon:
             break  # the run is over: nothing left to save
         known = run.lrs is not None
-        forecast = forecaster.fit(run.steps[: i + 1], run.values[: i + 1], horizon=run.horizon, lrs=run.lrs)
+        forecast = forecaster.fit(
+            run.steps[: i + 1], run.values[: i + 1], horizon=run.horizon, lrs=run.lrs, mode=run.mode
+        )
         lr = peak = None
         drop_ahead = False
         if known:
@@ -145,7 +150,8 @@ def run_checks(run: Run, max_checks: int) -> list[Check]:
             drop_ahead = bool(lr > 0 and run.lrs[step:].min() < 0.5 * lr)
         report = Report(
             step=step,
-            monitor="loss",
+            monitor="loss" if run.mode == "min" else "reward",
+            mode=run.mode,
             horizon=run.horizon,
             forecast=forecast,
             anomalies=anomalies,
@@ -185,6 +191,26 @@ def cosine_run(target: float, lr_part: float, horizon: int = 4000) -> Run:
     values = (2.0 + 10.0 * (steps + 1.0) ** -0.5) * np.exp(rng.normal(0, 0.01, len(steps))) + lr_part * cosine[steps]
     run = Run(f"cosine/{target}/{lr_part}", "synthetic", steps, values, 0.1 * cosine, target=target)
     hit = np.flatnonzero(values <= target)
+    run.reached_at = int(steps[hit[0]]) if hit.size else None
+    return run
+
+
+# (label, target, the return's ceiling, its time constant): 8 (1 - e^(-t/tau)) + noise of 0.1, logged every 40 steps of
+# 4000 at a constant LR, higher better and unbounded (the ceiling is the runs', not the metric's).
+RETURN_CASES = (
+    ("healthy: a return still climbing to its target", 6.0, 8.0, 2400.0),
+    ("hopeless: a return levelling off below it", 6.0, 5.0, 600.0),
+)
+
+
+def return_run(target: float, ceiling: float, tau: float, horizon: int = 4000) -> Run:
+    """An episode return that climbs towards ``ceiling`` with time constant ``tau``, watched with ``target``."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(40, horizon + 1, 40)
+    values = ceiling * (1.0 - np.exp(-steps / tau)) + rng.normal(0, 0.1, len(steps))
+    run = Run(f"return/{ceiling}/{tau}", "synthetic", steps, values, np.full(horizon + 1, 1e-3), target=target)
+    run.mode = "max"
+    hit = np.flatnonzero(values >= target)
     run.reached_at = int(steps[hit[0]]) if hit.size else None
     return run
 
@@ -250,6 +276,18 @@ def main(argv: list[str] | None = None) -> None:
         run = cosine_run(target, lr_part)
         checks = run_checks(run, args.max_checks)
         stops = {name: replay_curvecast(run, checks, **methods[name]) for name in list(methods)[:2]}
+        cells = "  ".join(
+            f"{name}: {'runs to the end' if s is None else f'{s / run.horizon:.0%}'}" for name, s in stops.items()
+        )
+        print(f"  {label:<44} {cells}")
+    print("\nsynthetic episode returns (higher is better, no bound), stop step / budget:")
+    for label, target, ceiling, tau in RETURN_CASES:
+        run = return_run(target, ceiling, tau)
+        stops = {
+            # Without the open ceiling, the interval ends at the best value plus one half's improvement.
+            name: replay_curvecast(run, run_checks(run, args.max_checks, Forecaster(open_ceiling=open_ceiling)))
+            for name, open_ceiling in (("curvecast (defaults)", True), ("curvecast, no open ceiling", False))
+        }
         cells = "  ".join(
             f"{name}: {'runs to the end' if s is None else f'{s / run.horizon:.0%}'}" for name, s in stops.items()
         )
