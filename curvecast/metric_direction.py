@@ -3,13 +3,15 @@ analyze --tag val_acc`` need no ``mode="max"``, ``bounds=(0, 1)``.
 
 A name is read as words, split at any character that is not a letter or digit and at a lower-to-upper case change
 (``val/accw``, ``train_r2_epoch``, ``valAcc`` and ``mAP@50`` all name a score). A word of a loss, an error, a
-distance or a cost (``loss``, ``err``, ``mae``, ``ppl``, ``kl``, ``fid``, ...) makes the metric better low, whatever
-else the name says (``val_acc_loss`` is a loss); a score word (``acc``, ``f1``, ``auc``, ``iou``, ``r2``,
-``pearson``, ``mcc``, ``bleu``, ``psnr``, ``reward``, ...; with a count or ``w`` after it: ``top5``, ``ndcg10``,
-``accw``) makes it better high. A name that says neither is read from its values, when there are some: better high
-when they rise. The range comes from the values seen, for the scores that have one: [0, 1] for a fraction (accuracy,
-F1, AUC, IoU, mAP, BLEU, SSIM, ...) whose values lie there, or [0, 100] for one in percent; [-1, 1] for a
-correlation (Pearson, Spearman, MCC, kappa); at most 1 for R². What the user says (``mode``, ``bounds``) always wins.
+distance or a cost (``loss``, ``err``, ``mae``, ``ppl``, ``kl``, ``fid``, ``nelbo``, ...) makes the metric better
+low, whatever else the name says (``val_acc_loss`` is a loss); a score word (``acc``, ``f1``, ``auc``, ``iou``,
+``r2``, ``pearson``, ``mcc``, ``bleu``, ``psnr``, ``reward``, ``elbo``, ``loglik``, ...; with a count or ``w`` after
+it: ``top5``, ``ndcg10``, ``accw``) makes it better high, unless a word negates it (``neg_elbo``,
+``negative_log_likelihood`` are losses). A name that says neither is read from its values, when there are some:
+better high when they rise. The range comes from the values seen, for the scores that have one: [0, 1] for a
+fraction (accuracy, F1, AUC, IoU, mAP, BLEU, SSIM, ...) whose values lie there, or [0, 100] for one in percent;
+[-1, 1] for a correlation (Pearson, Spearman, MCC, kappa); at most 1 for R². What the user says (``mode``,
+``bounds``) always wins.
 
 >>> metric_direction("val/accw", np.array([0.4, 0.7]))
 ('max', (0.0, 1.0))
@@ -32,7 +34,7 @@ Bounds = tuple[float | None, float | None]
 # Words of a metric that is better low; "loss" counts anywhere in a word (`lossdpo`, `celoss`).
 _LOWER = re.compile(
     r"^(?:.*loss.*|errors?|err|nll|ppl|perplexity|wer|cer|ter|mse|mae|rmse|msle|rmsle|mape|smape|mad|kl|kld|kldiv|bpd|"
-    r"bpc|bits|fid|kid|lpips|distance|dist|regret|cost|energy|latency|time|seconds|divergence|hamming|eer|fpr|fnr)"
+    r"bpc|bits|fid|kid|lpips|distance|dist|regret|cost|energy|latency|time|seconds|divergence|hamming|eer|fpr|fnr|nelbo)"
     r"\d*$"
 )
 _FRACTION_WORDS = (
@@ -42,7 +44,9 @@ _FRACTION_WORDS = (
 )
 _CORRELATION_WORDS = "pearson|pearsonr|spearman|spearmanr|mcc|kappa|corr|correlation|cosine"
 _R2_WORDS = "r2|rsquared|r2score"
-_OTHER_SCORES = "psnr|reward|rewards|return|returns|score|auprg|elo|win|wins"
+# A VAE's or a flow's evidence lower bound and log-likelihood rise as it learns (their negations are its loss).
+_OTHER_SCORES = "psnr|reward|rewards|return|returns|score|auprg|elo|win|wins|elbo|loglik|loglikelihood|likelihood"
+_NEGATION = re.compile(r"^(?:neg|negative|minus)$")  # `neg_elbo`, `negative_log_likelihood`: a score negated
 _SUFFIX = r"(?:w|\d+)?"  # `accw` (weighted), `acc1`, `ndcg10`, `map50`
 _FRACTION = re.compile(rf"^(?:{_FRACTION_WORDS}){_SUFFIX}$")
 _CORRELATION = re.compile(rf"^(?:{_CORRELATION_WORDS}){_SUFFIX}$")
@@ -113,6 +117,9 @@ def read_direction(
     (for the direction) from the values; the range only from values seen (None without them)."""
     words = _words(name)
     lower, score = _first(words, _LOWER), _first(words, _SCORE)
+    negation = _first(words, _NEGATION)
+    if score is not None and negation is not None and lower is None:
+        lower, score = f"{negation} {score}", None
     if mode is not None:
         how = "as given"
     elif lower is not None:

@@ -45,6 +45,11 @@ FRACTION = [0.2, 0.5, 0.7, 0.9]
         ("top1_err", [0.9, 0.5, 0.3, 0.2], ("min", None)),
         ("val/lossdpo", [0.9, 0.5, 0.3, 0.2], ("min", None)),
         ("val_acc_loss", [0.9, 0.5, 0.3, 0.2], ("min", None)),
+        ("train/elbo", [-97.0, -40.0, -25.0, -21.0], ("max", None)),
+        ("val_loglik", [-3.0, -2.0, -1.5, -1.2], ("max", None)),
+        ("neg_elbo", [97.0, 40.0, 25.0, 21.0], ("min", None)),
+        ("nelbo", [97.0, 40.0, 25.0, 21.0], ("min", None)),
+        ("negative_log_likelihood", [3.0, 2.0, 1.5, 1.2], ("min", None)),
     ],
 )
 def test_the_direction_and_range_of_common_scores(name: str, values: list[float], expected: tuple) -> None:

@@ -37,8 +37,12 @@ GRAD_SPIKE_WARN_RATIO = 2.0
 # run on unshuffled data meets the same hard batches every epoch, and re-armed at the first point without them it was
 # warned every epoch (28 warnings in 30 epochs).
 REARM_QUIET_POINTS = 100
-# The keys a saved state must hold ("up_peak", "last_move" and "quiet" may be absent: a state saved before them loads
-# as if no swing had been seen, and as quiet long enough).
+# The creep must hold this many points in a row, as the turn-up must: a healthy Gaussian NLL (batch 32) near -1.6,
+# whose gradient norm grows 3x as its predicted variance shrinks, had one batch of -1.2 lift the median of 5 clear of
+# its noise for a single step, and that one point made an instability warning. A real creep holds for many points.
+CREEP_POINTS = 2
+# The keys a saved state must hold ("up_peak", "last_move", "quiet" and "creep_run" may be absent: a state saved before
+# them loads as if no swing had been seen, as quiet long enough, and with no creep under way).
 _STATE_KEYS = (
     "loss", "grad", "n", "last_step", "armed", "loss_spike_n", "grad_spike_n", "spike_ns", "grad_low", "first_step",
     "lows", "up_run", "up_armed",
@@ -75,7 +79,8 @@ class InstabilityMonitor:
     - **rising spike rate**: at least 3 loss or gradient spikes (warnings) in the last
       ``window_points`` points, and more than in the window before;
     - **loss creeping up**: the loss detector's upward CUSUM is past half its alarm level, and the
-      median of the last 5 points is half its divergence rise above where the CUSUM last was zero;
+      median of the last 5 points is half its divergence rise above where the CUSUM last was zero,
+      on ``CREEP_POINTS`` consecutive points;
     - **loss noise rising**: the noise of the last 16 loss differences is at least 3 times the
       noise of the last 128.
 
@@ -137,6 +142,7 @@ class InstabilityMonitor:
         self.spike_ns: list[int] = []  # point indices of recent spikes, at most two windows back
         self.grad_low = math.inf
         self.turn = TurnUp(turn_up, turn_up_z)  # the loss-only precursor
+        self.creep_run = 0  # consecutive points of the loss with its CUSUM creeping
 
     def update(self, step: int, loss: float | None = None, grad_norm: float | None = None) -> list[Anomaly]:
         """Feed one step's loss and/or gradient norm; return the events of both series plus any warning."""
@@ -160,6 +166,10 @@ class InstabilityMonitor:
                     self.grad_spike_n = self.n
                 else:
                     self.loss_spike_n = self.n
+        if loss is not None:
+            divergence = self.loss.checks.get(DivergenceCheck.kind)
+            creeping = isinstance(divergence, DivergenceCheck) and divergence.drift.creeping(_CREEP_RISE)
+            self.creep_run = self.creep_run + 1 if creeping else 0
         cut = self.n - 2 * self.window_points
         while self.spike_ns and self.spike_ns[0] <= cut:
             self.spike_ns.pop(0)
@@ -207,8 +217,7 @@ class InstabilityMonitor:
             reasons.append((f"{recent} spikes in the last {self.window_points} points", 1, False))
         # The CUSUM alone wanders on heavy-tailed per-step noise: creeping also needs the median of
         # 5 points half the divergence rise above where the CUSUM last stood at zero.
-        divergence = self.loss.checks.get(DivergenceCheck.kind)
-        if isinstance(divergence, DivergenceCheck) and divergence.drift.creeping(_CREEP_RISE):
+        if self.creep_run >= CREEP_POINTS:
             reasons.append(("loss creeping up", 1, True))
         loss = self.loss.level
         if len(loss.diffs) >= 64 and loss.sigma > 0:
@@ -232,6 +241,7 @@ class InstabilityMonitor:
             "spike_ns": list(self.spike_ns),
             "grad_low": self.grad_low,
             "first_step": self.first_step,
+            "creep_run": self.creep_run,
             **self.turn.state_dict(),
         }
 
@@ -290,6 +300,7 @@ def _read_own_fields(state: Mapping[str, Any]) -> dict[str, Any]:
     values["up_peak"] = checked_real(field("up_peak"), state.get("up_peak", 0.0), low=0.0)
     values["last_move"] = checked_real(field("last_move"), state.get("last_move", 0.0))
     values["quiet"] = checked_whole(field("quiet"), state.get("quiet", REARM_QUIET_POINTS), low=0)
+    values["creep_run"] = checked_whole(field("creep_run"), state.get("creep_run", 0), low=0, high=n)
     return values
 
 
