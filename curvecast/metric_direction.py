@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Direction", "metric_direction", "read_direction"]
+__all__ = ["Direction", "metric_direction", "names_a_return", "read_direction"]
 
 Bounds = tuple[float | None, float | None]
 
@@ -52,6 +52,8 @@ _FRACTION = re.compile(rf"^(?:{_FRACTION_WORDS}){_SUFFIX}$")
 _CORRELATION = re.compile(rf"^(?:{_CORRELATION_WORDS}){_SUFFIX}$")
 _R2 = re.compile(rf"^(?:{_R2_WORDS}){_SUFFIX}$")
 _SCORE = re.compile(rf"^(?:{_FRACTION_WORDS}|{_CORRELATION_WORDS}|{_R2_WORDS}|{_OTHER_SCORES}){_SUFFIX}$")
+# An RL agent's return: what its losses serve (``ep_rew_mean`` as Stable-Baselines3 logs it).
+_RETURN = re.compile(r"^(?:reward|rewards|rew|return|returns)$")
 _CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 _MIN_TREND_POINTS = 4  # fewer values tell no direction
@@ -148,3 +150,14 @@ def metric_direction(
     the direction, from the values); the bounds only from values seen: None without them."""
     direction = read_direction(name, values, mode, bounds)
     return direction.mode, direction.bounds
+
+
+def names_a_return(name: str) -> bool:
+    """Whether ``name`` names an RL agent's return or reward (``total_reward``, ``episode_return``,
+    ``rollout/ep_rew_mean``), not a loss of it (``reward_loss``, ``neg_reward``).
+
+    >>> [names_a_return(n) for n in ("episode_return", "rollout/ep_rew_mean", "reward_model_loss", "val_acc")]
+    [True, True, False, False]
+    """
+    words = _words(name)
+    return _first(words, _RETURN) is not None and _first(words, _LOWER) is None and _first(words, _NEGATION) is None

@@ -21,7 +21,8 @@ from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.live.watch_scorer import WatchScorer
-from curvecast.series import LR
+from curvecast.metric_direction import names_a_return
+from curvecast.series import LR, TRAIN_LOSS
 
 __all__ = ["RunBrain"]
 
@@ -156,7 +157,7 @@ class RunBrain:
         watch = self.scorer.read()  # the points handed over a step ago, scored
         if not (moved or at_validation or watch.has_news or self.cadence.ready):
             return  # no anomaly, no new point of the monitor, no forecast finished: most steps, between host moves
-        anomalies = self._collect_anomalies(watch)  # every rank detects; rank 0 reports
+        anomalies = self._collect_anomalies(watch, trainer)  # every rank detects; rank 0 reports
         if not is_global_zero(trainer):
             return
         if anomalies:
@@ -187,17 +188,25 @@ class RunBrain:
         """At the end of training: the anomalies of the last steps, then the forecasts still to come."""
         self.scorer.score_now()
         if is_global_zero(trainer):
-            anomalies = self._collect_anomalies(self.scorer.watch)  # those of the last steps, scored just now
+            anomalies = self._collect_anomalies(self.scorer.watch, trainer)  # those of the last steps, scored now
             if anomalies:
                 self.dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
             for report in self.cadence.finish():
                 self.dispatch(trainer, pl_module, report, last=True)
 
-    def _collect_anomalies(self, watch: StabilityWatch) -> list[Anomaly]:
+    def _collect_anomalies(self, watch: StabilityWatch, trainer: Any) -> list[Anomaly]:
         """What the detectors found since the last look, less the non-finite loss the guard stopped the run on (it
-        was reported then; its losses reach the detectors with the stop)."""
+        was reported then; its losses reach the detectors with the stop). A warning on the training loss of a run
+        that logs an RL agent's return beside it is a note (``StabilityWatch.loss_beside_return``): the logged names
+        are read then, when a warning is there to judge, not at every step."""
         tripped = self.finite_guard.tripped if self.finite_guard is not None else None
-        return [a for a in watch.collect() if not _same_event(a, tripped)]
+        found = [a for a in watch.collect() if not _same_event(a, tripped)]
+        if not watch.loss_is_auxiliary and any(a.series == TRAIN_LOSS and a.severity != "info" for a in found):
+            logged = next((name for name in trainer.callback_metrics if names_a_return(name)), None)
+            if logged is not None:
+                watch.loss_beside_return(logged)
+                found = [watch.auxiliary(a) for a in found]
+        return found
 
     def dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
         self.reports.dispatch(trainer, pl_module, report, last)

@@ -7,11 +7,12 @@ loss waits here for its partner only until the batch of points it came with is a
 never held back for a gradient norm its step will not have. Throughput goes to a slowdown detector, and a
 monitored validation metric to a detector of its own. Every update is O(1); nothing here touches the device.
 
-When the run is watched by a score (``mode="max"``: a reward, an accuracy), the training loss is an auxiliary
+When the run is watched by a score (``mode="max"``: a reward, an accuracy), or logs an RL agent's return beside the
+training loss it is watched by (:meth:`StabilityWatch.loss_beside_return`), the training loss is an auxiliary
 objective: an RL agent's policy-gradient surrogate or TD loss grows with its returns, so a loss that climbs while the
-score improves is no divergence of the run. Its divergences, spikes and instability warnings are then notes (``info``),
-never warnings or critical (a non-finite loss still is critical); the score's own detector makes those calls: a real
-blow-up shows in the score.
+score improves is no divergence of the run. Its divergences, spikes and instability warnings are then notes (``info``)
+saying why, never warnings or critical (a non-finite loss still is critical); the score's own detector makes those
+calls: a real blow-up shows in the score.
 
 A monitored validation metric that gets worse while the training loss holds its best is overfitting, not an unstable
 run: its climb is then a note (``info``) and its confirmed divergence a warning, both saying so (the forecast-based
@@ -53,6 +54,15 @@ _PLAYERS_NOTE = (
     " The run steps several optimizers: one player's loss rises as the others learn (a GAN's discriminator climbs back "
     "towards log 2), so this alone is no sign of an unstable run."
 )
+# Said of a warning on an auxiliary training loss, in place of an unstable run's advice.
+_WATCHED_BY_SCORE = (
+    " The run is watched by `{}`: its training loss is an auxiliary objective (an RL agent's grows with its returns), "
+    "so this alone is no sign of an unstable run."
+)
+_BESIDE_RETURN = (
+    " The run logs `{0}`, a return: an RL agent's loss grows with its returns, so this alone is no sign of an unstable "
+    'run. `Curvecast(monitor="{0}")` watches and forecasts the return itself.'
+)
 _OVERFITTING = (
     " The training loss is not climbing with it: this looks like overfitting, not an unstable run. More data or "
     "regularisation may help; keep the best checkpoint, or stop early on the forecast."
@@ -87,6 +97,8 @@ class StabilityWatch:
         self.pair_grad_norm = pair_grad_norm
         self._watched = frozenset({TRAIN_LOSS, GRAD_NORM, SAMPLES_PER_SEC, monitor})
         self.loss_is_auxiliary = monitor != TRAIN_LOSS and mode == "max"  # see the module docstring
+        self._auxiliary_note = _WATCHED_BY_SCORE.format(monitor) if self.loss_is_auxiliary else ""
+        self._beside_return = False  # no detector watches a return the run only logs: a blow-up stays critical
         self.players = False  # several optimizers stepped by hand (see :meth:`several_players`)
         # Each series reaches the history in increasing steps, so both queues stay sorted: pairing is a merge.
         self._loss: deque[tuple[int, float]] = deque()
@@ -98,6 +110,13 @@ class StabilityWatch:
     def watches(self, name: str) -> bool:
         """Whether points of ``name`` go to a detector (the other series need not be handed over at all)."""
         return name in self._watched
+
+    def loss_beside_return(self, name: str) -> None:
+        """The run logs ``name``, an RL agent's return, beside the training loss it is watched by: that loss is an
+        auxiliary objective (see the module docstring), from now on and in :meth:`auxiliary`."""
+        self.loss_is_auxiliary = True
+        self._auxiliary_note = _BESIDE_RETURN.format(name)
+        self._beside_return = True
 
     def several_players(self, several: bool = True) -> None:
         """The run steps several optimizers by hand (a GAN, an actor-critic agent): see the module docstring. Told at
@@ -184,16 +203,17 @@ class StabilityWatch:
             self._last_paired = step
             found = self.instability.update(step, loss=pair[0], grad_norm=pair[1])
             if self.loss_is_auxiliary:
-                found = [self._auxiliary(a) for a in found]
+                found = [self.auxiliary(a) for a in found]
             self._found += [self._one_player(a) for a in found] if self.players else found
 
-    @staticmethod
-    def _auxiliary(anomaly: Anomaly) -> Anomaly:
-        """A divergence, a spike or an instability warning of an auxiliary loss is a note (see the module docstring):
-        an RL objective jumps and climbs as the returns grow."""
-        if anomaly.kind in _AUXILIARY_NOTES and anomaly.series == TRAIN_LOSS:
-            return replace(anomaly, severity="info")
-        return anomaly
+    def auxiliary(self, anomaly: Anomaly) -> Anomaly:
+        """A divergence, a spike or an instability warning of an auxiliary loss is a note saying why (see the module
+        docstring): an RL objective jumps and climbs as the returns grow."""
+        if anomaly.kind not in _AUXILIARY_NOTES or anomaly.series != TRAIN_LOSS or anomaly.severity == "info":
+            return anomaly
+        if self._beside_return and anomaly.severity == "critical" and not anomaly.score < BLOWN_UP_RATIO:
+            return anomaly  # a million times its lowest level: no return it serves explains that
+        return replace(anomaly, severity="info", message=_facts(anomaly.message) + self._auxiliary_note)
 
     @staticmethod
     def _one_player(anomaly: Anomaly) -> Anomaly:
