@@ -78,3 +78,11 @@ def test_a_nan_loss_beside_a_return_still_stops_the_run(tmp_path):
     assert trainer.global_step <= 201
     assert any(a.kind == "nonfinite" and a.severity == "critical" for a in _loss_anomalies(bundle))
     assert math.isnan(Agent(_critic_loss(), None, nan_from=200).value(250))
+
+
+def test_a_plateau_of_a_loss_beside_a_return_gives_no_lr_advice(tmp_path):
+    flat = (0.5 * np.exp(0.02 * np.random.default_rng(1).standard_normal(STEPS))).tolist()  # a surrogate at its level
+    bundle, _ = _fit(Agent(flat, "episode_return"), tmp_path)
+    plateaus = [a for a in _loss_anomalies(bundle) if a.kind == "plateau"]
+    assert plateaus
+    assert not any("LR" in a.message for a in plateaus)

@@ -198,10 +198,10 @@ class RunBrain:
         """What the detectors found since the last look, less the non-finite loss the guard stopped the run on (it
         was reported then; its losses reach the detectors with the stop). A warning on the training loss of a run
         that logs an RL agent's return beside it is a note (``StabilityWatch.loss_beside_return``): the logged names
-        are read then, when a warning is there to judge, not at every step."""
+        are read then, when an anomaly of the loss is there to judge, not at every step."""
         tripped = self.finite_guard.tripped if self.finite_guard is not None else None
         found = [a for a in watch.collect() if not _same_event(a, tripped)]
-        if not watch.loss_is_auxiliary and any(a.series == TRAIN_LOSS and a.severity != "info" for a in found):
+        if not watch.loss_is_auxiliary and any(a.series == TRAIN_LOSS for a in found):
             logged = next((name for name in trainer.callback_metrics if names_a_return(name)), None)
             if logged is not None:
                 watch.loss_beside_return(logged)

@@ -208,7 +208,10 @@ class StabilityWatch:
 
     def auxiliary(self, anomaly: Anomaly) -> Anomaly:
         """A divergence, a spike or an instability warning of an auxiliary loss is a note saying why (see the module
-        docstring): an RL objective jumps and climbs as the returns grow."""
+        docstring): an RL objective jumps and climbs as the returns grow. Its plateau keeps its facts alone: the
+        advice to raise the LR is for a loss the run minimises."""
+        if anomaly.kind == "plateau" and anomaly.series == TRAIN_LOSS:
+            return replace(anomaly, message=_facts(anomaly.message))
         if anomaly.kind not in _AUXILIARY_NOTES or anomaly.series != TRAIN_LOSS or anomaly.severity == "info":
             return anomaly
         if self._beside_return and anomaly.severity == "critical" and not anomaly.score < BLOWN_UP_RATIO:
@@ -218,7 +221,9 @@ class StabilityWatch:
     @staticmethod
     def _one_player(anomaly: Anomaly) -> Anomaly:
         """One player's loss of several (see the module docstring): a note saying why, but for a non-finite value and
-        a blow-up."""
+        a blow-up; a plateau keeps its facts alone (no advice to raise the LR of one player)."""
+        if anomaly.kind == "plateau" and anomaly.series != GRAD_NORM:
+            return replace(anomaly, message=_facts(anomaly.message))
         if anomaly.kind not in _AUXILIARY_NOTES or anomaly.severity == "info" or anomaly.series == GRAD_NORM:
             return anomaly
         if anomaly.severity == "critical" and not anomaly.score < BLOWN_UP_RATIO:
