@@ -80,3 +80,23 @@ def test_a_target_is_a_column_of_the_ranking_and_a_plot_asked_for_is_refused(tmp
     assert main(["analyze", str(sweep), "--plot", str(tmp_path / "plot.png")]) == 2
     assert "`--plot` draws one run" in capsys.readouterr().err
     assert not (tmp_path / "plot.png").exists()
+
+
+def test_one_run_logged_by_two_loggers_into_two_directories_is_ranked_once(tmp_path, capsys):
+    # A TensorBoardLogger and a CSVLogger given their own names: the same run's curve in two places (float32 in one).
+    sweep = tmp_path / "logs"
+    _write_run(sweep / "tb" / "version_0", 1.0)
+    _write_run(sweep / "other" / "version_0", 1.5)
+    csv_dir = sweep / "csv" / "version_0"
+    csv_dir.mkdir(parents=True)
+    rows = [f"{step},{1.0 + 2.0 / (1.0 + step / 20.0)!r}" for step in range(0, 200, 2)]
+    (csv_dir / "metrics.csv").write_text("step,train_loss\n" + "\n".join(rows) + "\n")
+    assert main(["analyze", str(sweep)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"2 runs (3 logs) under {sweep}")
+    assert [line.split()[1] for line in lines[2:4]] == ["csv/version_0", "other/version_0"]
+    assert "another log of csv/version_0 (the same curve): not ranked" in lines[4]
+    assert main(["analyze", str(sweep), "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)["runs"]
+    assert [row.get("same_as") for row in ranked] == [None, None, "csv/version_0"]
+    assert ranked[0]["chance_to_beat_best_other"] > 0.9  # not an even chance against a copy of itself

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from curvecast.forecasting.ranking import FinalDistribution, chances_to_end_best, ranking_order
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.base import printable
@@ -34,6 +36,7 @@ class RankedRun:
     analysis: Analysis | None
     error: str | None = None
     chance_to_beat: float = math.nan
+    same_as: Path | None = None  # another log of the same run (its curve is this one's): not ranked against it
 
 
 def rank_runs(
@@ -57,12 +60,39 @@ def rank_runs(
         first = [_analyse(run, tag, common, target, direction) if a is not None else (run, a, e) for run, a, e in first]
     modes = [a.mode for _, a, _ in first if a is not None]
     ranked_by = "max" if modes and modes[0] == "max" else "min"  # the first run's direction ranks them all
-    forecasts = [a.forecast if a is not None else None for _, a, _ in first]
+    same_as = _other_logs([a for _, a, _ in first])
+    forecasts = [a.forecast if a is not None and same_as[i] is None else None for i, (_, a, _) in enumerate(first)]
     endings = [None if f is None else FinalDistribution.of(f) for f in forecasts]
     chances = chances_to_end_best(endings, ranked_by)
     finals = [math.nan if e is None else e.final for e in endings]
     order = ranking_order(finals, ranked_by, [str(run) for run, _, _ in first])
-    return [RankedRun(first[i][0], first[i][1], first[i][2], chances[i]) for i in order]
+    others = [None if j is None else first[j][0] for j in same_as]
+    return [RankedRun(first[i][0], first[i][1], first[i][2], chances[i], others[i]) for i in order]
+
+
+def _other_logs(analyses: list[Analysis | None]) -> list[int | None]:
+    """For each analysis, the index of an earlier one of the same curve (the same series name, steps and values, to
+    float32's precision: a TensorBoard file and a CSVLogger's file of one run), else None. One run logged by two
+    loggers into two directories is one run: ranked against itself, each copy would be given an even chance to beat
+    the other."""
+    out: list[int | None] = [None] * len(analyses)
+    for j, b in enumerate(analyses):
+        for i in range(j):
+            a = analyses[i]
+            if a is not None and b is not None and out[i] is None and _same_curve(a, b):
+                out[j] = i
+                break
+    return out
+
+
+def _same_curve(a: Analysis, b: Analysis) -> bool:
+    x, y = a.curve, b.curve
+    return (
+        x.name == y.name
+        and x.steps.shape == y.steps.shape
+        and bool(np.array_equal(x.steps, y.steps))
+        and bool(np.allclose(x.values, y.values, rtol=1e-6, atol=0.0, equal_nan=True))
+    )
 
 
 def _analyse(
@@ -80,8 +110,10 @@ def describe_runs(directory: Path, ranked: list[RankedRun]) -> str:
     horizon = done[0].analysis.horizon if done else None
     names = sorted({r.analysis.curve.name for r in done})
     target = done[0].analysis.target if done else None
+    logs, runs = len(ranked), sum(r.same_as is None for r in ranked)
+    count = f"{runs} runs" if runs == logs else f"{runs} runs ({logs} logs)"
     lines = [
-        f"{len(ranked)} runs under {printable(str(directory), 80)}, forecast to step {horizon} "
+        f"{count} under {printable(str(directory), 80)}, forecast to step {horizon} "
         f"(series: {', '.join(printable(n, 40) for n in names) or 'none'})",
         f"  {'rank':>4}  {'run':{_NAME_CHARS}s}  {'last step':>9}  {'last':>9}  {'forecast':>9}  "
         f"{'80% interval':>19}  {'P(beat best other)':>18}" + (f"  target {fmt(target)}" if target is not None else ""),
@@ -90,6 +122,10 @@ def describe_runs(directory: Path, ranked: list[RankedRun]) -> str:
         name = printable(str(run.path.relative_to(directory)) or ".", _NAME_CHARS)
         if run.analysis is None:
             lines.append(f"  {'-':>4}  {name:{_NAME_CHARS}s}  not analysed: {printable(run.error or '', 100)}")
+            continue
+        if run.same_as is not None:
+            other = printable(str(run.same_as.relative_to(directory)) or ".", _NAME_CHARS)
+            lines.append(f"  {'-':>4}  {name:{_NAME_CHARS}s}  another log of {other} (the same curve): not ranked")
             continue
         curve, forecast = run.analysis.curve, run.analysis.forecast
         if forecast.ok:
@@ -112,6 +148,8 @@ def runs_to_dict(directory: Path, ranked: list[RankedRun]) -> dict[str, Any]:
         row: dict[str, Any] = {"run": str(run.path.relative_to(directory)), "rank": rank if run.analysis else None}
         if run.analysis is None:
             row["error"] = run.error
+        elif run.same_as is not None:
+            row.update(rank=None, same_as=str(run.same_as.relative_to(directory)))
         else:
             forecast = run.analysis.forecast
             row.update(
