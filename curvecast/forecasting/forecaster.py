@@ -14,7 +14,8 @@ one whose tail its level forecast best, is forecast at that level alone. The int
 uncertainty, the spread of the ensemble, and the held-back forecast error grown to the horizon's distance (a prior in
 its place where the prefix is too short to hold anything back; ``uncertainty.py``), is never narrower than one logged
 point's scatter (the value logged at the horizon carries it), and is calibrated per kind of metric without a schedule
-(``sized_forecast.py``); the fitted constants live in ``calibration.py``.
+(``sized_forecast.py``); the fitted constants live in ``calibration.py``. A metric whose floor the data only estimates
+(a reward) is fitted a second time with that floor further out, for its interval's better side (``open_ceiling.py``).
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ class Forecaster:
         self.anneal_prior = anneal_prior
         self.anneal_prior_sd = anneal_prior_sd
         self.interval_scale = interval_scale
-        self.open_ceiling = bool(open_ceiling)
+        if not isinstance(open_ceiling, bool):  # "no" would read as on
+            raise TypeError(f"Expected `open_ceiling` to be a bool, but got {open_ceiling!r}")
+        self.open_ceiling = open_ceiling
 
     def fit(
         self,
@@ -196,17 +199,9 @@ class Forecaster:
         return forecast
 
     def _fit_mapped(
-        self,
-        s: np.ndarray,
-        y: np.ndarray,
-        c: np.ndarray,
-        mapping: MetricMap,
-        horizon: int,
-        schedule: LRSchedule | None,
-        refs: list[Reference],
-        mode: str,
-        t_obs: float,
-    ) -> Forecast:
+        self, s: np.ndarray, y: np.ndarray, c: np.ndarray, mapping: MetricMap, horizon: int,
+        schedule: LRSchedule | None, refs: list[Reference], mode: str, t_obs: float,
+    ) -> Forecast:  # fmt: skip
         """The forecast of the finite points ``s``, ``y`` (the metric on ``mapping``, counts ``c``) of a prefix logged
         up to step ``t_obs``, in the metric's units."""
         last = int(math.floor(t_obs))

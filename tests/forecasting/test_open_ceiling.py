@@ -86,3 +86,12 @@ def test_a_forecast_read_past_its_floor_pickles_as_the_forecast_process_sends_it
     back = pickle.loads(pickle.dumps(f))
     assert back.interval(0.8) == f.interval(0.8)
     assert back.predict([5_000])[0] == pytest.approx(f.predict([5_000])[0], rel=1e-12)
+
+
+def test_open_ceiling_off_keeps_the_fitted_floor_and_a_non_bool_is_refused():
+    steps, ret = _climbing_return()
+    closed = Forecaster(open_ceiling=False).fit(steps[:250], ret[:250], horizon=10_000, mode="max")
+    assert closed.mapping.base == metric_map(ret[:250], "max", -math.inf, math.inf).base
+    assert closed.interval(0.8)[1] <= -closed.mapping.base + 1e-9
+    with pytest.raises(TypeError, match="open_ceiling"):
+        Forecaster(open_ceiling="no")
