@@ -114,9 +114,10 @@ class StabilityWatch:
     def loss_beside_return(self, name: str) -> None:
         """The run logs ``name``, an RL agent's return, beside the training loss it is watched by: that loss is an
         auxiliary objective (see the module docstring), from now on and in :meth:`auxiliary`."""
-        self.loss_is_auxiliary = True
+        # The note first: the scoring thread reads the flag last set here, and a note must be there when it does.
         self._auxiliary_note = _BESIDE_RETURN.format(name)
         self._beside_return = True
+        self.loss_is_auxiliary = True
 
     def several_players(self, several: bool = True) -> None:
         """The run steps several optimizers by hand (a GAN, an actor-critic agent): see the module docstring. Told at
