@@ -291,3 +291,36 @@ def test_curvecast_record_of_a_validation_monitor_is_not_taken_for_the_training_
             if step % 5 == 4:
                 writer.add_scalar("train_loss", 1.0 / (1 + step), step)
     assert analyze(tmp_path).curve.name == "train_loss"
+
+
+def test_a_dqn_log_names_its_return_beside_the_loss_analysed(wild_dir, tmp_path, capsys):
+    # Lightning's DQN example logged: its TD loss is picked as the loss, and its owner reads the return.
+    log = wild_log(wild_dir, tmp_path, "071")
+    assert main(["analyze", str(log), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "series: train_loss" in out
+    assert "also logged: `episode reward`, an RL agent's return (`--tag 'episode reward'` forecasts it)" in out
+
+
+def _rl_log(path: Path, with_return: bool) -> Path:
+    """A log whose loss climbs tenfold as an agent learns (a TD loss regresses on growing returns)."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 201) * 10
+    loss = np.linspace(0.1, 1.0, steps.size) * np.exp(0.05 * rng.standard_normal(steps.size))
+    header = "step,train_loss" + (",total_reward" if with_return else "")
+    rows = [f"{s},{float(v)!r}" + (f",{20 + s / 10}" if with_return else "") for s, v in zip(steps, loss, strict=True)]
+    path.mkdir()
+    (path / "metrics.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path / "metrics.csv"
+
+
+def test_a_loss_climbing_beside_a_logged_return_is_noted_not_warned(tmp_path):
+    alone = analyze(_rl_log(tmp_path / "alone", with_return=False))
+    assert {e.severity for e in alone.anomalies if e.kind == "divergence"} & {"warning", "critical"}
+    beside = analyze(_rl_log(tmp_path / "beside", with_return=True))
+    climbs = [e for e in beside.anomalies if e.kind == "divergence"]
+    assert climbs
+    assert {e.severity for e in climbs} == {"info"}
+    assert all("The run logs `total_reward`, a return" in e.message for e in climbs)
+    assert all("`--tag total_reward` watches" in e.message for e in climbs)
+    assert beside.returns == ["total_reward"]

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ import numpy as np
 from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.logreaders.base import printable
 from curvecast.logreaders.select import lr_at_every_step
-from curvecast.metric_direction import read_direction
+from curvecast.metric_direction import names_a_return, read_direction
 from curvecast.offline.planned_end import PlannedEnd, planned_end
 
 if TYPE_CHECKING:
@@ -69,6 +70,11 @@ class Analysis:
     direction: str = ""
     planned: PlannedEnd | None = None
     horizon_given: bool = False
+
+    @property
+    def returns(self) -> list[str]:
+        """The series of the log that name an RL agent's return (``total_reward``, ``episode_return``)."""
+        return logged_returns(self.log)
 
     @property
     def last_step(self) -> int:
@@ -178,6 +184,7 @@ def analyze(
         AnalyzeError: ``horizon`` lies before the last logged step, or ``target`` is not finite.
     """
     from curvecast.forecasting import Forecast, Forecaster
+    from curvecast.forecasting.anomalies.auxiliary import as_note, beside_return_note
     from curvecast.forecasting.metric_map import check_mode_bounds
 
     log = read_log(path)
@@ -213,12 +220,22 @@ def analyze(
         else:
             forecast = Forecaster().fit(curve.steps, curve.values, horizon=horizon, lrs=lrs, mode=mode, bounds=bounds)
         anomalies, bucket = _detect(curve, lr, mode)
+        if tag is None and mode == "min":  # the loss picked of a log that holds a return: an RL objective's loss
+            returns = logged_returns(log)
+            if returns:
+                note = beside_return_note(returns[0], f"`--tag {shlex.quote(returns[0])}`")
+                anomalies = [as_note(event, note) for event in anomalies]
     except ValueError as error:  # both validate their inputs with ValueError; anything left here is about the log
         raise LogReadError(f"Cannot analyse `{printable(curve.name)}` of {log.source}: {error}") from None
     return Analysis(
         log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket, mode, bounds,
         direction.note, planned, given,
     )  # fmt: skip
+
+
+def logged_returns(log: RunLog) -> list[str]:
+    """The series of ``log`` that name an RL agent's return, with points."""
+    return [name for name, curve in log.curves.items() if names_a_return(name) and len(curve)]
 
 
 def _check_steps(curve: Curve, log: RunLog) -> None:

@@ -9,6 +9,7 @@ forecast: the interval of a forecast is that of the smoothed curve, which one no
 from __future__ import annotations
 
 import math
+import shlex
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,6 +86,10 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
         f"last value {fmt(curve.values[-1])}",
         f"  direction: {printable(analysis.direction, _MAX_NAME_CHARS)}" if analysis.direction else "",
     ]
+    returns = analysis.returns if analysis.mode == "min" else []
+    if returns:  # an RL run's owner reads its return; its loss grows with it
+        ret = printable(returns[0], _MAX_NAME_CHARS)
+        lines.append(f"  also logged: `{ret}`, an RL agent's return (`--tag {shlex.quote(ret)}` forecasts it)")
     if analysis.lr is None:
         lines.append("  learning rate: not logged")
     else:
