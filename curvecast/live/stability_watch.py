@@ -26,14 +26,13 @@ confirmed divergences, spikes and instability warnings of its losses (not of a s
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, InstabilityMonitor
-from curvecast.forecasting.anomalies.blowup import BLOWN_UP_RATIO
+from curvecast.forecasting.anomalies.auxiliary import as_note, beside_return_note, facts
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC, TRAIN_LOSS
 from curvecast.state_checks import checked_mapping, checked_whole, require_keys
@@ -47,8 +46,6 @@ _MAX_WAITING = 2_000  # beyond any sensible logging cadence
 # log) rises while the training loss stays at its best.
 TRAIN_CLIMB = 0.10
 TRAIN_CLIMB_GIVEN_BACK = 0.01
-# What an auxiliary training loss reports only as notes (a non-finite loss is still critical).
-_AUXILIARY_NOTES = ("divergence", "spike", "instability_risk")
 # Said of a warning on one player's loss, in place of an unstable run's advice.
 _PLAYERS_NOTE = (
     " The run steps several optimizers: one player's loss rises as the others learn (a GAN's discriminator climbs back "
@@ -59,18 +56,10 @@ _WATCHED_BY_SCORE = (
     " The run is watched by `{}`: its training loss is an auxiliary objective (an RL agent's grows with its returns), "
     "so this alone is no sign of an unstable run."
 )
-_BESIDE_RETURN = (
-    " The run logs `{0}`, a return: an RL agent's loss grows with its returns, so this alone is no sign of an unstable "
-    'run. `Curvecast(monitor="{0}")` watches and forecasts the return itself.'
-)
 _OVERFITTING = (
     " The training loss is not climbing with it: this looks like overfitting, not an unstable run. More data or "
     "regularisation may help; keep the best checkpoint, or stop early on the forecast."
 )
-# Where a detector's message turns from what happened to what to try ("... before. If it keeps rising, ...", "...
-# at step 13131. Stop, resume ..."): an unstable run's advice (lower the LR, resume from a checkpoint) is wrong for one
-# that overfits, so it goes.
-_ADVICE_STARTS = re.compile(r"\.\s+(?=[A-Z])")
 
 
 class StabilityWatch:
@@ -115,7 +104,7 @@ class StabilityWatch:
         """The run logs ``name``, an RL agent's return, beside the training loss it is watched by: that loss is an
         auxiliary objective (see the module docstring), from now on and in :meth:`auxiliary`."""
         # The note first: the scoring thread reads the flag last set here, and a note must be there when it does.
-        self._auxiliary_note = _BESIDE_RETURN.format(name)
+        self._auxiliary_note = beside_return_note(name, f'`Curvecast(monitor="{name}")`')
         self._beside_return = True
         self.loss_is_auxiliary = True
 
@@ -171,7 +160,7 @@ class StabilityWatch:
         if anomaly.kind != "divergence" or anomaly.severity == "info":
             return anomaly
         severity = "warning" if anomaly.severity == "critical" else "info"
-        return replace(anomaly, severity=severity, message=_facts(anomaly.message) + _OVERFITTING)
+        return replace(anomaly, severity=severity, message=facts(anomaly.message) + _OVERFITTING)
 
     def score_waiting(self) -> None:
         """Every point of the batch handed over is in: a loss still waiting for its step's gradient norm has none
@@ -211,25 +200,16 @@ class StabilityWatch:
         """A divergence, a spike or an instability warning of an auxiliary loss is a note saying why (see the module
         docstring): an RL objective jumps and climbs as the returns grow. Its plateau keeps its facts alone: the
         advice to raise the LR is for a loss the run minimises."""
-        if anomaly.kind == "plateau" and anomaly.series == TRAIN_LOSS:
-            return replace(anomaly, message=_facts(anomaly.message))
-        if anomaly.kind not in _AUXILIARY_NOTES or anomaly.series != TRAIN_LOSS or anomaly.severity == "info":
+        if anomaly.series != TRAIN_LOSS:
             return anomaly
-        if self._beside_return and anomaly.severity == "critical" and not anomaly.score < BLOWN_UP_RATIO:
-            return anomaly  # a million times its lowest level: no return it serves explains that
-        return replace(anomaly, severity="info", message=_facts(anomaly.message) + self._auxiliary_note)
+        # A return the run only logs has no detector: a blow-up of the loss beside it stays critical.
+        return as_note(anomaly, self._auxiliary_note, keep_blowups=self._beside_return)
 
     @staticmethod
     def _one_player(anomaly: Anomaly) -> Anomaly:
         """One player's loss of several (see the module docstring): a note saying why, but for a non-finite value and
         a blow-up; a plateau keeps its facts alone (no advice to raise the LR of one player)."""
-        if anomaly.kind == "plateau" and anomaly.series != GRAD_NORM:
-            return replace(anomaly, message=_facts(anomaly.message))
-        if anomaly.kind not in _AUXILIARY_NOTES or anomaly.severity == "info" or anomaly.series == GRAD_NORM:
-            return anomaly
-        if anomaly.severity == "critical" and not anomaly.score < BLOWN_UP_RATIO:
-            return anomaly
-        return replace(anomaly, severity="info", message=_facts(anomaly.message) + _PLAYERS_NOTE)
+        return anomaly if anomaly.series == GRAD_NORM else as_note(anomaly, _PLAYERS_NOTE)
 
     @property
     def has_news(self) -> bool:
@@ -273,9 +253,3 @@ class StabilityWatch:
         if self.monitored is not None and monitored is not None:
             self.monitored.level, self.monitored.checks = monitored
         self._last_paired = last_paired
-
-
-def _facts(message: str) -> str:
-    """What a detector's message says happened, without what it says to try (``_ADVICE_STARTS``)."""
-    advice = _ADVICE_STARTS.search(message)
-    return message[: advice.start() + 1] if advice else message
