@@ -250,3 +250,49 @@ def test_advisor_validates_arguments(kwargs, match):
 def test_advice_math_rejects_non_positive_inputs():
     with pytest.raises(ValueError, match="Expected `batch` to be positive, but got 0"):
         am.steps_factor(0, 10)
+
+
+class _Rollouts(torch.utils.data.IterableDataset):
+    """An on-policy agent's experience source: each item is a state after a short numpy rollout (CPU work, a few
+    milliseconds, far more than the step)."""
+
+    def __iter__(self):
+        rng = np.random.default_rng(0)
+        while True:
+            s = rng.uniform(-0.05, 0.05, 4)
+            for _ in range(1000):
+                s = s + 0.02 * np.tanh(s[::-1]) + 0.001 * rng.standard_normal(4)
+            yield torch.tensor(s, dtype=torch.float32)
+
+
+class _Agent(pl.LightningModule):
+    def __init__(self, log_return: bool) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 1)
+        self.log_return = log_return
+
+    def training_step(self, batch, batch_idx):
+        if self.log_return:
+            self.log("episode_return", 20.0 + 0.1 * batch_idx)
+        return (self.net(batch).squeeze(-1) - batch.sum(-1)).square().mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(_Rollouts(), batch_size=1)
+
+
+@pytest.mark.parametrize("log_return", [False, True])
+def test_an_agent_whose_loader_steps_its_environment_is_not_told_to_add_workers(quiet_trainer_kwargs, log_return):
+    advisor = HyperparameterAdvisor()
+    bundle = Curvecast(advice=advisor, background=False, forecast_budget=None, tensorboard=False)
+    pl.Trainer(max_steps=300, callbacks=[bundle], **quiet_trainer_kwargs).fit(_Agent(log_return))
+    (data,) = [a for a in advisor.advice if a.kind == "advice/data_loader"]  # the wait is measured either way
+    if log_return:  # workers would roll out stale copies of the policy
+        assert data.severity == "info"
+        assert "num_workers" not in data.message
+        assert "The run logs `episode_return`, a return" in data.message
+    else:
+        assert data.severity == "warning"
+        assert "num_workers" in data.message
