@@ -34,6 +34,10 @@ __all__ = ["HyperparameterAdvisor"]
 # a fast step.
 MIN_DATA_WAIT_S = 0.002
 WAIT_WINDOW = 50  # the recent steps whose median fetch time is compared with it
+# The plateau advice says the schedule has "no decay ahead": any planned fall to this fraction of the LR now or below
+# is one. The report's `lr_drop_ahead` counts falls to half only (a plateau may still break), so an LSTM with a
+# per-epoch StepLR(gamma=0.7) was told at its plateau that no decay lay ahead, its 0.7x drop still to come.
+DECAY_AHEAD = 0.8
 
 
 class HyperparameterAdvisor(Actuator):
@@ -219,6 +223,8 @@ class HyperparameterAdvisor(Actuator):
         # Without a known schedule nobody can say no decay lies ahead (a ReduceLROnPlateau is about to decay it).
         if not plateau or report.lr_drop_ahead or not report.lr_schedule_known:
             return None
+        if report.schedule is not None and report.schedule.drop_ahead(report.step, DECAY_AHEAD):
+            return None  # a smaller decay is planned: the advice's "no decay ahead" would be false
         # Nor a player's loss of several (a GAN's discriminator at log 2 is where it belongs, not stuck).
         if trainer is not None and several_players(trainer, pl_module):
             return None

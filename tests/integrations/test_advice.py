@@ -296,3 +296,32 @@ def test_an_agent_whose_loader_steps_its_environment_is_not_told_to_add_workers(
     else:
         assert data.severity == "warning"
         assert "num_workers" in data.message
+
+
+class _EpochStepDecay(CurveModule):
+    """A curve with a per-epoch StepLR (epochs of 100 steps): the LR falls to ``gamma`` times at epoch 5 (step 500)."""
+
+    def __init__(self, curve, gamma: float | None) -> None:
+        super().__init__(curve=curve, items=100)
+        self.gamma = gamma
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        if self.gamma is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 5, self.gamma)}
+
+
+@pytest.mark.parametrize(("gamma", "advised"), [(0.7, False), (None, True)])
+def test_plateau_advice_counts_a_step_decay_of_less_than_half_ahead(quiet_trainer_kwargs, gamma, advised):
+    # An LSTM regressor with StepLR(step_size=5, gamma=0.7) per epoch was told at its plateau (steps 320-502 of 768)
+    # that "the LR schedule has no decay ahead", with its 0.7x drop at step 640 still to come: only drops to half
+    # or less counted as a decay ahead. Without a schedule the advice stands.
+    rng = np.random.default_rng(0)
+    curve = np.r_[np.linspace(1.0, 0.2, 150), np.full(550, 0.2)] * np.exp(0.01 * rng.standard_normal(700))
+    advisor = HyperparameterAdvisor()
+    bundle = Curvecast(forecast_budget=None, background=False, advice=advisor, tensorboard=False)
+    pl.Trainer(max_steps=700, callbacks=[bundle], **quiet_trainer_kwargs).fit(_EpochStepDecay(curve, gamma))
+    plateaus = [a for r in bundle.reports for a in r.anomalies if a.kind == "plateau" and a.step < 500]
+    assert plateaus  # found before the drop, as the LSTM's were
+    assert _topics(advisor) == (["advice/plateau"] if advised else [])
