@@ -52,8 +52,10 @@ _FRACTION = re.compile(rf"^(?:{_FRACTION_WORDS}){_SUFFIX}$")
 _CORRELATION = re.compile(rf"^(?:{_CORRELATION_WORDS}){_SUFFIX}$")
 _R2 = re.compile(rf"^(?:{_R2_WORDS}){_SUFFIX}$")
 _SCORE = re.compile(rf"^(?:{_FRACTION_WORDS}|{_CORRELATION_WORDS}|{_R2_WORDS}|{_OTHER_SCORES}){_SUFFIX}$")
-# An RL agent's return: what its losses serve (``ep_rew_mean`` as Stable-Baselines3 logs it).
+# An RL agent's return: what its losses serve (``ep_rew_mean`` as Stable-Baselines3 logs it). Not the implicit rewards
+# preference tuning logs (DPO's ``rewards/chosen``, ``rewards/margins``): its loss is one the run minimises.
 _RETURN = re.compile(r"^(?:reward|rewards|rew|return|returns)$")
+_PREFERENCE = re.compile(r"^(?:chosen|rejected|margin|margins|accuracies)$")
 _CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 _MIN_TREND_POINTS = 4  # fewer values tell no direction
@@ -154,10 +156,12 @@ def metric_direction(
 
 def names_a_return(name: str) -> bool:
     """Whether ``name`` names an RL agent's return or reward (``total_reward``, ``episode_return``,
-    ``rollout/ep_rew_mean``), not a loss of it (``reward_loss``, ``neg_reward``).
+    ``rollout/ep_rew_mean``), not a loss of it (``reward_loss``, ``neg_reward``) nor a preference-tuning run's
+    implicit reward (``rewards/chosen``, ``rewards/margins``).
 
-    >>> [names_a_return(n) for n in ("episode_return", "rollout/ep_rew_mean", "reward_model_loss", "val_acc")]
+    >>> [names_a_return(n) for n in ("charts/episodic_return", "rollout/ep_rew_mean", "reward_loss", "rewards/chosen")]
     [True, True, False, False]
     """
     words = _words(name)
-    return _first(words, _RETURN) is not None and _first(words, _LOWER) is None and _first(words, _NEGATION) is None
+    others = (_LOWER, _NEGATION, _PREFERENCE)
+    return _first(words, _RETURN) is not None and all(_first(words, pattern) is None for pattern in others)

@@ -67,8 +67,10 @@ def test_a_loss_climbing_beside_a_logged_return_is_a_note(tmp_path, name):
     assert all(f"The run logs `{name}`, a return" in m and "lower LR" not in m for m in noted)
 
 
-def test_without_a_return_the_same_climb_is_warned(tmp_path):
-    bundle, _ = _fit(Agent(_critic_loss(), None), tmp_path)
+@pytest.mark.parametrize("name", [None, "rewards/margins"])
+def test_without_a_return_the_same_climb_is_warned(tmp_path, name):
+    # A preference-tuning run's implicit rewards (DPO's `rewards/margins`) are no agent's return: its loss is minimised.
+    bundle, _ = _fit(Agent(_critic_loss(), name), tmp_path)
     assert {a.severity for a in _loss_anomalies(bundle)} & {"warning", "critical"}
 
 
