@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Direction", "metric_direction", "names_a_return", "read_direction"]
+__all__ = ["Direction", "first_return", "metric_direction", "names_a_return", "read_direction"]
 
 Bounds = tuple[float | None, float | None]
 
@@ -165,3 +166,8 @@ def names_a_return(name: str) -> bool:
     words = _words(name)
     others = (_LOWER, _NEGATION, _PREFERENCE)
     return _first(words, _RETURN) is not None and all(_first(words, pattern) is None for pattern in others)
+
+
+def first_return(names: Iterable[str]) -> str | None:
+    """The first of ``names`` (a run's logged metrics) that names an RL agent's return, or None."""
+    return next((name for name in names if names_a_return(name)), None)

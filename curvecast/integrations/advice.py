@@ -24,7 +24,7 @@ from curvecast._lightning import several_players
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.alerts import Alert, publish_alert
-from curvecast.metric_direction import names_a_return
+from curvecast.metric_direction import first_return
 from curvecast.series import DATA_WAIT, DATA_WAIT_FRACTION, GNS_B_SIMPLE, LR
 
 __all__ = ["HyperparameterAdvisor"]
@@ -204,14 +204,14 @@ class HyperparameterAdvisor(Actuator):
         if waits is not None and len(waits.values) and np.median(waits.values[-WAIT_WINDOW:]) < MIN_DATA_WAIT_S:
             return None  # a fetch this short is collation in the main process: no worker can take it off the step
         share = f"The run spends {float(np.median(recent)):.0%} of its time waiting for data (as of step {report.step})"
-        rl_return = _logged_return(trainer)
+        rl_return = first_return(getattr(trainer, "callback_metrics", None) or {})
         if rl_return is not None:
             # An on-policy agent's loader steps its environment with the current policy: workers would roll out stale
             # copies of it, and pinned memory saves nothing on a few floats.
             return "info", (
                 f"{share}. The run logs `{rl_return}`, a return: where its DataLoader steps the environment (an "
                 "on-policy agent's experience source), that wait is the environment's, and more workers would collect "
-                "with stale copies of the policy. Vectorised environments or a cheaper simulator step shortens it."
+                "with stale copies of the policy. Vectorised environments or a cheaper simulator step shorten it."
             )
         return "warning", (
             f"{share}: it is data-loader bound. Try more DataLoader workers (`num_workers`), `pin_memory=True`, "
@@ -309,9 +309,3 @@ def _global_batch(trainer: Any) -> int | None:
     if not isinstance(rows, int) or rows < 1:
         return None
     return rows * int(getattr(trainer, "accumulate_grad_batches", 1)) * int(getattr(trainer, "world_size", 1))
-
-
-def _logged_return(trainer: Any) -> str | None:
-    """The name of an RL agent's return the module logs (``metric_direction.names_a_return``), or None."""
-    metrics = getattr(trainer, "callback_metrics", None) or {}
-    return next((name for name in metrics if names_a_return(name)), None)

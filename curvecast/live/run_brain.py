@@ -21,7 +21,7 @@ from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.live.watch_scorer import WatchScorer
-from curvecast.metric_direction import names_a_return
+from curvecast.metric_direction import first_return
 from curvecast.series import LR, TRAIN_LOSS
 
 __all__ = ["RunBrain"]
@@ -202,7 +202,7 @@ class RunBrain:
         tripped = self.finite_guard.tripped if self.finite_guard is not None else None
         found = [a for a in watch.collect() if not _same_event(a, tripped)]
         if not watch.loss_is_auxiliary and any(a.series == TRAIN_LOSS for a in found):
-            logged = next((name for name in trainer.callback_metrics if names_a_return(name)), None)
+            logged = first_return(trainer.callback_metrics)
             if logged is not None:
                 watch.loss_beside_return(logged)
                 found = [watch.auxiliary(a) for a in found]
