@@ -65,7 +65,8 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--bounds", nargs=2, metavar=("LO", "HI"), type=_bound,
-        help="the series' range, 'none' for an open side (default: 0 1 for an accuracy-like score)",
+        help="the series' range, 'none' for an open side (default: 0 1, or 0 100 in percent, for an accuracy-like "
+        "score whose values lie there; else open)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report instead of text")
     plot = parser.add_mutually_exclusive_group()
