@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="curvecast",
         description="Forecast where a training run is going: final loss with an interval, time to a target, anomalies.",
+        epilog="Run `curvecast COMMAND --help` for a command's options.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -114,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = commands.add_parser(
         "analyze",
-        help="forecast and find anomalies in the logs of a run that already exists",
+        help="forecast and find anomalies in the logs of a run that already exists, or rank a directory of runs",
         description="Read a TensorBoard log directory or event file, a Lightning CSVLogger metrics.csv, or a CSV/JSONL "
-        "of step and value columns; print the forecast and the anomalies, and write a plot.",
+        "of step and value columns; print the forecast and the anomalies, and write a plot. A directory holding "
+        "several runs (a sweep) gives one table instead, ranking the runs by forecast.",
     )
     try:
         from curvecast.offline.analyze import add_analyze_arguments
