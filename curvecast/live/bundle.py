@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
-from curvecast._lightning import Callback, dev_run, fitting, is_global_zero, several_players
+from curvecast._lightning import Callback, dev_run, fitting, is_global_zero, optimizer_step_index, several_players
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
 from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
 from curvecast.callbacks.lr_capture import LearningRateCapture
@@ -307,6 +307,12 @@ class Curvecast(Callback):
         if not trainer.sanity_checking and fitting(trainer):
             self._check_monitor(trainer)
             self.brain.think(trainer, pl_module, at_validation=True)
+
+    @guarded
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        # Runs change their data or loss at an epoch's start by design (a curriculum, mixup switched on): the detectors
+        # are told where epochs start. An int handed to a list, safe beside the scoring thread.
+        self.brain.watch.epoch_started(optimizer_step_index(trainer))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:

@@ -113,6 +113,12 @@ class StabilityWatch:
         each start of training, before its points."""
         self.players = several
 
+    def epoch_started(self, step: int) -> None:
+        """A training epoch starts at optimizer step ``step``: a step up of the loss there may be by design."""
+        self.instability.loss.epoch_started(step)
+        if self.monitored is not None:
+            self.monitored.epoch_started(step)
+
     def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         """The planned LR of every step: LR rises are not spikes, and no plateau is called before an LR drop."""
         self.instability.loss.set_schedule(lrs)

@@ -43,6 +43,13 @@ FAST_CLIMB_POINTS = 30
 # blown up whatever else holds: within an LR warm-up (where every step's LR rise starts the best afresh) such a loss
 # otherwise ran on from 0.175 to 2e29, until it overflowed to inf 100 steps later.
 BLOWN_UP_RATIO = 1e6
+# A rise that is a step at the start of an epoch (the median of 3 leaves the ratio of the best with an epoch's first
+# step among its points; its level over this many points is the step's) is where a run changes its data or its loss by
+# design: a curriculum's harder
+# examples, mixup or a stronger augmentation switched on. A tiny MLP's loss on easy blobs, 0.003, jumped to 0.3 at the
+# epoch its hard examples joined, then fell to 0.09 and stayed there: a "divergence" stopped at step 375 in 2 of 3
+# seeds. Such a step is warned of, not stopped, unless the loss climbs on to the ratio times the level it stepped to.
+EPOCH_STEP_POINTS = 4
 
 
 class BlowUpRule(Stateful):
@@ -60,14 +67,15 @@ class BlowUpRule(Stateful):
       DQN's TD loss in its first steps, before its targets grow with the returns it learns) is no level it diverged
       from: the climb away from it is left to the warnings. Not within the points muted after a scheduled LR rise,
       nor for a climb that took more than ``FAST_CLIMB_POINTS`` from half the ratio to the ratio (an objective that
-      changes on purpose, a KL weight warming up, rises that slowly; divergences do not).
+      changes on purpose, a KL weight warming up, rises that slowly; divergences do not), nor for a step at an epoch's
+      start (``EPOCH_STEP_POINTS``: a curriculum stage, mixup switched on) unless the level climbs on from it.
 
     Each re-arms once the level is back within half the ratio of its best.
     """
 
     STATE = (
         "best", "elevated_run", "elevated_since", "critical_armed", "jump_armed", "near_since", "held", "lowest",
-        "blown_run", "mid_n", "climb",
+        "blown_run", "mid_n", "climb", "epoch_step", "stepped_to", "stepped_n",
     )  # fmt: skip
 
     def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
@@ -83,6 +91,10 @@ class BlowUpRule(Stateful):
         self.mid_n = 0  # the point count when the level was last within half the ratio of the best
         self.climb = 0  # points the latest climb took from there to the ratio
         self.blown_run = 0  # consecutive short levels BLOWN_UP_RATIO times above it
+        self.epoch_step = False  # the level left the ratio of its best at an epoch's start (see EPOCH_STEP_POINTS)
+        self.stepped_to = math.inf  # the highest level in that step's first points: the yardstick of a further climb
+        self.stepped_n = 0  # the point count when it left
+        self._steps: list[int] = []  # the steps of the last 3 points (not saved: refilled within 3 points)
 
     def on_lr_rise(self) -> None:
         self.best, self.elevated_run = math.inf, 0
@@ -96,6 +108,8 @@ class BlowUpRule(Stateful):
             state = {**state, "lowest": math.inf, "blown_run": 0}  # saved before the blow-up check: none seen yet
         if isinstance(state, Mapping) and "mid_n" not in state and "climb" not in state:
             state = {**state, "mid_n": 0, "climb": 0}  # saved before the climb's pace was kept: any climb counts
+        if isinstance(state, Mapping) and "epoch_step" not in state:
+            state = {**state, "epoch_step": False, "stepped_to": math.inf, "stepped_n": 0}  # saved before: no step
         return super().read_state(state)
 
     def carry_over(self, old: BlowUpRule) -> None:
@@ -107,11 +121,14 @@ class BlowUpRule(Stateful):
     def update(self, step: int, value: float, progress: Progress) -> list[Anomaly]:
         level, y = self.level, self.level.y
         short = short_level(level)
+        self._steps = [*self._steps[-2:], step]
         best_before = self.best
         candidate = best_candidate(level)
         if candidate is not None and candidate < self.best:
             self.best = candidate
+        was_near = self.near_since is not None
         self._hold(step, short, new_best=self.best < best_before)
+        self._follow_epoch_step(step, short, left=was_near and self.near_since is None)
         best_value = level.value_of(best_before)
         # On the raw scale (a loss that reached 0 or went below it) a ratio to the best means nothing: a rise is
         # measured against the progress the series made, and one that made none (a policy-gradient loss climbing from
@@ -148,6 +165,7 @@ class BlowUpRule(Stateful):
             and not level.after_lr_rise
             and self._stands_out(short, best_before)
             and self._fast_climb()
+            and self._beyond_epoch_step(short)
         ):
             self.critical_armed = False
             text = confirmed_message(level.series, step, self.elevated_since, value, best_value, self.ratio, level.mode)
@@ -163,6 +181,24 @@ class BlowUpRule(Stateful):
     def _fast_climb(self) -> bool:
         """The latest climb went from half the ratio above the best to the ratio within ``FAST_CLIMB_POINTS``."""
         return self.climb <= FAST_CLIMB_POINTS
+
+    def _follow_epoch_step(self, step: int, short: float, *, left: bool) -> None:
+        """Note whether the median of 3 left the ratio of the best (``left``) with an epoch's first step among its
+        points, and the highest level of its first ``EPOCH_STEP_POINTS`` points out; forget it once the series has held
+        its best again for ``confirm_steps`` (a mix of easy and hard batches dips back near it now and then)."""
+        n = self.level.n
+        if left:
+            self.epoch_step = any(self._steps[0] <= start <= step for start in self.level.epoch_starts)
+            self.stepped_to, self.stepped_n = short, n
+        elif self.epoch_step and n - self.stepped_n < EPOCH_STEP_POINTS:
+            self.stepped_to = max(self.stepped_to, short)
+        if self.near_since is not None and step - self.near_since >= self.confirm_steps:
+            self.epoch_step = False
+
+    def _beyond_epoch_step(self, short: float) -> bool:
+        """The latest climb was no step at an epoch's start, or the level has climbed on to the ratio times the level it
+        stepped to (a divergence that began there): see ``EPOCH_STEP_POINTS``."""
+        return not self.epoch_step or short - self.stepped_to >= self.level.rise(self.ratio, self.stepped_to)
 
     def _blown_up(self, short: float) -> bool:
         """A loss whose median of 3 has stood ``BLOWN_UP_RATIO`` times above the lowest it reached for

@@ -138,6 +138,10 @@ class AnomalyDetector:
         level = SeriesLevel(self.series, mode=self.mode, log_scale=log_scale, settings=self.settings, schedule=schedule)
         return level, {kind: check(level, self.settings) for kind, check in CHECKS.items() if kind in self.kinds}
 
+    def epoch_started(self, step: int) -> None:
+        """A training epoch starts at optimizer step ``step``, where a run may change its data or loss by design."""
+        self.level.epoch_started(step)
+
     def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         """Tell the detector the planned LR at every step ``0..N`` (None forgets it).
 

@@ -25,6 +25,7 @@ SHORT_DIFFS = 32  # accepted first differences behind the recent noise
 PROJECT = 7  # recent points projected to the next step; their median is the spike baseline
 MIN_DIFFS = 8  # accepted first differences before the noise is known (no point is scored before)
 LR_RISE_MUTE = 8  # points muted after a scheduled LR rise
+EPOCH_STARTS_KEPT = 4  # a climb is judged within a few points of its start: older epoch starts are never read
 RAW_SIZE_FLOOR = 0.01  # on the raw scale, changes are measured against at least 1% of the largest |value| seen
 # The spike baseline stays within this many noise units below the lowest of the last 7 points. Half a unit: the clean
 # labelled curves' false spike alarms fall from 14 to 4 (none of the floor: 14; at the lowest point itself: 4, but
@@ -98,6 +99,8 @@ class SeriesLevel(Stateful):
         self.last_z, self.sigma, self.sigma_short = math.nan, math.nan, math.nan
         self._noise_at = -1  # `n_accepted` when the noise was last computed (not saved: a restored level recomputes)
         self.magnitude = 0.0  # the largest |value| seen on the raw scale: what "near zero" is measured against
+        # The first steps of the latest epochs, as the Trainer told them (not saved: a resumed run is told anew).
+        self.epoch_starts: list[int] = []
         self.last_outlier_n = -(10**9)  # the point count at the latest outlier
         # The medians and noises of the tails of `recent` and `diffs` that several checks read (not saved: cleared
         # whenever the window changes).
@@ -115,6 +118,10 @@ class SeriesLevel(Stateful):
         self.last_step = step
         if self.first_step is None:
             self.first_step = step
+
+    def epoch_started(self, step: int) -> None:
+        """An epoch starts at optimizer step ``step`` (the last few are kept)."""
+        self.epoch_starts = [*self.epoch_starts[-(EPOCH_STARTS_KEPT - 1) :], int(step)]
 
     def absorb(self, value: float, *, lr_rose: bool) -> None:
         """Take a finite value (positive on the log scale): score it, then add it to the recent points and, unless it
@@ -196,6 +203,7 @@ class SeriesLevel(Stateful):
             return self.sign * old.value_of(y) if math.isfinite(y) else y
 
         self.recent = [convert(y) for y in old.recent]
+        self.epoch_starts = list(old.epoch_starts)
         self._recent_stats.clear()
         self.magnitude = max((abs(y) for y in self.recent), default=0.0)
         self.progress.carry_over(old.progress, convert)
