@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
-from curvecast._lightning import Callback, dev_run, fitting, is_global_zero, optimizer_step_index, several_players
+from curvecast._lightning import Callback, fitting, is_global_zero, optimizer_step_index, several_players
 from curvecast.callbacks.gradient_noise_scale import GradientNoiseScale
-from curvecast.callbacks.loss_capture import LossCapture, is_validation_metric
+from curvecast.callbacks.loss_capture import LossCapture
 from curvecast.callbacks.lr_capture import LearningRateCapture
 from curvecast.callbacks.sensor import Sensor
 from curvecast.callbacks.throughput import Throughput
@@ -36,9 +36,8 @@ from curvecast.live.bundle_parts import (
 from curvecast.live.bundle_state import bundle_state, restore_bundle_state, restore_other_monitors_state
 from curvecast.live.cadence import DEFAULT_BUDGET, ForecastCadence
 from curvecast.live.monitor_checks import (
-    expected_validations,
     monitor_missing,
-    say_if_too_few_points,
+    say_if_validated_too_rarely,
     say_monitor_awaited,
     warn_if_no_loss,
     warn_monitor_never_logged,
@@ -143,10 +142,9 @@ class Curvecast(Callback):
         references: ReferenceSource | None = None,
     ) -> None:
         self.monitor = checked_monitor(monitor) or TRAIN_LOSS
-        mode = mode or metric_direction(self.monitor)[0]
+        self.mode = mode = mode or metric_direction(self.monitor)[0]
         check_mode_bounds(mode, bounds)
         self.references = check_reference_source(references)
-        self.mode = mode
         self.target = checked_target(target)
         self.forecast_every = checked_every(forecast_every)
         self.background = background = checked_flag(background, "background")
@@ -272,10 +270,7 @@ class Curvecast(Callback):
 
     @guarded
     def _say_if_too_few_points(self, trainer: Any) -> None:
-        if dev_run(trainer):  # Lightning cut the run to a validation or so: the user's real run may have plenty
-            return
-        if is_global_zero(trainer) and self.monitor != TRAIN_LOSS and is_validation_metric(self.monitor):
-            say_if_too_few_points(self.monitor, expected_validations(trainer), self.cadence.min_points)
+        say_if_validated_too_rarely(trainer, self.monitor, self.cadence.min_points)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         forward(self._hooks["on_train_batch_start"], trainer, pl_module, batch, batch_idx)
@@ -310,8 +305,7 @@ class Curvecast(Callback):
 
     @guarded
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        # Runs change their data or loss at an epoch's start by design (a curriculum, mixup switched on): the detectors
-        # are told where epochs start. An int handed to a list, safe beside the scoring thread.
+        # Where a run may change its data or loss by design (a curriculum): an int handed over, safe beside the scorer.
         self.brain.watch.epoch_started(optimizer_step_index(trainer))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -385,8 +379,8 @@ class Curvecast(Callback):
 
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         """A checkpoint of a run that watched another monitor has no state under this bundle's key: keep what does not
-        depend on the monitor, and say what was dropped (Lightning would drop it all, silently)."""
-        # `validate`/`test(ckpt_path=...)` restore callbacks too: a run that has trained keeps its history then.
+        depend on the monitor, and say what was dropped (Lightning would drop it all, silently). `validate`/`test` from
+        a checkpoint restore callbacks too: a run that has trained keeps its history then."""
         self._restore_state = fitting(trainer)
         if self._restore_state:
             self._load_other_monitors_state(checkpoint.get("callbacks"))

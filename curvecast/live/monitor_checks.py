@@ -8,6 +8,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from curvecast._lightning import dev_run, is_global_zero
+from curvecast.callbacks.loss_capture import is_validation_metric
 from curvecast.failsafe import warn_once
 from curvecast.history import RunHistory
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
@@ -81,6 +83,15 @@ def expected_validations(trainer: Any) -> int | None:
     if (int(whole) + 1) % epochs_between == 0:
         count += int(rest // every)
     return count
+
+
+def say_if_validated_too_rarely(trainer: Any, monitor: str, needed: int) -> None:
+    """At the start of training, rank 0: a validation ``monitor`` this run will log fewer than ``needed`` times is
+    said so (not under ``fast_dev_run``: Lightning cuts the run to a validation or so, the user's real run may have
+    plenty)."""
+    if dev_run(trainer) or not is_global_zero(trainer) or monitor == TRAIN_LOSS or not is_validation_metric(monitor):
+        return
+    say_if_too_few_points(monitor, expected_validations(trainer), needed)
 
 
 def say_if_too_few_points(monitor: str, expected: int | None, needed: int) -> None:
