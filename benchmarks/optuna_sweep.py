@@ -186,10 +186,7 @@ def run_sweep(method: str, seed: int, args: argparse.Namespace) -> Sweep:
     study = optuna.create_study(
         study_name=f"sweep-seed{seed}", direction="minimize", sampler=sampler, pruner=pruner(method)
     )
-    started = time.perf_counter()
-    study.optimize(objective, n_trials=args.trials)
-    result.seconds = time.perf_counter() - started
-    values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    values = run_study(study, objective, args.trials, result)
     finite = [v for v in values if math.isfinite(v)]
     result.complete = len(values)
     result.best = min(finite) if finite else math.inf
@@ -200,6 +197,15 @@ def run_sweep(method: str, seed: int, args: argparse.Namespace) -> Sweep:
             state = f"{t.state.name:<8} step {last:>5}"
             print(f"     {method:<10} trial {t.number:>2} {state} val_loss {value:.4f}  {t.params}")
     return result
+
+
+def run_study(study: Any, objective: Any, trials: int, result: Any) -> list[float]:
+    """``study.optimize`` for ``trials`` trials, its wall time into ``result.seconds``: the values of the trials that
+    completed with one."""
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    result.seconds = time.perf_counter() - started
+    return [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,7 +35,6 @@ import logging
 import math
 import statistics
 import sys
-import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import optuna  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
-from optuna_sweep import ReportAndPrune  # noqa: E402 - Optuna's report-and-prune callback, as that benchmark has it
+from optuna_sweep import ReportAndPrune, run_study  # noqa: E402 - as that benchmark reports, prunes and runs a study
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from curvecast import Curvecast  # noqa: E402
@@ -261,11 +260,7 @@ def run_sweep(name: str, method: str, seed: int, args: argparse.Namespace) -> Sw
     pruner = make_pruner(method, args.explain or args.dump is not None)
     study = optuna.create_study(study_name=f"{name}-{seed}", direction=direction,
                                 sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)  # fmt: skip
-    started = time.perf_counter()
-    study.optimize(objective, n_trials=args.trials)
-    result.seconds = time.perf_counter() - started
-    values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
-    values = [v for v in values if math.isfinite(v)]
+    values = [v for v in run_study(study, objective, args.trials, result) if math.isfinite(v)]
     result.complete = len(values)
     result.best = (min if direction == "minimize" else max)(values) if values else math.nan
     history = getattr(pruner, "history", {})
