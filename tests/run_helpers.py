@@ -1,4 +1,5 @@
-"""How the tests run a tiny Trainer (``tiny_trainer``) and read back what it wrote to TensorBoard (``read_events``)."""
+"""How the tests run a tiny Trainer (``tiny_trainer``), keep the anomalies it reported (``AnomalyRecorder``) and read
+back what it wrote to TensorBoard (``read_events``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,20 @@ import pytorch_lightning as pl
 from tensorboard.backend.event_processing.event_accumulator import STORE_EVERYTHING_SIZE_GUIDANCE, EventAccumulator
 from tensorboard.util import tensor_util
 
+from curvecast.integrations.actuator import Actuator
+
 ALERTS_TAG = "curvecast/alerts/text_summary"
 _TENSORBOARD = object()  # tiny_trainer's default logger: a TensorBoardLogger of the Trainer's flavour
+
+
+class AnomalyRecorder(Actuator):
+    """Keeps every anomaly of every report."""
+
+    def __init__(self) -> None:
+        self.anomalies: list[Any] = []
+
+    def on_report(self, trainer: Any, pl_module: Any, report: Any) -> None:
+        self.anomalies += report.anomalies
 
 
 def quiet_kwargs(tmp_path: Path, **overrides: Any) -> dict:

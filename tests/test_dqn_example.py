@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 L = pytest.importorskip("lightning.pytorch")
 nn = torch.nn
 
-from curvecast.integrations.actuator import Actuator  # noqa: E402 - needs torch, checked above
+from run_helpers import AnomalyRecorder  # noqa: E402 - needs torch, checked above
 
 
 class CartPole:
@@ -112,15 +112,6 @@ class DQNLightning(L.LightningModule):
         return torch.utils.data.DataLoader(RLDataset(self.buffer), batch_size=self.batch_size)
 
 
-class _Recorder(Actuator):
-    """Keeps every anomaly of every report."""
-
-    def __init__(self) -> None:
-        self.anomalies: list[Any] = []
-
-    def on_report(self, trainer: Any, pl_module: Any, report: Any) -> None:
-        self.anomalies += report.anomalies
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
@@ -133,7 +124,7 @@ def test_the_dqn_example_is_not_stopped_as_diverged(seed: int, quiet_trainer_kwa
     L.seed_everything(seed, verbose=False)
     random.seed(seed)
     model = DQNLightning(seed)
-    recorder = _Recorder()
+    recorder = AnomalyRecorder()
     bundle = Curvecast(early_stopping=True, background=False, tensorboard=False, actuators=[recorder])
     trainer = L.Trainer(max_steps=800, callbacks=[bundle], **quiet_trainer_kwargs)
     trainer.fit(model)

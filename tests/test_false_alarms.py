@@ -12,13 +12,11 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from curvecast.forecasting import Anomaly
-from curvecast.integrations.actuator import Actuator
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.series import TRAIN_LOSS
 
@@ -201,6 +199,7 @@ def test_readme_autoencoder_at_its_default_lr_raises_no_divergence(quiet_trainer
     from torch.utils.data import DataLoader, TensorDataset
 
     from curvecast import Curvecast
+    from run_helpers import AnomalyRecorder
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from live_runs import stroke_images
@@ -224,7 +223,7 @@ def test_readme_autoencoder_at_its_default_lr_raises_no_divergence(quiet_trainer
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
-    recorder = _Recorder()
+    recorder = AnomalyRecorder()
     bundle = Curvecast(early_stopping=True, background=False, tensorboard=False, actuators=[recorder])
     trainer = L.Trainer(max_steps=150, callbacks=[bundle], **quiet_trainer_kwargs)
     loader = DataLoader(TensorDataset(images), batch_size=1, shuffle=True, generator=torch.Generator().manual_seed(400))
@@ -233,15 +232,6 @@ def test_readme_autoencoder_at_its_default_lr_raises_no_divergence(quiet_trainer
     assert bundle.early_stopping.stop_request is None
     assert [a for a in recorder.anomalies if a.kind == "divergence"] == []
 
-
-class _Recorder(Actuator):
-    """Keeps every anomaly of every report."""
-
-    def __init__(self) -> None:
-        self.anomalies: list[Anomaly] = []
-
-    def on_report(self, trainer: Any, pl_module: Any, report: Any) -> None:
-        self.anomalies += report.anomalies
 
 
 def test_the_wild_column_reader_tells_losses_from_scores(tmp_path: Path) -> None:
@@ -313,6 +303,7 @@ def _blob_anomalies(seed: int, quiet_trainer_kwargs: dict) -> list[Anomaly]:
     from torch.utils.data import DataLoader, TensorDataset
 
     from curvecast import Curvecast
+    from run_helpers import AnomalyRecorder
 
     centres = torch.randn(4, 16, generator=torch.Generator().manual_seed(0)) * 0.4
 
@@ -344,7 +335,7 @@ def _blob_anomalies(seed: int, quiet_trainer_kwargs: dict) -> list[Anomaly]:
             return {"optimizer": opt, "lr_scheduler": {"scheduler": warmup_cosine, "interval": "step"}}
 
     torch.manual_seed(seed)
-    recorder = _Recorder()
+    recorder = AnomalyRecorder()
     bundle = Curvecast(background=False, tensorboard=False, actuators=[recorder])
     train = DataLoader(blobs(1024, 100), batch_size=32, shuffle=True)
     val = DataLoader(blobs(256, 101), batch_size=64)

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 L = pytest.importorskip("lightning.pytorch")
 nn = torch.nn
 
-from curvecast.integrations.actuator import Actuator  # noqa: E402 - needs torch, checked above
+from run_helpers import AnomalyRecorder  # noqa: E402 - needs torch, checked above
 
 
 class HeteroscedasticRegression(L.LightningModule):
@@ -37,13 +37,6 @@ class HeteroscedasticRegression(L.LightningModule):
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
 
 
-class _Recorder(Actuator):
-    def __init__(self) -> None:
-        self.anomalies: list = []
-
-    def on_report(self, trainer, pl_module, report) -> None:
-        self.anomalies += report.anomalies
-
 
 @pytest.mark.slow
 def test_a_gaussian_nll_falling_through_zero_is_not_warned_of_instability(quiet_trainer_kwargs: dict) -> None:
@@ -52,7 +45,7 @@ def test_a_gaussian_nll_falling_through_zero_is_not_warned_of_instability(quiet_
     from curvecast import Curvecast
 
     L.seed_everything(0, verbose=False)
-    recorder = _Recorder()
+    recorder = AnomalyRecorder()
     bundle = Curvecast(background=False, tensorboard=False, actuators=[recorder])
     trainer = L.Trainer(max_steps=1500, callbacks=[bundle], **quiet_trainer_kwargs)
     trainer.fit(HeteroscedasticRegression())
