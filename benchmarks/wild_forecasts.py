@@ -43,6 +43,7 @@ from forecast_baselines import last_value, powerlaw  # noqa: E402
 
 from curvecast.forecasting import Forecaster  # noqa: E402
 from curvecast.forecasting import calibration as cal  # noqa: E402
+from curvecast.forecasting.forecast import Z80  # noqa: E402
 from curvecast.forecasting.metric_map import metric_map  # noqa: E402
 from curvecast.forecasting.uncertainty import log_scale  # noqa: E402
 from curvecast.metric_direction import read_direction  # noqa: E402
@@ -50,7 +51,6 @@ from curvecast.metric_direction import read_direction  # noqa: E402
 DEFAULT_WILD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "wild"
 FRACTIONS = (0.10, 0.25, 0.50)
 KINDS = ("validation loss", "training loss", "score")
-Z80 = 1.2815515655446004  # an 80 % central interval is +-Z80 sd in log y
 MIN_POINTS = 8  # a series shorter than this has no 50 % prefix of 5 points worth forecasting from
 _LOSS = re.compile(r"loss")
 _VAL = re.compile(r"^(val|valid|validation)$")

@@ -22,7 +22,10 @@ from curvecast.forecasting.fit_diagnostics import FitDiagnostics
 from curvecast.forecasting.metric_map import MetricMap
 from curvecast.forecasting.real_values import check_value, real_array
 
-__all__ = ["Forecast"]
+__all__ = ["Z80", "Forecast"]
+
+# The normal quantile of 0.9: an 80 % central interval reaches Z80 log-scales either side of the point forecast.
+Z80 = 1.2815515655446004
 
 # step_to_reach scans the forecast curve on this many points, then scans the bracketing cell step by step.
 _SCAN_POINTS = 1024

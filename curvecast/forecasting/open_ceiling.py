@@ -18,11 +18,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from curvecast.forecasting.forecast import Forecast
+from curvecast.forecasting.forecast import Z80, Forecast
 
-__all__ = ["ShiftedCurve", "Z80", "with_better_side"]
-
-Z80 = 1.2815515655446004  # the normal quantile of 0.9: an 80 % central interval is +-Z80 log-scales
+__all__ = ["ShiftedCurve", "with_better_side"]
 
 
 @dataclass(frozen=True)

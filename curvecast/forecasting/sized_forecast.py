@@ -27,13 +27,11 @@ from curvecast.forecasting.calibration import (
 from curvecast.forecasting.fit_context import FitContext
 from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
 from curvecast.forecasting.flat import FlatMember
-from curvecast.forecasting.forecast import Forecast
+from curvecast.forecasting.forecast import Z80, Forecast
 from curvecast.forecasting.uncertainty import interval_log_scale, leverage, log_scale_parts
 
 __all__ = ["sized_forecast"]
 
-# The 80 % interval's half-width in standard normal units: the worse side's bound sits at its upper end.
-_Z80 = 1.2815515655446004
 # The bins whose worst level bounds the worse side: the latest fifth of the window, at least this many.
 _RECENT_BINS = 3
 
@@ -123,7 +121,7 @@ def _worse_bound(fit: FitContext, final: float, noise: float) -> float:
     worst = float(np.max(values[-max(_RECENT_BINS, len(values) // 5) :]))
     if not worst > final:  # a forecast that ends above its recent worst: its own interval says how far
         return math.inf
-    return math.log(worst / final) / _Z80 + noise
+    return math.log(worst / final) / Z80 + noise
 
 
 def _interval_scale(fit: FitContext, early: float, interval_scale: float) -> tuple[float, float]:
