@@ -52,7 +52,7 @@ from curvecast.forecasting.hypotheses import (
 from curvecast.forecasting.metric_map import MetricMap, check_mode_bounds, metric_map
 from curvecast.forecasting.open_ceiling import with_better_side
 from curvecast.forecasting.preprocess import Binned, bin_curve, check_horizon, check_inputs, fittable, point_scatter
-from curvecast.forecasting.real_values import check_value
+from curvecast.forecasting.real_values import check_flag, check_value
 from curvecast.forecasting.references import (
     Reference,
     ReferenceMember,
@@ -135,9 +135,7 @@ class Forecaster:
         self.anneal_prior = anneal_prior
         self.anneal_prior_sd = anneal_prior_sd
         self.interval_scale = interval_scale
-        if not isinstance(open_ceiling, bool):  # "no" would read as on
-            raise TypeError(f"Expected `open_ceiling` to be a bool, but got {open_ceiling!r}")
-        self.open_ceiling = open_ceiling
+        self.open_ceiling = check_flag(open_ceiling, "open_ceiling")
 
     def fit(
         self,

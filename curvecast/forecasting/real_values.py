@@ -1,4 +1,5 @@
-"""Checks of the numbers the public API takes: one real number, or an array of them, named in any error.
+"""Checks of the numbers and flags the public API takes: one real number, an array of them, or a bool, named in any
+error.
 
 numpy converts almost anything to float64 (``"1.5"``, ``True``, the real part of ``1+2j``, with only a warning) and
 fails on the rest with messages that name no argument; these checks take real numbers alone and say which argument held
@@ -12,7 +13,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_value", "real_array"]
+__all__ = ["check_flag", "check_value", "real_array"]
 
 
 def check_value(value: object, name: str = "value") -> float:
@@ -67,3 +68,10 @@ def _float(value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except OverflowError:
         return math.inf if value > 0 else -math.inf  # type: ignore[operator]
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` as a bool, after checking it is one (numpy's too): ``"no"`` would have been truthy, and on."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Expected `{name}` to be True or False, but got {value!r} ({type(value).__name__})")
+    return bool(value)

@@ -14,6 +14,7 @@ from curvecast.callbacks.throughput import Throughput
 from curvecast.failsafe import guarded
 from curvecast.forecasting import Report
 from curvecast.forecasting.metric_map import check_mode_bounds
+from curvecast.forecasting.real_values import check_flag
 from curvecast.forecasting.stop_request import StopRequest
 from curvecast.history import RunHistory
 from curvecast.integrations.actuator import Actuator, RunContext
@@ -26,7 +27,6 @@ from curvecast.integrations.loggers.selection import LoggerChoice
 from curvecast.integrations.tensorboard import TensorBoardReporter
 from curvecast.live.bundle_parts import (
     checked_every,
-    checked_flag,
     checked_monitor,
     checked_target,
     finite_guard,
@@ -147,7 +147,7 @@ class Curvecast(Callback):
         self.references = check_reference_source(references)
         self.target = checked_target(target)
         self.forecast_every = checked_every(forecast_every)
-        self.background = background = checked_flag(background, "background")
+        self.background = background = check_flag(background, "background")
         self.history = RunHistory()
         self.loss_capture = LossCapture(self.history, train_metric=None if self.monitor == TRAIN_LOSS else self.monitor)
         self.lr_capture = LearningRateCapture(self.history)

@@ -9,8 +9,6 @@ import numbers
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-import numpy as np
-
 from curvecast.forecasting.real_values import check_value
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.loggers import LoggerForwarder
@@ -62,13 +60,6 @@ def checked_target(target: Any) -> float | None:
     if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(check_value(target)):
         raise ValueError(f"Expected `target` to be a finite number or None, but got {target!r}")
     return float(target)
-
-
-def checked_flag(value: Any, name: str) -> bool:
-    """``value`` as a bool, after checking it is one: ``background="no"`` would have been truthy, and on."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Expected `{name}` to be True or False, but got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 def checked_monitor(monitor: Any) -> str | None:
