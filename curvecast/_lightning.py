@@ -22,7 +22,7 @@ except ImportError:  # the `lightning` distribution is optional; importing it be
 
 __all__ = [
     "CPU_HOST_STEPS", "Callback", "StepReader", "dev_run", "fitting", "host_cadence", "is_global_zero",
-    "logging_cadence", "logging_suppressed", "optimizer_step_index", "run_ends_at", "steps_taken",
+    "logging_cadence", "logging_suppressed", "optimizer_step_index", "run_ends_at", "steps_taken", "stopped_by",
     "tensorboard_writer", "trains_on_cpu",
 ]  # fmt: skip
 
@@ -210,11 +210,43 @@ def tensorboard_writer(trainer: Any):
 
 
 def _tensorboard_logger_types() -> tuple[type, ...]:
-    """The ``TensorBoardLogger`` classes of the flavours imported so far (a logger of a flavour never imported cannot
+    """The ``TensorBoardLogger`` classes of the flavours imported so far."""
+    return _imported("loggers.tensorboard", "TensorBoardLogger")
+
+
+def _imported(module: str, name: str) -> tuple[type, ...]:
+    """The class ``name`` of ``module`` in each flavour imported so far (an object of a flavour never imported cannot
     exist, and importing one costs time)."""
     found = []
-    for module in ("pytorch_lightning.loggers.tensorboard", "lightning.pytorch.loggers.tensorboard"):
-        cls = getattr(sys.modules.get(module), "TensorBoardLogger", None)
+    for flavour in ("pytorch_lightning", "lightning.pytorch"):
+        cls = getattr(sys.modules.get(f"{flavour}.{module}"), name, None)
         if isinstance(cls, type):
             found.append(cls)
     return tuple(found)
+
+
+def stopped_by(trainer: Any) -> str:
+    """What set ``trainer.should_stop``, in words, for a run that ended before its planned end: an ``EarlyStopping``
+    that stopped (its reason, where its Lightning keeps one), a ``Timer`` whose time ran out, or else "a callback or
+    the module" (anything may set the flag; only these two say they did)."""
+    callbacks = getattr(trainer, "callbacks", None) or []
+    for callback in callbacks:
+        if isinstance(callback, _imported("callbacks.early_stopping", "EarlyStopping")) and _has_stopped(callback):
+            said = getattr(callback, "stopping_reason_message", None)  # Lightning 2.6 keeps the reason it logged
+            reason = said.replace(" Signaling Trainer to stop.", "").strip(" .") if isinstance(said, str) else ""
+            if not reason:
+                reason = f"{callback.monitor} did not improve in the last {callback.wait_count} checks"
+            return f"{type(callback).__name__} at epoch {callback.stopped_epoch} ({reason})"
+    for callback in callbacks:
+        if isinstance(callback, _imported("callbacks.timer", "Timer")):
+            remaining = callback.time_remaining()
+            if remaining is not None and remaining <= 0:
+                return f"{type(callback).__name__} (its time limit was reached)"
+    return "a callback or the module (`trainer.should_stop` was set)"
+
+
+def _has_stopped(callback: Any) -> bool:
+    reason = getattr(callback, "stopping_reason", None)  # an enum from Lightning 2.6; before it, the counters
+    if reason is not None:
+        return getattr(reason, "name", "") != "NOT_STOPPED"
+    return callback.stopped_epoch > 0 or callback.wait_count >= callback.patience

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import CSVLogger
 from torch.utils.tensorboard import SummaryWriter
 
 from curvecast.cli import main
+from run_helpers import quiet_kwargs
+from tiny_models import TinyRegression, loader
 
 
 def _write_run(path, floor: float, steps: int = 200) -> None:
@@ -100,3 +104,35 @@ def test_one_run_logged_by_two_loggers_into_two_directories_is_ranked_once(tmp_p
     ranked = json.loads(capsys.readouterr().out)["runs"]
     assert [row.get("same_as") for row in ranked] == [None, None, "csv/version_0"]
     assert ranked[0]["chance_to_beat_best_other"] > 0.9  # not an even chance against a copy of itself
+
+
+def test_a_lightning_sweep_and_each_of_its_runs_agree_on_the_planned_end(tmp_path, capsys):
+    """Lightning with max_steps=300 takes steps 0..299 and logs each value at the index of its step: the last logged
+    step, and the planned end on that axis, is 299, whether one run is analysed or the sweep. A run stopped at step
+    150 is forecast to 299 both ways."""
+    class LogsItsLoss(TinyRegression):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            self.log("train_loss", loss)
+            return loss
+
+    class StopsAt150(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            trainer.should_stop = trainer.global_step >= 150
+
+    sweep = tmp_path / "sweep"
+    for name, callbacks in (("full", []), ("stopped", [StopsAt150()])):
+        logger = CSVLogger(sweep, name=name)
+        logger.log_hyperparams({"max_steps": 300})
+        trainer = pl.Trainer(callbacks=callbacks, **quiet_kwargs(tmp_path, logger=logger, max_steps=300,
+                                                                 log_every_n_steps=10))  # fmt: skip
+        trainer.fit(LogsItsLoss(lr=0.01), loader(n=640))
+    with open(sweep / "full" / "version_0" / "metrics.csv") as handle:
+        assert handle.read().splitlines()[-1].split(",")[1] == "299"  # the last step Lightning logs
+    assert main(["analyze", str(sweep / "stopped" / "version_0"), "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert (single["horizon"], single["planned_end"]["step"]) == (299, 299)
+    assert main(["analyze", str(sweep), "--json"]) == 0
+    assert [row["horizon"] for row in json.loads(capsys.readouterr().out)["runs"]] == [299, 299]
+    assert main(["analyze", str(sweep)]) == 0
+    assert capsys.readouterr().out.startswith(f"2 runs under {sweep}, forecast to step 299")

@@ -295,7 +295,7 @@ def test_a_good_run_beside_bad_ones_is_served_whole(server):
     assert data["warnings"] == []
     assert data["monitor"] == "loss"
     assert data["observed"] == [[step, pytest.approx(2.0 + 1.0 / (step + 1))] for step in range(END + 1)]
-    unwritten = dict.fromkeys(("observed", "best", "log_scale", "base", "worse_scale"))
+    unwritten = dict.fromkeys(("observed", "best", "log_scale", "base", "worse_scale", "ended_at", "ended_by"))
     assert data["forecast"] == {**GOOD_FORECAST, **unwritten}
     assert data["planned_lr"] == GOOD_PLANNED
     assert data["anomalies"] == [{**a, "value": None} for a in GOOD_ANOMALIES]

@@ -45,6 +45,10 @@ class Report:
         lr_drop_ahead: whether the planned LR still falls markedly after ``step`` (a plateau may still break).
         stop: the stop decided this round (:class:`~curvecast.forecasting.stop_request.StopRequest`), or None.
         is_last: whether this is the run's last report: the horizon is reached, a stop was decided, or training ended.
+        ended_by: set on the last report of a run that ended before its planned end (``horizon``) without a stop of
+            curvecast's: what stopped it, in words (Lightning's ``EarlyStopping`` with its reason, a ``Timer``, or
+            another callback or the module setting ``trainer.should_stop``). The run ended at ``stop_step`` and
+            such a report carries no forecast: the run will not reach the horizon. None otherwise.
         series: the run's recorded series as of this report (read-only ``Series`` views: ``steps``, ``values``,
             ``counts``), by name: the monitor, ``lr`` and the sensors' measures.
 
@@ -74,6 +78,7 @@ class Report:
     stop: StopRequest | None = None
     is_last: bool = False
     run_step: int | None = None
+    ended_by: str | None = None
     series: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property

@@ -17,7 +17,7 @@ from curvecast.render.band import forecast_band
 from curvecast.state_checks import MAX_WHOLE, checked_mapping, checked_str, checked_whole, require_keys
 from curvecast.tensorboard_plugin.summary import rounded
 
-__all__ = ["RecentAnomalies", "forecast_document", "planned_lr_document"]
+__all__ = ["RecentAnomalies", "ended_document", "forecast_document", "planned_lr_document"]
 
 _PLANNED_LR_POINTS = 200  # samples of the planned schedule: a warmup of 1% of the run still gets two of them
 _EVENTS_KEPT = 50  # anomalies in each events document (the most recent ones)
@@ -61,6 +61,29 @@ def forecast_document(report: Report, scalars: dict[str, float], interval: float
             "lo": None if band is None else rounded(band[1]),
             "hi": None if band is None else rounded(band[2]),
         },
+    }
+
+
+def ended_document(report: Report, interval: float) -> dict[str, Any]:
+    """The forecast document of a run stopped before its planned end by something other than curvecast
+    (``report.ended_by``): the tab's latest document then says where the run ended (``ended_at``, ``ended_by``) and
+    what it reached, with no forecast curve: ``final`` is the last observed value (what the comparison of runs ranks
+    it by) and no spread is given, as the run will not reach ``horizon``, its planned end."""
+    return {
+        "step": int(report.step),
+        "monitor": str(report.monitor),
+        "mode": report.mode,
+        "horizon": None if report.horizon is None else int(report.horizon),
+        "last_step": int(report.step),
+        "interval": float(interval),
+        "final": _number(report.observed),
+        "observed": _number(report.observed),
+        "best": _number(report.best),
+        "target": _number(report.target),
+        "reached_at": None if report.reached_at is None else int(report.reached_at),
+        "ended_at": int(report.stop_step),
+        "ended_by": str(report.ended_by)[:_MESSAGE_CHARS],
+        "curve": {"steps": [], "mean": [], "lo": None, "hi": None},
     }
 
 

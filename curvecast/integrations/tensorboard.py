@@ -13,7 +13,8 @@ What lands in the Trainer's TensorBoard run (``version_N``), for a monitored ser
 - The curvecast tab's data (see :mod:`curvecast.tensorboard_plugin.summary`), in the run itself: the forecast curve
   with its band at most once per ``curve_every`` steps and at the end, the planned LR when it is first known or
   changes, the anomalies when new ones arrive. No sub-run per forecast: the run selector lists the run once.
-- ``curvecast/early_stopping/stopped`` = 1 at the step a stop was decided.
+- ``curvecast/early_stopping/stopped`` = 1 at the step a stop was decided (a stop of another callback: the last
+  forecast document says so, without a forecast).
 - The alerts, as markdown under the text tag ``curvecast/alerts`` (:func:`write_alert_text`).
 - ``curvecast/forecast/figure`` (with ``figures=True``): a figure of the last forecast (observed curve, fit, forecast,
   interval, target), for viewers without the curvecast tab.
@@ -43,7 +44,7 @@ from curvecast.failsafe import warn_once
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.forecast_scalars import forecast_scalars
-from curvecast.integrations.tab_documents import RecentAnomalies, forecast_document, planned_lr_document
+from curvecast.integrations.tab_documents import RecentAnomalies, ended_document, forecast_document, planned_lr_document
 from curvecast.integrations.tensorboard_disk import MIN_FREE_BYTES, disk_has_room, write_alert_text
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.events import is_event_file, read_event_dir
@@ -220,6 +221,10 @@ class TensorBoardReporter(Actuator):
             self._write_anomalies(writer, report)
         if report.stop is not None:
             writer.add_scalar(STOPPED_TAG, 1.0, report.stop.step)
+        if report.ended_by is not None:  # stopped short of its planned end: the tab says so, and draws no forecast
+            step = max(report.stop_step, -1 if self._last_curve_step is None else self._last_curve_step + 1)
+            self._last_curve_step = step
+            _add_document(writer, FORECAST_TAG, ended_document(report, self.interval), step)
         forecast = report.forecast
         if forecast is None or not forecast.ok or report.step <= self._last_scalar_step:
             writer.flush()

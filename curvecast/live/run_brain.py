@@ -7,9 +7,10 @@ actuators (:class:`~curvecast.live.report_dispatch.ReportDispatch`), and the Rep
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from curvecast._lightning import is_global_zero
+from curvecast._lightning import is_global_zero, optimizer_step_index, stopped_by
 from curvecast.callbacks.loss_capture import LossCapture
 from curvecast.failsafe import guarded
 from curvecast.forecasting import Anomaly, Report
@@ -191,8 +192,29 @@ class RunBrain:
             anomalies = self._collect_anomalies(self.scorer.watch, trainer)  # those of the last steps, scored now
             if anomalies:
                 self.dispatch(trainer, pl_module, self.cadence.report(anomalies[-1].step, anomalies=tuple(anomalies)))
-            for report in self.cadence.finish():
+            reports = self.cadence.finish()
+            ended_by = self._ended_by(trainer)
+            if ended_by is not None:
+                # No forecast to a horizon the run will not reach: the last report says where it ended, and why.
+                if not reports:
+                    last = self.history.last(self.monitor)
+                    reports = [self.cadence.report(optimizer_step_index(trainer) if last is None else int(last[0]))]
+                reports = [replace(r, forecast=None, target_chance=None) for r in reports]
+                reports[-1] = replace(reports[-1], ended_by=ended_by)
+            for report in reports:
                 self.dispatch(trainer, pl_module, report, last=True)
+
+    def _ended_by(self, trainer: Any) -> str | None:
+        """What ended the run before its planned end, when curvecast did not stop it (None: it reached the end, it
+        was stopped by curvecast, or its length is unknown)."""
+        horizon = self.cadence.horizon()
+        if horizon is None or self.reports.stop is not None or not getattr(trainer, "should_stop", False):
+            return None
+        if self.finite_guard is not None and self.finite_guard.tripped is not None:
+            return None  # curvecast's own stop, on a NaN loss
+        if optimizer_step_index(trainer, after_step=True) >= horizon - 1:
+            return None  # the last step was taken: the flag changed nothing
+        return stopped_by(trainer)
 
     def _collect_anomalies(self, watch: StabilityWatch, trainer: Any) -> list[Anomaly]:
         """What the detectors found since the last look, less the non-finite loss the guard stopped the run on (it

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the types alone: `curvecast --help` and `analyze`'s start-u
     from curvecast.forecasting.forecast import Forecast
     from curvecast.forecasting.report import Report
 
-__all__ = ["anomaly_line", "describe_report", "fmt", "forecast_lines", "forecast_line"]
+__all__ = ["anomaly_line", "describe_report", "ended_line", "fmt", "forecast_lines", "forecast_line"]
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -48,6 +48,25 @@ def forecast_line(report: Report, interval: float = 0.8) -> str:
             reach = forecast.step_to_reach(report.target)
             when = f", near step {reach}" if reach else ""
         text += f"; target {fmt(report.target)}: P={chance:.2f}{when}"
+    return text
+
+
+def ended_line(report: Report) -> str:
+    """One line for the last report of a run that something other than curvecast stopped before its planned end
+    (``report.ended_by``): where it ended, what stopped it, and the last and best values it reached. No forecast: the
+    run will not reach the horizon::
+
+        curvecast: the run ended at step 59 of 800, stopped before its planned end by EarlyStopping at epoch 2 (...);
+        loss 0.158 (best 0.0711)
+    """
+    planned = f" of {report.horizon}" if report.horizon else ""
+    text = f"curvecast: the run ended at step {report.stop_step}{planned}, stopped before its planned end by "
+    text += report.ended_by or "another callback"
+    if report.observed is not None:
+        text += f"; {report.monitor} {fmt(report.observed)} (best {fmt(report.best)})"
+    if report.target is not None:
+        reached = f"reached at step {report.reached_at}" if report.reached_at is not None else "not reached"
+        text += f"; target {fmt(report.target)}: {reached}"
     return text
 
 
@@ -87,7 +106,10 @@ def describe_report(report: Report, level: float = 0.8) -> str:
     head = f"{report.monitor} at step {report.step}" + (f" of {report.horizon}" if report.horizon else "")
     if report.observed is not None:
         head += f": {fmt(report.observed)} (best {fmt(report.best)})"
-    lines = [head, *forecast_lines(report.forecast, report.target, report.target_chance, report.reached_at, level)]
+    if report.ended_by is not None:  # ended short of the horizon: what it reached, no forecast
+        lines = [head, "  " + ended_line(report).removeprefix("curvecast: ")]
+    else:
+        lines = [head, *forecast_lines(report.forecast, report.target, report.target_chance, report.reached_at, level)]
     schedule = "known" if report.lr_schedule_known else "unknown"
     lines.append(f"  LR schedule: {schedule}" + ("; an LR drop lies ahead" if report.lr_drop_ahead else ""))
     lines.extend(anomaly_line(anomaly) for anomaly in report.anomalies)

@@ -72,7 +72,7 @@ def compare_runs(data_provider: Any, ctx: Any, experiment_id: str, chosen: list[
             "last_step": f.get("last_step"), "last": f.get("observed"),
             "final": f.get("final"), "final_lo": f.get("final_lo"), "final_hi": f.get("final_hi"),
             "interval": f.get("interval"), "target": f.get("target"), "prob_target": f.get("prob_target"),
-            "chance_best": documents.number(chances[i]),
+            "chance_best": documents.number(chances[i]), "ended_at": f.get("ended_at"),
         })  # fmt: skip
     ranked = [r["run"] for r in rows]
     if chosen is None:

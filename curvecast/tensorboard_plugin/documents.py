@@ -39,7 +39,7 @@ _MODE_CHARS = 16
 _ARRAY_ITEMS = 1_000_000  # longer arrays are refused unread: checking them would take seconds
 _MAX_INTEGER = 2**53  # beyond it JavaScript numbers skip integers
 _PLAIN = {int, float, type(None)}  # what a writer's numeric arrays hold (bool is not int here: type() is exact)
-_INTEGERS = ("step", "horizon", "last_step", "reached_at")
+_INTEGERS = ("step", "horizon", "last_step", "reached_at", "ended_at")
 _NUMBERS = ("interval", "final", "final_lo", "final_hi", "target", "prob_target", "step_to_target", "observed", "best",
             "log_scale", "base", "worse_scale")  # fmt: skip
 _ANOMALY_TEXTS = ("kind", "series", "severity", "message")
@@ -90,7 +90,8 @@ def text(value: Any, max_chars: int) -> str | None:
 
 
 def forecast(document: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
-    """The forecast document's fields: ints, numbers, ``monitor`` and ``mode``, and ``curve`` with ``steps``,
+    """The forecast document's fields: ints, numbers, ``monitor``, ``mode`` and ``ended_by`` (a run stopped short of
+    its horizon by another callback, ended at ``ended_at``), and ``curve`` with ``steps``,
     ``mean``, ``lo`` and ``hi`` of one length (at most :data:`CURVE_POINTS`; ``lo`` and ``hi`` may be None)."""
     out: dict[str, Any] = {}
     for name in _INTEGERS:
@@ -99,6 +100,7 @@ def forecast(document: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
         out[name] = _field(document, name, number, dropped)
     out["monitor"] = _field(document, "monitor", lambda v: text(v, _MONITOR_CHARS), dropped)
     out["mode"] = _field(document, "mode", lambda v: text(v, _MODE_CHARS), dropped)
+    out["ended_by"] = _field(document, "ended_by", lambda v: text(v, MESSAGE_CHARS), dropped)
     out["curve"] = _curve(document.get("curve"), dropped)
     return out
 

@@ -239,7 +239,8 @@ function rankingTable(data) {
       el('td', {}, [el('i', {class: 'cc-swatch', style: `background:${colorOf(r.run)}`}), name]),
       el('td', {}, r.monitor), el('td', {}, r.last_step === null ? '' : stepText(r.last_step)),
       el('td', {}, r.last === null ? '' : fmt(r.last)),
-      el('td', {class: 'cc-final-value'}, r.final === null ? 'no forecast yet' : fmt(r.final)),
+      el('td', {class: 'cc-final-value'}, r.final === null ? 'no forecast yet'
+        : r.ended_at === null ? fmt(r.final) : `ended at step ${stepText(r.ended_at)}`),
       el('td', {}, interval), el('td', {}, r.horizon === null ? '' : stepText(r.horizon)),
       el('td', {}, r.target === null ? '' : fmt(r.target)),
       el('td', {}, r.prob_target === null ? '' : `${Math.round(100 * r.prob_target)}%`),
@@ -292,7 +293,7 @@ function normalizeComparison(raw) {
   const rows = list(d.runs).filter(isObject).slice(0, MAX_RUNS).map((r) => {
     const row = {run: text(r.run), monitor: text(r.monitor) || 'loss', mode: text(r.mode)};
     for (const k of ['rank', 'step', 'horizon', 'last_step', 'last', 'final', 'final_lo', 'final_hi', 'interval',
-      'target', 'prob_target', 'chance_best']) row[k] = num(r[k]);
+      'target', 'prob_target', 'chance_best', 'ended_at']) row[k] = num(r[k]);
     return row;
   }).filter((r) => r.run);
   const drawn = list(d.drawn).filter(isObject).slice(0, MAX_RUNS).map((r) => {
@@ -308,7 +309,8 @@ function normalizeForecast(f) {
   const curve = isObject(f.curve) ? f.curve : {};
   const out = {curve: thin(columns(curve.steps, [curve.mean, curve.lo, curve.hi]).filter((p) => finite(p[1])))};
   for (const k of ['step', 'horizon', 'last_step', 'interval', 'final', 'final_lo', 'final_hi', 'target',
-    'prob_target', 'step_to_target', 'reached_at']) out[k] = num(f[k]);
+    'prob_target', 'step_to_target', 'reached_at', 'observed', 'best', 'ended_at']) out[k] = num(f[k]);
+  out.ended_by = text(f.ended_by);
   return out;
 }
 
@@ -375,6 +377,7 @@ function text(value) {
 function summaryText(data) {
   const f = data.forecast;
   if (!f) return 'No forecast yet.';
+  if (f.ended_at !== null) return endedText(data.monitor, f);
   const pct = f.interval === null ? '' : `${Math.round(100 * f.interval)}%: `;
   let out = `At step ${stepText(f.step)}: ${data.monitor} at step ${stepText(f.horizon)} forecast ${fmt(f.final)}` +
     ` (${pct}${fmt(f.final_lo)} to ${fmt(f.final_hi)})`;
@@ -385,6 +388,18 @@ function summaryText(data) {
     if (f.prob_target !== null) out += `, P(reached at the horizon) = ${Math.round(100 * f.prob_target)}%`;
   }
   if (data.stops.length) out += `; stopped early at step ${stepText(data.stops[data.stops.length - 1].step)}`;
+  return out + '.';
+}
+
+// A run another callback (Lightning's EarlyStopping) stopped before its planned end: where it ended, no forecast.
+function endedText(monitor, f) {
+  let out = `The run ended at step ${stepText(f.ended_at)}` + (f.horizon === null ? '' : ` of ${stepText(f.horizon)}`) +
+    `, stopped before its planned end by ${f.ended_by || 'another callback'}`;
+  if (f.observed !== null) out += `; ${monitor} ${fmt(f.observed)} (best ${fmt(f.best)})`;
+  if (f.target !== null) {
+    const reached = f.reached_at === null ? 'not reached' : `reached at step ${stepText(f.reached_at)}`;
+    out += `; target ${fmt(f.target)}: ${reached}`;
+  }
   return out + '.';
 }
 
@@ -415,7 +430,10 @@ function mainChart(data) {
     c.path(curve.map((p) => [p[0], p[1]]), 'cc-forecast',
       {stroke: COLORS.forecast, 'stroke-width': 2, 'stroke-dasharray': '6 4'});
   }
-  if (horizon !== null) c.vline(horizon, 'cc-horizon', '#bbb', `horizon ${stepText(horizon)}`);
+  const ended = f && f.ended_at !== null;
+  const end = ended ? 'planned end' : 'horizon';
+  if (horizon !== null) c.vline(horizon, 'cc-horizon', '#bbb', `${end} ${stepText(horizon)}`);
+  if (ended) c.vline(f.ended_at, 'cc-ended', COLORS.stop, 'ended', f.ended_by);
   if (target !== null) c.hline(target, 'cc-target', COLORS.target, `target ${fmt(target)}`);
   for (const stop of data.stops) c.vline(stop.step, 'cc-stop', COLORS.stop, 'stop', stop.message);
   for (const g of groups) {
@@ -434,6 +452,7 @@ function mainChart(data) {
   if (target !== null) legend.push(['target', COLORS.target]);
   if (groups.length) legend.push(['anomaly at its value (hover: every anomaly of the step)', SEVERITY.warning]);
   if (data.stops.length) legend.push(['early stop', COLORS.stop]);
+  if (ended) legend.push(['ended before its planned end', COLORS.stop]);
   return c.legend(legend);
 }
 
