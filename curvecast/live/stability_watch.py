@@ -17,6 +17,7 @@ calls: a real blow-up shows in the score.
 A monitored validation metric that gets worse while the training loss holds its best is overfitting, not an unstable
 run: its climb is then a note (``info``) and its confirmed divergence a warning, both saying so (the forecast-based
 early stop, not the divergence stop, is the tool for it). When no training loss reaches the watch, nothing changes.
+A run watched by its training loss has its first validation loss watched for the same (``OverfitWatch``).
 
 A run that steps several optimizers by hand (:meth:`StabilityWatch.several_players`: a GAN, an actor-critic agent) has
 no one loss to minimise: a discriminator's loss climbs back towards log 2 as the generator catches up. The climbs,
@@ -34,6 +35,7 @@ from typing import Any
 from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, InstabilityMonitor
 from curvecast.forecasting.anomalies.auxiliary import as_note, beside_return_note, facts
 from curvecast.forecasting.schedule import LRSchedule
+from curvecast.live.overfit_watch import OverfitWatch, is_validation_loss
 from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC, TRAIN_LOSS
 from curvecast.state_checks import checked_mapping, checked_whole, require_keys
 
@@ -83,6 +85,8 @@ class StabilityWatch:
                 else ("nonfinite", "spike", "divergence")
             )
             self.monitored = AnomalyDetector(monitor, mode=mode, kinds=kinds)
+        # Watched by its training loss, the run's validation loss is where overfitting shows (see OverfitWatch).
+        self.overfit = OverfitWatch() if monitor == TRAIN_LOSS else None
         self.pair_grad_norm = pair_grad_norm
         self._watched = frozenset({TRAIN_LOSS, GRAD_NORM, SAMPLES_PER_SEC, monitor})
         self.loss_is_auxiliary = monitor != TRAIN_LOSS and mode == "max"  # see the module docstring
@@ -98,7 +102,7 @@ class StabilityWatch:
 
     def watches(self, name: str) -> bool:
         """Whether points of ``name`` go to a detector (the other series need not be handed over at all)."""
-        return name in self._watched
+        return name in self._watched or (self.overfit is not None and is_validation_loss(name))
 
     def loss_beside_return(self, name: str) -> None:
         """The run logs ``name``, an RL agent's return, beside the training loss it is watched by: that loss is an
@@ -116,14 +120,16 @@ class StabilityWatch:
     def epoch_started(self, step: int) -> None:
         """A training epoch starts at optimizer step ``step``: a step up of the loss there may be by design."""
         self.instability.loss.epoch_started(step)
-        if self.monitored is not None:
-            self.monitored.epoch_started(step)
+        for other in (self.monitored, self.overfit):
+            if other is not None:
+                other.epoch_started(step)
 
     def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         """The planned LR of every step: LR rises are not spikes, and no plateau is called before an LR drop."""
         self.instability.loss.set_schedule(lrs)
-        if self.monitored is not None:
-            self.monitored.set_schedule(lrs)
+        for other in (self.monitored, self.overfit):
+            if other is not None:
+                other.set_schedule(lrs)
 
     def feed(self, name: str, step: int, value: float) -> None:
         """Take one point as the history records it (a listener of :class:`~curvecast.history.RunHistory`)."""
@@ -136,6 +142,11 @@ class StabilityWatch:
             return
         elif self.monitored is not None and name == self.monitored.series:
             self._update(self.monitored, step, value)
+            return
+        elif self.overfit is not None and is_validation_loss(name):
+            # Without a training loss there is no telling overfitting from the rest: the detector learns, nothing said.
+            self._found += self.overfit.update(name, step, value, self._training_loss_holds,
+                                               speak=self.instability.loss.level.n > 0)  # fmt: skip
             return
         else:
             return
@@ -232,6 +243,7 @@ class StabilityWatch:
             "instability": self.instability.state_dict(),
             "throughput": self.throughput.state_dict(),
             "monitored": None if self.monitored is None else self.monitored.state_dict(),
+            "overfit": None if self.overfit is None else self.overfit.state_dict(),
             "last_paired": self._last_paired,
         }
 
@@ -245,6 +257,9 @@ class StabilityWatch:
         monitored = None
         if self.monitored is not None and saved.get("monitored") is not None:
             monitored = self.monitored.restored_parts(saved["monitored"])
+        overfit = None
+        if self.overfit is not None:  # a state saved before it, or by a run watched otherwise, has none: a fresh one
+            overfit = self.overfit.restored(saved.get("overfit"))
         last_paired = saved.get("last_paired")
         if last_paired is not None:
             last_paired = checked_whole("`StabilityWatch.last_paired`", last_paired)
@@ -258,4 +273,6 @@ class StabilityWatch:
         self.throughput.level, self.throughput.checks = throughput
         if self.monitored is not None and monitored is not None:
             self.monitored.level, self.monitored.checks = monitored
+        if overfit is not None:
+            self.overfit = overfit
         self._last_paired = last_paired
