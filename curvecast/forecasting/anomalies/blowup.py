@@ -134,7 +134,9 @@ class BlowUpRule(Stateful):
         # measured against the progress the series made, and one that made none (a policy-gradient loss climbing from
         # -0.75 to -0.36 as its returns grow) has no yardstick for a divergence.
         measurable = level.log_scale or progress.made
-        elevated = measurable and math.isfinite(best_before) and y - best_before >= level.rise(self.ratio, best_before)
+        elevated = (
+            measurable and math.isfinite(best_before) and y - best_before >= level.least_rise(self.ratio, best_before)
+        )
         counts = elevated and progress.given_back(y) >= progress.needed(CONFIRM_GIVEN_BACK[level.mode])
         self.elevated_run = self.elevated_run + 1 if counts else 0
         if self.elevated_run == 1:
@@ -243,7 +245,7 @@ class BlowUpRule(Stateful):
         return (
             math.isfinite(best)
             and step - first >= JUMP_AFTER_STEPS
-            and short - best >= level.rise(self.ratio, best)
+            and short - best >= level.least_rise(self.ratio, best)
             and self._stands_out(short, best)
             and progress.given_back(short) >= progress.needed(CONFIRM_GIVEN_BACK[level.mode])
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from curvecast.forecasting.anomalies.event import Anomaly
-from curvecast.forecasting.anomalies.level import MIN_DIFFS, SeriesLevel
+from curvecast.forecasting.anomalies.level import BASELINE_POINTS, MIN_DIFFS, SeriesLevel
 from curvecast.forecasting.anomalies.progress import Progress
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.state import Stateful
@@ -116,7 +116,7 @@ class SustainedRiseRule(Stateful):
         if len(self.zs) == _PAST_LAG:
             self.peak = max(self.peak, self.zs[0])
         z_bar = max(_RISE_Z + bias, _PAST_FACTOR * self.peak)
-        margin = max(sd * z_bar, level.rise(1.0 + _RISE_MIN, current))
+        margin = max(sd * z_bar, level.least_rise(1.0 + _RISE_MIN, current))
         if excess > margin:  # about to count: check against the level's own wander and the latest noise too
             sd = max(sd, self._level_noise(), _LEVEL_SD * level.diffs_noise(_LATEST_DIFFS))
             margin = max(margin, sd * z_bar)
@@ -167,14 +167,18 @@ class DriftRule(Stateful):
             return False
         rise = level.recent_median(5) - self.zero_level
         noise = level.noise(self.zero_level)  # the recent noise too: a burst of it is what lifts the median by chance
-        return rise >= level.rise(1.0 + fraction * self.min_rise, 1.0) and rise >= _DRIFT_CLEAR_Z * _MEDIAN5_SD * noise
+        # On the raw scale the full CLEAR_SCATTERS too, not a fraction of it: the median of 5 of a REINFORCE surrogate
+        # (batches near 0, a fifth of them near +-0.1) jumps 1.7-3 scatters between the two now and then, and each such
+        # jump made "loss creeping up" an instability warning, beside spikes the same batches made.
+        least = level.least_rise(1.0 + fraction * self.min_rise, 1.0)
+        return rise >= least and rise >= _DRIFT_CLEAR_Z * _MEDIAN5_SD * noise
 
     def update(self, step: int, value: float, progress: Progress) -> list[Anomaly]:
         level = self.level
         if len(level.diffs) < MIN_DIFFS:
             return []
         y, short = level.y, level.recent_median(3)
-        base = median(level.recent[:-1]) if len(level.recent) > 1 else y
+        base = median(level.recent[-BASELINE_POINTS:-1]) if len(level.recent) > 1 else y
         level.refresh_noise()  # the drift test keeps the long-run noise alone
         noise = max(level.sigma, level.noise_floor(base))
         r = min((y - base) / noise, _DRIFT_CLIP)
@@ -187,7 +191,7 @@ class DriftRule(Stateful):
         # The CUSUM alone fires on heavy-tailed noise; a drift also needs the median of 5 points up, by a rise that
         # stands clear of the noise of such a median (the rise the warning quotes).
         rise = level5 - self.zero_level if self.zero_level is not None else -math.inf
-        risen = rise >= level.rise(1.0 + self.min_rise, level5) and rise >= _DRIFT_CLEAR_Z * _MEDIAN5_SD * noise
+        risen = rise >= level.least_rise(1.0 + self.min_rise, level5) and rise >= _DRIFT_CLEAR_Z * _MEDIAN5_SD * noise
         if not (self.cusum > self.h and risen and self.armed and not level.muted and undoes_progress(progress, level5)):
             return []
         self.armed, self.cusum = False, 0.0

@@ -9,8 +9,9 @@ from typing import Any
 from curvecast.forecasting.anomalies.detector import AnomalyDetector
 from curvecast.forecasting.anomalies.divergence import DivergenceCheck
 from curvecast.forecasting.anomalies.event import Anomaly
+from curvecast.forecasting.anomalies.level import BASELINE_POINTS
 from curvecast.forecasting.anomalies.settings import DetectorSettings
-from curvecast.forecasting.anomalies.stats import check_step, check_value, median
+from curvecast.forecasting.anomalies.stats import check_step, check_value
 from curvecast.forecasting.anomalies.turn_up import LOWS, TurnUp
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.series import GRAD_NORM, TRAIN_LOSS
@@ -206,7 +207,7 @@ class InstabilityMonitor:
             reasons.append(("loss and gradient norm spiked together", 2, True))
         grad = self.grad.level
         if len(grad.recent) >= 16:
-            grad_level = median(grad.recent)
+            grad_level = grad.recent_median(BASELINE_POINTS)
             self.grad_low = min(self.grad_low, grad_level)
             if grad_level - self.grad_low >= math.log(self.grad_growth) and grad.log_scale:
                 reasons.append(

@@ -17,9 +17,12 @@ from curvecast.state_checks import checked_real, checked_reals, checked_whole
 if TYPE_CHECKING:
     from curvecast.forecasting.schedule import LRSchedule
 
-__all__ = ["MIN_DIFFS", "Score", "SeriesLevel"]
+__all__ = ["BASELINE_POINTS", "MIN_DIFFS", "Score", "SeriesLevel"]
 
-RECENT = 32  # points kept for levels: the drift baseline (32), the slowdown level (30), projections (7)
+# Points kept for levels: the drift baseline (32), the slowdown level (30), projections (7), and the scatter (64: it
+# must reach back past the best level a climb is measured from, which can lie 54 points back).
+RECENT = 64
+BASELINE_POINTS = 32  # the latest points whose median is the drift baseline (the gradient norm's level too)
 SLOPE_DIFFS = 16  # accepted first differences behind the local slope
 SHORT_DIFFS = 32  # accepted first differences behind the recent noise
 PROJECT = 7  # recent points projected to the next step; their median is the spike baseline
@@ -34,6 +37,13 @@ FLOOR_SLACK = 0.5
 # The alarm warmup (``warmup_points``) is for the first steps of a run; a sparse series (an evaluation every epoch, a
 # loss logged every 50 steps) is past them once its points span this many steps: its 20th point may come at the end.
 WARMUP_SPAN_STEPS = 200
+# On the raw scale (a loss at or through zero) a climb or a jump must rise this many times the recent points' scatter
+# (``scatter``), whatever ratio it makes: near zero a ratio means nothing. A REINFORCE surrogate on a bandit, wobbling
+# about 0 with no return logged, was warned of climbs in 4 of 12 seeds ("0.0328 at step 489 (median of the last 7
+# points) against -0.1416 before"): rises of 0.3-2.6 scatters, a median of 7 jumping from a burst of negative batches
+# back to the greedy ones near 0. A climb of 0.004 a step out of such noise is still warned within 50 steps
+# (tests/forecasting/test_near_zero_climbs.py). The log scale, where the ratio tests hold, is left as it was.
+CLEAR_SCATTERS = 3.0
 # An outlier within this many points of the previous one is the series' own noise getting larger (a steep fall landing
 # on a noisy floor, small batches): its difference enters the noise, which thus catches up, and its spike is a note.
 CROWDED_POINTS = 5
@@ -64,7 +74,7 @@ class SeriesLevel(Stateful):
         schedule: the planned LR of the run, when known.
         n: finite points seen; first_step, last_step: the first and latest step seen (non-finite ones included).
         y: the latest point on the scoring scale; score: its :class:`Score`, None before the noise is known.
-        recent: the last 32 points on the scoring scale (emptied by a scheduled LR rise).
+        recent: the last 64 points on the scoring scale (emptied by a scheduled LR rise).
         diffs: the last ``window_points`` accepted first differences.
         sigma, sigma_short: the noise of all of ``diffs`` and of the last 32 (refreshed every 4 accepted points).
         last_z: the z of the latest point (NaN before the noise is known).
@@ -265,6 +275,18 @@ class SeriesLevel(Stateful):
     def rise(self, ratio: float, y: float) -> float:
         """How far above ``y`` lies ``ratio`` times its value, on the scoring scale."""
         return math.log(ratio) if self.log_scale else (ratio - 1.0) * self._raw_size(y)
+
+    def scatter(self) -> float:
+        """The point-to-point scatter of the recent points, on the scoring scale (:func:`stats.scatter`; 0.0 with fewer
+        than 6 of them, as just after a scheduled LR rise)."""
+        return self._recent_stats.scatter(self.recent)
+
+    def least_rise(self, ratio: float, y: float) -> float:
+        """The least rise above ``y`` a climb or jump may quote: ``ratio`` times its value (:meth:`rise`), and on the
+        raw scale at least ``CLEAR_SCATTERS`` times the recent scatter: a loss near zero is judged by its distance
+        against its own noise, a ratio to a level near 0 being any number at all."""
+        rise = self.rise(ratio, y)
+        return rise if self.log_scale else max(rise, CLEAR_SCATTERS * self.scatter())
 
     def _raw_size(self, y: float) -> float:
         """The size a relative change near ``y`` is taken of, on the raw scale.

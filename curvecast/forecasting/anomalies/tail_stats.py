@@ -10,7 +10,7 @@ values are the very ones :func:`~curvecast.forecasting.anomalies.stats.median` a
 
 from __future__ import annotations
 
-from curvecast.forecasting.anomalies.stats import median, sigma_of_diffs
+from curvecast.forecasting.anomalies.stats import median, scatter, sigma_of_diffs
 
 __all__ = ["TailStats"]
 
@@ -29,16 +29,24 @@ class TailStats:
         2.0
     """
 
-    __slots__ = ("_medians", "_noises")
+    __slots__ = ("_medians", "_noises", "_scatter")
 
     def __init__(self) -> None:
         self._medians: dict[int, float] = {}
         self._noises: dict[int, float] = {}
+        self._scatter: float | None = None
 
     def clear(self) -> None:
         """The window changed: forget every statistic of it."""
         self._medians.clear()
         self._noises.clear()
+        self._scatter = None
+
+    def scatter(self, window: list[float]) -> float:
+        """``scatter(window)``: the point-to-point scatter of the whole window."""
+        if self._scatter is None:
+            self._scatter = scatter(window)
+        return self._scatter
 
     def median(self, window: list[float], points: int) -> float:
         """``median(window[-points:])`` (fewer points when the window holds fewer; it must hold one)."""
