@@ -48,6 +48,7 @@ def test_a_kl_warmup_climb_with_its_weight_logged_is_a_note(tmp_path, name):
     climbs = _climbs(found)
     assert climbs  # the climb is seen ...
     assert {a.severity for a in found} == {"info"}  # ... and is a note, as is the plateau it makes
+    assert not [a.kind for a in bundle.advice.advice if "plateau" in a.kind]  # nor told to decay the LR there
     assert name in bundle.history  # sampled at the loss capture's flushes
     for anomaly in climbs:
         assert f"The run logs `{name}`, a weight of its objective, which rose from" in anomaly.message

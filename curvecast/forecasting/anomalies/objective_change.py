@@ -24,7 +24,15 @@ import numpy as np
 from curvecast.forecasting.anomalies.auxiliary import as_note, facts
 from curvecast.forecasting.anomalies.event import Anomaly
 
-__all__ = ["JUDGED_KINDS", "MOVED", "as_objective_change", "climb_start", "moved_coefficient", "objective_change_note"]
+__all__ = [
+    "JUDGED_KINDS",
+    "MOVED",
+    "as_objective_change",
+    "climb_start",
+    "is_objective_change",
+    "moved_coefficient",
+    "objective_change_note",
+]
 
 JUDGED_KINDS = ("divergence", "instability_risk", "plateau")  # what a weight moving slowly can explain
 # A weight moved when its value changed by a tenth of its larger magnitude over the climb: a KL warm-up moves by all
@@ -36,6 +44,7 @@ _LOOKBACK = 48  # levels before the anomaly searched for it (the sustained-rise 
 _SHORT = 3  # points of the level at the anomaly (the blow-up rules' short level)
 
 Points = tuple[np.ndarray, np.ndarray]  # steps and values of one series
+_SAID = ", a weight of its objective, which "  # in every note this module writes (is_objective_change reads it)
 
 
 def climb_start(steps: np.ndarray, values: np.ndarray, step: int) -> tuple[int, float]:
@@ -102,7 +111,7 @@ def objective_change_note(name: str, before: float, now: float, span: str = "cli
     objective, moved from ``before`` to ``now``."""
     went = "rose" if now > before else "fell"
     return (
-        f" The run logs `{name}`, a weight of its objective, which {went} from {before:.4g} to {now:.4g} over this "
+        f" The run logs `{name}`{_SAID}{went} from {before:.4g} to {now:.4g} over this "
         f"{span}: the objective itself changed (a warm-up of a term's weight raises the loss), so this alone is no "
         "sign of an unstable run."
     )
@@ -119,3 +128,8 @@ def as_objective_change(anomaly: Anomaly, series: Points, coefficients: Mapping[
     if anomaly.kind == "plateau":  # a note already: its advice to raise the LR goes, and why comes in its place
         return replace(anomaly, message=facts(anomaly.message) + objective_change_note(*moved, span="plateau"))
     return as_note(anomaly, objective_change_note(*moved))
+
+
+def is_objective_change(anomaly: Anomaly) -> bool:
+    """Whether ``anomaly`` is a note :func:`as_objective_change` made (a plateau there wants no advice on the LR)."""
+    return _SAID in anomaly.message
