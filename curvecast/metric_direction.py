@@ -28,7 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Direction", "first_return", "metric_direction", "names_a_return", "read_direction"]
+__all__ = [
+    "Direction",
+    "first_return",
+    "metric_direction",
+    "names_a_coefficient",
+    "names_a_return",
+    "read_direction",
+]
 
 Bounds = tuple[float | None, float | None]
 
@@ -57,6 +64,18 @@ _SCORE = re.compile(rf"^(?:{_FRACTION_WORDS}|{_CORRELATION_WORDS}|{_R2_WORDS}|{_
 # preference tuning logs (DPO's ``rewards/chosen``, ``rewards/margins``): its loss is one the run minimises.
 _RETURN = re.compile(r"^(?:reward|rewards|rew|return|returns)$")
 _PREFERENCE = re.compile(r"^(?:chosen|rejected|margin|margins|accuracies)$")
+# A weight of a term of the objective that the module logs: a VAE's KL weight warming up (``beta``, ``kl_weight``,
+# ``kl_coef``, ``kl_beta``), a penalty's ``lambda_gp``, an annealing factor. Its rise raises the loss it weights.
+_COEFFICIENT = re.compile(r"^(?:beta|lambda|lam|anneal|annealing|annealed)$")
+_TERM_WEIGHT = re.compile(r"^(?:weight|weights|coef|coefs|coeff|coeffs|coefficient|coefficients)$")  # last: `kl_weight`
+# Words of what is no weight of a term: the optimizer's own settings (``weight_decay``, a learning rate, momentum;
+# Adam's ``beta1`` is no word ``beta``), statistics of the parameters or gradients (``weight_norm``, ``weight_std``),
+# AMP's ``loss_scale``, a loss or a score itself (``beta_vae_loss``, ``weighted_acc``).
+_NOT_COEFFICIENT = re.compile(
+    r"^(?:decay|lr|learning|momentum|norm|norms|grad|grads|gradient|std|mean|var|hist|histogram|param|params|update|"
+    r"ema|scale|scaler|clip|.*loss.*)$"
+)
+_PARAMETER = re.compile(r"\.(?:weight|bias)s?$")  # `encoder.0.weight`: a parameter's name, as `named_parameters` gives
 _CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 _MIN_TREND_POINTS = 4  # fewer values tell no direction
@@ -171,3 +190,22 @@ def names_a_return(name: str) -> bool:
 def first_return(names: Iterable[str]) -> str | None:
     """The first of ``names`` (a run's logged metrics) that names an RL agent's return, or None."""
     return next((name for name in names if names_a_return(name)), None)
+
+
+def names_a_coefficient(name: str) -> bool:
+    """Whether ``name`` names a weight of a term of the objective that the module logs (``beta``, ``kl_weight``,
+    ``kl_coef``, ``kl_beta``, ``lambda_gp``, ``kl_anneal``, ``recon_weight``), not a setting of the optimizer
+    (``weight_decay``, Adam's ``beta1``, ``lr``), a statistic of the parameters (``weight_norm``, ``encoder.0.weight``),
+    nor a loss or a score (``beta_vae_loss``). The name alone says nothing of the run: a climb is put down to the
+    objective only where the value moved over it (``objective_change``).
+
+    >>> [names_a_coefficient(n) for n in ("beta", "train/kl_weight", "lambda_gp", "weight_decay", "beta1", "kl_loss")]
+    [True, True, True, False, False, False]
+    """
+    ordered = [word for word in _SPLIT.split(_CASE_CHANGE.sub("_", name).lower()) if word]
+    if not ordered or _PARAMETER.search(name.lower()):
+        return False
+    words = _words(name)
+    if _first(words, _NOT_COEFFICIENT) is not None or _first(words, _SCORE) is not None:
+        return False
+    return _first(words, _COEFFICIENT) is not None or (len(ordered) > 1 and _TERM_WEIGHT.match(ordered[-1]) is not None)

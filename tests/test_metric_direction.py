@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from curvecast.cli import main
-from curvecast.metric_direction import metric_direction, read_direction
+from curvecast.metric_direction import metric_direction, names_a_coefficient, read_direction
 
 WILD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wild"
 FRACTION = [0.2, 0.5, 0.7, 0.9]
@@ -102,3 +102,27 @@ def test_analyze_notes_the_direction_it_assumed(tmp_path: Path, capsys, name: st
     assert main(["analyze", str(log), "--tag", tag, "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert f"\n  direction: {note}\n" in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["beta", "kl_weight", "kl_coef", "kl_beta", "train/kl_coeff", "klWeight", "kl_anneal", "annealing_weight",
+     "lambda_gp", "lambda_kl", "recon_weight", "entropy_coef", "vae/beta_step"],
+)  # fmt: skip
+def test_a_weight_of_the_objective_is_named_so(name: str) -> None:
+    assert names_a_coefficient(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "weight_decay", "weight_norm", "weight_std", "grad_norm", "encoder.0.weight",  # the optimizer, the parameters
+        "beta1", "beta2", "adam_beta1", "lr", "lr-Adam", "momentum", "loss_scale",  # Adam's betas, the LR, AMP's scale
+        "beta_vae_loss", "kl", "kl_loss", "recon_loss", "weighted_acc", "train_loss", "elbo",  # losses and scores
+        "weight", "weights_hist",  # a weight of nothing named
+    ],
+)  # fmt: skip
+def test_near_misses_are_no_weights_of_the_objective(name: str) -> None:
+    # Adam's `beta1` (0.9) logged beside a climb would explain nothing anyway (it does not move), but a weight norm
+    # grows with a real divergence: taking it for the objective's weight would hide the warning.
+    assert not names_a_coefficient(name)

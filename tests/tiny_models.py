@@ -1,5 +1,5 @@
-"""Tiny LightningModules for the tests: a linear regression in both Lightning flavours, and a module whose loss
-follows a known curve."""
+"""Tiny LightningModules for the tests: a linear regression in both Lightning flavours, a module whose loss follows a
+known curve, and a VAE whose KL weight warms up."""
 
 from __future__ import annotations
 
@@ -146,6 +146,62 @@ class CurveModule(pl.LightningModule):
 
     def train_dataloader(self):
         return DataLoader(TensorDataset(torch.zeros(self.items, 1)), batch_size=1)
+
+
+def blobs(n: int = 512, features: int = 16, seed: int = 0) -> torch.Tensor:
+    """``n`` points about 6 centres in ``features`` dimensions (spread 2, noise 0.3)."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = 2.0 * torch.randn(6, features, generator=generator)
+    picked = torch.randint(0, 6, (n,), generator=generator)
+    return centres[picked] + 0.3 * torch.randn(n, features, generator=generator)
+
+
+class TinyVAE(pl.LightningModule):
+    """A VAE on blobs (16 -> 8 latent dims, Adam 1e-2, batch 64) trained on ``recon + beta * kl`` with ``beta`` warming
+    up linearly from 0 to 1 over ``warmup`` steps: its loss falls to about 5.4 by step 45 and climbs back to about 9 as
+    the KL term is weighted in, the model healthy throughout. It logs ``beta`` under each name of ``beta_names``, and
+    with ``components`` the terms (``recon_loss``, ``kl``). ``lr_to`` sets the LR to that value at step ``hot_at``: a
+    real blow-up."""
+
+    def __init__(
+        self,
+        beta_names: Sequence[str] = ("beta",),
+        components: bool = False,
+        warmup: int = 200,
+        lr_to: float | None = None,
+        hot_at: int = 100,
+    ) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(), torch.nn.Linear(64, 16))
+        self.decoder = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.Tanh(), torch.nn.Linear(64, 16))
+        self.beta_names, self.components, self.warmup = tuple(beta_names), components, warmup
+        self.lr_to, self.hot_at = lr_to, hot_at
+
+    def training_step(self, batch, batch_idx):
+        if self.lr_to is not None and self.global_step == self.hot_at:
+            for group in self.trainer.optimizers[0].param_groups:
+                group["lr"] = self.lr_to
+        (x,) = batch
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = ((self.decoder(z) - x) ** 2).sum(-1).mean()
+        kl = (-0.5 * (1.0 + logvar - mu**2 - logvar.exp()).sum(-1)).mean()
+        beta = min(1.0, self.global_step / self.warmup)
+        for name in self.beta_names:
+            self.log(name, beta)
+        if self.components:
+            self.log("recon_loss", recon)
+            self.log("kl", kl)
+        loss = recon + beta * kl
+        self.log("train_loss", loss)  # for a CSVLogger's log of the run
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(blobs()), batch_size=64, shuffle=True)
 
 
 class EitherFlavourCallback(pl.Callback, L.Callback):

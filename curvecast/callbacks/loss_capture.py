@@ -1,8 +1,10 @@
-"""LossCapture: the training loss of every optimizer step, and the logged validation metrics, into a RunHistory."""
+"""LossCapture: the training loss of every optimizer step, the logged validation metrics, and the weights of the
+objective's terms the module logs, into a RunHistory."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,10 +15,14 @@ from curvecast._lightning import StepReader, fitting, host_cadence, run_ends_at
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
+from curvecast.metric_direction import names_a_coefficient
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
 from curvecast.state_checks import checked_mapping
 
 __all__ = ["LossCapture", "is_validation_metric"]
+
+# Weights of the objective's terms recorded at most: a module logging a weight per layer must not grow the history.
+MAX_COEFFICIENTS = 8
 
 
 def _loss_tensor(outputs: Any) -> torch.Tensor | None:
@@ -57,7 +63,10 @@ class LossCapture(Sensor):
     Under gradient accumulation Lightning hands ``on_train_batch_end`` each micro-batch's loss divided by
     ``accumulate_grad_batches``; this undoes the division and averages the micro-batches of one optimizer step. Under
     DDP the per-step losses are averaged over ranks. Values stay on the device and are moved to the host every
-    ``flush_every`` steps, in one transfer.
+    ``flush_every`` steps, in one transfer. At each such move it also records the weights of the objective's terms
+    the module logs (``beta``, ``kl_weight``: ``metric_direction.names_a_coefficient``) as they stand, the evidence
+    that a climb of the loss is its objective changing (``forecasting.anomalies.objective_change``): a value per move,
+    read from ``trainer.callback_metrics`` there and not at every step, each name matched once.
 
     Args:
         history: where to record; a new one by default (``capture.history``).
@@ -98,6 +107,7 @@ class LossCapture(Sensor):
         # logs the metric again (a clone): a storage seen before is a value already recorded, not a new point.
         self._metric_seen: dict[str, torch.Tensor] = {}
         self._pending_metric: list[tuple[int, torch.Tensor]] = []
+        self._coefficient: dict[str, bool] = {}  # each logged name, matched once: a weight of the objective's terms?
         self.steps_without_loss = 0  # optimizer steps whose training_step returned no loss
         self.flushes = 0  # transfers of losses to the host so far: the same count on every rank
         self._micro: list[torch.Tensor] = []
@@ -185,6 +195,7 @@ class LossCapture(Sensor):
             self._pending_metric = []
         if not self._pending_steps:
             return
+        self._take_coefficients(trainer, self._pending_steps[-1])
         self.flushes += 1
         losses = _stacked(self._pending_losses)
         if self._scale != 1.0:
@@ -194,6 +205,36 @@ class LossCapture(Sensor):
         for step, value in zip(self._pending_steps, losses.tolist(), strict=True):
             self.history.append(TRAIN_LOSS, step, value)
         self._pending_steps, self._pending_losses = [], []
+
+    def _take_coefficients(self, trainer: Any, step: int) -> None:
+        """The weights of the objective's terms the module logs, as they stand at ``step`` (one transfer for all)."""
+        taken: list[tuple[str, Any]] = []
+        for name, value in trainer.callback_metrics.items():
+            known = self._coefficient.get(name)
+            if known is None:
+                known = self._coefficient[name] = self._names_a_coefficient(name)
+            if known and (isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, (int, float))):
+                taken.append((name, value))
+        if not taken:
+            return
+        tensors = [value.detach().reshape(()) for _, value in taken if isinstance(value, torch.Tensor)]
+        if tensors and tensors[0].device.type != "cpu":  # one transfer for all, at the losses' own
+            host = iter(torch.stack([tensor.float() for tensor in tensors]).tolist())
+        else:
+            host = iter([tensor.item() for tensor in tensors])  # a stack costs ten times as much on a CPU
+        for name, value in taken:
+            value = next(host) if isinstance(value, torch.Tensor) else float(value)
+            if math.isfinite(value):
+                self.history.append(name, step, value)
+
+    def _names_a_coefficient(self, name: str) -> bool:
+        """Whether ``name``, logged by the module, is a weight of its objective's terms to record (not a metric this
+        capture records already, not an epoch's mean, and no more than ``MAX_COEFFICIENTS`` of them)."""
+        if name == self.train_metric or name.endswith("_epoch") or name.startswith(METRIC_PREFIX):
+            return False
+        if self._is_metric(name) or sum(self._coefficient.values()) >= MAX_COEFFICIENTS:
+            return False
+        return names_a_coefficient(name)
 
     @guarded
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 import curvecast.integrations.advice_math as am
 from curvecast._lightning import several_players
+from curvecast.forecasting.anomalies.objective_change import is_objective_change
 from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.alerts import Alert, publish_alert
@@ -219,7 +220,12 @@ class HyperparameterAdvisor(Actuator):
         )
 
     def _plateau_advice(self, trainer: Any, pl_module: Any, report: Report) -> tuple[str, str] | None:
-        plateau = [a for a in report.anomalies if a.kind == "plateau" and a.series == report.monitor]
+        # Nor a plateau over which a logged weight of the objective moved (a KL warm-up): the objective changed.
+        plateau = [
+            a
+            for a in report.anomalies
+            if a.kind == "plateau" and a.series == report.monitor and not is_objective_change(a)
+        ]
         # Without a known schedule nobody can say no decay lies ahead (a ReduceLROnPlateau is about to decay it).
         if not plateau or report.lr_drop_ahead or not report.lr_schedule_known:
             return None

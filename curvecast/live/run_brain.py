@@ -14,6 +14,7 @@ from curvecast._lightning import is_global_zero, optimizer_step_index, stopped_b
 from curvecast.callbacks.loss_capture import LossCapture
 from curvecast.failsafe import guarded
 from curvecast.forecasting import Anomaly, Report
+from curvecast.forecasting.anomalies.objective_change import JUDGED_KINDS, as_objective_change
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.forecasting.stop_request import StopRequest
 from curvecast.history import RunHistory
@@ -22,7 +23,7 @@ from curvecast.live.nonfinite_guard import NonFiniteGuard
 from curvecast.live.report_dispatch import ReportDispatch
 from curvecast.live.stability_watch import StabilityWatch
 from curvecast.live.watch_scorer import WatchScorer
-from curvecast.metric_direction import first_return
+from curvecast.metric_direction import first_return, names_a_coefficient
 from curvecast.series import LR, TRAIN_LOSS
 
 __all__ = ["RunBrain"]
@@ -220,7 +221,8 @@ class RunBrain:
         """What the detectors found since the last look, less the non-finite loss the guard stopped the run on (it
         was reported then; its losses reach the detectors with the stop). A warning on the training loss of a run
         that logs an RL agent's return beside it is a note (``StabilityWatch.loss_beside_return``): the logged names
-        are read then, when an anomaly of the loss is there to judge, not at every step."""
+        are read then, when an anomaly of the loss is there to judge, not at every step. So is the history, for a
+        weight of the objective's terms that moved over a climb of a loss (:meth:`_objective_changes`)."""
         tripped = self.finite_guard.tripped if self.finite_guard is not None else None
         found = [a for a in watch.collect() if not _same_event(a, tripped)]
         if not watch.loss_is_auxiliary and any(a.series == TRAIN_LOSS for a in found):
@@ -228,7 +230,26 @@ class RunBrain:
             if logged is not None:
                 watch.loss_beside_return(logged)
                 found = [watch.auxiliary(a) for a in found]
-        return found
+        return self._objective_changes(found)
+
+    def _objective_changes(self, found: list[Anomaly]) -> list[Anomaly]:
+        """A climb, an instability warning or a plateau of the training loss (or of a monitored loss) is a note where
+        a weight of the objective's terms, which the loss capture records as the module logs it (``beta``,
+        ``kl_weight``), moved over it: the objective changed (see ``objective_change``). A critical one stays."""
+        losses = {TRAIN_LOSS, self.monitor} if self.cadence.mode == "min" else {TRAIN_LOSS}
+        judged = [
+            a.kind in JUDGED_KINDS and a.severity != "critical" and a.series in losses and a.series in self.history
+            for a in found
+        ]
+        if not any(judged):
+            return found
+        coefficients = {name: _points(self.history, name) for name in self.history.names() if names_a_coefficient(name)}
+        if not coefficients:
+            return found
+        return [
+            as_objective_change(a, _points(self.history, a.series), coefficients) if judge else a
+            for a, judge in zip(found, judged, strict=True)
+        ]
 
     def dispatch(self, trainer: Any, pl_module: Any, report: Report, last: bool = False) -> None:
         self.reports.dispatch(trainer, pl_module, report, last)
@@ -255,6 +276,11 @@ class RunBrain:
         """Safe to call twice."""
         self.cadence.close()
         self.scorer.close()
+
+
+def _points(history: RunHistory, name: str) -> tuple[Any, Any]:
+    series = history.series(name)
+    return series.steps, series.values
 
 
 def _same_event(anomaly: Anomaly, other: Anomaly | None) -> bool:

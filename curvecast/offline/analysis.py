@@ -17,7 +17,7 @@ import numpy as np
 from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choose_lr, read_log
 from curvecast.logreaders.base import printable
 from curvecast.logreaders.select import lr_at_every_step
-from curvecast.metric_direction import names_a_return, read_direction
+from curvecast.metric_direction import names_a_coefficient, names_a_return, read_direction
 from curvecast.offline.planned_end import PlannedEnd, planned_end
 
 if TYPE_CHECKING:
@@ -75,6 +75,11 @@ class Analysis:
     def returns(self) -> list[str]:
         """The series of the log that name an RL agent's return (``total_reward``, ``episode_return``)."""
         return logged_returns(self.log)
+
+    @property
+    def coefficients(self) -> list[str]:
+        """The series of the log that name a weight of the objective's terms (``beta``, ``kl_weight``)."""
+        return list(_coefficients(self.log, self.curve))
 
     @property
     def last_step(self) -> int:
@@ -225,6 +230,8 @@ def analyze(
             if returns:
                 note = beside_return_note(returns[0], f"`--tag {shlex.quote(returns[0])}`")
                 anomalies = [as_note(event, note) for event in anomalies]
+        if mode == "min":  # a loss: its climb over which a logged weight of its objective moved is a note
+            anomalies = _objective_changes(log, curve, anomalies)
     except ValueError as error:  # both validate their inputs with ValueError; anything left here is about the log
         raise LogReadError(f"Cannot analyse `{printable(curve.name)}` of {log.source}: {error}") from None
     return Analysis(
@@ -236,6 +243,27 @@ def analyze(
 def logged_returns(log: RunLog) -> list[str]:
     """The series of ``log`` that name an RL agent's return, with points."""
     return [name for name, curve in log.curves.items() if names_a_return(name) and len(curve)]
+
+
+def _objective_changes(log: RunLog, curve: Curve, anomalies: list[Anomaly]) -> list[Anomaly]:
+    """``anomalies`` of ``curve``, a loss, with each climb, instability warning or plateau over which a weight of the
+    objective's terms logged beside it (``beta``, ``kl_weight``) moved as a note saying so, as a live run has them
+    (``forecasting.anomalies.objective_change``)."""
+    from curvecast.forecasting.anomalies.objective_change import as_objective_change
+
+    coefficients = _coefficients(log, curve)
+    if not coefficients:
+        return anomalies
+    return [as_objective_change(event, (curve.steps, curve.values), coefficients) for event in anomalies]
+
+
+def _coefficients(log: RunLog, curve: Curve) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The steps and values of each series of ``log`` beside ``curve`` that names a weight of the objective's terms."""
+    return {
+        name: (logged.steps, logged.values)
+        for name, logged in log.curves.items()
+        if name != curve.name and len(logged) and names_a_coefficient(name)
+    }
 
 
 def _check_steps(curve: Curve, log: RunLog) -> None:

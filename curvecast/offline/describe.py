@@ -90,6 +90,10 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
     if returns:  # an RL run's owner reads its return; its loss grows with it
         ret = printable(returns[0], _MAX_NAME_CHARS)
         lines.append(f"  also logged: `{ret}`, an RL agent's return (`--tag {shlex.quote(ret)}` forecasts it)")
+    weights = analysis.coefficients if analysis.mode == "min" else []
+    if weights:  # a climb over which it moved is the objective changing: its alarms are notes
+        weight = printable(weights[0], _MAX_NAME_CHARS)
+        lines.append(f"  also logged: `{weight}`, a weight of the objective (a climb while it moves is a note)")
     if analysis.lr is None:
         lines.append("  learning rate: not logged")
     else:

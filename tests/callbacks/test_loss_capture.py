@@ -95,3 +95,28 @@ def test_state_dict_round_trip():
     restored = LossCapture()
     restored.load_state_dict(capture.state_dict())
     np.testing.assert_array_equal(restored.history.series("loss").values, [3.0, 2.0, 1.0])
+
+
+class _LogsWeights(TinyRegression):
+    """Logs a warming-up `beta`, the optimizer's `weight_decay` and Adam's `beta1`, and ten `term{i}_weight`s."""
+
+    def training_step(self, batch, batch_idx):
+        self.log("beta", self.global_step / 10)
+        self.log("weight_decay", 0.01)
+        self.log("beta1", 0.9)
+        for i in range(10):
+            self.log(f"term{i}_weight", float(i))
+        return super().training_step(batch, batch_idx)
+
+
+def test_logged_weights_of_the_objective_are_sampled_at_each_flush(quiet_trainer_kwargs):
+    capture = LossCapture(flush_every=4)
+    FLAVOURS["pytorch_lightning"][0](max_steps=12, callbacks=[capture], **quiet_trainer_kwargs).fit(
+        _LogsWeights(), loader(n=96)
+    )
+    beta = capture.history.series("beta")
+    np.testing.assert_array_equal(beta.steps, [3, 7, 11])  # at the last step of each flush
+    np.testing.assert_allclose(beta.values, [0.3, 0.7, 1.1], rtol=1e-6)  # the value the step of that index logged
+    assert "weight_decay" not in capture.history
+    assert "beta1" not in capture.history
+    assert sum(name.endswith("_weight") for name in capture.history.names()) == 7  # 8 weights at most, beta among them
