@@ -23,6 +23,7 @@ __all__ = ["LossCapture", "is_validation_metric"]
 
 # Weights of the objective's terms recorded at most: a module logging a weight per layer must not grow the history.
 MAX_COEFFICIENTS = 8
+_COEFFICIENT_LOOKS = 4  # flushes in a row with no weight logged before the names are read once an epoch only
 
 
 def _loss_tensor(outputs: Any) -> torch.Tensor | None:
@@ -108,6 +109,10 @@ class LossCapture(Sensor):
         self._metric_seen: dict[str, torch.Tensor] = {}
         self._pending_metric: list[tuple[int, torch.Tensor]] = []
         self._coefficient: dict[str, bool] = {}  # each logged name, matched once: a weight of the objective's terms?
+        # Flushes left that read the logged names (Lightning builds `callback_metrics` anew each time: 12-30 us). A run
+        # that logs no weight in its first flushes is looked at again only at each epoch's end, where new names can
+        # appear; one that logs a weight is read at every flush.
+        self._coefficient_looks = _COEFFICIENT_LOOKS
         self.steps_without_loss = 0  # optimizer steps whose training_step returned no loss
         self.flushes = 0  # transfers of losses to the host so far: the same count on every rank
         self._micro: list[torch.Tensor] = []
@@ -163,6 +168,7 @@ class LossCapture(Sensor):
 
     @guarded
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._coefficient_looks = max(self._coefficient_looks, 1)  # a weight the module logs from this epoch on
         # A metric logged with `on_epoch=True` only reaches `callback_metrics` at the epoch's end: taken here, at the
         # epoch's last step (read at the next step, it lay a step late, and the last epoch's was never read).
         if self.train_metric is None or self._steps is None:
@@ -195,7 +201,8 @@ class LossCapture(Sensor):
             self._pending_metric = []
         if not self._pending_steps:
             return
-        self._take_coefficients(trainer, self._pending_steps[-1])
+        if self._coefficient_looks:
+            self._take_coefficients(trainer, self._pending_steps[-1])
         self.flushes += 1
         losses = _stacked(self._pending_losses)
         if self._scale != 1.0:
@@ -216,7 +223,9 @@ class LossCapture(Sensor):
             if known and (isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, (int, float))):
                 taken.append((name, value))
         if not taken:
+            self._coefficient_looks -= 1
             return
+        self._coefficient_looks = _COEFFICIENT_LOOKS
         tensors = [value.detach().reshape(()) for _, value in taken if isinstance(value, torch.Tensor)]
         if tensors and tensors[0].device.type != "cpu":  # one transfer for all, at the losses' own
             host = iter(torch.stack([tensor.float() for tensor in tensors]).tolist())

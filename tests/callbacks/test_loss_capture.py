@@ -120,3 +120,24 @@ def test_logged_weights_of_the_objective_are_sampled_at_each_flush(quiet_trainer
     assert "weight_decay" not in capture.history
     assert "beta1" not in capture.history
     assert sum(name.endswith("_weight") for name in capture.history.names()) == 7  # 8 weights at most, beta among them
+
+
+class _LogsBetaFromEpoch2(TinyRegression):
+    """Logs `beta` only from its third epoch on (a KL warm-up that starts late)."""
+
+    def training_step(self, batch, batch_idx):
+        if self.current_epoch >= 2:
+            self.log("beta", self.global_step / 100)
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_weight_logged_from_a_later_epoch_is_still_sampled(quiet_trainer_kwargs):
+    # 12 steps an epoch, a flush every 2: the first epochs' flushes find no weight and stop reading the names, which
+    # are read again at each epoch's end.
+    capture = LossCapture(flush_every=2)
+    FLAVOURS["pytorch_lightning"][0](max_epochs=4, callbacks=[capture], **quiet_trainer_kwargs).fit(
+        _LogsBetaFromEpoch2(), loader(n=96)
+    )
+    beta = capture.history.series("beta")
+    assert beta.steps[0] == 25  # the first flush of the third epoch
+    assert list(beta.steps) == list(range(25, 48, 2))  # then every flush
