@@ -8,6 +8,9 @@ under (``val_loss``). Pure Python: importing it costs nothing, so the forecaster
 
 from __future__ import annotations
 
+import functools
+import re
+
 __all__ = [
     "ALERTS_TAG",
     "DATA_WAIT",
@@ -24,6 +27,8 @@ __all__ = [
     "STOPPED_TAG",
     "THROUGHPUT_PREFIX",
     "TRAIN_LOSS",
+    "is_validation_loss",
+    "is_validation_metric",
     "logged_name",
     "throughput",
 ]
@@ -57,3 +62,18 @@ def throughput(name: str) -> str:
 def logged_name(series: str) -> str:
     """The name a series has in a logger: ``logged_name("gns/b_simple") == "curvecast/gns/b_simple"``."""
     return METRIC_PREFIX + series
+
+
+_VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, loss_val, eval_loss; not "interval"
+
+
+def is_validation_metric(name: str) -> bool:
+    """Whether ``name`` reads as a validation metric (``val_loss``, ``val/acc``, ``eval_loss``; not ``interval``, nor
+    curvecast's own ``curvecast/val_loss``)."""
+    return not name.startswith(METRIC_PREFIX) and _VALIDATION_NAME.search(name.lower()) is not None
+
+
+@functools.lru_cache(maxsize=1024)  # asked live of every series the run records, the LR of each step among them
+def is_validation_loss(name: str) -> bool:
+    """Whether ``name`` reads as a validation loss (``val_loss``, ``val/loss``, ``eval_loss``; not ``val_acc``)."""
+    return is_validation_metric(name) and "loss" in name.lower()

@@ -14,9 +14,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from curvecast import Curvecast
-from curvecast.live.overfit_watch import is_validation_loss
 from curvecast.live.stability_watch import StabilityWatch
-from curvecast.series import TRAIN_LOSS
+from curvecast.series import TRAIN_LOSS, is_validation_loss
 from tests.run_helpers import AnomalyRecorder, tiny_trainer
 from tests.test_false_alarms import WILD, _columns, _is_training_loss, wild_only
 

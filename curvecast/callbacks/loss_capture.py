@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,7 +15,7 @@ from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded
 from curvecast.history import RunHistory
 from curvecast.metric_direction import names_a_coefficient
-from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
+from curvecast.series import METRIC_PREFIX, TRAIN_LOSS, is_validation_metric
 from curvecast.state_checks import checked_mapping
 
 __all__ = ["LossCapture", "is_validation_metric"]
@@ -48,14 +47,6 @@ def _stacked(losses: list[torch.Tensor]) -> torch.Tensor:
     if stacked is None:
         stacked = torch.stack([loss.reshape(()) for loss in losses])
     return stacked if stacked.dtype == torch.float32 else stacked.float()  # a cast is one more op, run cold
-
-
-_VALIDATION_NAME = re.compile(r"(^|[^a-z])(val|eval)")  # val_loss, val/acc, loss_val, eval_loss; not "interval"
-
-
-def is_validation_metric(name: str) -> bool:
-    """Whether ``name`` reads as a validation metric (``val_loss``, ``val/acc``, ``eval_loss``; not ``interval``)."""
-    return not name.startswith(METRIC_PREFIX) and _VALIDATION_NAME.search(name.lower()) is not None
 
 
 class LossCapture(Sensor):

@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from curvecast._lightning import dev_run, is_global_zero
-from curvecast.callbacks.loss_capture import is_validation_metric
 from curvecast.failsafe import warn_once
 from curvecast.history import RunHistory
-from curvecast.series import METRIC_PREFIX, TRAIN_LOSS
+from curvecast.series import METRIC_PREFIX, TRAIN_LOSS, is_validation_metric
 
 __all__ = [
     "expected_validations",

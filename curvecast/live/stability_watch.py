@@ -17,7 +17,8 @@ calls: a real blow-up shows in the score.
 A monitored validation metric that gets worse while the training loss holds its best is overfitting, not an unstable
 run: its climb is then a note (``info``) and its confirmed divergence a warning, both saying so (the forecast-based
 early stop, not the divergence stop, is the tool for it). When no training loss reaches the watch, nothing changes.
-A run watched by its training loss has its first validation loss watched for the same (``OverfitWatch``).
+A run watched by its training loss has its first validation loss watched for the same (``OverfitWatch``, in
+``forecasting.anomalies.overfit``: ``curvecast analyze`` replays a log through it).
 
 A run that steps several optimizers by hand (:meth:`StabilityWatch.several_players`: a GAN, an actor-critic agent) has
 no one loss to minimise: a discriminator's loss climbs back towards log 2 as the generator catches up. The climbs,
@@ -34,20 +35,15 @@ from typing import Any
 
 from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector, InstabilityMonitor
 from curvecast.forecasting.anomalies.auxiliary import as_note, beside_return_note, facts
+from curvecast.forecasting.anomalies.overfit import OverfitWatch, training_loss_holds
 from curvecast.forecasting.schedule import LRSchedule
-from curvecast.live.overfit_watch import OverfitWatch, is_validation_loss
-from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC, TRAIN_LOSS
+from curvecast.series import GRAD_NORM, SAMPLES_PER_SEC, TRAIN_LOSS, is_validation_loss
 from curvecast.state_checks import checked_mapping, checked_whole, require_keys
 
 __all__ = ["StabilityWatch"]
 
 # Points waiting for a partner are scored alone past this, even before their batch is all in (bounds the buffers).
 _MAX_WAITING = 2_000  # beyond any sensible logging cadence
-# The training loss climbs with a diverging run: its median of 3 points at least 10% above its best, giving back at
-# least 1% of the progress it made (the confirmed-divergence bar). A val loss that overfits (0.058 -> 0.1 in a wild
-# log) rises while the training loss stays at its best.
-TRAIN_CLIMB = 0.10
-TRAIN_CLIMB_GIVEN_BACK = 0.01
 # Said of a warning on one player's loss, in place of an unstable run's advice.
 _PLAYERS_NOTE = (
     " The run steps several optimizers: one player's loss rises as the others learn (a GAN's discriminator climbs back "
@@ -163,13 +159,8 @@ class StabilityWatch:
         self._found += [self._one_player(a) for a in found] if players else found
 
     def _training_loss_holds(self) -> bool:
-        """The training loss has been seen and is not climbing (see ``TRAIN_CLIMB``)."""
-        level = self.instability.loss.level
-        if level.n == 0 or not level.recent:
-            return False
-        progress, short = level.progress, level.recent_median(3)
-        climbing = short - progress.best >= level.rise(1.0 + TRAIN_CLIMB, progress.best)
-        return not (climbing and progress.given_back(short) >= TRAIN_CLIMB_GIVEN_BACK)
+        """The training loss has been seen and is not climbing (``forecasting.anomalies.overfit.TRAIN_CLIMB``)."""
+        return training_loss_holds(self.instability.loss.level)
 
     @staticmethod
     def _overfitting(anomaly: Anomaly) -> Anomaly:

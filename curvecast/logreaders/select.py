@@ -18,7 +18,15 @@ import numpy as np
 from curvecast.logreaders.base import Curve, LogReadError, RunLog, printable
 from curvecast.series import GRAD_NORM, LR, METRIC_PREFIX, THROUGHPUT_PREFIX
 
-__all__ = ["DENSE_FRACTION", "MAX_LR_STEPS", "MIN_USEFUL_POINTS", "choose_loss", "choose_lr", "lr_at_every_step"]
+__all__ = [
+    "DENSE_FRACTION",
+    "MAX_LR_STEPS",
+    "MIN_USEFUL_POINTS",
+    "choose_loss",
+    "choose_lr",
+    "is_held_out",
+    "lr_at_every_step",
+]
 
 _LR = re.compile(r"(^|[/_\-. ])(lr|learning[_\- ]?rate)($|[/_\-. ])", re.IGNORECASE)
 _EVAL = re.compile(r"(^|[/_\-. ])(val|valid|validation|eval|evaluation|test|dev)($|[/_\-. ])", re.IGNORECASE)
@@ -33,6 +41,12 @@ MAX_LR_STEPS = 50_000_000
 _COUNTERS = {"epoch", "step", "global_step", "hp_metric", "_runtime", "_timestamp", "wall time", "time"}
 MIN_USEFUL_POINTS = 5  # the forecaster's fewest points: a series logged fewer times cannot be forecast
 DENSE_FRACTION = 0.25  # of the densest useful loss's points: a loss logged less often is passed over for it
+
+
+def is_held_out(name: str) -> bool:
+    """Whether ``name`` names a series of held-out data, a word of it (``val_loss``, ``valid/loss``, ``test-loss``,
+    ``dev.loss``; not ``interval_loss``)."""
+    return _EVAL.search(name) is not None
 
 
 def _leaf(name: str) -> str:
@@ -64,7 +78,7 @@ def _is_own_monitor(curve: Curve) -> bool:
         and rest not in _NOT_MONITOR
         and not rest.startswith(_NOT_MONITOR_PREFIXES)
         and "loss" in rest
-        and not _EVAL.search(rest)
+        and not is_held_out(rest)
     )
 
 
@@ -115,7 +129,7 @@ def choose_loss(log: RunLog, tag: str | None = None) -> Curve:
             int(name not in own),
             int(len(curve) < MIN_USEFUL_POINTS),
             int(len(curve) < DENSE_FRACTION * densest),
-            int(bool(_EVAL.search(_tag(curve)))),
+            int(is_held_out(_tag(curve))),
             -len(curve),
             int(_tag(curve).endswith("epoch")),
             len(name),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from curvecast.logreaders import Curve, LogReadError, RunLog, choose_loss, choos
 from curvecast.logreaders.base import printable
 from curvecast.logreaders.select import lr_at_every_step
 from curvecast.metric_direction import names_a_coefficient, names_a_return, read_direction
+from curvecast.offline.overfitting import in_run, is_training_loss, validation_loss_beside
 from curvecast.offline.planned_end import PlannedEnd, planned_end
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ class Analysis:
         direction: one line on the direction and range assumed, and why (``metric_direction.read_direction``).
         planned: the run's planned last step from its own records (``planned_end``), or None when they hold none.
         horizon_given: whether ``horizon`` was asked for, rather than read from the records or the log's end.
+        validation: the validation loss replayed beside ``curve``, a training loss, as a live run watched by it
+            watches one (``offline.overfitting``), or None (``curve`` is no training loss, or the log holds none).
+        overfitting: what that live run would have said of ``validation``, in step order: its climbs while the
+            training loss holds (one warning, later notes; ``forecasting.anomalies.overfit``).
     """
 
     log: RunLog
@@ -70,6 +75,8 @@ class Analysis:
     direction: str = ""
     planned: PlannedEnd | None = None
     horizon_given: bool = False
+    validation: str | None = None
+    overfitting: list[Anomaly] = field(default_factory=list)
 
     @property
     def returns(self) -> list[str]:
@@ -144,18 +151,44 @@ def bucket_maxima(steps: np.ndarray, values: np.ndarray, bucket: int) -> tuple[n
     return np.r_[out_steps, tail_steps], np.r_[block[rows, pick], tail_values]
 
 
-def _detect(curve: Curve, lr: Curve | None, mode: str) -> tuple[list[Anomaly], int]:
-    from curvecast.forecasting import detect_anomalies
-
+def _thinned(curve: Curve, mode: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The points the streaming detectors are given (``MAX_DETECTOR_POINTS`` at most), and how many each stands for."""
     steps, values = curve.steps, curve.values
     bucket = -(-len(steps) // MAX_DETECTOR_POINTS)
     if bucket > 1:  # the worst point of each bucket: its maximum, or for a score its minimum
         sign = 1.0 if mode == "min" else -1.0
         steps, worst = bucket_maxima(steps, sign * values, bucket)
         values = sign * worst
+    return steps, values, bucket
+
+
+def _detect(curve: Curve, lr: Curve | None, mode: str) -> tuple[list[Anomaly], int]:
+    from curvecast.forecasting import detect_anomalies
+
+    steps, values, bucket = _thinned(curve, mode)
     lrs = lr_at_every_step(lr, int(steps[-1])) if lr is not None else None
     events = detect_anomalies(steps, values, lrs=None if lrs is None else lrs.tolist(), series=curve.name, mode=mode)
     return sorted(events, key=lambda event: event.step), bucket
+
+
+def _overfitting(log: RunLog, curve: Curve, lr: Curve | None, mode: str) -> tuple[str | None, list[Anomaly]]:
+    """The validation loss a live run watched by ``curve``, a training loss, would watch, and what it would have said
+    of it (``forecasting.anomalies.overfit``); ``(None, [])`` when ``curve`` is no training loss or has none beside
+    it. Each series is thinned as ``_detect`` thins one (the worst point of each bucket)."""
+    from curvecast.forecasting.anomalies.overfit import detect_overfitting
+
+    validation = validation_loss_beside(log, curve) if is_training_loss(curve, mode) else None
+    if validation is None:
+        return None, []
+    train_steps, train_values, _ = _thinned(curve, "min")
+    val_steps, val_values, _ = _thinned(validation, "min")
+    lrs = None
+    if lr is not None:  # to the last step of either; an LR log that ends sooner still serves the training loss's
+        lrs = lr_at_every_step(lr, int(max(train_steps[-1], val_steps[-1])))
+        lrs = lr_at_every_step(lr, int(train_steps[-1])) if lrs is None else lrs
+    found = detect_overfitting((train_steps, train_values), (val_steps, val_values), in_run(validation),
+                               lrs=None if lrs is None else lrs.tolist())  # fmt: skip
+    return validation.name, found
 
 
 def analyze(
@@ -232,11 +265,12 @@ def analyze(
                 anomalies = [as_note(event, note) for event in anomalies]
         if mode == "min":  # a loss: its climb over which a logged weight of its objective moved is a note
             anomalies = _objective_changes(log, curve, anomalies)
+        validation, overfitting = _overfitting(log, curve, lr, mode)
     except ValueError as error:  # both validate their inputs with ValueError; anything left here is about the log
         raise LogReadError(f"Cannot analyse `{printable(curve.name)}` of {log.source}: {error}") from None
     return Analysis(
         log, curve, lr, lrs is not None, horizon, target, forecast, anomalies, bucket, mode, bounds,
-        direction.note, planned, given,
+        direction.note, planned, given, validation, overfitting,
     )  # fmt: skip
 
 

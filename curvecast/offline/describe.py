@@ -111,9 +111,24 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
     lines.extend(anomaly_line(e, indent="    ", brief=True) for e in events[:_MAX_LISTED])
     if len(events) > _MAX_LISTED:
         lines.append(f"    ... and {len(events) - _MAX_LISTED} more (all are in the --json report)")
+    lines.extend(_overfitting_lines(analysis))
     if plot:
         lines.append(f"  plot: {printable(plot, _MAX_NAME_CHARS)}")
     return "\n".join(line for line in lines if line)
+
+
+def _overfitting_lines(analysis: Analysis) -> list[str]:
+    """The validation loss replayed beside a training loss, and its overfitting: the warning whole, as a live run
+    has it (what to keep and how to stop such a run is its point), the later notes' first sentence."""
+    if analysis.validation is None:
+        return []
+    events = analysis.overfitting
+    name = printable(analysis.validation, _MAX_NAME_CHARS)
+    lines = [f"  overfitting: `{name}`, the validation loss beside it, watched as live: {len(events) or 'none'}"]
+    lines.extend(anomaly_line(e, indent="    ", brief=e.severity == "info") for e in events[:_MAX_LISTED])
+    if len(events) > _MAX_LISTED:
+        lines.append(f"    ... and {len(events) - _MAX_LISTED} more (all are in the --json report)")
+    return lines
 
 
 def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, Any]:
@@ -123,6 +138,8 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
     intervals and the target's chances; at the last logged step instead ``observed`` (the logged value),
     ``scatter_80`` (the central 80% of the latest logged values' differences from the fit) and ``reached_at``, which a
     forecast past the log carries too (with ``step_to_reach`` the step the log reached the target at, when it did).
+    ``overfitting``: the validation loss replayed beside a training loss (``series``) and what a live run would have
+    said of it (``anomalies``), or null when none was (the series analysed is no training loss, or has none beside it).
     """
     curve, forecast, target = analysis.curve, analysis.forecast, analysis.target
     finite = curve.values[np.isfinite(curve.values)]
@@ -154,6 +171,10 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
         },
         "anomalies": [_anomaly_dict(event) for event in analysis.anomalies],
         "anomaly_bucket": analysis.anomaly_bucket,
+        "overfitting": None if analysis.validation is None else {
+            "series": analysis.validation,
+            "anomalies": [_anomaly_dict(event) for event in analysis.overfitting],
+        },
         "series_available": analysis.log.names,
         "plot": plot,
     }
@@ -185,6 +206,7 @@ def analysis_to_dict(analysis: Analysis, plot: str | None = None) -> dict[str, A
 
 def _anomaly_dict(event: Anomaly) -> dict[str, Any]:
     return {
+        "series": event.series,
         "kind": event.kind,
         "step": int(event.step),
         "severity": event.severity,

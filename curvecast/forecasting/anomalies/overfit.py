@@ -1,30 +1,42 @@
-"""OverfitWatch: the validation loss of a run watched by its training loss. Its climb, while the training loss holds,
-is overfitting, and nothing else in such a run says so.
+"""Overfitting: the validation loss of a run watched by its training loss climbs while the training loss holds.
 
 A run watched by its training loss (``Curvecast()``, the default) forecasts and guards that loss alone, yet the
 validation loss it logs is where overfitting shows: a wide MLP on 200 examples had its training loss fall to 1e-4
 while its validation loss climbed from 1.19 (epoch 4) to 1.78 (epoch 60), and the run said nothing. The first
-validation loss the run logs (``val_loss``, ``val/loss``, ``eval_loss``) gets a divergence detector of its own; a climb
-it reports (clear of the series' noise, as for any monitored metric) while the training loss is not climbing with it
-is one warning saying so, with the fixes; later ones are notes. Never critical: this run is not watched by its
-validation loss, so its forecast and its early stop do not act on it (``Curvecast(monitor="val_loss")`` does). While
-the training loss climbs too, its own detectors speak and this one stays silent.
+validation loss the run logs (``val_loss``, ``val/loss``, ``eval_loss``) gets a divergence detector of its own
+(:class:`OverfitWatch`); a climb it reports (clear of the series' noise, as for any monitored metric) while the
+training loss is not climbing with it (:func:`training_loss_holds`) is one warning saying so, with the fixes; later
+ones are notes. Never critical: such a run is not watched by its validation loss, so its forecast and its early stop
+do not act on it (``Curvecast(monitor="val_loss")`` does). While the training loss climbs too, the climb keeps the
+detector's own words (the run gets worse on both).
+
+Live, ``curvecast.live.stability_watch`` feeds the watch as the points arrive; ``curvecast analyze`` replays a log's
+training and validation losses through the same code in step order (:func:`detect_overfitting`), so both say the same
+of the same run.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from curvecast.callbacks.loss_capture import is_validation_metric
-from curvecast.forecasting.anomalies import Anomaly, AnomalyDetector
+import numpy as np
+
 from curvecast.forecasting.anomalies.auxiliary import facts
+from curvecast.forecasting.anomalies.detector import AnomalyDetector
+from curvecast.forecasting.anomalies.event import Anomaly
+from curvecast.forecasting.anomalies.level import SeriesLevel
 from curvecast.forecasting.schedule import LRSchedule
 from curvecast.state_checks import checked_mapping, require_keys
 
-__all__ = ["OverfitWatch", "is_validation_loss"]
+__all__ = ["TRAIN_CLIMB", "TRAIN_CLIMB_GIVEN_BACK", "OverfitWatch", "detect_overfitting", "training_loss_holds"]
+
+# The training loss climbs with a diverging run: its median of 3 points at least 10% above its best, giving back at
+# least 1% of the progress it made (the confirmed-divergence bar). A val loss that overfits (0.058 -> 0.1 in a wild
+# log) rises while the training loss stays at its best.
+TRAIN_CLIMB = 0.10
+TRAIN_CLIMB_GIVEN_BACK = 0.01
 
 _SAID = (
     " The training loss is not climbing with it: the model overfits. Keep the best checkpoint "
@@ -33,10 +45,13 @@ _SAID = (
 )
 
 
-@functools.lru_cache(maxsize=1024)  # asked of every series the run records, the LR of each step among them
-def is_validation_loss(name: str) -> bool:
-    """Whether ``name`` reads as a validation loss (``val_loss``, ``val/loss``, ``eval_loss``; not ``val_acc``)."""
-    return is_validation_metric(name) and "loss" in name.lower()
+def training_loss_holds(level: SeriesLevel) -> bool:
+    """The training loss whose detector's level is ``level`` has been seen and is not climbing (``TRAIN_CLIMB``)."""
+    if level.n == 0 or not level.recent:
+        return False
+    progress, short = level.progress, level.recent_median(3)
+    climbing = short - progress.best >= level.rise(1.0 + TRAIN_CLIMB, progress.best)
+    return not (climbing and progress.given_back(short) >= TRAIN_CLIMB_GIVEN_BACK)
 
 
 class OverfitWatch:
@@ -105,3 +120,36 @@ class OverfitWatch:
         watch.detector.load_state_dict(saved["detector"])
         watch.warned = warned
         return watch
+
+
+def detect_overfitting(
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    series: str,
+    *,
+    lrs: Sequence[float] | None = None,
+) -> list[Anomaly]:
+    """What a live run watched by its training loss would have said of its validation loss ``series``: the
+    training loss ``train`` and the validation loss ``validation`` (each ``(steps, values)``, steps increasing) fed in
+    step order, the training loss first at a step both have (as ``StabilityWatch`` takes them), the training loss
+    through a detector's level as live (a detector with no checks: its level is all :func:`training_loss_holds`
+    reads). ``lrs``: the planned LR at every step, when known (a scheduled LR rise restarts both levels, as live).
+    """
+    trained = AnomalyDetector("training loss", mode="min", kinds=(), lrs=lrs)
+    watch = OverfitWatch()
+    watch.set_schedule(lrs)
+
+    def holds() -> bool:  # asked only when a climb is found
+        return training_loss_holds(trained.level)
+
+    points = [(int(s), 0, float(v)) for s, v in zip(*train, strict=True)]
+    points += [(int(s), 1, float(v)) for s, v in zip(*validation, strict=True)]
+    found: list[Anomaly] = []
+    for step, is_validation, value in sorted(points):
+        if not is_validation:
+            if trained.last_step is None or step > trained.last_step:
+                trained.update(step, value)
+        else:
+            # Without a training loss there is no telling overfitting from the rest: the detector learns, nothing said.
+            found += watch.update(series, step, value, holds, speak=trained.level.n > 0)
+    return found
