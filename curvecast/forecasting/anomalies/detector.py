@@ -53,7 +53,8 @@ class AnomalyDetector:
       noise is the larger of that of the last 128 and the last 32 differences, so a noisier stretch
       raises it at once. More than ``persist_points`` consecutive flags are taken as a level shift.
       ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, else ``info`` (always
-      ``info`` in the early transient, while the loss still falls fast).
+      ``info`` in the early transient, while the loss still falls fast, and, on the raw scale, where the series made
+      departures of its size before, either way: its own noise, see :mod:`.excursions`).
     - ``divergence``: ``warning`` from a one-sided CUSUM (k 0.5, clipped at z 3, threshold
       ``drift_h``) against the median of the last 32 points, which lags a climb but not the noise;
       from a sustained rise of the median of 7 points above its recent best, by a margin scaled

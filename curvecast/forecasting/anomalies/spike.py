@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from curvecast.forecasting.anomalies.blowup import early_noise
 from curvecast.forecasting.anomalies.check import Check
 from curvecast.forecasting.anomalies.event import Anomaly
+from curvecast.forecasting.anomalies.excursions import RECORD_NOISES, like, note
 from curvecast.forecasting.anomalies.level import PROJECT, SeriesLevel
 from curvecast.forecasting.anomalies.settings import DetectorSettings
 from curvecast.forecasting.anomalies.stats import median, times
@@ -20,6 +23,9 @@ __all__ = ["ABSURD_RATIO", "SpikeCheck"]
 # back at least ABSURD_GIVEN_BACK of the progress the loss made (a converged loss's swing gives back little of it).
 ABSURD_RATIO = 1e6
 ABSURD_GIVEN_BACK = 0.01
+# On the raw scale, a spike with this many departures of its size (either way) among the last few (see excursions.py)
+# recurs: the series' own noise, a note. Two, not one: a rate, not a second bad batch.
+RECURRING = 2
 
 
 class SpikeCheck(Check):
@@ -35,12 +41,15 @@ class SpikeCheck(Check):
       differences' spread above the median of the points before it is noted (``info``).
 
     ``warning`` when the value is at least ``spike_warn_ratio`` times the baseline, outside the early transient (see
-    :class:`~curvecast.forecasting.anomalies.progress.Progress`) and not within ``CROWDED_POINTS`` of the previous
-    outlier (the series getting noisier), else ``info``. Muted in the warmup and after a scheduled LR rise.
+    :class:`~curvecast.forecasting.anomalies.progress.Progress`), not within ``CROWDED_POINTS`` of the previous
+    outlier (the series getting noisier) and, on the raw scale (a loss at or through zero, where a ratio to the
+    baseline means nothing), with fewer than ``RECURRING`` departures of half its rise or more, either way, among the
+    latest the series made (``excursions.py``: its own noise), else ``info``. Muted in the warmup and after a scheduled
+    LR rise.
     """
 
     kind = "spike"
-    STATE = ("in_spike", "pending")
+    STATE = ("in_spike", "pending", "excursions")
 
     def __init__(self, level: SeriesLevel, settings: DetectorSettings) -> None:
         super().__init__(level, settings)
@@ -48,6 +57,13 @@ class SpikeCheck(Check):
         self.min_rise = settings.spike_min_rise
         self.in_spike = False  # the previous scored point was an outlier
         self.pending: list[float] | None = None  # [step, value, y, z, expected] of a jump awaiting recovery
+        self.excursions: list[float] = []  # the latest departures from the baseline, on the raw scale (excursions.py)
+
+    def read_state(self, state: Any) -> dict[str, Any]:
+        # A state saved before the departures were kept has none: they start empty (a few points of memory lost).
+        if isinstance(state, Mapping) and "excursions" not in state:
+            state = {**state, "excursions": []}
+        return super().read_state(state)
 
     def update(self, step: int, value: float) -> list[Anomaly]:
         level, score = self.level, self.level.score
@@ -62,13 +78,15 @@ class SpikeCheck(Check):
             back = y - p_expected <= 2.0 * score.noise and p_y - y >= 4.0 * score.noise
             recent = level.recent  # [..., the point before the jump, the jump, this point]
             if back and len(recent) > 2 and p_y - recent[-3] >= self.recover_z * score.noise and not level.muted:
-                events.append(self._spike(int(p_step), p_value, p_y, p_z, p_expected))
+                events.append(self._spike(int(p_step), p_value, p_y, p_z, p_expected, at=level.n - 1))
         absurd = self._absurd(y, score.expected)
         if (score.outlier or absurd) and not self.in_spike and not level.muted:
-            events.append(self._spike(step, value, y, score.z, score.expected, absurd=absurd))
+            events.append(self._spike(step, value, y, score.z, score.expected, at=level.n, absurd=absurd))
         elif not score.outlier and score.z > self.recover_z and score.stands_out and not self.in_spike:
             self.pending = [float(step), value, y, score.z, score.expected]
         self.in_spike = score.outlier or absurd
+        if not level.log_scale and abs(y - score.expected) >= RECORD_NOISES * score.noise:
+            note(self.excursions, level.n, abs(y - score.expected))  # after the judging: a spike is not its own noise
         return events
 
     def _absurd(self, y: float, base: float) -> bool:
@@ -104,14 +122,19 @@ class SpikeCheck(Check):
         text = message(level.series, step, value, level.value_of(before), z, loss_like=level.mode == "min")
         return [Anomaly(self.kind, step, "info", text, level.series, z, value)]
 
-    def _spike(self, step: int, value: float, y: float, z: float, expected: float, absurd: bool = False) -> Anomaly:
+    def _spike(
+        self, step: int, value: float, y: float, z: float, expected: float, *, at: int, absurd: bool = False
+    ) -> Anomaly:
+        """The spike of ``value`` at ``step``, the series' ``at``-th point."""
         level = self.level
         # In the early transient (the loss still falls fast) a jump is often the first point of a noisier floor the
         # steep fall lands on (the noise was learnt on the smooth fall): said, but as a note.
         # So is an outlier close after another (``CROWDED_POINTS``): the series is getting noisier. Not so a
         # million-fold jump (``ABSURD_RATIO``).
+        # On the raw scale, so is a spike that the series' own departures match in size (``RECURRING``).
         large = y - expected >= level.rise(self.warn_ratio, expected)
-        quiet = level.progress.falling_fast or level.crowded
+        recurs = not level.log_scale and like(self.excursions, at, y - expected) >= RECURRING
+        quiet = level.progress.falling_fast or level.crowded or recurs
         severity = "warning" if absurd or (large and not quiet) else "info"
         text = message(level.series, step, value, level.value_of(expected), z, loss_like=level.mode == "min")
         return Anomaly(self.kind, step, severity, text, level.series, z, value)
