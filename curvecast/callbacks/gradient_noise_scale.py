@@ -115,6 +115,7 @@ class GradientNoiseScale(Sensor):
         self._micro: MicroBatchNorms | None = None
         self._per_example: PerExampleNorms | None = None
         self._params: list[torch.nn.Parameter] = []
+        self._follow: Any = None  # with several optimizers, the one whose gradients are measured (while training)
         self._accumulate = 1
         self._world = 1
         self._on_host = True  # a CPU: the step's arithmetic on Python floats; an accelerator: on device tensors
@@ -161,6 +162,14 @@ class GradientNoiseScale(Sensor):
         self._pending.clear()
         self._recorded_updates = self.estimator.read().updates  # restored from a checkpoint, or 0
         self._params = [p for p in pl_module.parameters() if p.requires_grad]
+        optimizers = getattr(trainer, "optimizers", None) or []
+        # Several optimizers stepped by hand (a GAN): the norm of the first one's gradients at its own steps, as the LR
+        # capture follows it. A norm of every gradient there mixed the players', and another's left from its last step:
+        # a WGAN critic's (about 0.02) read with its generator's (about 1), 30-45x "spikes" in every seed.
+        self._follow = optimizers[0] if len(optimizers) > 1 else None
+        if self._follow is not None:
+            own = {id(p) for group in self._follow.param_groups for p in group["params"]}
+            self._params = [p for p in self._params if id(p) in own]
         automatic = getattr(pl_module, "automatic_optimization", True)
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
@@ -265,6 +274,9 @@ class GradientNoiseScale(Sensor):
         # The step read when it opened; a second optimizer step in the same batch finds it closed and reads anew.
         step = self._step if self._open else self._steps.index()
         self._stepped_at = step  # the batch's end records at the step of its last optimizer step
+        if self._follow is not None and optimizer is not self._follow:
+            self._open = False  # another player's step: the followed one, if it comes in this batch, reads its own
+            return
         if not self._sampling:
             self._step_done(step)
             return
@@ -364,12 +376,12 @@ class GradientNoiseScale(Sensor):
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.flush(trainer)
         self._drop_sources()
-        self._trainer = None
+        self._trainer = self._follow = None
 
     @guarded
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._drop_sources()
-        self._trainer = None
+        self._trainer = self._follow = None
 
     @guarded
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
