@@ -7,15 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from curvecast._lightning import StepReader, host_cadence
+from curvecast._lightning import StepReader, host_cadence, is_global_zero
 from curvecast.callbacks.measures.schedule_replay import (
     PlannedSchedule,
     replay_schedule,
     run_horizon,
     unknown_length_reason,
 )
+from curvecast.callbacks.measures.schedule_source import ScheduleSource
 from curvecast.callbacks.sensor import Sensor
-from curvecast.failsafe import guarded, warn_once
+from curvecast.failsafe import guarded, log, warn_once
 from curvecast.forecasting.schedule import MAX_DENSE_STEPS, LRSchedule
 from curvecast.history import RunHistory
 from curvecast.series import LR
@@ -31,9 +32,12 @@ class LearningRateCapture(Sensor):
     the first optimizer; reading a Python float costs no device sync. The LRs are recorded in batches, at the losses'
     cadence (:func:`~curvecast._lightning.host_cadence`), at validation and at the end. Each is compared with the
     planned LR of its step
-    (O(1), or O(log knots) past the replayed steps): an LR changed outside Lightning's scheduler stepping (a scheduler
-    stepped by hand in ``training_step`` or ``optimizer_step``, an LR set directly) makes the schedule unknown, with
-    one warning.
+    (O(1), or O(log knots) past the replayed steps). Where they differ because the run's schedulers changed (a callback
+    such as ``StochasticWeightAveraging`` swapped in its own, a ``LearningRateFinder`` searched again and set the LR,
+    the optimizers were set up again: see :mod:`~curvecast.callbacks.measures.schedule_source`), the schedule is
+    planned again from that step with the new schedulers, said in one line. An LR changed outside Lightning's
+    scheduler stepping with nothing of that changed (a scheduler stepped by hand in ``training_step`` or
+    ``optimizer_step``, an LR set directly) makes the schedule unknown, with one warning.
 
     Args:
         history: where to record (series ``"lr"``); a new one by default.
@@ -47,7 +51,10 @@ class LearningRateCapture(Sensor):
         self._pending: list[tuple[int, float]] = []  # (step, LR) read but not yet recorded
         self._flush_every = 1
         self._first: Any = None  # the optimizer whose LR is followed
+        self._others: tuple[Any, ...] = ()  # the other optimizers at the start (manual optimization): not followed
         self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
+        self._trainer: Any = None
+        self._source: ScheduleSource | None = None  # what `planned` was replayed from
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -55,8 +62,12 @@ class LearningRateCapture(Sensor):
         self._pending = []
         self._flush_every = host_cadence(trainer)  # recorded and checked in batches, as the losses are
         self._steps = StepReader(trainer)
+        self._trainer = trainer
         optimizers = getattr(trainer, "optimizers", None)
-        self._first = optimizers[0] if optimizers else None  # read once: a property walk, and fixed during a fit
+        # Read once: a property walk. A callback may set the optimizers up again mid-fit: see on_before_optimizer_step.
+        self._first = optimizers[0] if optimizers else None
+        self._others = tuple(optimizers[1:]) if optimizers else ()
+        self._source = ScheduleSource.of(trainer)
         self.horizon = run_horizon(trainer)
         start = int(trainer.global_step)
         if self.horizon is None:
@@ -72,11 +83,24 @@ class LearningRateCapture(Sensor):
 
     @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self._first is not None and optimizer is not self._first:
+        if self._first is not None and optimizer is not self._first and not self._became_first(optimizer):
             return  # manual optimization with several optimizers: follow the first one
         self._pending.append((self._steps.index(), float(optimizer.param_groups[0]["lr"])))
         if len(self._pending) >= self._flush_every:
             self.flush_pending()
+
+    def _became_first(self, optimizer: Any) -> bool:
+        """Whether ``optimizer``, not the one followed, is now the Trainer's first (a callback set the optimizers up
+        again): it is followed from now on. The others known at the start are told apart without a property walk."""
+        if any(optimizer is other for other in self._others):
+            return False
+        optimizers = getattr(self._trainer, "optimizers", None)
+        if optimizers and optimizers[0] is optimizer:
+            self._first = optimizer
+            self._others = tuple(optimizers[1:])
+            return True
+        self._others += (optimizer,)
+        return False
 
     def flush_pending(self) -> None:
         """Record the LRs read since the last call, each compared with the plan."""
@@ -98,6 +122,10 @@ class LearningRateCapture(Sensor):
         value = None if planned is None else planned.disagreement(step, lr)
         if value is None:
             return
+        change = None if self._source is None else self._source.change(self._trainer)
+        if change is not None:
+            self._plan_again(step, change)
+            return
         reason = (
             f"the LR of step {step} is {lr:.6g}, not the planned {value:.6g}: it was changed outside Lightning's "
             "scheduler stepping (a scheduler stepped by hand in training_step or optimizer_step, or an LR set directly)"
@@ -106,6 +134,20 @@ class LearningRateCapture(Sensor):
         self._schedule = None
         warn_once(f"curvecast: forecasting without the LR schedule: {reason}", key="lr-schedule-changed")
 
+    def _plan_again(self, step: int, change: str) -> None:
+        """Replay the new schedulers from the step the optimizer's LR is now set for (every hook that flushes runs
+        after Lightning stepped the schedulers for the steps taken), as at the start of training."""
+        trainer = self._trainer
+        self._source = ScheduleSource.of(trainer)
+        start = self._steps.index()  # in on_before_optimizer_step the current step; after it, the next one
+        self.planned, self._schedule = replay_schedule(trainer, start, self.horizon), None
+        said = f"the LR schedule changed at step {step} ({change})"
+        if not self.planned.known:
+            warn_once(f"curvecast: forecasting without the LR schedule: {said}: {self.planned.reason}",
+                      key="lr-schedule-changed")  # fmt: skip
+        elif is_global_zero(trainer):
+            log.info("curvecast: %s: forecasting with the new plan", said)
+
     def run_length(self) -> int | None:
         """The step the run ends at (``max_steps``), once training has started; None while unknown."""
         return self.horizon
@@ -113,9 +155,11 @@ class LearningRateCapture(Sensor):
     def schedule(self) -> LRSchedule | None:
         """The LR of every step ``0..horizon``: recorded where the run has been, planned where it is going; or None.
 
-        Built once per fit (the past it joins is fixed when training starts) and shared, read-only, by every
-        forecast and detector. Dense (one LR per step) when the whole run was replayed; in knots otherwise, so its
-        size does not grow with the run length (a dense copy at 10 million steps is 80 MB).
+        Built once per plan (the past it joins is fixed when the plan starts: at the start of training, or where the
+        schedulers changed) and shared, read-only, by every forecast and detector: a new plan is a new object, which
+        the detectors are handed at their next look (``RunBrain._follow_schedule``). Dense (one LR per step) when
+        the whole run was replayed; in knots otherwise, so its size does not grow with the run length (a dense copy
+        at 10 million steps is 80 MB).
         """
         if self._schedule is None and self.planned is not None and self.planned.known and self.horizon is not None:
             if self.planned.tail is None and self.horizon < MAX_DENSE_STEPS:

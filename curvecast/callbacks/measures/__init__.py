@@ -5,6 +5,7 @@
 - ``gradient_tensors``: rows of a batch, squared gradient norms, the AMP loss scale;
 - ``flops``: FLOP counting of a step and the device's peak FLOP/s (for ``Throughput``'s MFU);
 - ``throughput_stats``: windowed timing statistics and the straggler test across ranks (for ``Throughput``);
-- ``schedule_replay``, ``scheduler_jump``: the planned LR of every step, by replaying the LR schedulers (for
+- ``schedule_replay``, ``scheduler_jump``: the planned LR of every step, by replaying the LR schedulers, and
+  ``schedule_source``: what a plan was replayed from, to tell schedulers swapped mid-run from an LR set by hand (for
   ``LearningRateCapture``).
 """
