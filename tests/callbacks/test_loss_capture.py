@@ -109,11 +109,15 @@ class _LogsWeights(TinyRegression):
         return super().training_step(batch, batch_idx)
 
 
+def _captured(module: TinyRegression, flush_every: int, trainer_kwargs: dict, **run: int) -> LossCapture:
+    """What a LossCapture flushing every ``flush_every`` steps recorded of ``module``'s run (``run``: its length)."""
+    capture = LossCapture(flush_every=flush_every)
+    FLAVOURS["pytorch_lightning"][0](callbacks=[capture], **run, **trainer_kwargs).fit(module, loader(n=96))
+    return capture
+
+
 def test_logged_weights_of_the_objective_are_sampled_at_each_flush(quiet_trainer_kwargs):
-    capture = LossCapture(flush_every=4)
-    FLAVOURS["pytorch_lightning"][0](max_steps=12, callbacks=[capture], **quiet_trainer_kwargs).fit(
-        _LogsWeights(), loader(n=96)
-    )
+    capture = _captured(_LogsWeights(), 4, quiet_trainer_kwargs, max_steps=12)
     beta = capture.history.series("beta")
     np.testing.assert_array_equal(beta.steps, [3, 7, 11])  # at the last step of each flush
     np.testing.assert_allclose(beta.values, [0.3, 0.7, 1.1], rtol=1e-6)  # the value the step of that index logged
@@ -134,10 +138,7 @@ class _LogsBetaFromEpoch2(TinyRegression):
 def test_a_weight_logged_from_a_later_epoch_is_still_sampled(quiet_trainer_kwargs):
     # 12 steps an epoch, a flush every 2: the first epochs' flushes find no weight and stop reading the names, which
     # are read again at each epoch's end.
-    capture = LossCapture(flush_every=2)
-    FLAVOURS["pytorch_lightning"][0](max_epochs=4, callbacks=[capture], **quiet_trainer_kwargs).fit(
-        _LogsBetaFromEpoch2(), loader(n=96)
-    )
+    capture = _captured(_LogsBetaFromEpoch2(), 2, quiet_trainer_kwargs, max_epochs=4)
     beta = capture.history.series("beta")
     assert beta.steps[0] == 25  # the first flush of the third epoch
     assert list(beta.steps) == list(range(25, 48, 2))  # then every flush
