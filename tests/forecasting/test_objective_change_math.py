@@ -65,3 +65,14 @@ def test_a_plateau_over_which_the_weight_rose_loses_its_advice() -> None:
     assert noted.severity == "info"
     assert "higher LR" not in noted.message
     assert "over this plateau" in noted.message
+
+
+def test_an_instability_warning_is_weighed_by_its_own_point() -> None:
+    """Its precursors are points: a co-spike of 25x the climb's start at the blow-up's first step is no weight's doing,
+    though the median of the last 3 points (1.2x) is; the same warning at the level's own value is a note."""
+    weight = _weight(lambda s: min(1.0, s / 200))
+    said = "Instability precursors at step 140: loss and gradient norm spiked together. Save a checkpoint."
+    spiked = Anomaly("instability_risk", 140, "warning", said, value=25.0)
+    at_level = Anomaly("instability_risk", 140, "warning", said, value=1.2)
+    assert as_objective_change(spiked, (STEPS, LOSS), weight) is spiked
+    assert as_objective_change(at_level, (STEPS, LOSS), weight).severity == "info"

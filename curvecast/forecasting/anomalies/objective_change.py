@@ -61,14 +61,17 @@ def climb_start(steps: np.ndarray, values: np.ndarray, step: int) -> tuple[int, 
     return int(steps[_LEVEL - 1 + low]), float(levels[low])
 
 
-def _rise(steps: np.ndarray, values: np.ndarray, step: int) -> tuple[int, float]:
+def _rise(steps: np.ndarray, values: np.ndarray, step: int, point: float = math.nan) -> tuple[int, float]:
     """Where the climb found at ``step`` started (:func:`climb_start`) and how many times its level there the series
-    stands at ``step`` (the median of its last 3 points); nan where no ratio tells (a level at or below 0)."""
+    stands at ``step``: the median of its last 3 points, or ``point`` where that is finite and higher (a loss and
+    gradient-norm co-spike at a blow-up's first step, 137 against a level of 7.7, left the median at 1.4x the
+    climb's start, which a KL weight's move explained); nan where no ratio tells (a level at or below 0)."""
     start, low = climb_start(steps, values, step)
     finite = np.asarray(values, dtype=np.float64)[(np.asarray(steps) <= step) & np.isfinite(values)]
     if not low > 0.0 or not len(finite):
         return start, math.nan
-    return start, float(np.median(finite[-_SHORT:])) / low
+    level = float(np.median(finite[-_SHORT:]))
+    return start, (max(level, point) if math.isfinite(point) else level) / low
 
 
 def _value(steps: np.ndarray, values: np.ndarray, step: int, after: bool) -> float:
@@ -94,7 +97,9 @@ def moved_coefficient(
     live value of that step's flush). A loss ``rest + w * term`` whose rest and term hold rises at most ``w1 / w0``
     times when its weight rises from ``w0`` to ``w1``: a loss that rose more (a blow-up's 75-fold jump while ``beta``
     went 0.23 -> 0.51) climbs for another reason, and a weight that moved less than a tenth explains nothing."""
-    start, rise = _rise(*series, anomaly.step)
+    # An instability warning's precursors are points, not a level: its own value counts.
+    point = anomaly.value if anomaly.kind == "instability_risk" else math.nan
+    start, rise = _rise(*series, anomaly.step, point)
     if not rise > 0.0:
         return None  # a loss at or below zero: no ratio to weigh the weight's move against
     for name, (steps, values) in coefficients.items():
