@@ -11,6 +11,7 @@ from typing import Any
 from curvecast._lightning import dev_run, is_global_zero
 from curvecast.failsafe import warn_once
 from curvecast.history import RunHistory
+from curvecast.metric_direction import first_return
 from curvecast.series import METRIC_PREFIX, TRAIN_LOSS, is_validation_metric
 
 __all__ = [
@@ -49,14 +50,25 @@ def warn_monitor_never_logged(monitor: str, available: str) -> None:
     )
 
 
-def warn_if_no_loss(monitor: str, history: RunHistory, steps_without_loss: int) -> None:
-    """Warn once when the training loss is forecast but ``training_step`` returned none."""
-    if monitor == TRAIN_LOSS and TRAIN_LOSS not in history and steps_without_loss:
-        warn_once(
-            "curvecast: training_step returned no loss (with manual optimization, return it), so there is no "
-            "training loss to forecast; return the loss, or log a metric and pass `Curvecast(monitor=...)`.",
-            key="no-loss",
-        )
+def warn_if_no_loss(
+    monitor: str, history: RunHistory, steps_without_loss: int, logged: Mapping[str, Any] | None = None
+) -> None:
+    """Warn once when the training loss is forecast but ``training_step`` returned none. Where the run logs an RL
+    agent's return (in ``logged``, its metrics), that is the metric to pass: an actor-critic agent steps two
+    optimizers by hand, and neither loss says how its training goes (the critic's grows with the returns)."""
+    if monitor != TRAIN_LOSS or TRAIN_LOSS in history or not steps_without_loss:
+        return
+    rl_return = first_return(logged or {})
+    advice = (
+        f"the run logs `{rl_return}`, an RL agent's return: pass `Curvecast(monitor={rl_return!r})` to forecast it"
+        if rl_return is not None
+        else "return the loss, or log a metric and pass `Curvecast(monitor=...)`"
+    )
+    warn_once(
+        "curvecast: training_step returned no loss (with manual optimization, return it), so there is no "
+        f"training loss to forecast; {advice}.",
+        key="no-loss",
+    )
 
 
 def expected_validations(trainer: Any) -> int | None:
