@@ -253,7 +253,7 @@ def test_the_ppo_example_is_told_to_forecast_the_return_it_logs(one_thread, quie
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])  # seed 1 too when run by hand: 26 s a seed on 2 cores
 def test_the_ppo_example_watched_by_its_return_runs_to_the_end(seed: int, one_thread, quiet_trainer_kwargs) -> None:
     """As the warning advises: watched by ``avg_ep_reward`` with early stopping, 150 batches (38 epochs of 2048
     environment steps) run to the end with no anomaly above a note; the return rose (to 136 and 174 in seeds 0-1)."""
