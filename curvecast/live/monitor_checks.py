@@ -49,14 +49,27 @@ def warn_monitor_never_logged(monitor: str, available: str) -> None:
     )
 
 
-def warn_if_no_loss(monitor: str, history: RunHistory, steps_without_loss: int) -> None:
-    """Warn once when the training loss is forecast but ``training_step`` returned none."""
-    if monitor == TRAIN_LOSS and TRAIN_LOSS not in history and steps_without_loss:
-        warn_once(
-            "curvecast: training_step returned no loss (with manual optimization, return it), so there is no "
-            "training loss to forecast; return the loss, or log a metric and pass `Curvecast(monitor=...)`.",
-            key="no-loss",
-        )
+def warn_if_no_loss(
+    monitor: str, history: RunHistory, steps_without_loss: int, logged: Mapping[str, Any] | None = None,
+    players: bool = False,
+) -> None:
+    """Warn once when the training loss is forecast but ``training_step`` returned none, naming the ``logged``
+    metrics. With several optimizers stepped by hand (``players``: a GAN) no one loss is the run's to return: the
+    advice is to forecast one of the logged metrics."""
+    if monitor != TRAIN_LOSS or TRAIN_LOSS in history or not steps_without_loss:
+        return
+    names = ", ".join(f"`{name}`" for name in sorted(logged or {}) if not name.startswith(METRIC_PREFIX))
+    if players:
+        what = "several optimizers are stepped, so no one loss is the run's objective: pass `Curvecast(monitor=...)`"
+        advice = f"{what} the logged metric to forecast ({names or 'none is logged'})."
+    else:
+        logged_now = f" (logged: {names})" if names else ""
+        advice = f"return the loss, or log a metric and pass `Curvecast(monitor=...)`{logged_now}."
+    manual = "" if players else " (with manual optimization, return it)"
+    warn_once(
+        f"curvecast: training_step returned no loss{manual}, so there is no training loss to forecast; {advice}",
+        key="no-loss",
+    )
 
 
 def expected_validations(trainer: Any) -> int | None:
