@@ -103,7 +103,7 @@ class GradientNoiseScale(Sensor):
         self.sample_every_n_steps = sample_every_n_steps
         self.log_every_n_steps = log_every_n_steps
         self.batch_size_fn = batch_size_fn
-        self.log_metrics = log_metrics
+        self.log_metrics, self.asked = log_metrics, True  # asked: False in a bundle's default part (see `part`)
         super().__init__(history)
         self.estimator = GNSEstimator(beta=beta, min_updates=min_updates)
         self.estimate = GNSEstimate(None, None, None, 0)
@@ -181,7 +181,7 @@ class GradientNoiseScale(Sensor):
         # at, not at the next logging step.
         self._record_norms_every = host_cadence(trainer) if self.log_every_n_steps is None else None
         self.active_source, self._micro, self._per_example = measuring_source(
-            self.source, trainer, pl_module, self._params, self._accumulate * self._world
+            self.source, trainer, pl_module, self._params, self._accumulate * self._world, asked=self.asked
         )
         self._take_at_step = self.active_source == "per_example" and self._accumulate == 1 and automatic
         default_every = PER_EXAMPLE_EVERY if self.active_source == "per_example" else 1

@@ -24,7 +24,9 @@ def part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> P
     if choice is False or choice is None:
         return None
     if choice is True:
-        return cls(**defaults)
+        made = cls(**defaults)
+        made.asked = False  # built by default: a measure it cannot take is then said at info, not warned
+        return made
     if not isinstance(choice, cls):
         raise TypeError(f"Expected `{name}` to be a bool or a {cls.__name__}, but got {type(choice).__name__}")
     return choice

@@ -51,22 +51,29 @@ def warn_monitor_never_logged(monitor: str, available: str) -> None:
 
 
 def warn_if_no_loss(
-    monitor: str, history: RunHistory, steps_without_loss: int, logged: Mapping[str, Any] | None = None
+    monitor: str, history: RunHistory, steps_without_loss: int, logged: Mapping[str, Any] | None = None,
+    players: bool = False,
 ) -> None:
-    """Warn once when the training loss is forecast but ``training_step`` returned none. Where the run logs an RL
-    agent's return (in ``logged``, its metrics), that is the metric to pass: an actor-critic agent steps two
-    optimizers by hand, and neither loss says how its training goes (the critic's grows with the returns)."""
+    """Warn once when the training loss is forecast but ``training_step`` returned none, naming what to forecast
+    instead: an RL agent's return where ``logged`` (the run's metrics) holds one (an actor-critic agent steps two
+    optimizers by hand, and neither loss says how its training goes: the critic's grows with the returns); with several
+    optimizers stepped by hand (``players``: a GAN) one of the logged metrics, as no one loss is the run's to return."""
     if monitor != TRAIN_LOSS or TRAIN_LOSS in history or not steps_without_loss:
         return
     rl_return = first_return(logged or {})
-    advice = (
-        f"the run logs `{rl_return}`, an RL agent's return: pass `Curvecast(monitor={rl_return!r})` to forecast it"
-        if rl_return is not None
-        else "return the loss, or log a metric and pass `Curvecast(monitor=...)`"
-    )
+    names = ", ".join(f"`{name}`" for name in sorted(logged or {}) if not name.startswith(METRIC_PREFIX))
+    if rl_return is not None:
+        advice = f"the run logs `{rl_return}`, an RL agent's return: pass `Curvecast(monitor={rl_return!r})`"
+        advice += " to forecast it."
+    elif players:
+        what = "several optimizers are stepped, so no one loss is the run's objective: pass `Curvecast(monitor=...)`"
+        advice = f"{what} the logged metric to forecast ({names or 'none is logged'})."
+    else:
+        logged_now = f" (logged: {names})" if names else ""
+        advice = f"return the loss, or log a metric and pass `Curvecast(monitor=...)`{logged_now}."
+    manual = "" if players else " (with manual optimization, return it)"
     warn_once(
-        "curvecast: training_step returned no loss (with manual optimization, return it), so there is no "
-        f"training loss to forecast; {advice}.",
+        f"curvecast: training_step returned no loss{manual}, so there is no training loss to forecast; {advice}",
         key="no-loss",
     )
 

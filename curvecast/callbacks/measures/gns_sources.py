@@ -6,6 +6,7 @@ disables the source (with one warning) instead of propagating into the user's ba
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from functools import partial
 from typing import Any
@@ -18,6 +19,13 @@ from curvecast.callbacks.measures.per_example_norms import module_sq_norms, supp
 from curvecast.failsafe import warn_once
 
 __all__ = ["MicroBatchNorms", "PerExampleNorms", "hook_seconds", "measuring_source"]
+
+log = logging.getLogger("curvecast")
+# Said of a run with several optimizers (a GAN): B_simple needs one objective's gradient; the norm is still measured.
+_SEVERAL_OPTIMIZERS = (
+    "curvecast: GradientNoiseScale measures only runs with one optimizer; B_simple is off (the gradient norm of the "
+    "first optimizer is still recorded)"
+)
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -192,16 +200,22 @@ def hook_seconds(*sources: MicroBatchNorms | PerExampleNorms | None) -> float:
 
 
 def measuring_source(
-    source: str, trainer: Any, pl_module: nn.Module, params: list[nn.Parameter], batches: int
+    source: str, trainer: Any, pl_module: nn.Module, params: list[nn.Parameter], batches: int, asked: bool = True
 ) -> tuple[str | None, MicroBatchNorms | None, PerExampleNorms | None]:
     """The source a run measures the noise scale with and its hooks: ``source`` (``"auto"``: the micro-batches where
     ``batches``, accumulation x devices, gives a second batch size, the examples otherwise); ``(None, None, None)``,
-    with a warning, where the run cannot be measured that way."""
+    with a warning, where the run cannot be measured that way. A run with several optimizers is said so at info
+    where the user did not ask for the measure (``asked``: a bundle's default part)."""
+    if len(getattr(trainer, "optimizers", []) or []) > 1:
+        # `Curvecast()` measures B_simple by default, asked for by no one, and every GAN has several optimizers: a
+        # warning there is noise the user cannot act on. A GradientNoiseScale the user set up is warned.
+        if not asked:
+            log.info(_SEVERAL_OPTIMIZERS)
+        else:
+            warn_once(_SEVERAL_OPTIMIZERS)
+        return None, None, None
     if source == "auto":
         source = "microbatch" if batches > 1 else "per_example"
-    if len(getattr(trainer, "optimizers", []) or []) > 1:
-        warn_once("curvecast: GradientNoiseScale measures only runs with one optimizer; B_simple is off")
-        return None, None, None
     if source == "microbatch":
         if batches == 1:
             warn_once(

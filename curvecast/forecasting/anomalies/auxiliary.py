@@ -32,12 +32,14 @@ def facts(message: str) -> str:
 
 def as_note(anomaly: Anomaly, note: str, keep_blowups: bool = True) -> Anomaly:
     """``anomaly`` of a loss that is not the run's objective: a climb, spike or instability warning becomes a note
-    (``info``) of its facts and ``note``, a plateau its facts alone; anything else, and with ``keep_blowups`` a
-    critical blow-up, as it is."""
+    (``info``) of its facts and ``note`` (a note already: the same), a plateau its facts alone; anything else, and with
+    ``keep_blowups`` a critical blow-up, as it is."""
     if anomaly.kind == "plateau":
         return replace(anomaly, message=facts(anomaly.message))
-    if anomaly.kind not in AUXILIARY_KINDS or anomaly.severity == "info":
+    if anomaly.kind not in AUXILIARY_KINDS:
         return anomaly
+    if anomaly.severity == "info":  # a detector's own note (a GAN's 1.05x spike) loses its advice to lower the LR too
+        return replace(anomaly, message=facts(anomaly.message) + note)
     if keep_blowups and anomaly.severity == "critical" and not anomaly.score < BLOWN_UP_RATIO:
         return anomaly
     return replace(anomaly, severity="info", message=facts(anomaly.message) + note)
