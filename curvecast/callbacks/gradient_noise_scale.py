@@ -11,9 +11,9 @@ import torch
 
 from curvecast._lightning import StepReader, host_cadence, logging_cadence, run_ends_at, trains_on_cpu
 from curvecast.callbacks.measures import gns_cadence
+from curvecast.callbacks.measures import gns_sources as sources
 from curvecast.callbacks.measures.gns_cadence import NormCadence, SampleCadence, cost_clock
 from curvecast.callbacks.measures.gns_estimator import GNSEstimate, GNSEstimator
-from curvecast.callbacks.measures.gns_sources import MicroBatchNorms, PerExampleNorms, hook_seconds, measuring_source
 from curvecast.callbacks.measures.gns_state import gns_state, read_gns_state
 from curvecast.callbacks.measures.gns_step import small_batch_sq, step_norm, two_batch_pair
 from curvecast.callbacks.measures.gradient_tensors import grad_scale, infer_batch_rows
@@ -112,8 +112,8 @@ class GradientNoiseScale(Sensor):
         # The last measured step's squared norms: 0-d device tensors on an accelerator, floats on a CPU.
         self.last_small_sq: torch.Tensor | float | None = None
         self.last_big_sq: torch.Tensor | float | None = None
-        self._micro: MicroBatchNorms | None = None
-        self._per_example: PerExampleNorms | None = None
+        self._micro: sources.MicroBatchNorms | None = None
+        self._per_example: sources.PerExampleNorms | None = None
         self._params: list[torch.nn.Parameter] = []
         self._follow: Any = None  # with several optimizers, the one whose gradients are measured (while training)
         self._accumulate = 1
@@ -161,15 +161,7 @@ class GradientNoiseScale(Sensor):
         self._reset_step()
         self._pending.clear()
         self._recorded_updates = self.estimator.read().updates  # restored from a checkpoint, or 0
-        self._params = [p for p in pl_module.parameters() if p.requires_grad]
-        optimizers = getattr(trainer, "optimizers", None) or []
-        # Several optimizers stepped by hand (a GAN): the norm of the first one's gradients at its own steps, as the LR
-        # capture follows it. A norm of every gradient there mixed the players', and another's left from its last step:
-        # a WGAN critic's (about 0.02) read with its generator's (about 1), 30-45x "spikes" in every seed.
-        self._follow = optimizers[0] if len(optimizers) > 1 else None
-        if self._follow is not None:
-            own = {id(p) for group in self._follow.param_groups for p in group["params"]}
-            self._params = [p for p in self._params if id(p) in own]
+        self._follow, self._params = sources.measured_parameters(trainer, pl_module)
         automatic = getattr(pl_module, "automatic_optimization", True)
         self._accumulate = int(trainer.accumulate_grad_batches) if automatic else 1
         self._world = int(getattr(trainer, "world_size", 1))
@@ -180,7 +172,7 @@ class GradientNoiseScale(Sensor):
         # its step's loss in the batch they come in, and a divergence is stopped soon after the step it is confirmed
         # at, not at the next logging step.
         self._record_norms_every = host_cadence(trainer) if self.log_every_n_steps is None else None
-        self.active_source, self._micro, self._per_example = measuring_source(
+        self.active_source, self._micro, self._per_example = sources.measuring_source(
             self.source, trainer, pl_module, self._params, self._accumulate * self._world, asked=self.asked
         )
         self._take_at_step = self.active_source == "per_example" and self._accumulate == 1 and automatic
@@ -286,7 +278,7 @@ class GradientNoiseScale(Sensor):
                 self._take_small_batch(trainer)
             self._step_done(step)
         finally:
-            cost += cost_clock() - begun + hook_seconds(self._micro, self._per_example)
+            cost += cost_clock() - begun + sources.hook_seconds(self._micro, self._per_example)
             self._cadence.sampled(step, started, cost)
             if self._cadence.every > 1:
                 self._detach()  # until the next sampled step: hooks cost every forward and backward they are on

@@ -313,8 +313,7 @@ class Curvecast(Callback):
             sensor.on_train_epoch_end(trainer, pl_module)
         if not sum(getattr(trainer, "num_val_batches", None) or [0]):  # no validation: this is the first chance
             self._check_monitor(trainer)
-        warn_if_no_loss(self.monitor, self.history, self.loss_capture.steps_without_loss, trainer.callback_metrics,
-                        several_players(trainer, pl_module))  # fmt: skip
+        warn_if_no_loss(self.monitor, self.history, self.loss_capture.steps_without_loss, trainer, pl_module)
 
     @guarded
     def _check_monitor(self, trainer: Any) -> None:

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from curvecast._lightning import dev_run, is_global_zero
+from curvecast._lightning import dev_run, is_global_zero, several_players
 from curvecast.failsafe import warn_once
 from curvecast.history import RunHistory
 from curvecast.metric_direction import first_return
@@ -30,7 +30,12 @@ def monitor_missing(monitor: str, history: RunHistory, logged: Mapping[str, Any]
     """None when ``monitor`` was recorded or logged (on step, too); else the names of the metrics that were."""
     if monitor == TRAIN_LOSS or monitor in history or monitor in logged or f"{monitor}_step" in logged:
         return None
-    return ", ".join(f"`{name}`" for name in sorted(logged) if not name.startswith(METRIC_PREFIX)) or "none is logged"
+    return logged_names(logged) or "none is logged"
+
+
+def logged_names(logged: Mapping[str, Any]) -> str:
+    """The metrics the module logged, quoted and comma-separated ("" when none is)."""
+    return ", ".join(f"`{name}`" for name in sorted(logged) if not name.startswith(METRIC_PREFIX))
 
 
 def say_monitor_awaited(monitor: str, available: str) -> None:
@@ -50,18 +55,17 @@ def warn_monitor_never_logged(monitor: str, available: str) -> None:
     )
 
 
-def warn_if_no_loss(
-    monitor: str, history: RunHistory, steps_without_loss: int, logged: Mapping[str, Any] | None = None,
-    players: bool = False,
-) -> None:
+def warn_if_no_loss(monitor: str, history: RunHistory, steps_without_loss: int, trainer: Any, pl_module: Any) -> None:
     """Warn once when the training loss is forecast but ``training_step`` returned none, naming what to forecast
-    instead: an RL agent's return where ``logged`` (the run's metrics) holds one (an actor-critic agent steps two
-    optimizers by hand, and neither loss says how its training goes: the critic's grows with the returns); with several
-    optimizers stepped by hand (``players``: a GAN) one of the logged metrics, as no one loss is the run's to return."""
+    instead: an RL agent's return where the run logs one (an actor-critic agent steps two optimizers by hand, and
+    neither loss says how its training goes: the critic's grows with the returns); with several optimizers stepped by
+    hand (a GAN) one of the logged metrics, as no one loss is the run's to return."""
     if monitor != TRAIN_LOSS or TRAIN_LOSS in history or not steps_without_loss:
         return
-    rl_return = first_return(logged or {})
-    names = ", ".join(f"`{name}`" for name in sorted(logged or {}) if not name.startswith(METRIC_PREFIX))
+    logged: Mapping[str, Any] = getattr(trainer, "callback_metrics", None) or {}
+    players = several_players(trainer, pl_module)
+    rl_return = first_return(logged)
+    names = logged_names(logged)
     if rl_return is not None:
         advice = f"the run logs `{rl_return}`, an RL agent's return: pass `Curvecast(monitor={rl_return!r})`"
         advice += " to forecast it."
