@@ -11,6 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from curvecast.cli import main
 from run_helpers import quiet_kwargs
+from tests.test_false_alarms import WILD, wild_only
 from tiny_models import TinyRegression, loader
 
 
@@ -136,3 +137,19 @@ def test_a_lightning_sweep_and_each_of_its_runs_agree_on_the_planned_end(tmp_pat
     assert [row["horizon"] for row in json.loads(capsys.readouterr().out)["runs"]] == [299, 299]
     assert main(["analyze", str(sweep)]) == 0
     assert capsys.readouterr().out.startswith(f"2 runs under {sweep}, forecast to step 299")
+
+
+@wild_only
+def test_a_run_of_a_sweep_that_overfits_is_told_below_the_ranking(tmp_path, capsys):
+    """Wild log 112 overfits (val_loss 0.059 -> 0.099 while train_loss falls); wild log 004 does not."""
+    for run, log in (("run_a", "112"), ("run_b", "004")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "metrics.csv").write_bytes((WILD / f"{log}.csv").read_bytes())
+    assert main(["analyze", str(tmp_path), "--no-plot"]) == 0
+    told = [line for line in capsys.readouterr().out.splitlines() if "overfits" in line]
+    assert len(told) == 1
+    assert told[0].startswith("  run_a: `val_loss` overfits (told at step 12193): val_loss has been climbing")
+    assert main(["analyze", str(tmp_path), "--json"]) == 0
+    rows = {row["run"]: row for row in json.loads(capsys.readouterr().out)["runs"]}
+    assert rows["run_a"]["overfitting"] == {"series": "val_loss", "told_at": 12193}
+    assert rows["run_b"]["overfitting"] is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from curvecast.logreaders import LogReadError
 from curvecast.logreaders.base import printable
 from curvecast.offline.analysis import Analysis, AnalyzeError, analyze
 from curvecast.render.text import fmt
+
+if TYPE_CHECKING:
+    from curvecast.forecasting.anomalies import Anomaly
 
 __all__ = ["RankedRun", "describe_runs", "rank_runs", "runs_to_dict"]
 
@@ -138,7 +141,23 @@ def describe_runs(directory: Path, ranked: list[RankedRun]) -> str:
         lines.append(
             f"  {rank:>4}  {name:{_NAME_CHARS}s}  {int(curve.steps[-1]):>9}  {fmt(curve.values[-1]):>9}  {cells}"
         )
+    from curvecast.forecasting.anomalies.auxiliary import facts
+
+    # A run's validation loss that overfits, as its own analysis says (one line each, below the ranking it sits in).
+    for run in ranked:
+        warned = _overfit_warning(run)
+        if warned is not None:
+            name = printable(str(run.path.relative_to(directory)) or ".", _NAME_CHARS)
+            lines.append(f"  {name}: `{printable(run.analysis.validation or '', 40)}` overfits (told at step "
+                         f"{warned.step}): {printable(facts(warned.message), 160)}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _overfit_warning(run: RankedRun) -> Anomaly | None:
+    """The overfitting warning of a ranked run's validation loss (None: none, or the run is not ranked)."""
+    if run.analysis is None or run.same_as is not None:
+        return None
+    return next((a for a in run.analysis.overfitting if a.severity != "info"), None)
 
 
 def runs_to_dict(directory: Path, ranked: list[RankedRun]) -> dict[str, Any]:
@@ -163,6 +182,8 @@ def runs_to_dict(directory: Path, ranked: list[RankedRun]) -> dict[str, Any]:
             )
             if run.analysis.target is not None:
                 row.update(target_reached_at=run.analysis.reached_at(), target_chance=run.analysis.target_chance)
+            warned = _overfit_warning(run)
+            row["overfitting"] = None if warned is None else {"series": run.analysis.validation, "told_at": warned.step}
         rows.append(row)
     done = [r.analysis for r in ranked if r.analysis is not None]
     return {"source": str(directory), "target": done[0].target if done else None, "runs": rows}
