@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from curvecast.callbacks.measures.schedule_source import first_optimizer_schedulers
 from curvecast.callbacks.measures.scheduler_jump import epoch_lr_function
 from curvecast.forecasting.knots import SampledKnots, interpolate_knots, sample_knots
 
@@ -159,7 +160,7 @@ def replay_schedule(trainer: Any, start: int, horizon: int, budget: int = REPLAY
     optimizer = trainer.optimizers[0]
     if horizon < start:
         return PlannedSchedule(start, None, f"the run is already past its horizon ({start} > {horizon})")
-    configs = [c for c in trainer.lr_scheduler_configs if getattr(c.scheduler, "optimizer", None) is optimizer]
+    configs = first_optimizer_schedulers(trainer)
     if any(c.reduce_on_plateau for c in configs):
         return PlannedSchedule(start, None, "ReduceLROnPlateau depends on future metrics and cannot be replayed")
     module = trainer.lightning_module
