@@ -37,24 +37,17 @@ def forecast_document(report: Report, scalars: dict[str, float], interval: float
     band = forecast_band(forecast, steps, interval)
     mean = np.asarray(forecast.predict(steps), dtype=np.float64) if band is None else band[0]
     return {
-        "step": int(report.step),
-        "monitor": str(report.monitor),
-        "mode": report.mode,
+        **_report_fields(report, interval),
         "horizon": horizon,
         "last_step": start,
-        "interval": float(interval),
         "final": _number(scalars.get("final")),
         "final_lo": _number(scalars.get("final_lo")),
         "final_hi": _number(scalars.get("final_hi")),
-        "observed": _number(report.observed),
-        "best": _number(report.best),
         "log_scale": _number(forecast.log_scale),
         "worse_scale": _number(forecast.worse_scale),
         "base": _number(forecast.mapping.base),
-        "target": _number(report.target),
         "prob_target": _number(scalars.get("prob_target")),
         "step_to_target": _number(scalars.get("step_to_target")),
-        "reached_at": None if report.reached_at is None else int(report.reached_at),
         "curve": {
             "steps": steps.tolist(),
             "mean": rounded(mean),
@@ -70,20 +63,27 @@ def ended_document(report: Report, interval: float) -> dict[str, Any]:
     what it reached, with no forecast curve: ``final`` is the last observed value (what the comparison of runs ranks
     it by) and no spread is given, as the run will not reach ``horizon``, its planned end."""
     return {
+        **_report_fields(report, interval),
+        "horizon": None if report.horizon is None else int(report.horizon),
+        "last_step": int(report.step),
+        "final": _number(report.observed),
+        "ended_at": int(report.stop_step),
+        "ended_by": str(report.ended_by)[:_MESSAGE_CHARS],
+        "curve": {"steps": [], "mean": [], "lo": None, "hi": None},
+    }
+
+
+def _report_fields(report: Report, interval: float) -> dict[str, Any]:
+    """What every forecast document says of the run at ``report``: where it stands, against what."""
+    return {
         "step": int(report.step),
         "monitor": str(report.monitor),
         "mode": report.mode,
-        "horizon": None if report.horizon is None else int(report.horizon),
-        "last_step": int(report.step),
         "interval": float(interval),
-        "final": _number(report.observed),
         "observed": _number(report.observed),
         "best": _number(report.best),
         "target": _number(report.target),
         "reached_at": None if report.reached_at is None else int(report.reached_at),
-        "ended_at": int(report.stop_step),
-        "ended_by": str(report.ended_by)[:_MESSAGE_CHARS],
-        "curve": {"steps": [], "mean": [], "lo": None, "hi": None},
     }
 
 
