@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,9 +109,7 @@ def describe_analysis(analysis: Analysis, plot: str | None = None) -> str:
     thinned = f" (searched on maxima of {analysis.anomaly_bucket} points)" if analysis.anomaly_bucket > 1 else ""
     lines.append(f"  anomalies{thinned}: {len(events) or 'none'}")
     # The first sentence says what happened; the advice that follows is in the JSON report.
-    lines.extend(anomaly_line(e, indent="    ", brief=True) for e in events[:_MAX_LISTED])
-    if len(events) > _MAX_LISTED:
-        lines.append(f"    ... and {len(events) - _MAX_LISTED} more (all are in the --json report)")
+    lines.extend(_listed(events, brief=lambda event: True))
     lines.extend(_overfitting_lines(analysis))
     if plot:
         lines.append(f"  plot: {printable(plot, _MAX_NAME_CHARS)}")
@@ -125,7 +124,13 @@ def _overfitting_lines(analysis: Analysis) -> list[str]:
     events = analysis.overfitting
     name = printable(analysis.validation, _MAX_NAME_CHARS)
     lines = [f"  overfitting: `{name}`, the validation loss beside it, watched as live: {len(events) or 'none'}"]
-    lines.extend(anomaly_line(e, indent="    ", brief=e.severity == "info") for e in events[:_MAX_LISTED])
+    return lines + _listed(events, brief=lambda event: event.severity == "info")
+
+
+def _listed(events: list[Any], brief: Callable[[Any], bool]) -> list[str]:
+    """A line for each of the first ``_MAX_LISTED`` of ``events`` (its first sentence alone where ``brief``), and how
+    many more there are."""
+    lines = [anomaly_line(e, indent="    ", brief=brief(e)) for e in events[:_MAX_LISTED]]
     if len(events) > _MAX_LISTED:
         lines.append(f"    ... and {len(events) - _MAX_LISTED} more (all are in the --json report)")
     return lines
