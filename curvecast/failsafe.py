@@ -20,7 +20,7 @@ import threading
 import warnings
 from typing import Any
 
-__all__ = ["BarSafeHandler", "CurvecastWarning", "forget_warnings", "guarded", "warn_once"]
+__all__ = ["BarSafeHandler", "CurvecastWarning", "forget_warnings", "guarded", "tell_once", "warn_once"]
 
 log = logging.getLogger("curvecast")
 _warned: set[str] = set()
@@ -66,6 +66,14 @@ def warn_once(message: str, key: str | None = None) -> None:
         return
     _warned.add(key)
     warnings.warn(message, CurvecastWarning, stacklevel=_user_stacklevel())
+
+
+def tell_once(message: str) -> None:
+    """Say ``message`` once per process on the ``curvecast`` logger, at info: a limit of a measure nobody asked for."""
+    key = f"info: {message}"
+    if key not in _warned:
+        _warned.add(key)
+        log.info(message)
 
 
 # The frames a warning is never attributed to: curvecast's own, the training framework's, and a worker thread's or

@@ -16,7 +16,7 @@ from torch import nn
 
 from curvecast.callbacks.measures.gns_cadence import cost_clock
 from curvecast.callbacks.measures.per_example_norms import module_sq_norms, supported_params
-from curvecast.failsafe import warn_once
+from curvecast.failsafe import tell_once, warn_once
 
 __all__ = ["MicroBatchNorms", "PerExampleNorms", "hook_seconds", "measured_parameters", "measuring_source"]
 
@@ -26,6 +26,16 @@ _SEVERAL_OPTIMIZERS = (
     "curvecast: GradientNoiseScale measures only runs with one optimizer; B_simple is off (the gradient norm of the "
     "first optimizer is still recorded)"
 )
+
+
+def _tell(message: str, asked: bool, key: str | None = None) -> None:
+    """Say why part of the noise scale is off: a warning where the user set the measure up, an info line once where
+    ``Curvecast()`` measures it by default, asked for by no one (a siamese encoder, an RNN cell or tied embeddings
+    reuse a layer in every forward pass: a warning there is noise the user cannot act on)."""
+    if asked:
+        warn_once(message, key=key)
+    else:
+        tell_once(message)
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -88,7 +98,8 @@ class PerExampleNorms:
     layers, and layers called more than once in a forward pass (their per-example gradient is a sum of calls).
     """
 
-    def __init__(self, root: nn.Module) -> None:
+    def __init__(self, root: nn.Module, asked: bool = True) -> None:
+        self.asked = asked  # the user set the measure up: a layer left out is a warning, not an info line
         candidates: dict[nn.Module, list[nn.Parameter]] = {}
         for module in root.modules():
             params = supported_params(module)
@@ -144,9 +155,10 @@ class PerExampleNorms:
         if self._calls[module] > 1:
             self.layers.pop(module, None)
             self.valid = False
-            warn_once(
+            _tell(
                 f"curvecast: a {type(module).__name__} layer runs more than once per forward pass; its parameters are "
                 "left out of the per-example gradient noise scale",
+                self.asked,
                 key=f"per-example-reuse-{id(module)}",
             )
             return
@@ -222,10 +234,7 @@ def measuring_source(
     if len(getattr(trainer, "optimizers", []) or []) > 1:
         # `Curvecast()` measures B_simple by default, asked for by no one, and every GAN has several optimizers: a
         # warning there is noise the user cannot act on. A GradientNoiseScale the user set up is warned.
-        if not asked:
-            log.info(_SEVERAL_OPTIMIZERS)
-        else:
-            warn_once(_SEVERAL_OPTIMIZERS)
+        _tell(_SEVERAL_OPTIMIZERS, asked)
         return None, None, None
     if source == "auto":
         source = "microbatch" if batches > 1 else "per_example"
@@ -237,8 +246,8 @@ def measuring_source(
             )
             return None, None, None
         return source, MicroBatchNorms(params), None
-    per_example = PerExampleNorms(pl_module)
+    per_example = PerExampleNorms(pl_module, asked)
     if not per_example.layers:
-        warn_once("curvecast: no Linear, Embedding or LayerNorm layer to measure per-example norms on")
+        _tell("curvecast: no Linear, Embedding or LayerNorm layer to measure per-example norms on", asked)
         return None, None, None
     return source, None, per_example
