@@ -45,16 +45,17 @@ def test_a_wild_log_that_overfits_is_told_so_as_live(capsys: pytest.CaptureFixtu
     overfitting = report["overfitting"]
     assert overfitting["series"] == "val_loss"
     events = overfitting["anomalies"]
-    assert [e["severity"] for e in events] == ["warning", "info"]  # one warning, later notes, never critical
+    assert [e["severity"] for e in events] == ["warning", "info", "info"]  # one warning, later notes, never critical
     assert all(e["series"] == "val_loss" and e["kind"] == "divergence" for e in events)
     assert OVERFITS in events[0]["message"]
     # The same words, steps and severities as a live run watched by its training loss (a StabilityWatch replay).
     _, live = _replay(WILD / "112.csv")
     assert [(e["step"], e["severity"], e["message"]) for e in events] == [(a.step, a.severity, a.message) for a in live]
-    assert "  overfitting: `val_loss`, the validation loss beside it, watched as live: 2" in text
+    assert "  overfitting: `val_loss`, the validation loss beside it, watched as live: 3" in text
     (warning,) = [line for line in text.splitlines() if line.startswith("    [warning]")]
     # Whole, unlike the other anomalies' first sentence: what to keep, and how to stop such a run, is its point.
-    assert warning == f"    [warning] divergence at step 12193: {events[0]['message']}"
+    assert warning == f"    [warning] divergence at step 8441: {events[0]['message']}"
+    assert "got worse at each of its last 6 validations" in warning
     assert "  anomalies: none" in text  # the training loss's own: the validation loss's are not among them
 
 

@@ -28,15 +28,31 @@ from curvecast.forecasting.anomalies.detector import AnomalyDetector
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import SeriesLevel
 from curvecast.forecasting.schedule import LRSchedule
-from curvecast.state_checks import checked_mapping, require_keys
+from curvecast.state_checks import checked_mapping, checked_reals, checked_wholes, require_keys
 
-__all__ = ["TRAIN_CLIMB", "TRAIN_CLIMB_GIVEN_BACK", "OverfitWatch", "detect_overfitting", "training_loss_holds"]
+__all__ = [
+    "TRAIN_CLIMB",
+    "TRAIN_CLIMB_GIVEN_BACK",
+    "WORSE_RISE",
+    "WORSE_RUN",
+    "OverfitWatch",
+    "detect_overfitting",
+    "training_loss_holds",
+]
 
 # The training loss climbs with a diverging run: its median of 3 points at least 10% above its best, giving back at
 # least 1% of the progress it made (the confirmed-divergence bar). A val loss that overfits (0.058 -> 0.1 in a wild
 # log) rises while the training loss stays at its best.
 TRAIN_CLIMB = 0.10
 TRAIN_CLIMB_GIVEN_BACK = 0.01
+
+# A validation loss worse at each of its last WORSE_RUN + 1 validations, by WORSE_RISE over them in all, while the
+# training loss holds, overfits, whatever its noise: six values of a flat noisy loss come in rising order once in 720,
+# and never 10% apart. The divergence rules wait out their first 20 points (a loss logged once an epoch: 20 epochs)
+# and a ratio of 1.5: a fine-tuning run worse from its first epoch (2.63 -> 3.22 over 10 epochs, its training loss
+# at 0.001) went untold.
+WORSE_RUN = 5
+WORSE_RISE = 0.10
 
 _SAID = (
     " The training loss is not climbing with it: the model overfits. Keep the best checkpoint "
@@ -62,6 +78,7 @@ class OverfitWatch:
         self.detector: AnomalyDetector | None = None  # made for the first validation loss seen
         self.warned = False  # the one warning was given: later climbs are notes
         self._schedule: Sequence[float] | LRSchedule | None = None
+        self.worse: list[tuple[int, float]] = []  # the latest points, each worse than the one before (step, value)
 
     @property
     def series(self) -> str | None:
@@ -76,7 +93,9 @@ class OverfitWatch:
             self.detector.set_schedule(self._schedule)
         elif name != self.detector.series or (self.detector.last_step is not None and step <= self.detector.last_step):
             return []  # another validation loss, or a resumed run replaying steps already seen
-        found = []
+        found = self._worse_every_time(step, value, training_loss_holds) if speak else []
+        if not speak:
+            self._follow(step, value)
         for anomaly in self.detector.update(step, value):
             if anomaly.kind != "divergence" or not speak:
                 continue
@@ -87,6 +106,27 @@ class OverfitWatch:
             # Else the run gets worse on both (its own words stand), or the training loss is too noisy to say.
             found.append(replace(anomaly, severity=severity))
         return found
+
+    def _follow(self, step: int, value: float) -> None:
+        """Keep the run of points each worse than the one before, ending with ``(step, value)``."""
+        worse = bool(self.worse) and value > self.worse[-1][1]
+        self.worse = [*self.worse[-WORSE_RUN:], (step, value)] if worse else [(step, value)]
+
+    def _worse_every_time(self, step: int, value: float, holds: Callable[[], bool]) -> list[Anomaly]:
+        """The one warning, where the validation loss (positive) got worse at each of its last ``WORSE_RUN`` points,
+        by ``WORSE_RISE`` over them, while the training loss holds (see ``WORSE_RUN``)."""
+        self._follow(step, value)
+        if self.warned or len(self.worse) <= WORSE_RUN:
+            return []
+        (since, first), series = self.worse[0], self.series
+        if not (first > 0.0 and value >= (1.0 + WORSE_RISE) * first and holds()):
+            return []
+        self.warned = True
+        text = (
+            f"{series} got worse at each of its last {WORSE_RUN + 1} validations: {value:.4g} at step {step} against "
+            f"{first:.4g} at step {since}." + _SAID.format(series=series)
+        )
+        return [Anomaly("divergence", step, "warning", text, series, value / first, value)]
 
     def set_schedule(self, lrs: Sequence[float] | LRSchedule | None) -> None:
         self._schedule = lrs
@@ -100,7 +140,10 @@ class OverfitWatch:
     def state_dict(self) -> dict[str, Any] | None:
         if self.detector is None:
             return None
-        return {"series": self.detector.series, "detector": self.detector.state_dict(), "warned": self.warned}
+        return {
+            "series": self.detector.series, "detector": self.detector.state_dict(), "warned": self.warned,
+            "worse_steps": [step for step, _ in self.worse], "worse_values": [value for _, value in self.worse],
+        }  # fmt: skip
 
     def restored(self, state: Any) -> OverfitWatch:
         """A new watch holding :meth:`state_dict`'s ``state`` (None: a fresh one), with this one's schedule; a damaged
@@ -119,6 +162,13 @@ class OverfitWatch:
         watch.detector.set_schedule(self._schedule)
         watch.detector.load_state_dict(saved["detector"])
         watch.warned = warned
+        # Saved before the run of worse points was kept: none under way.
+        steps = checked_wholes("`OverfitWatch.worse_steps`", saved.get("worse_steps", []), max_len=WORSE_RUN + 1)
+        values = checked_reals("`OverfitWatch.worse_values`", saved.get("worse_values", []), max_len=len(steps))
+        if len(values) != len(steps):
+            raise ValueError(f"Expected as many `OverfitWatch.worse_values` as `worse_steps`, but got {len(values)} "
+                             f"and {len(steps)}")  # fmt: skip
+        watch.worse = list(zip(steps, values, strict=True))
         return watch
 
 
