@@ -16,7 +16,7 @@ from curvecast.callbacks.measures.schedule_replay import (
 )
 from curvecast.callbacks.measures.schedule_source import ScheduleSource
 from curvecast.callbacks.sensor import Sensor
-from curvecast.failsafe import guarded, log, warn_once
+from curvecast.failsafe import guarded, log, tell_once, warn_once
 from curvecast.forecasting.schedule import MAX_DENSE_STEPS, LRSchedule
 from curvecast.history import RunHistory
 from curvecast.series import LR
@@ -79,7 +79,16 @@ class LearningRateCapture(Sensor):
             return
         self.planned = replay_schedule(trainer, start, self.horizon)
         if not self.planned.known:
-            warn_once(f"curvecast: forecasting without the LR schedule: {self.planned.reason}", key="lr-schedule")
+            self._without_schedule(f"curvecast: forecasting without the LR schedule: {self.planned.reason}")
+
+    def _without_schedule(self, said: str) -> None:
+        """Say that the forecasts go without the planned LRs: a warning where something can be done about it, an info
+        line (rank 0) where the scheduler cannot be known ahead by its nature (every ReduceLROnPlateau run was
+        warned)."""
+        if not self.planned.by_design:
+            warn_once(said, key="lr-schedule")
+        elif is_global_zero(self._trainer):
+            tell_once(said)
 
     @guarded
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
@@ -143,8 +152,7 @@ class LearningRateCapture(Sensor):
         self.planned, self._schedule = replay_schedule(trainer, start, self.horizon), None
         said = f"the LR schedule changed at step {step} ({change})"
         if not self.planned.known:
-            warn_once(f"curvecast: forecasting without the LR schedule: {said}: {self.planned.reason}",
-                      key="lr-schedule-changed")  # fmt: skip
+            self._without_schedule(f"curvecast: forecasting without the LR schedule: {said}: {self.planned.reason}")
         elif is_global_zero(trainer):
             log.info("curvecast: %s: forecasting with the new plan", said)
 

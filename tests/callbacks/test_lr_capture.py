@@ -1,4 +1,6 @@
+import logging
 import math
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -130,11 +132,15 @@ def test_a_run_without_a_length_says_it_has_no_forecasts_and_why(quiet_trainer_k
     assert capture.schedule() is None
 
 
-def test_reduce_on_plateau_cannot_be_replayed_and_says_so(quiet_trainer_kwargs):
+def test_reduce_on_plateau_cannot_be_replayed_and_says_so(quiet_trainer_kwargs, caplog):
+    # Said at info, not warned: nothing for the user to fix (every ReduceLROnPlateau run was warned).
     capture = LearningRateCapture()
     trainer = pl.Trainer(max_steps=5, callbacks=[capture], limit_val_batches=1, **quiet_trainer_kwargs)
-    with pytest.warns(UserWarning, match="ReduceLROnPlateau depends on future metrics"):
+    with caplog.at_level(logging.INFO, logger="curvecast"), warnings.catch_warnings():
+        warnings.simplefilter("error", CurvecastWarning)
         trainer.fit(TinyRegression(scheduler="plateau"), loader(), loader(n=8))
+    said = [r for r in caplog.records if "ReduceLROnPlateau depends on future metrics" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO]
     assert capture.schedule() is None
     assert "ReduceLROnPlateau" in capture.planned.reason
     # The LRs actually used are still recorded.

@@ -62,6 +62,8 @@ class PlannedSchedule:
     replayed_steps: int = 0  # scheduler.step() calls made on the copies
     jump_evaluations: int = 0  # LRs computed by jumping a copy ahead
     exact_lr: Callable[[int], float] | None = field(default=None, repr=False, compare=False)
+    # Unknown by the scheduler's nature (ReduceLROnPlateau, a module stepping its own): nothing for the user to fix.
+    by_design: bool = False
 
     @property
     def known(self) -> bool:
@@ -162,13 +164,19 @@ def replay_schedule(trainer: Any, start: int, horizon: int, budget: int = REPLAY
         return PlannedSchedule(start, None, f"the run is already past its horizon ({start} > {horizon})")
     configs = first_optimizer_schedulers(trainer)
     if any(c.reduce_on_plateau for c in configs):
-        return PlannedSchedule(start, None, "ReduceLROnPlateau depends on future metrics and cannot be replayed")
+        return PlannedSchedule(
+            start, None, "ReduceLROnPlateau depends on future metrics and cannot be replayed", by_design=True
+        )
     module = trainer.lightning_module
     if configs and module is not None and not module.automatic_optimization:
-        return PlannedSchedule(start, None, "under manual optimization the module steps its schedulers itself")
+        return PlannedSchedule(
+            start, None, "under manual optimization the module steps its schedulers itself", by_design=True
+        )
     steps_per_epoch = _steps_per_epoch(trainer)
     if any(c.interval == "epoch" for c in configs) and steps_per_epoch is None:
-        return PlannedSchedule(start, None, "an epoch-interval scheduler with an unsized training loader")
+        return PlannedSchedule(
+            start, None, "an epoch-interval scheduler with an unsized training loader", by_design=True
+        )
 
     throwaway = _ThrowawayOptimizer(optimizer)
     copies = copy.deepcopy([c.scheduler for c in configs], memo={id(optimizer): throwaway})
