@@ -10,6 +10,7 @@ import numpy as np
 from curvecast._lightning import StepReader, host_cadence, is_global_zero
 from curvecast.callbacks.measures.schedule_replay import (
     PlannedSchedule,
+    epochs_of_unsized_loader,
     replay_schedule,
     run_horizon,
     unknown_length_reason,
@@ -73,6 +74,12 @@ class LearningRateCapture(Sensor):
         if self.horizon is None:
             reason = unknown_length_reason(trainer)
             self.planned = PlannedSchedule(start, None, reason)
+            if epochs_of_unsized_loader(trainer):
+                # Known once an epoch has ended (a streaming dataset): nothing to fix, said at info.
+                if is_global_zero(trainer):
+                    tell_once(f"curvecast: {reason}: forecasts start once an epoch has ended, taking every epoch "
+                              "as long as the ones before (`max_steps` gives the length from the start)")  # fmt: skip
+                return
             # No horizon, no forecast at all (anomalies are still watched): said as such, with the fix.
             warn_once(f"curvecast: no forecasts in this run: {reason}. Set `max_steps` (or `max_epochs` with a "
                       "sized training loader) to have them.", key="run-length")  # fmt: skip
@@ -121,6 +128,27 @@ class LearningRateCapture(Sensor):
     @guarded
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         self.flush_pending()
+
+    @guarded
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.horizon is None and epochs_of_unsized_loader(trainer):
+            self._horizon_from_epochs(trainer)
+
+    def _horizon_from_epochs(self, trainer: Any) -> None:
+        """``max_epochs`` of a training loader with no length: the run's length is the steps of the epochs so far,
+        per epoch, times ``max_epochs`` (a streaming dataset yields about as many batches every epoch); the schedule
+        is replayed from here to there."""
+        done, epochs = self._steps.index(), int(trainer.current_epoch) + 1  # the epoch ending is counted from here
+        if done <= 0:
+            return
+        self.horizon = max(round(done / epochs * int(trainer.max_epochs)), done)
+        self.planned, self._schedule = replay_schedule(trainer, done, self.horizon), None
+        if is_global_zero(trainer):
+            took = "the first epoch" if epochs == 1 else f"{epochs} epochs"
+            log.info("curvecast: %s took %d steps: forecasting to step %d (`max_epochs=%d`)", took, done, self.horizon,
+                     trainer.max_epochs)  # fmt: skip
+        if not self.planned.known:
+            self._without_schedule(f"curvecast: forecasting without the LR schedule: {self.planned.reason}")
 
     @guarded
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

@@ -30,7 +30,14 @@ from curvecast.callbacks.measures.schedule_source import first_optimizer_schedul
 from curvecast.callbacks.measures.scheduler_jump import epoch_lr_function
 from curvecast.forecasting.knots import SampledKnots, interpolate_knots, sample_knots
 
-__all__ = ["REPLAY_BUDGET", "PlannedSchedule", "replay_schedule", "run_horizon", "unknown_length_reason"]
+__all__ = [
+    "REPLAY_BUDGET",
+    "PlannedSchedule",
+    "epochs_of_unsized_loader",
+    "replay_schedule",
+    "run_horizon",
+    "unknown_length_reason",
+]
 
 # Steps replayed one by one before jumping ahead: one scheduler.step() and the bookkeeping cost about 10 us on CPU,
 # so about a second here, whatever the run length.
@@ -133,6 +140,14 @@ def run_horizon(trainer: Any) -> int | None:
     if total is None or not math.isfinite(total) or total <= 0:
         return None
     return int(total)
+
+
+def epochs_of_unsized_loader(trainer: Any) -> bool:
+    """The run is ``max_epochs`` (no ``max_steps``) of a training loader with no length: its length is known once an
+    epoch has ended."""
+    max_epochs = getattr(trainer, "max_epochs", None)
+    max_steps = int(getattr(trainer, "max_steps", -1) or -1)
+    return max_epochs is not None and max_epochs > 0 and max_steps <= 0 and _steps_per_epoch(trainer) is None
 
 
 def unknown_length_reason(trainer: Any) -> str:
