@@ -107,11 +107,21 @@ def fittable(values: np.ndarray, min_points: int) -> np.ndarray:
     return in_reach if in_reach.sum() >= min_points else finite
 
 
+# The scatter of the latest points is read from the last quarter of a curve's points, once that quarter holds this many.
+RECENT_SCATTER_POINTS = 32
+
+
 def point_scatter(values: np.ndarray, counts: np.ndarray) -> float:
     """The scatter of one logged point of ``values`` (positive, relative): the larger of the noise estimate the fit
-    weighs by and the same taken about the median second difference (a curve bending steadily moves the first).
-    The least an interval for the value logged at some later step may be."""
-    return max(_noise(values, counts), _noise(values, counts, centered=True))
+    weighs by and the same taken about the median second difference (a curve bending steadily moves the first), over
+    the whole curve and over its latest quarter. The least an interval for the value logged at some later step may be.
+
+    A classifier's per-batch loss scatters more as it falls (fewer examples left wrong in each batch): a fine-tuned
+    MLP's scattered 0.17 over its last 200 steps and 0.04 over the whole run, and its forecast of the next step, 0.62
+    .. 0.68, lay below each of its last five batches (0.68-0.98)."""
+    recent = len(values) // 4
+    tails = [slice(None), slice(-recent, None)] if recent >= RECENT_SCATTER_POINTS else [slice(None)]
+    return max(_noise(values[t], counts[t], centered) for t in tails for centered in (False, True))
 
 
 def _noise(values: np.ndarray, counts: np.ndarray, centered: bool = False) -> float:
