@@ -203,6 +203,9 @@ FLAT_CLEAN_RATIO = 2.0
 # Prior factor on the flat member's ensemble weight (from {1, 3, 10}: more weighed the training losses, which keep
 # falling, down). [wild]
 FLAT_WEIGHT = 1.0
+# On a curve that has not stalled, the flat member's share of the ensemble is at most FLAT_MOVING_SHARE
+# (hypotheses.flat_share_capped). [wild]
+FLAT_MOVING_SHARE = 0.5
 # A curve is stalled when the slope of log value on log step over the later half of the window is less than
 # FLAT_STALL_Z standard errors below zero; the flat member's weight is then multiplied by FLAT_STALLED_WEIGHT (from
 # z in {1, 2} and {3, 10, 30, 100}: 100 cost the validation losses from 50 % 4 points). [wild]

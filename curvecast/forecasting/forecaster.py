@@ -47,6 +47,7 @@ from curvecast.forecasting.hypotheses import (
     CONSTANT_LR_FAMILIES,
     candidate_families,
     ensemble_weights,
+    flat_share_capped,
     without_cliffs,
 )
 from curvecast.forecasting.metric_map import MetricMap, check_mode_bounds, metric_map
@@ -276,6 +277,8 @@ class Forecaster:
             # the weight its prior gives a stalled curve.
             weights[flat] *= FLAT_STALLED_WEIGHT
             weights /= weights.sum()
+        elif flat:
+            weights = flat_share_capped(fit, fits, errors, weights)
         members = tuple((w, f) for w, f in zip(weights, fits, strict=True) if w > 0)
         forecast = sized_forecast(
             fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0], self.interval_scale
