@@ -30,12 +30,14 @@ def test_every_rank_records_the_rank_averaged_loss_and_rank_zero_forecasts(tmp_p
     bundle = Curvecast(forecast_budget=None, forecast_every=4, background=False)
     callbacks = [bundle, CheckHistoryOnEveryRank(bundle), LeaveTogether()]
     # Flushes every 3 steps: 0-2, 3-5, and the rest at the end of training.
-    trainer = tiny_trainer(tmp_path, callbacks, 8, logger=False, log_every_n_steps=3, devices=2, strategy="ddp_spawn")
+    csv = pl.loggers.CSVLogger(str(tmp_path))  # a logger curvecast's forecasts do not go to: warned
+    trainer = tiny_trainer(tmp_path, callbacks, 8, logger=csv, log_every_n_steps=3, devices=2, strategy="ddp_spawn")
     trainer.fit(TinyRegression(), loader(n=128))
     assert trainer.state.finished
-    # Rank 0's worker warns of the missing TensorBoardLogger on its own stderr. Its stack holds no line of the user's:
-    # the warning points at no file (spawn's `<string>`), not at multiprocessing's bootstrap under torch's spawn.
-    message = ": CurvecastWarning: curvecast: the Trainer has no TensorBoardLogger"
+    # Rank 0's worker warns that the CSVLogger gets no forecasts on its own stderr. Its stack holds no line of the
+    # user's: the warning points at no file (spawn's `<string>`), not at multiprocessing's bootstrap under torch's
+    # spawn.
+    message = ": CurvecastWarning: curvecast: the Trainer's loggers (CSVLogger) get no forecasts"
     warned = [line.split(message)[0] for line in capfd.readouterr().err.splitlines() if message in line]
     assert len(warned) == 1
     assert ".py:" not in warned[0]

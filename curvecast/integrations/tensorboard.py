@@ -45,6 +45,7 @@ from curvecast.forecasting.report import Report
 from curvecast.integrations.actuator import Actuator
 from curvecast.integrations.forecast_scalars import forecast_scalars
 from curvecast.integrations.tab_documents import RecentAnomalies, ended_document, forecast_document, planned_lr_document
+from curvecast.integrations.tensorboard_absent import say_where_forecasts_go
 from curvecast.integrations.tensorboard_disk import MIN_FREE_BYTES, disk_has_room, write_alert_text
 from curvecast.logreaders import LogReadError
 from curvecast.logreaders.events import is_event_file, read_event_dir
@@ -125,6 +126,7 @@ class TensorBoardReporter(Actuator):
         self.observed_points = observed_points
         self.sensor_points = sensor_points
         self.figures = figures
+        self.forwarded = False  # the bundle sends the forecasts to the Trainer's other loggers
         self._writer: Any = None
         self._last_scalar_step = -1
         self._last_written: dict[str, float] = {}  # per observed series: the last step considered
@@ -161,13 +163,8 @@ class TensorBoardReporter(Actuator):
     def on_report(self, trainer: Any, pl_module: Any, report: Report) -> None:
         writer = tensorboard_writer(trainer)
         if writer is None:
-            if logging_suppressed(trainer):  # `fast_dev_run`: the user's loggers are there, silenced by Lightning
-                return
-            warn_once(
-                "curvecast: the Trainer has no TensorBoardLogger, so forecasts are not written to TensorBoard "
-                "(alerts still go to the 'curvecast' logger); add `logger=TensorBoardLogger(...)` to see them.",
-                key="no-tensorboard",
-            )
+            if not logging_suppressed(trainer):  # `fast_dev_run`: the user's loggers are there, silenced by Lightning
+                say_where_forecasts_go(trainer, self.forwarded)
             return
         # The writing (event protobufs, the tab's JSON documents, each series thinned: 1-3 ms a report) is done on a
         # thread of its own, report after report in order: a report and its series never change once made.

@@ -174,7 +174,7 @@ class Curvecast(Callback):
         self.tensorboard = part(tensorboard, TensorBoardReporter, "tensorboard")
         self.forecast_logger = part(log_forecasts, ForecastLogger, "log_forecasts")
         # The band every other logger shows is TensorBoard's.
-        self.logger_forwarder = forwarder(loggers, self.tensorboard.interval if self.tensorboard else 0.8)
+        self.logger_forwarder = forwarder(loggers, self.tensorboard)
         # With early stopping on a non-finite loss, the run stops at the step the loss turns NaN, before its update
         # (decided again at the start of training, when a stopper placed beside the bundle has been attached).
         self.finite_guard = finite_guard([self.early_stopping, *(actuators or [])])

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from curvecast.forecasting.real_values import check_value
 from curvecast.integrations.early_stopping import ForecastEarlyStopping
 from curvecast.integrations.loggers import LoggerForwarder
+from curvecast.integrations.tensorboard import TensorBoardReporter
 from curvecast.live.nonfinite_guard import NonFiniteGuard
 
 __all__ = ["checked_every", "checked_monitor", "checked_target", "finite_guard", "forwarder", "part"]
@@ -32,13 +33,17 @@ def part(choice: bool | P | None, cls: type[P], name: str, **defaults: Any) -> P
     return choice
 
 
-def forwarder(loggers: Any, interval: float) -> LoggerForwarder | None:
+def forwarder(loggers: Any, tensorboard: TensorBoardReporter | None) -> LoggerForwarder | None:
     """The ``loggers`` part: False or None (none), True (``"all"``), a choice of loggers, or a configured forwarder;
-    the forecast interval is TensorBoard's, so every logger shows the same band."""
+    the forecast interval is TensorBoard's, so every logger shows the same band (and the TensorBoard part, told
+    that the forecasts go to the other loggers, does not say they go nowhere without a TensorBoardLogger)."""
+    if tensorboard is not None:
+        tensorboard.forwarded = loggers is not False and loggers is not None
     if loggers is False or loggers is None:
         return None
     if isinstance(loggers, LoggerForwarder):
         return loggers
+    interval = tensorboard.interval if tensorboard is not None else 0.8
     return LoggerForwarder("all" if loggers is True else loggers, interval=interval)
 
 
