@@ -28,7 +28,7 @@ from curvecast.forecasting.anomalies.detector import AnomalyDetector
 from curvecast.forecasting.anomalies.event import Anomaly
 from curvecast.forecasting.anomalies.level import SeriesLevel
 from curvecast.forecasting.schedule import LRSchedule
-from curvecast.state_checks import checked_mapping, checked_reals, checked_wholes, require_keys
+from curvecast.state_checks import checked_mapping, checked_real, checked_reals, checked_whole, require_keys
 
 __all__ = [
     "TRAIN_CLIMB",
@@ -46,7 +46,7 @@ __all__ = [
 TRAIN_CLIMB = 0.10
 TRAIN_CLIMB_GIVEN_BACK = 0.01
 
-# A validation loss worse at each of its last WORSE_RUN + 1 validations, by WORSE_RISE over them in all, while the
+# A validation loss worse at each of at least WORSE_RUN validations in a row, by WORSE_RISE over them in all, while the
 # training loss holds, overfits, whatever its noise: six values of a flat noisy loss come in rising order once in 720,
 # and never 10% apart. The divergence rules wait out their first 20 points (a loss logged once an epoch: 20 epochs)
 # and a ratio of 1.5: a fine-tuning run worse from its first epoch (2.63 -> 3.22 over 10 epochs, its training loss
@@ -78,7 +78,9 @@ class OverfitWatch:
         self.detector: AnomalyDetector | None = None  # made for the first validation loss seen
         self.warned = False  # the one warning was given: later climbs are notes
         self._schedule: Sequence[float] | LRSchedule | None = None
-        self.worse: list[tuple[int, float]] = []  # the latest points, each worse than the one before (step, value)
+        self.rises = 0  # validations in a row, each worse than the one before
+        self.rise_from: tuple[int, float] | None = None  # (step, value) where they started
+        self.last_value: float | None = None
 
     @property
     def series(self) -> str | None:
@@ -108,22 +110,25 @@ class OverfitWatch:
         return found
 
     def _follow(self, step: int, value: float) -> None:
-        """Keep the run of points each worse than the one before, ending with ``(step, value)``."""
-        worse = bool(self.worse) and value > self.worse[-1][1]
-        self.worse = [*self.worse[-WORSE_RUN:], (step, value)] if worse else [(step, value)]
+        """Count the validations in a row each worse than the one before, ending with ``(step, value)``."""
+        if self.last_value is not None and value > self.last_value:
+            self.rises += 1
+        else:
+            self.rises, self.rise_from = 0, (step, value)
+        self.last_value = value
 
     def _worse_every_time(self, step: int, value: float, holds: Callable[[], bool]) -> list[Anomaly]:
-        """The one warning, where the validation loss (positive) got worse at each of its last ``WORSE_RUN`` points,
-        by ``WORSE_RISE`` over them, while the training loss holds (see ``WORSE_RUN``)."""
+        """The one warning, where the validation loss (positive) got worse at each of at least ``WORSE_RUN``
+        validations in a row, by ``WORSE_RISE`` over them, while the training loss holds (see ``WORSE_RUN``)."""
         self._follow(step, value)
-        if self.warned or len(self.worse) <= WORSE_RUN:
+        if self.warned or self.rises < WORSE_RUN or self.rise_from is None:
             return []
-        (since, first), series = self.worse[0], self.series
+        (since, first), series = self.rise_from, self.series
         if not (first > 0.0 and value >= (1.0 + WORSE_RISE) * first and holds()):
             return []
         self.warned = True
         text = (
-            f"{series} got worse at each of its last {WORSE_RUN + 1} validations: {value:.4g} at step {step} against "
+            f"{series} got worse at each of its last {self.rises} validations: {value:.4g} at step {step} against "
             f"{first:.4g} at step {since}." + _SAID.format(series=series)
         )
         return [Anomaly("divergence", step, "warning", text, series, value / first, value)]
@@ -142,7 +147,8 @@ class OverfitWatch:
             return None
         return {
             "series": self.detector.series, "detector": self.detector.state_dict(), "warned": self.warned,
-            "worse_steps": [step for step, _ in self.worse], "worse_values": [value for _, value in self.worse],
+            "rises": self.rises, "rise_from": None if self.rise_from is None else list(self.rise_from),
+            "last_value": self.last_value,
         }  # fmt: skip
 
     def restored(self, state: Any) -> OverfitWatch:
@@ -162,13 +168,16 @@ class OverfitWatch:
         watch.detector.set_schedule(self._schedule)
         watch.detector.load_state_dict(saved["detector"])
         watch.warned = warned
-        # Saved before the run of worse points was kept: none under way.
-        steps = checked_wholes("`OverfitWatch.worse_steps`", saved.get("worse_steps", []), max_len=WORSE_RUN + 1)
-        values = checked_reals("`OverfitWatch.worse_values`", saved.get("worse_values", []), max_len=len(steps))
-        if len(values) != len(steps):
-            raise ValueError(f"Expected as many `OverfitWatch.worse_values` as `worse_steps`, but got {len(values)} "
-                             f"and {len(steps)}")  # fmt: skip
-        watch.worse = list(zip(steps, values, strict=True))
+        # Saved before the rises were counted: none under way.
+        watch.rises = checked_whole("`OverfitWatch.rises`", saved.get("rises", 0), low=0)
+        start, last = saved.get("rise_from"), saved.get("last_value")
+        if start is not None:
+            pair = checked_reals("`OverfitWatch.rise_from`", start, max_len=2)
+            if len(pair) != 2:
+                raise ValueError(f"Expected `OverfitWatch.rise_from` to be [step, value], but got {pair}")
+            step, value = pair
+            watch.rise_from = (int(checked_whole("`OverfitWatch.rise_from` step", step)), value)
+        watch.last_value = None if last is None else checked_real("`OverfitWatch.last_value`", last)
         return watch
 
 
