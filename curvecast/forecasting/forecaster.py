@@ -277,7 +277,7 @@ class Forecaster:
             # the weight its prior gives a stalled curve.
             weights[flat] *= FLAT_STALLED_WEIGHT
             weights /= weights.sum()
-        elif flat:
+        elif flat and fit.known:
             weights = flat_share_capped(fit, fits, errors, weights)
         members = tuple((w, f) for w, f in zip(weights, fits, strict=True) if w > 0)
         forecast = sized_forecast(

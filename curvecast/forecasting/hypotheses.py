@@ -213,9 +213,10 @@ def ensemble_weights(fit: FitContext, fits: list[Member], errors: list[float]) -
 
 def flat_share_capped(fit: FitContext, fits: list[Member], errors: list[float], weights: np.ndarray) -> np.ndarray:
     """``weights`` with the flat member's share held to ``FLAT_MOVING_SHARE`` and the rest weighed among the laws
-    alone, on a curve that has not stalled (its later half moves clear of its noise): a few held-back points at one
-    level are a pause there, not the end of learning. A validation accuracy that rose 0.45 -> 0.55 over 10 epochs and
-    held 0.55 for three was forecast flat at 0.5547 (80%: 0.545 .. 0.567) for 450 more steps; it ended at 0.59."""
+    alone, for a curve with a planned schedule that has not stalled (its later half moves clear of its noise): a few
+    held-back points at one level are a pause there, not the end of learning. A validation accuracy that rose
+    0.45 -> 0.55 over 10 epochs and held 0.55 for three was forecast flat at 0.5547 (80%: 0.545 .. 0.567) for 450 more
+    steps; it ended at 0.59."""
     flat = [i for i, f in enumerate(fits) if getattr(f, "name", "") == "flat"]
     if not flat or not weights[flat[0]] > FLAT_MOVING_SHARE:
         return weights
