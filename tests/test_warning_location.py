@@ -8,6 +8,7 @@ import os
 import warnings
 
 import pytest
+import pytorch_lightning as pl
 
 import curvecast
 from curvecast import Curvecast
@@ -17,13 +18,14 @@ from tiny_models import CurveModule, TinyRegression, loader
 
 
 def test_a_warning_from_inside_a_fit_points_at_the_fit_call(tmp_path):
-    trainer = tiny_trainer(tmp_path, [Curvecast()], 5, logger=False)  # no TensorBoardLogger: curvecast warns
+    csv = pl.loggers.CSVLogger(str(tmp_path))  # a logger that gets no forecasts: curvecast warns
+    trainer = tiny_trainer(tmp_path, [Curvecast()], 5, logger=csv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit_line = inspect.currentframe().f_lineno + 1
         trainer.fit(CurveModule(steps=5))
     ours = [w for w in caught if issubclass(w.category, CurvecastWarning)]
-    assert ours, "expected curvecast to warn about the missing TensorBoardLogger"
+    assert ours, "expected curvecast to warn that the CSVLogger gets no forecasts"
     assert {(w.filename, w.lineno) for w in ours} == {(__file__, fit_line)}
 
 
