@@ -45,3 +45,28 @@ def test_epochs_of_a_stream_are_forecast_once_the_first_has_ended(quiet_trainer_
     assert forecast
     assert min(r.step for r in forecast) >= 25  # none before the length was known
     assert all(r.horizon == 100 for r in forecast)
+
+
+class GrowingStream(Stream):
+    """A stream that yields 80 more examples every epoch (10 more batches of 8): 25, 35, 45 batches."""
+
+    def __iter__(self):
+        yield from Stream(self.n).__iter__()
+        self.n += 80
+
+
+def test_the_length_is_estimated_again_at_each_epochs_end(quiet_trainer_kwargs, caplog):
+    bundle = Curvecast(background=False, tensorboard=False, forecast_every=5, forecast_budget=None)
+    kwargs = {**quiet_trainer_kwargs, "max_steps": -1, "max_epochs": 3}
+    trainer = pl.Trainer(callbacks=[bundle], **kwargs)
+    with caplog.at_level(logging.INFO, logger="curvecast"):
+        trainer.fit(TinyRegression(), DataLoader(GrowingStream(8 * 25), batch_size=8))
+    assert trainer.global_step == 25 + 35 + 45
+    said = [r.getMessage() for r in caplog.records]
+    assert any("the first epoch took 25 steps: forecasting to step 75" in m for m in said)
+    assert any("2 epochs took 60 steps: forecasting to step 90" in m for m in said)
+    horizons = {r.step: r.horizon for r in bundle.reports if r.forecast is not None}
+    assert {h for s, h in horizons.items() if 25 <= s < 60} == {75}
+    assert {h for s, h in horizons.items() if 60 <= s < 90} == {90}
+    # Past the estimate, in a longer epoch, no report names a horizon the run has passed.
+    assert all(r.horizon is None or r.horizon > r.step for r in bundle.reports if r.step < 104)

@@ -56,6 +56,7 @@ class LearningRateCapture(Sensor):
         self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
         self._trainer: Any = None
         self._source: ScheduleSource | None = None  # what `planned` was replayed from
+        self._estimated = False  # the horizon is estimated from the epochs so far (a loader with no length)
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -70,6 +71,7 @@ class LearningRateCapture(Sensor):
         self._others = tuple(optimizers[1:]) if optimizers else ()
         self._source = ScheduleSource.of(trainer)
         self.horizon = run_horizon(trainer)
+        self._estimated = False
         start = int(trainer.global_step)
         if self.horizon is None:
             reason = unknown_length_reason(trainer)
@@ -131,18 +133,25 @@ class LearningRateCapture(Sensor):
 
     @guarded
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.horizon is None and epochs_of_unsized_loader(trainer):
+        if (self.horizon is None or self._estimated) and epochs_of_unsized_loader(trainer):
             self._horizon_from_epochs(trainer)
 
     def _horizon_from_epochs(self, trainer: Any) -> None:
         """``max_epochs`` of a training loader with no length: the run's length is the steps of the epochs so far,
-        per epoch, times ``max_epochs`` (a streaming dataset yields about as many batches every epoch); the schedule
-        is replayed from here to there."""
+        per epoch, times ``max_epochs`` (a streaming dataset yields about as many batches every epoch), estimated
+        again at each epoch's end; the schedule is replayed from here to there when the estimate moves."""
         done, epochs = self._steps.index(), int(trainer.current_epoch) + 1  # the epoch ending is counted from here
         if done <= 0:
             return
-        self.horizon = max(round(done / epochs * int(trainer.max_epochs)), done)
+        horizon = max(round(done / epochs * int(trainer.max_epochs)), done)
+        if horizon == self.horizon:
+            return
+        first, self.horizon, self._estimated = self.horizon is None, horizon, True
         self.planned, self._schedule = replay_schedule(trainer, done, self.horizon), None
+        if not first:
+            if is_global_zero(trainer):
+                log.info("curvecast: %d epochs took %d steps: forecasting to step %d", epochs, done, horizon)
+            return
         if is_global_zero(trainer):
             took = "the first epoch" if epochs == 1 else f"{epochs} epochs"
             log.info("curvecast: %s took %d steps: forecasting to step %d (`max_epochs=%d`)", took, done, self.horizon,
@@ -185,7 +194,11 @@ class LearningRateCapture(Sensor):
             log.info("curvecast: %s: forecasting with the new plan", said)
 
     def run_length(self) -> int | None:
-        """The step the run ends at (``max_steps``), once training has started; None while unknown."""
+        """The step the run ends at (``max_steps``), once training has started; None while unknown, and while a run
+        whose length is estimated from its epochs (a loader with no length) has gone past the estimate: an epoch longer
+        than the ones before is no end of the run, and no forecast is made to a step already behind it."""
+        if self._estimated and self.horizon is not None and self._steps.index() >= self.horizon:
+            return None
         return self.horizon
 
     def schedule(self) -> LRSchedule | None:
