@@ -199,3 +199,19 @@ def test_a_validation_loss_climbing_from_its_first_epoch_is_told(tmp_path: Path)
     warned = [a for a in recorder.anomalies if a.series == "val_loss" and a.severity == "warning"]
     assert len(warned) == 1
     assert "overfits" in warned[0].message
+
+
+def test_a_non_finite_validation_loss_ends_the_count_and_the_state_still_restores() -> None:
+    watch = StabilityWatch(TRAIN_LOSS, "min", pair_grad_norm=False)
+    for step, value in enumerate([1.0, 1.1, 1.2, 1.3, math.nan]):  # checkpointed right after a NaN evaluation
+        watch.feed(TRAIN_LOSS, step, 0.5)
+        watch.feed("val_loss", step, value)
+    restored = StabilityWatch(TRAIN_LOSS, "min", pair_grad_norm=False)
+    restored.load_state_dict(watch.state_dict())
+    assert restored.overfit.rises == 0
+    assert restored.overfit.rise_from is None
+    for step, value in enumerate([1.4, 1.5], start=5):  # the count starts again after the NaN
+        restored.feed(TRAIN_LOSS, step, 0.5)
+        restored.feed("val_loss", step, value)
+    assert restored.overfit.rises == 1
+    assert restored.overfit.rise_from == (5, 1.4)

@@ -17,6 +17,7 @@ of the same run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -110,7 +111,11 @@ class OverfitWatch:
         return found
 
     def _follow(self, step: int, value: float) -> None:
-        """Count the validations in a row each worse than the one before, ending with ``(step, value)``."""
+        """Count the validations in a row each worse than the one before, ending with ``(step, value)`` (a value
+        that is not finite ends the count: the detector tells it, and a saved state holds finite numbers only)."""
+        if not math.isfinite(value):
+            self.rises, self.rise_from, self.last_value = 0, None, None
+            return
         if self.last_value is not None and value > self.last_value:
             self.rises += 1
         else:
