@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from curvecast.cli import main
 from run_helpers import quiet_kwargs
 from tests.test_false_alarms import WILD, wild_only
-from tiny_models import TinyRegression, loader
+from tiny_models import LogsItsLoss, StopsAt, loader
 
 
 def _write_run(path, floor: float, steps: int = 200) -> None:
@@ -111,18 +111,8 @@ def test_a_lightning_sweep_and_each_of_its_runs_agree_on_the_planned_end(tmp_pat
     """Lightning with max_steps=300 takes steps 0..299 and logs each value at the index of its step: the last logged
     step, and the planned end on that axis, is 299, whether one run is analysed or the sweep. A run stopped at step
     150 is forecast to 299 both ways."""
-    class LogsItsLoss(TinyRegression):
-        def training_step(self, batch, batch_idx):
-            loss = super().training_step(batch, batch_idx)
-            self.log("train_loss", loss)
-            return loss
-
-    class StopsAt150(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            trainer.should_stop = trainer.global_step >= 150
-
     sweep = tmp_path / "sweep"
-    for name, callbacks in (("full", []), ("stopped", [StopsAt150()])):
+    for name, callbacks in (("full", []), ("stopped", [StopsAt(150)])):
         logger = CSVLogger(sweep, name=name)
         logger.log_hyperparams({"max_steps": 300})
         trainer = pl.Trainer(callbacks=callbacks, **quiet_kwargs(tmp_path, logger=logger, max_steps=300,

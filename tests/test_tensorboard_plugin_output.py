@@ -18,16 +18,9 @@ from curvecast.failsafe import CurvecastWarning
 from curvecast.integrations import AlertLogger, TensorBoardReporter
 from curvecast.tensorboard_plugin.summary import EVENTS_TAG, decode
 from run_helpers import read_events, tiny_trainer
-from tiny_models import CurveModule, TinyRegression, loader
+from tiny_models import CurveModule, LogsItsLoss, TinyRegression, loader
 
 STEPS = 60
-
-
-class LogsItsLoss(TinyRegression):
-    def training_step(self, batch, batch_idx):
-        loss = super().training_step(batch, batch_idx)
-        self.log("train_loss", loss)
-        return loss
 
 
 class FullDiskForCurvecast(pl.Callback):

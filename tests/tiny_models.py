@@ -70,6 +70,27 @@ class TinyRegressionL(_TinyRegression, L.LightningModule):
     pass
 
 
+class LogsItsLoss(TinyRegression):
+    """A TinyRegression that logs its training loss as ``train_loss`` (what a user's module logs)."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("train_loss", loss)
+        return loss
+
+
+class StopsAt(pl.Callback):
+    """Sets ``trainer.should_stop`` once ``step`` steps are taken, as a user's callback or module may (or as a
+    ``max_time`` would end a run that has no step or epoch limit, on a count)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
 class LogsValLoss(TinyRegression):
     """Logs its validation loss as `val_loss` (a validation loader of its own)."""
 

@@ -15,7 +15,7 @@ from curvecast.callbacks.measures.schedule_replay import REPLAY_BUDGET, PlannedS
 from curvecast.failsafe import CurvecastWarning
 from curvecast.forecasting.knots import MAX_SAMPLES, SampledKnots
 from run_helpers import tiny_trainer
-from tiny_models import TinyRegression, loader
+from tiny_models import StopsAt, TinyRegression, loader
 
 MAX_STEPS = 24
 
@@ -111,21 +111,10 @@ def test_without_a_scheduler_the_lr_is_constant_and_known(quiet_trainer_kwargs):
     assert not capture.schedule().drop_ahead(0)
 
 
-class StopsAfter(pl.Callback):
-    """Ends a run that has no step or epoch limit after ``steps`` steps (as a ``max_time`` would, but on a count)."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.steps:
-            trainer.should_stop = True
-
-
 def test_a_run_without_a_length_says_it_has_no_forecasts_and_why(quiet_trainer_kwargs):
     capture = LearningRateCapture()
     kwargs = {**quiet_trainer_kwargs, "max_steps": -1, "max_epochs": -1}
-    trainer = pl.Trainer(callbacks=[capture, StopsAfter(12)], **kwargs)
+    trainer = pl.Trainer(callbacks=[capture, StopsAt(12)], **kwargs)
     with pytest.warns(UserWarning, match=r"no forecasts in this run: the run length is unknown \(no `max_steps` nor"):
         trainer.fit(TinyRegression(), loader())
     assert capture.horizon is None

@@ -9,14 +9,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from curvecast import Curvecast
 from run_helpers import tiny_trainer
-from tiny_models import TinyRegression, loader
-
-
-class LogsItsLoss(TinyRegression):
-    def training_step(self, batch, batch_idx):
-        loss = super().training_step(batch, batch_idx)
-        self.log("train_loss", loss)
-        return loss
+from tiny_models import LogsItsLoss, loader
 
 
 def test_each_forecast_is_one_log_line_and_the_progress_bar_shows_it(tmp_path, caplog):

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import logging
 
-import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
 
 from curvecast import Curvecast
 from curvecast.tensorboard_plugin import documents
 from curvecast.tensorboard_plugin.summary import FORECAST_TAG, decode
 from run_helpers import read_events, tiny_trainer
-from tiny_models import CurveModule, TinyRegression, loader
+from tiny_models import CurveModule, StopsAt, TinyRegression, loader
 
 BATCHES = 20  # an epoch of loader(n=160)
 EPOCHS = 40
@@ -62,17 +61,6 @@ def test_early_stopping_of_lightning_ends_the_run_with_where_and_why_not_a_forec
     assert tab["final_lo"] is None and tab["final_hi"] is None  # noqa: PT018 - one fact: no interval
     # The forecast scalars (the Margin chart's "final") stop at the last forecast made while the run trained.
     assert events.Scalars("curvecast/forecast/final")[-1].step == forecasts[-1].step < ended
-
-
-class StopsAt(pl.Callback):
-    """Sets ``trainer.should_stop`` once ``step`` steps are taken, as a user's callback or module may."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
-            trainer.should_stop = True
 
 
 def test_a_stop_of_the_users_own_ends_the_run_stopped_before_its_planned_end(tmp_path, caplog):
