@@ -23,7 +23,7 @@ except ImportError:  # the `lightning` distribution is optional; importing it be
 __all__ = [
     "CPU_HOST_STEPS", "Callback", "StepReader", "dev_run", "fitting", "host_cadence", "is_global_zero",
     "logging_cadence", "logging_suppressed", "optimizer_step_index", "run_ends_at", "steps_taken", "stopped_by",
-    "tensorboard_writer", "trains_on_cpu",
+    "tensorboard_writer", "timer_of", "trains_on_cpu",
 ]  # fmt: skip
 
 # On one CPU, per-step values reach the host every this many steps. A move is free there (no device to wait for),
@@ -237,12 +237,18 @@ def stopped_by(trainer: Any) -> str:
             if not reason:
                 reason = f"{callback.monitor} did not improve in the last {callback.wait_count} checks"
             return f"{type(callback).__name__} at epoch {callback.stopped_epoch} ({reason})"
-    for callback in callbacks:
-        if isinstance(callback, _imported("callbacks.timer", "Timer")):
-            remaining = callback.time_remaining()
-            if remaining is not None and remaining <= 0:
-                return f"{type(callback).__name__} (its time limit was reached)"
+    timer = timer_of(trainer)
+    if timer is not None and timer.time_remaining() <= 0:
+        return f"{type(timer).__name__} (its time limit was reached)"
     return "a callback or the module (`trainer.should_stop` was set)"
+
+
+def timer_of(trainer: Any) -> Any:
+    """The Trainer's ``Timer`` callback with a duration (``max_time``, or one the user added), or None."""
+    for callback in getattr(trainer, "callbacks", None) or []:
+        if isinstance(callback, _imported("callbacks.timer", "Timer")) and callback.time_remaining() is not None:
+            return callback
+    return None
 
 
 def _has_stopped(callback: Any) -> bool:

@@ -16,6 +16,7 @@ from curvecast.callbacks.measures.schedule_replay import (
     unknown_length_reason,
 )
 from curvecast.callbacks.measures.schedule_source import ScheduleSource
+from curvecast.callbacks.measures.time_limit import TimeLimit
 from curvecast.callbacks.sensor import Sensor
 from curvecast.failsafe import guarded, log, tell_once, warn_once
 from curvecast.forecasting.schedule import MAX_DENSE_STEPS, LRSchedule
@@ -24,6 +25,10 @@ from curvecast.series import LR
 from curvecast.state_checks import checked_mapping
 
 __all__ = ["LearningRateCapture"]
+
+# A time limit's end is planned again when its estimate moves by more than this share: the pace sways by a few percent
+# between looks, and each plan replays the schedule.
+TIME_REPLAN = 0.02
 
 
 class LearningRateCapture(Sensor):
@@ -56,7 +61,12 @@ class LearningRateCapture(Sensor):
         self._steps: StepReader | None = None  # the Trainer's step counters, from the start of training
         self._trainer: Any = None
         self._source: ScheduleSource | None = None  # what `planned` was replayed from
-        self._estimated = False  # the horizon is estimated from the epochs so far (a loader with no length)
+        self._estimated = False  # the horizon is estimated: from the epochs so far (a loader with no length), or time
+        self._limit: int | None = None  # the step the run's step or epoch limit ends it at, or None
+        self._limit_estimated = False  # that step is estimated from the epochs so far (a loader with no length)
+        self._time: TimeLimit | None = None  # the run's time limit (`max_time`), if it has one
+        self._time_end: int | None = None  # the step the run will have reached when its time runs out, last estimated
+        self._set_by_hand = False  # the plan was dropped for an LR changed outside the schedulers
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -70,12 +80,18 @@ class LearningRateCapture(Sensor):
         self._first = optimizers[0] if optimizers else None
         self._others = tuple(optimizers[1:]) if optimizers else ()
         self._source = ScheduleSource.of(trainer)
-        self.horizon = run_horizon(trainer)
-        self._estimated = False
+        self.horizon = self._limit = run_horizon(trainer)
+        self._estimated = self._limit_estimated = self._set_by_hand = False
+        self._time, self._time_end = TimeLimit.of(trainer), None
         start = int(trainer.global_step)
         if self.horizon is None:
             reason = unknown_length_reason(trainer)
             self.planned = PlannedSchedule(start, None, reason)
+            if self._time is not None:
+                if is_global_zero(trainer):
+                    tell_once("curvecast: the run ends at its time limit (`max_time`): forecasts start once the pace "
+                              "of its steps is known, to the step it will have reached then")  # fmt: skip
+                return
             if epochs_of_unsized_loader(trainer):
                 # Known once an epoch has ended (a streaming dataset): nothing to fix, said at info.
                 if is_global_zero(trainer):
@@ -126,6 +142,8 @@ class LearningRateCapture(Sensor):
         for step, lr in pending:
             self.history.append(LR, step, lr)
             self._compare_with_plan(step, lr)
+        if self._time is not None:
+            self._horizon_from_time()
 
     @guarded
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
@@ -133,7 +151,7 @@ class LearningRateCapture(Sensor):
 
     @guarded
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if (self.horizon is None or self._estimated) and epochs_of_unsized_loader(trainer):
+        if (self._limit is None or self._limit_estimated) and epochs_of_unsized_loader(trainer):
             self._horizon_from_epochs(trainer)
 
     def _horizon_from_epochs(self, trainer: Any) -> None:
@@ -143,25 +161,55 @@ class LearningRateCapture(Sensor):
         done, epochs = self._steps.index(), int(trainer.current_epoch) + 1  # the epoch ending is counted from here
         if done <= 0:
             return
-        horizon = max(round(done / epochs * int(trainer.max_epochs)), done)
-        if horizon == self.horizon:
+        self._limit, self._limit_estimated = max(round(done / epochs * int(trainer.max_epochs)), done), True
+        first = self.horizon is None
+        if not self._plan_to_nearest_end() or not is_global_zero(trainer):
             return
-        first, self.horizon, self._estimated = self.horizon is None, horizon, True
-        self.planned, self._schedule = replay_schedule(trainer, done, self.horizon), None
-        if not first:
-            if is_global_zero(trainer):
-                log.info("curvecast: %d epochs took %d steps: forecasting to step %d", epochs, done, horizon)
-            return
-        if is_global_zero(trainer):
+        if first:
             took = "the first epoch" if epochs == 1 else f"{epochs} epochs"
             log.info("curvecast: %s took %d steps: forecasting to step %d (`max_epochs=%d`)", took, done, self.horizon,
                      trainer.max_epochs)  # fmt: skip
-        if not self.planned.known:
+        else:
+            log.info("curvecast: %d epochs took %d steps: forecasting to step %d", epochs, done, self.horizon)
+
+    def _horizon_from_time(self) -> None:
+        """A run with a time limit: the step it will have reached when its time runs out, where that comes before
+        the end its step or epoch limit gives. Planned again only when the estimate moves by more than
+        ``TIME_REPLAN`` of it (a replay costs up to a second on a long run)."""
+        step = self._steps.index()
+        last = self._time.last_step(step)
+        if last is None or (self._time_end is not None and abs(last - self._time_end) <= TIME_REPLAN * self._time_end):
+            return
+        self._time_end, first = last, self.horizon is None
+        if self._plan_to_nearest_end() and first and is_global_zero(self._trainer):
+            log.info("curvecast: %d steps in %.1f s: forecasting to step %d, where the time limit (`max_time`) ends "
+                     "the run", step, self._time.timer.time_elapsed(), self.horizon)  # fmt: skip
+
+    def _plan_to_nearest_end(self) -> bool:
+        """Forecast to the nearer of the ends the step or epoch limit and the time limit give (False: no change)."""
+        ends = [(end, est) for end, est in ((self._limit, self._limit_estimated), (self._time_end, True)) if end]
+        return bool(ends) and self._plan_to(*min(ends))
+
+    def _plan_to(self, horizon: int, estimated: bool) -> bool:
+        """Forecast to ``horizon`` from here on, the schedule replayed from the current step to it (False: it was the
+        horizon already)."""
+        if horizon == self.horizon:
+            self._estimated = estimated
+            return False
+        first, self.horizon, self._estimated = self.horizon is None, horizon, estimated
+        self._schedule = None
+        if not self._set_by_hand:  # an LR set by hand stays unplannable: a replay would disagree with it again
+            self.planned = replay_schedule(self._trainer, self._steps.index(), horizon)
+        if first and not self.planned.known:
             self._without_schedule(f"curvecast: forecasting without the LR schedule: {self.planned.reason}")
+        return True
 
     @guarded
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.flush_pending()
+        if self._time is not None and self._estimated and self._time.ran_out():
+            # The time limit was the planned end: the run ended where it was going, not short of it.
+            self._plan_to(self._steps.index(), estimated=False)
 
     def _compare_with_plan(self, step: int, lr: float) -> None:
         planned = self.planned
@@ -177,7 +225,7 @@ class LearningRateCapture(Sensor):
             "scheduler stepping (a scheduler stepped by hand in training_step or optimizer_step, or an LR set directly)"
         )
         self.planned = replace(planned, lrs=None, tail=None, reason=reason, exact_lr=None)
-        self._schedule = None
+        self._schedule, self._set_by_hand = None, True
         warn_once(f"curvecast: forecasting without the LR schedule: {reason}", key="lr-schedule-changed")
 
     def _plan_again(self, step: int, change: str) -> None:
@@ -187,6 +235,7 @@ class LearningRateCapture(Sensor):
         self._source = ScheduleSource.of(trainer)
         start = self._steps.index()  # in on_before_optimizer_step the current step; after it, the next one
         self.planned, self._schedule = replay_schedule(trainer, start, self.horizon), None
+        self._set_by_hand = False
         said = f"the LR schedule changed at step {step} ({change})"
         if not self.planned.known:
             self._without_schedule(f"curvecast: forecasting without the LR schedule: {said}: {self.planned.reason}")
