@@ -113,9 +113,10 @@ def _worse_bound(fit: FitContext, final: float, noise: float) -> float:
     validation loss overfitting from its second evaluation on: live validation curves from 25 % covered 76 -> 73 %
     out of group), every other coverage figure stayed. A rise of the LR ahead (a warmup not over, a cyclic schedule)
     can lift the curve: no bound then, nor without a schedule (the wild logs' validation losses that will overfit
-    show it nowhere in their prefix).
+    show it nowhere in their prefix). The horizon step's own LR is no LR ahead: no step trains with it, and torch's
+    ``OneCycleLR`` turns up there (its cosine past its end), which left every forecast of such a run unbounded.
     """
-    if not fit.known or fit.schedule.rose_between(int(fit.t_last), int(fit.horizon)):
+    if not fit.known or fit.schedule.rose_between(int(fit.t_last), int(fit.horizon) - 1):
         return math.inf
     values = fit.data.values
     worst = float(np.max(values[-max(_RECENT_BINS, len(values) // 5) :]))

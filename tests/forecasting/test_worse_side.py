@@ -125,3 +125,34 @@ def test_real_curves_with_their_schedules_end_inside_the_worse_bound():
             assert truth <= f.interval(0.8)[1], (path.name, frac)
     assert checked >= 10
     assert bounded >= 1
+
+
+def _one_cycle_lrs(total: int) -> np.ndarray:
+    """torch's ``OneCycleLR(max_lr=5e-3, total_steps=total)`` over an AdamW at 2e-3, as curvecast replays it: the LR of
+    steps 0..total, the last (the horizon step, which no step trains with) past the cosine's end, where it turns up."""
+    import torch
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-3)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=5e-3, total_steps=total)
+    lrs = [optimizer.param_groups[0]["lr"]]
+    for _ in range(total):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    return np.array(lrs)
+
+
+def test_the_lr_of_the_horizon_step_lifts_no_bound():
+    """A classifier's per-step loss (bf16, 4 batches accumulated, ``OneCycleLR``; recorded from a live run) falling
+    2.06 -> 0.014 over 1000 steps. At step 407 its forecast was 0.038 with an 80% interval up to 0.84, 15 times the
+    loss then: the replayed LR of step 1000 is above that of step 999, and that "rise" took the bound off."""
+    losses = np.loadtxt(Path(__file__).parents[1] / "data" / "onecycle_batch_loss.txt")
+    lrs = _one_cycle_lrs(1000)
+    assert lrs[1000] > lrs[999]  # what torch's schedule does at its end
+    n = 408
+    f = Forecaster().fit(np.arange(n), losses[:n], horizon=1000, lrs=lrs)
+    assert f.ok, f.reason
+    lo, hi = f.interval(0.8)
+    recent_worst = losses[n - n // 5 : n].max()
+    assert hi <= recent_worst * math.exp(Z80 * 2 * f.diagnostics.noise_floor)
+    assert lo <= np.median(losses[-50:]) <= hi  # where the run went
