@@ -19,7 +19,7 @@ __all__ = ["TimeLimit"]
 
 # No estimate before this share of the time limit has passed, nor from fewer steps: a pace read over a handful of
 # steps is mostly the start's.
-MIN_ELAPSED_SHARE = 0.02
+MIN_ELAPSED_SHARE = 0.05
 MIN_STEPS = 10
 
 
@@ -50,15 +50,15 @@ class TimeLimit:
             return None
         self._seconds.append(elapsed)
         self._steps.append(step)
-        if elapsed < MIN_ELAPSED_SHARE * (elapsed + max(left, 0.0)):
-            return None
         span = elapsed - self._seconds[0]
         looks = (self._at_or_before(elapsed - span / 2), self._at_or_before(elapsed - span / 4))
         paces = [p for p in (self._pace_from(i, elapsed, step) for i in looks) if p is not None]
         if not paces:  # too few steps in the later half: the pace of the whole fit
             paces = [p for p in (self._pace_from(0, elapsed, step),) if p is not None]
         self._forget_before(looks[0])
-        return step + max(round(max(paces) * left), 0) if paces else None
+        if not paces or elapsed < MIN_ELAPSED_SHARE * (elapsed + max(left, 0.0)):
+            return None
+        return step + max(round(max(paces) * left), 0)
 
     def _pace_from(self, i: int, elapsed: float, step: int) -> float | None:
         seconds, steps = elapsed - self._seconds[i], step - self._steps[i]
