@@ -163,8 +163,8 @@ class ForecastStopRule:
             # A forecast of a falling metric reads a rising one (accuracy, reward) wrong-way round, and a stop on it
             # would end healthy runs. Only divergence and non-finite values stop them.
             return None
-        if report.step < self.min_progress * report.horizon:
-            return None
+        if report.step < self.min_progress * report.horizon or _saved(report) == 0:
+            return None  # too early to judge, or the run ends here anyway: a stop would save nothing
         target = self.target if self.target is not None else report.target
         self.held_by_lr_drop = self._lr_drop_could_change(report, with_target=target is not None)
         before_decay = self.held_by_lr_drop and report.lr_schedule_known and target is not None
@@ -238,15 +238,18 @@ class ForecastStopRule:
         if not self._held_long_enough(needed):
             return None
         lo, hi = forecast.interval(0.8)
+        if report.reached_at is None:
+            outlook = f"a {chance:.1%} chance of reaching the target {target:.4g} by step {report.horizon}"
+            fix = "To reach it, try another LR or schedule, a bigger model or more steps"
+        else:  # reached, and gone back: the forecast is of where the run ends, not of whether it got there
+            outlook = (f"a {chance:.1%} chance of being at the target {target:.4g} at step {report.horizon}, which it "
+                       f"reached at step {report.reached_at} and has moved away from since")  # fmt: skip
+            fix = f"The checkpoint of its best {report.monitor} holds the target (`ModelCheckpoint(monitor=...)`)"
         message = (
-            f"Stopped at step {report.stop_step} of {report.horizon}: the forecast gives {report.monitor} a "
-            f"{chance:.1%} "
-            f"chance of reaching the target {target:.4g} by step {report.horizon} (forecast {forecast.final:.4g}, "
-            f"80% interval {lo:.4g} to {hi:.4g}{why if widen != 1.0 else ''}), below "
-            f"{self.prob_threshold:.0%} on "
-            f"{self.wait} consecutive checks; "
-            f"{_saved(report)} steps saved. To reach it, try another LR or schedule, a bigger model or more steps; to "
-            "let such runs go on, lower `prob_threshold` or raise `patience`."
+            f"Stopped at step {report.stop_step} of {report.horizon}: the forecast gives {report.monitor} {outlook} "
+            f"(forecast {forecast.final:.4g}, 80% interval {lo:.4g} to {hi:.4g}{why if widen != 1.0 else ''}), below "
+            f"{self.prob_threshold:.0%} on {self.wait} consecutive checks; {_saved(report)} steps saved. {fix}; to let "
+            "such runs go on, lower `prob_threshold` or raise `patience`."
         )
         return StopRequest(StopReason.TARGET_OUT_OF_REACH, report.stop_step, message)
 

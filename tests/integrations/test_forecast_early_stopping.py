@@ -295,3 +295,16 @@ def test_a_fast_climb_is_still_stopped_as_a_divergence(tmp_path):
     assert request is not None
     assert request.reason is StopReason.DIVERGENCE
     assert request.step < 360
+
+
+def test_no_stop_at_the_last_step(tmp_path):
+    """A check that comes due at the run's last step saves nothing: it was a warning that the run "Stopped at step
+    400 of 400 ... 0 steps saved" (an overfitting classifier whose last validation was its third check in a row)."""
+    stopper = ForecastEarlyStopping(ForecastStopRule(patience=1, min_progress=0.99))
+    bundle = Curvecast(forecast_budget=None, target=1.5, forecast_every=20, background=False, actuators=[stopper])
+    trainer = tiny_trainer(tmp_path, [bundle], STEPS, log_every_n_steps=1)
+    trainer.fit(CurveModule(STEPS))  # its floor is 2.0: the target is out of reach
+    assert trainer.global_step == STEPS
+    assert [r.step for r in bundle.reports if r.forecast is not None and r.step >= 0.99 * STEPS] == [STEPS - 1]
+    assert stopper.stop_request is None
+    assert not any("early_stop" in t for t in texts(read_events(trainer.logger.log_dir)))

@@ -278,3 +278,19 @@ def test_a_rising_metric_forecast_as_rising_is_stopped_when_out_of_reach():
         rule = ForecastStopRule(target=target, mode="max", patience=1, assume_constant_lr=True)
         report = Report(step=199, monitor="val_acc", horizon=400, forecast=forecast, lr_schedule_known=True)
         assert (rule.update(report) is not None) is stops
+
+
+def test_a_target_reached_and_left_is_said_so():
+    """A validation loss that reached its target, then rose as the model overfit: its stop said the run had a 0.1%
+    chance "of reaching" a target it had reached 800 steps before."""
+    request = ForecastStopRule(patience=1).update(_report(target=1.5, reached_at=300))
+    assert request.reason is StopReason.TARGET_OUT_OF_REACH
+    assert "chance of being at the target 1.5 at step 2000, which it reached at step 300" in request.message
+    assert "chance of reaching" not in request.message
+    assert "ModelCheckpoint(monitor=...)" in request.message
+
+
+def test_no_stop_at_the_last_step_of_the_run():
+    rule = ForecastStopRule(patience=1)
+    assert rule.update(_report(target=1.5, step=HORIZON - 1)) is None
+    assert rule.update(_report(target=1.5, step=HORIZON - 2)) is not None  # one step left to save
