@@ -13,6 +13,7 @@ from curvecast.callbacks.measures.schedule_replay import (
     epochs_of_unsized_loader,
     replay_schedule,
     run_horizon,
+    steps_per_epoch,
     unknown_length_reason,
 )
 from curvecast.callbacks.measures.schedule_source import ScheduleSource
@@ -67,6 +68,7 @@ class LearningRateCapture(Sensor):
         self._time: TimeLimit | None = None  # the run's time limit (`max_time`), if it has one
         self._time_end: int | None = None  # the step the run will have reached when its time runs out, last estimated
         self._set_by_hand = False  # the plan was dropped for an LR changed outside the schedulers
+        self._per_epoch: int | None = None  # the training loader's steps an epoch, as the end was last planned with
 
     @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -83,6 +85,7 @@ class LearningRateCapture(Sensor):
         self.horizon = self._limit = run_horizon(trainer)
         self._estimated = self._limit_estimated = self._set_by_hand = False
         self._time, self._time_end = TimeLimit.of(trainer), None
+        self._per_epoch = steps_per_epoch(trainer)
         start = int(trainer.global_step)
         if self.horizon is None:
             reason = unknown_length_reason(trainer)
@@ -154,6 +157,28 @@ class LearningRateCapture(Sensor):
         if (self._limit is None or self._limit_estimated) and epochs_of_unsized_loader(trainer):
             self._horizon_from_epochs(trainer)
 
+    @guarded
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        per_epoch = steps_per_epoch(trainer)
+        if per_epoch is None or per_epoch == self._per_epoch or self._per_epoch is None:
+            return
+        self._per_epoch = per_epoch
+        max_steps, max_epochs = int(getattr(trainer, "max_steps", -1) or -1), getattr(trainer, "max_epochs", None)
+        if max_steps > 0 or max_epochs is None or max_epochs <= 0:
+            return  # the end is the step limit's, or none
+        self._horizon_from_reloaded_loader(trainer, per_epoch, int(max_epochs))
+
+    def _horizon_from_reloaded_loader(self, trainer: Any, per_epoch: int, max_epochs: int) -> None:
+        """A training loader reloaded with another length (``reload_dataloaders_every_n_epochs``, a curriculum that
+        grows its data): Lightning's estimate of the run's steps read the first loader's length. The end is the steps
+        taken so far and the epochs to come, each as long as this one."""
+        done = self._steps.index()  # at an epoch's start: the steps of the epochs before it
+        self._limit = done + per_epoch * max(max_epochs - int(trainer.current_epoch), 0)
+        self._limit_estimated = True
+        if self._plan_to_nearest_end() and is_global_zero(trainer):
+            log.info("curvecast: the training loader now has %d steps an epoch: forecasting to step %d, the epochs to "
+                     "come taken as long as this one", per_epoch, self.horizon)  # fmt: skip
+
     def _horizon_from_epochs(self, trainer: Any) -> None:
         """``max_epochs`` of a training loader with no length: the run's length is the steps of the epochs so far,
         per epoch, times ``max_epochs`` (a streaming dataset yields about as many batches every epoch), estimated
@@ -207,8 +232,9 @@ class LearningRateCapture(Sensor):
     @guarded
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.flush_pending()
-        if self._time is not None and self._estimated and self._time.ran_out():
-            # The time limit was the planned end: the run ended where it was going, not short of it.
+        out_of_time = self._time is not None and self._time.ran_out()
+        if self._estimated and (out_of_time or not getattr(trainer, "should_stop", False)):
+            # Its epochs done, or its time: the run ended where it was going, and the step it ended at is the end.
             self._plan_to(self._steps.index(), estimated=False)
 
     def _compare_with_plan(self, step: int, lr: float) -> None:
@@ -246,7 +272,7 @@ class LearningRateCapture(Sensor):
         """The step the run ends at (``max_steps``), once training has started; None while unknown, and while a run
         whose length is estimated from its epochs (a loader with no length) has gone past the estimate: an epoch longer
         than the ones before is no end of the run, and no forecast is made to a step already behind it."""
-        if self._estimated and self.horizon is not None and self._steps.index() >= self.horizon:
+        if self._estimated and self.horizon is not None and self._steps.index() > self.horizon:
             return None
         return self.horizon
 

@@ -36,6 +36,7 @@ __all__ = [
     "epochs_of_unsized_loader",
     "replay_schedule",
     "run_horizon",
+    "steps_per_epoch",
     "unknown_length_reason",
 ]
 
@@ -147,7 +148,7 @@ def epochs_of_unsized_loader(trainer: Any) -> bool:
     epoch has ended."""
     max_epochs = getattr(trainer, "max_epochs", None)
     max_steps = int(getattr(trainer, "max_steps", -1) or -1)
-    return max_epochs is not None and max_epochs > 0 and max_steps <= 0 and _steps_per_epoch(trainer) is None
+    return max_epochs is not None and max_epochs > 0 and max_steps <= 0 and steps_per_epoch(trainer) is None
 
 
 def unknown_length_reason(trainer: Any) -> str:
@@ -159,7 +160,8 @@ def unknown_length_reason(trainer: Any) -> str:
     return f"the run length is unknown (`max_epochs={max_epochs}` of a training loader with no length)"
 
 
-def _steps_per_epoch(trainer: Any) -> int | None:
+def steps_per_epoch(trainer: Any) -> int | None:
+    """Optimizer steps per epoch of the training loader as it is now (None: it has no length)."""
     batches = getattr(trainer, "num_training_batches", None)
     if batches is None or not math.isfinite(batches):
         return None
@@ -187,8 +189,8 @@ def replay_schedule(trainer: Any, start: int, horizon: int, budget: int = REPLAY
         return PlannedSchedule(
             start, None, "under manual optimization the module steps its schedulers itself", by_design=True
         )
-    steps_per_epoch = _steps_per_epoch(trainer)
-    if any(c.interval == "epoch" for c in configs) and steps_per_epoch is None:
+    per_epoch = steps_per_epoch(trainer)
+    if any(c.interval == "epoch" for c in configs) and per_epoch is None:
         return PlannedSchedule(
             start, None, "an epoch-interval scheduler with an unsized training loader", by_design=True
         )
@@ -197,7 +199,7 @@ def replay_schedule(trainer: Any, start: int, horizon: int, budget: int = REPLAY
     copies = copy.deepcopy([c.scheduler for c in configs], memo={id(optimizer): throwaway})
     first_epochs = [int(getattr(s, "last_epoch", 0)) for s in copies]  # the schedulers' step counts at `start`
     end = min(horizon, start + budget)
-    periods = [_period(c, steps_per_epoch) for c in configs]
+    periods = [_period(c, per_epoch) for c in configs]
     with warnings.catch_warnings():
         # Schedulers warn that their step() precedes optimizer.step() and that get_lr() is called outside step():
         # true, and harmless on throw-away copies.
