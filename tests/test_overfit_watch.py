@@ -75,6 +75,19 @@ def test_an_overfitting_run_is_told_once_and_never_stopped(tmp_path: Path) -> No
     assert warned.step < 100  # within the first two thirds of the run
 
 
+def test_a_run_asked_to_overfit_is_not_told_it_overfits(tmp_path: Path) -> None:
+    """``overfit_batches``: a user checks that the model can memorise a few batches; its validation loss climbing is
+    what was asked for (it was warned at step 33: "val_loss got worse at each of its last 5 validations")."""
+    torch.manual_seed(0)
+    recorder = AnomalyRecorder()
+    bundle = Curvecast(actuators=[recorder], tensorboard=False)
+    trainer = tiny_trainer(tmp_path, [bundle], -1, logger=False, max_epochs=50, overfit_batches=3)
+    trainer.fit(Memorises())
+    assert trainer.global_step == 150
+    assert bundle.history.series("val_loss").values[-1] > 1.5 * bundle.history.series("val_loss").values.min()
+    assert [a for a in recorder.anomalies if a.series == "val_loss" and a.severity != "info"] == []
+
+
 def _replay(path: Path) -> tuple[str, list]:
     """The log's longest training loss and first validation loss through a watch of the training loss, as live."""
     columns = _columns(path)

@@ -111,6 +111,8 @@ class RunBrain:
         self._single_process = int(getattr(trainer, "world_size", 1) or 1) == 1
         if self.finite_guard is not None:
             self.finite_guard.on_train_start(trainer)
+        if getattr(trainer, "overfit_batches", 0):
+            self.watch.overfitting_on_purpose()
         self._follow_schedule()
         self.cadence.start(forecasts=is_global_zero(trainer))  # only rank 0 forecasts
 

@@ -96,6 +96,11 @@ class StabilityWatch:
         self._alone = False  # no loss came for 2000 gradient norms: the norms are no longer held back for one
         self._found: list[Anomaly] = []
 
+    def overfitting_on_purpose(self) -> None:
+        """``Trainer(overfit_batches=...)``: the run overfits a few batches to check that the model can, and a
+        validation loss that climbs meanwhile is what was asked for, not a finding to warn about."""
+        self.overfit = None
+
     def watches(self, name: str) -> bool:
         """Whether points of ``name`` go to a detector (the other series need not be handed over at all)."""
         return name in self._watched or (self.overfit is not None and is_validation_loss(name))
