@@ -170,14 +170,15 @@ class LearningRateCapture(Sensor):
 
     def _horizon_from_reloaded_loader(self, trainer: Any, per_epoch: int, max_epochs: int) -> None:
         """A training loader reloaded with another length (``reload_dataloaders_every_n_epochs``, a curriculum that
-        grows its data): Lightning's estimate of the run's steps read the first loader's length. The end is the steps
-        taken so far and the epochs to come, each as long as this one."""
+        grows its data), or batches accumulated in another number (``GradientAccumulationScheduler``): Lightning's
+        estimate of the run's steps read the first epoch's. The end is the steps taken so far and the epochs to come,
+        each as long as this one."""
         done = self._steps.index()  # at an epoch's start: the steps of the epochs before it
         self._limit = done + per_epoch * max(max_epochs - int(trainer.current_epoch), 0)
         self._limit_estimated = True
         if self._plan_to_nearest_end() and is_global_zero(trainer):
-            log.info("curvecast: the training loader now has %d steps an epoch: forecasting to step %d, the epochs to "
-                     "come taken as long as this one", per_epoch, self.horizon)  # fmt: skip
+            log.info("curvecast: an epoch now takes %d optimizer steps: forecasting to step %d, the epochs to come "
+                     "taken as long as this one", per_epoch, self.horizon)  # fmt: skip
 
     def _horizon_from_epochs(self, trainer: Any) -> None:
         """``max_epochs`` of a training loader with no length: the run's length is the steps of the epochs so far,
