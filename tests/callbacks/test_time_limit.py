@@ -115,3 +115,11 @@ def test_the_pace_is_read_over_the_later_part_of_the_time():
     at_100 = 100 + 100 / seconds_after(100) * (timer.duration - seconds_after(100))
     assert abs(at_100 - end) > 0.2 * end
     assert len(limit._seconds) < 0.7 * end  # the looks before the later half are let go (a few at a time)
+
+
+def test_a_timer_that_says_nothing_usable_gives_no_end():
+    timer = FakeTimer(duration=float("inf"))
+    limit = TimeLimit(timer)
+    for step in range(200):
+        timer.elapsed = float(step)
+        assert limit.last_step(step) is None

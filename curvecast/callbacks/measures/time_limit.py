@@ -11,6 +11,7 @@ Where the two differ, the end read is the later one: a wrong stop costs more tha
 from __future__ import annotations
 
 import bisect
+import math
 from typing import Any
 
 from curvecast._lightning import timer_of
@@ -46,7 +47,7 @@ class TimeLimit:
         """The step the run will have reached when its time runs out, as seen at ``step`` (the next step's index);
         None while too little time or too few steps have passed to tell the pace. O(log looks) a look."""
         elapsed, left = float(self.timer.time_elapsed()), self.timer.time_remaining()
-        if left is None:
+        if left is None or not (math.isfinite(elapsed) and math.isfinite(left)):
             return None
         self._seconds.append(elapsed)
         self._steps.append(step)
