@@ -46,6 +46,11 @@ class LearningRateCapture(Sensor):
     scheduler stepping with nothing of that changed (a scheduler stepped by hand in ``training_step`` or
     ``optimizer_step``, an LR set directly) makes the schedule unknown, with one warning.
 
+    The run's last step (``horizon``) is ``max_steps``, or Lightning's estimate from ``max_epochs``; where that is
+    unknown or moves it is estimated, and the schedule replayed to it again: from the epochs so far (a loader with no
+    length), from an epoch's new length (a loader reloaded, accumulation scheduled by epoch) and from the pace of the
+    steps under a time limit (``max_time``: :mod:`~curvecast.callbacks.measures.time_limit`), the nearest end first.
+
     Args:
         history: where to record (series ``"lr"``); a new one by default.
     """
@@ -213,8 +218,9 @@ class LearningRateCapture(Sensor):
 
     def _plan_to_nearest_end(self) -> bool:
         """Forecast to the nearer of the ends the step or epoch limit and the time limit give (False: no change)."""
-        ends = [(end, est) for end, est in ((self._limit, self._limit_estimated), (self._time_end, True)) if end]
-        return bool(ends) and self._plan_to(*min(ends))
+        ends = ((self._limit, self._limit_estimated), (self._time_end, True))
+        known = [(end, estimated) for end, estimated in ends if end is not None]
+        return bool(known) and self._plan_to(*min(known))
 
     def _plan_to(self, horizon: int, estimated: bool) -> bool:
         """Forecast to ``horizon`` from here on, the schedule replayed from the current step to it (False: it was the
@@ -271,8 +277,9 @@ class LearningRateCapture(Sensor):
 
     def run_length(self) -> int | None:
         """The step the run ends at (``max_steps``), once training has started; None while unknown, and while a run
-        whose length is estimated from its epochs (a loader with no length) has gone past the estimate: an epoch longer
-        than the ones before is no end of the run, and no forecast is made to a step already behind it."""
+        whose length is estimated (from its epochs, its loader's new length or its time limit) has gone past the
+        estimate: an epoch longer than the ones before is no end of the run, and no forecast is made to a step already
+        behind it."""
         if self._estimated and self.horizon is not None and self._steps.index() > self.horizon:
             return None
         return self.horizon
