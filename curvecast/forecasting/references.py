@@ -269,6 +269,12 @@ class ReferenceMember:
         return t / self.horizon
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
+        each = self.each(t)
+        return np.median(each, axis=0) if len(each) else np.full(np.shape(t), math.nan)
+
+    def each(self, t: np.ndarray) -> np.ndarray:
+        """Each reference's forecast at ``t`` (one row per reference that shows the run's latest part): where they
+        disagree (a directory of other recipes), the forecast is as unsure as their spread says."""
         t = np.asarray(t, dtype=np.float64)
         ratios = []
         for sh in self.shapes:
@@ -284,9 +290,7 @@ class ReferenceMember:
             log_ratio = np.log(self.window_values[seen]) - np.log(np.interp(f_seen, frac, sh.y))
             level = float(np.exp(np.average(log_ratio, weights=w)))
             ratios.append(level * np.interp(self._frac(t, area), frac, sh.y))
-        if not ratios:
-            return np.full(t.shape, math.nan)
-        return np.median(np.stack(ratios), axis=0)
+        return np.stack(ratios) if ratios else np.empty((0, *t.shape))
 
     def describe(self) -> str:
         lo, hi = self.window_steps[0], self.window_steps[-1]
