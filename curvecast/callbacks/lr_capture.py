@@ -72,6 +72,7 @@ class LearningRateCapture(Sensor):
         self._limit_estimated = False  # that step is estimated from the epochs so far (a loader with no length)
         self._time: TimeLimit | None = None  # the run's time limit (`max_time`), if it has one
         self._time_end: int | None = None  # the step the run will have reached when its time runs out, last estimated
+        self._time_said = False  # the time limit's end was said to be the one forecast to
         self._set_by_hand = False  # the plan was dropped for an LR changed outside the schedulers
         self._per_epoch: int | None = None  # the training loader's steps an epoch, as the end was last planned with
 
@@ -89,7 +90,7 @@ class LearningRateCapture(Sensor):
         self._source = ScheduleSource.of(trainer)
         self.horizon = self._limit = run_horizon(trainer)
         self._estimated = self._limit_estimated = self._set_by_hand = False
-        self._time, self._time_end = TimeLimit.of(trainer), None
+        self._time, self._time_end, self._time_said = TimeLimit.of(trainer), None, False
         self._per_epoch = steps_per_epoch(trainer)
         start = int(trainer.global_step)
         if self.horizon is None:
@@ -211,8 +212,10 @@ class LearningRateCapture(Sensor):
         last = self._time.last_step(step)
         if last is None or (self._time_end is not None and abs(last - self._time_end) <= TIME_REPLAN * self._time_end):
             return
-        self._time_end, first = last, self.horizon is None
-        if self._plan_to_nearest_end() and first and is_global_zero(self._trainer):
+        self._time_end = last
+        moved = self._plan_to_nearest_end()
+        if moved and self.horizon == last and not self._time_said and is_global_zero(self._trainer):
+            self._time_said = True  # said once: the end moves with the pace at every look after
             log.info("curvecast: %d steps in %.1f s: forecasting to step %d, where the time limit (`max_time`) ends "
                      "the run", step, self._time.timer.time_elapsed(), self.horizon)  # fmt: skip
 

@@ -78,6 +78,8 @@ def test_a_time_limit_before_the_step_limit_is_the_end_forecast_to(quiet_trainer
     assert all(r.horizon < 1000 for r in forecast if r.step >= 24)
     assert forecast[-1].horizon == pytest.approx(LAST_STEP, rel=0.02)
     assert bundle.reports[-1].ended_by is None
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("where the time limit (`max_time`) ends the run" in m for m in said) == 1  # on taking over, once
 
 
 def test_a_step_limit_before_the_time_limit_stays_the_end(quiet_trainer_kwargs, caplog):
