@@ -48,6 +48,7 @@ from curvecast.forecasting.hypotheses import (
     candidate_families,
     ensemble_weights,
     flat_share_capped,
+    spread_alternatives,
     without_cliffs,
 )
 from curvecast.forecasting.metric_map import MetricMap, check_mode_bounds, metric_map
@@ -281,8 +282,9 @@ class Forecaster:
             weights = flat_share_capped(fit, fits, errors, weights)
         members = tuple((w, f) for w, f in zip(weights, fits, strict=True) if w > 0)
         forecast = sized_forecast(
-            fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0], self.interval_scale
-        )
+            fit, members, np.asarray(backtests, dtype=np.float64)[weights > 0], self.interval_scale,
+            spread_alternatives(fit, fits, errors),
+        )  # fmt: skip
         if forecast.ok or not flat or forecast.diagnostics is None:
             return forecast
         if not (fit.stalled or weights[flat[0]] >= weights.max()):

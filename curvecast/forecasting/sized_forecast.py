@@ -49,12 +49,18 @@ class Ensemble:
 
 
 def sized_forecast(
-    fit: FitContext, members: tuple[tuple[float, Member], ...], backtests: np.ndarray, interval_scale: float = 1.0
+    fit: FitContext,
+    members: tuple[tuple[float, Member], ...],
+    backtests: np.ndarray,
+    interval_scale: float = 1.0,
+    alternatives: tuple[tuple[float, Member], ...] | None = None,
 ) -> Forecast:
     """The forecast of the weighted ``members``, its interval sized (or the reason it could not be).
 
     ``backtests`` are the members' held-back misses at the last bin (nan where nothing was held back);
-    ``interval_scale`` is the user's multiplier of the calibrated interval (``Forecaster(interval_scale=...)``).
+    ``interval_scale`` is the user's multiplier of the calibrated interval (``Forecaster(interval_scale=...)``);
+    ``alternatives``: the members weighed otherwise for the ensemble's spread (``hypotheses.spread_alternatives``),
+    the larger of the two spreads counting.
     """
     horizon, t_obs = fit.horizon, fit.t_obs
     curve = Ensemble(list(members))
@@ -69,6 +75,11 @@ def sized_forecast(
     lever = leverage(fit.t_last, float(horizon), fit.origin)
     early = lever if fit.known and lever >= EARLY_FROM else 0.0  # an early forecast: its leverage counts
     parts = _scale_parts(fit, members, finals, w_m, final, backtests, early)
+    if alternatives:
+        alt_finals = np.array([f(at_h)[0] for _, f in alternatives])
+        alt_weights = np.array([w for w, _ in alternatives])
+        alt_parts = _scale_parts(fit, alternatives, alt_finals, alt_weights, final, backtests, early)
+        parts["spread"] = max(parts["spread"], alt_parts["spread"])
     calibrated, noise = _interval_scale(fit, early, interval_scale)
     scale = interval_log_scale(parts, calibrated, noise, fit.known)
     bound = _worse_bound(fit, final, noise)

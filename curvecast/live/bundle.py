@@ -306,8 +306,7 @@ class Curvecast(Callback):
     @guarded
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.lr_capture.on_train_epoch_start(trainer, pl_module)  # a loader reloaded with another length moves the end
-        # Where a run may change its data or loss by design (a curriculum): an int handed over, safe beside the scorer.
-        self.brain.watch.epoch_started(optimizer_step_index(trainer))
+        self.brain.watch.epoch_started(optimizer_step_index(trainer))  # an int: safe beside the scorer's thread
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         for sensor in self.sensors:

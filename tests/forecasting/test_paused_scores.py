@@ -39,3 +39,18 @@ def test_a_score_that_has_stalled_is_still_forecast_at_its_level() -> None:
     values = np.concatenate([CURVE[:14, 1], CURVE[13, 1] + 0.001 * np.sin(np.arange(12))])
     forecast = Forecaster().fit(steps, values, horizon=HORIZON, lrs=CONSTANT_LR, mode="max", bounds=(0.0, 1.0))
     assert abs(forecast.final - CURVE[13, 1]) < 0.01
+
+
+def test_three_held_back_points_forecast_by_luck_leave_the_interval_its_spread() -> None:
+    """Another seed of the classifier, 10 validations in (step 320 of 960): two members forecast its three held-back
+    points within 0.1% and had the whole say, and the interval shrank to theirs (0.570 .. 0.591, a chance of 0 of
+    0.606 or more); the run ended at 0.611. The spread now reads every member alike when the tail is that short."""
+    curve = np.loadtxt(Path(__file__).parents[1] / "data" / "classifier_val_acc_seed2.txt")
+    steps = 32.0 * np.arange(1, len(curve) + 1)
+    forecast = Forecaster().fit(steps[:10], curve[:10], horizon=HORIZON, lrs=CONSTANT_LR, mode="max", bounds=(0.0, 1.0))
+    assert forecast.ok, forecast.reason
+    lo, hi = forecast.interval(0.8)
+    assert lo <= curve[-1] <= hi
+    assert forecast.prob_beyond(0.606) > 0.1
+    # The point forecast is the held-back tail's choice still: two members.
+    assert len(forecast.diagnostics.members) == 2
