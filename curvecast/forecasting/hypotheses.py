@@ -57,8 +57,8 @@ __all__ = [
     "WEIGHT_POWER_UNPLANNED",
     "candidate_families",
     "holdout_weights",
-    "spread_alternatives",
     "prior_weights",
+    "spread_alternatives",
     "without_cliffs",
 ]
 
@@ -140,10 +140,15 @@ def holdout_weights(names: list[str], errors: np.ndarray, planned: bool) -> np.n
     "too uncertain").
     """
     errors = np.maximum(np.asarray(errors, dtype=np.float64), 1e-12)
-    sharp = not planned or bool(CONSTANT_LR_FAMILIES & set(names))
+    sharp = _sharply_weighed(names, planned)
     weights = (errors.min() / errors) ** (WEIGHT_POWER_UNPLANNED if sharp else WEIGHT_POWER)
     weights[weights < WEIGHT_FLOOR] = 0.0
     return weights * prior_weights(names, errors)
+
+
+def _sharply_weighed(names: list[str], planned: bool) -> bool:
+    """Whether the members are weighed with the sharp power: without a schedule, or with a constant LR's families."""
+    return not planned or bool(CONSTANT_LR_FAMILIES & set(names))
 
 
 def prior_weights(names: list[str], errors: np.ndarray) -> np.ndarray:
@@ -235,9 +240,9 @@ def flat_share_capped(fit: FitContext, fits: list[Member], errors: list[float], 
     return capped
 
 
-
-
-def spread_alternatives(fit: FitContext, fits: list[Member], errors: list[float]) -> tuple | None:
+def spread_alternatives(
+    fit: FitContext, fits: list[Member], errors: list[float]
+) -> tuple[tuple[float, Member], ...] | None:
     """The members weighed by (best held-back error / their own)^``SPREAD_POWER``, no floor, for the interval's
     spread alone, where a short held-back tail (``SHORT_TAIL`` points) weighs them sharply (no schedule, a constant
     LR): two members that happen to forecast three held-back points within 0.1% get the whole say, and the spread
@@ -245,7 +250,7 @@ def spread_alternatives(fit: FitContext, fits: list[Member], errors: list[float]
     forecast 0.579 with an 80% interval of 0.570 .. 0.591 (a chance of 0 of 0.606); it ended at 0.611, and the
     interval is 0.537 .. 0.617 now (a chance of 0.19). None elsewhere (the spread is the ensemble's)."""
     names = [getattr(f, "name", "") for f in fits]
-    if int((fit.data.steps > fit.cut).sum()) > SHORT_TAIL or not (not fit.known or CONSTANT_LR_FAMILIES & set(names)):
+    if not _sharply_weighed(names, fit.known) or int((fit.data.steps > fit.cut).sum()) > SHORT_TAIL:
         return None
     at_h = np.array([float(fit.horizon)])
     finals = np.array([float(f(at_h)[0]) for f in fits])
