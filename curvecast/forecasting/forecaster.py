@@ -31,7 +31,6 @@ import numpy as np
 from curvecast.forecasting.calibration import (
     ANNEAL_PRIOR,
     ANNEAL_PRIOR_SD,
-    FLAT_STALLED_WEIGHT,
     HOLDOUT,
     MAX_REACH,
     MPL_ALPHA,
@@ -49,6 +48,7 @@ from curvecast.forecasting.hypotheses import (
     ensemble_weights,
     flat_share_capped,
     spread_alternatives,
+    stalled_flat_weighed,
     without_cliffs,
 )
 from curvecast.forecasting.metric_map import MetricMap, check_mode_bounds, metric_map
@@ -274,10 +274,7 @@ class Forecaster:
                 return Forecast.failed("no fitted curve stays positive", horizon, int(t_obs))
         flat = [i for i, f in enumerate(fits) if isinstance(f, FlatMember)]
         if flat and fit.stalled:
-            # A curve whose latest half shows no fall clear of its noise is not learning: the flat hypothesis gets
-            # the weight its prior gives a stalled curve.
-            weights[flat] *= FLAT_STALLED_WEIGHT
-            weights /= weights.sum()
+            weights = stalled_flat_weighed(fits, weights)
         elif flat and fit.known:
             weights = flat_share_capped(fit, fits, errors, weights)
         members = tuple((w, f) for w, f in zip(weights, fits, strict=True) if w > 0)

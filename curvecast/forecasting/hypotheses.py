@@ -59,6 +59,7 @@ __all__ = [
     "holdout_weights",
     "prior_weights",
     "spread_alternatives",
+    "stalled_flat_weighed",
     "without_cliffs",
 ]
 
@@ -202,13 +203,27 @@ def without_cliffs(
     return out / out.sum() if out.sum() > 0 else None
 
 
+def _alive(fit: FitContext, fits: list[Member], errors: list[float]) -> np.ndarray:
+    """Which members may have a say: those that stay positive at the horizon with a finite held-back error."""
+    at_h = np.array([float(fit.horizon)])
+    finals = np.array([float(f(at_h)[0]) for f in fits])
+    return np.isfinite(finals) & (finals > 0) & np.isfinite(errors)  # ending at or below zero: no say
+
+
+def stalled_flat_weighed(fits: Sequence[Member], weights: np.ndarray) -> np.ndarray:
+    """``weights`` (summing to 1 again) with the flat member's multiplied by ``FLAT_STALLED_WEIGHT``: a curve whose
+    latest half shows no fall clear of its noise is not learning, and the flat hypothesis gets the weight its prior
+    gives a stalled curve."""
+    flat = [i for i, f in enumerate(fits) if getattr(f, "name", "") == "flat"]
+    out = np.array(weights, dtype=np.float64)
+    out[flat] *= FLAT_STALLED_WEIGHT
+    return out / out.sum()
+
+
 def ensemble_weights(fit: FitContext, fits: list[Member], errors: list[float]) -> np.ndarray | None:
     """The members' weights from their held-back errors, summing to 1 (0 for a member that does not stay positive
     at the horizon); None when no member has a say."""
-    at_h = np.array([float(fit.horizon)])
-    finals = np.array([float(f(at_h)[0]) for f in fits])
-    alive = np.isfinite(finals) & (finals > 0)  # a member that ends at or below zero has no say
-    alive &= np.isfinite(errors)
+    alive = _alive(fit, fits, errors)
     if not alive.any():
         return None
     weights = np.zeros(len(fits))
@@ -252,16 +267,14 @@ def spread_alternatives(
     names = [getattr(f, "name", "") for f in fits]
     if not _sharply_weighed(names, fit.known) or int((fit.data.steps > fit.cut).sum()) > SHORT_TAIL:
         return None
-    at_h = np.array([float(fit.horizon)])
-    finals = np.array([float(f(at_h)[0]) for f in fits])
-    errs = np.maximum(np.asarray(errors, dtype=np.float64), 1e-12)
-    alive = np.isfinite(finals) & (finals > 0) & np.isfinite(errs)
+    alive = _alive(fit, fits, errors)
     if not alive.any():
         return None
+    errs = np.maximum(np.asarray(errors, dtype=np.float64), 1e-12)
     alike = np.where(alive, errs[alive].min() / np.where(alive, errs, 1.0), 0.0) ** SPREAD_POWER
-    flat = [i for i, n in enumerate(names) if n == "flat"]
-    if flat and fit.stalled:  # as for the point forecast: a stalled curve's flat hypothesis has its prior's say
-        alike[flat] *= FLAT_STALLED_WEIGHT
     if not alike.sum() > 0:
         return None
-    return tuple((w, f) for w, f in zip(alike / alike.sum(), fits, strict=True) if w > 0)
+    alike /= alike.sum()
+    if fit.stalled:  # as for the point forecast
+        alike = stalled_flat_weighed(fits, alike)
+    return tuple((w, f) for w, f in zip(alike, fits, strict=True) if w > 0)

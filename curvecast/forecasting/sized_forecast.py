@@ -29,7 +29,7 @@ from curvecast.forecasting.fit_diagnostics import FitDiagnostics, Member
 from curvecast.forecasting.flat import FlatMember
 from curvecast.forecasting.forecast import Z80, Forecast
 from curvecast.forecasting.references import ReferenceMember
-from curvecast.forecasting.uncertainty import interval_log_scale, leverage, log_scale_parts
+from curvecast.forecasting.uncertainty import ensemble_spread, interval_log_scale, leverage, log_scale_parts
 
 __all__ = ["sized_forecast"]
 
@@ -78,8 +78,8 @@ def sized_forecast(
     if alternatives:
         alt_finals = np.array([f(at_h)[0] for _, f in alternatives])
         alt_weights = np.array([w for w, _ in alternatives])
-        alt_parts = _scale_parts(fit, alternatives, alt_finals, alt_weights, final, backtests, early)
-        parts["spread"] = max(parts["spread"], alt_parts["spread"])
+        alt_spread = ensemble_spread(*_spread_of_references(alternatives, alt_finals, alt_weights, float(horizon)))
+        parts["spread"] = max(parts["spread"], alt_spread)
     calibrated, noise = _interval_scale(fit, early, interval_scale)
     scale = interval_log_scale(parts, calibrated, noise, fit.known)
     bound = _worse_bound(fit, final, noise)

@@ -24,7 +24,7 @@ from curvecast.forecasting.calibration import (
     MIN_SPAN,
 )
 
-__all__ = ["interval_log_scale", "leverage", "log_scale", "log_scale_parts"]
+__all__ = ["ensemble_spread", "interval_log_scale", "leverage", "log_scale", "log_scale_parts"]
 
 
 def log_scale_parts(
@@ -55,11 +55,7 @@ def log_scale_parts(
     plateau's end or a late fall that no held-back tail shows.
     """
     reach = math.log(max(horizon, 1.0) / max(last, 1.0))
-    spread = 0.0
-    if len(finals) > 1:
-        logs = np.log(finals)
-        mean = float(np.dot(weights, logs))
-        spread = float(np.sqrt(np.dot(weights, (logs - mean) ** 2)))
+    spread = ensemble_spread(finals, weights)
     held = 0.0
     if math.isfinite(backtest) and holdout_span > 0:
         span = math.log(max(last, 1.0) / max(last - holdout_span, 1.0, first))
@@ -88,6 +84,15 @@ def log_scale_parts(
         "floor": floor,
         "early": lever,
     }
+
+
+def ensemble_spread(finals: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted standard deviation of the members' log finals (0 for one member)."""
+    if len(finals) < 2:
+        return 0.0
+    logs = np.log(finals)
+    mean = float(np.dot(weights, logs))
+    return float(np.sqrt(np.dot(weights, (logs - mean) ** 2)))
 
 
 def leverage(last: float, horizon: float, start: float) -> float:
